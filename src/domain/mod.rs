@@ -1,0 +1,12 @@
+//! The procedure itself, with no I/O: the SOP's steps and standard times, the roles, and the order
+//! chain as a state machine. Everything else in the crate is an adapter around this.
+
+pub mod log_date;
+pub mod order;
+pub mod roles;
+pub mod sop;
+
+pub use log_date::{parse_log_date, BadLogDate};
+pub use order::{place_order, Effect, Event, Move, NewOrder, Order, OrderId, OrderStatus, Refusal, StepRecord};
+pub use roles::{Role, Roster, UserId};
+pub use sop::SopStep;
