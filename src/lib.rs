@@ -8,3 +8,14 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod domain;
+pub mod app;
+pub mod backup_run;
+pub mod chain;
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod messages;
+pub mod people;
+pub mod startup;
+pub mod storage;
+pub mod telegram;

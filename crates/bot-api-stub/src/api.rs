@@ -18,6 +18,9 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new().route("/{bot_token}/{method}", any(call)).with_state(shared)
 }
 
+const NOT_MODIFIED: &str =
+    "message is not modified: specified new message content and reply markup are exactly the same as a current content and reply markup of the message";
+
 type Params = Map<String, Value>;
 
 enum ApiError {
@@ -262,9 +265,7 @@ fn answer(st: &mut crate::state::State, method: &str, p: &Params) -> Result<Valu
             let new_markup = markup(p);
             let m = st.sent.get_mut(&(chat_id, message_id)).ok_or_else(|| ApiError::BadRequest("message to edit not found".into()))?;
             if m.text == text && m.reply_markup == new_markup {
-                return Err(ApiError::BadRequest(
-                    "message is not modified: specified new message content and reply markup are exactly the same as a current content and reply markup of the message".into(),
-                ));
+                return Err(ApiError::BadRequest(NOT_MODIFIED.into()));
             }
             let old = std::mem::replace(&mut m.text, text);
             m.edits.push(old);
@@ -278,7 +279,7 @@ fn answer(st: &mut crate::state::State, method: &str, p: &Params) -> Result<Valu
             let new_markup = markup(p).filter(|m| m.get("inline_keyboard").and_then(Value::as_array).is_some_and(|rows| !rows.is_empty()));
             let m = st.sent.get_mut(&(chat_id, message_id)).ok_or_else(|| ApiError::BadRequest("message to edit not found".into()))?;
             if m.reply_markup == new_markup {
-                return Err(ApiError::BadRequest("message is not modified".into()));
+                return Err(ApiError::BadRequest(NOT_MODIFIED.into()));
             }
             m.reply_markup = new_markup;
             Ok(st.message_json(chat_id, message_id).unwrap_or(Value::Null))

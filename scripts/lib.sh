@@ -1,0 +1,136 @@
+# Shared by scripts/demo, scripts/test and scripts/bench: install what is missing and start the
+# loopback services (PostgreSQL, sshd, Dovecot) under a throw-away folder. Source it; it exports
+# what the tests and the bot read. Debian 12, as root.
+
+set -euo pipefail
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+# apt packages the project needs (a fresh Debian 12 may have none of them).
+ensure_packages() {
+  local want=(postgresql postgresql-client openssh-server openssh-client dovecot-core dovecot-imapd
+              libssl-dev pkg-config gcc curl ca-certificates rsync python3 tar gzip coreutils procps)
+  local missing=()
+  for p in "${want[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    log "installing: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+  # Dovecot's package may start a system instance; ours runs on its own config.
+  if ! getent passwd vmail >/dev/null; then useradd --system --no-create-home vmail; fi
+  command -v cargo >/dev/null || { echo "cargo (Rust) is required: https://rustup.rs" >&2; exit 1; }
+}
+
+# Uses the server at DATABASE_URL when one answers, otherwise starts the local cluster.
+ensure_postgres() {
+  if [[ -n "${DATABASE_URL:-}" ]] && psql "$DATABASE_URL" -qtAc 'select 1' >/dev/null 2>&1; then
+    log "using PostgreSQL at DATABASE_URL"
+    return
+  fi
+  local cluster ver name
+  cluster=$(pg_lsclusters --no-header 2>/dev/null | head -n1 || true)
+  if [[ -z "$cluster" ]]; then
+    ver=$(ls /usr/lib/postgresql | sort -n | tail -n1)
+    pg_createcluster "$ver" main >/dev/null
+    cluster=$(pg_lsclusters --no-header | head -n1)
+  fi
+  ver=$(awk '{print $1}' <<<"$cluster"); name=$(awk '{print $2}' <<<"$cluster")
+  if ! pg_lsclusters --no-header | awk -v v="$ver" -v n="$name" '$1==v && $2==n {print $4}' | grep -q online; then
+    log "starting PostgreSQL $ver/$name"
+    pg_ctlcluster "$ver" "$name" start
+  fi
+  local port
+  port=$(pg_lsclusters --no-header | awk -v v="$ver" -v n="$name" '$1==v && $2==n {print $3}')
+  for _ in $(seq 50); do pg_isready -q -h 127.0.0.1 -p "$port" && break; sleep 0.2; done
+  su postgres -c "psql -qtAc \"ALTER USER postgres PASSWORD 'postgres'\"" -s /bin/sh >/dev/null
+  export DATABASE_URL="postgres://postgres:postgres@127.0.0.1:${port}/postgres"
+}
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# sshd on 127.0.0.1 with its own host key and client key; exports MAIL_SSH_*.
+start_sshd() {
+  local dir=$1
+  mkdir -p "$dir/ssh" /run/sshd
+  local d="$dir/ssh" port
+  port=$(free_port)
+  ssh-keygen -q -t ed25519 -N '' -f "$d/hostkey"
+  ssh-keygen -q -t ed25519 -N '' -f "$d/clientkey"
+  cp "$d/clientkey.pub" "$d/authorized_keys"
+  cat >"$d/sshd_config" <<CONF
+Port $port
+ListenAddress 127.0.0.1
+HostKey $d/hostkey
+PidFile $d/sshd.pid
+AuthorizedKeysFile $d/authorized_keys
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+UsePAM no
+StrictModes no
+Subsystem sftp internal-sftp
+MaxSessions 64
+MaxStartups 64
+CONF
+  /usr/sbin/sshd -f "$d/sshd_config" -E "$d/sshd.log"
+  echo "[127.0.0.1]:$port $(cut -d' ' -f1,2 "$d/hostkey.pub")" >"$d/known_hosts"
+  for _ in $(seq 50); do ssh-keyscan -p "$port" 127.0.0.1 >/dev/null 2>&1 && break; sleep 0.1; done
+  export MAIL_SSH_HOST=127.0.0.1 MAIL_SSH_PORT=$port MAIL_SSH_USER=root
+  export MAIL_SSH_KEY="$d/clientkey" MAIL_SSH_KNOWN_HOSTS="$d/known_hosts" TEST_SSHD_PIDFILE="$d/sshd.pid"
+}
+
+# Dovecot on its own config, with users whose mailboxes the tests fill; exports TEST_DOVECOT_*.
+start_dovecot() {
+  local dir=$1
+  local d="$dir/dovecot" port
+  mkdir -p "$d/base" "$d/state" "$d/mail"
+  chown vmail:vmail "$d/mail"
+  port=$(free_port)
+  : >"$d/users"
+  for u in ${DOVECOT_USERS:-}; do echo "$u:{PLAIN}secret::::::" >>"$d/users"; done
+  cat >"$d/dovecot.conf" <<CONF
+base_dir = $d/base
+state_dir = $d/state
+log_path = $d/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain
+mail_uid = vmail
+mail_gid = vmail
+first_valid_uid = 100
+mail_location = maildir:$d/mail/%u/Maildir
+mail_home = $d/mail/%u
+passdb {
+  driver = passwd-file
+  args = $d/users
+}
+userdb {
+  driver = passwd-file
+  args = $d/users
+}
+service imap-login {
+  inet_listener imap {
+    address = 127.0.0.1
+    port = $port
+  }
+  inet_listener imaps {
+    port = 0
+  }
+}
+CONF
+  dovecot -c "$d/dovecot.conf"
+  for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+  export TEST_DOVECOT_CONF="$d/dovecot.conf" TEST_DOVECOT_IMAP_PORT=$port TEST_DOVECOT_USERS_FILE="$d/users" TEST_DOVECOT_MAIL="$d/mail"
+}
+
+stop_services() {
+  local dir=$1
+  [[ -f "$dir/ssh/sshd.pid" ]] && kill "$(cat "$dir/ssh/sshd.pid")" 2>/dev/null || true
+  [[ -f "$dir/dovecot/dovecot.conf" ]] && doveadm -c "$dir/dovecot/dovecot.conf" stop 2>/dev/null || true
+}

@@ -1,0 +1,54 @@
+//! The running bot's shared context, built once by [`crate::startup`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::{NaiveDate, Utc};
+use tokio::task::AbortHandle;
+
+use crate::config::BotSettings;
+use crate::domain::{OrderId, UserId};
+use crate::engine::BackupEngine;
+use crate::messages::Catalog;
+use crate::people::People;
+use crate::storage::Store;
+use crate::telegram::chat::GroupChat;
+
+pub struct App {
+    pub settings: BotSettings,
+    pub store: Store,
+    pub catalog: Catalog,
+    pub people: People,
+    pub group: GroupChat,
+    /// `None` until the engine's settings are given: `/start` then says so, and nothing is faked.
+    pub engine: Option<Arc<dyn BackupEngine>>,
+    /// Backups running now, by order, so a cancel can stop one and a second start is refused.
+    pub runs: Mutex<HashMap<OrderId, AbortHandle>>,
+}
+
+impl App {
+    /// Today in the configured time zone.
+    pub fn today(&self) -> NaiveDate {
+        Utc::now().with_timezone(&self.settings.timezone).date_naive()
+    }
+
+    pub fn name_of(&self) -> impl Fn(UserId) -> String + Send + Sync + '_ {
+        |id| self.people.name(id)
+    }
+
+    /// Mentions of everyone holding `role`.
+    pub fn mention_role(&self, role: crate::domain::Role) -> String {
+        let holders = self.settings.roster.holders(role);
+        holders.iter().map(|id| self.people.mention(*id)).collect::<Vec<_>>().join(", ")
+    }
+
+    /// Names (no notification) of everyone holding `role`.
+    pub fn mention_role_names(&self, role: crate::domain::Role) -> String {
+        let holders = self.settings.roster.holders(role);
+        holders.iter().map(|id| self.people.name(*id)).collect::<Vec<_>>().join(", ")
+    }
+
+    pub fn is_running(&self, id: OrderId) -> bool {
+        self.runs.lock().unwrap_or_else(|p| p.into_inner()).get(&id).is_some_and(|h| !h.is_finished())
+    }
+}

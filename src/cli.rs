@@ -1,0 +1,104 @@
+//! The command line: `run`, `migrate`, `log`, `backup`, `check`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+use crate::config::{self, BotSettings, EngineSettings, Env};
+use crate::domain::parse_log_date;
+use crate::engine::BackupEngine;
+use crate::messages::{Catalog, Lang};
+use crate::people::People;
+use crate::storage::Store;
+
+/// mailbox-backup-bot: runs DJKI's mailbox-backup SOP from the Kasubdit's order to the daily log.
+#[derive(Parser)]
+#[command(version)]
+pub struct Cli {
+    /// Read settings from this file instead of ./.env (the environment wins over both).
+    #[arg(long, global = true)]
+    pub env_file: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: CliCommand,
+}
+
+#[derive(Subcommand)]
+pub enum CliCommand {
+    /// Run the Telegram bot.
+    Run,
+    /// Apply the database migrations and exit.
+    Migrate,
+    /// Print the daily activity log of DATE (today, yesterday, DD-MM-YYYY, YYYY-MM-DD).
+    Log { date: Option<String> },
+    /// Run steps 3–6 once (dated folder, SSH, server backup, copy and verify); exit non-zero on any failure.
+    Backup,
+    /// Check every setting a backup needs, changing nothing; one line per check.
+    Check,
+}
+
+fn load_env(file: Option<&PathBuf>) -> Result<()> {
+    match file {
+        Some(f) => {
+            dotenvy::from_path(f).with_context(|| format!("reading {}", f.display()))?;
+        }
+        None => {
+            let _ = dotenvy::dotenv();
+        }
+    }
+    Ok(())
+}
+
+async fn store() -> Result<Store> {
+    let url = config::database_url(&Env)?;
+    let store = Store::connect(url.expose()).await.context("DATABASE_URL: cannot connect to PostgreSQL")?;
+    store.migrate().await.context("applying migrations")?;
+    Ok(store)
+}
+
+fn engine() -> Result<Option<Arc<dyn BackupEngine>>> {
+    if !EngineSettings::present(&Env) {
+        return Ok(None);
+    }
+    let settings = EngineSettings::load(&Env)?;
+    Ok(Some(Arc::new(crate::engine::SshEngine::new(settings))))
+}
+
+pub async fn main(cli: Cli) -> Result<()> {
+    load_env(cli.env_file.as_ref())?;
+    match cli.command {
+        CliCommand::Run => {
+            let settings = BotSettings::load(&Env)?;
+            let engine = engine()?;
+            if engine.is_none() {
+                tracing::warn!("MAIL_SSH_HOST is not set: /start will answer that the backup engine is not configured");
+            }
+            let app = crate::startup::build(settings, store().await?, engine).await?;
+            crate::startup::run(app).await
+        }
+        CliCommand::Migrate => {
+            store().await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        CliCommand::Log { date } => {
+            let store = store().await?;
+            let lang = match std::env::var("BOT_LANG").as_deref() {
+                Ok("en") => Lang::En,
+                _ => Lang::Id,
+            };
+            let tz = std::env::var("BOT_TIMEZONE").ok().and_then(|t| t.parse().ok()).unwrap_or(chrono_tz::Asia::Jakarta);
+            let catalog = Catalog::new(lang, tz);
+            let today = chrono::Utc::now().with_timezone(&tz).date_naive();
+            let arg = date.unwrap_or_default();
+            let date = parse_log_date(&arg, today)?;
+            let people = People::new(store.people().await?);
+            let text = crate::chain::render_log(&store, &catalog, date, &|id| people.name(id)).await?;
+            println!("{}", crate::messages::html_to_text(&text));
+            Ok(())
+        }
+        CliCommand::Backup => crate::engine::cli::backup(EngineSettings::load(&Env)?).await,
+        CliCommand::Check => crate::engine::cli::check(EngineSettings::load(&Env)?).await,
+    }
+}

@@ -1,0 +1,312 @@
+//! Settings, read once from the environment (and `.env`) and checked at start. A missing or
+//! malformed value stops the program with one line naming the variable and what it expects.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::PathBuf;
+
+use chrono_tz::Tz;
+
+use crate::domain::{Roster, UserId};
+use crate::messages::Lang;
+
+/// A value that must never be printed (the bot token, the database password).
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[hidden]")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{var}: {problem}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub problem: String,
+}
+
+/// The bot's settings.
+#[derive(Debug, Clone)]
+pub struct BotSettings {
+    pub token: Secret,
+    pub api_url: Option<String>,
+    pub group_chat_id: i64,
+    pub roster: Roster,
+    pub lang: Lang,
+    pub timezone: Tz,
+    /// Messages per minute to one chat (Telegram allows about 20 in a group).
+    pub messages_per_minute: u32,
+    /// At most one progress edit per this many seconds.
+    pub progress_interval_secs: u64,
+}
+
+/// Which mailbox backup runs on the server.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BackupKind {
+    Zimbra,
+    Dovecot { config: Option<String> },
+    Maildir { root: String },
+    Command { command: String },
+}
+
+/// The backup engine's settings (steps 3–6).
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    pub ssh_host: String,
+    pub ssh_port: u16,
+    pub ssh_user: String,
+    pub ssh_key: PathBuf,
+    pub ssh_known_hosts: PathBuf,
+    pub kind: BackupKind,
+    pub server_backup_dir: String,
+    pub jobs: usize,
+    pub local_root: PathBuf,
+    pub folder_format: String,
+    pub timezone: Tz,
+}
+
+/// Where a setting comes from: the process environment in production, a map in tests.
+pub trait Source {
+    fn get(&self, var: &str) -> Option<String>;
+}
+
+/// The process environment (after `.env` was loaded).
+pub struct Env;
+
+impl Source for Env {
+    fn get(&self, var: &str) -> Option<String> {
+        std::env::var(var).ok()
+    }
+}
+
+impl<F: Fn(&str) -> Option<String>> Source for F {
+    fn get(&self, var: &str) -> Option<String> {
+        self(var)
+    }
+}
+
+fn value(src: &dyn Source, var: &str) -> Option<String> {
+    src.get(var).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
+fn required(src: &dyn Source, var: &'static str, expected: &str) -> Result<String, ConfigError> {
+    value(src, var).ok_or_else(|| ConfigError { var, problem: format!("missing; expected {expected}") })
+}
+
+fn parsed<T: std::str::FromStr>(src: &dyn Source, var: &'static str, default: T, expected: &str) -> Result<T, ConfigError> {
+    match value(src, var) {
+        None => Ok(default),
+        Some(v) => v.parse().map_err(|_| ConfigError { var, problem: format!("expected {expected}, got {v:?}") }),
+    }
+}
+
+fn ids(src: &dyn Source, var: &'static str) -> Result<BTreeSet<UserId>, ConfigError> {
+    let raw = required(src, var, "comma-separated numeric Telegram user ids, e.g. 123456789,987654321")?;
+    raw.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<i64>()
+                .ok()
+                .filter(|id| *id > 0)
+                .map(UserId)
+                .ok_or_else(|| ConfigError { var, problem: format!("expected numeric user ids, got {s:?} (usernames are not accepted)") })
+        })
+        .collect()
+}
+
+fn timezone(src: &dyn Source) -> Result<Tz, ConfigError> {
+    let raw = value(src, "BOT_TIMEZONE").unwrap_or_else(|| "Asia/Jakarta".to_owned());
+    raw.parse::<Tz>().map_err(|_| ConfigError { var: "BOT_TIMEZONE", problem: format!("expected an IANA time zone such as Asia/Jakarta, got {raw:?}") })
+}
+
+impl BotSettings {
+    pub fn load(src: &dyn Source) -> Result<BotSettings, ConfigError> {
+        let token = required(src, "TELOXIDE_TOKEN", "the bot token from @BotFather")?;
+        if !token.contains(':') {
+            return Err(ConfigError { var: "TELOXIDE_TOKEN", problem: "expected a token of the form 123456:ABC… (from @BotFather)".into() });
+        }
+        let api_url = value(src, "TELEGRAM_API_URL");
+        if let Some(url) = &api_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ConfigError { var: "TELEGRAM_API_URL", problem: format!("expected an http(s) URL, got {url:?}") });
+            }
+        }
+        let group_chat_id = required(src, "GROUP_CHAT_ID", "the numeric id of the group chat, e.g. -1001234567890")?;
+        let group_chat_id = group_chat_id
+            .parse::<i64>()
+            .map_err(|_| ConfigError { var: "GROUP_CHAT_ID", problem: format!("expected a numeric chat id, got {group_chat_id:?}") })?;
+        let roster = Roster { kasubdit: ids(src, "KASUBDIT_IDS")?, kasi: ids(src, "KASI_IDS")?, jfu: ids(src, "JFU_IDS")? };
+        let lang = match value(src, "BOT_LANG").as_deref().map(str::to_lowercase).as_deref() {
+            None | Some("id") => Lang::Id,
+            Some("en") => Lang::En,
+            Some(other) => return Err(ConfigError { var: "BOT_LANG", problem: format!("expected id or en, got {other:?}") }),
+        };
+        Ok(BotSettings {
+            token: Secret::new(token),
+            api_url,
+            group_chat_id,
+            roster,
+            lang,
+            timezone: timezone(src)?,
+            messages_per_minute: parsed(src, "TELEGRAM_MESSAGES_PER_MINUTE", 20, "a whole number of messages per minute")?,
+            progress_interval_secs: parsed(src, "PROGRESS_INTERVAL_SECS", 4, "a whole number of seconds")?,
+        })
+    }
+}
+
+/// `DATABASE_URL`, with the password hidden when printed.
+pub fn database_url(src: &dyn Source) -> Result<Secret, ConfigError> {
+    let url = required(src, "DATABASE_URL", "a PostgreSQL URL such as postgres://user:password@127.0.0.1/mailbox_backup")?;
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(ConfigError { var: "DATABASE_URL", problem: "expected a URL starting with postgres://".into() });
+    }
+    Ok(Secret::new(url))
+}
+
+impl EngineSettings {
+    /// Whether the engine is configured at all (the bot then runs steps 3–6).
+    pub fn present(src: &dyn Source) -> bool {
+        value(src, "MAIL_SSH_HOST").is_some()
+    }
+
+    pub fn load(src: &dyn Source) -> Result<EngineSettings, ConfigError> {
+        let kind_name = value(src, "MAIL_BACKUP_KIND").unwrap_or_else(|| "dovecot".to_owned());
+        let kind = match kind_name.as_str() {
+            "zimbra" => BackupKind::Zimbra,
+            "dovecot" => BackupKind::Dovecot { config: value(src, "MAIL_DOVEADM_CONFIG") },
+            "maildir" => BackupKind::Maildir { root: required(src, "MAILDIR_ROOT", "the folder on the server holding one Maildir per mailbox")? },
+            "command" => {
+                let command = required(src, "MAIL_BACKUP_COMMAND", "a command with {dir} where the backup folder goes")?;
+                if !command.contains("{dir}") {
+                    return Err(ConfigError { var: "MAIL_BACKUP_COMMAND", problem: "expected the placeholder {dir} for the server backup folder".into() });
+                }
+                BackupKind::Command { command }
+            }
+            other => return Err(ConfigError { var: "MAIL_BACKUP_KIND", problem: format!("expected zimbra, dovecot, maildir or command, got {other:?}") }),
+        };
+        let folder_format = value(src, "BACKUP_FOLDER_FORMAT").unwrap_or_else(|| "%d-%m-%Y".to_owned());
+        check_folder_format(&folder_format)?;
+        let jobs: usize = parsed(src, "MAIL_BACKUP_JOBS", 2, "a whole number from 1 to 32")?;
+        if !(1..=32).contains(&jobs) {
+            return Err(ConfigError { var: "MAIL_BACKUP_JOBS", problem: format!("expected a whole number from 1 to 32, got {jobs}") });
+        }
+        let server_backup_dir = required(src, "MAIL_SERVER_BACKUP_DIR", "an absolute folder on the mail server, e.g. /var/backups/mailbox")?;
+        if !server_backup_dir.starts_with('/') {
+            return Err(ConfigError { var: "MAIL_SERVER_BACKUP_DIR", problem: format!("expected an absolute path, got {server_backup_dir:?}") });
+        }
+        Ok(EngineSettings {
+            ssh_host: required(src, "MAIL_SSH_HOST", "the mail server's host name or address")?,
+            ssh_port: parsed(src, "MAIL_SSH_PORT", 22, "a port number")?,
+            ssh_user: required(src, "MAIL_SSH_USER", "the user to log in as on the mail server")?,
+            ssh_key: PathBuf::from(required(src, "MAIL_SSH_KEY", "the path of the private key file")?),
+            ssh_known_hosts: PathBuf::from(required(src, "MAIL_SSH_KNOWN_HOSTS", "the path of a known_hosts file holding the server's host key")?),
+            kind,
+            server_backup_dir,
+            jobs,
+            local_root: PathBuf::from(required(src, "LOCAL_BACKUP_ROOT", "the folder (or mounted external disk) for the backups")?),
+            folder_format,
+            timezone: timezone(src)?,
+        })
+    }
+}
+
+/// The folder name must come out portable (no `/`, `:` …) and name the date.
+fn check_folder_format(format: &str) -> Result<(), ConfigError> {
+    use chrono::format::{Item, StrftimeItems};
+    let bad = |problem: &str| ConfigError { var: "BACKUP_FOLDER_FORMAT", problem: format!("{problem}, got {format:?}") };
+    if StrftimeItems::new(format).any(|i| matches!(i, Item::Error)) {
+        return Err(bad("expected a strftime format such as %d-%m-%Y"));
+    }
+    let sample = chrono::NaiveDate::from_ymd_opt(2026, 11, 24).map(|d| d.format(format).to_string()).unwrap_or_default();
+    if sample.is_empty() || sample.contains(['/', '\\', ':', '*', '?', '"', '<', '>', '|']) || !sample.contains("24") {
+        return Err(bad("expected a format giving a portable folder name with the day, such as %d-%m-%Y"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn src(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k: &str| map.get(k).cloned()
+    }
+
+    const GOOD: &[(&str, &str)] =
+        &[("TELOXIDE_TOKEN", "123:abc"), ("GROUP_CHAT_ID", "-100200"), ("KASUBDIT_IDS", "1"), ("KASI_IDS", "2, 3"), ("JFU_IDS", "4")];
+
+    fn with(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+        let mut v: Vec<_> = GOOD.iter().copied().filter(|(k, _)| !extra.iter().any(|(e, _)| e == k)).collect();
+        v.extend_from_slice(extra);
+        v
+    }
+
+    #[test]
+    fn good_settings_load_with_defaults() {
+        let s = BotSettings::load(&src(GOOD)).expect("loads");
+        assert_eq!(s.group_chat_id, -100200);
+        assert_eq!(s.roster.kasi.len(), 2);
+        assert_eq!(s.lang, Lang::Id);
+        assert_eq!(s.timezone, chrono_tz::Asia::Jakarta);
+        assert!(!format!("{s:?}").contains("123:abc"), "the token must not be printed");
+    }
+
+    #[test]
+    fn each_bad_value_names_its_variable() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("TELOXIDE_TOKEN", "")], "TELOXIDE_TOKEN"),
+            (&[("GROUP_CHAT_ID", "grup")], "GROUP_CHAT_ID"),
+            (&[("KASI_IDS", "@budi")], "KASI_IDS"),
+            (&[("JFU_IDS", "")], "JFU_IDS"),
+            (&[("BOT_LANG", "fr")], "BOT_LANG"),
+            (&[("BOT_TIMEZONE", "Jakarta")], "BOT_TIMEZONE"),
+            (&[("TELEGRAM_API_URL", "127.0.0.1:8081")], "TELEGRAM_API_URL"),
+        ];
+        for (extra, var) in cases {
+            let err = BotSettings::load(&src(&with(extra))).expect_err("refused");
+            assert_eq!(err.var, *var);
+            assert!(err.to_string().starts_with(var), "{err}");
+        }
+    }
+
+    #[test]
+    fn engine_settings_check_the_kind_and_the_folder_format() {
+        let base = [
+            ("MAIL_SSH_HOST", "127.0.0.1"),
+            ("MAIL_SSH_USER", "root"),
+            ("MAIL_SSH_KEY", "/k"),
+            ("MAIL_SSH_KNOWN_HOSTS", "/kh"),
+            ("MAIL_SERVER_BACKUP_DIR", "/srv/b"),
+            ("LOCAL_BACKUP_ROOT", "/b"),
+        ];
+        let s = EngineSettings::load(&src(&base)).expect("loads");
+        assert_eq!((s.ssh_port, s.jobs, s.folder_format.as_str()), (22, 2, "%d-%m-%Y"));
+        assert_eq!(s.kind, BackupKind::Dovecot { config: None });
+        for (extra, var) in [
+            (("MAIL_BACKUP_KIND", "exchange"), "MAIL_BACKUP_KIND"),
+            (("BACKUP_FOLDER_FORMAT", "%d/%m/%Y"), "BACKUP_FOLDER_FORMAT"),
+            (("BACKUP_FOLDER_FORMAT", "%H:%M"), "BACKUP_FOLDER_FORMAT"),
+            (("MAIL_BACKUP_JOBS", "0"), "MAIL_BACKUP_JOBS"),
+            (("MAIL_SSH_PORT", "ssh"), "MAIL_SSH_PORT"),
+            (("MAIL_BACKUP_KIND", "maildir"), "MAILDIR_ROOT"),
+        ] {
+            let mut v = base.to_vec();
+            v.push(extra);
+            assert_eq!(EngineSettings::load(&src(&v)).expect_err("refused").var, var);
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! The backup engine: steps 3–6 of the SOP. Creates the dated folder, logs into the mail server
+//! over SSH, backs up every mailbox into one dated folder there, copies it down and proves every
+//! byte. Independent of Telegram: the bot, the command line and cron call it through
+//! [`BackupEngine`].
+
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+
+pub mod cli;
+pub mod run;
+pub use run::SshEngine;
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::domain::SopStep;
+
+
+/// Where a run writes: the dated local folder and the dated folder on the server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunFolders {
+    pub local: PathBuf,
+    pub server: String,
+}
+
+/// What to run: today's backup, or the continuation of an interrupted one.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    pub date: NaiveDate,
+    pub resume: Option<RunFolders>,
+}
+
+/// What the engine tells while it runs. The bot turns these into chat messages, the command line
+/// into a progress bar.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Progress {
+    StepStarted { step: SopStep, at: DateTime<Utc> },
+    StepFinished { step: SopStep, at: DateTime<Utc> },
+    /// Step 3 chose the folders (kept so an interrupted run resumes into them).
+    Folders(RunFolders),
+    /// Step 5: `done` of `total` mailboxes exported; `current` just finished.
+    Exported { done: usize, total: usize, current: String, ok: bool },
+    /// Step 6: bytes copied and verified so far.
+    Copy { files_done: usize, files_total: usize, bytes_done: u64, bytes_total: u64, rate: f64, eta_secs: Option<u64> },
+    /// Step 6: archives read back end to end.
+    ReadBack { done: usize, total: usize },
+}
+
+pub type ProgressSender = UnboundedSender<Progress>;
+
+/// Sends a progress event; a receiver that went away only means nobody is watching.
+pub(crate) fn tell(progress: &ProgressSender, event: Progress) {
+    let _ = progress.send(event);
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum MailboxStatus {
+    /// Copied, checksum equal to the server's, and read back with `messages` messages.
+    Verified,
+    Failed { error: String },
+}
+
+/// One mailbox of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MailboxResult {
+    /// The account name as the server knows it.
+    pub account: String,
+    /// The archive's file name in the dated folder.
+    pub file: String,
+    pub size: u64,
+    pub sha256: String,
+    pub messages: Option<u64>,
+    #[serde(flatten)]
+    pub status: MailboxStatus,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepTiming {
+    pub step: SopStep,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: DateTime<Utc>,
+}
+
+/// The result of a run that got to the end of step 6.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackupReport {
+    pub folders: RunFolders,
+    pub mailboxes: Vec<MailboxResult>,
+    pub steps: Vec<StepTiming>,
+    /// Bytes of all archives in the folder.
+    pub bytes_total: u64,
+    /// Bytes this run transferred (less than the total when it resumed).
+    pub bytes_copied: u64,
+    /// Seconds spent copying.
+    pub copy_secs: f64,
+}
+
+impl BackupReport {
+    pub fn all_verified(&self) -> bool {
+        !self.mailboxes.is_empty() && self.mailboxes.iter().all(|m| m.status == MailboxStatus::Verified)
+    }
+
+    pub fn failed(&self) -> impl Iterator<Item = &MailboxResult> {
+        self.mailboxes.iter().filter(|m| m.status != MailboxStatus::Verified)
+    }
+
+    /// Copy rate in bytes per second.
+    pub fn rate(&self) -> f64 {
+        if self.copy_secs > 0.0 {
+            self.bytes_copied as f64 / self.copy_secs
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Why a run stopped before the end of step 6.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
+#[error("step {step}: {kind}: {detail}")]
+pub struct EngineError {
+    pub step: SopStep,
+    pub kind: ErrorKind,
+    pub detail: String,
+    /// The folders, when step 3 got that far (what is kept).
+    pub folders: Option<RunFolders>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    #[error("local folder")]
+    LocalFolder,
+    #[error("mail server unreachable")]
+    Unreachable,
+    #[error("SSH key refused")]
+    KeyRefused,
+    #[error("mail server host key changed")]
+    HostKeyChanged,
+    #[error("mail server host key unknown")]
+    HostKeyUnknown,
+    #[error("SSH")]
+    Ssh,
+    #[error("server command failed")]
+    ServerCommand,
+    #[error("no mailboxes found")]
+    NoMailboxes,
+    #[error("not enough free space")]
+    NoSpace,
+    #[error("copy")]
+    Copy,
+}
+
+impl EngineError {
+    pub fn new(step: SopStep, kind: ErrorKind, detail: impl Into<String>) -> Self {
+        EngineError { step, kind, detail: detail.into(), folders: None }
+    }
+}
+
+/// The one interface the bot uses to run steps 3–6.
+pub trait BackupEngine: Send + Sync {
+    fn run(&self, request: RunRequest, progress: ProgressSender) -> BoxFuture<'_, Result<BackupReport, EngineError>>;
+}

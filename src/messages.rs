@@ -1,0 +1,468 @@
+//! Every text the bot sends, in Bahasa Indonesia (default) and English. Texts are Telegram HTML:
+//! values from outside (names, notes, errors) go through [`esc`].
+
+use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
+use chrono_tz::Tz;
+
+use crate::domain::{Move, Order, OrderStatus, Refusal, Role, SopStep, StepRecord};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    Id,
+    En,
+}
+
+/// The text a person reads from our HTML (for the terminal).
+pub fn html_to_text(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => in_tag = false,
+            _ if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&amp;", "&")
+}
+
+/// Escapes text for Telegram's HTML mode.
+pub fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// `1 j 05 m`, `3 m 20 d` — short, and the same width for the tables.
+pub fn duration(lang: Lang, d: TimeDelta) -> String {
+    let secs = d.num_seconds().max(0);
+    let (h, m, s) = (secs / 3600, (secs % 3600) / 60, secs % 60);
+    let (hu, mu, su) = match lang {
+        Lang::Id => ("j", "m", "d"),
+        Lang::En => ("h", "m", "s"),
+    };
+    if h > 0 {
+        format!("{h} {hu} {m:02} {mu}")
+    } else if m > 0 {
+        format!("{m} {mu} {s:02} {su}")
+    } else {
+        format!("{s} {su}")
+    }
+}
+
+/// Bytes as a person reads them.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+/// The message catalogue of one language.
+#[derive(Debug, Clone, Copy)]
+pub struct Catalog {
+    pub lang: Lang,
+    pub tz: Tz,
+}
+
+impl Catalog {
+    pub fn new(lang: Lang, tz: Tz) -> Self {
+        Catalog { lang, tz }
+    }
+
+    fn pick<'a>(&self, id: &'a str, en: &'a str) -> &'a str {
+        match self.lang {
+            Lang::Id => id,
+            Lang::En => en,
+        }
+    }
+
+    pub fn time(&self, t: DateTime<Utc>) -> String {
+        t.with_timezone(&self.tz).format("%H:%M:%S").to_string()
+    }
+
+    pub fn date(&self, d: NaiveDate) -> String {
+        d.format("%d-%m-%Y").to_string()
+    }
+
+    pub fn role(&self, role: Role) -> &'static str {
+        match role {
+            Role::Kasubdit => "Kasubdit Perencanaan",
+            Role::Kasi => "Kasi Portal Web",
+            Role::Jfu => "JFU",
+        }
+    }
+
+    pub fn step_name(&self, step: SopStep) -> &'static str {
+        match (self.lang, step) {
+            (Lang::Id, SopStep::Order) => "Memerintahkan backup email DJKI",
+            (Lang::Id, SopStep::Direct) => "Mendisposisikan kepada JFU",
+            (Lang::Id, SopStep::CreateFolder) => "Membuat folder backup bertanggal",
+            (Lang::Id, SopStep::RemoteLogin) => "Remote login ke server email",
+            (Lang::Id, SopStep::ServerBackup) => "Menjalankan backup mailbox di server",
+            (Lang::Id, SopStep::CopyAndReport) => "Menyalin backup dan melapor ke Kasi",
+            (Lang::Id, SopStep::Receive) => "Menerima laporan",
+            (Lang::Id, SopStep::DailyLog) => "Mencatat di log kegiatan harian",
+            (Lang::En, SopStep::Order) => "Order the DJKI e-mail backup",
+            (Lang::En, SopStep::Direct) => "Direct a JFU",
+            (Lang::En, SopStep::CreateFolder) => "Create the dated backup folder",
+            (Lang::En, SopStep::RemoteLogin) => "Remote login to the mail server",
+            (Lang::En, SopStep::ServerBackup) => "Run the mailbox backup on the server",
+            (Lang::En, SopStep::CopyAndReport) => "Copy the backup down and report to the Kasi",
+            (Lang::En, SopStep::Receive) => "Receive the report",
+            (Lang::En, SopStep::DailyLog) => "Record in the daily activity log",
+        }
+    }
+
+    pub fn status_name(&self, status: OrderStatus) -> &'static str {
+        match (self.lang, status) {
+            (Lang::Id, OrderStatus::Ordered) => "diperintahkan",
+            (Lang::Id, OrderStatus::Directed) => "didisposisikan",
+            (Lang::Id, OrderStatus::Started) => "sedang berjalan",
+            (Lang::Id, OrderStatus::Reported) => "dilaporkan",
+            (Lang::Id, OrderStatus::Received) => "diterima",
+            (Lang::Id, OrderStatus::Logged) => "selesai dan tercatat",
+            (Lang::Id, OrderStatus::Failed) => "gagal",
+            (Lang::Id, OrderStatus::Cancelled) => "dibatalkan",
+            (Lang::En, OrderStatus::Ordered) => "ordered",
+            (Lang::En, OrderStatus::Directed) => "directed",
+            (Lang::En, OrderStatus::Started) => "running",
+            (Lang::En, OrderStatus::Reported) => "reported",
+            (Lang::En, OrderStatus::Received) => "received",
+            (Lang::En, OrderStatus::Logged) => "done and logged",
+            (Lang::En, OrderStatus::Failed) => "failed",
+            (Lang::En, OrderStatus::Cancelled) => "cancelled",
+        }
+    }
+
+    // ---- help -----------------------------------------------------------------------------
+
+    /// The commands `roles` may use, one line each.
+    pub fn help(&self, roles: &[Role]) -> String {
+        let mut lines = vec![format!("<b>{}</b>", self.pick("Bot backup mailbox DJKI — perintah:", "DJKI mailbox-backup bot — commands:"))];
+        let has = |r| roles.contains(&r);
+        if has(Role::Kasubdit) {
+            lines.push(self.pick("/order_backup [catatan] — memerintahkan backup mailbox", "/order_backup [note] — order a mailbox backup").into());
+        }
+        if has(Role::Kasi) {
+            lines.push(self.pick("/direct [@username] — mendisposisikan ke JFU", "/direct [@username] — direct a JFU").into());
+            lines.push(self.pick("/receive — menerima laporan dan meneruskan ke Kasubdit", "/receive — receive the report and pass it to the Kasubdit").into());
+        }
+        if has(Role::Jfu) {
+            lines.push(self.pick("/start — mulai backup (langkah 3–6 dijalankan bot)", "/start — start the backup (the bot does steps 3–6)").into());
+        }
+        if has(Role::Kasubdit) || has(Role::Kasi) {
+            lines.push(self.pick("/cancel [alasan] — membatalkan perintah aktif", "/cancel [reason] — cancel the active order").into());
+        }
+        if roles.is_empty() {
+            lines.push(self.pick("Anda belum terdaftar dalam peran apa pun; hubungi admin.", "You hold no role here; ask the admin.").into());
+        } else {
+            lines.push(self.pick("/status — status perintah aktif", "/status — the active order").into());
+            lines.push(self.pick("/log [today|yesterday|DD-MM-YYYY] — log kegiatan harian", "/log [today|yesterday|DD-MM-YYYY] — the daily activity log").into());
+        }
+        lines.push(self.pick("/help — bantuan ini", "/help — this help").into());
+        lines.join("\n")
+    }
+
+    // ---- the chain ------------------------------------------------------------------------
+
+    pub fn order_relayed(&self, order: &Order, kasubdit: &str, kasi: &str) -> String {
+        let note = order.note.as_deref().map(|n| format!("\n{}: <i>{}</i>", self.pick("Catatan", "Note"), esc(n))).unwrap_or_default();
+        match self.lang {
+            Lang::Id => format!(
+                "📋 <b>Perintah backup mailbox {}</b>\n{kasubdit} memerintahkan backup email DJKI (langkah 1).{note}\n\n{kasi}, silakan disposisikan ke JFU: tekan tombol di bawah atau ketik /direct @username.",
+                order.id
+            ),
+            Lang::En => format!(
+                "📋 <b>Mailbox backup order {}</b>\n{kasubdit} orders the DJKI e-mail backup (step 1).{note}\n\n{kasi}, please direct a JFU: press a button below or type /direct @username.",
+                order.id
+            ),
+        }
+    }
+
+    pub fn direct_button(&self, jfu_name: &str) -> String {
+        format!("{} {jfu_name}", self.pick("Disposisi ke", "Direct to"))
+    }
+
+    pub fn directed(&self, order: &Order, kasi: &str, jfu: &str) -> String {
+        match self.lang {
+            Lang::Id => format!(
+                "➡️ {kasi} mendisposisikan perintah {} kepada {jfu} (langkah 2).\n\n{jfu}, ketik /start untuk memulai backup; bot akan membuat folder bertanggal, login ke server email, menjalankan backup, dan menyalinnya (langkah 3–6).",
+                order.id
+            ),
+            Lang::En => format!(
+                "➡️ {kasi} directs order {} to {jfu} (step 2).\n\n{jfu}, type /start to begin; the bot will create the dated folder, log into the mail server, run the backup and copy it down (steps 3–6).",
+                order.id
+            ),
+        }
+    }
+
+    pub fn button_used(&self, jfu: &str) -> String {
+        format!("✅ {} {jfu}", self.pick("Didisposisikan ke", "Directed to"))
+    }
+
+    pub fn started(&self, order: &Order, jfu: &str) -> String {
+        match self.lang {
+            Lang::Id => format!("▶️ {jfu} memulai backup {}. Bot menjalankan langkah 3–6; kemajuan ditampilkan di sini.", order.id),
+            Lang::En => format!("▶️ {jfu} starts backup {}. The bot runs steps 3–6; progress shows here.", order.id),
+        }
+    }
+
+    pub fn engine_not_configured(&self) -> String {
+        self.pick(
+            "⚠️ Mesin backup belum dikonfigurasi (MAIL_SSH_HOST dan kawan-kawan di .env). Perintah tetap menunggu; jalankan `mailbox-backup-bot check` lalu ketik /start lagi.",
+            "⚠️ The backup engine is not configured (MAIL_SSH_HOST and friends in .env). The order keeps waiting; run `mailbox-backup-bot check`, then type /start again.",
+        )
+        .into()
+    }
+
+    pub fn already_running(&self, order: &Order) -> String {
+        match self.lang {
+            Lang::Id => format!("⏳ Backup {} sudah berjalan. Lihat /status.", order.id),
+            Lang::En => format!("⏳ Backup {} is already running. See /status.", order.id),
+        }
+    }
+
+    pub fn received(&self, order: &Order, kasi: &str, kasubdit: &str) -> String {
+        match self.lang {
+            Lang::Id => format!("📨 {kasi} menerima laporan backup {} (langkah 7) dan meneruskannya kepada {kasubdit}:", order.id),
+            Lang::En => format!("📨 {kasi} received the report of backup {} (step 7) and passes it up to {kasubdit}:", order.id),
+        }
+    }
+
+    pub fn logged(&self, order: &Order, date: NaiveDate) -> String {
+        match self.lang {
+            Lang::Id => format!("🗒 Backup {} dicatat di log kegiatan harian {} (langkah 8). Lihat /log.", order.id, self.date(date)),
+            Lang::En => format!("🗒 Backup {} is recorded in the daily activity log of {} (step 8). See /log.", order.id, self.date(date)),
+        }
+    }
+
+    pub fn cancelled(&self, order: &Order, by: &str) -> String {
+        let reason = order.reason.as_deref().map(|r| format!(" ({})", esc(r))).unwrap_or_default();
+        match self.lang {
+            Lang::Id => format!("🛑 {by} membatalkan perintah {}{reason}. Perintah baru dapat diberikan dengan /order_backup.", order.id),
+            Lang::En => format!("🛑 {by} cancelled order {}{reason}. A new one can be given with /order_backup.", order.id),
+        }
+    }
+
+    pub fn no_active_order(&self) -> String {
+        self.pick("Tidak ada perintah backup yang aktif. Kasubdit dapat memerintahkan dengan /order_backup.", "There is no active backup order. The Kasubdit can give one with /order_backup.").into()
+    }
+
+    // ---- refusals -------------------------------------------------------------------------
+
+    pub fn refusal(&self, refusal: &Refusal, name_of: &dyn Fn(crate::domain::UserId) -> String) -> String {
+        match refusal {
+            Refusal::WrongRole { needed } => {
+                let roles: Vec<&str> = needed.iter().map(|r| self.role(*r)).collect();
+                match self.lang {
+                    Lang::Id => format!("⛔ Perintah ini hanya untuk {}. Ketik /help untuk perintah Anda.", roles.join(" atau ")),
+                    Lang::En => format!("⛔ Only the {} may do this. Type /help for your commands.", roles.join(" or ")),
+                }
+            }
+            Refusal::NotTheDirectedJfu { directed } => match self.lang {
+                Lang::Id => format!("⛔ Perintah ini didisposisikan kepada {}, bukan kepada Anda.", name_of(*directed)),
+                Lang::En => format!("⛔ This order was directed to {}, not to you.", name_of(*directed)),
+            },
+            Refusal::NotAJfu { user } => match self.lang {
+                Lang::Id => format!("⛔ {} bukan JFU yang terdaftar. Ketik /direct lalu @username salah satu JFU.", name_of(*user)),
+                Lang::En => format!("⛔ {} is not a registered JFU. Type /direct and the @username of a JFU.", name_of(*user)),
+            },
+            Refusal::AlreadyActive { active, status } => match self.lang {
+                Lang::Id => format!("⛔ Perintah {active} masih aktif ({}). Lihat /status, atau batalkan dengan /cancel.", self.status_name(*status)),
+                Lang::En => format!("⛔ Order {active} is still active ({}). See /status, or cancel it with /cancel.", self.status_name(*status)),
+            },
+            Refusal::OutOfOrder { status, action } => {
+                let hint = match (action, status) {
+                    (Move::Start, OrderStatus::Ordered) => self.pick("Kasi belum mendisposisikan; tunggu /direct.", "The Kasi has not directed it yet; wait for /direct."),
+                    (Move::Start, OrderStatus::Started) => self.pick("Backup sudah berjalan; lihat /status.", "The backup is already running; see /status."),
+                    (Move::Receive, _) => self.pick("Belum ada laporan untuk diterima; lihat /status.", "There is no report to receive yet; see /status."),
+                    (Move::Direct, _) => self.pick("Disposisi hanya sebelum JFU memulai; lihat /status.", "Directing is only possible before the JFU starts; see /status."),
+                    _ => self.pick("Lihat /status.", "See /status."),
+                };
+                match self.lang {
+                    Lang::Id => format!("⛔ Tidak dapat dilakukan saat perintah berstatus {}. {hint}", self.status_name(*status)),
+                    Lang::En => format!("⛔ Not possible while the order is {}. {hint}", self.status_name(*status)),
+                }
+            }
+        }
+    }
+
+    pub fn unknown_jfu(&self, arg: &str, jfus: &[String]) -> String {
+        match self.lang {
+            Lang::Id => format!("⛔ JFU {:?} tidak dikenal. Ketik /direct lalu salah satu: {}", esc(arg), jfus.join(", ")),
+            Lang::En => format!("⛔ Unknown JFU {:?}. Type /direct and one of: {}", esc(arg), jfus.join(", ")),
+        }
+    }
+
+    pub fn name_a_jfu(&self, jfus: &[String]) -> String {
+        match self.lang {
+            Lang::Id => format!("Ada beberapa JFU. Ketik /direct lalu salah satu: {} — atau tekan tombol di pesan perintah.", jfus.join(", ")),
+            Lang::En => format!("There are several JFUs. Type /direct and one of: {} — or press a button under the order.", jfus.join(", ")),
+        }
+    }
+
+    pub fn bad_date(&self, arg: &str) -> String {
+        match self.lang {
+            Lang::Id => format!("⛔ Tanggal {:?} tidak dikenali. Ketik /log today, /log yesterday, /log 24-11-2026 atau /log 2026-11-24.", esc(arg)),
+            Lang::En => format!("⛔ {:?} is not a date. Type /log today, /log yesterday, /log 24-11-2026 or /log 2026-11-24.", esc(arg)),
+        }
+    }
+
+    pub fn unknown_command(&self) -> String {
+        self.pick("Perintah tidak dikenal. Ketik /help untuk daftar perintah.", "Unknown command. Type /help for the list.").into()
+    }
+
+    pub fn bad_arguments(&self, usage: &str) -> String {
+        match self.lang {
+            Lang::Id => format!("⛔ Argumen tidak sesuai. Contoh: {}", esc(usage)),
+            Lang::En => format!("⛔ Wrong arguments. Example: {}", esc(usage)),
+        }
+    }
+
+    pub fn button_not_for_you(&self) -> String {
+        self.pick("Tombol ini hanya untuk Kasi Portal Web.", "This button is for the Kasi Portal Web only.").into()
+    }
+
+    pub fn button_stale(&self) -> String {
+        self.pick("Tombol ini sudah tidak berlaku.", "This button is no longer valid.").into()
+    }
+
+    pub fn internal_error(&self) -> String {
+        self.pick("⚠️ Terjadi kesalahan internal; tidak ada yang diubah. Coba lagi sebentar lagi.", "⚠️ Internal error; nothing was changed. Please try again shortly.").into()
+    }
+
+    // ---- status and the SOP table ---------------------------------------------------------
+
+    /// One line per step: number, name, actor, start, duration, standard, within/over.
+    pub fn sop_table(&self, order: &Order, now: DateTime<Utc>, name_of: &dyn Fn(crate::domain::UserId) -> String) -> String {
+        let mut out = String::new();
+        for rec in &order.steps {
+            out.push_str(&self.step_line(rec, now, name_of));
+            out.push('\n');
+        }
+        out
+    }
+
+    fn step_line(&self, rec: &StepRecord, now: DateTime<Utc>, name_of: &dyn Fn(crate::domain::UserId) -> String) -> String {
+        let actor = rec.actor.map(name_of).unwrap_or_else(|| "bot".to_owned());
+        let mark = match (rec.ended_at.is_some(), rec.within_standard(now)) {
+            (false, true) => "⏳",
+            (_, true) => "✅",
+            (_, false) => "⚠️",
+        };
+        let judged = if rec.within_standard(now) { self.pick("sesuai", "within") } else { self.pick("melebihi", "over") };
+        format!(
+            "{mark} {}. {} — {actor}, {} {}, {} {} / {} {} ({judged})",
+            rec.step.number(),
+            self.step_name(rec.step),
+            self.pick("mulai", "start"),
+            self.time(rec.started_at),
+            self.pick("durasi", "took"),
+            duration(self.lang, rec.took(now)),
+            self.pick("baku", "standard"),
+            duration(self.lang, rec.step.standard_time()),
+        )
+    }
+
+    pub fn status(&self, order: &Order, now: DateTime<Utc>, holder: Option<String>, name_of: &dyn Fn(crate::domain::UserId) -> String) -> String {
+        let current = order.current_step();
+        let step_line = current
+            .map(|s| format!("{} {}: {}", self.pick("Langkah", "Step"), s.step.number(), self.step_name(s.step)))
+            .unwrap_or_else(|| self.status_name(order.status).to_owned());
+        let holder = holder.map(|h| format!("\n{}: {h}", self.pick("Dipegang oleh", "Held by"))).unwrap_or_default();
+        let standard: TimeDelta = order.steps.iter().map(|s| s.step.standard_time()).sum();
+        format!(
+            "📊 <b>{} {}</b> — {}\n{step_line}{holder}\n{}: {} / {} {}\n\n{}",
+            self.pick("Perintah", "Order"),
+            order.id,
+            self.status_name(order.status),
+            self.pick("Waktu berjalan", "Elapsed"),
+            duration(self.lang, order.elapsed(now)),
+            duration(self.lang, standard),
+            self.pick("(baku langkah yang dicapai)", "(standard of the steps reached)"),
+            self.sop_table(order, now, name_of)
+        )
+    }
+
+    pub fn log_header(&self, date: NaiveDate) -> String {
+        format!("🗒 <b>{} {}</b>", self.pick("Log kegiatan harian", "Daily activity log"), self.date(date))
+    }
+
+    pub fn log_empty(&self, date: NaiveDate) -> String {
+        match self.lang {
+            Lang::Id => format!("{}\nTidak ada kegiatan backup yang tercatat pada tanggal ini.", self.log_header(date)),
+            Lang::En => format!("{}\nNo backup activity recorded on this date.", self.log_header(date)),
+        }
+    }
+
+    pub fn log_entry(&self, order: &Order, recorded_at: DateTime<Utc>, summary: &str, name_of: &dyn Fn(crate::domain::UserId) -> String) -> String {
+        let reason = order.reason.as_deref().map(|r| format!("\n{}: {}", self.pick("Keterangan", "Reason"), esc(r))).unwrap_or_default();
+        format!(
+            "<b>{} {}</b> — {} ({} {})\n{summary}{reason}\n{}",
+            self.pick("Backup", "Backup"),
+            order.id,
+            self.status_name(order.status),
+            self.pick("dicatat", "recorded"),
+            self.time(recorded_at),
+            self.sop_table(order, recorded_at, name_of)
+        )
+    }
+
+    pub fn restarted_during_run(&self, order: &Order) -> String {
+        match self.lang {
+            Lang::Id => format!("🔄 Bot dimulai ulang saat backup {} berjalan. Backup dilanjutkan; berkas yang sudah terverifikasi tidak disalin ulang.", order.id),
+            Lang::En => format!("🔄 The bot restarted while backup {} was running. The backup resumes; files already verified are not copied again.", order.id),
+        }
+    }
+
+    pub fn private_chat(&self) -> String {
+        self.pick(
+            "Bot ini bekerja di grup tim IT. Perintah-perintah di bawah dipakai di grup tersebut.",
+            "This bot works in the IT team's group. The commands below are used there.",
+        )
+        .into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_short() {
+        assert_eq!(duration(Lang::Id, TimeDelta::seconds(5)), "5 d");
+        assert_eq!(duration(Lang::En, TimeDelta::seconds(200)), "3 m 20 s");
+        assert_eq!(duration(Lang::Id, TimeDelta::minutes(125)), "2 j 05 m");
+        assert_eq!(duration(Lang::En, TimeDelta::seconds(-3)), "0 s");
+    }
+
+    #[test]
+    fn sizes_read_in_binary_units() {
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(3 << 30), "3.0 GiB");
+    }
+
+    #[test]
+    fn outside_text_is_escaped() {
+        assert_eq!(esc("<b>&"), "&lt;b&gt;&amp;");
+    }
+
+    #[test]
+    fn help_lists_only_the_commands_of_the_roles_held() {
+        let c = Catalog::new(Lang::En, chrono_tz::Asia::Jakarta);
+        let jfu = c.help(&[Role::Jfu]);
+        assert!(jfu.contains("/start") && !jfu.contains("/order_backup") && !jfu.contains("/receive"));
+        let kasubdit = c.help(&[Role::Kasubdit]);
+        assert!(kasubdit.contains("/order_backup") && kasubdit.contains("/cancel") && !kasubdit.contains("/start"));
+        assert!(c.help(&[]).contains("no role"));
+    }
+}

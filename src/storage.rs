@@ -1,0 +1,283 @@
+//! PostgreSQL: where every row is written. Orders, their SOP steps, the daily log, people.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::Row;
+
+use crate::domain::{NewOrder, Order, OrderId, OrderStatus, SopStep, StepRecord, UserId};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The one-active-order rule, as enforced by the database.
+    #[error("another order is already active")]
+    AlreadyActive,
+    /// The order changed since it was read (another command got there first).
+    #[error("order {0} changed meanwhile")]
+    Conflict(OrderId),
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+/// A person the bot knows by name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Person {
+    pub id: UserId,
+    pub first_name: String,
+    pub username: Option<String>,
+}
+
+/// One entry of the daily activity log.
+#[derive(Debug, Clone)]
+pub struct LogEntry {
+    pub order: Order,
+    pub recorded_at: DateTime<Utc>,
+    pub outcome: String,
+    pub summary: String,
+}
+
+/// What the run engine keeps with an order.
+#[derive(Debug, Clone, Default)]
+pub struct RunRecord {
+    pub local_folder: Option<String>,
+    pub server_folder: Option<String>,
+    pub progress_message_id: Option<i64>,
+    pub report: Option<serde_json::Value>,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: PgPool,
+}
+
+const ORDER_COLUMNS: &str = "id, status, note, ordered_by, jfu, created_at, reason, closed_by";
+
+impl Store {
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        let pool = PgPoolOptions::new().max_connections(5).acquire_timeout(std::time::Duration::from_secs(10)).connect(url).await?;
+        Ok(Store { pool })
+    }
+
+    pub fn from_pool(pool: PgPool) -> Store {
+        Store { pool }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Applies the migrations in `migrations/` (embedded at build time).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("./migrations").run(&self.pool).await.map_err(|e| StoreError::Db(e.into()))
+    }
+
+    async fn load(&self, row: PgRow) -> Result<Order, StoreError> {
+        let id: i64 = row.try_get("id")?;
+        let status: String = row.try_get("status")?;
+        let status = OrderStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("order {id} has status {status:?}")))?;
+        let steps = sqlx::query("SELECT step, actor_id, started_at, ended_at FROM order_steps WHERE order_id = $1 ORDER BY step")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(|r| {
+                let n: i16 = r.try_get("step")?;
+                let step = u8::try_from(n).ok().and_then(SopStep::from_number).ok_or_else(|| StoreError::Corrupt(format!("step {n}")))?;
+                Ok(StepRecord {
+                    step,
+                    actor: r.try_get::<Option<i64>, _>("actor_id")?.map(UserId),
+                    started_at: r.try_get("started_at")?,
+                    ended_at: r.try_get("ended_at")?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Order {
+            id: OrderId(id),
+            status,
+            note: row.try_get("note")?,
+            ordered_by: UserId(row.try_get("ordered_by")?),
+            jfu: row.try_get::<Option<i64>, _>("jfu")?.map(UserId),
+            created_at: row.try_get("created_at")?,
+            steps,
+            reason: row.try_get("reason")?,
+            closed_by: row.try_get::<Option<i64>, _>("closed_by")?.map(UserId),
+        })
+    }
+
+    /// The active order, if any (at most one exists).
+    pub async fn active_order(&self) -> Result<Option<Order>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE status IN ('ordered', 'directed', 'started', 'reported')"
+        )))
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(row) => Ok(Some(self.load(row).await?)),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn order(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1")))
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(row) => Ok(Some(self.load(row).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Records a new order (step 1). The database refuses a second active one.
+    pub async fn insert_order(&self, new: NewOrder, group_chat_id: i64) -> Result<Order, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO orders (status, note, ordered_by, group_chat_id, created_at, updated_at) VALUES ('ordered', $1, $2, $3, $4, $4) RETURNING id",
+        )
+        .bind(&new.note)
+        .bind(new.ordered_by.0)
+        .bind(group_chat_id)
+        .bind(new.at)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| match &e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::AlreadyActive,
+            _ => StoreError::Db(e),
+        })?;
+        let order = Order::from_new(OrderId(id), new);
+        write_steps(&mut tx, &order).await?;
+        tx.commit().await?;
+        Ok(order)
+    }
+
+    /// Saves `next`, which was computed from `prev`: refused if the stored order is no longer `prev`.
+    pub async fn save(&self, prev: &Order, next: &Order) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE orders SET status = $2, jfu = $3, reason = $4, closed_by = $5, updated_at = now() WHERE id = $1 AND status = $6",
+        )
+        .bind(next.id.0)
+        .bind(next.status.as_str())
+        .bind(next.jfu.map(|u| u.0))
+        .bind(&next.reason)
+        .bind(next.closed_by.map(|u| u.0))
+        .bind(prev.status.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() != 1 {
+            return Err(StoreError::Conflict(next.id));
+        }
+        // Steps dropped by a re-direction are dropped here too.
+        let kept: Vec<i16> = next.steps.iter().map(|s| i16::from(s.step.number())).collect();
+        sqlx::query("DELETE FROM order_steps WHERE order_id = $1 AND NOT (step = ANY($2))").bind(next.id.0).bind(&kept).execute(&mut *tx).await?;
+        write_steps(&mut tx, next).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn set_order_message(&self, id: OrderId, message_id: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE orders SET order_message_id = $2 WHERE id = $1").bind(id.0).bind(message_id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn order_message(&self, id: OrderId) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT order_message_id FROM orders WHERE id = $1").bind(id.0).fetch_optional(&self.pool).await?.flatten())
+    }
+
+    pub async fn run_record(&self, id: OrderId) -> Result<RunRecord, StoreError> {
+        let row = sqlx::query("SELECT local_folder, server_folder, progress_message_id, report FROM orders WHERE id = $1")
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(RunRecord::default()) };
+        Ok(RunRecord {
+            local_folder: row.try_get("local_folder")?,
+            server_folder: row.try_get("server_folder")?,
+            progress_message_id: row.try_get("progress_message_id")?,
+            report: row.try_get("report")?,
+        })
+    }
+
+    pub async fn set_run_folders(&self, id: OrderId, local: &str, server: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE orders SET local_folder = $2, server_folder = $3 WHERE id = $1").bind(id.0).bind(local).bind(server).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn set_progress_message(&self, id: OrderId, message_id: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE orders SET progress_message_id = $2 WHERE id = $1").bind(id.0).bind(message_id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn set_report(&self, id: OrderId, report: &serde_json::Value) -> Result<(), StoreError> {
+        sqlx::query("UPDATE orders SET report = $2 WHERE id = $1").bind(id.0).bind(report).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Step 8: the order's entry in the daily activity log of `date` (once per order).
+    pub async fn write_daily_log(&self, order: &Order, date: NaiveDate, at: DateTime<Utc>, summary: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO daily_log (log_date, order_id, recorded_at, outcome, summary) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (order_id) DO NOTHING",
+        )
+        .bind(date)
+        .bind(order.id.0)
+        .bind(at)
+        .bind(order.status.as_str())
+        .bind(summary)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn daily_log(&self, date: NaiveDate) -> Result<Vec<LogEntry>, StoreError> {
+        let rows = sqlx::query("SELECT order_id, recorded_at, outcome, summary FROM daily_log WHERE log_date = $1 ORDER BY recorded_at, id")
+            .bind(date)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut entries = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id = OrderId(row.try_get("order_id")?);
+            let order = self.order(id).await?.ok_or_else(|| StoreError::Corrupt(format!("log entry for missing order {id}")))?;
+            entries.push(LogEntry { order, recorded_at: row.try_get("recorded_at")?, outcome: row.try_get("outcome")?, summary: row.try_get("summary")? });
+        }
+        Ok(entries)
+    }
+
+    pub async fn upsert_person(&self, person: &Person) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO people (user_id, first_name, username, updated_at) VALUES ($1, $2, $3, now())
+             ON CONFLICT (user_id) DO UPDATE SET first_name = EXCLUDED.first_name, username = EXCLUDED.username, updated_at = now()
+             WHERE people.first_name IS DISTINCT FROM EXCLUDED.first_name OR people.username IS DISTINCT FROM EXCLUDED.username",
+        )
+        .bind(person.id.0)
+        .bind(&person.first_name)
+        .bind(&person.username)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn people(&self) -> Result<Vec<Person>, StoreError> {
+        let rows = sqlx::query("SELECT user_id, first_name, username FROM people").fetch_all(&self.pool).await?;
+        rows.into_iter()
+            .map(|r| Ok(Person { id: UserId(r.try_get("user_id")?), first_name: r.try_get("first_name")?, username: r.try_get("username")? }))
+            .collect()
+    }
+}
+
+async fn write_steps(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, order: &Order) -> Result<(), StoreError> {
+    for s in &order.steps {
+        sqlx::query(
+            "INSERT INTO order_steps (order_id, step, actor_id, started_at, ended_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (order_id, step) DO UPDATE SET actor_id = EXCLUDED.actor_id, started_at = EXCLUDED.started_at, ended_at = EXCLUDED.ended_at",
+        )
+        .bind(order.id.0)
+        .bind(i16::from(s.step.number()))
+        .bind(s.actor.map(|u| u.0))
+        .bind(s.started_at)
+        .bind(s.ended_at)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}

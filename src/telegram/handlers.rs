@@ -1,0 +1,192 @@
+//! Where each command is handled: a message or a button press becomes a call of [`crate::chain`].
+
+use std::sync::Arc;
+
+use teloxide::prelude::*;
+use teloxide::types::{Me, User};
+use teloxide::utils::command::{BotCommands, ParseError};
+
+use super::chat::TgBot;
+use super::Command;
+use crate::app::App;
+use crate::chain;
+use crate::domain::{Role, UserId};
+use crate::storage::Person;
+
+fn user_id(user: &User) -> UserId {
+    UserId(user.id.0 as i64)
+}
+
+/// Remembers the names of people with a role, from what they send.
+async fn learn(app: &App, user: &User) {
+    let id = user_id(user);
+    if !app.settings.roster.has_any_role(id) {
+        return;
+    }
+    let person = Person { id, first_name: user.first_name.clone(), username: user.username.clone() };
+    if app.people.learn(person.clone()) {
+        if let Err(e) = app.store.upsert_person(&person).await {
+            tracing::warn!(error = %e, "could not store a name");
+        }
+    }
+}
+
+pub async fn on_message(app: Arc<App>, me: Me, msg: Message) -> anyhow::Result<()> {
+    let (Some(from), Some(text)) = (msg.from.as_ref(), msg.text()) else { return Ok(()) };
+    if msg.chat.is_private() {
+        return private(&app, from, text).await;
+    }
+    if msg.chat.id.0 != app.settings.group_chat_id {
+        return Ok(()); // another group: not ours
+    }
+    learn(&app, from).await;
+    if !text.starts_with('/') {
+        return Ok(());
+    }
+    let command = match Command::parse(text, me.username()) {
+        Ok(c) => c,
+        Err(ParseError::WrongBotName(_)) => return Ok(()), // meant for another bot
+        Err(_) => {
+            app.group.say(&app.catalog.unknown_command()).await?;
+            return Ok(());
+        }
+    };
+    let by = user_id(from);
+    if let Err(e) = dispatch(&app, by, command).await {
+        tracing::error!(error = ?e, "command failed");
+        let _ = app.group.say(&app.catalog.internal_error()).await;
+    }
+    Ok(())
+}
+
+fn note(arg: &str) -> Option<String> {
+    let arg = arg.trim();
+    (!arg.is_empty()).then(|| arg.chars().take(500).collect())
+}
+
+async fn no_arguments(app: &App, arg: &str, usage: &str) -> anyhow::Result<bool> {
+    if arg.trim().is_empty() {
+        return Ok(true);
+    }
+    app.group.say(&app.catalog.bad_arguments(usage)).await?;
+    Ok(false)
+}
+
+async fn dispatch(app: &Arc<App>, by: UserId, command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::OrderBackup(arg) => chain::order_backup(app, by, note(&arg)).await,
+        Command::Direct(arg) => direct(app, by, arg.trim()).await,
+        Command::Start(arg) => {
+            if no_arguments(app, &arg, "/start").await? {
+                chain::start(app, by).await?;
+            }
+            Ok(())
+        }
+        Command::Receive(arg) => {
+            if no_arguments(app, &arg, "/receive").await? {
+                chain::receive(app, by).await?;
+            }
+            Ok(())
+        }
+        Command::Status(arg) => {
+            if no_arguments(app, &arg, "/status").await? {
+                chain::status(app, by).await?;
+            }
+            Ok(())
+        }
+        Command::Cancel(arg) => chain::cancel(app, by, note(&arg)).await,
+        Command::Log(arg) => chain::log(app, by, &arg).await,
+        Command::Help(_) => {
+            app.group.say(&app.catalog.help(&app.settings.roster.roles_of(by))).await?;
+            Ok(())
+        }
+    }
+}
+
+/// `/direct`, `/direct @username` or `/direct <id>`.
+async fn direct(app: &Arc<App>, by: UserId, arg: &str) -> anyhow::Result<()> {
+    let roster = &app.settings.roster;
+    let jfu_names = || roster.jfu.iter().map(|j| app.people.get(*j).and_then(|p| p.username.map(|u| format!("@{u}"))).unwrap_or_else(|| j.to_string())).collect::<Vec<_>>();
+    if !roster.has(by, Role::Kasi) {
+        // The domain refuses with the reason; an argument that can't be resolved doesn't matter.
+        let any_jfu = roster.jfu.iter().next().copied().unwrap_or(by);
+        chain::direct(app, by, any_jfu).await?;
+        return Ok(());
+    }
+    let jfu = if arg.is_empty() {
+        match roster.sole_jfu() {
+            Some(j) => j,
+            None => {
+                app.group.say(&app.catalog.name_a_jfu(&jfu_names())).await?;
+                return Ok(());
+            }
+        }
+    } else if let Ok(id) = arg.parse::<i64>() {
+        UserId(id)
+    } else if arg.starts_with('@') && !arg.contains(char::is_whitespace) {
+        match app.people.by_username(arg) {
+            Some(id) => id,
+            None => {
+                app.group.say(&app.catalog.unknown_jfu(arg, &jfu_names())).await?;
+                return Ok(());
+            }
+        }
+    } else {
+        app.group.say(&app.catalog.unknown_jfu(arg, &jfu_names())).await?;
+        return Ok(());
+    };
+    chain::direct(app, by, jfu).await?;
+    Ok(())
+}
+
+async fn private(app: &App, from: &User, text: &str) -> anyhow::Result<()> {
+    if !text.starts_with('/') {
+        return Ok(());
+    }
+    let roles = app.settings.roster.roles_of(user_id(from));
+    let help = format!("{}\n\n{}", app.catalog.private_chat(), app.catalog.help(&roles));
+    app.group.send_to(ChatId(from.id.0 as i64), &help, false, None).await?;
+    Ok(())
+}
+
+/// A "direct to" button: only a Kasi may use it; it is always answered and removed once used.
+pub async fn on_button(app: Arc<App>, bot: TgBot, q: CallbackQuery) -> anyhow::Result<()> {
+    let by = user_id(&q.from);
+    let in_our_group = q.regular_message().is_some_and(|m| m.chat.id.0 == app.settings.group_chat_id);
+    let parsed = q.data.as_deref().and_then(chain::parse_direct_button);
+    let answer = |text: String, alert: bool| {
+        let bot = bot.clone();
+        let id = q.id.clone();
+        async move {
+            if let Err(e) = bot.answer_callback_query(id).text(text).show_alert(alert).await {
+                tracing::warn!(error = %e, "could not answer a button press");
+            }
+        }
+    };
+    let Some((order_id, jfu)) = parsed.filter(|_| in_our_group) else {
+        answer(app.catalog.button_stale(), false).await;
+        return Ok(());
+    };
+    learn(&app, &q.from).await;
+    if !app.settings.roster.has(by, Role::Kasi) {
+        answer(app.catalog.button_not_for_you(), true).await;
+        return Ok(());
+    }
+    let active = app.store.active_order().await?;
+    if active.as_ref().map(|o| o.id) != Some(order_id) {
+        answer(app.catalog.button_stale(), false).await;
+        if let Some(m) = q.regular_message() {
+            let _ = app.group.remove_buttons(i64::from(m.id.0)).await;
+        }
+        return Ok(());
+    }
+    match chain::direct(&app, by, jfu).await {
+        Ok(true) => answer(app.catalog.button_used(&app.people.name(jfu)), false).await,
+        Ok(false) => answer(app.catalog.button_stale(), false).await,
+        Err(e) => {
+            tracing::error!(error = ?e, "button failed");
+            answer(app.catalog.internal_error(), true).await;
+        }
+    }
+    Ok(())
+}
