@@ -229,7 +229,11 @@ fn check_folder_format(format: &str) -> Result<(), ConfigError> {
     if StrftimeItems::new(format).any(|i| matches!(i, Item::Error)) {
         return Err(bad("expected a strftime format such as %d-%m-%Y"));
     }
-    let sample = chrono::NaiveDate::from_ymd_opt(2026, 11, 24).map(|d| d.format(format).to_string()).unwrap_or_default();
+    let mut sample = String::new();
+    let moment = chrono::NaiveDate::from_ymd_opt(2026, 11, 24).and_then(|d| d.and_hms_opt(13, 45, 0)).unwrap_or_default();
+    if std::fmt::Write::write_fmt(&mut sample, format_args!("{}", moment.format(format))).is_err() {
+        return Err(bad("expected a strftime format such as %d-%m-%Y"));
+    }
     if sample.is_empty() || sample.contains(['/', '\\', ':', '*', '?', '"', '<', '>', '|']) || !sample.contains("24") {
         return Err(bad("expected a format giving a portable folder name with the day, such as %d-%m-%Y"));
     }

@@ -199,6 +199,8 @@ fn answer(st: &mut crate::state::State, method: &str, p: &Params) -> Result<Valu
             me["can_join_groups"] = json!(true);
             me["can_read_all_group_messages"] = json!(false);
             me["supports_inline_queries"] = json!(false);
+            me["can_connect_to_business"] = json!(false);
+            me["has_main_web_app"] = json!(false);
             Ok(me)
         }
         "getwebhookinfo" => Ok(json!({"url": "", "has_custom_certificate": false, "pending_update_count": st.pending.len()})),

@@ -1,0 +1,6 @@
+//! End-to-end tests on real parts: PostgreSQL (a fresh database per test), the bot's real HTTP
+//! client talking to the project's Bot API server on 127.0.0.1. Run through `scripts/test`, which
+//! starts the shared services and exports their addresses.
+
+mod chain;
+mod support;

@@ -1,0 +1,151 @@
+//! Test support: a fresh database per test, the Bot API stub, the people of the chain, and the
+//! bot built exactly as the binary builds it.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bot_api_stub::{Chat, Person, SentMessage, Stub};
+use futures::future::BoxFuture;
+use mailbox_backup_bot::config::BotSettings;
+use mailbox_backup_bot::domain::SopStep;
+use mailbox_backup_bot::engine::{BackupEngine, BackupReport, EngineError, MailboxResult, MailboxStatus, Progress, ProgressSender, RunFolders, RunRequest};
+use mailbox_backup_bot::storage::Store;
+use sqlx::Connection;
+
+pub const TOKEN: &str = "123456:TEST-token-never-logged";
+pub const WAIT: Duration = Duration::from_secs(20);
+
+pub fn database_url() -> String {
+    std::env::var("DATABASE_URL").expect("DATABASE_URL is not set: run the tests through scripts/test")
+}
+
+/// A new, empty database on the shared server; dropped with the server's next test run.
+pub async fn fresh_database() -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let name = format!("t_{}_{}_{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst), chrono::Utc::now().timestamp_micros() % 1_000_000);
+    let admin = database_url();
+    let mut conn = sqlx::PgConnection::connect(&admin).await.expect("connect to PostgreSQL");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.expect("create database");
+    let (base, _) = admin.rsplit_once('/').expect("DATABASE_URL has a database name");
+    format!("{base}/{name}")
+}
+
+pub struct Team {
+    pub kasubdit: Person,
+    pub kasi: Person,
+    pub jfu: Person,
+    pub jfu2: Person,
+    pub stranger: Person,
+    pub group: Chat,
+    pub other_group: Chat,
+}
+
+impl Team {
+    pub fn new() -> Team {
+        Team {
+            kasubdit: Person::new(5_000_000_001, "Sri", "sri_kasubdit"),
+            kasi: Person::new(5_000_000_002, "Agus", "agus_kasi"),
+            jfu: Person::new(5_000_000_003, "Budi", "budi_jfu"),
+            jfu2: Person::new(5_000_000_004, "Dewi", "dewi_jfu"),
+            stranger: Person::new(5_000_000_009, "Tamu", "tamu"),
+            group: Chat::group(-1_001_234_567_890, "Tim Portal Web DJKI"),
+            other_group: Chat::group(-1_009_999_999_999, "Grup Lain"),
+        }
+    }
+
+    pub fn env(&self, stub: &Stub, db: &str, lang: &str) -> Vec<(String, String)> {
+        vec![
+            ("TELOXIDE_TOKEN".into(), TOKEN.into()),
+            ("TELEGRAM_API_URL".into(), stub.url()),
+            ("DATABASE_URL".into(), db.into()),
+            ("GROUP_CHAT_ID".into(), self.group.id.to_string()),
+            ("KASUBDIT_IDS".into(), self.kasubdit.id.to_string()),
+            ("KASI_IDS".into(), self.kasi.id.to_string()),
+            ("JFU_IDS".into(), format!("{},{}", self.jfu.id, self.jfu2.id)),
+            ("BOT_LANG".into(), lang.into()),
+            ("TELEGRAM_MESSAGES_PER_MINUTE".into(), "6000".into()),
+            ("PROGRESS_INTERVAL_SECS".into(), "1".into()),
+        ]
+    }
+}
+
+pub async fn start_stub(team: &Team) -> Stub {
+    let stub = Stub::start(([127, 0, 0, 1], 0).into(), TOKEN, Person::new(7_000_000_001, "Backup Bot", "djki_backup_bot")).await.expect("stub starts");
+    for p in [&team.kasubdit, &team.kasi, &team.jfu, &team.jfu2, &team.stranger] {
+        stub.add_member(&team.group, p);
+    }
+    stub
+}
+
+/// The bot, in this process, built the way the binary builds it. Abort the handle to "kill" it.
+pub async fn start_bot(env: &[(String, String)], engine: Option<Arc<dyn BackupEngine>>) -> tokio::task::JoinHandle<()> {
+    let lookup = |k: &str| env.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+    let settings = BotSettings::load(&lookup).expect("settings");
+    let db = lookup("DATABASE_URL").expect("db");
+    let store = Store::connect(&db).await.expect("db connects");
+    store.migrate().await.expect("migrations");
+    let app = mailbox_backup_bot::startup::build(settings, store, engine).await.expect("app builds");
+    tokio::spawn(async move {
+        mailbox_backup_bot::startup::run(app).await.expect("bot runs");
+    })
+}
+
+/// Waits for a bot message containing `needle` in the group, after the first `skip`.
+pub async fn expect_text(stub: &Stub, chat: &Chat, skip: usize, needle: &str) -> SentMessage {
+    match stub.wait_for_text(chat.id, skip, needle, WAIT).await {
+        Ok(m) => m,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// An engine stand-in for the chain tests (the real one is tested in the engine tests): it
+/// reports every machine step and two verified mailboxes, or fails at login when told to.
+pub struct ScriptedEngine {
+    pub fail_login: bool,
+    pub hold: Option<Arc<tokio::sync::Notify>>,
+}
+
+impl BackupEngine for ScriptedEngine {
+    fn run(&self, request: RunRequest, progress: ProgressSender) -> BoxFuture<'_, Result<BackupReport, EngineError>> {
+        Box::pin(async move {
+            let folders = request.resume.clone().unwrap_or(RunFolders { local: "/tmp/none/24-11-2026".into(), server: "/srv/backup/24-11-2026".into() });
+            let now = chrono::Utc::now;
+            let _ = progress.send(Progress::Folders(folders.clone()));
+            let _ = progress.send(Progress::StepFinished { step: SopStep::CreateFolder, at: now() });
+            let _ = progress.send(Progress::StepStarted { step: SopStep::RemoteLogin, at: now() });
+            if self.fail_login {
+                return Err(EngineError {
+                    step: SopStep::RemoteLogin,
+                    kind: mailbox_backup_bot::engine::ErrorKind::KeyRefused,
+                    detail: "Permission denied (publickey)".into(),
+                    folders: Some(folders),
+                });
+            }
+            if let Some(hold) = &self.hold {
+                hold.notified().await;
+            }
+            let _ = progress.send(Progress::StepFinished { step: SopStep::RemoteLogin, at: now() });
+            for step in [SopStep::ServerBackup, SopStep::CopyAndReport] {
+                let _ = progress.send(Progress::StepStarted { step, at: now() });
+                let _ = progress.send(Progress::StepFinished { step, at: now() });
+            }
+            let mailbox = |name: &str, size| MailboxResult {
+                account: name.into(),
+                file: format!("{name}.tar.gz"),
+                size,
+                sha256: "ab".repeat(32),
+                messages: Some(12),
+                status: MailboxStatus::Verified,
+            };
+            Ok(BackupReport {
+                folders,
+                mailboxes: vec![mailbox("ani@djki.go.id", 2048), mailbox("budi@djki.go.id", 4096)],
+                steps: vec![],
+                bytes_total: 6144,
+                bytes_copied: 6144,
+                copy_secs: 0.5,
+            })
+        })
+    }
+}
