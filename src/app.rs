@@ -29,7 +29,9 @@ pub struct App {
 impl App {
     /// Today in the configured time zone.
     pub fn today(&self) -> NaiveDate {
-        Utc::now().with_timezone(&self.settings.timezone).date_naive()
+        Utc::now()
+            .with_timezone(&self.settings.timezone)
+            .date_naive()
     }
 
     pub fn name_of(&self) -> impl Fn(UserId) -> String + Send + Sync + '_ {
@@ -39,16 +41,28 @@ impl App {
     /// Mentions of everyone holding `role`.
     pub fn mention_role(&self, role: crate::domain::Role) -> String {
         let holders = self.settings.roster.holders(role);
-        holders.iter().map(|id| self.people.mention(*id)).collect::<Vec<_>>().join(", ")
+        holders
+            .iter()
+            .map(|id| self.people.mention(*id))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// Names (no notification) of everyone holding `role`.
     pub fn mention_role_names(&self, role: crate::domain::Role) -> String {
         let holders = self.settings.roster.holders(role);
-        holders.iter().map(|id| self.people.name(*id)).collect::<Vec<_>>().join(", ")
+        holders
+            .iter()
+            .map(|id| self.people.name(*id))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     pub fn is_running(&self, id: OrderId) -> bool {
-        self.runs.lock().unwrap_or_else(|p| p.into_inner()).get(&id).is_some_and(|h| !h.is_finished())
+        self.runs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .is_some_and(|h| !h.is_finished())
     }
 }

@@ -34,7 +34,11 @@ fn live() -> &'static Mutex<HashMap<OrderId, String>> {
 }
 
 pub fn live_status(_app: &App, id: OrderId) -> Option<String> {
-    live().lock().unwrap_or_else(|p| p.into_inner()).get(&id).cloned()
+    live()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&id)
+        .cloned()
 }
 
 /// Starts (or, with `resume`, continues) the run of order `id` in the background.
@@ -44,25 +48,41 @@ pub fn spawn(app: Arc<App>, id: OrderId, resume: bool) {
         if let Err(e) = run(task_app.clone(), id, resume).await {
             tracing::error!(order = %id, error = ?e, "the backup run could not be finished");
         }
-        task_app.runs.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        task_app
+            .runs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
         live().lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
     });
-    app.runs.lock().unwrap_or_else(|p| p.into_inner()).insert(id, handle.abort_handle());
+    app.runs
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(id, handle.abort_handle());
 }
 
 /// On start-up: an order left in steps 3–6 is resumed, or failed with the reason when it cannot be.
 pub async fn resume_unfinished(app: &Arc<App>) -> Result<()> {
-    let Some(order) = app.store.active_order().await? else { return Ok(()) };
+    let Some(order) = app.store.active_order().await? else {
+        return Ok(());
+    };
     if order.status != OrderStatus::Started {
         return Ok(());
     }
     if app.engine.is_none() {
         let reason = "the bot restarted without a configured backup engine".to_owned();
-        app.store.set_report(order.id, &serde_json::to_value(RunOutcome::Abandoned(reason.clone()))?).await?;
+        app.store
+            .set_report(
+                order.id,
+                &serde_json::to_value(RunOutcome::Abandoned(reason.clone()))?,
+            )
+            .await?;
         chain::advance(app, &order, Event::Failed { reason }).await?;
         return Ok(());
     }
-    app.group.say(&app.catalog.restarted_during_run(&order)).await?;
+    app.group
+        .say(&app.catalog.restarted_during_run(&order))
+        .await?;
     spawn(app.clone(), order.id, true);
     Ok(())
 }
@@ -71,19 +91,28 @@ async fn run(app: Arc<App>, id: OrderId, resume: bool) -> Result<()> {
     let engine = app.engine.clone().context("no backup engine")?;
     let record = app.store.run_record(id).await?;
     let resume_from = match (resume, record.local_folder, record.server_folder) {
-        (true, Some(local), Some(server)) => Some(RunFolders { local: local.into(), server }),
+        (true, Some(local), Some(server)) => Some(RunFolders {
+            local: local.into(),
+            server,
+        }),
         _ => None,
     };
     let progress_id = match record.progress_message_id.filter(|_| resume) {
         Some(m) => m,
         None => {
-            let m = app.group.say_quietly(&progress_text(app.catalog.lang, &View::default())).await?;
+            let m = app
+                .group
+                .say_quietly(&progress_text(app.catalog.lang, &View::default()))
+                .await?;
             app.store.set_progress_message(id, m).await?;
             m
         }
     };
     let (tx, rx) = mpsc::unbounded_channel();
-    let request = RunRequest { date: app.today(), resume: resume_from };
+    let request = RunRequest {
+        date: app.today(),
+        resume: resume_from,
+    };
     let watcher = watch_progress(app.clone(), id, progress_id, rx);
     let (result, watched) = tokio::join!(engine.run(request, tx), watcher);
     if let Err(e) = watched {
@@ -97,7 +126,12 @@ async fn run(app: Arc<App>, id: OrderId, resume: bool) -> Result<()> {
         Ok(report) if report.all_verified() => (RunOutcome::Completed(report), Event::Reported),
         Ok(report) => {
             let failed: Vec<String> = report.failed().map(|m| m.account.clone()).collect();
-            let reason = format!("{} of {} mailboxes failed: {}", failed.len(), report.mailboxes.len(), failed.join(", "));
+            let reason = format!(
+                "{} of {} mailboxes failed: {}",
+                failed.len(),
+                report.mailboxes.len(),
+                failed.join(", ")
+            );
             (RunOutcome::Completed(report), Event::Failed { reason })
         }
         Err(e) => {
@@ -105,8 +139,22 @@ async fn run(app: Arc<App>, id: OrderId, resume: bool) -> Result<()> {
             (RunOutcome::Stopped(e), Event::Failed { reason })
         }
     };
-    app.store.set_report(id, &serde_json::to_value(&outcome)?).await?;
-    let _ = app.group.edit(progress_id, &progress_text(app.catalog.lang, &View { finished: true, ..View::default() })).await;
+    app.store
+        .set_report(id, &serde_json::to_value(&outcome)?)
+        .await?;
+    let _ = app
+        .group
+        .edit(
+            progress_id,
+            &progress_text(
+                app.catalog.lang,
+                &View {
+                    finished: true,
+                    ..View::default()
+                },
+            ),
+        )
+        .await;
     chain::advance(&app, &order, event).await?;
     Ok(())
 }
@@ -123,38 +171,87 @@ struct View {
 
 fn bar(done: u64, total: u64) -> String {
     const WIDTH: u64 = 20;
-    let filled = if total == 0 { WIDTH } else { (done.min(total) * WIDTH) / total };
-    format!("[{}{}] {}%", "█".repeat(filled as usize), "░".repeat((WIDTH - filled) as usize), if total == 0 { 100 } else { done.min(total) * 100 / total })
+    let filled = if total == 0 {
+        WIDTH
+    } else {
+        (done.min(total) * WIDTH) / total
+    };
+    format!(
+        "[{}{}] {}%",
+        "█".repeat(filled as usize),
+        "░".repeat((WIDTH - filled) as usize),
+        if total == 0 {
+            100
+        } else {
+            done.min(total) * 100 / total
+        }
+    )
 }
 
 fn progress_text(lang: Lang, v: &View) -> String {
     let t = |id: &'static str, en: &'static str| if lang == Lang::Id { id } else { en };
     if v.finished {
-        return format!("⏹ {}", t("Proses backup selesai; lihat laporan di bawah.", "The backup run has ended; see the report below."));
+        return format!(
+            "⏹ {}",
+            t(
+                "Proses backup selesai; lihat laporan di bawah.",
+                "The backup run has ended; see the report below."
+            )
+        );
     }
     let catalog = crate::messages::Catalog::new(lang, chrono_tz::UTC);
-    let mut lines = vec![format!("⏳ <b>{}</b>", t("Kemajuan backup", "Backup progress"))];
+    let mut lines = vec![format!(
+        "⏳ <b>{}</b>",
+        t("Kemajuan backup", "Backup progress")
+    )];
     match v.step {
-        Some(step) => lines.push(format!("{} {}: {}", t("Langkah", "Step"), step.number(), catalog.step_name(step))),
+        Some(step) => lines.push(format!(
+            "{} {}: {}",
+            t("Langkah", "Step"),
+            step.number(),
+            catalog.step_name(step)
+        )),
         None => lines.push(t("Menyiapkan…", "Preparing…").to_owned()),
     }
     if let Some((done, total)) = v.exported {
-        lines.push(format!("{}: {done}/{total}", t("Mailbox diekspor", "Mailboxes exported")));
+        lines.push(format!(
+            "{}: {done}/{total}",
+            t("Mailbox diekspor", "Mailboxes exported")
+        ));
     }
     if let Some((fd, ft, bd, bt, rate, eta)) = v.copy {
-        lines.push(format!("{}: {fd}/{ft} {}", t("Berkas", "Files"), t("terverifikasi", "verified")));
+        lines.push(format!(
+            "{}: {fd}/{ft} {}",
+            t("Berkas", "Files"),
+            t("terverifikasi", "verified")
+        ));
         lines.push(format!("{} {} / {}", bar(bd, bt), bytes(bd), bytes(bt)));
-        let eta = eta.map(|s| duration(lang, chrono::TimeDelta::seconds(s as i64))).unwrap_or_else(|| "–".into());
-        lines.push(format!("{}: {}/s, {}: {eta}", t("Kecepatan", "Rate"), bytes(rate as u64), t("perkiraan sisa", "ETA")));
+        let eta = eta
+            .map(|s| duration(lang, chrono::TimeDelta::seconds(s as i64)))
+            .unwrap_or_else(|| "–".into());
+        lines.push(format!(
+            "{}: {}/s, {}: {eta}",
+            t("Kecepatan", "Rate"),
+            bytes(rate as u64),
+            t("perkiraan sisa", "ETA")
+        ));
     }
     if let Some((done, total)) = v.read_back {
-        lines.push(format!("{}: {done}/{total}", t("Arsip dibaca ulang", "Archives read back")));
+        lines.push(format!(
+            "{}: {done}/{total}",
+            t("Arsip dibaca ulang", "Archives read back")
+        ));
     }
     lines.join("\n")
 }
 
 /// Turns progress events into saved step times, step messages and throttled edits.
-async fn watch_progress(app: Arc<App>, id: OrderId, message_id: i64, mut rx: mpsc::UnboundedReceiver<Progress>) -> Result<()> {
+async fn watch_progress(
+    app: Arc<App>,
+    id: OrderId,
+    message_id: i64,
+    mut rx: mpsc::UnboundedReceiver<Progress>,
+) -> Result<()> {
     let lang = app.catalog.lang;
     let interval = Duration::from_secs(app.settings.progress_interval_secs);
     let mut view = View::default();
@@ -164,32 +261,67 @@ async fn watch_progress(app: Arc<App>, id: OrderId, message_id: i64, mut rx: mps
         let event = tokio::time::timeout(interval, rx.recv()).await;
         match event {
             Ok(None) => break,
-            Ok(Some(event)) => {
-                match &event {
-                    Progress::StepStarted { step, at } => {
-                        view.step = Some(*step);
-                        record(&app, id, Event::StepStarted { step: *step, at: *at }).await?;
-                    }
-                    Progress::StepFinished { step, at } => {
-                        record(&app, id, Event::StepFinished { step: *step, at: *at }).await?;
-                        if let Some(order) = app.store.order(id).await? {
-                            app.group.say_quietly(&step_done_text(&app, &order, *step)).await?;
-                        }
-                    }
-                    Progress::Folders(f) => {
-                        app.store.set_run_folders(id, &f.local.to_string_lossy(), &f.server).await?;
-                    }
-                    Progress::Exported { done, total, .. } => view.exported = Some((*done, *total)),
-                    Progress::Copy { files_done, files_total, bytes_done, bytes_total, rate, eta_secs } => {
-                        view.copy = Some((*files_done, *files_total, *bytes_done, *bytes_total, *rate, *eta_secs))
-                    }
-                    Progress::ReadBack { done, total } => view.read_back = Some((*done, *total)),
+            Ok(Some(event)) => match &event {
+                Progress::StepStarted { step, at } => {
+                    view.step = Some(*step);
+                    record(
+                        &app,
+                        id,
+                        Event::StepStarted {
+                            step: *step,
+                            at: *at,
+                        },
+                    )
+                    .await?;
                 }
-            }
+                Progress::StepFinished { step, at } => {
+                    record(
+                        &app,
+                        id,
+                        Event::StepFinished {
+                            step: *step,
+                            at: *at,
+                        },
+                    )
+                    .await?;
+                    if let Some(order) = app.store.order(id).await? {
+                        app.group
+                            .say_quietly(&step_done_text(&app, &order, *step))
+                            .await?;
+                    }
+                }
+                Progress::Folders(f) => {
+                    app.store
+                        .set_run_folders(id, &f.local.to_string_lossy(), &f.server)
+                        .await?;
+                }
+                Progress::Exported { done, total, .. } => view.exported = Some((*done, *total)),
+                Progress::Copy {
+                    files_done,
+                    files_total,
+                    bytes_done,
+                    bytes_total,
+                    rate,
+                    eta_secs,
+                } => {
+                    view.copy = Some((
+                        *files_done,
+                        *files_total,
+                        *bytes_done,
+                        *bytes_total,
+                        *rate,
+                        *eta_secs,
+                    ))
+                }
+                Progress::ReadBack { done, total } => view.read_back = Some((*done, *total)),
+            },
             Err(_) => {} // quiet for a while: show what we have
         }
         let text = progress_text(lang, &view);
-        live().lock().unwrap_or_else(|p| p.into_inner()).insert(id, text.clone());
+        live()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, text.clone());
         if text != shown && last_edit.elapsed() >= interval {
             app.group.edit(message_id, &text).await?;
             shown = text;
@@ -204,22 +336,39 @@ async fn record(app: &Arc<App>, id: OrderId, event: Event) -> Result<()> {
     if order.status != OrderStatus::Started {
         return Ok(());
     }
-    let (next, _) = order.apply(&app.settings.roster, event, Utc::now()).map_err(|r| anyhow::anyhow!("{r}"))?;
+    let (next, _) = order
+        .apply(&app.settings.roster, event, Utc::now())
+        .map_err(|r| anyhow::anyhow!("{r}"))?;
     app.store.save(&order, &next).await?;
     Ok(())
 }
 
 fn step_done_text(app: &App, order: &Order, step: SopStep) -> String {
     let c = &app.catalog;
-    let took = order.step(step).map(|s| s.took(Utc::now())).unwrap_or_default();
-    let mark = if step.within_standard(took) { "✅" } else { "⚠️" };
+    let took = order
+        .step(step)
+        .map(|s| s.took(Utc::now()))
+        .unwrap_or_default();
+    let mark = if step.within_standard(took) {
+        "✅"
+    } else {
+        "⚠️"
+    };
     format!(
         "{mark} {} {}: {} — {} ({} {})",
-        if c.lang == Lang::Id { "Langkah" } else { "Step" },
+        if c.lang == Lang::Id {
+            "Langkah"
+        } else {
+            "Step"
+        },
         step.number(),
         c.step_name(step),
         duration(c.lang, took),
-        if c.lang == Lang::Id { "baku" } else { "standard" },
+        if c.lang == Lang::Id {
+            "baku"
+        } else {
+            "standard"
+        },
         duration(c.lang, step.standard_time())
     )
 }
@@ -238,11 +387,20 @@ pub fn report_text(app: &App, order: &Order, outcome: Option<&RunOutcome>) -> St
     let now = Utc::now();
     let table = c.sop_table(order, now, &app.name_of());
     match outcome {
-        Some(RunOutcome::Completed(r)) if r.all_verified() && order.status != OrderStatus::Failed => {
+        Some(RunOutcome::Completed(r))
+            if r.all_verified() && order.status != OrderStatus::Failed =>
+        {
             let mut rows = String::new();
             for m in &r.mailboxes {
-                let msgs = m.messages.map(|n| format!(", {n} {}", t("pesan", "messages"))).unwrap_or_default();
-                rows.push_str(&format!("✅ <code>{}</code> — {}{msgs}\n", esc(&m.account), bytes(m.size)));
+                let msgs = m
+                    .messages
+                    .map(|n| format!(", {n} {}", t("pesan", "messages")))
+                    .unwrap_or_default();
+                rows.push_str(&format!(
+                    "✅ <code>{}</code> — {}{msgs}\n",
+                    esc(&m.account),
+                    bytes(m.size)
+                ));
             }
             format!(
                 "📦 <b>{} {}</b> — {kasi}\n{}\n\n{rows}\n{}: {} {}, {}\n{}: <code>{}</code>\n{}: {}, {}/s\n\n<b>{}</b>\n{table}",
@@ -267,21 +425,58 @@ pub fn report_text(app: &App, order: &Order, outcome: Option<&RunOutcome>) -> St
                     let mut rows = String::new();
                     for m in &r.mailboxes {
                         match &m.status {
-                            MailboxStatus::Verified => rows.push_str(&format!("✅ <code>{}</code> — {}\n", esc(&m.account), bytes(m.size))),
-                            MailboxStatus::Failed { error } => rows.push_str(&format!("❌ <code>{}</code> — {}\n", esc(&m.account), esc(error))),
+                            MailboxStatus::Verified => rows.push_str(&format!(
+                                "✅ <code>{}</code> — {}\n",
+                                esc(&m.account),
+                                bytes(m.size)
+                            )),
+                            MailboxStatus::Failed { error } => rows.push_str(&format!(
+                                "❌ <code>{}</code> — {}\n",
+                                esc(&m.account),
+                                esc(error)
+                            )),
                         }
                     }
-                    (rows, format!("{}: <code>{}</code>", t("Yang berhasil disimpan di", "What succeeded is kept in"), esc(&r.folders.local.to_string_lossy())))
+                    (
+                        rows,
+                        format!(
+                            "{}: <code>{}</code>",
+                            t("Yang berhasil disimpan di", "What succeeded is kept in"),
+                            esc(&r.folders.local.to_string_lossy())
+                        ),
+                    )
                 }
                 Some(RunOutcome::Stopped(e)) => (
-                    format!("❌ {} {}: {}\n<code>{}</code>\n", t("Langkah", "Step"), e.step.number(), esc(&e.kind.to_string()), esc(&e.detail)),
+                    format!(
+                        "❌ {} {}: {}\n<code>{}</code>\n",
+                        t("Langkah", "Step"),
+                        e.step.number(),
+                        esc(&e.kind.to_string()),
+                        esc(&e.detail)
+                    ),
                     e.folders
                         .as_ref()
-                        .map(|f| format!("{}: <code>{}</code>", t("Berkas terverifikasi tetap di", "Verified files are kept in"), esc(&f.local.to_string_lossy())))
-                        .unwrap_or_else(|| t("Tidak ada berkas yang ditulis.", "No files were written.").to_owned()),
+                        .map(|f| {
+                            format!(
+                                "{}: <code>{}</code>",
+                                t(
+                                    "Berkas terverifikasi tetap di",
+                                    "Verified files are kept in"
+                                ),
+                                esc(&f.local.to_string_lossy())
+                            )
+                        })
+                        .unwrap_or_else(|| {
+                            t("Tidak ada berkas yang ditulis.", "No files were written.").to_owned()
+                        }),
                 ),
-                Some(RunOutcome::Abandoned(reason)) => (format!("❌ {}\n", esc(reason)), String::new()),
-                None => (format!("❌ {}\n", esc(order.reason.as_deref().unwrap_or("-"))), String::new()),
+                Some(RunOutcome::Abandoned(reason)) => {
+                    (format!("❌ {}\n", esc(reason)), String::new())
+                }
+                None => (
+                    format!("❌ {}\n", esc(order.reason.as_deref().unwrap_or("-"))),
+                    String::new(),
+                ),
             };
             format!(
                 "🚨 <b>{} {}</b> — {kasi}\n\n{what}\n{kept}\n{}\n\n<b>{}</b>\n{table}",
@@ -302,15 +497,33 @@ pub fn summary_line(app: &App, order: &Order, outcome: Option<&RunOutcome>) -> S
     let id = app.catalog.lang == Lang::Id;
     match (order.status, outcome) {
         (OrderStatus::Cancelled, _) => {
-            if id { "Dibatalkan.".into() } else { "Cancelled.".into() }
+            if id {
+                "Dibatalkan.".into()
+            } else {
+                "Cancelled.".into()
+            }
         }
         (_, Some(RunOutcome::Completed(r))) => {
-            let ok = r.mailboxes.iter().filter(|m| m.status == MailboxStatus::Verified).count();
+            let ok = r
+                .mailboxes
+                .iter()
+                .filter(|m| m.status == MailboxStatus::Verified)
+                .count();
             let messages: u64 = r.mailboxes.iter().filter_map(|m| m.messages).sum();
             if id {
-                format!("{ok}/{} mailbox terverifikasi, {messages} pesan, {}; folder {}", r.mailboxes.len(), bytes(r.bytes_total), r.folders.local.display())
+                format!(
+                    "{ok}/{} mailbox terverifikasi, {messages} pesan, {}; folder {}",
+                    r.mailboxes.len(),
+                    bytes(r.bytes_total),
+                    r.folders.local.display()
+                )
             } else {
-                format!("{ok}/{} mailboxes verified, {messages} messages, {}; folder {}", r.mailboxes.len(), bytes(r.bytes_total), r.folders.local.display())
+                format!(
+                    "{ok}/{} mailboxes verified, {messages} messages, {}; folder {}",
+                    r.mailboxes.len(),
+                    bytes(r.bytes_total),
+                    r.folders.local.display()
+                )
             }
         }
         (_, Some(RunOutcome::Stopped(e))) => e.to_string(),
@@ -324,7 +537,11 @@ pub async fn attach_manifest(app: &App, report: &BackupReport) {
     let path = report.folders.local.join("SHA256SUMS");
     match tokio::fs::read(&path).await {
         Ok(content) => {
-            if let Err(e) = app.group.attach("SHA256SUMS.txt", content, "SHA256SUMS").await {
+            if let Err(e) = app
+                .group
+                .attach("SHA256SUMS.txt", content, "SHA256SUMS")
+                .await
+            {
                 tracing::warn!(error = %e, "could not attach the manifest");
             }
         }

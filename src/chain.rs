@@ -9,7 +9,9 @@ use teloxide::types::{InlineKeyboardButton, InlineKeyboardMarkup};
 
 use crate::app::App;
 use crate::backup_run::{self, RunOutcome};
-use crate::domain::{parse_log_date, place_order, Effect, Event, Order, OrderId, OrderStatus, Refusal, Role, UserId};
+use crate::domain::{
+    parse_log_date, place_order, Effect, Event, Order, OrderId, OrderStatus, Refusal, Role, UserId,
+};
 use crate::storage::StoreError;
 
 /// Callback data of a "direct to" button: `direct:<order>:<jfu>`.
@@ -21,11 +23,16 @@ pub fn parse_direct_button(data: &str) -> Option<(OrderId, UserId)> {
     let mut parts = data.strip_prefix("direct:")?.split(':');
     let order = parts.next()?.parse().ok()?;
     let jfu = parts.next()?.parse().ok()?;
-    parts.next().is_none().then_some((OrderId(order), UserId(jfu)))
+    parts
+        .next()
+        .is_none()
+        .then_some((OrderId(order), UserId(jfu)))
 }
 
 async fn refuse(app: &App, refusal: &Refusal) -> Result<()> {
-    app.group.say(&app.catalog.refusal(refusal, &app.name_of())).await?;
+    app.group
+        .say(&app.catalog.refusal(refusal, &app.name_of()))
+        .await?;
     Ok(())
 }
 
@@ -43,8 +50,16 @@ pub async fn advance(app: &Arc<App>, order: &Order, event: Event) -> Result<bool
         Ok(()) => {}
         Err(StoreError::Conflict(_)) => {
             // Someone else moved the order first; say where it stands now.
-            let now_status = app.store.order(order.id).await?.map(|o| o.status).unwrap_or(order.status);
-            let refusal = Refusal::OutOfOrder { status: now_status, action: crate::domain::Move::Progress };
+            let now_status = app
+                .store
+                .order(order.id)
+                .await?
+                .map(|o| o.status)
+                .unwrap_or(order.status);
+            let refusal = Refusal::OutOfOrder {
+                status: now_status,
+                action: crate::domain::Move::Progress,
+            };
             refuse(app, &refusal).await?;
             return Ok(false);
         }
@@ -61,12 +76,27 @@ pub async fn order_backup(app: &Arc<App>, by: UserId, note: Option<String>) -> R
         Ok((new, _)) => new,
         Err(refusal) => return refuse(app, &refusal).await,
     };
-    let order = match app.store.insert_order(new, app.settings.group_chat_id).await {
+    let order = match app
+        .store
+        .insert_order(new, app.settings.group_chat_id)
+        .await
+    {
         Ok(order) => order,
         Err(StoreError::AlreadyActive) => {
             // Two orders at once: the database let only one through.
-            let active = app.store.active_order().await?.context("an active order vanished")?;
-            return refuse(app, &Refusal::AlreadyActive { active: active.id, status: active.status }).await;
+            let active = app
+                .store
+                .active_order()
+                .await?
+                .context("an active order vanished")?;
+            return refuse(
+                app,
+                &Refusal::AlreadyActive {
+                    active: active.id,
+                    status: active.status,
+                },
+            )
+            .await;
         }
         Err(e) => return Err(e.into()),
     };
@@ -85,9 +115,17 @@ pub async fn direct(app: &Arc<App>, by: UserId, jfu: UserId) -> Result<bool> {
 /// The JFU confirms: steps 3–6 start, unless no engine is configured.
 pub async fn start(app: &Arc<App>, by: UserId) -> Result<()> {
     let Some(order) = app.store.active_order().await? else {
-        return app.group.say(&app.catalog.no_active_order()).await.map(|_| ()).map_err(Into::into);
+        return app
+            .group
+            .say(&app.catalog.no_active_order())
+            .await
+            .map(|_| ())
+            .map_err(Into::into);
     };
-    if order.status == OrderStatus::Started && app.is_running(order.id) && app.settings.roster.has(by, Role::Jfu) {
+    if order.status == OrderStatus::Started
+        && app.is_running(order.id)
+        && app.settings.roster.has(by, Role::Jfu)
+    {
         app.group.say(&app.catalog.already_running(&order)).await?;
         return Ok(());
     }
@@ -104,7 +142,12 @@ pub async fn start(app: &Arc<App>, by: UserId) -> Result<()> {
 /// Step 7 (and so step 8).
 pub async fn receive(app: &Arc<App>, by: UserId) -> Result<()> {
     let Some(order) = app.store.active_order().await? else {
-        return app.group.say(&app.catalog.no_active_order()).await.map(|_| ()).map_err(Into::into);
+        return app
+            .group
+            .say(&app.catalog.no_active_order())
+            .await
+            .map(|_| ())
+            .map_err(Into::into);
     };
     if !advance(app, &order, Event::Receive { by }).await? {
         return Ok(());
@@ -115,24 +158,44 @@ pub async fn receive(app: &Arc<App>, by: UserId) -> Result<()> {
 
 pub async fn cancel(app: &Arc<App>, by: UserId, reason: Option<String>) -> Result<()> {
     let Some(order) = app.store.active_order().await? else {
-        return app.group.say(&app.catalog.no_active_order()).await.map(|_| ()).map_err(Into::into);
+        return app
+            .group
+            .say(&app.catalog.no_active_order())
+            .await
+            .map(|_| ())
+            .map_err(Into::into);
     };
-    advance(app, &order, Event::Cancel { by, reason }).await.map(|_| ())
+    advance(app, &order, Event::Cancel { by, reason })
+        .await
+        .map(|_| ())
 }
 
 pub async fn status(app: &Arc<App>, by: UserId) -> Result<()> {
     if !app.settings.roster.has_any_role(by) {
-        return refuse(app, &Refusal::WrongRole { needed: vec![Role::Kasubdit, Role::Kasi, Role::Jfu] }).await;
+        return refuse(
+            app,
+            &Refusal::WrongRole {
+                needed: vec![Role::Kasubdit, Role::Kasi, Role::Jfu],
+            },
+        )
+        .await;
     }
     let Some(order) = app.store.active_order().await? else {
-        return app.group.say(&app.catalog.no_active_order()).await.map(|_| ()).map_err(Into::into);
+        return app
+            .group
+            .say(&app.catalog.no_active_order())
+            .await
+            .map(|_| ())
+            .map_err(Into::into);
     };
     let holder = match order.status {
         OrderStatus::Ordered | OrderStatus::Reported => Some(app.mention_role_names(Role::Kasi)),
         OrderStatus::Directed | OrderStatus::Started => order.jfu.map(|j| app.people.name(j)),
         _ => None,
     };
-    let mut text = app.catalog.status(&order, Utc::now(), holder, &app.name_of());
+    let mut text = app
+        .catalog
+        .status(&order, Utc::now(), holder, &app.name_of());
     if order.status == OrderStatus::Started {
         if let Some(live) = backup_run::live_status(app, order.id) {
             text.push('\n');
@@ -144,7 +207,12 @@ pub async fn status(app: &Arc<App>, by: UserId) -> Result<()> {
 }
 
 /// The daily log of the date in `arg`, as the chat shows it and the terminal prints it.
-pub async fn render_log(app_store: &crate::storage::Store, catalog: &crate::messages::Catalog, date: chrono::NaiveDate, name_of: &(dyn Fn(UserId) -> String + Sync)) -> Result<String> {
+pub async fn render_log(
+    app_store: &crate::storage::Store,
+    catalog: &crate::messages::Catalog,
+    date: chrono::NaiveDate,
+    name_of: &(dyn Fn(UserId) -> String + Sync),
+) -> Result<String> {
     let entries = app_store.daily_log(date).await?;
     if entries.is_empty() {
         return Ok(catalog.log_empty(date));
@@ -152,14 +220,25 @@ pub async fn render_log(app_store: &crate::storage::Store, catalog: &crate::mess
     let mut out = catalog.log_header(date);
     for e in entries {
         out.push_str("\n\n");
-        out.push_str(&catalog.log_entry(&e.order, e.recorded_at, &crate::messages::esc(&e.summary), name_of));
+        out.push_str(&catalog.log_entry(
+            &e.order,
+            e.recorded_at,
+            &crate::messages::esc(&e.summary),
+            name_of,
+        ));
     }
     Ok(out)
 }
 
 pub async fn log(app: &Arc<App>, by: UserId, arg: &str) -> Result<()> {
     if !app.settings.roster.has_any_role(by) {
-        return refuse(app, &Refusal::WrongRole { needed: vec![Role::Kasubdit, Role::Kasi, Role::Jfu] }).await;
+        return refuse(
+            app,
+            &Refusal::WrongRole {
+                needed: vec![Role::Kasubdit, Role::Kasi, Role::Jfu],
+            },
+        )
+        .await;
     }
     let date = match parse_log_date(arg, app.today()) {
         Ok(d) => d,
@@ -179,15 +258,32 @@ pub async fn carry_out(app: &Arc<App>, order: &Order, effects: Vec<Effect>) -> R
     for effect in effects {
         match effect {
             Effect::RelayOrderToKasi => {
-                let text = c.order_relayed(order, &app.people.mention(order.ordered_by), &app.mention_role(Role::Kasi));
+                let text = c.order_relayed(
+                    order,
+                    &app.people.mention(order.ordered_by),
+                    &app.mention_role(Role::Kasi),
+                );
                 let buttons: Vec<Vec<InlineKeyboardButton>> = app
                     .settings
                     .roster
                     .jfu
                     .iter()
-                    .map(|jfu| vec![InlineKeyboardButton::callback(c.direct_button(&app.people.get(*jfu).map(|p| p.first_name).unwrap_or_else(|| jfu.to_string())), direct_button_data(order.id, *jfu))])
+                    .map(|jfu| {
+                        vec![InlineKeyboardButton::callback(
+                            c.direct_button(
+                                &app.people
+                                    .get(*jfu)
+                                    .map(|p| p.first_name)
+                                    .unwrap_or_else(|| jfu.to_string()),
+                            ),
+                            direct_button_data(order.id, *jfu),
+                        )]
+                    })
                     .collect();
-                let id = app.group.say_with_buttons(&text, InlineKeyboardMarkup::new(buttons)).await?;
+                let id = app
+                    .group
+                    .say_with_buttons(&text, InlineKeyboardMarkup::new(buttons))
+                    .await?;
                 app.store.set_order_message(order.id, id).await?;
             }
             Effect::RelayDirectionToJfu(jfu) => {
@@ -196,8 +292,14 @@ pub async fn carry_out(app: &Arc<App>, order: &Order, effects: Vec<Effect>) -> R
                         tracing::warn!(order = %order.id, error = %e, "could not remove the direct buttons");
                     }
                 }
-                let kasi = order.step(crate::domain::SopStep::Direct).and_then(|s| s.actor).map(|k| app.people.mention(k)).unwrap_or_default();
-                app.group.say(&c.directed(order, &kasi, &app.people.mention(jfu))).await?;
+                let kasi = order
+                    .step(crate::domain::SopStep::Direct)
+                    .and_then(|s| s.actor)
+                    .map(|k| app.people.mention(k))
+                    .unwrap_or_default();
+                app.group
+                    .say(&c.directed(order, &kasi, &app.people.mention(jfu)))
+                    .await?;
             }
             Effect::RunEngine => {
                 let jfu = order.jfu.map(|j| app.people.mention(j)).unwrap_or_default();
@@ -205,7 +307,12 @@ pub async fn carry_out(app: &Arc<App>, order: &Order, effects: Vec<Effect>) -> R
                 backup_run::spawn(app.clone(), order.id, false);
             }
             Effect::StopEngine => {
-                if let Some(handle) = app.runs.lock().unwrap_or_else(|p| p.into_inner()).remove(&order.id) {
+                if let Some(handle) = app
+                    .runs
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&order.id)
+                {
                     handle.abort();
                 }
             }
@@ -218,23 +325,36 @@ pub async fn carry_out(app: &Arc<App>, order: &Order, effects: Vec<Effect>) -> R
                 }
             }
             Effect::RelayReportToKasubdit => {
-                let kasi = order.step(crate::domain::SopStep::Receive).and_then(|s| s.actor).map(|k| app.people.mention(k)).unwrap_or_default();
+                let kasi = order
+                    .step(crate::domain::SopStep::Receive)
+                    .and_then(|s| s.actor)
+                    .map(|k| app.people.mention(k))
+                    .unwrap_or_default();
                 let kasubdit = app.people.mention(order.ordered_by);
                 let outcome = backup_run::stored_outcome(app, order.id).await?;
-                let text = format!("{}\n\n{}", c.received(order, &kasi, &kasubdit), backup_run::report_text(app, order, outcome.as_ref()));
+                let text = format!(
+                    "{}\n\n{}",
+                    c.received(order, &kasi, &kasubdit),
+                    backup_run::report_text(app, order, outcome.as_ref())
+                );
                 app.group.say(&text).await?;
             }
             Effect::WriteDailyLog => {
                 let outcome = backup_run::stored_outcome(app, order.id).await?;
                 let summary = backup_run::summary_line(app, order, outcome.as_ref());
                 let date = app.today();
-                app.store.write_daily_log(order, date, Utc::now(), &summary).await?;
+                app.store
+                    .write_daily_log(order, date, Utc::now(), &summary)
+                    .await?;
                 if order.status == OrderStatus::Logged {
                     app.group.say(&c.logged(order, date)).await?;
                 }
             }
             Effect::AnnounceCancel => {
-                let by = order.closed_by.map(|u| app.people.mention(u)).unwrap_or_default();
+                let by = order
+                    .closed_by
+                    .map(|u| app.people.mention(u))
+                    .unwrap_or_default();
                 if let Some(id) = app.store.order_message(order.id).await? {
                     let _ = app.group.remove_buttons(id).await;
                 }
@@ -252,7 +372,10 @@ mod tests {
     #[test]
     fn button_data_round_trips_and_rejects_garbage() {
         let data = direct_button_data(OrderId(7), UserId(8_000_000_000));
-        assert_eq!(parse_direct_button(&data), Some((OrderId(7), UserId(8_000_000_000))));
+        assert_eq!(
+            parse_direct_button(&data),
+            Some((OrderId(7), UserId(8_000_000_000)))
+        );
         for bad in ["direct:7", "direct:x:1", "other:1:2", "direct:1:2:3", ""] {
             assert_eq!(parse_direct_button(bad), None, "{bad}");
         }

@@ -52,7 +52,9 @@ fn load_env(file: Option<&PathBuf>) -> Result<()> {
 
 async fn store() -> Result<Store> {
     let url = config::database_url(&Env)?;
-    let store = Store::connect(url.expose()).await.context("DATABASE_URL: cannot connect to PostgreSQL")?;
+    let store = Store::connect(url.expose())
+        .await
+        .context("DATABASE_URL: cannot connect to PostgreSQL")?;
     store.migrate().await.context("applying migrations")?;
     Ok(store)
 }
@@ -88,13 +90,17 @@ pub async fn main(cli: Cli) -> Result<()> {
                 Ok("en") => Lang::En,
                 _ => Lang::Id,
             };
-            let tz = std::env::var("BOT_TIMEZONE").ok().and_then(|t| t.parse().ok()).unwrap_or(chrono_tz::Asia::Jakarta);
+            let tz = std::env::var("BOT_TIMEZONE")
+                .ok()
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(chrono_tz::Asia::Jakarta);
             let catalog = Catalog::new(lang, tz);
             let today = chrono::Utc::now().with_timezone(&tz).date_naive();
             let arg = date.unwrap_or_default();
             let date = parse_log_date(&arg, today)?;
             let people = People::new(store.people().await?);
-            let text = crate::chain::render_log(&store, &catalog, date, &|id| people.name(id)).await?;
+            let text =
+                crate::chain::render_log(&store, &catalog, date, &|id| people.name(id)).await?;
             println!("{}", crate::messages::html_to_text(&text));
             Ok(())
         }

@@ -97,22 +97,39 @@ impl<F: Fn(&str) -> Option<String>> Source for F {
 }
 
 fn value(src: &dyn Source, var: &str) -> Option<String> {
-    src.get(var).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    src.get(var)
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
 }
 
 fn required(src: &dyn Source, var: &'static str, expected: &str) -> Result<String, ConfigError> {
-    value(src, var).ok_or_else(|| ConfigError { var, problem: format!("missing; expected {expected}") })
+    value(src, var).ok_or_else(|| ConfigError {
+        var,
+        problem: format!("missing; expected {expected}"),
+    })
 }
 
-fn parsed<T: std::str::FromStr>(src: &dyn Source, var: &'static str, default: T, expected: &str) -> Result<T, ConfigError> {
+fn parsed<T: std::str::FromStr>(
+    src: &dyn Source,
+    var: &'static str,
+    default: T,
+    expected: &str,
+) -> Result<T, ConfigError> {
     match value(src, var) {
         None => Ok(default),
-        Some(v) => v.parse().map_err(|_| ConfigError { var, problem: format!("expected {expected}, got {v:?}") }),
+        Some(v) => v.parse().map_err(|_| ConfigError {
+            var,
+            problem: format!("expected {expected}, got {v:?}"),
+        }),
     }
 }
 
 fn ids(src: &dyn Source, var: &'static str) -> Result<BTreeSet<UserId>, ConfigError> {
-    let raw = required(src, var, "comma-separated numeric Telegram user ids, e.g. 123456789,987654321")?;
+    let raw = required(
+        src,
+        var,
+        "comma-separated numeric Telegram user ids, e.g. 123456789,987654321",
+    )?;
     raw.split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
@@ -121,37 +138,69 @@ fn ids(src: &dyn Source, var: &'static str) -> Result<BTreeSet<UserId>, ConfigEr
                 .ok()
                 .filter(|id| *id > 0)
                 .map(UserId)
-                .ok_or_else(|| ConfigError { var, problem: format!("expected numeric user ids, got {s:?} (usernames are not accepted)") })
+                .ok_or_else(|| ConfigError {
+                    var,
+                    problem: format!(
+                        "expected numeric user ids, got {s:?} (usernames are not accepted)"
+                    ),
+                })
         })
         .collect()
 }
 
 fn timezone(src: &dyn Source) -> Result<Tz, ConfigError> {
     let raw = value(src, "BOT_TIMEZONE").unwrap_or_else(|| "Asia/Jakarta".to_owned());
-    raw.parse::<Tz>().map_err(|_| ConfigError { var: "BOT_TIMEZONE", problem: format!("expected an IANA time zone such as Asia/Jakarta, got {raw:?}") })
+    raw.parse::<Tz>().map_err(|_| ConfigError {
+        var: "BOT_TIMEZONE",
+        problem: format!("expected an IANA time zone such as Asia/Jakarta, got {raw:?}"),
+    })
 }
 
 impl BotSettings {
     pub fn load(src: &dyn Source) -> Result<BotSettings, ConfigError> {
         let token = required(src, "TELOXIDE_TOKEN", "the bot token from @BotFather")?;
         if !token.contains(':') {
-            return Err(ConfigError { var: "TELOXIDE_TOKEN", problem: "expected a token of the form 123456:ABC… (from @BotFather)".into() });
+            return Err(ConfigError {
+                var: "TELOXIDE_TOKEN",
+                problem: "expected a token of the form 123456:ABC… (from @BotFather)".into(),
+            });
         }
         let api_url = value(src, "TELEGRAM_API_URL");
         if let Some(url) = &api_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(ConfigError { var: "TELEGRAM_API_URL", problem: format!("expected an http(s) URL, got {url:?}") });
+                return Err(ConfigError {
+                    var: "TELEGRAM_API_URL",
+                    problem: format!("expected an http(s) URL, got {url:?}"),
+                });
             }
         }
-        let group_chat_id = required(src, "GROUP_CHAT_ID", "the numeric id of the group chat, e.g. -1001234567890")?;
-        let group_chat_id = group_chat_id
-            .parse::<i64>()
-            .map_err(|_| ConfigError { var: "GROUP_CHAT_ID", problem: format!("expected a numeric chat id, got {group_chat_id:?}") })?;
-        let roster = Roster { kasubdit: ids(src, "KASUBDIT_IDS")?, kasi: ids(src, "KASI_IDS")?, jfu: ids(src, "JFU_IDS")? };
-        let lang = match value(src, "BOT_LANG").as_deref().map(str::to_lowercase).as_deref() {
+        let group_chat_id = required(
+            src,
+            "GROUP_CHAT_ID",
+            "the numeric id of the group chat, e.g. -1001234567890",
+        )?;
+        let group_chat_id = group_chat_id.parse::<i64>().map_err(|_| ConfigError {
+            var: "GROUP_CHAT_ID",
+            problem: format!("expected a numeric chat id, got {group_chat_id:?}"),
+        })?;
+        let roster = Roster {
+            kasubdit: ids(src, "KASUBDIT_IDS")?,
+            kasi: ids(src, "KASI_IDS")?,
+            jfu: ids(src, "JFU_IDS")?,
+        };
+        let lang = match value(src, "BOT_LANG")
+            .as_deref()
+            .map(str::to_lowercase)
+            .as_deref()
+        {
             None | Some("id") => Lang::Id,
             Some("en") => Lang::En,
-            Some(other) => return Err(ConfigError { var: "BOT_LANG", problem: format!("expected id or en, got {other:?}") }),
+            Some(other) => {
+                return Err(ConfigError {
+                    var: "BOT_LANG",
+                    problem: format!("expected id or en, got {other:?}"),
+                })
+            }
         };
         Ok(BotSettings {
             token: Secret::new(token),
@@ -160,17 +209,34 @@ impl BotSettings {
             roster,
             lang,
             timezone: timezone(src)?,
-            messages_per_minute: parsed(src, "TELEGRAM_MESSAGES_PER_MINUTE", 20, "a whole number of messages per minute")?,
-            progress_interval_secs: parsed(src, "PROGRESS_INTERVAL_SECS", 4, "a whole number of seconds")?,
+            messages_per_minute: parsed(
+                src,
+                "TELEGRAM_MESSAGES_PER_MINUTE",
+                20,
+                "a whole number of messages per minute",
+            )?,
+            progress_interval_secs: parsed(
+                src,
+                "PROGRESS_INTERVAL_SECS",
+                4,
+                "a whole number of seconds",
+            )?,
         })
     }
 }
 
 /// `DATABASE_URL`, with the password hidden when printed.
 pub fn database_url(src: &dyn Source) -> Result<Secret, ConfigError> {
-    let url = required(src, "DATABASE_URL", "a PostgreSQL URL such as postgres://user:password@127.0.0.1/mailbox_backup")?;
+    let url = required(
+        src,
+        "DATABASE_URL",
+        "a PostgreSQL URL such as postgres://user:password@127.0.0.1/mailbox_backup",
+    )?;
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-        return Err(ConfigError { var: "DATABASE_URL", problem: "expected a URL starting with postgres://".into() });
+        return Err(ConfigError {
+            var: "DATABASE_URL",
+            problem: "expected a URL starting with postgres://".into(),
+        });
     }
     Ok(Secret::new(url))
 }
@@ -185,37 +251,89 @@ impl EngineSettings {
         let kind_name = value(src, "MAIL_BACKUP_KIND").unwrap_or_else(|| "dovecot".to_owned());
         let kind = match kind_name.as_str() {
             "zimbra" => BackupKind::Zimbra,
-            "dovecot" => BackupKind::Dovecot { config: value(src, "MAIL_DOVEADM_CONFIG") },
-            "maildir" => BackupKind::Maildir { root: required(src, "MAILDIR_ROOT", "the folder on the server holding one Maildir per mailbox")? },
+            "dovecot" => BackupKind::Dovecot {
+                config: value(src, "MAIL_DOVEADM_CONFIG"),
+            },
+            "maildir" => BackupKind::Maildir {
+                root: required(
+                    src,
+                    "MAILDIR_ROOT",
+                    "the folder on the server holding one Maildir per mailbox",
+                )?,
+            },
             "command" => {
-                let command = required(src, "MAIL_BACKUP_COMMAND", "a command with {dir} where the backup folder goes")?;
+                let command = required(
+                    src,
+                    "MAIL_BACKUP_COMMAND",
+                    "a command with {dir} where the backup folder goes",
+                )?;
                 if !command.contains("{dir}") {
-                    return Err(ConfigError { var: "MAIL_BACKUP_COMMAND", problem: "expected the placeholder {dir} for the server backup folder".into() });
+                    return Err(ConfigError {
+                        var: "MAIL_BACKUP_COMMAND",
+                        problem: "expected the placeholder {dir} for the server backup folder"
+                            .into(),
+                    });
                 }
                 BackupKind::Command { command }
             }
-            other => return Err(ConfigError { var: "MAIL_BACKUP_KIND", problem: format!("expected zimbra, dovecot, maildir or command, got {other:?}") }),
+            other => {
+                return Err(ConfigError {
+                    var: "MAIL_BACKUP_KIND",
+                    problem: format!("expected zimbra, dovecot, maildir or command, got {other:?}"),
+                })
+            }
         };
-        let folder_format = value(src, "BACKUP_FOLDER_FORMAT").unwrap_or_else(|| "%d-%m-%Y".to_owned());
+        let folder_format =
+            value(src, "BACKUP_FOLDER_FORMAT").unwrap_or_else(|| "%d-%m-%Y".to_owned());
         check_folder_format(&folder_format)?;
         let jobs: usize = parsed(src, "MAIL_BACKUP_JOBS", 2, "a whole number from 1 to 32")?;
         if !(1..=32).contains(&jobs) {
-            return Err(ConfigError { var: "MAIL_BACKUP_JOBS", problem: format!("expected a whole number from 1 to 32, got {jobs}") });
+            return Err(ConfigError {
+                var: "MAIL_BACKUP_JOBS",
+                problem: format!("expected a whole number from 1 to 32, got {jobs}"),
+            });
         }
-        let server_backup_dir = required(src, "MAIL_SERVER_BACKUP_DIR", "an absolute folder on the mail server, e.g. /var/backups/mailbox")?;
+        let server_backup_dir = required(
+            src,
+            "MAIL_SERVER_BACKUP_DIR",
+            "an absolute folder on the mail server, e.g. /var/backups/mailbox",
+        )?;
         if !server_backup_dir.starts_with('/') {
-            return Err(ConfigError { var: "MAIL_SERVER_BACKUP_DIR", problem: format!("expected an absolute path, got {server_backup_dir:?}") });
+            return Err(ConfigError {
+                var: "MAIL_SERVER_BACKUP_DIR",
+                problem: format!("expected an absolute path, got {server_backup_dir:?}"),
+            });
         }
         Ok(EngineSettings {
-            ssh_host: required(src, "MAIL_SSH_HOST", "the mail server's host name or address")?,
+            ssh_host: required(
+                src,
+                "MAIL_SSH_HOST",
+                "the mail server's host name or address",
+            )?,
             ssh_port: parsed(src, "MAIL_SSH_PORT", 22, "a port number")?,
-            ssh_user: required(src, "MAIL_SSH_USER", "the user to log in as on the mail server")?,
-            ssh_key: PathBuf::from(required(src, "MAIL_SSH_KEY", "the path of the private key file")?),
-            ssh_known_hosts: PathBuf::from(required(src, "MAIL_SSH_KNOWN_HOSTS", "the path of a known_hosts file holding the server's host key")?),
+            ssh_user: required(
+                src,
+                "MAIL_SSH_USER",
+                "the user to log in as on the mail server",
+            )?,
+            ssh_key: PathBuf::from(required(
+                src,
+                "MAIL_SSH_KEY",
+                "the path of the private key file",
+            )?),
+            ssh_known_hosts: PathBuf::from(required(
+                src,
+                "MAIL_SSH_KNOWN_HOSTS",
+                "the path of a known_hosts file holding the server's host key",
+            )?),
             kind,
             server_backup_dir,
             jobs,
-            local_root: PathBuf::from(required(src, "LOCAL_BACKUP_ROOT", "the folder (or mounted external disk) for the backups")?),
+            local_root: PathBuf::from(required(
+                src,
+                "LOCAL_BACKUP_ROOT",
+                "the folder (or mounted external disk) for the backups",
+            )?),
             folder_format,
             timezone: timezone(src)?,
         })
@@ -225,17 +343,27 @@ impl EngineSettings {
 /// The folder name must come out portable (no `/`, `:` …) and name the date.
 fn check_folder_format(format: &str) -> Result<(), ConfigError> {
     use chrono::format::{Item, StrftimeItems};
-    let bad = |problem: &str| ConfigError { var: "BACKUP_FOLDER_FORMAT", problem: format!("{problem}, got {format:?}") };
+    let bad = |problem: &str| ConfigError {
+        var: "BACKUP_FOLDER_FORMAT",
+        problem: format!("{problem}, got {format:?}"),
+    };
     if StrftimeItems::new(format).any(|i| matches!(i, Item::Error)) {
         return Err(bad("expected a strftime format such as %d-%m-%Y"));
     }
     let mut sample = String::new();
-    let moment = chrono::NaiveDate::from_ymd_opt(2026, 11, 24).and_then(|d| d.and_hms_opt(13, 45, 0)).unwrap_or_default();
+    let moment = chrono::NaiveDate::from_ymd_opt(2026, 11, 24)
+        .and_then(|d| d.and_hms_opt(13, 45, 0))
+        .unwrap_or_default();
     if std::fmt::Write::write_fmt(&mut sample, format_args!("{}", moment.format(format))).is_err() {
         return Err(bad("expected a strftime format such as %d-%m-%Y"));
     }
-    if sample.is_empty() || sample.contains(['/', '\\', ':', '*', '?', '"', '<', '>', '|']) || !sample.contains("24") {
-        return Err(bad("expected a format giving a portable folder name with the day, such as %d-%m-%Y"));
+    if sample.is_empty()
+        || sample.contains(['/', '\\', ':', '*', '?', '"', '<', '>', '|'])
+        || !sample.contains("24")
+    {
+        return Err(bad(
+            "expected a format giving a portable folder name with the day, such as %d-%m-%Y",
+        ));
     }
     Ok(())
 }
@@ -246,15 +374,27 @@ mod tests {
     use std::collections::HashMap;
 
     fn src(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |k: &str| map.get(k).cloned()
     }
 
-    const GOOD: &[(&str, &str)] =
-        &[("TELOXIDE_TOKEN", "123:abc"), ("GROUP_CHAT_ID", "-100200"), ("KASUBDIT_IDS", "1"), ("KASI_IDS", "2, 3"), ("JFU_IDS", "4")];
+    const GOOD: &[(&str, &str)] = &[
+        ("TELOXIDE_TOKEN", "123:abc"),
+        ("GROUP_CHAT_ID", "-100200"),
+        ("KASUBDIT_IDS", "1"),
+        ("KASI_IDS", "2, 3"),
+        ("JFU_IDS", "4"),
+    ];
 
     fn with(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
-        let mut v: Vec<_> = GOOD.iter().copied().filter(|(k, _)| !extra.iter().any(|(e, _)| e == k)).collect();
+        let mut v: Vec<_> = GOOD
+            .iter()
+            .copied()
+            .filter(|(k, _)| !extra.iter().any(|(e, _)| e == k))
+            .collect();
         v.extend_from_slice(extra);
         v
     }
@@ -266,7 +406,10 @@ mod tests {
         assert_eq!(s.roster.kasi.len(), 2);
         assert_eq!(s.lang, Lang::Id);
         assert_eq!(s.timezone, chrono_tz::Asia::Jakarta);
-        assert!(!format!("{s:?}").contains("123:abc"), "the token must not be printed");
+        assert!(
+            !format!("{s:?}").contains("123:abc"),
+            "the token must not be printed"
+        );
     }
 
     #[test]
@@ -278,7 +421,10 @@ mod tests {
             (&[("JFU_IDS", "")], "JFU_IDS"),
             (&[("BOT_LANG", "fr")], "BOT_LANG"),
             (&[("BOT_TIMEZONE", "Jakarta")], "BOT_TIMEZONE"),
-            (&[("TELEGRAM_API_URL", "127.0.0.1:8081")], "TELEGRAM_API_URL"),
+            (
+                &[("TELEGRAM_API_URL", "127.0.0.1:8081")],
+                "TELEGRAM_API_URL",
+            ),
         ];
         for (extra, var) in cases {
             let err = BotSettings::load(&src(&with(extra))).expect_err("refused");
@@ -298,7 +444,10 @@ mod tests {
             ("LOCAL_BACKUP_ROOT", "/b"),
         ];
         let s = EngineSettings::load(&src(&base)).expect("loads");
-        assert_eq!((s.ssh_port, s.jobs, s.folder_format.as_str()), (22, 2, "%d-%m-%Y"));
+        assert_eq!(
+            (s.ssh_port, s.jobs, s.folder_format.as_str()),
+            (22, 2, "%d-%m-%Y")
+        );
         assert_eq!(s.kind, BackupKind::Dovecot { config: None });
         for (extra, var) in [
             (("MAIL_BACKUP_KIND", "exchange"), "MAIL_BACKUP_KIND"),
@@ -310,7 +459,10 @@ mod tests {
         ] {
             let mut v = base.to_vec();
             v.push(extra);
-            assert_eq!(EngineSettings::load(&src(&v)).expect_err("refused").var, var);
+            assert_eq!(
+                EngineSettings::load(&src(&v)).expect_err("refused").var,
+                var
+            );
         }
     }
 }

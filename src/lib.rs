@@ -7,12 +7,12 @@
 //! - [`storage`]: where rows are written (PostgreSQL).
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
-pub mod domain;
 pub mod app;
 pub mod backup_run;
 pub mod chain;
 pub mod cli;
 pub mod config;
+pub mod domain;
 pub mod engine;
 pub mod messages;
 pub mod people;

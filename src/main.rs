@@ -4,8 +4,13 @@ use tracing_subscriber::EnvFilter;
 #[tokio::main]
 async fn main() {
     // The HTTP client logs request URLs (which hold the bot token) at debug level: keep it quiet.
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,reqwest=warn,hyper=warn,hyper_util=warn,sqlx=warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new("info,reqwest=warn,hyper=warn,hyper_util=warn,sqlx=warn")
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let cli = mailbox_backup_bot::cli::Cli::parse();
     if let Err(e) = mailbox_backup_bot::cli::main(cli).await {
         // One line naming what is wrong, then its causes.

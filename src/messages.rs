@@ -24,12 +24,17 @@ pub fn html_to_text(html: &str) -> String {
             _ => {}
         }
     }
-    out.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&amp;", "&")
+    out.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&amp;", "&")
 }
 
 /// Escapes text for Telegram's HTML mode.
 pub fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// `1 j 05 m`, `3 m 20 d` — short, and the same width for the tables.
@@ -146,26 +151,80 @@ impl Catalog {
 
     /// The commands `roles` may use, one line each.
     pub fn help(&self, roles: &[Role]) -> String {
-        let mut lines = vec![format!("<b>{}</b>", self.pick("Bot backup mailbox DJKI — perintah:", "DJKI mailbox-backup bot — commands:"))];
+        let mut lines = vec![format!(
+            "<b>{}</b>",
+            self.pick(
+                "Bot backup mailbox DJKI — perintah:",
+                "DJKI mailbox-backup bot — commands:"
+            )
+        )];
         let has = |r| roles.contains(&r);
         if has(Role::Kasubdit) {
-            lines.push(self.pick("/order_backup [catatan] — memerintahkan backup mailbox", "/order_backup [note] — order a mailbox backup").into());
+            lines.push(
+                self.pick(
+                    "/order_backup [catatan] — memerintahkan backup mailbox",
+                    "/order_backup [note] — order a mailbox backup",
+                )
+                .into(),
+            );
         }
         if has(Role::Kasi) {
-            lines.push(self.pick("/direct [@username] — mendisposisikan ke JFU", "/direct [@username] — direct a JFU").into());
-            lines.push(self.pick("/receive — menerima laporan dan meneruskan ke Kasubdit", "/receive — receive the report and pass it to the Kasubdit").into());
+            lines.push(
+                self.pick(
+                    "/direct [@username] — mendisposisikan ke JFU",
+                    "/direct [@username] — direct a JFU",
+                )
+                .into(),
+            );
+            lines.push(
+                self.pick(
+                    "/receive — menerima laporan dan meneruskan ke Kasubdit",
+                    "/receive — receive the report and pass it to the Kasubdit",
+                )
+                .into(),
+            );
         }
         if has(Role::Jfu) {
-            lines.push(self.pick("/start — mulai backup (langkah 3–6 dijalankan bot)", "/start — start the backup (the bot does steps 3–6)").into());
+            lines.push(
+                self.pick(
+                    "/start — mulai backup (langkah 3–6 dijalankan bot)",
+                    "/start — start the backup (the bot does steps 3–6)",
+                )
+                .into(),
+            );
         }
         if has(Role::Kasubdit) || has(Role::Kasi) {
-            lines.push(self.pick("/cancel [alasan] — membatalkan perintah aktif", "/cancel [reason] — cancel the active order").into());
+            lines.push(
+                self.pick(
+                    "/cancel [alasan] — membatalkan perintah aktif",
+                    "/cancel [reason] — cancel the active order",
+                )
+                .into(),
+            );
         }
         if roles.is_empty() {
-            lines.push(self.pick("Anda belum terdaftar dalam peran apa pun; hubungi admin.", "You hold no role here; ask the admin.").into());
+            lines.push(
+                self.pick(
+                    "Anda belum terdaftar dalam peran apa pun; hubungi admin.",
+                    "You hold no role here; ask the admin.",
+                )
+                .into(),
+            );
         } else {
-            lines.push(self.pick("/status — status perintah aktif", "/status — the active order").into());
-            lines.push(self.pick("/log [today|yesterday|DD-MM-YYYY] — log kegiatan harian", "/log [today|yesterday|DD-MM-YYYY] — the daily activity log").into());
+            lines.push(
+                self.pick(
+                    "/status — status perintah aktif",
+                    "/status — the active order",
+                )
+                .into(),
+            );
+            lines.push(
+                self.pick(
+                    "/log [today|yesterday|DD-MM-YYYY] — log kegiatan harian",
+                    "/log [today|yesterday|DD-MM-YYYY] — the daily activity log",
+                )
+                .into(),
+            );
         }
         lines.push(self.pick("/help — bantuan ini", "/help — this help").into());
         lines.join("\n")
@@ -174,7 +233,11 @@ impl Catalog {
     // ---- the chain ------------------------------------------------------------------------
 
     pub fn order_relayed(&self, order: &Order, kasubdit: &str, kasi: &str) -> String {
-        let note = order.note.as_deref().map(|n| format!("\n{}: <i>{}</i>", self.pick("Catatan", "Note"), esc(n))).unwrap_or_default();
+        let note = order
+            .note
+            .as_deref()
+            .map(|n| format!("\n{}: <i>{}</i>", self.pick("Catatan", "Note"), esc(n)))
+            .unwrap_or_default();
         match self.lang {
             Lang::Id => format!(
                 "📋 <b>Perintah backup mailbox {}</b>\n{kasubdit} memerintahkan backup email DJKI (langkah 1).{note}\n\n{kasi}, silakan disposisikan ke JFU: tekan tombol di bawah atau ketik /direct @username.",
@@ -239,13 +302,25 @@ impl Catalog {
 
     pub fn logged(&self, order: &Order, date: NaiveDate) -> String {
         match self.lang {
-            Lang::Id => format!("🗒 Backup {} dicatat di log kegiatan harian {} (langkah 8). Lihat /log.", order.id, self.date(date)),
-            Lang::En => format!("🗒 Backup {} is recorded in the daily activity log of {} (step 8). See /log.", order.id, self.date(date)),
+            Lang::Id => format!(
+                "🗒 Backup {} dicatat di log kegiatan harian {} (langkah 8). Lihat /log.",
+                order.id,
+                self.date(date)
+            ),
+            Lang::En => format!(
+                "🗒 Backup {} is recorded in the daily activity log of {} (step 8). See /log.",
+                order.id,
+                self.date(date)
+            ),
         }
     }
 
     pub fn cancelled(&self, order: &Order, by: &str) -> String {
-        let reason = order.reason.as_deref().map(|r| format!(" ({})", esc(r))).unwrap_or_default();
+        let reason = order
+            .reason
+            .as_deref()
+            .map(|r| format!(" ({})", esc(r)))
+            .unwrap_or_default();
         match self.lang {
             Lang::Id => format!("🛑 {by} membatalkan perintah {}{reason}. Perintah baru dapat diberikan dengan /order_backup.", order.id),
             Lang::En => format!("🛑 {by} cancelled order {}{reason}. A new one can be given with /order_backup.", order.id),
@@ -258,7 +333,11 @@ impl Catalog {
 
     // ---- refusals -------------------------------------------------------------------------
 
-    pub fn refusal(&self, refusal: &Refusal, name_of: &dyn Fn(crate::domain::UserId) -> String) -> String {
+    pub fn refusal(
+        &self,
+        refusal: &Refusal,
+        name_of: &dyn Fn(crate::domain::UserId) -> String,
+    ) -> String {
         match refusal {
             Refusal::WrongRole { needed } => {
                 let roles: Vec<&str> = needed.iter().map(|r| self.role(*r)).collect();
@@ -297,8 +376,16 @@ impl Catalog {
 
     pub fn unknown_jfu(&self, arg: &str, jfus: &[String]) -> String {
         match self.lang {
-            Lang::Id => format!("⛔ JFU {:?} tidak dikenal. Ketik /direct lalu salah satu: {}", esc(arg), jfus.join(", ")),
-            Lang::En => format!("⛔ Unknown JFU {:?}. Type /direct and one of: {}", esc(arg), jfus.join(", ")),
+            Lang::Id => format!(
+                "⛔ JFU {:?} tidak dikenal. Ketik /direct lalu salah satu: {}",
+                esc(arg),
+                jfus.join(", ")
+            ),
+            Lang::En => format!(
+                "⛔ Unknown JFU {:?}. Type /direct and one of: {}",
+                esc(arg),
+                jfus.join(", ")
+            ),
         }
     }
 
@@ -317,7 +404,11 @@ impl Catalog {
     }
 
     pub fn unknown_command(&self) -> String {
-        self.pick("Perintah tidak dikenal. Ketik /help untuk daftar perintah.", "Unknown command. Type /help for the list.").into()
+        self.pick(
+            "Perintah tidak dikenal. Ketik /help untuk daftar perintah.",
+            "Unknown command. Type /help for the list.",
+        )
+        .into()
     }
 
     pub fn bad_arguments(&self, usage: &str) -> String {
@@ -328,21 +419,38 @@ impl Catalog {
     }
 
     pub fn button_not_for_you(&self) -> String {
-        self.pick("Tombol ini hanya untuk Kasi Portal Web.", "This button is for the Kasi Portal Web only.").into()
+        self.pick(
+            "Tombol ini hanya untuk Kasi Portal Web.",
+            "This button is for the Kasi Portal Web only.",
+        )
+        .into()
     }
 
     pub fn button_stale(&self) -> String {
-        self.pick("Tombol ini sudah tidak berlaku.", "This button is no longer valid.").into()
+        self.pick(
+            "Tombol ini sudah tidak berlaku.",
+            "This button is no longer valid.",
+        )
+        .into()
     }
 
     pub fn internal_error(&self) -> String {
-        self.pick("⚠️ Terjadi kesalahan internal; tidak ada yang diubah. Coba lagi sebentar lagi.", "⚠️ Internal error; nothing was changed. Please try again shortly.").into()
+        self.pick(
+            "⚠️ Terjadi kesalahan internal; tidak ada yang diubah. Coba lagi sebentar lagi.",
+            "⚠️ Internal error; nothing was changed. Please try again shortly.",
+        )
+        .into()
     }
 
     // ---- status and the SOP table ---------------------------------------------------------
 
     /// One line per step: number, name, actor, start, duration, standard, within/over.
-    pub fn sop_table(&self, order: &Order, now: DateTime<Utc>, name_of: &dyn Fn(crate::domain::UserId) -> String) -> String {
+    pub fn sop_table(
+        &self,
+        order: &Order,
+        now: DateTime<Utc>,
+        name_of: &dyn Fn(crate::domain::UserId) -> String,
+    ) -> String {
         let mut out = String::new();
         for rec in &order.steps {
             out.push_str(&self.step_line(rec, now, name_of));
@@ -351,14 +459,23 @@ impl Catalog {
         out
     }
 
-    fn step_line(&self, rec: &StepRecord, now: DateTime<Utc>, name_of: &dyn Fn(crate::domain::UserId) -> String) -> String {
+    fn step_line(
+        &self,
+        rec: &StepRecord,
+        now: DateTime<Utc>,
+        name_of: &dyn Fn(crate::domain::UserId) -> String,
+    ) -> String {
         let actor = rec.actor.map(name_of).unwrap_or_else(|| "bot".to_owned());
         let mark = match (rec.ended_at.is_some(), rec.within_standard(now)) {
             (false, true) => "⏳",
             (_, true) => "✅",
             (_, false) => "⚠️",
         };
-        let judged = if rec.within_standard(now) { self.pick("sesuai", "within") } else { self.pick("melebihi", "over") };
+        let judged = if rec.within_standard(now) {
+            self.pick("sesuai", "within")
+        } else {
+            self.pick("melebihi", "over")
+        };
         format!(
             "{mark} {}. {} — {actor}, {} {}, {} {} / {} {} ({judged})",
             rec.step.number(),
@@ -372,12 +489,27 @@ impl Catalog {
         )
     }
 
-    pub fn status(&self, order: &Order, now: DateTime<Utc>, holder: Option<String>, name_of: &dyn Fn(crate::domain::UserId) -> String) -> String {
+    pub fn status(
+        &self,
+        order: &Order,
+        now: DateTime<Utc>,
+        holder: Option<String>,
+        name_of: &dyn Fn(crate::domain::UserId) -> String,
+    ) -> String {
         let current = order.current_step();
         let step_line = current
-            .map(|s| format!("{} {}: {}", self.pick("Langkah", "Step"), s.step.number(), self.step_name(s.step)))
+            .map(|s| {
+                format!(
+                    "{} {}: {}",
+                    self.pick("Langkah", "Step"),
+                    s.step.number(),
+                    self.step_name(s.step)
+                )
+            })
             .unwrap_or_else(|| self.status_name(order.status).to_owned());
-        let holder = holder.map(|h| format!("\n{}: {h}", self.pick("Dipegang oleh", "Held by"))).unwrap_or_default();
+        let holder = holder
+            .map(|h| format!("\n{}: {h}", self.pick("Dipegang oleh", "Held by")))
+            .unwrap_or_default();
         let standard: TimeDelta = order.steps.iter().map(|s| s.step.standard_time()).sum();
         format!(
             "📊 <b>{} {}</b> — {}\n{step_line}{holder}\n{}: {} / {} {}\n\n{}",
@@ -387,24 +519,47 @@ impl Catalog {
             self.pick("Waktu berjalan", "Elapsed"),
             duration(self.lang, order.elapsed(now)),
             duration(self.lang, standard),
-            self.pick("(baku langkah yang dicapai)", "(standard of the steps reached)"),
+            self.pick(
+                "(baku langkah yang dicapai)",
+                "(standard of the steps reached)"
+            ),
             self.sop_table(order, now, name_of)
         )
     }
 
     pub fn log_header(&self, date: NaiveDate) -> String {
-        format!("🗒 <b>{} {}</b>", self.pick("Log kegiatan harian", "Daily activity log"), self.date(date))
+        format!(
+            "🗒 <b>{} {}</b>",
+            self.pick("Log kegiatan harian", "Daily activity log"),
+            self.date(date)
+        )
     }
 
     pub fn log_empty(&self, date: NaiveDate) -> String {
         match self.lang {
-            Lang::Id => format!("{}\nTidak ada kegiatan backup yang tercatat pada tanggal ini.", self.log_header(date)),
-            Lang::En => format!("{}\nNo backup activity recorded on this date.", self.log_header(date)),
+            Lang::Id => format!(
+                "{}\nTidak ada kegiatan backup yang tercatat pada tanggal ini.",
+                self.log_header(date)
+            ),
+            Lang::En => format!(
+                "{}\nNo backup activity recorded on this date.",
+                self.log_header(date)
+            ),
         }
     }
 
-    pub fn log_entry(&self, order: &Order, recorded_at: DateTime<Utc>, summary: &str, name_of: &dyn Fn(crate::domain::UserId) -> String) -> String {
-        let reason = order.reason.as_deref().map(|r| format!("\n{}: {}", self.pick("Keterangan", "Reason"), esc(r))).unwrap_or_default();
+    pub fn log_entry(
+        &self,
+        order: &Order,
+        recorded_at: DateTime<Utc>,
+        summary: &str,
+        name_of: &dyn Fn(crate::domain::UserId) -> String,
+    ) -> String {
+        let reason = order
+            .reason
+            .as_deref()
+            .map(|r| format!("\n{}: {}", self.pick("Keterangan", "Reason"), esc(r)))
+            .unwrap_or_default();
         format!(
             "<b>{} {}</b> — {} ({} {})\n{summary}{reason}\n{}",
             self.pick("Backup", "Backup"),
@@ -460,9 +615,15 @@ mod tests {
     fn help_lists_only_the_commands_of_the_roles_held() {
         let c = Catalog::new(Lang::En, chrono_tz::Asia::Jakarta);
         let jfu = c.help(&[Role::Jfu]);
-        assert!(jfu.contains("/start") && !jfu.contains("/order_backup") && !jfu.contains("/receive"));
+        assert!(
+            jfu.contains("/start") && !jfu.contains("/order_backup") && !jfu.contains("/receive")
+        );
         let kasubdit = c.help(&[Role::Kasubdit]);
-        assert!(kasubdit.contains("/order_backup") && kasubdit.contains("/cancel") && !kasubdit.contains("/start"));
+        assert!(
+            kasubdit.contains("/order_backup")
+                && kasubdit.contains("/cancel")
+                && !kasubdit.contains("/start")
+        );
         assert!(c.help(&[]).contains("no role"));
     }
 }

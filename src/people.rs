@@ -15,7 +15,9 @@ pub struct People {
 
 impl People {
     pub fn new(people: Vec<Person>) -> Self {
-        People { known: RwLock::new(people.into_iter().map(|p| (p.id, p)).collect()) }
+        People {
+            known: RwLock::new(people.into_iter().map(|p| (p.id, p)).collect()),
+        }
     }
 
     /// Remembers `person`; true when something changed (and so should be stored).
@@ -29,7 +31,11 @@ impl People {
     }
 
     pub fn get(&self, id: UserId) -> Option<Person> {
-        self.known.read().unwrap_or_else(|p| p.into_inner()).get(&id).cloned()
+        self.known
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()
     }
 
     /// The person's name as plain text (escaped for HTML).
@@ -45,7 +51,10 @@ impl People {
 
     /// A mention that notifies the person.
     pub fn mention(&self, id: UserId) -> String {
-        let name = self.get(id).map(|p| esc(&p.first_name)).unwrap_or_else(|| format!("user {id}"));
+        let name = self
+            .get(id)
+            .map(|p| esc(&p.first_name))
+            .unwrap_or_else(|| format!("user {id}"));
         format!("<a href=\"tg://user?id={id}\">{name}</a>")
     }
 
@@ -53,7 +62,12 @@ impl People {
     pub fn by_username(&self, username: &str) -> Option<UserId> {
         let wanted = username.trim_start_matches('@').to_lowercase();
         let known = self.known.read().unwrap_or_else(|p| p.into_inner());
-        known.values().find(|p| p.username.as_deref().map(str::to_lowercase).as_deref() == Some(wanted.as_str())).map(|p| p.id)
+        known
+            .values()
+            .find(|p| {
+                p.username.as_deref().map(str::to_lowercase).as_deref() == Some(wanted.as_str())
+            })
+            .map(|p| p.id)
     }
 }
 
@@ -63,12 +77,27 @@ mod tests {
 
     #[test]
     fn names_are_escaped_and_usernames_resolve_in_any_case() {
-        let people = People::new(vec![Person { id: UserId(5), first_name: "Budi <b>".into(), username: Some("Budi_S".into()) }]);
+        let people = People::new(vec![Person {
+            id: UserId(5),
+            first_name: "Budi <b>".into(),
+            username: Some("Budi_S".into()),
+        }]);
         assert_eq!(people.by_username("@budi_s"), Some(UserId(5)));
         assert_eq!(people.by_username("@other"), None);
-        assert_eq!(people.mention(UserId(5)), "<a href=\"tg://user?id=5\">Budi &lt;b&gt;</a>");
+        assert_eq!(
+            people.mention(UserId(5)),
+            "<a href=\"tg://user?id=5\">Budi &lt;b&gt;</a>"
+        );
         assert_eq!(people.name(UserId(6)), "user 6");
-        assert!(!people.learn(Person { id: UserId(5), first_name: "Budi <b>".into(), username: Some("Budi_S".into()) }));
-        assert!(people.learn(Person { id: UserId(5), first_name: "Budi".into(), username: Some("Budi_S".into()) }));
+        assert!(!people.learn(Person {
+            id: UserId(5),
+            first_name: "Budi <b>".into(),
+            username: Some("Budi_S".into())
+        }));
+        assert!(people.learn(Person {
+            id: UserId(5),
+            first_name: "Budi".into(),
+            username: Some("Budi_S".into())
+        }));
     }
 }

@@ -31,9 +31,16 @@ pub fn bot(settings: &BotSettings) -> Result<TgBot> {
     Ok(bot.throttle(limits))
 }
 
-pub async fn build(settings: BotSettings, store: Store, engine: Option<Arc<dyn BackupEngine>>) -> Result<Arc<App>> {
+pub async fn build(
+    settings: BotSettings,
+    store: Store,
+    engine: Option<Arc<dyn BackupEngine>>,
+) -> Result<Arc<App>> {
     let people = People::new(store.people().await?);
-    let group = GroupChat { bot: bot(&settings)?, chat_id: ChatId(settings.group_chat_id) };
+    let group = GroupChat {
+        bot: bot(&settings)?,
+        chat_id: ChatId(settings.group_chat_id),
+    };
     Ok(Arc::new(App {
         catalog: Catalog::new(settings.lang, settings.timezone),
         settings,
@@ -48,27 +55,45 @@ pub async fn build(settings: BotSettings, store: Store, engine: Option<Arc<dyn B
 /// Asks Telegram for the names of everyone configured (kept as they change).
 async fn learn_names(app: Arc<App>) {
     for id in app.settings.roster.everyone() {
-        match app.group.bot.get_chat_member(app.group.chat_id, teloxide::types::UserId(id.0 as u64)).await {
+        match app
+            .group
+            .bot
+            .get_chat_member(app.group.chat_id, teloxide::types::UserId(id.0 as u64))
+            .await
+        {
             Ok(member) => {
-                let person = Person { id, first_name: member.user.first_name.clone(), username: member.user.username.clone() };
+                let person = Person {
+                    id,
+                    first_name: member.user.first_name.clone(),
+                    username: member.user.username.clone(),
+                };
                 if app.people.learn(person.clone()) {
                     if let Err(e) = app.store.upsert_person(&person).await {
                         tracing::warn!(error = %e, "could not store a name");
                     }
                 }
             }
-            Err(e) => tracing::warn!(user = %id, error = %e, "could not look up a configured user in the group"),
+            Err(e) => {
+                tracing::warn!(user = %id, error = %e, "could not look up a configured user in the group")
+            }
         }
     }
 }
 
 /// Runs the bot until SIGINT or SIGTERM.
 pub async fn run(app: Arc<App>) -> Result<()> {
-    if let Err(e) = app.group.bot.set_my_commands(telegram::command_menu(app.catalog.lang)).await {
+    if let Err(e) = app
+        .group
+        .bot
+        .set_my_commands(telegram::command_menu(app.catalog.lang))
+        .await
+    {
         tracing::warn!(error = %e, "could not register the command menu");
     }
     learn_names(app.clone()).await;
-    backup_run::resume_unfinished(&app).await.context("resuming an unfinished run")?;
+    backup_run::resume_unfinished(&app)
+        .await
+        .context("resuming an unfinished run")?;
     let mut dispatcher = Dispatcher::builder(app.group.bot.clone(), telegram::schema())
         .dependencies(dptree::deps![app.clone()])
         .default_handler(|_| async {})
@@ -76,7 +101,9 @@ pub async fn run(app: Arc<App>) -> Result<()> {
         .build();
     let token = dispatcher.shutdown_token();
     tokio::spawn(async move {
-        if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             term.recv().await;
             tracing::info!("SIGTERM: stopping");
             if let Ok(done) = token.shutdown() {

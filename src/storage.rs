@@ -55,7 +55,11 @@ const ORDER_COLUMNS: &str = "id, status, note, ordered_by, jfu, created_at, reas
 
 impl Store {
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
-        let pool = PgPoolOptions::new().max_connections(5).acquire_timeout(std::time::Duration::from_secs(10)).connect(url).await?;
+        let pool = PgPoolOptions::new()
+            .max_connections(5)
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .connect(url)
+            .await?;
         Ok(Store { pool })
     }
 
@@ -69,13 +73,17 @@ impl Store {
 
     /// Applies the migrations in `migrations/` (embedded at build time).
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::migrate!("./migrations").run(&self.pool).await.map_err(|e| StoreError::Db(e.into()))
+        sqlx::migrate!("./migrations")
+            .run(&self.pool)
+            .await
+            .map_err(|e| StoreError::Db(e.into()))
     }
 
     async fn load(&self, row: PgRow) -> Result<Order, StoreError> {
         let id: i64 = row.try_get("id")?;
         let status: String = row.try_get("status")?;
-        let status = OrderStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("order {id} has status {status:?}")))?;
+        let status = OrderStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("order {id} has status {status:?}")))?;
         let steps = sqlx::query("SELECT step, actor_id, started_at, ended_at FROM order_steps WHERE order_id = $1 ORDER BY step")
             .bind(id)
             .fetch_all(&self.pool)
@@ -119,10 +127,12 @@ impl Store {
     }
 
     pub async fn order(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1")))
-            .bind(id.0)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"
+        )))
+        .bind(id.0)
+        .fetch_optional(&self.pool)
+        .await?;
         match row {
             Some(row) => Ok(Some(self.load(row).await?)),
             None => Ok(None),
@@ -130,7 +140,11 @@ impl Store {
     }
 
     /// Records a new order (step 1). The database refuses a second active one.
-    pub async fn insert_order(&self, new: NewOrder, group_chat_id: i64) -> Result<Order, StoreError> {
+    pub async fn insert_order(
+        &self,
+        new: NewOrder,
+        group_chat_id: i64,
+    ) -> Result<Order, StoreError> {
         let mut tx = self.pool.begin().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO orders (status, note, ordered_by, group_chat_id, created_at, updated_at) VALUES ('ordered', $1, $2, $3, $4, $4) RETURNING id",
@@ -169,20 +183,38 @@ impl Store {
             return Err(StoreError::Conflict(next.id));
         }
         // Steps dropped by a re-direction are dropped here too.
-        let kept: Vec<i16> = next.steps.iter().map(|s| i16::from(s.step.number())).collect();
-        sqlx::query("DELETE FROM order_steps WHERE order_id = $1 AND NOT (step = ANY($2))").bind(next.id.0).bind(&kept).execute(&mut *tx).await?;
+        let kept: Vec<i16> = next
+            .steps
+            .iter()
+            .map(|s| i16::from(s.step.number()))
+            .collect();
+        sqlx::query("DELETE FROM order_steps WHERE order_id = $1 AND NOT (step = ANY($2))")
+            .bind(next.id.0)
+            .bind(&kept)
+            .execute(&mut *tx)
+            .await?;
         write_steps(&mut tx, next).await?;
         tx.commit().await?;
         Ok(())
     }
 
     pub async fn set_order_message(&self, id: OrderId, message_id: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE orders SET order_message_id = $2 WHERE id = $1").bind(id.0).bind(message_id).execute(&self.pool).await?;
+        sqlx::query("UPDATE orders SET order_message_id = $2 WHERE id = $1")
+            .bind(id.0)
+            .bind(message_id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     pub async fn order_message(&self, id: OrderId) -> Result<Option<i64>, StoreError> {
-        Ok(sqlx::query_scalar("SELECT order_message_id FROM orders WHERE id = $1").bind(id.0).fetch_optional(&self.pool).await?.flatten())
+        Ok(
+            sqlx::query_scalar("SELECT order_message_id FROM orders WHERE id = $1")
+                .bind(id.0)
+                .fetch_optional(&self.pool)
+                .await?
+                .flatten(),
+        )
     }
 
     pub async fn run_record(&self, id: OrderId) -> Result<RunRecord, StoreError> {
@@ -190,7 +222,9 @@ impl Store {
             .bind(id.0)
             .fetch_optional(&self.pool)
             .await?;
-        let Some(row) = row else { return Ok(RunRecord::default()) };
+        let Some(row) = row else {
+            return Ok(RunRecord::default());
+        };
         Ok(RunRecord {
             local_folder: row.try_get("local_folder")?,
             server_folder: row.try_get("server_folder")?,
@@ -199,23 +233,55 @@ impl Store {
         })
     }
 
-    pub async fn set_run_folders(&self, id: OrderId, local: &str, server: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE orders SET local_folder = $2, server_folder = $3 WHERE id = $1").bind(id.0).bind(local).bind(server).execute(&self.pool).await?;
+    pub async fn set_run_folders(
+        &self,
+        id: OrderId,
+        local: &str,
+        server: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE orders SET local_folder = $2, server_folder = $3 WHERE id = $1")
+            .bind(id.0)
+            .bind(local)
+            .bind(server)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
-    pub async fn set_progress_message(&self, id: OrderId, message_id: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE orders SET progress_message_id = $2 WHERE id = $1").bind(id.0).bind(message_id).execute(&self.pool).await?;
+    pub async fn set_progress_message(
+        &self,
+        id: OrderId,
+        message_id: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE orders SET progress_message_id = $2 WHERE id = $1")
+            .bind(id.0)
+            .bind(message_id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
-    pub async fn set_report(&self, id: OrderId, report: &serde_json::Value) -> Result<(), StoreError> {
-        sqlx::query("UPDATE orders SET report = $2 WHERE id = $1").bind(id.0).bind(report).execute(&self.pool).await?;
+    pub async fn set_report(
+        &self,
+        id: OrderId,
+        report: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE orders SET report = $2 WHERE id = $1")
+            .bind(id.0)
+            .bind(report)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     /// Step 8: the order's entry in the daily activity log of `date` (once per order).
-    pub async fn write_daily_log(&self, order: &Order, date: NaiveDate, at: DateTime<Utc>, summary: &str) -> Result<(), StoreError> {
+    pub async fn write_daily_log(
+        &self,
+        order: &Order,
+        date: NaiveDate,
+        at: DateTime<Utc>,
+        summary: &str,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO daily_log (log_date, order_id, recorded_at, outcome, summary) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (order_id) DO NOTHING",
         )
@@ -237,8 +303,16 @@ impl Store {
         let mut entries = Vec::with_capacity(rows.len());
         for row in rows {
             let id = OrderId(row.try_get("order_id")?);
-            let order = self.order(id).await?.ok_or_else(|| StoreError::Corrupt(format!("log entry for missing order {id}")))?;
-            entries.push(LogEntry { order, recorded_at: row.try_get("recorded_at")?, outcome: row.try_get("outcome")?, summary: row.try_get("summary")? });
+            let order = self
+                .order(id)
+                .await?
+                .ok_or_else(|| StoreError::Corrupt(format!("log entry for missing order {id}")))?;
+            entries.push(LogEntry {
+                order,
+                recorded_at: row.try_get("recorded_at")?,
+                outcome: row.try_get("outcome")?,
+                summary: row.try_get("summary")?,
+            });
         }
         Ok(entries)
     }
@@ -258,14 +332,25 @@ impl Store {
     }
 
     pub async fn people(&self) -> Result<Vec<Person>, StoreError> {
-        let rows = sqlx::query("SELECT user_id, first_name, username FROM people").fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT user_id, first_name, username FROM people")
+            .fetch_all(&self.pool)
+            .await?;
         rows.into_iter()
-            .map(|r| Ok(Person { id: UserId(r.try_get("user_id")?), first_name: r.try_get("first_name")?, username: r.try_get("username")? }))
+            .map(|r| {
+                Ok(Person {
+                    id: UserId(r.try_get("user_id")?),
+                    first_name: r.try_get("first_name")?,
+                    username: r.try_get("username")?,
+                })
+            })
             .collect()
     }
 }
 
-async fn write_steps(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, order: &Order) -> Result<(), StoreError> {
+async fn write_steps(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    order: &Order,
+) -> Result<(), StoreError> {
     for s in &order.steps {
         sqlx::query(
             "INSERT INTO order_steps (order_id, step, actor_id, started_at, ended_at) VALUES ($1, $2, $3, $4, $5)

@@ -12,7 +12,11 @@ pub fn parse_log_date(arg: &str, today: NaiveDate) -> Result<NaiveDate, BadLogDa
     let arg = arg.trim();
     match arg.to_lowercase().as_str() {
         "" | "today" | "hari-ini" | "hariini" => return Ok(today),
-        "yesterday" | "kemarin" => return today.checked_sub_days(Days::new(1)).ok_or_else(|| BadLogDate(arg.to_owned())),
+        "yesterday" | "kemarin" => {
+            return today
+                .checked_sub_days(Days::new(1))
+                .ok_or_else(|| BadLogDate(arg.to_owned()))
+        }
         _ => {}
     }
     NaiveDate::parse_from_str(arg, "%d-%m-%Y")
@@ -43,8 +47,19 @@ mod tests {
 
     #[test]
     fn impossible_and_malformed_dates_are_refused() {
-        for bad in ["31-02-2026", "2026-13-01", "besok", "24/11/2026", "24-11-26x", "1-1-0"] {
-            assert_eq!(parse_log_date(bad, today()), Err(BadLogDate(bad.to_owned())), "{bad}");
+        for bad in [
+            "31-02-2026",
+            "2026-13-01",
+            "besok",
+            "24/11/2026",
+            "24-11-26x",
+            "1-1-0",
+        ] {
+            assert_eq!(
+                parse_log_date(bad, today()),
+                Err(BadLogDate(bad.to_owned())),
+                "{bad}"
+            );
         }
     }
 }

@@ -7,6 +7,8 @@ pub mod roles;
 pub mod sop;
 
 pub use log_date::{parse_log_date, BadLogDate};
-pub use order::{place_order, Effect, Event, Move, NewOrder, Order, OrderId, OrderStatus, Refusal, StepRecord};
+pub use order::{
+    place_order, Effect, Event, Move, NewOrder, Order, OrderId, OrderStatus, Refusal, StepRecord,
+};
 pub use roles::{Role, Roster, UserId};
 pub use sop::SopStep;

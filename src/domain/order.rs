@@ -39,7 +39,12 @@ pub enum OrderStatus {
 }
 
 impl OrderStatus {
-    pub const ACTIVE: [OrderStatus; 4] = [OrderStatus::Ordered, OrderStatus::Directed, OrderStatus::Started, OrderStatus::Reported];
+    pub const ACTIVE: [OrderStatus; 4] = [
+        OrderStatus::Ordered,
+        OrderStatus::Directed,
+        OrderStatus::Started,
+        OrderStatus::Reported,
+    ];
 
     /// An active order blocks a new one (at most one at a time).
     pub fn is_active(self) -> bool {
@@ -185,14 +190,19 @@ pub enum Refusal {
     #[error("{action:?} is not possible while the order is {status:?}")]
     OutOfOrder { status: OrderStatus, action: Move },
     #[error("order {active} is still active")]
-    AlreadyActive { active: OrderId, status: OrderStatus },
+    AlreadyActive {
+        active: OrderId,
+        status: OrderStatus,
+    },
 }
 
 fn require(roster: &Roster, user: UserId, roles: &[Role]) -> Result<(), Refusal> {
     if roles.iter().any(|r| roster.has(user, *r)) {
         Ok(())
     } else {
-        Err(Refusal::WrongRole { needed: roles.to_vec() })
+        Err(Refusal::WrongRole {
+            needed: roles.to_vec(),
+        })
     }
 }
 
@@ -206,9 +216,19 @@ pub fn place_order(
 ) -> Result<(NewOrder, Vec<Effect>), Refusal> {
     require(roster, by, &[Role::Kasubdit])?;
     if let Some(active) = active.filter(|o| o.status.is_active()) {
-        return Err(Refusal::AlreadyActive { active: active.id, status: active.status });
+        return Err(Refusal::AlreadyActive {
+            active: active.id,
+            status: active.status,
+        });
     }
-    Ok((NewOrder { ordered_by: by, note, at: now }, vec![Effect::RelayOrderToKasi]))
+    Ok((
+        NewOrder {
+            ordered_by: by,
+            note,
+            at: now,
+        },
+        vec![Effect::RelayOrderToKasi],
+    ))
 }
 
 impl Order {
@@ -223,8 +243,18 @@ impl Order {
             jfu: None,
             created_at: new.at,
             steps: vec![
-                StepRecord { step: SopStep::Order, actor: Some(new.ordered_by), started_at: new.at, ended_at: Some(new.at) },
-                StepRecord { step: SopStep::Direct, actor: None, started_at: new.at, ended_at: None },
+                StepRecord {
+                    step: SopStep::Order,
+                    actor: Some(new.ordered_by),
+                    started_at: new.at,
+                    ended_at: Some(new.at),
+                },
+                StepRecord {
+                    step: SopStep::Direct,
+                    actor: None,
+                    started_at: new.at,
+                    ended_at: None,
+                },
             ],
             reason: None,
             closed_by: None,
@@ -248,7 +278,12 @@ impl Order {
                 }
             }
             None => {
-                self.steps.push(StepRecord { step, actor, started_at: at, ended_at: None });
+                self.steps.push(StepRecord {
+                    step,
+                    actor,
+                    started_at: at,
+                    ended_at: None,
+                });
                 self.steps.sort_by_key(|s| s.step);
             }
         }
@@ -280,15 +315,29 @@ impl Order {
 
     /// Time since the order, and the standard time of the steps reached so far.
     pub fn elapsed(&self, now: DateTime<Utc>) -> TimeDelta {
-        let end = self.steps.iter().filter_map(|s| s.ended_at).max().filter(|_| !self.status.is_active()).unwrap_or(now);
+        let end = self
+            .steps
+            .iter()
+            .filter_map(|s| s.ended_at)
+            .max()
+            .filter(|_| !self.status.is_active())
+            .unwrap_or(now);
         (end - self.created_at).max(TimeDelta::zero())
     }
 
     /// Applies `event` at `now`. On success returns the new order and what must happen outside.
-    pub fn apply(&self, roster: &Roster, event: Event, now: DateTime<Utc>) -> Result<(Order, Vec<Effect>), Refusal> {
+    pub fn apply(
+        &self,
+        roster: &Roster,
+        event: Event,
+        now: DateTime<Utc>,
+    ) -> Result<(Order, Vec<Effect>), Refusal> {
         use OrderStatus as S;
         let mut next = self.clone();
-        let out_of_order = |action| Refusal::OutOfOrder { status: self.status, action };
+        let out_of_order = |action| Refusal::OutOfOrder {
+            status: self.status,
+            action,
+        };
         let effects = match event {
             Event::Direct { by, jfu } => {
                 require(roster, by, &[Role::Kasi])?;
@@ -315,7 +364,9 @@ impl Order {
                     return Err(out_of_order(Move::Start));
                 }
                 match self.jfu {
-                    Some(jfu) if jfu != by => return Err(Refusal::NotTheDirectedJfu { directed: jfu }),
+                    Some(jfu) if jfu != by => {
+                        return Err(Refusal::NotTheDirectedJfu { directed: jfu })
+                    }
                     _ => {}
                 }
                 next.status = S::Started;
@@ -404,11 +455,17 @@ mod tests {
     const STRANGER: UserId = UserId(99);
 
     fn roster() -> Roster {
-        Roster { kasubdit: [KASUBDIT].into(), kasi: [KASI].into(), jfu: [JFU, OTHER_JFU].into() }
+        Roster {
+            kasubdit: [KASUBDIT].into(),
+            kasi: [KASI].into(),
+            jfu: [JFU, OTHER_JFU].into(),
+        }
     }
 
     fn t0() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 11, 24, 1, 0, 0).single().expect("valid time")
+        Utc.with_ymd_and_hms(2026, 11, 24, 1, 0, 0)
+            .single()
+            .expect("valid time")
     }
 
     fn mins(m: i64) -> DateTime<Utc> {
@@ -416,7 +473,8 @@ mod tests {
     }
 
     fn ordered() -> Order {
-        let (new, effects) = place_order(&roster(), KASUBDIT, Some("monthly".into()), None, t0()).expect("kasubdit orders");
+        let (new, effects) = place_order(&roster(), KASUBDIT, Some("monthly".into()), None, t0())
+            .expect("kasubdit orders");
         assert_eq!(effects, vec![Effect::RelayOrderToKasi]);
         Order::from_new(OrderId(1), new)
     }
@@ -441,20 +499,31 @@ mod tests {
         vec![
             Event::Direct { by: KASI, jfu: JFU },
             Event::Start { by: JFU },
-            Event::StepStarted { step: SopStep::RemoteLogin, at: mins(1) },
-            Event::StepFinished { step: SopStep::RemoteLogin, at: mins(1) },
+            Event::StepStarted {
+                step: SopStep::RemoteLogin,
+                at: mins(1),
+            },
+            Event::StepFinished {
+                step: SopStep::RemoteLogin,
+                at: mins(1),
+            },
             Event::Reported,
             Event::Failed { reason: "x".into() },
             Event::Receive { by: KASI },
             Event::Log,
-            Event::Cancel { by: KASI, reason: None },
+            Event::Cancel {
+                by: KASI,
+                reason: None,
+            },
         ]
     }
 
     #[test]
     fn the_whole_chain_runs_in_order_and_records_every_step() {
         let o = reported();
-        let (o, effects) = o.apply(&roster(), Event::Receive { by: KASI }, mins(62)).expect("kasi receives");
+        let (o, effects) = o
+            .apply(&roster(), Event::Receive { by: KASI }, mins(62))
+            .expect("kasi receives");
         assert_eq!(effects, vec![Effect::RelayReportToKasubdit]);
         let (o, effects) = o.apply(&roster(), Event::Log, mins(62)).expect("bot logs");
         assert_eq!(effects, vec![Effect::WriteDailyLog]);
@@ -462,10 +531,23 @@ mod tests {
         let steps: Vec<u8> = o.steps.iter().map(|s| s.step.number()).collect();
         assert_eq!(steps, vec![1, 2, 3, 4, 5, 6, 7, 8]);
         assert!(o.steps.iter().all(|s| s.ended_at.is_some()));
-        assert_eq!(o.step(SopStep::Order).map(|s| s.actor), Some(Some(KASUBDIT)));
-        assert_eq!(o.step(SopStep::Direct).map(|s| (s.actor, s.took(mins(99)))), Some((Some(KASI), TimeDelta::minutes(3))));
-        assert_eq!(o.step(SopStep::CreateFolder).and_then(|s| s.actor), Some(JFU));
-        assert_eq!(o.step(SopStep::Receive).map(|s| (s.actor, s.took(mins(99)))), Some((Some(KASI), TimeDelta::minutes(2))));
+        assert_eq!(
+            o.step(SopStep::Order).map(|s| s.actor),
+            Some(Some(KASUBDIT))
+        );
+        assert_eq!(
+            o.step(SopStep::Direct).map(|s| (s.actor, s.took(mins(99)))),
+            Some((Some(KASI), TimeDelta::minutes(3)))
+        );
+        assert_eq!(
+            o.step(SopStep::CreateFolder).and_then(|s| s.actor),
+            Some(JFU)
+        );
+        assert_eq!(
+            o.step(SopStep::Receive)
+                .map(|s| (s.actor, s.took(mins(99)))),
+            Some((Some(KASI), TimeDelta::minutes(2)))
+        );
         assert_eq!(o.step(SopStep::DailyLog).and_then(|s| s.actor), None);
         assert_eq!(o.elapsed(mins(500)), TimeDelta::minutes(62));
     }
@@ -475,7 +557,9 @@ mod tests {
         for who in [KASI, JFU, STRANGER] {
             assert_eq!(
                 place_order(&roster(), who, None, None, t0()).map(|_| ()),
-                Err(Refusal::WrongRole { needed: vec![Role::Kasubdit] })
+                Err(Refusal::WrongRole {
+                    needed: vec![Role::Kasubdit]
+                })
             );
         }
     }
@@ -484,9 +568,21 @@ mod tests {
     fn a_second_order_is_refused_while_one_is_active_and_allowed_after_it_ends() {
         for active in [ordered(), directed(), started(), reported()] {
             let refused = place_order(&roster(), KASUBDIT, None, Some(&active), t0());
-            assert_eq!(refused.map(|_| ()), Err(Refusal::AlreadyActive { active: OrderId(1), status: active.status }));
+            assert_eq!(
+                refused.map(|_| ()),
+                Err(Refusal::AlreadyActive {
+                    active: OrderId(1),
+                    status: active.status
+                })
+            );
         }
-        let failed = step(&started(), Event::Failed { reason: "ssh".into() }, mins(9));
+        let failed = step(
+            &started(),
+            Event::Failed {
+                reason: "ssh".into(),
+            },
+            mins(9),
+        );
         assert!(place_order(&roster(), KASUBDIT, None, Some(&failed), t0()).is_ok());
     }
 
@@ -494,28 +590,67 @@ mod tests {
     fn only_a_kasi_may_direct_and_only_to_a_jfu() {
         for who in [KASUBDIT, JFU, STRANGER] {
             assert_eq!(
-                ordered().apply(&roster(), Event::Direct { by: who, jfu: JFU }, mins(1)).map(|_| ()),
-                Err(Refusal::WrongRole { needed: vec![Role::Kasi] })
+                ordered()
+                    .apply(&roster(), Event::Direct { by: who, jfu: JFU }, mins(1))
+                    .map(|_| ()),
+                Err(Refusal::WrongRole {
+                    needed: vec![Role::Kasi]
+                })
             );
         }
         assert_eq!(
-            ordered().apply(&roster(), Event::Direct { by: KASI, jfu: STRANGER }, mins(1)).map(|_| ()),
+            ordered()
+                .apply(
+                    &roster(),
+                    Event::Direct {
+                        by: KASI,
+                        jfu: STRANGER
+                    },
+                    mins(1)
+                )
+                .map(|_| ()),
             Err(Refusal::NotAJfu { user: STRANGER })
         );
     }
 
     #[test]
     fn a_kasi_may_redirect_before_the_start_and_the_jfu_step_restarts() {
-        let o = step(&directed(), Event::Direct { by: KASI, jfu: OTHER_JFU }, mins(8));
+        let o = step(
+            &directed(),
+            Event::Direct {
+                by: KASI,
+                jfu: OTHER_JFU,
+            },
+            mins(8),
+        );
         assert_eq!(o.jfu, Some(OTHER_JFU));
-        assert_eq!(o.step(SopStep::CreateFolder).map(|s| (s.actor, s.started_at)), Some((Some(OTHER_JFU), mins(8))));
         assert_eq!(
-            o.apply(&roster(), Event::Start { by: JFU }, mins(9)).map(|_| ()),
-            Err(Refusal::NotTheDirectedJfu { directed: OTHER_JFU })
+            o.step(SopStep::CreateFolder)
+                .map(|s| (s.actor, s.started_at)),
+            Some((Some(OTHER_JFU), mins(8)))
         );
         assert_eq!(
-            started().apply(&roster(), Event::Direct { by: KASI, jfu: OTHER_JFU }, mins(9)).map(|_| ()),
-            Err(Refusal::OutOfOrder { status: OrderStatus::Started, action: Move::Direct })
+            o.apply(&roster(), Event::Start { by: JFU }, mins(9))
+                .map(|_| ()),
+            Err(Refusal::NotTheDirectedJfu {
+                directed: OTHER_JFU
+            })
+        );
+        assert_eq!(
+            started()
+                .apply(
+                    &roster(),
+                    Event::Direct {
+                        by: KASI,
+                        jfu: OTHER_JFU
+                    },
+                    mins(9)
+                )
+                .map(|_| ()),
+            Err(Refusal::OutOfOrder {
+                status: OrderStatus::Started,
+                action: Move::Direct
+            })
         );
     }
 
@@ -523,16 +658,22 @@ mod tests {
     fn only_the_directed_jfu_may_start() {
         let o = directed();
         assert_eq!(
-            o.apply(&roster(), Event::Start { by: OTHER_JFU }, mins(4)).map(|_| ()),
+            o.apply(&roster(), Event::Start { by: OTHER_JFU }, mins(4))
+                .map(|_| ()),
             Err(Refusal::NotTheDirectedJfu { directed: JFU })
         );
         for who in [KASUBDIT, KASI, STRANGER] {
             assert_eq!(
-                o.apply(&roster(), Event::Start { by: who }, mins(4)).map(|_| ()),
-                Err(Refusal::WrongRole { needed: vec![Role::Jfu] })
+                o.apply(&roster(), Event::Start { by: who }, mins(4))
+                    .map(|_| ()),
+                Err(Refusal::WrongRole {
+                    needed: vec![Role::Jfu]
+                })
             );
         }
-        let (o, effects) = o.apply(&roster(), Event::Start { by: JFU }, mins(4)).expect("jfu starts");
+        let (o, effects) = o
+            .apply(&roster(), Event::Start { by: JFU }, mins(4))
+            .expect("jfu starts");
         assert_eq!(effects, vec![Effect::RunEngine]);
         assert_eq!(o.status, OrderStatus::Started);
     }
@@ -540,8 +681,13 @@ mod tests {
     #[test]
     fn starting_twice_is_refused() {
         assert_eq!(
-            started().apply(&roster(), Event::Start { by: JFU }, mins(6)).map(|_| ()),
-            Err(Refusal::OutOfOrder { status: OrderStatus::Started, action: Move::Start })
+            started()
+                .apply(&roster(), Event::Start { by: JFU }, mins(6))
+                .map(|_| ()),
+            Err(Refusal::OutOfOrder {
+                status: OrderStatus::Started,
+                action: Move::Start
+            })
         );
     }
 
@@ -549,15 +695,24 @@ mod tests {
     fn only_a_kasi_may_receive_and_only_after_the_report() {
         for who in [KASUBDIT, JFU, STRANGER] {
             assert_eq!(
-                reported().apply(&roster(), Event::Receive { by: who }, mins(61)).map(|_| ()),
-                Err(Refusal::WrongRole { needed: vec![Role::Kasi] })
+                reported()
+                    .apply(&roster(), Event::Receive { by: who }, mins(61))
+                    .map(|_| ()),
+                Err(Refusal::WrongRole {
+                    needed: vec![Role::Kasi]
+                })
             );
         }
         for early in [ordered(), directed(), started()] {
             let status = early.status;
             assert_eq!(
-                early.apply(&roster(), Event::Receive { by: KASI }, mins(61)).map(|_| ()),
-                Err(Refusal::OutOfOrder { status, action: Move::Receive })
+                early
+                    .apply(&roster(), Event::Receive { by: KASI }, mins(61))
+                    .map(|_| ()),
+                Err(Refusal::OutOfOrder {
+                    status,
+                    action: Move::Receive
+                })
             );
         }
     }
@@ -568,21 +723,45 @@ mod tests {
         let cases: Vec<(Order, Vec<&str>)> = vec![
             (ordered(), vec!["Direct", "Cancel"]),
             (directed(), vec!["Direct", "Start", "Cancel"]),
-            (started(), vec!["StepStarted", "StepFinished", "Reported", "Failed", "Cancel"]),
+            (
+                started(),
+                vec![
+                    "StepStarted",
+                    "StepFinished",
+                    "Reported",
+                    "Failed",
+                    "Cancel",
+                ],
+            ),
             (reported(), vec!["Receive", "Cancel"]),
-            (step(&reported(), Event::Receive { by: KASI }, mins(61)), vec!["Log"]),
+            (
+                step(&reported(), Event::Receive { by: KASI }, mins(61)),
+                vec!["Log"],
+            ),
         ];
         for (order, allowed) in cases {
             for event in all_events() {
                 let name = format!("{event:?}");
                 let name = name.split([' ', '{']).next().unwrap_or_default();
                 let result = order.apply(&roster(), event.clone(), mins(70));
-                assert_eq!(result.is_ok(), allowed.contains(&name), "{name} in {:?}", order.status);
+                assert_eq!(
+                    result.is_ok(),
+                    allowed.contains(&name),
+                    "{name} in {:?}",
+                    order.status
+                );
             }
         }
         for ended in [
             step(&started(), Event::Failed { reason: "x".into() }, mins(9)),
-            step(&started(), Event::Cancel { by: KASI, reason: None }, mins(9)),
+            step(
+                &started(),
+                Event::Cancel {
+                    by: KASI,
+                    reason: None,
+                },
+                mins(9),
+            ),
         ] {
             for event in all_events() {
                 assert!(ended.apply(&roster(), event, mins(70)).is_err());
@@ -593,23 +772,76 @@ mod tests {
     #[test]
     fn kasubdit_and_kasi_may_cancel_but_not_a_jfu_and_a_running_backup_is_stopped() {
         assert_eq!(
-            ordered().apply(&roster(), Event::Cancel { by: JFU, reason: None }, mins(1)).map(|_| ()),
-            Err(Refusal::WrongRole { needed: vec![Role::Kasubdit, Role::Kasi] })
+            ordered()
+                .apply(
+                    &roster(),
+                    Event::Cancel {
+                        by: JFU,
+                        reason: None
+                    },
+                    mins(1)
+                )
+                .map(|_| ()),
+            Err(Refusal::WrongRole {
+                needed: vec![Role::Kasubdit, Role::Kasi]
+            })
         );
-        let (o, effects) = ordered().apply(&roster(), Event::Cancel { by: KASUBDIT, reason: Some("salah".into()) }, mins(1)).expect("cancel");
+        let (o, effects) = ordered()
+            .apply(
+                &roster(),
+                Event::Cancel {
+                    by: KASUBDIT,
+                    reason: Some("salah".into()),
+                },
+                mins(1),
+            )
+            .expect("cancel");
         assert_eq!(effects, vec![Effect::AnnounceCancel, Effect::WriteDailyLog]);
-        assert_eq!((o.status, o.reason.as_deref(), o.closed_by), (OrderStatus::Cancelled, Some("salah"), Some(KASUBDIT)));
-        let (_, effects) = started().apply(&roster(), Event::Cancel { by: KASI, reason: None }, mins(9)).expect("cancel");
+        assert_eq!(
+            (o.status, o.reason.as_deref(), o.closed_by),
+            (OrderStatus::Cancelled, Some("salah"), Some(KASUBDIT))
+        );
+        let (_, effects) = started()
+            .apply(
+                &roster(),
+                Event::Cancel {
+                    by: KASI,
+                    reason: None,
+                },
+                mins(9),
+            )
+            .expect("cancel");
         assert_eq!(effects[0], Effect::StopEngine);
     }
 
     #[test]
     fn a_failure_closes_the_open_step_and_keeps_the_reason() {
-        let o = step(&started(), Event::StepStarted { step: SopStep::RemoteLogin, at: mins(6) }, mins(6));
-        let (o, effects) = o.apply(&roster(), Event::Failed { reason: "host key changed".into() }, mins(7)).expect("fail");
-        assert_eq!(effects, vec![Effect::AnnounceFailure, Effect::WriteDailyLog]);
+        let o = step(
+            &started(),
+            Event::StepStarted {
+                step: SopStep::RemoteLogin,
+                at: mins(6),
+            },
+            mins(6),
+        );
+        let (o, effects) = o
+            .apply(
+                &roster(),
+                Event::Failed {
+                    reason: "host key changed".into(),
+                },
+                mins(7),
+            )
+            .expect("fail");
+        assert_eq!(
+            effects,
+            vec![Effect::AnnounceFailure, Effect::WriteDailyLog]
+        );
         assert_eq!(o.reason.as_deref(), Some("host key changed"));
-        assert_eq!(o.step(SopStep::CreateFolder).and_then(|s| s.ended_at), Some(mins(7)));
+        assert_eq!(
+            o.step(SopStep::CreateFolder).and_then(|s| s.ended_at),
+            Some(mins(7))
+        );
         assert!(o.steps.iter().all(|s| s.ended_at.is_some()));
     }
 
@@ -630,24 +862,56 @@ mod tests {
         }
         let now = mins(300);
         // Step 3 ran from the direction (minute 3) to minute 15: 12 minutes, over its 10.
-        assert_eq!(o.step(SopStep::CreateFolder).map(|s| s.took(now)), Some(TimeDelta::minutes(12)));
-        assert_eq!(o.step(SopStep::CreateFolder).map(|s| s.within_standard(now)), Some(false));
-        assert_eq!(o.step(SopStep::RemoteLogin).map(|s| s.within_standard(now)), Some(true));
-        assert_eq!(o.step(SopStep::ServerBackup).map(|s| s.within_standard(now)), Some(true));
-        assert_eq!(o.step(SopStep::CopyAndReport).map(|s| s.within_standard(now)), Some(false));
+        assert_eq!(
+            o.step(SopStep::CreateFolder).map(|s| s.took(now)),
+            Some(TimeDelta::minutes(12))
+        );
+        assert_eq!(
+            o.step(SopStep::CreateFolder)
+                .map(|s| s.within_standard(now)),
+            Some(false)
+        );
+        assert_eq!(
+            o.step(SopStep::RemoteLogin).map(|s| s.within_standard(now)),
+            Some(true)
+        );
+        assert_eq!(
+            o.step(SopStep::ServerBackup)
+                .map(|s| s.within_standard(now)),
+            Some(true)
+        );
+        assert_eq!(
+            o.step(SopStep::CopyAndReport)
+                .map(|s| s.within_standard(now)),
+            Some(false)
+        );
         assert_eq!(o.current_step(), None);
     }
 
     #[test]
     fn the_current_step_is_the_first_open_one() {
-        assert_eq!(ordered().current_step().map(|s| s.step), Some(SopStep::Direct));
-        assert_eq!(started().current_step().map(|s| s.step), Some(SopStep::CreateFolder));
-        assert_eq!(reported().current_step().map(|s| s.step), Some(SopStep::Receive));
+        assert_eq!(
+            ordered().current_step().map(|s| s.step),
+            Some(SopStep::Direct)
+        );
+        assert_eq!(
+            started().current_step().map(|s| s.step),
+            Some(SopStep::CreateFolder)
+        );
+        assert_eq!(
+            reported().current_step().map(|s| s.step),
+            Some(SopStep::Receive)
+        );
     }
 
     #[test]
     fn statuses_round_trip_through_their_names() {
-        for s in [OrderStatus::Ordered, OrderStatus::Logged, OrderStatus::Cancelled, OrderStatus::Failed] {
+        for s in [
+            OrderStatus::Ordered,
+            OrderStatus::Logged,
+            OrderStatus::Cancelled,
+            OrderStatus::Failed,
+        ] {
             assert_eq!(OrderStatus::parse(s.as_str()), Some(s));
         }
         assert_eq!(OrderStatus::parse("running"), None);

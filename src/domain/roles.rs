@@ -46,7 +46,10 @@ impl Roster {
     }
 
     pub fn roles_of(&self, user: UserId) -> Vec<Role> {
-        [Role::Kasubdit, Role::Kasi, Role::Jfu].into_iter().filter(|r| self.has(user, *r)).collect()
+        [Role::Kasubdit, Role::Kasi, Role::Jfu]
+            .into_iter()
+            .filter(|r| self.has(user, *r))
+            .collect()
     }
 
     pub fn has_any_role(&self, user: UserId) -> bool {
@@ -55,7 +58,12 @@ impl Roster {
 
     /// Everyone configured, each once.
     pub fn everyone(&self) -> BTreeSet<UserId> {
-        self.kasubdit.iter().chain(&self.kasi).chain(&self.jfu).copied().collect()
+        self.kasubdit
+            .iter()
+            .chain(&self.kasi)
+            .chain(&self.jfu)
+            .copied()
+            .collect()
     }
 
     /// The JFU to direct when none is named: the only one, if there is exactly one.
@@ -81,7 +89,10 @@ mod tests {
 
     #[test]
     fn one_person_may_hold_several_roles() {
-        assert_eq!(roster().roles_of(UserId(1)), vec![Role::Kasubdit, Role::Kasi]);
+        assert_eq!(
+            roster().roles_of(UserId(1)),
+            vec![Role::Kasubdit, Role::Kasi]
+        );
         assert_eq!(roster().roles_of(UserId(9)), vec![]);
         assert_eq!(roster().everyone().len(), 3);
     }

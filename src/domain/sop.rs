@@ -42,7 +42,12 @@ impl SopStep {
     ];
 
     /// The steps the bot does itself for the JFU.
-    pub const MACHINE: [SopStep; 4] = [SopStep::CreateFolder, SopStep::RemoteLogin, SopStep::ServerBackup, SopStep::CopyAndReport];
+    pub const MACHINE: [SopStep; 4] = [
+        SopStep::CreateFolder,
+        SopStep::RemoteLogin,
+        SopStep::ServerBackup,
+        SopStep::CopyAndReport,
+    ];
 
     pub fn number(self) -> u8 {
         self as u8
@@ -56,7 +61,9 @@ impl SopStep {
     pub fn standard_time(self) -> TimeDelta {
         match self {
             SopStep::Order | SopStep::Direct | SopStep::Receive => TimeDelta::minutes(5),
-            SopStep::CreateFolder | SopStep::RemoteLogin | SopStep::DailyLog => TimeDelta::minutes(10),
+            SopStep::CreateFolder | SopStep::RemoteLogin | SopStep::DailyLog => {
+                TimeDelta::minutes(10)
+            }
             SopStep::ServerBackup | SopStep::CopyAndReport => TimeDelta::hours(2),
         }
     }
@@ -66,7 +73,10 @@ impl SopStep {
         match self {
             SopStep::Order => Some(Role::Kasubdit),
             SopStep::Direct | SopStep::Receive => Some(Role::Kasi),
-            SopStep::CreateFolder | SopStep::RemoteLogin | SopStep::ServerBackup | SopStep::CopyAndReport => Some(Role::Jfu),
+            SopStep::CreateFolder
+            | SopStep::RemoteLogin
+            | SopStep::ServerBackup
+            | SopStep::CopyAndReport => Some(Role::Jfu),
             SopStep::DailyLog => None,
         }
     }
@@ -116,7 +126,10 @@ mod tests {
     fn a_step_that_takes_exactly_its_standard_time_is_within_and_one_second_more_is_over() {
         for step in SopStep::ALL {
             assert!(step.within_standard(step.standard_time()), "{step}");
-            assert!(!step.within_standard(step.standard_time() + TimeDelta::seconds(1)), "{step}");
+            assert!(
+                !step.within_standard(step.standard_time() + TimeDelta::seconds(1)),
+                "{step}"
+            );
             assert!(step.within_standard(TimeDelta::zero()));
         }
     }

@@ -3,20 +3,22 @@
 //! byte. Independent of Telegram: the bot, the command line and cron call it through
 //! [`BackupEngine`].
 
-
 use std::path::PathBuf;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
+pub mod archive;
 pub mod cli;
+pub mod local;
+pub mod remote;
 pub mod run;
+pub mod strategy;
 pub use run::SshEngine;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::domain::SopStep;
-
 
 /// Where a run writes: the dated local folder and the dated folder on the server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -36,16 +38,37 @@ pub struct RunRequest {
 /// into a progress bar.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Progress {
-    StepStarted { step: SopStep, at: DateTime<Utc> },
-    StepFinished { step: SopStep, at: DateTime<Utc> },
+    StepStarted {
+        step: SopStep,
+        at: DateTime<Utc>,
+    },
+    StepFinished {
+        step: SopStep,
+        at: DateTime<Utc>,
+    },
     /// Step 3 chose the folders (kept so an interrupted run resumes into them).
     Folders(RunFolders),
     /// Step 5: `done` of `total` mailboxes exported; `current` just finished.
-    Exported { done: usize, total: usize, current: String, ok: bool },
+    Exported {
+        done: usize,
+        total: usize,
+        current: String,
+        ok: bool,
+    },
     /// Step 6: bytes copied and verified so far.
-    Copy { files_done: usize, files_total: usize, bytes_done: u64, bytes_total: u64, rate: f64, eta_secs: Option<u64> },
+    Copy {
+        files_done: usize,
+        files_total: usize,
+        bytes_done: u64,
+        bytes_total: u64,
+        rate: f64,
+        eta_secs: Option<u64>,
+    },
     /// Step 6: archives read back end to end.
-    ReadBack { done: usize, total: usize },
+    ReadBack {
+        done: usize,
+        total: usize,
+    },
 }
 
 pub type ProgressSender = UnboundedSender<Progress>;
@@ -60,7 +83,9 @@ pub(crate) fn tell(progress: &ProgressSender, event: Progress) {
 pub enum MailboxStatus {
     /// Copied, checksum equal to the server's, and read back with `messages` messages.
     Verified,
-    Failed { error: String },
+    Failed {
+        error: String,
+    },
 }
 
 /// One mailbox of a run.
@@ -100,11 +125,17 @@ pub struct BackupReport {
 
 impl BackupReport {
     pub fn all_verified(&self) -> bool {
-        !self.mailboxes.is_empty() && self.mailboxes.iter().all(|m| m.status == MailboxStatus::Verified)
+        !self.mailboxes.is_empty()
+            && self
+                .mailboxes
+                .iter()
+                .all(|m| m.status == MailboxStatus::Verified)
     }
 
     pub fn failed(&self) -> impl Iterator<Item = &MailboxResult> {
-        self.mailboxes.iter().filter(|m| m.status != MailboxStatus::Verified)
+        self.mailboxes
+            .iter()
+            .filter(|m| m.status != MailboxStatus::Verified)
     }
 
     /// Copy rate in bytes per second.
@@ -155,11 +186,20 @@ pub enum ErrorKind {
 
 impl EngineError {
     pub fn new(step: SopStep, kind: ErrorKind, detail: impl Into<String>) -> Self {
-        EngineError { step, kind, detail: detail.into(), folders: None }
+        EngineError {
+            step,
+            kind,
+            detail: detail.into(),
+            folders: None,
+        }
     }
 }
 
 /// The one interface the bot uses to run steps 3–6.
 pub trait BackupEngine: Send + Sync {
-    fn run(&self, request: RunRequest, progress: ProgressSender) -> BoxFuture<'_, Result<BackupReport, EngineError>>;
+    fn run(
+        &self,
+        request: RunRequest,
+        progress: ProgressSender,
+    ) -> BoxFuture<'_, Result<BackupReport, EngineError>>;
 }

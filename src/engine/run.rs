@@ -1,10 +1,726 @@
-use crate::config::EngineSettings;
-use super::*;
-pub struct SshEngine { settings: EngineSettings }
-impl SshEngine { pub fn new(settings: EngineSettings) -> Self { SshEngine { settings } } }
+//! One run of steps 3–6 over SSH.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use chrono::Utc;
+use futures::{StreamExt, TryStreamExt};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::local::{create_dated_folder, free_space, portable_name, sync_dir};
+use super::remote::{error_chain, Remote};
+use super::{
+    strategy, tell, BackupEngine, BackupReport, EngineError, ErrorKind, MailboxResult,
+    MailboxStatus, Progress, ProgressSender, RunFolders, RunRequest, StepTiming,
+};
+use crate::config::{BackupKind, EngineSettings};
+use crate::domain::SopStep;
+
+pub struct SshEngine {
+    settings: EngineSettings,
+}
+
+impl SshEngine {
+    pub fn new(settings: EngineSettings) -> Self {
+        SshEngine { settings }
+    }
+}
+
 impl BackupEngine for SshEngine {
-    fn run(&self, _r: RunRequest, _p: ProgressSender) -> BoxFuture<'_, Result<BackupReport, EngineError>> {
-        let _ = &self.settings;
-        Box::pin(async { Err(EngineError::new(SopStep::CreateFolder, ErrorKind::LocalFolder, "todo")) })
+    fn run(
+        &self,
+        request: RunRequest,
+        progress: ProgressSender,
+    ) -> futures::future::BoxFuture<'_, Result<BackupReport, EngineError>> {
+        Box::pin(run(&self.settings, request, progress))
+    }
+}
+
+/// One archive on the server, as the manifest lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerFile {
+    pub sha256: String,
+    pub size: u64,
+    pub name: String,
+}
+
+/// Parses `sha256 size name\0…`.
+pub fn parse_manifest(raw: &[u8]) -> Result<Vec<ServerFile>, String> {
+    raw.split(|b| *b == 0)
+        .filter(|r| !r.is_empty() && *r != b"\n")
+        .map(|r| {
+            let text = std::str::from_utf8(r).map_err(|_| "a file name is not UTF-8".to_owned())?;
+            let mut parts = text.splitn(3, ' ');
+            let (Some(h), Some(s), Some(n)) = (parts.next(), parts.next(), parts.next()) else {
+                return Err(format!("bad manifest line {text:?}"));
+            };
+            let size = s.parse().map_err(|_| format!("bad size in {text:?}"))?;
+            if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(format!("bad checksum in {text:?}"));
+            }
+            Ok(ServerFile {
+                sha256: h.to_owned(),
+                size,
+                name: n.to_owned(),
+            })
+        })
+        .collect()
+}
+
+fn failed(
+    step: SopStep,
+    kind: ErrorKind,
+    detail: impl Into<String>,
+    folders: Option<&RunFolders>,
+) -> EngineError {
+    EngineError {
+        step,
+        kind,
+        detail: detail.into(),
+        folders: folders.cloned(),
+    }
+}
+
+struct Timer {
+    steps: Vec<StepTiming>,
+}
+
+impl Timer {
+    fn start(&mut self, step: SopStep, progress: &ProgressSender) -> chrono::DateTime<Utc> {
+        let at = Utc::now();
+        tell(progress, Progress::StepStarted { step, at });
+        at
+    }
+    fn finish(
+        &mut self,
+        step: SopStep,
+        started_at: chrono::DateTime<Utc>,
+        progress: &ProgressSender,
+    ) {
+        let at = Utc::now();
+        self.steps.push(StepTiming {
+            step,
+            started_at,
+            ended_at: at,
+        });
+        tell(progress, Progress::StepFinished { step, at });
+    }
+}
+
+pub async fn run(
+    s: &EngineSettings,
+    request: RunRequest,
+    progress: ProgressSender,
+) -> Result<BackupReport, EngineError> {
+    let mut timer = Timer { steps: Vec::new() };
+
+    // Step 3: the dated folder.
+    let t3 = timer.start(SopStep::CreateFolder, &progress);
+    let folders = match &request.resume {
+        Some(f) if f.local.is_dir() => f.clone(),
+        _ => {
+            let now = Utc::now().with_timezone(&s.timezone).naive_local();
+            let when = request.date.and_time(now.time());
+            let local =
+                create_dated_folder(&s.local_root, &s.folder_format, when).map_err(|e| {
+                    failed(
+                        SopStep::CreateFolder,
+                        ErrorKind::LocalFolder,
+                        e.to_string(),
+                        None,
+                    )
+                })?;
+            let name = local
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("backup")
+                .to_owned();
+            RunFolders {
+                local,
+                server: format!("{}/{}", s.server_backup_dir.trim_end_matches('/'), name),
+            }
+        }
+    };
+    tell(&progress, Progress::Folders(folders.clone()));
+    timer.finish(SopStep::CreateFolder, t3, &progress);
+    let f = Some(&folders);
+
+    // Step 4: login. ssh's control socket lives in a short private folder.
+    let t4 = timer.start(SopStep::RemoteLogin, &progress);
+    let work =
+        tempdir().map_err(|e| failed(SopStep::RemoteLogin, ErrorKind::Ssh, e.to_string(), f))?;
+    let remote = Remote::connect(s, &work).await.map_err(|mut e| {
+        e.folders = Some(folders.clone());
+        e
+    })?;
+    timer.finish(SopStep::RemoteLogin, t4, &progress);
+
+    let result = backup_and_copy(
+        s,
+        &remote,
+        &folders,
+        request.resume.is_some(),
+        &mut timer,
+        &progress,
+    )
+    .await;
+    remote.close().await;
+    let _ = std::fs::remove_dir_all(&work);
+    let (mailboxes, bytes_total, bytes_copied, copy_secs) = result?;
+    Ok(BackupReport {
+        folders,
+        mailboxes,
+        steps: timer.steps,
+        bytes_total,
+        bytes_copied,
+        copy_secs,
+    })
+}
+
+fn tempdir() -> std::io::Result<PathBuf> {
+    let dir = PathBuf::from(format!(
+        "/tmp/mbb-{}-{}",
+        std::process::id(),
+        Utc::now().timestamp_micros() % 1_000_000_000
+    ));
+    std::fs::create_dir(&dir)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+    Ok(dir)
+}
+
+type Copied = (Vec<MailboxResult>, u64, u64, f64);
+
+async fn backup_and_copy(
+    s: &EngineSettings,
+    remote: &Remote,
+    folders: &RunFolders,
+    resume: bool,
+    timer: &mut Timer,
+    progress: &ProgressSender,
+) -> Result<Copied, EngineError> {
+    let f = Some(folders);
+    let dir = folders.server.as_str();
+    let server_err = |step, e: openssh::Error| failed(step, ErrorKind::Ssh, error_chain(&e), f);
+
+    // Step 5: back up on the server, unless a resumed run finds it done.
+    let t5 = timer.start(SopStep::ServerBackup, progress);
+    let done_before = if resume {
+        let out = remote
+            .sh(strategy::READ_STATE, &[dir])
+            .await
+            .map_err(|e| server_err(SopStep::ServerBackup, e))?;
+        out.ok.then_some(out.stdout)
+    } else {
+        None
+    };
+    let (files, failures) = match done_before {
+        Some(raw) => {
+            let text_end = raw
+                .windows(12)
+                .position(|w| w == b"\n--failed--\n")
+                .unwrap_or(raw.len());
+            let files = parse_manifest(&raw[..text_end])
+                .map_err(|e| failed(SopStep::ServerBackup, ErrorKind::ServerCommand, e, f))?;
+            let failures = raw
+                .get(text_end + 12..)
+                .map(parse_failures)
+                .unwrap_or_default();
+            (files, failures)
+        }
+        None => server_backup(s, remote, dir, progress).await?,
+    };
+    timer.finish(SopStep::ServerBackup, t5, progress);
+
+    // Step 6: copy down, verify, read back.
+    let t6 = timer.start(SopStep::CopyAndReport, progress);
+    let bytes_total: u64 = files.iter().map(|x| x.size).sum();
+    let started = Instant::now();
+    let copied = copy_all(remote, folders, &files, bytes_total, progress).await?;
+    let copy_secs = started.elapsed().as_secs_f64();
+    write_local_manifest(&folders.local, &files)
+        .map_err(|e| failed(SopStep::CopyAndReport, ErrorKind::Copy, e.to_string(), f))?;
+
+    let mut results = Vec::new();
+    let total = files.len();
+    let reads = futures::stream::iter(files.iter().cloned().map(|file| {
+        let path = folders.local.join(&file.name);
+        async move {
+            (
+                file,
+                tokio::task::spawn_blocking(move || super::archive::read_back(&path)).await,
+            )
+        }
+    }))
+    .buffered(2);
+    futures::pin_mut!(reads);
+    let mut done = 0;
+    while let Some((file, read)) = reads.next().await {
+        done += 1;
+        tell(progress, Progress::ReadBack { done, total });
+        let account = account_of(&file.name);
+        let (messages, status) = match read {
+            Ok(Ok(n)) => (Some(n), MailboxStatus::Verified),
+            Ok(Err(e)) => (
+                None,
+                MailboxStatus::Failed {
+                    error: format!("the copy cannot be read back: {e}"),
+                },
+            ),
+            Err(e) => (
+                None,
+                MailboxStatus::Failed {
+                    error: format!("read-back stopped: {e}"),
+                },
+            ),
+        };
+        results.push(MailboxResult {
+            account,
+            file: file.name.clone(),
+            size: file.size,
+            sha256: file.sha256.clone(),
+            messages,
+            status,
+        });
+    }
+    for (account, error) in failures {
+        results.push(MailboxResult {
+            account,
+            file: String::new(),
+            size: 0,
+            sha256: String::new(),
+            messages: None,
+            status: MailboxStatus::Failed { error },
+        });
+    }
+    results.sort_by(|a, b| a.account.cmp(&b.account));
+    write_summary(&folders.local, &results)
+        .map_err(|e| failed(SopStep::CopyAndReport, ErrorKind::Copy, e.to_string(), f))?;
+    timer.finish(SopStep::CopyAndReport, t6, progress);
+    Ok((results, bytes_total, copied, copy_secs))
+}
+
+/// The account an archive holds, from its file name.
+fn account_of(file: &str) -> String {
+    file.trim_end_matches(".tar.gz")
+        .trim_end_matches(".tgz")
+        .to_owned()
+}
+
+fn parse_failures(raw: &[u8]) -> Vec<(String, String)> {
+    raw.split(|b| *b == 0)
+        .filter_map(|r| {
+            let t = String::from_utf8_lossy(r);
+            let (a, e) = t.split_once('\t')?;
+            Some((a.trim().to_owned(), e.to_owned()))
+        })
+        .collect()
+}
+
+/// Step 5: list, export each mailbox (bounded parallelism), then the manifest.
+async fn server_backup(
+    s: &EngineSettings,
+    remote: &Remote,
+    dir: &str,
+    progress: &ProgressSender,
+) -> Result<(Vec<ServerFile>, Vec<(String, String)>), EngineError> {
+    let step = SopStep::ServerBackup;
+    let err = |kind, detail: String| failed(step, kind, detail, None);
+    let ssh_err = |e: openssh::Error| err(ErrorKind::Ssh, error_chain(&e));
+    let out = remote
+        .sh(strategy::PREPARE_DIR, &[dir])
+        .await
+        .map_err(ssh_err)?;
+    if !out.ok {
+        return Err(err(
+            ErrorKind::ServerCommand,
+            format!("cannot prepare {dir}: {}", out.stderr),
+        ));
+    }
+    let mut failures = Vec::new();
+    match &s.kind {
+        BackupKind::Command { command } => {
+            let out = remote
+                .sh(&strategy::operator_command(command, dir), &[])
+                .await
+                .map_err(ssh_err)?;
+            if !out.ok {
+                return Err(err(
+                    ErrorKind::ServerCommand,
+                    format!(
+                        "MAIL_BACKUP_COMMAND exited with {:?}: {}",
+                        out.code, out.stderr
+                    ),
+                ));
+            }
+        }
+        kind => {
+            let listing = strategy::listing(kind)
+                .ok_or_else(|| err(ErrorKind::ServerCommand, "no listing".into()))?;
+            let args: Vec<&str> = listing.args.iter().map(String::as_str).collect();
+            let out = remote.sh(listing.script, &args).await.map_err(ssh_err)?;
+            if !out.ok {
+                return Err(err(
+                    ErrorKind::ServerCommand,
+                    format!(
+                        "listing the mailboxes failed ({:?}): {}",
+                        out.code, out.stderr
+                    ),
+                ));
+            }
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let sep = if listing.nul { '\0' } else { '\n' };
+            let mut accounts: Vec<String> = text
+                .split(sep)
+                .map(|a| a.trim_end_matches('\r').to_owned())
+                .filter(|a| !a.trim().is_empty())
+                .collect();
+            if matches!(kind, BackupKind::Zimbra) {
+                accounts.retain(|a| !strategy::is_zimbra_system_account(a));
+            }
+            if accounts.is_empty() {
+                return Err(err(
+                    ErrorKind::NoMailboxes,
+                    "the server listed no mailboxes".into(),
+                ));
+            }
+            accounts.sort();
+            let ext = strategy::extension(kind);
+            let mut used = HashMap::new();
+            let jobs: Vec<(String, String)> = accounts
+                .into_iter()
+                .map(|a| {
+                    let base = portable_name(&a);
+                    let n = used
+                        .entry(base.clone())
+                        .and_modify(|n| *n += 1)
+                        .or_insert(1usize);
+                    let file = if *n == 1 {
+                        format!("{base}.{ext}")
+                    } else {
+                        format!("{base}_{n}.{ext}")
+                    };
+                    (a, file)
+                })
+                .collect();
+            let total = jobs.len();
+            let mut done = 0;
+            let mut exports =
+                futures::stream::iter(jobs.into_iter().map(|(account, file)| async move {
+                    let e = strategy::export(kind, dir, &account, &file);
+                    let result = match e {
+                        Some(e) => {
+                            let args: Vec<&str> = e.args.iter().map(String::as_str).collect();
+                            remote.sh(e.script, &args).await
+                        }
+                        None => unreachable_export(),
+                    };
+                    (account, result)
+                }))
+                .buffer_unordered(s.jobs);
+            while let Some((account, result)) = exports.next().await {
+                done += 1;
+                let error = match result {
+                    Ok(out) if out.ok => None,
+                    Ok(out) => Some(format!("exit {:?}: {}", out.code, out.stderr)),
+                    Err(e) => Some(error_chain(&e)),
+                };
+                tell(
+                    progress,
+                    Progress::Exported {
+                        done,
+                        total,
+                        current: account.clone(),
+                        ok: error.is_none(),
+                    },
+                );
+                if let Some(error) = error {
+                    let _ = remote
+                        .sh(strategy::RECORD_FAILURE, &[dir, &account, &error])
+                        .await;
+                    failures.push((account, error));
+                }
+            }
+        }
+    }
+    let out = remote
+        .sh(strategy::MANIFEST, &[dir])
+        .await
+        .map_err(ssh_err)?;
+    if !out.ok {
+        return Err(err(
+            ErrorKind::ServerCommand,
+            format!("checksums on the server failed: {}", out.stderr),
+        ));
+    }
+    let files = parse_manifest(&out.stdout).map_err(|e| err(ErrorKind::ServerCommand, e))?;
+    if files.is_empty() && failures.is_empty() {
+        return Err(err(
+            ErrorKind::NoMailboxes,
+            format!("no archive was written in {dir}"),
+        ));
+    }
+    Ok((files, failures))
+}
+
+fn unreachable_export() -> Result<super::remote::Output, openssh::Error> {
+    Ok(super::remote::Output {
+        ok: false,
+        code: None,
+        stdout: vec![],
+        stderr: "no export for this kind".into(),
+    })
+}
+
+/// Copies every archive not yet verified locally; returns the bytes transferred.
+async fn copy_all(
+    remote: &Remote,
+    folders: &RunFolders,
+    files: &[ServerFile],
+    bytes_total: u64,
+    progress: &ProgressSender,
+) -> Result<u64, EngineError> {
+    let f = Some(folders);
+    let err = |kind, detail: String| failed(SopStep::CopyAndReport, kind, detail, f);
+    // Names from the server are checked again here: only plain portable names are written.
+    for file in files {
+        if file.name != portable_name(&file.name) && !file.name.ends_with(".tgz")
+            || file.name.contains('/')
+            || file.name.starts_with('.')
+        {
+            return Err(err(
+                ErrorKind::Copy,
+                format!("refusing the server file name {:?}", file.name),
+            ));
+        }
+    }
+    let mut need = 0u64;
+    let mut todo = Vec::new();
+    let mut done_bytes = 0u64;
+    for file in files {
+        let dest = folders.local.join(&file.name);
+        if verified_already(&dest, file).await {
+            done_bytes += file.size;
+            continue;
+        }
+        let part = part_path(&folders.local, &file.name);
+        let have = tokio::fs::metadata(&part)
+            .await
+            .map(|m| m.len())
+            .unwrap_or(0)
+            .min(file.size);
+        need += file.size - have;
+        todo.push(file.clone());
+    }
+    let free = free_space(&folders.local).map_err(|e| err(ErrorKind::Copy, e.to_string()))?;
+    if free < need {
+        return Err(err(
+            ErrorKind::NoSpace,
+            format!(
+                "{need} bytes to copy, {free} free on {}",
+                folders.local.display()
+            ),
+        ));
+    }
+    let files_total = files.len();
+    let started = Instant::now();
+    let state = std::sync::Mutex::new((files_total - todo.len(), done_bytes, 0u64));
+    let report = |delta: u64, file_done: bool| {
+        let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+        st.1 += delta;
+        st.2 += delta;
+        if file_done {
+            st.0 += 1;
+        }
+        let rate = st.2 as f64 / started.elapsed().as_secs_f64().max(0.001);
+        let eta =
+            (rate > 0.0).then(|| ((bytes_total - st.1.min(bytes_total)) as f64 / rate) as u64);
+        tell(
+            progress,
+            Progress::Copy {
+                files_done: st.0,
+                files_total,
+                bytes_done: st.1,
+                bytes_total,
+                rate,
+                eta_secs: eta,
+            },
+        );
+    };
+    futures::stream::iter(todo.into_iter().map(|file| {
+        let report = &report;
+        async move { copy_one(remote, folders, &file, report).await }
+    }))
+    .buffer_unordered(4)
+    .try_collect::<Vec<()>>()
+    .await?;
+    sync_dir(&folders.local).map_err(|e| err(ErrorKind::Copy, e.to_string()))?;
+    let transferred = state.lock().unwrap_or_else(|p| p.into_inner()).2;
+    Ok(transferred)
+}
+
+fn part_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!(".{name}.part"))
+}
+
+async fn sha256_of(path: &Path) -> std::io::Result<(String, u64)> {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut file = std::fs::File::open(path)?;
+        let mut h = Sha256::new();
+        let n = std::io::copy(&mut file, &mut h)?;
+        Ok((hex(&h.finalize()), n))
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Already copied and verified by an earlier (interrupted) run.
+async fn verified_already(dest: &Path, file: &ServerFile) -> bool {
+    match tokio::fs::metadata(dest).await {
+        Ok(m) if m.len() == file.size => {
+            matches!(sha256_of(dest).await, Ok((h, _)) if h == file.sha256)
+        }
+        _ => false,
+    }
+}
+
+/// Streams one file into `.name.part` (continuing a partial one), checks size and SHA-256 against
+/// the server's manifest, fsyncs, and only then renames it into place.
+async fn copy_one(
+    remote: &Remote,
+    folders: &RunFolders,
+    file: &ServerFile,
+    report: &(impl Fn(u64, bool) + Sync),
+) -> Result<(), EngineError> {
+    let err = |detail: String| {
+        failed(
+            SopStep::CopyAndReport,
+            ErrorKind::Copy,
+            format!("{}: {detail}", file.name),
+            Some(folders),
+        )
+    };
+    let part = part_path(&folders.local, &file.name);
+    let mut hasher = Sha256::new();
+    let mut have = 0u64;
+    if let Ok(mut existing) = std::fs::File::open(&part) {
+        let len = existing.metadata().map(|m| m.len()).unwrap_or(0);
+        if len <= file.size {
+            have = std::io::copy(&mut existing, &mut hasher).map_err(|e| err(e.to_string()))?;
+        }
+    }
+    if have > file.size {
+        have = 0;
+    }
+    if have == 0 {
+        hasher = Sha256::new();
+    }
+    let mut out = tokio::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(have > 0)
+        .truncate(have == 0)
+        .open(&part)
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    let path = format!("{}/{}", folders.server, file.name);
+    let offset = (have + 1).to_string();
+    let mut child = remote
+        .stream(r#"exec tail -c "+$2" -- "$1""#, &[&path, &offset])
+        .await
+        .map_err(|e| err(error_chain(&e)))?;
+    let mut stdout = child
+        .stdout()
+        .take()
+        .ok_or_else(|| err("no stdout".into()))?;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut got = have;
+    loop {
+        let n = stdout
+            .read(&mut buf)
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n])
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        got += n as u64;
+        report(n as u64, false);
+    }
+    let status = child.wait().await.map_err(|e| err(error_chain(&e)))?;
+    if !status.success() {
+        return Err(err(format!("reading it on the server failed ({status})")));
+    }
+    out.flush().await.map_err(|e| err(e.to_string()))?;
+    out.sync_all().await.map_err(|e| err(e.to_string()))?;
+    drop(out);
+    let sha = hex(&hasher.finalize());
+    if got != file.size || sha != file.sha256 {
+        // Never keep a copy that does not match: the next run starts this file over.
+        let _ = tokio::fs::remove_file(&part).await;
+        return Err(err(format!("checksum mismatch: got {got} bytes with SHA-256 {sha}, the server has {} bytes with {}", file.size, file.sha256)));
+    }
+    tokio::fs::rename(&part, folders.local.join(&file.name))
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    report(0, true);
+    Ok(())
+}
+
+/// `SHA256SUMS` in the local folder, readable by `sha256sum -c`.
+fn write_local_manifest(dir: &Path, files: &[ServerFile]) -> std::io::Result<()> {
+    let text: String = files
+        .iter()
+        .map(|f| format!("{}  {}\n", f.sha256, f.name))
+        .collect();
+    write_durably(&dir.join("SHA256SUMS"), text.as_bytes())
+}
+
+fn write_summary(dir: &Path, results: &[MailboxResult]) -> std::io::Result<()> {
+    let json = serde_json::to_vec_pretty(&serde_json::json!({ "mailboxes": results }))
+        .map_err(std::io::Error::other)?;
+    write_durably(&dir.join("summary.json"), &json)
+}
+
+fn write_durably(path: &Path, content: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        std::io::Write::write_all(&mut f, content)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_server_manifest_is_parsed_and_garbage_refused() {
+        let h = "a".repeat(64);
+        let raw = format!("{h} 10 ani@djki.go.id.tar.gz\0{h} 0 with space.tar.gz\0");
+        let files = parse_manifest(raw.as_bytes()).expect("parses");
+        assert_eq!(files.len(), 2);
+        assert_eq!(
+            files[1],
+            ServerFile {
+                sha256: h.clone(),
+                size: 0,
+                name: "with space.tar.gz".into()
+            }
+        );
+        assert!(parse_manifest(b"zz 1 x\0").is_err());
+        assert!(parse_manifest(format!("{h} x y\0").as_bytes()).is_err());
     }
 }

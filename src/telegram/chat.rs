@@ -30,16 +30,30 @@ impl GroupChat {
         self.send_to(self.chat_id, html, true, None).await
     }
 
-    pub async fn say_with_buttons(&self, html: &str, buttons: InlineKeyboardMarkup) -> Result<i64, RequestError> {
+    pub async fn say_with_buttons(
+        &self,
+        html: &str,
+        buttons: InlineKeyboardMarkup,
+    ) -> Result<i64, RequestError> {
         self.send_to(self.chat_id, html, false, Some(buttons)).await
     }
 
-    pub async fn send_to(&self, chat: ChatId, html: &str, quiet: bool, buttons: Option<InlineKeyboardMarkup>) -> Result<i64, RequestError> {
+    pub async fn send_to(
+        &self,
+        chat: ChatId,
+        html: &str,
+        quiet: bool,
+        buttons: Option<InlineKeyboardMarkup>,
+    ) -> Result<i64, RequestError> {
         let parts = split(html);
         let last = parts.len().saturating_sub(1);
         let mut first = None;
         for (i, part) in parts.into_iter().enumerate() {
-            let mut req = self.bot.send_message(chat, part).parse_mode(ParseMode::Html).disable_notification(quiet);
+            let mut req = self
+                .bot
+                .send_message(chat, part)
+                .parse_mode(ParseMode::Html)
+                .disable_notification(quiet);
             if i == last {
                 if let Some(b) = buttons.clone() {
                     req = req.reply_markup(b);
@@ -54,7 +68,12 @@ impl GroupChat {
     /// Replaces the text of message `id`; an unchanged text is not an error.
     pub async fn edit(&self, id: i64, html: &str) -> Result<(), RequestError> {
         let text: String = split(html).into_iter().next().unwrap_or_default();
-        match self.bot.edit_message_text(self.chat_id, MessageId(id as i32), text).parse_mode(ParseMode::Html).await {
+        match self
+            .bot
+            .edit_message_text(self.chat_id, MessageId(id as i32), text)
+            .parse_mode(ParseMode::Html)
+            .await
+        {
             Ok(_) | Err(RequestError::Api(ApiError::MessageNotModified)) => Ok(()),
             Err(e) => Err(e),
         }
@@ -62,16 +81,28 @@ impl GroupChat {
 
     /// Removes the buttons under message `id` (already gone is fine).
     pub async fn remove_buttons(&self, id: i64) -> Result<(), RequestError> {
-        match self.bot.edit_message_reply_markup(self.chat_id, MessageId(id as i32)).await {
+        match self
+            .bot
+            .edit_message_reply_markup(self.chat_id, MessageId(id as i32))
+            .await
+        {
             Ok(_) | Err(RequestError::Api(ApiError::MessageNotModified)) => Ok(()),
             Err(e) => Err(e),
         }
     }
 
     /// Attaches a text file (the manifest, the run summary) to the chat.
-    pub async fn attach(&self, file_name: &str, content: Vec<u8>, caption: &str) -> Result<(), RequestError> {
+    pub async fn attach(
+        &self,
+        file_name: &str,
+        content: Vec<u8>,
+        caption: &str,
+    ) -> Result<(), RequestError> {
         self.bot
-            .send_document(self.chat_id, InputFile::memory(content).file_name(file_name.to_owned()))
+            .send_document(
+                self.chat_id,
+                InputFile::memory(content).file_name(file_name.to_owned()),
+            )
             .caption(caption.to_owned())
             .disable_notification(true)
             .await?;
@@ -117,7 +148,9 @@ mod tests {
         let text = line.repeat(100);
         let parts = split(&text);
         assert_eq!(parts.len(), 3);
-        assert!(parts.iter().all(|p| p.len() <= super::MAX_TEXT && p.ends_with('\n')));
+        assert!(parts
+            .iter()
+            .all(|p| p.len() <= super::MAX_TEXT && p.ends_with('\n')));
         assert_eq!(parts.concat(), text);
         assert_eq!(split("short"), vec!["short".to_owned()]);
     }

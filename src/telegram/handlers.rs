@@ -23,7 +23,11 @@ async fn learn(app: &App, user: &User) {
     if !app.settings.roster.has_any_role(id) {
         return;
     }
-    let person = Person { id, first_name: user.first_name.clone(), username: user.username.clone() };
+    let person = Person {
+        id,
+        first_name: user.first_name.clone(),
+        username: user.username.clone(),
+    };
     if app.people.learn(person.clone()) {
         if let Err(e) = app.store.upsert_person(&person).await {
             tracing::warn!(error = %e, "could not store a name");
@@ -32,7 +36,9 @@ async fn learn(app: &App, user: &User) {
 }
 
 pub async fn on_message(app: Arc<App>, me: Me, msg: Message) -> anyhow::Result<()> {
-    let (Some(from), Some(text)) = (msg.from.as_ref(), msg.text()) else { return Ok(()) };
+    let (Some(from), Some(text)) = (msg.from.as_ref(), msg.text()) else {
+        return Ok(());
+    };
     if msg.chat.is_private() {
         return private(&app, from, text).await;
     }
@@ -97,7 +103,9 @@ async fn dispatch(app: &Arc<App>, by: UserId, command: Command) -> anyhow::Resul
         Command::Cancel(arg) => chain::cancel(app, by, note(&arg)).await,
         Command::Log(arg) => chain::log(app, by, &arg).await,
         Command::Help(_) => {
-            app.group.say(&app.catalog.help(&app.settings.roster.roles_of(by))).await?;
+            app.group
+                .say(&app.catalog.help(&app.settings.roster.roles_of(by)))
+                .await?;
             Ok(())
         }
     }
@@ -106,7 +114,18 @@ async fn dispatch(app: &Arc<App>, by: UserId, command: Command) -> anyhow::Resul
 /// `/direct`, `/direct @username` or `/direct <id>`.
 async fn direct(app: &Arc<App>, by: UserId, arg: &str) -> anyhow::Result<()> {
     let roster = &app.settings.roster;
-    let jfu_names = || roster.jfu.iter().map(|j| app.people.get(*j).and_then(|p| p.username.map(|u| format!("@{u}"))).unwrap_or_else(|| j.to_string())).collect::<Vec<_>>();
+    let jfu_names = || {
+        roster
+            .jfu
+            .iter()
+            .map(|j| {
+                app.people
+                    .get(*j)
+                    .and_then(|p| p.username.map(|u| format!("@{u}")))
+                    .unwrap_or_else(|| j.to_string())
+            })
+            .collect::<Vec<_>>()
+    };
     if !roster.has(by, Role::Kasi) {
         // The domain refuses with the reason; an argument that can't be resolved doesn't matter.
         let any_jfu = roster.jfu.iter().next().copied().unwrap_or(by);
@@ -127,12 +146,16 @@ async fn direct(app: &Arc<App>, by: UserId, arg: &str) -> anyhow::Result<()> {
         match app.people.by_username(arg) {
             Some(id) => id,
             None => {
-                app.group.say(&app.catalog.unknown_jfu(arg, &jfu_names())).await?;
+                app.group
+                    .say(&app.catalog.unknown_jfu(arg, &jfu_names()))
+                    .await?;
                 return Ok(());
             }
         }
     } else {
-        app.group.say(&app.catalog.unknown_jfu(arg, &jfu_names())).await?;
+        app.group
+            .say(&app.catalog.unknown_jfu(arg, &jfu_names()))
+            .await?;
         return Ok(());
     };
     chain::direct(app, by, jfu).await?;
@@ -144,21 +167,34 @@ async fn private(app: &App, from: &User, text: &str) -> anyhow::Result<()> {
         return Ok(());
     }
     let roles = app.settings.roster.roles_of(user_id(from));
-    let help = format!("{}\n\n{}", app.catalog.private_chat(), app.catalog.help(&roles));
-    app.group.send_to(ChatId(from.id.0 as i64), &help, false, None).await?;
+    let help = format!(
+        "{}\n\n{}",
+        app.catalog.private_chat(),
+        app.catalog.help(&roles)
+    );
+    app.group
+        .send_to(ChatId(from.id.0 as i64), &help, false, None)
+        .await?;
     Ok(())
 }
 
 /// A "direct to" button: only a Kasi may use it; it is always answered and removed once used.
 pub async fn on_button(app: Arc<App>, bot: TgBot, q: CallbackQuery) -> anyhow::Result<()> {
     let by = user_id(&q.from);
-    let in_our_group = q.regular_message().is_some_and(|m| m.chat.id.0 == app.settings.group_chat_id);
+    let in_our_group = q
+        .regular_message()
+        .is_some_and(|m| m.chat.id.0 == app.settings.group_chat_id);
     let parsed = q.data.as_deref().and_then(chain::parse_direct_button);
     let answer = |text: String, alert: bool| {
         let bot = bot.clone();
         let id = q.id.clone();
         async move {
-            if let Err(e) = bot.answer_callback_query(id).text(text).show_alert(alert).await {
+            if let Err(e) = bot
+                .answer_callback_query(id)
+                .text(text)
+                .show_alert(alert)
+                .await
+            {
                 tracing::warn!(error = %e, "could not answer a button press");
             }
         }

@@ -8,12 +8,18 @@ use crate::support::*;
 
 async fn count(db: &str, sql: &'static str) -> i64 {
     let mut conn = sqlx::PgConnection::connect(db).await.expect("connect");
-    sqlx::query_scalar(sql).fetch_one(&mut conn).await.expect("query")
+    sqlx::query_scalar(sql)
+        .fetch_one(&mut conn)
+        .await
+        .expect("query")
 }
 
 async fn status_of_last_order(db: &str) -> String {
     let mut conn = sqlx::PgConnection::connect(db).await.expect("connect");
-    sqlx::query_scalar("SELECT status FROM orders ORDER BY id DESC LIMIT 1").fetch_one(&mut conn).await.expect("an order")
+    sqlx::query_scalar("SELECT status FROM orders ORDER BY id DESC LIMIT 1")
+        .fetch_one(&mut conn)
+        .await
+        .expect("an order")
 }
 
 #[tokio::test]
@@ -22,50 +28,118 @@ async fn three_people_run_the_whole_chain_and_it_lands_in_the_daily_log() {
     let stub = start_stub(&team).await;
     let db = fresh_database().await;
     let env = team.env(&stub, &db, "id");
-    let _bot = start_bot(&env, Some(Arc::new(ScriptedEngine { fail_login: false, hold: None }))).await;
+    let _bot = start_bot(
+        &env,
+        Some(Arc::new(ScriptedEngine {
+            fail_login: false,
+            hold: None,
+        })),
+    )
+    .await;
     let g = &team.group;
 
     stub.say(g, &team.kasubdit, "/order_backup backup bulanan");
     let order = expect_text(&stub, g, 0, "Perintah backup mailbox #1").await;
-    assert!(order.text.contains(&format!("tg://user?id={}", team.kasi.id)), "the Kasi is mentioned: {}", order.text);
+    assert!(
+        order
+            .text
+            .contains(&format!("tg://user?id={}", team.kasi.id)),
+        "the Kasi is mentioned: {}",
+        order.text
+    );
     assert!(order.text.contains("backup bulanan"));
     assert_eq!(order.button_data().len(), 2, "one button per JFU");
 
     // The Kasi directs Budi with the button.
-    let data = order.button_data().into_iter().find(|d| d.ends_with(&team.jfu.id.to_string())).expect("Budi's button");
-    stub.press(g, &team.kasi, order.message_id, &data).expect("press");
+    let data = order
+        .button_data()
+        .into_iter()
+        .find(|d| d.ends_with(&team.jfu.id.to_string()))
+        .expect("Budi's button");
+    stub.press(g, &team.kasi, order.message_id, &data)
+        .expect("press");
     let directed = expect_text(&stub, g, 0, "mendisposisikan perintah #1").await;
-    assert!(directed.text.contains(&format!("tg://user?id={}", team.jfu.id)), "the JFU is mentioned");
-    stub.wait_for(g.id, WAIT, |_| !stub.callback_answers().is_empty()).await.ok();
+    assert!(
+        directed
+            .text
+            .contains(&format!("tg://user?id={}", team.jfu.id)),
+        "the JFU is mentioned"
+    );
+    stub.wait_for(g.id, WAIT, |_| !stub.callback_answers().is_empty())
+        .await
+        .ok();
     let answers = stub.callback_answers();
     assert_eq!(answers.len(), 1);
     assert!(answers[0].text.as_deref().unwrap_or("").contains("Budi"));
-    let order_now = stub.messages(g.id).into_iter().find(|m| m.message_id == order.message_id).expect("order message");
-    assert!(order_now.button_data().is_empty(), "the buttons are removed once used");
+    let order_now = stub
+        .messages(g.id)
+        .into_iter()
+        .find(|m| m.message_id == order.message_id)
+        .expect("order message");
+    assert!(
+        order_now.button_data().is_empty(),
+        "the buttons are removed once used"
+    );
 
     stub.say(g, &team.jfu, "/start");
     let report = expect_text(&stub, g, 0, "Laporan backup #1").await;
-    assert!(report.text.contains(&format!("tg://user?id={}", team.kasi.id)), "the report mentions the Kasi");
+    assert!(
+        report
+            .text
+            .contains(&format!("tg://user?id={}", team.kasi.id)),
+        "the report mentions the Kasi"
+    );
     assert!(report.text.contains("ani@djki.go.id") && report.text.contains("budi@djki.go.id"));
     for step in 1..=6 {
-        assert!(report.text.contains(&format!(" {step}. ")), "SOP table has step {step}: {}", report.text);
+        assert!(
+            report.text.contains(&format!(" {step}. ")),
+            "SOP table has step {step}: {}",
+            report.text
+        );
     }
     let msgs = stub.messages(g.id);
-    assert!(msgs.iter().any(|m| m.text.contains("Langkah 4") && m.disable_notification), "a short message per finished step");
+    assert!(
+        msgs.iter()
+            .any(|m| m.text.contains("Langkah 4") && m.disable_notification),
+        "a short message per finished step"
+    );
     assert_eq!(status_of_last_order(&db).await, "reported");
 
     stub.say(g, &team.kasi, "/receive");
     let relayed = expect_text(&stub, g, 0, "menerima laporan backup #1").await;
-    assert!(relayed.text.contains(&format!("tg://user?id={}", team.kasubdit.id)), "relayed to the Kasubdit");
+    assert!(
+        relayed
+            .text
+            .contains(&format!("tg://user?id={}", team.kasubdit.id)),
+        "relayed to the Kasubdit"
+    );
     expect_text(&stub, g, 0, "dicatat di log kegiatan harian").await;
     assert_eq!(status_of_last_order(&db).await, "logged");
-    assert_eq!(count(&db, "SELECT count(*) FROM order_steps WHERE ended_at IS NOT NULL").await, 8);
-    assert_eq!(count(&db, "SELECT count(*) FROM daily_log WHERE outcome = 'logged'").await, 1);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM order_steps WHERE ended_at IS NOT NULL"
+        )
+        .await,
+        8
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM daily_log WHERE outcome = 'logged'"
+        )
+        .await,
+        1
+    );
 
     let before = stub.messages(g.id).len();
     stub.say(g, &team.jfu, "/log today");
     let log = expect_text(&stub, g, before, "Log kegiatan harian").await;
-    assert!(log.text.contains("Backup #1") && log.text.contains("2/2 mailbox terverifikasi"), "{}", log.text);
+    assert!(
+        log.text.contains("Backup #1") && log.text.contains("2/2 mailbox terverifikasi"),
+        "{}",
+        log.text
+    );
     assert!(log.text.contains("8. Mencatat di log kegiatan harian"));
 
     // The command menu was registered.
@@ -79,7 +153,14 @@ async fn the_wrong_people_and_the_wrong_places_change_nothing() {
     let stub = start_stub(&team).await;
     let db = fresh_database().await;
     let env = team.env(&stub, &db, "en");
-    let _bot = start_bot(&env, Some(Arc::new(ScriptedEngine { fail_login: false, hold: None }))).await;
+    let _bot = start_bot(
+        &env,
+        Some(Arc::new(ScriptedEngine {
+            fail_login: false,
+            hold: None,
+        })),
+    )
+    .await;
     let g = &team.group;
 
     // A stranger and a JFU may not order.
@@ -107,14 +188,32 @@ async fn the_wrong_people_and_the_wrong_places_change_nothing() {
 
     // A JFU pressing the Kasi's button: answered, refused, nothing changes.
     let data = order.button_data()[0].clone();
-    stub.press(g, &team.jfu, order.message_id, &data).expect("press");
-    stub.wait_for(g.id, WAIT, |_| !stub.callback_answers().is_empty()).await.ok();
+    stub.press(g, &team.jfu, order.message_id, &data)
+        .expect("press");
+    stub.wait_for(g.id, WAIT, |_| !stub.callback_answers().is_empty())
+        .await
+        .ok();
     let answers = stub.callback_answers();
     assert_eq!(answers.len(), 1);
-    assert!(answers[0].show_alert && answers[0].text.as_deref().unwrap_or("").contains("Kasi Portal Web only"));
+    assert!(
+        answers[0].show_alert
+            && answers[0]
+                .text
+                .as_deref()
+                .unwrap_or("")
+                .contains("Kasi Portal Web only")
+    );
     assert_eq!(status_of_last_order(&db).await, "ordered");
-    let still = stub.messages(g.id).into_iter().find(|m| m.message_id == order.message_id).expect("order message");
-    assert_eq!(still.button_data().len(), 2, "the buttons stay for the Kasi");
+    let still = stub
+        .messages(g.id)
+        .into_iter()
+        .find(|m| m.message_id == order.message_id)
+        .expect("order message");
+    assert_eq!(
+        still.button_data().len(),
+        2,
+        "the buttons stay for the Kasi"
+    );
 
     // Bad arguments get a short reply saying what to type.
     let n = stub.messages(g.id).len();
@@ -142,7 +241,9 @@ async fn the_wrong_people_and_the_wrong_places_change_nothing() {
 
     // In a private chat /start shows the help, and changes nothing.
     stub.say(&bot_api_stub::Chat::private(&team.jfu), &team.jfu, "/start");
-    stub.wait_for(team.jfu.id, WAIT, |m| !m.is_empty()).await.expect("help in private");
+    stub.wait_for(team.jfu.id, WAIT, |m| !m.is_empty())
+        .await
+        .expect("help in private");
     assert!(stub.messages(team.jfu.id)[0].text.contains("/start"));
     assert_eq!(status_of_last_order(&db).await, "directed");
 
@@ -151,13 +252,23 @@ async fn the_wrong_people_and_the_wrong_places_change_nothing() {
     let second = sqlx::query("INSERT INTO orders (status, ordered_by, group_chat_id, created_at, updated_at) VALUES ('ordered', 1, 1, now(), now())")
         .execute(&mut conn)
         .await;
-    assert!(second.is_err(), "the unique index refuses a second active order");
+    assert!(
+        second.is_err(),
+        "the unique index refuses a second active order"
+    );
 
     // The Kasubdit cancels; a new order is possible again.
     stub.say(g, &team.kasubdit, "/cancel salah tanggal");
     expect_text(&stub, g, 0, "cancelled order #1 (salah tanggal)").await;
     assert_eq!(status_of_last_order(&db).await, "cancelled");
-    assert_eq!(count(&db, "SELECT count(*) FROM daily_log WHERE outcome = 'cancelled'").await, 1);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM daily_log WHERE outcome = 'cancelled'"
+        )
+        .await,
+        1
+    );
 }
 
 #[tokio::test]
@@ -166,7 +277,13 @@ async fn the_bot_killed_mid_chain_goes_on_where_it_was() {
     let stub = start_stub(&team).await;
     let db = fresh_database().await;
     let env = team.env(&stub, &db, "en");
-    let engine = || Some(Arc::new(ScriptedEngine { fail_login: false, hold: None }) as Arc<dyn mailbox_backup_bot::engine::BackupEngine>);
+    let engine = || {
+        Some(Arc::new(ScriptedEngine {
+            fail_login: false,
+            hold: None,
+        })
+            as Arc<dyn mailbox_backup_bot::engine::BackupEngine>)
+    };
     let bot = start_bot(&env, engine()).await;
     let g = &team.group;
     stub.say(g, &team.kasubdit, "/order_backup");
@@ -191,7 +308,14 @@ async fn a_failed_login_ends_in_a_clear_failure_report_and_a_new_order_is_possib
     let stub = start_stub(&team).await;
     let db = fresh_database().await;
     let env = team.env(&stub, &db, "en");
-    let _bot = start_bot(&env, Some(Arc::new(ScriptedEngine { fail_login: true, hold: None }))).await;
+    let _bot = start_bot(
+        &env,
+        Some(Arc::new(ScriptedEngine {
+            fail_login: true,
+            hold: None,
+        })),
+    )
+    .await;
     let g = &team.group;
     stub.say(g, &team.kasubdit, "/order_backup");
     expect_text(&stub, g, 0, "order #1").await;
@@ -199,10 +323,24 @@ async fn a_failed_login_ends_in_a_clear_failure_report_and_a_new_order_is_possib
     expect_text(&stub, g, 0, "directs order #1").await;
     stub.say(g, &team.jfu, "/start");
     let failure = expect_text(&stub, g, 0, "Backup FAILED #1").await;
-    assert!(failure.text.contains("Permission denied (publickey)") && failure.text.contains("SSH key refused"), "{}", failure.text);
-    assert!(failure.text.contains(&format!("tg://user?id={}", team.kasi.id)));
+    assert!(
+        failure.text.contains("Permission denied (publickey)")
+            && failure.text.contains("SSH key refused"),
+        "{}",
+        failure.text
+    );
+    assert!(failure
+        .text
+        .contains(&format!("tg://user?id={}", team.kasi.id)));
     assert_eq!(status_of_last_order(&db).await, "failed");
-    assert_eq!(count(&db, "SELECT count(*) FROM daily_log WHERE outcome = 'failed'").await, 1);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM daily_log WHERE outcome = 'failed'"
+        )
+        .await,
+        1
+    );
     stub.say(g, &team.kasubdit, "/order_backup");
     expect_text(&stub, g, 0, "order #2").await;
 }
@@ -214,7 +352,14 @@ async fn the_chat_stays_responsive_during_a_run_and_a_second_start_is_refused() 
     let db = fresh_database().await;
     let env = team.env(&stub, &db, "en");
     let hold = Arc::new(tokio::sync::Notify::new());
-    let _bot = start_bot(&env, Some(Arc::new(ScriptedEngine { fail_login: false, hold: Some(hold.clone()) }))).await;
+    let _bot = start_bot(
+        &env,
+        Some(Arc::new(ScriptedEngine {
+            fail_login: false,
+            hold: Some(hold.clone()),
+        })),
+    )
+    .await;
     let g = &team.group;
     stub.say(g, &team.kasubdit, "/order_backup");
     expect_text(&stub, g, 0, "order #1").await;
@@ -245,7 +390,10 @@ async fn a_429_from_telegram_is_waited_out_and_the_message_still_arrives() {
     let started = std::time::Instant::now();
     stub.say(g, &team.kasubdit, "/order_backup");
     expect_text(&stub, g, 0, "order #1").await;
-    assert!(started.elapsed() >= std::time::Duration::from_millis(900), "retry_after was honoured");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(900),
+        "retry_after was honoured"
+    );
     assert_eq!(stub.messages(g.id).len(), 1, "sent once, after the wait");
     // Without an engine, /start says so and the order keeps waiting.
     stub.say(g, &team.kasi, "/direct @budi_jfu");

@@ -9,7 +9,10 @@ use bot_api_stub::{Chat, Person, SentMessage, Stub};
 use futures::future::BoxFuture;
 use mailbox_backup_bot::config::BotSettings;
 use mailbox_backup_bot::domain::SopStep;
-use mailbox_backup_bot::engine::{BackupEngine, BackupReport, EngineError, MailboxResult, MailboxStatus, Progress, ProgressSender, RunFolders, RunRequest};
+use mailbox_backup_bot::engine::{
+    BackupEngine, BackupReport, EngineError, MailboxResult, MailboxStatus, Progress,
+    ProgressSender, RunFolders, RunRequest,
+};
 use mailbox_backup_bot::storage::Store;
 use sqlx::Connection;
 
@@ -17,17 +20,30 @@ pub const TOKEN: &str = "123456:TEST-token-never-logged";
 pub const WAIT: Duration = Duration::from_secs(20);
 
 pub fn database_url() -> String {
-    std::env::var("DATABASE_URL").expect("DATABASE_URL is not set: run the tests through scripts/test")
+    std::env::var("DATABASE_URL")
+        .expect("DATABASE_URL is not set: run the tests through scripts/test")
 }
 
 /// A new, empty database on the shared server; dropped with the server's next test run.
 pub async fn fresh_database() -> String {
     static N: AtomicU32 = AtomicU32::new(0);
-    let name = format!("t_{}_{}_{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst), chrono::Utc::now().timestamp_micros() % 1_000_000);
+    let name = format!(
+        "t_{}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst),
+        chrono::Utc::now().timestamp_micros() % 1_000_000
+    );
     let admin = database_url();
-    let mut conn = sqlx::PgConnection::connect(&admin).await.expect("connect to PostgreSQL");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.expect("create database");
-    let (base, _) = admin.rsplit_once('/').expect("DATABASE_URL has a database name");
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .expect("connect to PostgreSQL");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .expect("create database");
+    let (base, _) = admin
+        .rsplit_once('/')
+        .expect("DATABASE_URL has a database name");
     format!("{base}/{name}")
 }
 
@@ -62,7 +78,10 @@ impl Team {
             ("GROUP_CHAT_ID".into(), self.group.id.to_string()),
             ("KASUBDIT_IDS".into(), self.kasubdit.id.to_string()),
             ("KASI_IDS".into(), self.kasi.id.to_string()),
-            ("JFU_IDS".into(), format!("{},{}", self.jfu.id, self.jfu2.id)),
+            (
+                "JFU_IDS".into(),
+                format!("{},{}", self.jfu.id, self.jfu2.id),
+            ),
             ("BOT_LANG".into(), lang.into()),
             ("TELEGRAM_MESSAGES_PER_MINUTE".into(), "6000".into()),
             ("PROGRESS_INTERVAL_SECS".into(), "1".into()),
@@ -71,23 +90,42 @@ impl Team {
 }
 
 pub async fn start_stub(team: &Team) -> Stub {
-    let stub = Stub::start(([127, 0, 0, 1], 0).into(), TOKEN, Person::new(7_000_000_001, "Backup Bot", "djki_backup_bot")).await.expect("stub starts");
-    for p in [&team.kasubdit, &team.kasi, &team.jfu, &team.jfu2, &team.stranger] {
+    let stub = Stub::start(
+        ([127, 0, 0, 1], 0).into(),
+        TOKEN,
+        Person::new(7_000_000_001, "Backup Bot", "djki_backup_bot"),
+    )
+    .await
+    .expect("stub starts");
+    for p in [
+        &team.kasubdit,
+        &team.kasi,
+        &team.jfu,
+        &team.jfu2,
+        &team.stranger,
+    ] {
         stub.add_member(&team.group, p);
     }
     stub
 }
 
 /// The bot, in this process, built the way the binary builds it. Abort the handle to "kill" it.
-pub async fn start_bot(env: &[(String, String)], engine: Option<Arc<dyn BackupEngine>>) -> tokio::task::JoinHandle<()> {
+pub async fn start_bot(
+    env: &[(String, String)],
+    engine: Option<Arc<dyn BackupEngine>>,
+) -> tokio::task::JoinHandle<()> {
     let lookup = |k: &str| env.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
     let settings = BotSettings::load(&lookup).expect("settings");
     let db = lookup("DATABASE_URL").expect("db");
     let store = Store::connect(&db).await.expect("db connects");
     store.migrate().await.expect("migrations");
-    let app = mailbox_backup_bot::startup::build(settings, store, engine).await.expect("app builds");
+    let app = mailbox_backup_bot::startup::build(settings, store, engine)
+        .await
+        .expect("app builds");
     tokio::spawn(async move {
-        mailbox_backup_bot::startup::run(app).await.expect("bot runs");
+        mailbox_backup_bot::startup::run(app)
+            .await
+            .expect("bot runs");
     })
 }
 
@@ -107,13 +145,26 @@ pub struct ScriptedEngine {
 }
 
 impl BackupEngine for ScriptedEngine {
-    fn run(&self, request: RunRequest, progress: ProgressSender) -> BoxFuture<'_, Result<BackupReport, EngineError>> {
+    fn run(
+        &self,
+        request: RunRequest,
+        progress: ProgressSender,
+    ) -> BoxFuture<'_, Result<BackupReport, EngineError>> {
         Box::pin(async move {
-            let folders = request.resume.clone().unwrap_or(RunFolders { local: "/tmp/none/24-11-2026".into(), server: "/srv/backup/24-11-2026".into() });
+            let folders = request.resume.clone().unwrap_or(RunFolders {
+                local: "/tmp/none/24-11-2026".into(),
+                server: "/srv/backup/24-11-2026".into(),
+            });
             let now = chrono::Utc::now;
             let _ = progress.send(Progress::Folders(folders.clone()));
-            let _ = progress.send(Progress::StepFinished { step: SopStep::CreateFolder, at: now() });
-            let _ = progress.send(Progress::StepStarted { step: SopStep::RemoteLogin, at: now() });
+            let _ = progress.send(Progress::StepFinished {
+                step: SopStep::CreateFolder,
+                at: now(),
+            });
+            let _ = progress.send(Progress::StepStarted {
+                step: SopStep::RemoteLogin,
+                at: now(),
+            });
             if self.fail_login {
                 return Err(EngineError {
                     step: SopStep::RemoteLogin,
@@ -125,7 +176,10 @@ impl BackupEngine for ScriptedEngine {
             if let Some(hold) = &self.hold {
                 hold.notified().await;
             }
-            let _ = progress.send(Progress::StepFinished { step: SopStep::RemoteLogin, at: now() });
+            let _ = progress.send(Progress::StepFinished {
+                step: SopStep::RemoteLogin,
+                at: now(),
+            });
             for step in [SopStep::ServerBackup, SopStep::CopyAndReport] {
                 let _ = progress.send(Progress::StepStarted { step, at: now() });
                 let _ = progress.send(Progress::StepFinished { step, at: now() });
@@ -140,7 +194,10 @@ impl BackupEngine for ScriptedEngine {
             };
             Ok(BackupReport {
                 folders,
-                mailboxes: vec![mailbox("ani@djki.go.id", 2048), mailbox("budi@djki.go.id", 4096)],
+                mailboxes: vec![
+                    mailbox("ani@djki.go.id", 2048),
+                    mailbox("budi@djki.go.id", 4096),
+                ],
                 steps: vec![],
                 bytes_total: 6144,
                 bytes_copied: 6144,

@@ -15,7 +15,9 @@ use crate::state::{user_json, SentDocument, SentMessage};
 use crate::Shared;
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
-    Router::new().route("/{bot_token}/{method}", any(call)).with_state(shared)
+    Router::new()
+        .route("/{bot_token}/{method}", any(call))
+        .with_state(shared)
 }
 
 const NOT_MODIFIED: &str =
@@ -33,9 +35,18 @@ enum ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, body) = match self {
-            ApiError::BadRequest(d) => (StatusCode::BAD_REQUEST, json!({"ok": false, "error_code": 400, "description": format!("Bad Request: {d}")})),
-            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, json!({"ok": false, "error_code": 401, "description": "Unauthorized"})),
-            ApiError::NotFound => (StatusCode::NOT_FOUND, json!({"ok": false, "error_code": 404, "description": "Not Found"})),
+            ApiError::BadRequest(d) => (
+                StatusCode::BAD_REQUEST,
+                json!({"ok": false, "error_code": 400, "description": format!("Bad Request: {d}")}),
+            ),
+            ApiError::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                json!({"ok": false, "error_code": 401, "description": "Unauthorized"}),
+            ),
+            ApiError::NotFound => (
+                StatusCode::NOT_FOUND,
+                json!({"ok": false, "error_code": 404, "description": "Not Found"}),
+            ),
             ApiError::TooMany(s) => (
                 StatusCode::TOO_MANY_REQUESTS,
                 json!({"ok": false, "error_code": 429, "description": format!("Too Many Requests: retry after {s}"), "parameters": {"retry_after": s}}),
@@ -64,7 +75,11 @@ async fn call(
             return ApiError::Unauthorized.into_response();
         }
         *st.calls.entry(method.clone()).or_default() += 1;
-        if let Some(pos) = st.injected_429.iter().position(|(m, _)| m.eq_ignore_ascii_case(&method)) {
+        if let Some(pos) = st
+            .injected_429
+            .iter()
+            .position(|(m, _)| m.eq_ignore_ascii_case(&method))
+        {
             let (_, secs) = st.injected_429.remove(pos);
             return ApiError::TooMany(secs).into_response();
         }
@@ -88,7 +103,12 @@ async fn call(
 /// Telegram takes parameters as JSON, a form, a query string or multipart; teloxide uses JSON and,
 /// for files, multipart.
 async fn read_params(request: Request) -> Result<Params, String> {
-    let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
     let mut params = Params::new();
     if let Some(q) = request.uri().query() {
         for (k, v) in form_pairs(q) {
@@ -96,7 +116,9 @@ async fn read_params(request: Request) -> Result<Params, String> {
         }
     }
     if content_type.starts_with("multipart/form-data") {
-        let mut mp = Multipart::from_request(request, &()).await.map_err(|e| e.to_string())?;
+        let mut mp = Multipart::from_request(request, &())
+            .await
+            .map_err(|e| e.to_string())?;
         while let Some(field) = mp.next_field().await.map_err(|e| e.to_string())? {
             let name = field.name().unwrap_or_default().to_owned();
             let file_name = field.file_name().map(str::to_owned);
@@ -108,19 +130,25 @@ async fn read_params(request: Request) -> Result<Params, String> {
                 None => {
                     let text = String::from_utf8_lossy(&data).into_owned();
                     // Non-file multipart fields carry JSON for structured values.
-                    let v = serde_json::from_str(&text).ok().filter(|v: &Value| !v.is_string()).unwrap_or(Value::String(text));
+                    let v = serde_json::from_str(&text)
+                        .ok()
+                        .filter(|v: &Value| !v.is_string())
+                        .unwrap_or(Value::String(text));
                     params.insert(name, v);
                 }
             }
         }
         return Ok(params);
     }
-    let body: Bytes = axum::body::to_bytes(request.into_body(), 64 << 20).await.map_err(|e| e.to_string())?;
+    let body: Bytes = axum::body::to_bytes(request.into_body(), 64 << 20)
+        .await
+        .map_err(|e| e.to_string())?;
     if body.is_empty() {
         return Ok(params);
     }
     if content_type.starts_with("application/json") {
-        let v: Value = serde_json::from_slice(&body).map_err(|e| format!("can't parse JSON: {e}"))?;
+        let v: Value =
+            serde_json::from_slice(&body).map_err(|e| format!("can't parse JSON: {e}"))?;
         if let Value::Object(m) = v {
             params.extend(m);
         }
@@ -134,13 +162,19 @@ async fn read_params(request: Request) -> Result<Params, String> {
 
 fn form_pairs(s: &str) -> Vec<(String, String)> {
     let uri = format!("/?{s}").parse().unwrap_or_default();
-    axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&uri).map(|q| q.0).unwrap_or_default()
+    axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&uri)
+        .map(|q| q.0)
+        .unwrap_or_default()
 }
 
 fn int(params: &Params, key: &str) -> Result<i64, ApiError> {
     match params.get(key) {
-        Some(Value::Number(n)) => n.as_i64().ok_or_else(|| ApiError::BadRequest(format!("{key} is not an integer"))),
-        Some(Value::String(s)) => s.parse().map_err(|_| ApiError::BadRequest(format!("{key} is not an integer"))),
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .ok_or_else(|| ApiError::BadRequest(format!("{key} is not an integer"))),
+        Some(Value::String(s)) => s
+            .parse()
+            .map_err(|_| ApiError::BadRequest(format!("{key} is not an integer"))),
         _ => Err(ApiError::BadRequest(format!("{key} is empty"))),
     }
 }
@@ -158,7 +192,8 @@ fn string(params: &Params, key: &str) -> Option<String> {
 }
 
 fn flag(params: &Params, key: &str) -> bool {
-    matches!(params.get(key), Some(Value::Bool(true))) || string(params, key).as_deref() == Some("true")
+    matches!(params.get(key), Some(Value::Bool(true)))
+        || string(params, key).as_deref() == Some("true")
 }
 
 fn markup(params: &Params) -> Option<Value> {
@@ -180,9 +215,12 @@ async fn get_updates(shared: &Shared, params: &Params) -> Result<Value, ApiError
         {
             let mut st = shared.state.lock().unwrap_or_else(|p| p.into_inner());
             // An offset confirms every update before it, as in Telegram.
-            st.pending.retain(|u| u["update_id"].as_i64().unwrap_or(0) >= offset);
+            st.pending
+                .retain(|u| u["update_id"].as_i64().unwrap_or(0) >= offset);
             if !st.pending.is_empty() {
-                return Ok(Value::Array(st.pending.iter().take(limit).cloned().collect()));
+                return Ok(Value::Array(
+                    st.pending.iter().take(limit).cloned().collect(),
+                ));
             }
         }
         match tokio::time::timeout_at(deadline, rx.changed()).await {
@@ -203,11 +241,15 @@ fn answer(st: &mut crate::state::State, method: &str, p: &Params) -> Result<Valu
             me["has_main_web_app"] = json!(false);
             Ok(me)
         }
-        "getwebhookinfo" => Ok(json!({"url": "", "has_custom_certificate": false, "pending_update_count": st.pending.len()})),
+        "getwebhookinfo" => Ok(
+            json!({"url": "", "has_custom_certificate": false, "pending_update_count": st.pending.len()}),
+        ),
         "deletewebhook" | "close" | "logout" => Ok(json!(true)),
         "setmycommands" => {
             let commands = match p.get("commands") {
-                Some(Value::String(s)) => serde_json::from_str(s).map_err(|e| ApiError::BadRequest(e.to_string()))?,
+                Some(Value::String(s)) => {
+                    serde_json::from_str(s).map_err(|e| ApiError::BadRequest(e.to_string()))?
+                }
                 Some(v) => v.clone(),
                 None => return Err(ApiError::BadRequest("commands is empty".into())),
             };
@@ -216,7 +258,9 @@ fn answer(st: &mut crate::state::State, method: &str, p: &Params) -> Result<Valu
         }
         "sendmessage" => {
             let chat_id = int(p, "chat_id")?;
-            let text = string(p, "text").filter(|t| !t.trim().is_empty()).ok_or_else(|| ApiError::BadRequest("message text is empty".into()))?;
+            let text = string(p, "text")
+                .filter(|t| !t.trim().is_empty())
+                .ok_or_else(|| ApiError::BadRequest("message text is empty".into()))?;
             if text.encode_utf16().count() > 4096 {
                 return Err(ApiError::BadRequest("message is too long".into()));
             }
@@ -235,7 +279,9 @@ fn answer(st: &mut crate::state::State, method: &str, p: &Params) -> Result<Valu
         }
         "senddocument" => {
             let chat_id = int(p, "chat_id")?;
-            let doc = p.get("document").ok_or_else(|| ApiError::BadRequest("there is no document in the request".into()))?;
+            let doc = p.get("document").ok_or_else(|| {
+                ApiError::BadRequest("there is no document in the request".into())
+            })?;
             let caption = string(p, "caption");
             let parse_mode = string(p, "parse_mode");
             if let Some(c) = &caption {
@@ -261,11 +307,16 @@ fn answer(st: &mut crate::state::State, method: &str, p: &Params) -> Result<Valu
         "editmessagetext" => {
             let chat_id = int(p, "chat_id")?;
             let message_id = int(p, "message_id")?;
-            let text = string(p, "text").filter(|t| !t.trim().is_empty()).ok_or_else(|| ApiError::BadRequest("message text is empty".into()))?;
+            let text = string(p, "text")
+                .filter(|t| !t.trim().is_empty())
+                .ok_or_else(|| ApiError::BadRequest("message text is empty".into()))?;
             let parse_mode = string(p, "parse_mode");
             check_html(&text, parse_mode.as_deref())?;
             let new_markup = markup(p);
-            let m = st.sent.get_mut(&(chat_id, message_id)).ok_or_else(|| ApiError::BadRequest("message to edit not found".into()))?;
+            let m = st
+                .sent
+                .get_mut(&(chat_id, message_id))
+                .ok_or_else(|| ApiError::BadRequest("message to edit not found".into()))?;
             if m.text == text && m.reply_markup == new_markup {
                 return Err(ApiError::BadRequest(NOT_MODIFIED.into()));
             }
@@ -278,8 +329,15 @@ fn answer(st: &mut crate::state::State, method: &str, p: &Params) -> Result<Valu
         "editmessagereplymarkup" => {
             let chat_id = int(p, "chat_id")?;
             let message_id = int(p, "message_id")?;
-            let new_markup = markup(p).filter(|m| m.get("inline_keyboard").and_then(Value::as_array).is_some_and(|rows| !rows.is_empty()));
-            let m = st.sent.get_mut(&(chat_id, message_id)).ok_or_else(|| ApiError::BadRequest("message to edit not found".into()))?;
+            let new_markup = markup(p).filter(|m| {
+                m.get("inline_keyboard")
+                    .and_then(Value::as_array)
+                    .is_some_and(|rows| !rows.is_empty())
+            });
+            let m = st
+                .sent
+                .get_mut(&(chat_id, message_id))
+                .ok_or_else(|| ApiError::BadRequest("message to edit not found".into()))?;
             if m.reply_markup == new_markup {
                 return Err(ApiError::BadRequest(NOT_MODIFIED.into()));
             }
@@ -287,11 +345,18 @@ fn answer(st: &mut crate::state::State, method: &str, p: &Params) -> Result<Valu
             Ok(st.message_json(chat_id, message_id).unwrap_or(Value::Null))
         }
         "answercallbackquery" => {
-            let id = string(p, "callback_query_id").ok_or_else(|| ApiError::BadRequest("query id is empty".into()))?;
+            let id = string(p, "callback_query_id")
+                .ok_or_else(|| ApiError::BadRequest("query id is empty".into()))?;
             if st.open_callbacks.remove(&id).is_none() {
-                return Err(ApiError::BadRequest("query is too old and response timeout expired or query ID is invalid".into()));
+                return Err(ApiError::BadRequest(
+                    "query is too old and response timeout expired or query ID is invalid".into(),
+                ));
             }
-            st.callback_answers.push(crate::CallbackAnswer { callback_query_id: id, text: string(p, "text"), show_alert: flag(p, "show_alert") });
+            st.callback_answers.push(crate::CallbackAnswer {
+                callback_query_id: id,
+                text: string(p, "text"),
+                show_alert: flag(p, "show_alert"),
+            });
             Ok(json!(true))
         }
         "getchatmember" => {
@@ -312,35 +377,68 @@ fn check_html(text: &str, parse_mode: Option<&str>) -> Result<(), ApiError> {
     if !parse_mode.is_some_and(|m| m.eq_ignore_ascii_case("html")) {
         return Ok(());
     }
-    const ALLOWED: &[&str] = &["b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "a", "code", "pre", "tg-spoiler", "blockquote", "span"];
+    const ALLOWED: &[&str] = &[
+        "b",
+        "strong",
+        "i",
+        "em",
+        "u",
+        "ins",
+        "s",
+        "strike",
+        "del",
+        "a",
+        "code",
+        "pre",
+        "tg-spoiler",
+        "blockquote",
+        "span",
+    ];
     let mut stack: Vec<String> = Vec::new();
     let mut rest = text;
     while let Some(start) = rest.find('<') {
         let after = &rest[start + 1..];
-        let end = after.find('>').ok_or_else(|| ApiError::BadRequest("can't parse entities: unclosed start tag".into()))?;
+        let end = after.find('>').ok_or_else(|| {
+            ApiError::BadRequest("can't parse entities: unclosed start tag".into())
+        })?;
         let tag = &after[..end];
         if let Some(name) = tag.strip_prefix('/') {
             let name = name.trim().to_ascii_lowercase();
             if stack.pop().as_deref() != Some(name.as_str()) {
-                return Err(ApiError::BadRequest(format!("can't parse entities: unmatched end tag {name}")));
+                return Err(ApiError::BadRequest(format!(
+                    "can't parse entities: unmatched end tag {name}"
+                )));
             }
         } else {
-            let name = tag.split_whitespace().next().unwrap_or("").to_ascii_lowercase();
+            let name = tag
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .to_ascii_lowercase();
             if !ALLOWED.contains(&name.as_str()) {
-                return Err(ApiError::BadRequest(format!("can't parse entities: unsupported start tag \"{name}\"")));
+                return Err(ApiError::BadRequest(format!(
+                    "can't parse entities: unsupported start tag \"{name}\""
+                )));
             }
             stack.push(name);
         }
         rest = &after[end + 1..];
     }
     if let Some(open) = stack.pop() {
-        return Err(ApiError::BadRequest(format!("can't parse entities: can't find end tag corresponding to start tag {open}")));
+        return Err(ApiError::BadRequest(format!(
+            "can't parse entities: can't find end tag corresponding to start tag {open}"
+        )));
     }
     // A bare '&' that is not an entity is also refused.
     for (i, _) in text.match_indices('&') {
         let tail = &text[i..];
-        if !["&lt;", "&gt;", "&amp;", "&quot;", "&#"].iter().any(|e| tail.starts_with(e)) {
-            return Err(ApiError::BadRequest("can't parse entities: unsupported entity".into()));
+        if !["&lt;", "&gt;", "&amp;", "&quot;", "&#"]
+            .iter()
+            .any(|e| tail.starts_with(e))
+        {
+            return Err(ApiError::BadRequest(
+                "can't parse entities: unsupported entity".into(),
+            ));
         }
     }
     Ok(())

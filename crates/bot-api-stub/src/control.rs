@@ -26,7 +26,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
 
 fn stub(shared: Arc<Shared>) -> Stub {
     // The address is not needed by the methods used here.
-    Stub { shared, addr: ([127, 0, 0, 1], 0).into() }
+    Stub {
+        shared,
+        addr: ([127, 0, 0, 1], 0).into(),
+    }
 }
 
 #[derive(Deserialize)]
@@ -96,7 +99,15 @@ fn default_wait() -> u64 {
 
 /// Waits until the bot has sent, after the first `skip` messages, one containing `contains`.
 async fn wait(AxState(s): AxState<Arc<Shared>>, Query(q): Query<WaitQuery>) -> Response {
-    match stub(s).wait_for_text(q.chat_id, q.skip, &q.contains, Duration::from_secs(q.timeout_secs)).await {
+    match stub(s)
+        .wait_for_text(
+            q.chat_id,
+            q.skip,
+            &q.contains,
+            Duration::from_secs(q.timeout_secs),
+        )
+        .await
+    {
         Ok(m) => Json(m).into_response(),
         Err(e) => (StatusCode::REQUEST_TIMEOUT, e).into_response(),
     }

@@ -32,7 +32,11 @@ pub struct Person {
 
 impl Person {
     pub fn new(id: i64, first_name: &str, username: &str) -> Self {
-        Person { id, first_name: first_name.to_owned(), username: Some(username.to_owned()) }
+        Person {
+            id,
+            first_name: first_name.to_owned(),
+            username: Some(username.to_owned()),
+        }
     }
 }
 
@@ -53,10 +57,18 @@ fn default_chat_kind() -> String {
 
 impl Chat {
     pub fn group(id: i64, title: &str) -> Self {
-        Chat { id, kind: "supergroup".to_owned(), title: Some(title.to_owned()) }
+        Chat {
+            id,
+            kind: "supergroup".to_owned(),
+            title: Some(title.to_owned()),
+        }
     }
     pub fn private(person: &Person) -> Self {
-        Chat { id: person.id, kind: "private".to_owned(), title: None }
+        Chat {
+            id: person.id,
+            kind: "private".to_owned(),
+            title: None,
+        }
     }
 }
 
@@ -133,7 +145,13 @@ impl Stub {
 
     /// `person` presses the button with `data` under the bot's message `message_id`.
     /// Returns the callback query id, or `None` when there is no such message.
-    pub fn press(&self, chat: &Chat, person: &Person, message_id: i64, data: &str) -> Option<String> {
+    pub fn press(
+        &self,
+        chat: &Chat,
+        person: &Person,
+        message_id: i64,
+        data: &str,
+    ) -> Option<String> {
         self.with(|st| st.press(chat, person, message_id, data))
     }
 

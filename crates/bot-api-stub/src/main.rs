@@ -23,10 +23,18 @@ struct Args {
 async fn main() -> std::io::Result<()> {
     let args = Args::parse();
     if !args.listen.ip().is_loopback() {
-        eprintln!("bot-api-stub: refusing to listen on {}: loopback only", args.listen);
+        eprintln!(
+            "bot-api-stub: refusing to listen on {}: loopback only",
+            args.listen
+        );
         std::process::exit(2);
     }
-    let stub = Stub::start(args.listen, &args.token, Person::new(7_000_000_001, "Backup Bot", &args.bot_username)).await?;
+    let stub = Stub::start(
+        args.listen,
+        &args.token,
+        Person::new(7_000_000_001, "Backup Bot", &args.bot_username),
+    )
+    .await?;
     println!("bot-api-stub listening on {}", stub.url());
     tokio::signal::ctrl_c().await?;
     Ok(())

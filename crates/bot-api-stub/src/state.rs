@@ -27,18 +27,30 @@ pub struct SentMessage {
 impl SentMessage {
     /// The `callback_data` of every inline button under the message.
     pub fn button_data(&self) -> Vec<String> {
-        let rows = self.reply_markup.as_ref().and_then(|m| m.get("inline_keyboard")).and_then(Value::as_array);
+        let rows = self
+            .reply_markup
+            .as_ref()
+            .and_then(|m| m.get("inline_keyboard"))
+            .and_then(Value::as_array);
         rows.into_iter()
             .flatten()
             .filter_map(Value::as_array)
             .flatten()
-            .filter_map(|b| b.get("callback_data").and_then(Value::as_str).map(str::to_owned))
+            .filter_map(|b| {
+                b.get("callback_data")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            })
             .collect()
     }
 
     /// The text as a person reads it: markup removed, entities decoded.
     pub fn plain_text(&self) -> String {
-        if self.parse_mode.as_deref().is_some_and(|p| p.eq_ignore_ascii_case("html")) {
+        if self
+            .parse_mode
+            .as_deref()
+            .is_some_and(|p| p.eq_ignore_ascii_case("html"))
+        {
             html_to_text(&self.text)
         } else {
             self.text.clone()
@@ -65,9 +77,20 @@ pub struct CallbackAnswer {
 /// One line of a chat, in the order it happened.
 #[derive(Debug, Clone, Serialize)]
 pub enum ChatEntry {
-    User { chat_id: i64, from: Person, text: String },
-    Press { chat_id: i64, from: Person, data: String },
-    Bot { chat_id: i64, message_id: i64 },
+    User {
+        chat_id: i64,
+        from: Person,
+        text: String,
+    },
+    Press {
+        chat_id: i64,
+        from: Person,
+        data: String,
+    },
+    Bot {
+        chat_id: i64,
+        message_id: i64,
+    },
 }
 
 pub(crate) struct State {
@@ -91,7 +114,10 @@ pub(crate) struct State {
 }
 
 fn now_unix() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 impl State {
@@ -149,11 +175,21 @@ impl State {
             msg["entities"] = json!([entity]);
         }
         self.push_update("message", msg);
-        self.log.push(ChatEntry::User { chat_id: chat.id, from: from.clone(), text: text.to_owned() });
+        self.log.push(ChatEntry::User {
+            chat_id: chat.id,
+            from: from.clone(),
+            text: text.to_owned(),
+        });
         id
     }
 
-    pub(crate) fn press(&mut self, chat: &Chat, from: &Person, message_id: i64, data: &str) -> Option<String> {
+    pub(crate) fn press(
+        &mut self,
+        chat: &Chat,
+        from: &Person,
+        message_id: i64,
+        data: &str,
+    ) -> Option<String> {
         let message = self.message_json(chat.id, message_id)?;
         let id = format!("cbq-{}", self.next_callback_id);
         self.next_callback_id += 1;
@@ -168,7 +204,11 @@ impl State {
                 "data": data,
             }),
         );
-        self.log.push(ChatEntry::Press { chat_id: chat.id, from: from.clone(), data: data.to_owned() });
+        self.log.push(ChatEntry::Press {
+            chat_id: chat.id,
+            from: from.clone(),
+            data: data.to_owned(),
+        });
         Some(id)
     }
 
@@ -176,7 +216,10 @@ impl State {
     pub(crate) fn bot_sends(&mut self, mut msg: SentMessage) -> Value {
         msg.message_id = self.next_message_id();
         let key = (msg.chat_id, msg.message_id);
-        self.log.push(ChatEntry::Bot { chat_id: msg.chat_id, message_id: msg.message_id });
+        self.log.push(ChatEntry::Bot {
+            chat_id: msg.chat_id,
+            message_id: msg.message_id,
+        });
         self.sent.insert(key, msg);
         self.message_json(key.0, key.1).unwrap_or(Value::Null)
     }
@@ -186,7 +229,11 @@ impl State {
         let m = self.sent.get(&(chat_id, message_id))?;
         let chat = self.chats.get(&chat_id).cloned().unwrap_or(Chat {
             id: chat_id,
-            kind: if chat_id > 0 { "private".into() } else { "supergroup".into() },
+            kind: if chat_id > 0 {
+                "private".into()
+            } else {
+                "supergroup".into()
+            },
             title: (chat_id <= 0).then(|| "group".to_owned()),
         });
         let mut v = json!({
@@ -219,28 +266,67 @@ impl State {
     }
 
     pub(crate) fn bot_messages(&self, chat_id: i64) -> Vec<SentMessage> {
-        self.sent.range((chat_id, i64::MIN)..=(chat_id, i64::MAX)).map(|(_, m)| m.clone()).collect()
+        self.sent
+            .range((chat_id, i64::MIN)..=(chat_id, i64::MAX))
+            .map(|(_, m)| m.clone())
+            .collect()
     }
 
     pub(crate) fn transcript(&self, chat_id: i64) -> String {
         let mut out = String::new();
         for entry in &self.log {
             match entry {
-                ChatEntry::User { chat_id: c, from, text } if *c == chat_id => {
+                ChatEntry::User {
+                    chat_id: c,
+                    from,
+                    text,
+                } if *c == chat_id => {
                     out.push_str(&format!("[{}] {}\n\n", display_name(from), text));
                 }
-                ChatEntry::Press { chat_id: c, from, data } if *c == chat_id => {
-                    out.push_str(&format!("[{}] (presses the button {data})\n\n", display_name(from)));
+                ChatEntry::Press {
+                    chat_id: c,
+                    from,
+                    data,
+                } if *c == chat_id => {
+                    out.push_str(&format!(
+                        "[{}] (presses the button {data})\n\n",
+                        display_name(from)
+                    ));
                 }
-                ChatEntry::Bot { chat_id: c, message_id } if *c == chat_id => {
-                    let Some(m) = self.sent.get(&(*c, *message_id)) else { continue };
+                ChatEntry::Bot {
+                    chat_id: c,
+                    message_id,
+                } if *c == chat_id => {
+                    let Some(m) = self.sent.get(&(*c, *message_id)) else {
+                        continue;
+                    };
                     let mut text = m.plain_text();
                     if let Some(d) = &m.document {
-                        text = format!("📎 {} ({} bytes){}", d.file_name, d.size, d.caption.as_deref().map(|c| format!("\n{c}")).unwrap_or_default());
+                        text = format!(
+                            "📎 {} ({} bytes){}",
+                            d.file_name,
+                            d.size,
+                            d.caption
+                                .as_deref()
+                                .map(|c| format!("\n{c}"))
+                                .unwrap_or_default()
+                        );
                     }
-                    let edited = if m.edits.is_empty() { String::new() } else { format!(" (edited {}×)", m.edits.len()) };
-                    let silent = if m.disable_notification { " (silent)" } else { "" };
-                    out.push_str(&format!("[{}{edited}{silent}]\n{}\n", display_name(&self.bot), text));
+                    let edited = if m.edits.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (edited {}×)", m.edits.len())
+                    };
+                    let silent = if m.disable_notification {
+                        " (silent)"
+                    } else {
+                        ""
+                    };
+                    out.push_str(&format!(
+                        "[{}{edited}{silent}]\n{}\n",
+                        display_name(&self.bot),
+                        text
+                    ));
                     for data in m.button_data() {
                         out.push_str(&format!("  [button: {data}]\n"));
                     }
@@ -297,5 +383,9 @@ pub fn html_to_text(html: &str) -> String {
             _ => {}
         }
     }
-    out.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&#39;", "'").replace("&amp;", "&")
+    out.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&")
 }

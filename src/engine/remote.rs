@@ -1,0 +1,176 @@
+//! Step 4 and the server side: an SSH session (key only, strict host key), commands whose
+//! arguments are always escaped, and files streamed down.
+
+use std::path::Path;
+use std::time::Duration;
+
+use openssh::{KnownHosts, Session, SessionBuilder};
+
+use super::{EngineError, ErrorKind};
+use crate::config::EngineSettings;
+use crate::domain::SopStep;
+
+pub struct Remote {
+    session: Session,
+}
+
+/// What a remote command printed.
+pub struct Output {
+    pub ok: bool,
+    pub code: Option<i32>,
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+}
+
+/// Classifies what `ssh` said when the login failed.
+pub fn login_error(message: &str) -> ErrorKind {
+    let m = message.to_lowercase();
+    if m.contains("remote host identification has changed")
+        || m.contains("host key for") && m.contains("has changed")
+    {
+        ErrorKind::HostKeyChanged
+    } else if m.contains("host key verification failed") || m.contains("no matching host key") {
+        // ssh says the same for an unknown and a changed key unless it prints the warning.
+        ErrorKind::HostKeyUnknown
+    } else if m.contains("permission denied") || m.contains("too many authentication failures") {
+        ErrorKind::KeyRefused
+    } else if m.contains("connection refused")
+        || m.contains("timed out")
+        || m.contains("could not resolve")
+        || m.contains("no route to host")
+        || m.contains("network is unreachable")
+        || m.contains("connection closed")
+    {
+        ErrorKind::Unreachable
+    } else {
+        ErrorKind::Ssh
+    }
+}
+
+impl Remote {
+    /// Logs in. `work_dir` holds ssh's control socket and config; keep its path short.
+    pub async fn connect(s: &EngineSettings, work_dir: &Path) -> Result<Remote, EngineError> {
+        let fail = |kind, detail: String| EngineError::new(SopStep::RemoteLogin, kind, detail);
+        // Our own ssh config: the user's ~/.ssh/config must not change how the backup logs in, and
+        // AES-GCM is the fastest cipher on common CPUs.
+        let config = work_dir.join("ssh_config");
+        let text = "BatchMode yes\nIdentitiesOnly yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nServerAliveInterval 15\nServerAliveCountMax 4\nCiphers aes128-gcm@openssh.com,chacha20-poly1305@openssh.com,aes256-gcm@openssh.com,aes128-ctr\n";
+        std::fs::write(&config, text)
+            .map_err(|e| fail(ErrorKind::Ssh, format!("writing {}: {e}", config.display())))?;
+        if !s.ssh_key.is_file() {
+            return Err(fail(
+                ErrorKind::KeyRefused,
+                format!(
+                    "MAIL_SSH_KEY {} is not a readable file",
+                    s.ssh_key.display()
+                ),
+            ));
+        }
+        if !s.ssh_known_hosts.is_file() {
+            return Err(fail(
+                ErrorKind::HostKeyUnknown,
+                format!(
+                    "MAIL_SSH_KNOWN_HOSTS {} is not a readable file",
+                    s.ssh_known_hosts.display()
+                ),
+            ));
+        }
+        let mut b = SessionBuilder::default();
+        b.user(s.ssh_user.clone())
+            .port(s.ssh_port)
+            .keyfile(&s.ssh_key)
+            .known_hosts_check(KnownHosts::Strict)
+            .user_known_hosts_file(&s.ssh_known_hosts)
+            .config_file(&config)
+            .control_directory(work_dir)
+            .connect_timeout(Duration::from_secs(15));
+        match b.connect(&s.ssh_host).await {
+            Ok(session) => Ok(Remote { session }),
+            Err(e) => {
+                let detail = error_chain(&e);
+                Err(fail(login_error(&detail), detail))
+            }
+        }
+    }
+
+    /// Runs `program args…`, every argument escaped for the remote shell.
+    pub async fn run(&self, program: &str, args: &[&str]) -> Result<Output, openssh::Error> {
+        let out = self
+            .session
+            .command(program)
+            .args(args)
+            .stdin(openssh::Stdio::null())
+            .output()
+            .await?;
+        Ok(Output {
+            ok: out.status.success(),
+            code: out.status.code(),
+            stdout: out.stdout,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        })
+    }
+
+    /// Runs the fixed `script` with `sh -c`, passing values only as positional arguments.
+    pub async fn sh(&self, script: &str, args: &[&str]) -> Result<Output, openssh::Error> {
+        let mut all = vec!["-c", script, "sh"];
+        all.extend_from_slice(args);
+        self.run("sh", &all).await
+    }
+
+    /// Starts `sh -c script args…` with stdout piped, to stream a file down.
+    pub async fn stream(
+        &self,
+        script: &str,
+        args: &[&str],
+    ) -> Result<openssh::Child<&Session>, openssh::Error> {
+        let mut all = vec!["-c", script, "sh"];
+        all.extend_from_slice(args);
+        self.session
+            .command("sh")
+            .args(&all)
+            .stdin(openssh::Stdio::null())
+            .stdout(openssh::Stdio::piped())
+            .stderr(openssh::Stdio::piped())
+            .spawn()
+            .await
+    }
+
+    pub async fn close(self) {
+        let _ = self.session.close().await;
+    }
+}
+
+/// The error with its causes (ssh's own words are in the source).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_ssh_says_is_sorted_into_kinds() {
+        assert_eq!(login_error("@@@ WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED! @@@ Host key verification failed."), ErrorKind::HostKeyChanged);
+        assert_eq!(
+            login_error("Host key verification failed."),
+            ErrorKind::HostKeyUnknown
+        );
+        assert_eq!(
+            login_error("root@127.0.0.1: Permission denied (publickey)."),
+            ErrorKind::KeyRefused
+        );
+        assert_eq!(
+            login_error("ssh: connect to host 127.0.0.1 port 1: Connection refused"),
+            ErrorKind::Unreachable
+        );
+        assert_eq!(login_error("something else"), ErrorKind::Ssh);
+    }
+}
