@@ -100,7 +100,7 @@ mod tests {
         assert_eq!(portable_name("ünï@djki.go.id"), "ünï@djki.go.id");
         assert_eq!(portable_name("a:b*c?"), "a_b_c_");
         assert_eq!(portable_name(".hidden"), "_hidden");
-        assert_eq!(portable_name(".."), "__");
+        assert_eq!(portable_name(".."), "_");
         assert_eq!(portable_name("name. "), "name");
         assert_eq!(portable_name("CON.tar.gz"), "_CON.tar.gz");
         assert_eq!(portable_name("line\nbreak"), "line_break");

@@ -3,4 +3,5 @@
 //! starts the shared services and exports their addresses.
 
 mod chain;
+mod engine;
 mod support;
