@@ -88,6 +88,7 @@ start_dovecot() {
   local dir=$1
   local d="$dir/dovecot" port
   mkdir -p "$d/base" "$d/state" "$d/mail"
+  chmod 0711 "$dir" "$d"   # mktemp makes 0700; the mail user must reach its mail
   chown vmail:vmail "$d/mail"
   port=$(free_port)
   : >"$d/users"
@@ -126,6 +127,11 @@ service imap-login {
 CONF
   dovecot -c "$d/dovecot.conf"
   for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+  # The auth process answers a little after the listener: wait until a user resolves.
+  local first=${DOVECOT_USERS%% *}
+  if [[ -n "$first" ]]; then
+    for _ in $(seq 100); do doveadm -c "$d/dovecot.conf" user "$first" >/dev/null 2>&1 && break; sleep 0.1; done
+  fi
   export TEST_DOVECOT_CONF="$d/dovecot.conf" TEST_DOVECOT_IMAP_PORT=$port TEST_DOVECOT_USERS_FILE="$d/users" TEST_DOVECOT_MAIL="$d/mail"
 }
 
