@@ -139,8 +139,7 @@ pub async fn check(s: EngineSettings) -> Result<()> {
         Err(e) => line(false, "database reachable", e.to_string()),
     }
     // SSH login and host key.
-    let work = std::path::PathBuf::from(format!("/tmp/mbb-check-{}", std::process::id()));
-    let _ = std::fs::create_dir_all(&work);
+    let work = super::run::control_dir()?;
     match super::remote::Remote::connect(&s, &work).await {
         Ok(remote) => {
             line(

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod archive;
 pub mod cli;
+pub mod copy;
 pub mod local;
 pub mod remote;
 pub mod run;

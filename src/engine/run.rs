@@ -5,11 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use chrono::Utc;
-use futures::{StreamExt, TryStreamExt};
-use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use futures::StreamExt;
 
-use super::local::{create_dated_folder, free_space, portable_name, sync_dir};
+use super::local::{create_dated_folder, portable_name};
 use super::remote::{error_chain, Remote};
 use super::{
     strategy, tell, BackupEngine, BackupReport, EngineError, ErrorKind, MailboxResult,
@@ -149,8 +147,8 @@ pub async fn run(
 
     // Step 4: login. ssh's control socket lives in a short private folder.
     let t4 = timer.start(SopStep::RemoteLogin, &progress);
-    let work =
-        tempdir().map_err(|e| failed(SopStep::RemoteLogin, ErrorKind::Ssh, e.to_string(), f))?;
+    let work = control_dir()
+        .map_err(|e| failed(SopStep::RemoteLogin, ErrorKind::Ssh, e.to_string(), f))?;
     let remote = Remote::connect(s, &work).await.map_err(|mut e| {
         e.folders = Some(folders.clone());
         e
@@ -179,7 +177,8 @@ pub async fn run(
     })
 }
 
-fn tempdir() -> std::io::Result<PathBuf> {
+/// A short private folder for ssh's control socket (its path must stay under ~100 bytes).
+pub fn control_dir() -> std::io::Result<PathBuf> {
     let dir = PathBuf::from(format!(
         "/tmp/mbb-{}-{}",
         std::process::id(),
@@ -238,7 +237,7 @@ async fn backup_and_copy(
     let t6 = timer.start(SopStep::CopyAndReport, progress);
     let bytes_total: u64 = files.iter().map(|x| x.size).sum();
     let started = Instant::now();
-    let copied = copy_all(remote, folders, &files, bytes_total, progress).await?;
+    let copied = super::copy::copy_all(remote, folders, &files, progress).await?;
     let copy_secs = started.elapsed().as_secs_f64();
     write_local_manifest(&folders.local, &files)
         .map_err(|e| failed(SopStep::CopyAndReport, ErrorKind::Copy, e.to_string(), f))?;
@@ -472,209 +471,6 @@ fn unreachable_export() -> Result<super::remote::Output, openssh::Error> {
         stdout: vec![],
         stderr: "no export for this kind".into(),
     })
-}
-
-/// Copies every archive not yet verified locally; returns the bytes transferred.
-async fn copy_all(
-    remote: &Remote,
-    folders: &RunFolders,
-    files: &[ServerFile],
-    bytes_total: u64,
-    progress: &ProgressSender,
-) -> Result<u64, EngineError> {
-    let f = Some(folders);
-    let err = |kind, detail: String| failed(SopStep::CopyAndReport, kind, detail, f);
-    // Names from the server are checked again here: only plain portable names are written.
-    for file in files {
-        if file.name != portable_name(&file.name) && !file.name.ends_with(".tgz")
-            || file.name.contains('/')
-            || file.name.starts_with('.')
-        {
-            return Err(err(
-                ErrorKind::Copy,
-                format!("refusing the server file name {:?}", file.name),
-            ));
-        }
-    }
-    let mut need = 0u64;
-    let mut todo = Vec::new();
-    let mut done_bytes = 0u64;
-    for file in files {
-        let dest = folders.local.join(&file.name);
-        if verified_already(&dest, file).await {
-            done_bytes += file.size;
-            continue;
-        }
-        let part = part_path(&folders.local, &file.name);
-        let have = tokio::fs::metadata(&part)
-            .await
-            .map(|m| m.len())
-            .unwrap_or(0)
-            .min(file.size);
-        need += file.size - have;
-        todo.push(file.clone());
-    }
-    let free = free_space(&folders.local).map_err(|e| err(ErrorKind::Copy, e.to_string()))?;
-    if free < need {
-        return Err(err(
-            ErrorKind::NoSpace,
-            format!(
-                "{need} bytes to copy, {free} free on {}",
-                folders.local.display()
-            ),
-        ));
-    }
-    let files_total = files.len();
-    let started = Instant::now();
-    let state = std::sync::Mutex::new((files_total - todo.len(), done_bytes, 0u64));
-    let report = |delta: u64, file_done: bool| {
-        let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
-        st.1 += delta;
-        st.2 += delta;
-        if file_done {
-            st.0 += 1;
-        }
-        let rate = st.2 as f64 / started.elapsed().as_secs_f64().max(0.001);
-        let eta =
-            (rate > 0.0).then(|| ((bytes_total - st.1.min(bytes_total)) as f64 / rate) as u64);
-        tell(
-            progress,
-            Progress::Copy {
-                files_done: st.0,
-                files_total,
-                bytes_done: st.1,
-                bytes_total,
-                rate,
-                eta_secs: eta,
-            },
-        );
-    };
-    futures::stream::iter(todo.into_iter().map(|file| {
-        let report = &report;
-        async move { copy_one(remote, folders, &file, report).await }
-    }))
-    .buffer_unordered(4)
-    .try_collect::<Vec<()>>()
-    .await?;
-    sync_dir(&folders.local).map_err(|e| err(ErrorKind::Copy, e.to_string()))?;
-    let transferred = state.lock().unwrap_or_else(|p| p.into_inner()).2;
-    Ok(transferred)
-}
-
-fn part_path(dir: &Path, name: &str) -> PathBuf {
-    dir.join(format!(".{name}.part"))
-}
-
-async fn sha256_of(path: &Path) -> std::io::Result<(String, u64)> {
-    let path = path.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let mut file = std::fs::File::open(path)?;
-        let mut h = Sha256::new();
-        let n = std::io::copy(&mut file, &mut h)?;
-        Ok((hex(&h.finalize()), n))
-    })
-    .await
-    .map_err(std::io::Error::other)?
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Already copied and verified by an earlier (interrupted) run.
-async fn verified_already(dest: &Path, file: &ServerFile) -> bool {
-    match tokio::fs::metadata(dest).await {
-        Ok(m) if m.len() == file.size => {
-            matches!(sha256_of(dest).await, Ok((h, _)) if h == file.sha256)
-        }
-        _ => false,
-    }
-}
-
-/// Streams one file into `.name.part` (continuing a partial one), checks size and SHA-256 against
-/// the server's manifest, fsyncs, and only then renames it into place.
-async fn copy_one(
-    remote: &Remote,
-    folders: &RunFolders,
-    file: &ServerFile,
-    report: &(impl Fn(u64, bool) + Sync),
-) -> Result<(), EngineError> {
-    let err = |detail: String| {
-        failed(
-            SopStep::CopyAndReport,
-            ErrorKind::Copy,
-            format!("{}: {detail}", file.name),
-            Some(folders),
-        )
-    };
-    let part = part_path(&folders.local, &file.name);
-    let mut hasher = Sha256::new();
-    let mut have = 0u64;
-    if let Ok(mut existing) = std::fs::File::open(&part) {
-        let len = existing.metadata().map(|m| m.len()).unwrap_or(0);
-        if len <= file.size {
-            have = std::io::copy(&mut existing, &mut hasher).map_err(|e| err(e.to_string()))?;
-        }
-    }
-    if have > file.size {
-        have = 0;
-    }
-    if have == 0 {
-        hasher = Sha256::new();
-    }
-    let mut out = tokio::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .append(have > 0)
-        .truncate(have == 0)
-        .open(&part)
-        .await
-        .map_err(|e| err(e.to_string()))?;
-    let path = format!("{}/{}", folders.server, file.name);
-    let offset = (have + 1).to_string();
-    let mut child = remote
-        .stream(r#"exec tail -c "+$2" -- "$1""#, &[&path, &offset])
-        .await
-        .map_err(|e| err(error_chain(&e)))?;
-    let mut stdout = child
-        .stdout()
-        .take()
-        .ok_or_else(|| err("no stdout".into()))?;
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut got = have;
-    loop {
-        let n = stdout
-            .read(&mut buf)
-            .await
-            .map_err(|e| err(e.to_string()))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        out.write_all(&buf[..n])
-            .await
-            .map_err(|e| err(e.to_string()))?;
-        got += n as u64;
-        report(n as u64, false);
-    }
-    let status = child.wait().await.map_err(|e| err(error_chain(&e)))?;
-    if !status.success() {
-        return Err(err(format!("reading it on the server failed ({status})")));
-    }
-    out.flush().await.map_err(|e| err(e.to_string()))?;
-    out.sync_all().await.map_err(|e| err(e.to_string()))?;
-    drop(out);
-    let sha = hex(&hasher.finalize());
-    if got != file.size || sha != file.sha256 {
-        // Never keep a copy that does not match: the next run starts this file over.
-        let _ = tokio::fs::remove_file(&part).await;
-        return Err(err(format!("checksum mismatch: got {got} bytes with SHA-256 {sha}, the server has {} bytes with {}", file.size, file.sha256)));
-    }
-    tokio::fs::rename(&part, folders.local.join(&file.name))
-        .await
-        .map_err(|e| err(e.to_string()))?;
-    report(0, true);
-    Ok(())
 }
 
 /// `SHA256SUMS` in the local folder, readable by `sha256sum -c`.

@@ -2,8 +2,12 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::imap::Imap;
+
 use mailbox_backup_bot::config::{BackupKind, EngineSettings};
-use mailbox_backup_bot::engine::{run::run, ErrorKind, MailboxStatus, RunFolders, RunRequest};
+use mailbox_backup_bot::engine::{
+    run::run, BackupReport, EngineError, ErrorKind, MailboxStatus, RunFolders, RunRequest,
+};
 
 fn env(var: &str) -> String {
     std::env::var(var)
@@ -35,8 +39,14 @@ fn settings(dir: &Path, kind: BackupKind) -> EngineSettings {
     }
 }
 
-fn today() -> chrono::NaiveDate {
-    chrono::Utc::now().date_naive()
+/// One run of steps 3–6 for today, or the continuation of an interrupted one.
+async fn backup(
+    s: &EngineSettings,
+    resume: Option<RunFolders>,
+) -> Result<BackupReport, EngineError> {
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let date = chrono::Utc::now().date_naive();
+    run(s, RunRequest { date, resume }, tx).await
 }
 
 fn doveadm(args: &[&str], stdin: Option<&[u8]>) {
@@ -105,17 +115,7 @@ async fn dovecot_mailboxes_are_backed_up_copied_verified_and_counted() {
             config: Some(env("TEST_DOVECOT_CONF")),
         },
     );
-    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-    let report = run(
-        &s,
-        RunRequest {
-            date: today(),
-            resume: None,
-        },
-        tx,
-    )
-    .await
-    .expect("the run succeeds");
+    let report = backup(&s, None).await.expect("the run succeeds");
     assert!(report.all_verified(), "{report:?}");
     let names: Vec<&str> = report
         .mailboxes
@@ -149,17 +149,7 @@ async fn dovecot_mailboxes_are_backed_up_copied_verified_and_counted() {
     assert_eq!(report.steps.len(), 4);
 
     // A second run the same day gets its own folder.
-    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-    let second = run(
-        &s,
-        RunRequest {
-            date: today(),
-            resume: None,
-        },
-        tx,
-    )
-    .await
-    .expect("second run");
+    let second = backup(&s, None).await.expect("second run");
     assert_ne!(second.folders.local, report.folders.local);
     assert!(second.folders.local.to_string_lossy().ends_with("_2"));
 }
@@ -184,17 +174,7 @@ async fn hostile_maildir_names_stay_inside_the_folder_and_a_corrupted_copy_is_ca
             root: root.to_string_lossy().into_owned(),
         },
     );
-    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-    let report = run(
-        &s,
-        RunRequest {
-            date: today(),
-            resume: None,
-        },
-        tx,
-    )
-    .await
-    .expect("run");
+    let report = backup(&s, None).await.expect("run");
     assert!(report.all_verified(), "{report:?}");
     assert_eq!(report.mailboxes.len(), 5);
     assert!(
@@ -227,17 +207,9 @@ async fn hostile_maildir_names_stay_inside_the_folder_and_a_corrupted_copy_is_ca
         local: report.folders.local.clone(),
         server: report.folders.server.clone(),
     };
-    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-    let err = run(
-        &s,
-        RunRequest {
-            date: today(),
-            resume: Some(folders.clone()),
-        },
-        tx,
-    )
-    .await
-    .expect_err("a corrupted byte is caught");
+    let err = backup(&s, Some(folders.clone()))
+        .await
+        .expect_err("a corrupted byte is caught");
     assert_eq!(err.kind, ErrorKind::Copy);
     assert!(err.detail.contains("checksum mismatch"), "{}", err.detail);
     assert!(!local_victim.exists(), "a bad copy is never put in place");
@@ -245,17 +217,7 @@ async fn hostile_maildir_names_stay_inside_the_folder_and_a_corrupted_copy_is_ca
     // Restore the byte: the resumed run copies only that file and verifies everything.
     bytes[last] ^= 0xff;
     std::fs::write(&victim, &bytes).expect("repair");
-    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-    let resumed = run(
-        &s,
-        RunRequest {
-            date: today(),
-            resume: Some(folders),
-        },
-        tx,
-    )
-    .await
-    .expect("resumed");
+    let resumed = backup(&s, Some(folders)).await.expect("resumed");
     assert!(resumed.all_verified());
     assert_eq!(
         resumed.bytes_copied, report.mailboxes[0].size,
@@ -264,9 +226,9 @@ async fn hostile_maildir_names_stay_inside_the_folder_and_a_corrupted_copy_is_ca
 }
 
 #[tokio::test]
-async fn a_changed_host_key_and_a_refused_key_are_refused_with_their_own_errors() {
+async fn a_changed_host_key_a_refused_key_and_a_dead_port_each_get_their_own_error() {
     let dir = test_dir("keys");
-    let mut s = settings(
+    let s = settings(
         &dir,
         BackupKind::Maildir {
             root: "/nonexistent".into(),
@@ -281,69 +243,218 @@ async fn a_changed_host_key_and_a_refused_key_are_refused_with_their_own_errors(
         .expect("keygen");
     assert!(st.success());
     let pubkey = std::fs::read_to_string(other.with_extension("pub")).expect("pub");
-    let fake = format!(
-        "[127.0.0.1]:{} {}\n",
-        s.ssh_port,
-        pubkey
-            .split_whitespace()
-            .take(2)
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
-    let kh = dir.join("known_hosts_changed");
-    std::fs::write(&kh, fake).expect("known_hosts");
-    s.ssh_known_hosts = kh;
-    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-    let err = run(
-        &s,
-        RunRequest {
-            date: today(),
-            resume: None,
-        },
-        tx,
-    )
-    .await
-    .expect_err("changed host key refused");
-    assert_eq!(err.kind, ErrorKind::HostKeyChanged, "{err}");
+    let key: Vec<&str> = pubkey.split_whitespace().take(2).collect();
+    let changed = dir.join("known_hosts_changed");
+    let line = format!("[127.0.0.1]:{} {}\n", s.ssh_port, key.join(" "));
+    std::fs::write(&changed, line).expect("known_hosts");
 
-    let mut s = settings(
+    let cases = [
+        (
+            EngineSettings {
+                ssh_known_hosts: changed,
+                ..s.clone()
+            },
+            ErrorKind::HostKeyChanged,
+        ),
+        (
+            EngineSettings {
+                ssh_key: other,
+                ..s.clone()
+            },
+            ErrorKind::KeyRefused,
+        ),
+        // Nothing listens on port 1.
+        (EngineSettings { ssh_port: 1, ..s }, ErrorKind::Unreachable),
+    ];
+    for (s, kind) in cases {
+        let err = backup(&s, None).await.expect_err("refused");
+        assert_eq!(err.kind, kind, "{err}");
+    }
+}
+
+/// Runs a program and asserts it succeeded.
+fn sh(program: &str, args: &[&str]) {
+    let status = std::process::Command::new(program)
+        .args(args)
+        .status()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(status.success(), "{program} {args:?} failed");
+}
+
+#[tokio::test]
+async fn a_dovecot_backup_restores_into_a_fresh_user_message_for_message() {
+    let (user, fresh) = ("citra@djki.go.id", "restore1@djki.go.id");
+    let dir = test_dir("restore");
+    fill_mailbox(user);
+    doveadm(
+        &[
+            "flags",
+            "add",
+            "-u",
+            user,
+            "\\Seen \\Flagged",
+            "mailbox",
+            "INBOX",
+            "uid",
+            "1",
+        ],
+        None,
+    );
+    doveadm(
+        &[
+            "flags",
+            "add",
+            "-u",
+            user,
+            "\\Answered",
+            "mailbox",
+            "Surat Masuk",
+            "all",
+        ],
+        None,
+    );
+    let s = settings(
+        &dir,
+        BackupKind::Dovecot {
+            config: Some(env("TEST_DOVECOT_CONF")),
+        },
+    );
+    let report = backup(&s, None).await.expect("the backup runs");
+    let copy = report
+        .mailboxes
+        .iter()
+        .find(|m| m.account == user)
+        .expect("the user is backed up");
+    assert_eq!(copy.status, MailboxStatus::Verified);
+
+    // Restore from the local copy only: unpack it and sync it into a user that has never had mail.
+    let unpacked = dir.join("unpacked");
+    std::fs::create_dir_all(&unpacked).expect("mkdir");
+    let archive = report.folders.local.join(&copy.file);
+    sh(
+        "tar",
+        &[
+            "-xzf",
+            &archive.to_string_lossy(),
+            "-C",
+            &unpacked.to_string_lossy(),
+        ],
+    );
+    sh("chown", &["-R", "vmail:vmail", &unpacked.to_string_lossy()]);
+    let source = format!("maildir:{}/Maildir", unpacked.display());
+    doveadm(&["backup", "-R", "-u", fresh, &source], None);
+
+    let port: u16 = env("TEST_DOVECOT_IMAP_PORT").parse().expect("port");
+    let original = Imap::login(port, user, "secret").contents();
+    let restored = Imap::login(port, fresh, "secret").contents();
+    let messages: usize = original.values().map(Vec::len).sum();
+    assert!(messages >= 7, "{original:?}");
+    assert!(original.contains_key("Surat Masuk"), "{original:?}");
+    let flagged = original
+        .values()
+        .flatten()
+        .filter(|(_, f)| f.contains(&"\\Flagged".into()));
+    assert!(flagged.count() >= 1, "flags are part of the comparison");
+    assert_eq!(
+        original, restored,
+        "every folder, message and flag came back"
+    );
+}
+
+#[tokio::test]
+async fn a_destination_too_small_is_refused_before_anything_is_copied() {
+    let dir = test_dir("small");
+    let root = dir.join("maildirs");
+    let cur = root.join("pegawai").join("cur");
+    std::fs::create_dir_all(&cur).expect("maildir");
+    // Random bytes do not compress: the archive stays bigger than the 1 MiB disk below.
+    let mut noise = vec![0u8; 3 << 20];
+    std::io::Read::read_exact(
+        &mut std::fs::File::open("/dev/urandom").expect("urandom"),
+        &mut noise,
+    )
+    .expect("random bytes");
+    std::fs::write(cur.join("1.msg:2,S"), &noise).expect("message");
+    let disk = dir.join("local");
+    sh(
+        "mount",
+        &[
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=1m",
+            "tmpfs",
+            &disk.to_string_lossy(),
+        ],
+    );
+    let s = settings(
         &dir,
         BackupKind::Maildir {
-            root: "/nonexistent".into(),
+            root: root.to_string_lossy().into_owned(),
         },
     );
-    s.ssh_key = other;
-    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-    let err = run(
-        &s,
-        RunRequest {
-            date: today(),
-            resume: None,
-        },
-        tx,
-    )
-    .await
-    .expect_err("unknown client key refused");
-    assert_eq!(err.kind, ErrorKind::KeyRefused, "{err}");
+    let result = backup(&s, None).await;
+    let files = files_under(&disk);
+    sh("umount", &[&disk.to_string_lossy()]);
+    let err = result.expect_err("too small");
+    assert_eq!(err.kind, ErrorKind::NoSpace, "{err}");
+    assert!(err.detail.contains("free"), "{}", err.detail);
+    assert!(files.is_empty(), "nothing was written: {files:?}");
+}
 
-    let mut s = settings(
+/// Every file (not folder) under `dir`.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn an_operator_command_backs_up_into_the_folder_and_its_failure_is_reported() {
+    let dir = test_dir("cmd");
+    let root = dir.join("store");
+    for user in ["ani", "budi"] {
+        let cur = root.join(user).join("cur");
+        std::fs::create_dir_all(&cur).expect("maildir");
+        for i in 0..3 {
+            let msg = format!("Subject: {user} {i}\r\n\r\nisi\r\n");
+            std::fs::write(cur.join(format!("{i}.msg:2,S")), msg).expect("message");
+        }
+    }
+    let command = format!(
+        "for u in ani budi; do tar -czf {{dir}}/$u.tar.gz -C {} $u || exit 1; done",
+        root.display()
+    );
+    let s = settings(&dir, BackupKind::Command { command });
+    let report = backup(&s, None).await.expect("the command's backup");
+    assert!(report.all_verified(), "{report:?}");
+    let counted: Vec<(&str, Option<u64>)> = report
+        .mailboxes
+        .iter()
+        .map(|m| (m.account.as_str(), m.messages))
+        .collect();
+    assert_eq!(counted, vec![("ani", Some(3)), ("budi", Some(3))]);
+    let check = std::process::Command::new("sha256sum")
+        .args(["-c", "--quiet", "SHA256SUMS"])
+        .current_dir(&report.folders.local)
+        .status()
+        .expect("sha256sum");
+    assert!(check.success());
+
+    let s = settings(
         &dir,
-        BackupKind::Maildir {
-            root: "/nonexistent".into(),
+        BackupKind::Command {
+            command: "echo 'zmmailbox: mailbox locked' >&2; exit 3".into(),
         },
     );
-    s.ssh_port = 1;
-    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-    let err = run(
-        &s,
-        RunRequest {
-            date: today(),
-            resume: None,
-        },
-        tx,
-    )
-    .await
-    .expect_err("nothing listens on port 1");
-    assert_eq!(err.kind, ErrorKind::Unreachable, "{err}");
-    let _ = MailboxStatus::Verified;
+    let err = backup(&s, None).await.expect_err("a failing command");
+    assert_eq!(err.kind, ErrorKind::ServerCommand);
+    assert!(err.detail.contains("mailbox locked"), "{}", err.detail);
 }

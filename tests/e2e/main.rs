@@ -4,4 +4,5 @@
 
 mod chain;
 mod engine;
+mod imap;
 mod support;

@@ -1,0 +1,547 @@
+//! Step 6's copy: every archive of the server folder into the local dated folder. Each file is
+//! written under a temporary name, checked for size and SHA-256 against the server's manifest,
+//! made durable, and only then given its real name — so a file with its real name is always a
+//! verified, complete copy, and an interrupted run can trust what it finds.
+//!
+//! Big files each get their own stream (`tail -c +N`, so a partial copy resumes where it
+//! stopped); small ones travel many to a `tar` stream, because one SSH channel per 100 KiB file
+//! costs more in round trips than in bytes.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt};
+use sha2::{Digest, Sha256};
+
+use super::local::{free_space, portable_name, sync_dir};
+use super::remote::{error_chain, Remote};
+use super::run::ServerFile;
+use super::{tell, EngineError, ErrorKind, Progress, ProgressSender, RunFolders};
+use crate::domain::SopStep;
+
+/// Files at least this big get a stream of their own and resume byte-exactly.
+const OWN_STREAM_FROM: u64 = 8 << 20;
+/// Limits of one `tar` stream of small files (the file names travel on its command line).
+const BATCH_FILES: usize = 400;
+const BATCH_BYTES: u64 = 64 << 20;
+/// SSH channels open at once. One ssh connection carries them all.
+const STREAMS: usize = 4;
+const BUFFER: usize = 1 << 20;
+/// Progress events no more often than this (the last one of a file always goes out).
+const TELL_EVERY: Duration = Duration::from_millis(200);
+
+const STREAM_ONE: &str = r#"exec tail -c "+$2" -- "$1""#;
+const STREAM_MANY: &str = r#"cd -- "$1" && shift && exec tar -cf - -- "$@""#;
+
+/// Copies every archive not yet verified locally; returns the bytes transferred.
+pub async fn copy_all(
+    remote: &Remote,
+    folders: &RunFolders,
+    files: &[ServerFile],
+    progress: &ProgressSender,
+) -> Result<u64, EngineError> {
+    let err = |kind, detail: String| copy_error(kind, detail, folders);
+    // Names from the server are checked again here: only plain portable names are written.
+    for file in files {
+        if file.name != portable_name(&file.name) && !file.name.ends_with(".tgz")
+            || file.name.contains('/')
+            || file.name.starts_with('.')
+        {
+            return Err(err(
+                ErrorKind::Copy,
+                format!("refusing the server file name {:?}", file.name),
+            ));
+        }
+    }
+    let mut need = 0u64;
+    let mut todo = Vec::new();
+    let mut done_files = 0;
+    let mut done_bytes = 0u64;
+    for file in files {
+        if verified_already(&folders.local.join(&file.name), file).await {
+            done_files += 1;
+            done_bytes += file.size;
+            continue;
+        }
+        let have = std::fs::metadata(part_path(&folders.local, &file.name))
+            .map(|m| m.len())
+            .unwrap_or(0)
+            .min(file.size);
+        need += file.size - have;
+        todo.push(file.clone());
+    }
+    let free = free_space(&folders.local).map_err(|e| err(ErrorKind::Copy, e.to_string()))?;
+    if free < need {
+        return Err(err(
+            ErrorKind::NoSpace,
+            format!(
+                "{need} bytes to copy, {free} free on {}",
+                folders.local.display()
+            ),
+        ));
+    }
+    let meter = Arc::new(Meter::new(files, done_files, done_bytes, progress.clone()));
+    futures::stream::iter(plan(todo).into_iter().map(|job| {
+        let meter = meter.clone();
+        async move {
+            match job {
+                Job::Whole(file) => copy_whole(remote, folders, file, meter).await,
+                Job::Batch(files) => copy_batch(remote, folders, files, meter).await,
+            }
+        }
+    }))
+    .buffer_unordered(STREAMS)
+    .try_collect::<Vec<()>>()
+    .await?;
+    sync_dir(&folders.local).map_err(|e| err(ErrorKind::Copy, e.to_string()))?;
+    meter.tell_now();
+    Ok(meter.transferred())
+}
+
+enum Job {
+    Whole(ServerFile),
+    Batch(Vec<ServerFile>),
+}
+
+/// Big files alone, small ones in batches; the biggest work first so the streams end together.
+fn plan(mut todo: Vec<ServerFile>) -> Vec<Job> {
+    todo.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.name.cmp(&b.name)));
+    let mut jobs = Vec::new();
+    let mut batch: Vec<ServerFile> = Vec::new();
+    let mut batch_bytes = 0;
+    for file in todo {
+        if file.size >= OWN_STREAM_FROM {
+            jobs.push(Job::Whole(file));
+            continue;
+        }
+        if batch.len() == BATCH_FILES || batch_bytes + file.size > BATCH_BYTES {
+            jobs.push(Job::Batch(std::mem::take(&mut batch)));
+            batch_bytes = 0;
+        }
+        batch_bytes += file.size;
+        batch.push(file);
+    }
+    if !batch.is_empty() {
+        jobs.push(Job::Batch(batch));
+    }
+    jobs
+}
+
+fn copy_error(kind: ErrorKind, detail: String, folders: &RunFolders) -> EngineError {
+    EngineError {
+        step: SopStep::CopyAndReport,
+        kind,
+        detail,
+        folders: Some(folders.clone()),
+    }
+}
+
+/// Streams one file into `.name.part`, continuing a partial one.
+async fn copy_whole(
+    remote: &Remote,
+    folders: &RunFolders,
+    file: ServerFile,
+    meter: Arc<Meter>,
+) -> Result<(), EngineError> {
+    let err =
+        |detail: String| copy_error(ErrorKind::Copy, format!("{}: {detail}", file.name), folders);
+    let part = part_path(&folders.local, &file.name);
+    let (hasher, have) = {
+        let part = part.clone();
+        let size = file.size;
+        tokio::task::spawn_blocking(move || resume_point(&part, size))
+            .await
+            .map_err(|e| err(e.to_string()))?
+            .map_err(|e| err(e.to_string()))?
+    };
+    let path = format!("{}/{}", folders.server, file.name);
+    let offset = (have + 1).to_string();
+    let mut child = remote
+        .stream(STREAM_ONE, &[&path, &offset])
+        .await
+        .map_err(|e| err(error_chain(&e)))?;
+    let input = take_stdout(&mut child).map_err(|e| err(e.to_string()))?;
+    let receive = {
+        let part = part.clone();
+        let meter = meter.clone();
+        tokio::task::spawn_blocking(move || {
+            receive_one(input, &part, have, hasher, &meter).and_then(|(got, sha)| {
+                File::open(&part)?.sync_all()?;
+                Ok((got, sha))
+            })
+        })
+    };
+    let (received, finished) = tokio::join!(receive, child.wait_with_output());
+    let (got, sha) = received
+        .map_err(|e| err(e.to_string()))?
+        .map_err(|e| err(e.to_string()))?;
+    let finished = finished.map_err(|e| err(error_chain(&e)))?;
+    if !finished.status.success() {
+        return Err(err(format!(
+            "reading it on the server failed ({}): {}",
+            finished.status,
+            String::from_utf8_lossy(&finished.stderr).trim()
+        )));
+    }
+    if got != file.size || sha != file.sha256 {
+        // Never keep a copy that does not match: the next run starts this file over.
+        let _ = std::fs::remove_file(&part);
+        return Err(err(format!(
+            "checksum mismatch: got {got} bytes with SHA-256 {sha}, the server has {} bytes with {}",
+            file.size, file.sha256
+        )));
+    }
+    std::fs::rename(&part, folders.local.join(&file.name)).map_err(|e| err(e.to_string()))?;
+    meter.add(0, 1);
+    Ok(())
+}
+
+/// Copies a batch of small files through one `tar` stream.
+async fn copy_batch(
+    remote: &Remote,
+    folders: &RunFolders,
+    files: Vec<ServerFile>,
+    meter: Arc<Meter>,
+) -> Result<(), EngineError> {
+    let err = |detail: String| copy_error(ErrorKind::Copy, detail, folders);
+    let mut args = vec![folders.server.as_str()];
+    args.extend(files.iter().map(|f| f.name.as_str()));
+    let mut child = remote
+        .stream(STREAM_MANY, &args)
+        .await
+        .map_err(|e| err(error_chain(&e)))?;
+    let input = take_stdout(&mut child).map_err(|e| err(e.to_string()))?;
+    let receive = {
+        let dir = folders.local.clone();
+        let meter = meter.clone();
+        let files = files.clone();
+        tokio::task::spawn_blocking(move || receive_many(input, &dir, &files, &meter))
+    };
+    let (received, finished) = tokio::join!(receive, child.wait_with_output());
+    let received = received.map_err(|e| err(e.to_string()))?;
+    let finished = finished.map_err(|e| err(error_chain(&e)))?;
+    // Whatever arrived verified is kept, even when the stream broke off: a resumed run skips it.
+    let (verified, problem) = match received {
+        Ok(verified) => (verified, None),
+        Err(BatchError { verified, detail }) => (verified, Some(detail)),
+    };
+    for name in &verified {
+        std::fs::rename(part_path(&folders.local, name), folders.local.join(name))
+            .map_err(|e| err(format!("{name}: {e}")))?;
+    }
+    meter.add(0, verified.len());
+    if let Some(detail) = problem {
+        return Err(err(detail));
+    }
+    if !finished.status.success() {
+        return Err(err(format!(
+            "reading files on the server failed ({}): {}",
+            finished.status,
+            String::from_utf8_lossy(&finished.stderr).trim()
+        )));
+    }
+    if verified.len() != files.len() {
+        let missing: Vec<&str> = files
+            .iter()
+            .map(|f| f.name.as_str())
+            .filter(|n| !verified.iter().any(|v| v == n))
+            .collect();
+        return Err(err(format!(
+            "the server did not send {}",
+            missing.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+fn take_stdout(child: &mut openssh::Child<&openssh::Session>) -> std::io::Result<File> {
+    let out = child
+        .stdout()
+        .take()
+        .ok_or_else(|| std::io::Error::other("no stdout"))?;
+    // A plain blocking pipe: the copy loop runs on a blocking thread, without a poll per read.
+    Ok(File::from(out.into_owned_fd()?))
+}
+
+/// The hash of what a partial copy already holds, and how much that is.
+fn resume_point(part: &Path, size: u64) -> std::io::Result<(Sha256, u64)> {
+    let mut hasher = Sha256::new();
+    match File::open(part) {
+        Ok(existing) if existing.metadata()?.len() <= size => {
+            let have = std::io::copy(&mut BufReader::with_capacity(BUFFER, existing), &mut hasher)?;
+            Ok((hasher, have))
+        }
+        _ => Ok((Sha256::new(), 0)),
+    }
+}
+
+/// Appends the stream to `part`, hashing as it goes; returns the total length and its SHA-256.
+fn receive_one(
+    mut input: File,
+    part: &Path,
+    have: u64,
+    mut hasher: Sha256,
+    meter: &Meter,
+) -> std::io::Result<(u64, String)> {
+    let mut out = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(have > 0)
+        .truncate(have == 0)
+        .open(part)?;
+    let got = have + pump(&mut input, &mut out, &mut hasher, meter)?;
+    out.flush()?;
+    Ok((got, hex(&hasher.finalize())))
+}
+
+fn pump(
+    input: &mut impl Read,
+    out: &mut File,
+    hasher: &mut Sha256,
+    meter: &Meter,
+) -> std::io::Result<u64> {
+    let mut buf = vec![0u8; BUFFER];
+    let mut total = 0;
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n])?;
+        total += n as u64;
+        meter.add(n as u64, 0);
+    }
+}
+
+struct BatchError {
+    verified: Vec<String>,
+    detail: String,
+}
+
+/// Unpacks a `tar` stream of expected files into `.name.part` files, each checked against the
+/// manifest. Returns the names whose parts are verified and durable (one `syncfs` for the batch),
+/// ready to be renamed.
+fn receive_many(
+    input: File,
+    dir: &Path,
+    files: &[ServerFile],
+    meter: &Meter,
+) -> Result<Vec<String>, BatchError> {
+    let expected: HashMap<&str, &ServerFile> = files.iter().map(|f| (f.name.as_str(), f)).collect();
+    let mut verified = Vec::new();
+    let mut problem = None;
+    let mut archive = tar::Archive::new(BufReader::with_capacity(BUFFER, input));
+    let result = (|| -> std::io::Result<()> {
+        for entry in archive.entries()? {
+            let mut entry = entry?;
+            let name = entry.path_bytes().into_owned();
+            let name = String::from_utf8_lossy(&name).into_owned();
+            // Only the files asked for, by their exact plain names: nothing else is written.
+            let Some(file) = expected.get(name.as_str()) else {
+                problem.get_or_insert(format!("the server sent an unexpected entry {name:?}"));
+                break;
+            };
+            if entry.header().entry_type() != tar::EntryType::Regular {
+                problem.get_or_insert(format!("{name}: not a regular file on the server"));
+                break;
+            }
+            let part = part_path(dir, &name);
+            let mut out = File::create(&part)?;
+            let mut hasher = Sha256::new();
+            let got = pump(&mut entry, &mut out, &mut hasher, meter)?;
+            let sha = hex(&hasher.finalize());
+            if got != file.size || sha != file.sha256 {
+                drop(out);
+                let _ = std::fs::remove_file(&part);
+                problem.get_or_insert(format!(
+                    "{name}: checksum mismatch: got {got} bytes with SHA-256 {sha}, the server has {} bytes with {}",
+                    file.size, file.sha256
+                ));
+                continue;
+            }
+            verified.push(name);
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        problem.get_or_insert(format!("the stream of small files broke off: {e}"));
+    }
+    if let Err(e) = sync_filesystem(dir) {
+        return Err(BatchError {
+            verified: Vec::new(),
+            detail: format!("cannot flush {} to disk: {e}", dir.display()),
+        });
+    }
+    match problem {
+        None => Ok(verified),
+        Some(detail) => Err(BatchError { verified, detail }),
+    }
+}
+
+/// Flushes the file system holding `dir`: one call makes a whole batch durable, where an
+/// `fsync` per 100 KiB file would cost a disk flush each.
+fn sync_filesystem(dir: &Path) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let d = File::open(dir)?;
+    // SAFETY: `d` is an open descriptor for the duration of the call.
+    if unsafe { libc::syncfs(d.as_raw_fd()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+pub(crate) fn part_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!(".{name}.part"))
+}
+
+pub(crate) fn sha256_of(path: &Path) -> std::io::Result<(String, u64)> {
+    let file = File::open(path)?;
+    let mut h = Sha256::new();
+    let n = std::io::copy(&mut BufReader::with_capacity(BUFFER, file), &mut h)?;
+    Ok((hex(&h.finalize()), n))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Already copied and verified by an earlier (interrupted) run.
+async fn verified_already(dest: &Path, file: &ServerFile) -> bool {
+    match std::fs::metadata(dest) {
+        Ok(m) if m.len() == file.size => {
+            let dest = dest.to_owned();
+            let sum = tokio::task::spawn_blocking(move || sha256_of(&dest)).await;
+            matches!(sum, Ok(Ok((h, _))) if h == file.sha256)
+        }
+        _ => false,
+    }
+}
+
+/// Counts bytes and files across the streams and turns them into progress events.
+struct Meter {
+    progress: ProgressSender,
+    started: Instant,
+    files_total: usize,
+    bytes_total: u64,
+    state: Mutex<MeterState>,
+}
+
+struct MeterState {
+    files_done: usize,
+    bytes_done: u64,
+    transferred: u64,
+    last_told: Option<Instant>,
+}
+
+impl Meter {
+    fn new(
+        files: &[ServerFile],
+        files_done: usize,
+        bytes_done: u64,
+        progress: ProgressSender,
+    ) -> Self {
+        Meter {
+            progress,
+            started: Instant::now(),
+            files_total: files.len(),
+            bytes_total: files.iter().map(|f| f.size).sum(),
+            state: Mutex::new(MeterState {
+                files_done,
+                bytes_done,
+                transferred: 0,
+                last_told: None,
+            }),
+        }
+    }
+
+    fn add(&self, bytes: u64, files: usize) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.bytes_done += bytes;
+        st.transferred += bytes;
+        st.files_done += files;
+        let due = st.last_told.is_none_or(|t| t.elapsed() >= TELL_EVERY);
+        if files > 0 || due {
+            st.last_told = Some(Instant::now());
+            self.tell(&st);
+        }
+    }
+
+    fn tell_now(&self) {
+        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        self.tell(&st);
+    }
+
+    fn tell(&self, st: &MeterState) {
+        let rate = st.transferred as f64 / self.started.elapsed().as_secs_f64().max(0.001);
+        let left = self.bytes_total.saturating_sub(st.bytes_done);
+        tell(
+            &self.progress,
+            Progress::Copy {
+                files_done: st.files_done,
+                files_total: self.files_total,
+                bytes_done: st.bytes_done,
+                bytes_total: self.bytes_total,
+                rate,
+                eta_secs: (rate > 0.0).then(|| (left as f64 / rate) as u64),
+            },
+        );
+    }
+
+    fn transferred(&self) -> u64 {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .transferred
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(name: &str, size: u64) -> ServerFile {
+        ServerFile {
+            sha256: "0".repeat(64),
+            size,
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn big_files_stream_alone_and_small_ones_share_bounded_batches() {
+        let mut todo = vec![
+            file("big.tar.gz", 1 << 30),
+            file("mid.tar.gz", OWN_STREAM_FROM),
+        ];
+        todo.extend((0..BATCH_FILES + 10).map(|i| file(&format!("m{i}.tar.gz"), 100 << 10)));
+        let jobs = plan(todo);
+        let shape: Vec<(bool, usize)> = jobs
+            .iter()
+            .map(|j| match j {
+                Job::Whole(_) => (true, 1),
+                Job::Batch(b) => (false, b.len()),
+            })
+            .collect();
+        assert_eq!(
+            shape,
+            vec![(true, 1), (true, 1), (false, BATCH_FILES), (false, 10)]
+        );
+        let bytes = plan((0..9).map(|i| file(&format!("s{i}"), 15 << 19)).collect());
+        let sizes: Vec<usize> = bytes
+            .iter()
+            .map(|j| match j {
+                Job::Batch(b) => b.len(),
+                Job::Whole(_) => 1,
+            })
+            .collect();
+        // 7.5 MiB each: eight fill 60 MiB, the ninth would pass BATCH_BYTES.
+        assert_eq!(sizes, vec![8, 1]);
+    }
+}
