@@ -80,6 +80,23 @@ async fn learn_names(app: Arc<App>) {
     }
 }
 
+/// Resolves at the first SIGTERM or SIGINT.
+async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
+    }
+}
+
 /// Runs the bot until SIGINT or SIGTERM.
 pub async fn run(app: Arc<App>) -> Result<()> {
     if let Err(e) = app
@@ -97,21 +114,22 @@ pub async fn run(app: Arc<App>) -> Result<()> {
     let mut dispatcher = Dispatcher::builder(app.group.bot.clone(), telegram::schema())
         .dependencies(dptree::deps![app.clone()])
         .default_handler(|_| async {})
-        .enable_ctrlc_handler()
         .build();
     let token = dispatcher.shutdown_token();
-    tokio::spawn(async move {
-        if let Ok(mut term) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
-            term.recv().await;
-            tracing::info!("SIGTERM: stopping");
-            if let Ok(done) = token.shutdown() {
-                done.await;
-            }
+    // Stop on SIGTERM (systemd, docker) or SIGINT (Ctrl-C): finish handling the current update,
+    // but do not wait out Telegram's long poll. A backup still running is picked up again by
+    // `resume_unfinished` at the next start.
+    let stop = async move {
+        stop_signal().await;
+        tracing::info!("stopping");
+        if let Ok(done) = token.shutdown() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(3), done).await;
         }
-    });
+    };
     tracing::info!(group = app.settings.group_chat_id, "bot running");
-    dispatcher.dispatch().await;
+    tokio::select! {
+        _ = dispatcher.dispatch() => {}
+        _ = stop => {}
+    }
     Ok(())
 }

@@ -35,6 +35,8 @@ const BUFFER: usize = 1 << 20;
 const IN_FLIGHT: usize = 8;
 /// Bytes a big file may have unwritten before the writer waits for the disk.
 const WRITEBACK_WINDOW: u64 = 4 << 20;
+/// How far behind the newest data the writer waits for the disk (the disk's slack).
+const WRITEBACK_LAG: u64 = 4 * WRITEBACK_WINDOW;
 const SMALL_BUFFER: usize = 128 << 10;
 /// Progress events no more often than this (the last one of a file always goes out).
 const TELL_EVERY: Duration = Duration::from_millis(200);
@@ -308,28 +310,36 @@ fn receive_one(
     Ok((got, hex(&hasher.finalize())))
 }
 
-/// Like [`pump`], for big files: one thread drains the pipe while another hashes and writes (so
-/// ssh never waits on the disk), and the disk
-/// is kept writing as the data arrives (`sync_file_range` per window) — the final `fsync` then
-/// finds little left to do, and the page cache never holds much unwritten backup. Holds at most
-/// `IN_FLIGHT` buffers.
+/// Like [`pump`], for big files, as a pipeline of three threads — one drains the pipe, one
+/// hashes, one writes — so ssh never waits on the hash or the disk. The disk is kept writing
+/// as the data arrives (`sync_file_range`), so the final `fsync` finds little left to do and
+/// the page cache never holds much unwritten backup. Holds at most `IN_FLIGHT` buffers.
 fn pump_overlapped(
     input: &mut File,
     out: &mut File,
     hasher: &mut Sha256,
     meter: &Meter,
 ) -> std::io::Result<u64> {
-    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize)>(IN_FLIGHT);
+    type Filled = (Vec<u8>, usize);
+    let (read_tx, read_rx) = std::sync::mpsc::sync_channel::<Filled>(IN_FLIGHT);
+    let (hashed_tx, hashed_rx) = std::sync::mpsc::sync_channel::<Filled>(IN_FLIGHT);
     let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Vec<u8>>();
     for _ in 0..IN_FLIGHT {
         let _ = empty_tx.send(vec![0u8; BUFFER]);
     }
     let start = out.metadata()?.len();
     std::thread::scope(|scope| {
+        scope.spawn(move || {
+            for (buf, n) in read_rx {
+                hasher.update(&buf[..n]);
+                if hashed_tx.send((buf, n)).is_err() {
+                    break;
+                }
+            }
+        });
         let writer = scope.spawn(move || -> std::io::Result<()> {
             let (mut written, mut flushed) = (start, start);
-            for (buf, n) in full_rx {
-                hasher.update(&buf[..n]);
+            for (buf, n) in hashed_rx {
                 out.write_all(&buf[..n])?;
                 written += n as u64;
                 if written - flushed >= WRITEBACK_WINDOW {
@@ -354,11 +364,11 @@ fn pump_overlapped(
             };
             total += n as u64;
             meter.add(n as u64, 0);
-            if full_tx.send((buf, n)).is_err() {
+            if read_tx.send((buf, n)).is_err() {
                 break Ok(());
             }
         };
-        drop(full_tx);
+        drop(read_tx);
         let wrote = writer
             .join()
             .unwrap_or_else(|_| Err(std::io::Error::other("the writer thread panicked")));
@@ -403,8 +413,8 @@ fn pump(
     }
 }
 
-/// Starts writing `len` bytes at `offset` to disk (0: to the end) and waits for the window
-/// before it. Only a hint: durability still comes from the `fsync`/`syncfs` before the rename.
+/// Starts writing `len` bytes at `offset` to disk (0: to the end) and waits for a window
+/// `WRITEBACK_LAG` behind it. Only a hint: durability still comes from the `fsync`/`syncfs` before the rename.
 fn write_back(out: &File, offset: u64, len: u64) {
     use std::os::fd::AsRawFd;
     let fd = out.as_raw_fd();
@@ -416,10 +426,10 @@ fn write_back(out: &File, offset: u64, len: u64) {
             len as libc::off64_t,
             libc::SYNC_FILE_RANGE_WRITE,
         );
-        if len > 0 && offset >= WRITEBACK_WINDOW {
+        if len > 0 && offset >= WRITEBACK_LAG {
             libc::sync_file_range(
                 fd,
-                (offset - WRITEBACK_WINDOW) as libc::off64_t,
+                (offset - WRITEBACK_LAG) as libc::off64_t,
                 WRITEBACK_WINDOW as libc::off64_t,
                 libc::SYNC_FILE_RANGE_WAIT_BEFORE
                     | libc::SYNC_FILE_RANGE_WRITE

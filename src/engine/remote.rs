@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use openssh::{KnownHosts, Session, SessionBuilder};
+use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder};
 
 use super::{EngineError, ErrorKind};
 use crate::config::EngineSettings;
@@ -83,6 +83,10 @@ impl Remote {
             .user_known_hosts_file(&s.ssh_known_hosts)
             .config_file(&config)
             .control_directory(work_dir)
+            // If the bot dies without closing the session, the master ssh still goes away.
+            .control_persist(ControlPersist::IdleFor(
+                std::num::NonZeroUsize::new(300).expect("non-zero"),
+            ))
             .connect_timeout(Duration::from_secs(15));
         match b.connect(&s.ssh_host).await {
             Ok(session) => Ok(Remote { session }),

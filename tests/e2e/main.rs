@@ -5,4 +5,5 @@
 mod chain;
 mod engine;
 mod imap;
+mod procedure;
 mod support;

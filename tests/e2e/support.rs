@@ -16,6 +16,8 @@ use mailbox_backup_bot::engine::{
 use mailbox_backup_bot::storage::Store;
 use sqlx::Connection;
 
+use std::path::PathBuf;
+
 pub const TOKEN: &str = "123456:TEST-token-never-logged";
 pub const WAIT: Duration = Duration::from_secs(20);
 
@@ -205,4 +207,80 @@ impl BackupEngine for ScriptedEngine {
             })
         })
     }
+}
+
+pub fn env(var: &str) -> String {
+    std::env::var(var)
+        .unwrap_or_else(|_| panic!("{var} is not set: run the tests through scripts/test"))
+}
+
+/// A folder of this test's own under the shared temp dir (short: ssh socket paths).
+pub fn test_dir(name: &str) -> PathBuf {
+    let base = std::env::var("TEST_TMP").unwrap_or_else(|_| "/tmp".into());
+    let dir = PathBuf::from(base).join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("local")).expect("test dir");
+    dir
+}
+
+pub fn doveadm(args: &[&str], stdin: Option<&[u8]>) {
+    use std::io::Write;
+    let mut cmd = std::process::Command::new("doveadm");
+    cmd.arg("-c")
+        .arg(env("TEST_DOVECOT_CONF"))
+        .args(args)
+        .stdin(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("doveadm runs");
+    if let Some(data) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(data)
+            .expect("write");
+    }
+    drop(child.stdin.take());
+    let status = child.wait().expect("doveadm waits");
+    assert!(status.success(), "doveadm {args:?} failed");
+}
+
+/// Fills a user's mailbox: nested folders, a folder with a space, an attachment of ~1 MB.
+pub fn fill_mailbox(user: &str) -> usize {
+    let _ = std::process::Command::new("doveadm")
+        .args([
+            "-c",
+            &env("TEST_DOVECOT_CONF"),
+            "mailbox",
+            "create",
+            "-u",
+            user,
+            "Surat Masuk",
+            "Arsip",
+            "Arsip.2026",
+        ])
+        .status();
+    let big: String = (0..20_000).map(|i| format!("{:050}\r\n", i)).collect();
+    let mut n = 0;
+    for (folder, count) in [("INBOX", 3), ("Surat Masuk", 2), ("Arsip.2026", 2)] {
+        for i in 0..count {
+            let body = if i == 0 && folder == "Arsip.2026" {
+                big.clone()
+            } else {
+                format!("isi pesan {i}\r\n")
+            };
+            let msg = format!("From: kasi@djki.go.id\r\nTo: {user}\r\nSubject: {folder} {i}\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\n{body}");
+            doveadm(&["save", "-u", user, "-m", folder], Some(msg.as_bytes()));
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Runs a program and asserts it succeeded.
+pub fn sh(program: &str, args: &[&str]) {
+    let status = std::process::Command::new(program)
+        .args(args)
+        .status()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(status.success(), "{program} {args:?} failed");
 }

@@ -138,6 +138,18 @@ async fn read_params(request: Request) -> Result<Params, String> {
                 }
             }
         }
+        // `"document": "attach://x"` names another part of the same request, the file itself.
+        let attached: Vec<(String, String)> = params
+            .iter()
+            .filter_map(|(k, v)| {
+                Some((k.clone(), v.as_str()?.strip_prefix("attach://")?.to_owned()))
+            })
+            .collect();
+        for (key, part) in attached {
+            if let Some(file) = params.get(&part).cloned() {
+                params.insert(key, file);
+            }
+        }
         return Ok(params);
     }
     let body: Bytes = axum::body::to_bytes(request.into_body(), 64 << 20)

@@ -1,0 +1,422 @@
+//! The whole procedure on real parts, through the bot binary itself: PostgreSQL, the shared sshd
+//! and Dovecot, real archives on disk, and the bot talking HTTP to the project's Bot API server.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use sqlx::Connection;
+
+use crate::support::*;
+
+/// The bot binary, started with `run`; killed (SIGKILL) when dropped.
+struct BotProcess {
+    child: std::process::Child,
+}
+
+impl BotProcess {
+    fn start(env: &[(String, String)]) -> BotProcess {
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_mailbox-backup-bot"))
+            .arg("run")
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .env("RUST_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("the bot binary starts");
+        BotProcess { child }
+    }
+
+    /// Kills it the hard way, as a power cut or `kill -9` would.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for BotProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The team's settings plus the engine's, pointing at the shared sshd and this test's folders.
+fn bot_env(
+    team: &Team,
+    stub: &bot_api_stub::Stub,
+    db: &str,
+    dir: &Path,
+    lang: &str,
+) -> Vec<(String, String)> {
+    let mut env = team.env(stub, db, lang);
+    for var in [
+        "MAIL_SSH_HOST",
+        "MAIL_SSH_PORT",
+        "MAIL_SSH_USER",
+        "MAIL_SSH_KEY",
+        "MAIL_SSH_KNOWN_HOSTS",
+    ] {
+        env.push((var.into(), crate::support::env(var)));
+    }
+    let path = |p: &str| dir.join(p).to_string_lossy().into_owned();
+    env.push(("MAIL_SERVER_BACKUP_DIR".into(), path("server")));
+    env.push(("LOCAL_BACKUP_ROOT".into(), path("local")));
+    env.push(("MAIL_BACKUP_KIND".into(), "dovecot".into()));
+    env.push((
+        "MAIL_DOVEADM_CONFIG".into(),
+        crate::support::env("TEST_DOVECOT_CONF"),
+    ));
+    env
+}
+
+fn set(env: &mut Vec<(String, String)>, var: &str, value: &str) {
+    env.retain(|(k, _)| k != var);
+    env.push((var.into(), value.into()));
+}
+
+fn sha256_file(path: &Path) -> String {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// name → SHA-256 of every archive in `dir`.
+fn archives(dir: &Path) -> BTreeMap<String, String> {
+    std::fs::read_dir(dir)
+        .expect("list")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tar.gz") && !n.starts_with('.'))
+        .map(|n| (n.clone(), sha256_file(&dir.join(&n))))
+        .collect()
+}
+
+/// The only dated folder under `root`.
+fn dated_folder(root: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(root)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.is_dir())
+}
+
+async fn scalar<T>(db: &str, sql: &'static str) -> T
+where
+    T: Send + Unpin + for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+{
+    let mut conn = sqlx::PgConnection::connect(db).await.expect("connect");
+    sqlx::query_scalar(sql)
+        .fetch_one(&mut conn)
+        .await
+        .expect("query")
+}
+
+/// Kasubdit orders, Kasi directs Budi with the button, Budi starts.
+async fn order_direct_start(stub: &bot_api_stub::Stub, team: &Team, order_text: &str) {
+    let g = &team.group;
+    stub.say(g, &team.kasubdit, "/order_backup backup mingguan");
+    let order = expect_text(stub, g, 0, order_text).await;
+    assert!(
+        order
+            .text
+            .contains(&format!("tg://user?id={}", team.kasi.id)),
+        "the order is relayed to the Kasi: {}",
+        order.text
+    );
+    let button = order
+        .button_data()
+        .into_iter()
+        .find(|d| d.ends_with(&team.jfu.id.to_string()))
+        .expect("Budi's button");
+    stub.press(g, &team.kasi, order.message_id, &button)
+        .expect("press");
+    stub.say(g, &team.jfu, "/start");
+}
+
+#[tokio::test]
+async fn the_bot_binary_runs_the_whole_procedure_on_real_parts() {
+    let team = Team::new();
+    let stub = start_stub(&team).await;
+    let db = fresh_database().await;
+    let dir = test_dir("proc");
+    fill_mailbox("ani@djki.go.id");
+    let env = bot_env(&team, &stub, &db, &dir, "id");
+    let _bot = BotProcess::start(&env);
+    let g = &team.group;
+
+    order_direct_start(&stub, &team, "Perintah backup mailbox #1").await;
+    let directed = expect_text(&stub, g, 0, "mendisposisikan perintah #1").await;
+    assert!(
+        directed
+            .text
+            .contains(&format!("tg://user?id={}", team.jfu.id)),
+        "the JFU is mentioned: {}",
+        directed.text
+    );
+    let report = expect_text(&stub, g, 0, "Laporan backup #1").await;
+    assert!(
+        report
+            .text
+            .contains(&format!("tg://user?id={}", team.kasi.id)),
+        "the report mentions the Kasi"
+    );
+    for user in ["ani@djki.go.id", "budi@djki.go.id", "citra@djki.go.id"] {
+        assert!(report.text.contains(user), "{user} in {}", report.text);
+    }
+    for step in 1..=6 {
+        assert!(
+            report.text.contains(&format!(" {step}. ")),
+            "SOP table has step {step}: {}",
+            report.text
+        );
+    }
+    let msgs = stub.messages(g.id);
+    let progress = msgs
+        .iter()
+        .find(|m| m.disable_notification && !m.edits.is_empty())
+        .expect("one progress message, edited in place");
+    assert!(
+        progress.text.contains("Langkah") || progress.edits.iter().any(|e| e.contains("Langkah")),
+        "{progress:?}"
+    );
+    for step in 3..=6 {
+        assert!(
+            msgs.iter()
+                .any(|m| m.text.contains(&format!("Langkah {step}")) && m.disable_notification),
+            "a short message when step {step} finished"
+        );
+    }
+
+    // On disk: one archive per mailbox, each equal to the server's, and SHA256SUMS checks out.
+    let local = dated_folder(&dir.join("local")).expect("the dated folder");
+    assert!(
+        report.text.contains(&*local.to_string_lossy()),
+        "the report names the folder"
+    );
+    let server = dir.join("server").join(local.file_name().expect("name"));
+    let copied = archives(&local);
+    assert!(copied.len() >= 3, "{copied:?}");
+    assert_eq!(
+        copied,
+        archives(&server),
+        "every archive equals the server's"
+    );
+    let check = std::process::Command::new("sha256sum")
+        .args(["-c", "--quiet", "SHA256SUMS"])
+        .current_dir(&local)
+        .status()
+        .expect("sha256sum");
+    assert!(check.success());
+    let sums = stub
+        .wait_for(g.id, WAIT, |msgs| msgs.iter().any(|m| m.document.is_some()))
+        .await
+        .expect("SHA256SUMS is attached to the report")
+        .into_iter()
+        .find_map(|m| m.document)
+        .expect("a document");
+    assert_eq!(sums.file_name, "SHA256SUMS.txt");
+    let listed = sums.text.unwrap_or_default();
+    for (name, sha) in &copied {
+        assert!(
+            listed.contains(&format!("{sha}  {name}")),
+            "{name} in {listed}"
+        );
+    }
+
+    stub.say(g, &team.kasi, "/receive");
+    let relayed = expect_text(&stub, g, 0, "menerima laporan backup #1").await;
+    assert!(
+        relayed
+            .text
+            .contains(&format!("tg://user?id={}", team.kasubdit.id)),
+        "the report goes up to the Kasubdit"
+    );
+    expect_text(&stub, g, 0, "dicatat di log kegiatan harian").await;
+    let logged: i64 = scalar(
+        &db,
+        "SELECT count(*) FROM daily_log WHERE outcome = 'logged'",
+    )
+    .await;
+    assert_eq!(logged, 1);
+    let steps: i64 = scalar(
+        &db,
+        "SELECT count(*) FROM order_steps WHERE ended_at IS NOT NULL AND (actor_id IS NOT NULL OR step = 8)",
+    )
+    .await;
+    assert_eq!(
+        steps, 8,
+        "every step has its end, and a person for each but the bot's step 8"
+    );
+
+    let before = stub.messages(g.id).len();
+    stub.say(g, &team.jfu, "/log today");
+    let log = expect_text(&stub, g, before, "Log kegiatan harian").await;
+    assert!(log.text.contains("Backup #1"), "{}", log.text);
+
+    // And at the terminal.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailbox-backup-bot"))
+        .args(["log", "today"])
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .expect("log command");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && printed.contains("Backup #1"),
+        "{printed}"
+    );
+}
+
+/// A tar.gz holding one Maildir message of `size` random bytes (stored, not compressed: quick
+/// to make, and as big on the wire as it is on disk).
+fn archive_with_message(path: &Path, size: usize) {
+    let mut body = vec![0u8; size];
+    std::io::Read::read_exact(
+        &mut std::fs::File::open("/dev/urandom").expect("urandom"),
+        &mut body,
+    )
+    .expect("random");
+    let gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(path).expect("create"),
+        flate2::Compression::none(),
+    );
+    let mut tar = tar::Builder::new(gz);
+    let mut header = tar::Header::new_gnu();
+    header.set_size(size as u64);
+    header.set_mode(0o600);
+    header.set_cksum();
+    tar.append_data(&mut header, "Maildir/cur/1.msg:2,S", &body[..])
+        .expect("append");
+    tar.into_inner().expect("tar").finish().expect("gzip");
+}
+
+#[tokio::test]
+async fn the_bot_killed_during_the_copy_finishes_after_a_restart_without_copying_again() {
+    let team = Team::new();
+    let stub = start_stub(&team).await;
+    let db = fresh_database().await;
+    let dir = test_dir("kill");
+    let source = dir.join("exports");
+    std::fs::create_dir_all(&source).expect("mkdir");
+    archive_with_message(&source.join("besar.tar.gz"), 160 << 20);
+    for name in ["kecil1", "kecil2"] {
+        archive_with_message(&source.join(format!("{name}.tar.gz")), 64 << 10);
+    }
+    let mut env = bot_env(&team, &stub, &db, &dir, "en");
+    set(&mut env, "MAIL_BACKUP_KIND", "command");
+    set(
+        &mut env,
+        "MAIL_BACKUP_COMMAND",
+        &format!("cp {}/*.tar.gz {{dir}}/", source.display()),
+    );
+    let mut bot = BotProcess::start(&env);
+    let g = &team.group;
+    order_direct_start(&stub, &team, "Mailbox backup order #1").await;
+
+    // Kill it once the small archives are in place and the big one is still on its way.
+    let local_root = dir.join("local");
+    let deadline = Instant::now() + WAIT;
+    let local = loop {
+        assert!(Instant::now() < deadline, "the copy never started");
+        if let Some(local) = dated_folder(&local_root) {
+            if local.join("kecil1.tar.gz").exists() && local.join("kecil2.tar.gz").exists() {
+                bot.kill();
+                break local;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    };
+    let done_before: Vec<(String, u64, i64)> = ["besar", "kecil1", "kecil2"]
+        .iter()
+        .filter_map(|n| {
+            let m = std::fs::metadata(local.join(format!("{n}.tar.gz"))).ok()?;
+            Some((n.to_string(), m.ino(), m.mtime_nsec()))
+        })
+        .collect();
+    let partial = std::fs::metadata(local.join(".besar.tar.gz.part"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    eprintln!("killed with {done_before:?} in place and {partial} bytes of besar.tar.gz");
+    let n = stub.messages(g.id).len();
+    assert!(
+        !stub
+            .messages(g.id)
+            .iter()
+            .any(|m| m.text.contains("Backup report #1")),
+        "killed before the report"
+    );
+
+    let _bot = BotProcess::start(&env);
+    expect_text(&stub, g, n, "restarted while backup #1 was running").await;
+    let report = expect_text(&stub, g, n, "Backup report #1").await;
+    assert!(report.text.contains("besar"), "{}", report.text);
+
+    // Files verified before the kill were kept as they were: same inode, same time.
+    for (name, ino, mtime) in &done_before {
+        let m = std::fs::metadata(local.join(format!("{name}.tar.gz"))).expect("still there");
+        assert_eq!(
+            (m.ino(), m.mtime_nsec()),
+            (*ino, *mtime),
+            "{name} was not copied again"
+        );
+    }
+    let server = dir.join("server").join(local.file_name().expect("name"));
+    assert_eq!(archives(&local), archives(&server));
+    let total: i64 = scalar(
+        &db,
+        "SELECT (report->'completed'->>'bytes_total')::bigint FROM orders WHERE id = 1",
+    )
+    .await;
+    let copied: i64 = scalar(
+        &db,
+        "SELECT (report->'completed'->>'bytes_copied')::bigint FROM orders WHERE id = 1",
+    )
+    .await;
+    let kept: u64 = done_before
+        .iter()
+        .map(|(n, _, _)| {
+            std::fs::metadata(local.join(format!("{n}.tar.gz")))
+                .expect("m")
+                .len()
+        })
+        .sum();
+    assert_eq!(
+        copied as u64,
+        total as u64 - kept - partial,
+        "the resumed run copied only what was missing ({partial} bytes of the big file were kept)"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_ssh_login_through_the_binary_ends_in_a_failure_report() {
+    let team = Team::new();
+    let stub = start_stub(&team).await;
+    let db = fresh_database().await;
+    let dir = test_dir("nokey");
+    let key = dir.join("unknown_key");
+    sh(
+        "ssh-keygen",
+        &[
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-f",
+            &key.to_string_lossy(),
+        ],
+    );
+    let mut env = bot_env(&team, &stub, &db, &dir, "en");
+    set(&mut env, "MAIL_SSH_KEY", &key.to_string_lossy());
+    let _bot = BotProcess::start(&env);
+    order_direct_start(&stub, &team, "Mailbox backup order #1").await;
+    let failure = expect_text(&stub, &team.group, 0, "Backup FAILED #1").await;
+    assert!(failure.text.contains("SSH key refused"), "{}", failure.text);
+    assert!(failure
+        .text
+        .contains(&format!("tg://user?id={}", team.kasi.id)));
+    let status: String = scalar(&db, "SELECT status FROM orders WHERE id = 1").await;
+    assert_eq!(status, "failed");
+}
