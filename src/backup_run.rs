@@ -417,7 +417,11 @@ pub fn report_text(app: &App, order: &Order, outcome: Option<&RunOutcome>) -> St
                 duration(c.lang, chrono::TimeDelta::milliseconds((r.copy_secs * 1000.0) as i64)),
                 bytes(r.rate() as u64),
                 t("Tabel SOP", "SOP table"),
-            ) + &format!("\n{} /receive", t("Kasi, terima laporan dengan", "Kasi, receive the report with"))
+            ) + &if order.status == OrderStatus::Reported {
+                format!("\n{} /receive", t("Kasi, terima laporan dengan", "Kasi, receive the report with"))
+            } else {
+                String::new()
+            }
         }
         other => {
             let (what, kept) = match other {

@@ -465,7 +465,12 @@ impl Catalog {
         now: DateTime<Utc>,
         name_of: &dyn Fn(crate::domain::UserId) -> String,
     ) -> String {
-        let actor = rec.actor.map(name_of).unwrap_or_else(|| "bot".to_owned());
+        // No actor yet: the role the step waits for (step 7 before /receive), or the bot's own.
+        let actor = match (rec.actor, rec.step.actor_role()) {
+            (Some(user), _) => name_of(user),
+            (None, Some(role)) => self.role(role).to_owned(),
+            (None, None) => "bot".to_owned(),
+        };
         let mark = match (rec.ended_at.is_some(), rec.within_standard(now)) {
             (false, true) => "⏳",
             (_, true) => "✅",

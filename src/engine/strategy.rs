@@ -61,7 +61,9 @@ stage="$dir/.stage/$file"
 rm -rf -- "$stage"; mkdir -p -- "$stage/Maildir"
 if [ -n "$conf" ]; then set -- -c "$conf"; else set --; fi
 uid=$(doveadm "$@" user -f uid -- "$user"); gid=$(doveadm "$@" user -f gid -- "$user")
-chown -R "$uid:$gid" -- "$dir/.stage"
+# Only this mailbox's stage: other exports run in parallel beside it, and a chown there would
+# change files under their tar ("file changed as we read it").
+chown -R "$uid:$gid" -- "$stage"
 doveadm "$@" -o maildir_copy_with_hardlinks=no backup -u "$user" "maildir:$stage/Maildir"
 (umask 077; tar -czf "$dir/$file.part" -C "$stage" Maildir)
 mv -f -- "$dir/$file.part" "$dir/$file"
