@@ -103,10 +103,18 @@ pub async fn order_backup(app: &Arc<App>, by: UserId, note: Option<String>) -> R
     carry_out(app, &order, vec![Effect::RelayOrderToKasi]).await
 }
 
+/// The active order; when there is none, the chat is told so (and `None` returned).
+async fn active_order_or_say_none(app: &App) -> Result<Option<Order>> {
+    let order = app.store.active_order().await?;
+    if order.is_none() {
+        app.group.say(&app.catalog.no_active_order()).await?;
+    }
+    Ok(order)
+}
+
 /// Step 2, from a command or a button.
 pub async fn direct(app: &Arc<App>, by: UserId, jfu: UserId) -> Result<bool> {
-    let Some(order) = app.store.active_order().await? else {
-        app.group.say(&app.catalog.no_active_order()).await?;
+    let Some(order) = active_order_or_say_none(app).await? else {
         return Ok(false);
     };
     advance(app, &order, Event::Direct { by, jfu }).await
@@ -114,13 +122,8 @@ pub async fn direct(app: &Arc<App>, by: UserId, jfu: UserId) -> Result<bool> {
 
 /// The JFU confirms: steps 3–6 start, unless no engine is configured.
 pub async fn start(app: &Arc<App>, by: UserId) -> Result<()> {
-    let Some(order) = app.store.active_order().await? else {
-        return app
-            .group
-            .say(&app.catalog.no_active_order())
-            .await
-            .map(|_| ())
-            .map_err(Into::into);
+    let Some(order) = active_order_or_say_none(app).await? else {
+        return Ok(());
     };
     if order.status == OrderStatus::Started
         && app.is_running(order.id)
@@ -141,13 +144,8 @@ pub async fn start(app: &Arc<App>, by: UserId) -> Result<()> {
 
 /// Step 7 (and so step 8).
 pub async fn receive(app: &Arc<App>, by: UserId) -> Result<()> {
-    let Some(order) = app.store.active_order().await? else {
-        return app
-            .group
-            .say(&app.catalog.no_active_order())
-            .await
-            .map(|_| ())
-            .map_err(Into::into);
+    let Some(order) = active_order_or_say_none(app).await? else {
+        return Ok(());
     };
     if !advance(app, &order, Event::Receive { by }).await? {
         return Ok(());
@@ -157,36 +155,26 @@ pub async fn receive(app: &Arc<App>, by: UserId) -> Result<()> {
 }
 
 pub async fn cancel(app: &Arc<App>, by: UserId, reason: Option<String>) -> Result<()> {
-    let Some(order) = app.store.active_order().await? else {
-        return app
-            .group
-            .say(&app.catalog.no_active_order())
-            .await
-            .map(|_| ())
-            .map_err(Into::into);
+    let Some(order) = active_order_or_say_none(app).await? else {
+        return Ok(());
     };
     advance(app, &order, Event::Cancel { by, reason })
         .await
         .map(|_| ())
 }
 
+/// `/status` and `/log` are for the people of the chain only.
+async fn refuse_outsider(app: &App) -> Result<()> {
+    let needed = vec![Role::Kasubdit, Role::Kasi, Role::Jfu];
+    refuse(app, &Refusal::WrongRole { needed }).await
+}
+
 pub async fn status(app: &Arc<App>, by: UserId) -> Result<()> {
     if !app.settings.roster.has_any_role(by) {
-        return refuse(
-            app,
-            &Refusal::WrongRole {
-                needed: vec![Role::Kasubdit, Role::Kasi, Role::Jfu],
-            },
-        )
-        .await;
+        return refuse_outsider(app).await;
     }
-    let Some(order) = app.store.active_order().await? else {
-        return app
-            .group
-            .say(&app.catalog.no_active_order())
-            .await
-            .map(|_| ())
-            .map_err(Into::into);
+    let Some(order) = active_order_or_say_none(app).await? else {
+        return Ok(());
     };
     let holder = match order.status {
         OrderStatus::Ordered | OrderStatus::Reported => Some(app.mention_role_names(Role::Kasi)),
@@ -232,13 +220,7 @@ pub async fn render_log(
 
 pub async fn log(app: &Arc<App>, by: UserId, arg: &str) -> Result<()> {
     if !app.settings.roster.has_any_role(by) {
-        return refuse(
-            app,
-            &Refusal::WrongRole {
-                needed: vec![Role::Kasubdit, Role::Kasi, Role::Jfu],
-            },
-        )
-        .await;
+        return refuse_outsider(app).await;
     }
     let date = match parse_log_date(arg, app.today()) {
         Ok(d) => d,

@@ -22,20 +22,24 @@ async fn status_of_last_order(db: &str) -> String {
         .expect("an order")
 }
 
+/// Steps 1 and 2 by command, in English: the Kasubdit orders, the Kasi directs Budi.
+async fn order_and_direct_to_budi(stub: &bot_api_stub::Stub, team: &Team) {
+    let g = &team.group;
+    stub.say(g, &team.kasubdit, "/order_backup");
+    expect_text(stub, g, 0, "Mailbox backup order #1").await;
+    stub.say(g, &team.kasi, "/direct @budi_jfu");
+    expect_text(stub, g, 0, "directs order #1").await;
+}
+
 #[tokio::test]
 async fn three_people_run_the_whole_chain_and_it_lands_in_the_daily_log() {
-    let team = Team::new();
-    let stub = start_stub(&team).await;
-    let db = fresh_database().await;
-    let env = team.env(&stub, &db, "id");
-    let _bot = start_bot(
-        &env,
-        Some(Arc::new(ScriptedEngine {
-            fail_login: false,
-            hold: None,
-        })),
-    )
-    .await;
+    let Scene {
+        team,
+        stub,
+        db,
+        env,
+    } = scene("id").await;
+    let _bot = start_bot(&env, ScriptedEngine::ok()).await;
     let g = &team.group;
 
     stub.say(g, &team.kasubdit, "/order_backup backup bulanan");
@@ -149,18 +153,13 @@ async fn three_people_run_the_whole_chain_and_it_lands_in_the_daily_log() {
 
 #[tokio::test]
 async fn the_wrong_people_and_the_wrong_places_change_nothing() {
-    let team = Team::new();
-    let stub = start_stub(&team).await;
-    let db = fresh_database().await;
-    let env = team.env(&stub, &db, "en");
-    let _bot = start_bot(
-        &env,
-        Some(Arc::new(ScriptedEngine {
-            fail_login: false,
-            hold: None,
-        })),
-    )
-    .await;
+    let Scene {
+        team,
+        stub,
+        db,
+        env,
+    } = scene("en").await;
+    let _bot = start_bot(&env, ScriptedEngine::ok()).await;
     let g = &team.group;
 
     // A stranger and a JFU may not order.
@@ -273,27 +272,19 @@ async fn the_wrong_people_and_the_wrong_places_change_nothing() {
 
 #[tokio::test]
 async fn the_bot_killed_mid_chain_goes_on_where_it_was() {
-    let team = Team::new();
-    let stub = start_stub(&team).await;
-    let db = fresh_database().await;
-    let env = team.env(&stub, &db, "en");
-    let engine = || {
-        Some(Arc::new(ScriptedEngine {
-            fail_login: false,
-            hold: None,
-        })
-            as Arc<dyn mailbox_backup_bot::engine::BackupEngine>)
-    };
-    let bot = start_bot(&env, engine()).await;
+    let Scene {
+        team,
+        stub,
+        db,
+        env,
+    } = scene("en").await;
+    let bot = start_bot(&env, ScriptedEngine::ok()).await;
     let g = &team.group;
-    stub.say(g, &team.kasubdit, "/order_backup");
-    expect_text(&stub, g, 0, "Mailbox backup order #1").await;
-    stub.say(g, &team.kasi, "/direct @budi_jfu");
-    expect_text(&stub, g, 0, "directs order #1").await;
+    order_and_direct_to_budi(&stub, &team).await;
     bot.abort();
     let _ = bot.await;
 
-    let _bot = start_bot(&env, engine()).await;
+    let _bot = start_bot(&env, ScriptedEngine::ok()).await;
     let n = stub.messages(g.id).len();
     stub.say(g, &team.jfu, "/start");
     expect_text(&stub, g, n, "Backup report #1").await;
@@ -304,23 +295,15 @@ async fn the_bot_killed_mid_chain_goes_on_where_it_was() {
 
 #[tokio::test]
 async fn a_failed_login_ends_in_a_clear_failure_report_and_a_new_order_is_possible() {
-    let team = Team::new();
-    let stub = start_stub(&team).await;
-    let db = fresh_database().await;
-    let env = team.env(&stub, &db, "en");
-    let _bot = start_bot(
-        &env,
-        Some(Arc::new(ScriptedEngine {
-            fail_login: true,
-            hold: None,
-        })),
-    )
-    .await;
+    let Scene {
+        team,
+        stub,
+        db,
+        env,
+    } = scene("en").await;
+    let _bot = start_bot(&env, ScriptedEngine::failing_login()).await;
     let g = &team.group;
-    stub.say(g, &team.kasubdit, "/order_backup");
-    expect_text(&stub, g, 0, "order #1").await;
-    stub.say(g, &team.kasi, "/direct @budi_jfu");
-    expect_text(&stub, g, 0, "directs order #1").await;
+    order_and_direct_to_budi(&stub, &team).await;
     stub.say(g, &team.jfu, "/start");
     let failure = expect_text(&stub, g, 0, "Backup FAILED #1").await;
     assert!(
@@ -347,10 +330,9 @@ async fn a_failed_login_ends_in_a_clear_failure_report_and_a_new_order_is_possib
 
 #[tokio::test]
 async fn the_chat_stays_responsive_during_a_run_and_a_second_start_is_refused() {
-    let team = Team::new();
-    let stub = start_stub(&team).await;
-    let db = fresh_database().await;
-    let env = team.env(&stub, &db, "en");
+    let Scene {
+        team, stub, env, ..
+    } = scene("en").await;
     let hold = Arc::new(tokio::sync::Notify::new());
     let _bot = start_bot(
         &env,
@@ -361,10 +343,7 @@ async fn the_chat_stays_responsive_during_a_run_and_a_second_start_is_refused() 
     )
     .await;
     let g = &team.group;
-    stub.say(g, &team.kasubdit, "/order_backup");
-    expect_text(&stub, g, 0, "order #1").await;
-    stub.say(g, &team.kasi, "/direct @budi_jfu");
-    expect_text(&stub, g, 0, "directs order #1").await;
+    order_and_direct_to_budi(&stub, &team).await;
     stub.say(g, &team.jfu, "/start");
     expect_text(&stub, g, 0, "starts backup #1").await;
     let n = stub.messages(g.id).len();
@@ -380,10 +359,12 @@ async fn the_chat_stays_responsive_during_a_run_and_a_second_start_is_refused() 
 
 #[tokio::test]
 async fn a_429_from_telegram_is_waited_out_and_the_message_still_arrives() {
-    let team = Team::new();
-    let stub = start_stub(&team).await;
-    let db = fresh_database().await;
-    let env = team.env(&stub, &db, "en");
+    let Scene {
+        team,
+        stub,
+        db,
+        env,
+    } = scene("en").await;
     let _bot = start_bot(&env, None).await;
     let g = &team.group;
     stub.fail_next_with_429("sendMessage", 1);

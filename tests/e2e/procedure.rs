@@ -138,9 +138,7 @@ async fn order_direct_start(stub: &bot_api_stub::Stub, team: &Team, order_text: 
 
 #[tokio::test]
 async fn the_bot_binary_runs_the_whole_procedure_on_real_parts() {
-    let team = Team::new();
-    let stub = start_stub(&team).await;
-    let db = fresh_database().await;
+    let Scene { team, stub, db, .. } = scene("id").await;
     let dir = test_dir("proc");
     fill_mailbox("ani@djki.go.id");
     let env = bot_env(&team, &stub, &db, &dir, "id");
@@ -294,9 +292,7 @@ fn archive_with_message(path: &Path, size: usize) {
 
 #[tokio::test]
 async fn the_bot_killed_during_the_copy_finishes_after_a_restart_without_copying_again() {
-    let team = Team::new();
-    let stub = start_stub(&team).await;
-    let db = fresh_database().await;
+    let Scene { team, stub, db, .. } = scene("id").await;
     let dir = test_dir("kill");
     let source = dir.join("exports");
     std::fs::create_dir_all(&source).expect("mkdir");
@@ -391,9 +387,7 @@ async fn the_bot_killed_during_the_copy_finishes_after_a_restart_without_copying
 
 #[tokio::test]
 async fn a_refused_ssh_login_through_the_binary_ends_in_a_failure_report() {
-    let team = Team::new();
-    let stub = start_stub(&team).await;
-    let db = fresh_database().await;
+    let Scene { team, stub, db, .. } = scene("id").await;
     let dir = test_dir("nokey");
     let key = dir.join("unknown_key");
     sh(

@@ -91,6 +91,28 @@ impl Team {
     }
 }
 
+/// What every end-to-end test starts with: the people, the Bot API server with them in the
+/// group, a fresh database, and the bot's settings for them.
+pub struct Scene {
+    pub team: Team,
+    pub stub: Stub,
+    pub db: String,
+    pub env: Vec<(String, String)>,
+}
+
+pub async fn scene(lang: &str) -> Scene {
+    let team = Team::new();
+    let stub = start_stub(&team).await;
+    let db = fresh_database().await;
+    let env = team.env(&stub, &db, lang);
+    Scene {
+        team,
+        stub,
+        db,
+        env,
+    }
+}
+
 pub async fn start_stub(team: &Team) -> Stub {
     let stub = Stub::start(
         ([127, 0, 0, 1], 0).into(),
@@ -144,6 +166,24 @@ pub async fn expect_text(stub: &Stub, chat: &Chat, skip: usize, needle: &str) ->
 pub struct ScriptedEngine {
     pub fail_login: bool,
     pub hold: Option<Arc<tokio::sync::Notify>>,
+}
+
+impl ScriptedEngine {
+    /// Every step goes well.
+    pub fn ok() -> Option<Arc<dyn BackupEngine>> {
+        Some(Arc::new(ScriptedEngine {
+            fail_login: false,
+            hold: None,
+        }))
+    }
+
+    /// The SSH login is refused.
+    pub fn failing_login() -> Option<Arc<dyn BackupEngine>> {
+        Some(Arc::new(ScriptedEngine {
+            fail_login: true,
+            hold: None,
+        }))
+    }
 }
 
 impl BackupEngine for ScriptedEngine {
