@@ -147,13 +147,15 @@ pub async fn check(s: EngineSettings) -> Result<()> {
                 "SSH login with strict host key",
                 format!("{}@{}:{}", s.ssh_user, s.ssh_host, s.ssh_port),
             );
-            let tools: &[&str] = match &s.kind {
-                BackupKind::Zimbra => &["su", "tar", "sha256sum"],
-                BackupKind::Dovecot { .. } => &["doveadm", "tar", "gzip", "sha256sum"],
-                BackupKind::Maildir { .. } => &["tar", "gzip", "sha256sum", "find"],
-                BackupKind::Command { .. } => &["sha256sum", "stat"],
+            // What the kind's export needs, then what the manifest and the copy need.
+            let export: &[&str] = match &s.kind {
+                BackupKind::Zimbra => &["su"],
+                BackupKind::Dovecot { .. } => &["doveadm", "gzip"],
+                BackupKind::Maildir { .. } => &["gzip", "find"],
+                BackupKind::Command { .. } => &[],
             };
-            for tool in tools {
+            let copy = ["sha256sum", "stat", "tar", "cat", "dd"];
+            for tool in export.iter().chain(copy.iter()) {
                 match remote.sh(r#"command -v "$1""#, &[tool]).await {
                     Ok(o) if o.ok => line(
                         true,

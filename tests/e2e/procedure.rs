@@ -1,5 +1,6 @@
 //! The whole procedure on real parts, through the bot binary itself: PostgreSQL, the shared sshd
 //! and Dovecot, real archives on disk, and the bot talking HTTP to the project's Bot API server.
+//! Also the binary's terminal commands `backup`, `check` and `log`.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
@@ -41,24 +42,18 @@ impl Drop for BotProcess {
     }
 }
 
-/// The team's settings plus the engine's, pointing at the shared sshd and this test's folders.
-fn bot_env(
-    team: &Team,
-    stub: &bot_api_stub::Stub,
-    db: &str,
-    dir: &Path,
-    lang: &str,
-) -> Vec<(String, String)> {
-    let mut env = team.env(stub, db, lang);
-    for var in [
+/// The engine's settings: the shared sshd and Dovecot, and this test's folders.
+fn engine_env(dir: &Path) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = [
         "MAIL_SSH_HOST",
         "MAIL_SSH_PORT",
         "MAIL_SSH_USER",
         "MAIL_SSH_KEY",
         "MAIL_SSH_KNOWN_HOSTS",
-    ] {
-        env.push((var.into(), crate::support::env(var)));
-    }
+    ]
+    .iter()
+    .map(|var| (var.to_string(), crate::support::env(var)))
+    .collect();
     let path = |p: &str| dir.join(p).to_string_lossy().into_owned();
     env.push(("MAIL_SERVER_BACKUP_DIR".into(), path("server")));
     env.push(("LOCAL_BACKUP_ROOT".into(), path("local")));
@@ -68,6 +63,31 @@ fn bot_env(
         crate::support::env("TEST_DOVECOT_CONF"),
     ));
     env
+}
+
+/// The team's settings plus the engine's.
+fn bot_env(
+    team: &Team,
+    stub: &bot_api_stub::Stub,
+    db: &str,
+    dir: &Path,
+    lang: &str,
+) -> Vec<(String, String)> {
+    let mut env = team.env(stub, db, lang);
+    env.extend(engine_env(dir));
+    env
+}
+
+/// Runs the binary with `args` and `env`; returns whether it succeeded and what it printed.
+fn terminal(args: &[&str], env: &[(String, String)]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailbox-backup-bot"))
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .expect("the binary runs");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
 }
 
 fn set(env: &mut Vec<(String, String)>, var: &str, value: &str) {
@@ -255,16 +275,8 @@ async fn the_bot_binary_runs_the_whole_procedure_on_real_parts() {
     assert!(log.text.contains("Backup #1"), "{}", log.text);
 
     // And at the terminal.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailbox-backup-bot"))
-        .args(["log", "today"])
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .output()
-        .expect("log command");
-    let printed = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && printed.contains("Backup #1"),
-        "{printed}"
-    );
+    let (ok, printed) = terminal(&["log", "today"], &env);
+    assert!(ok && printed.contains("Backup #1"), "{printed}");
 }
 
 /// A tar.gz holding one Maildir message of `size` random bytes (stored, not compressed: quick
@@ -413,4 +425,52 @@ async fn a_refused_ssh_login_through_the_binary_ends_in_a_failure_report() {
         .contains(&format!("tg://user?id={}", team.kasi.id)));
     let status: String = scalar(&db, "SELECT status FROM orders WHERE id = 1").await;
     assert_eq!(status, "failed");
+}
+
+#[tokio::test]
+async fn backup_and_check_work_at_the_terminal() {
+    let dir = test_dir("cli");
+    let root = dir.join("maildirs");
+    for (user, count) in [("ani", 2), ("budi", 3)] {
+        let cur = root.join(user).join("cur");
+        std::fs::create_dir_all(&cur).expect("maildir");
+        for i in 0..count {
+            let msg = format!("Subject: {user} {i}\r\n\r\nisi\r\n");
+            std::fs::write(cur.join(format!("{i}.msg:2,S")), msg).expect("message");
+        }
+    }
+    let mut env = engine_env(&dir);
+    set(&mut env, "MAIL_BACKUP_KIND", "maildir");
+    set(&mut env, "MAILDIR_ROOT", &root.to_string_lossy());
+    env.push(("DATABASE_URL".into(), database_url()));
+
+    let (ok, printed) = terminal(&["check"], &env);
+    assert!(ok, "{printed}");
+    assert!(
+        printed.contains("PASS SSH login with strict host key"),
+        "{printed}"
+    );
+    assert!(printed.contains("PASS server tool tar"), "{printed}");
+    assert!(!printed.contains("FAIL"), "{printed}");
+
+    let (ok, printed) = terminal(&["backup"], &env);
+    assert!(ok, "{printed}");
+    let local = dated_folder(&dir.join("local")).expect("the dated folder");
+    let copied = archives(&local);
+    assert_eq!(copied.len(), 2, "{copied:?}");
+    let server = dir.join("server").join(local.file_name().expect("name"));
+    assert_eq!(copied, archives(&server));
+
+    // A host key that does not match: check fails, names it, and exits non-zero; so does backup.
+    let empty = dir.join("known_hosts_empty");
+    std::fs::write(&empty, "").expect("write");
+    set(&mut env, "MAIL_SSH_KNOWN_HOSTS", &empty.to_string_lossy());
+    let (ok, printed) = terminal(&["check"], &env);
+    assert!(!ok, "{printed}");
+    assert!(
+        printed.contains("FAIL SSH login with strict host key"),
+        "{printed}"
+    );
+    let (ok, printed) = terminal(&["backup"], &env);
+    assert!(!ok, "a backup that cannot log in exits non-zero: {printed}");
 }
