@@ -138,5 +138,8 @@ CONF
 stop_services() {
   local dir=$1
   [[ -f "$dir/ssh/sshd.pid" ]] && kill "$(cat "$dir/ssh/sshd.pid")" 2>/dev/null || true
+  # ssh clients of this sshd still connected (a master whose bot was killed in a test); their
+  # sshd session processes end with them.
+  pkill -f -- "$dir/ssh/known_hosts" 2>/dev/null || true
   [[ -f "$dir/dovecot/dovecot.conf" ]] && doveadm -c "$dir/dovecot/dovecot.conf" stop 2>/dev/null || true
 }

@@ -179,6 +179,7 @@ pub async fn run(
 
 /// A short private folder for ssh's control socket (its path must stay under ~100 bytes).
 pub fn control_dir() -> std::io::Result<PathBuf> {
+    remove_stale_control_dirs();
     let dir = PathBuf::from(format!(
         "/tmp/mbb-{}-{}",
         std::process::id(),
@@ -188,6 +189,31 @@ pub fn control_dir() -> std::io::Result<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
     Ok(dir)
+}
+
+/// Control folders left by a process that died without cleaning up (a kill, a power cut).
+fn remove_stale_control_dirs() {
+    let Ok(entries) = std::fs::read_dir("/tmp") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("mbb-"))
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let mine = std::fs::metadata(entry.path())
+            // SAFETY: geteuid has no preconditions.
+            .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == unsafe { libc::geteuid() })
+            .unwrap_or(false);
+        if mine && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 type Copied = (Vec<MailboxResult>, u64, u64, f64);
