@@ -518,11 +518,12 @@ fn sync_filesystem(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-pub(crate) fn part_path(dir: &Path, name: &str) -> PathBuf {
+fn part_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!(".{name}.part"))
 }
 
-pub(crate) fn sha256_of(path: &Path) -> std::io::Result<(String, u64)> {
+/// SHA-256 (hex) and length of a file, read in 1 MiB steps.
+pub fn sha256_of(path: &Path) -> std::io::Result<(String, u64)> {
     let file = File::open(path)?;
     let mut h = Sha256::new();
     let n = std::io::copy(&mut BufReader::with_capacity(BUFFER, file), &mut h)?;

@@ -45,9 +45,7 @@ async fn three_people_run_the_whole_chain_and_it_lands_in_the_daily_log() {
     stub.say(g, &team.kasubdit, "/order_backup backup bulanan");
     let order = expect_text(&stub, g, 0, "Perintah backup mailbox #1").await;
     assert!(
-        order
-            .text
-            .contains(&format!("tg://user?id={}", team.kasi.id)),
+        mentions(&order.text, &team.kasi),
         "the Kasi is mentioned: {}",
         order.text
     );
@@ -63,12 +61,7 @@ async fn three_people_run_the_whole_chain_and_it_lands_in_the_daily_log() {
     stub.press(g, &team.kasi, order.message_id, &data)
         .expect("press");
     let directed = expect_text(&stub, g, 0, "mendisposisikan perintah #1").await;
-    assert!(
-        directed
-            .text
-            .contains(&format!("tg://user?id={}", team.jfu.id)),
-        "the JFU is mentioned"
-    );
+    assert!(mentions(&directed.text, &team.jfu), "the JFU is mentioned");
     stub.wait_for(g.id, WAIT, |_| !stub.callback_answers().is_empty())
         .await
         .ok();
@@ -88,9 +81,7 @@ async fn three_people_run_the_whole_chain_and_it_lands_in_the_daily_log() {
     stub.say(g, &team.jfu, "/start");
     let report = expect_text(&stub, g, 0, "Laporan backup #1").await;
     assert!(
-        report
-            .text
-            .contains(&format!("tg://user?id={}", team.kasi.id)),
+        mentions(&report.text, &team.kasi),
         "the report mentions the Kasi"
     );
     assert!(report.text.contains("ani@djki.go.id") && report.text.contains("budi@djki.go.id"));
@@ -112,9 +103,7 @@ async fn three_people_run_the_whole_chain_and_it_lands_in_the_daily_log() {
     stub.say(g, &team.kasi, "/receive");
     let relayed = expect_text(&stub, g, 0, "menerima laporan backup #1").await;
     assert!(
-        relayed
-            .text
-            .contains(&format!("tg://user?id={}", team.kasubdit.id)),
+        mentions(&relayed.text, &team.kasubdit),
         "relayed to the Kasubdit"
     );
     expect_text(&stub, g, 0, "dicatat di log kegiatan harian").await;
@@ -312,9 +301,7 @@ async fn a_failed_login_ends_in_a_clear_failure_report_and_a_new_order_is_possib
         "{}",
         failure.text
     );
-    assert!(failure
-        .text
-        .contains(&format!("tg://user?id={}", team.kasi.id)));
+    assert!(mentions(&failure.text, &team.kasi));
     assert_eq!(status_of_last_order(&db).await, "failed");
     assert_eq!(
         count(

@@ -7,7 +7,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
+use mailbox_backup_bot::engine::copy::sha256_of;
 use sqlx::Connection;
 
 use crate::support::*;
@@ -95,14 +95,6 @@ fn set(env: &mut Vec<(String, String)>, var: &str, value: &str) {
     env.push((var.into(), value.into()));
 }
 
-fn sha256_file(path: &Path) -> String {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// name → SHA-256 of every archive in `dir`.
 fn archives(dir: &Path) -> BTreeMap<String, String> {
     std::fs::read_dir(dir)
@@ -110,7 +102,7 @@ fn archives(dir: &Path) -> BTreeMap<String, String> {
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| n.ends_with(".tar.gz") && !n.starts_with('.'))
-        .map(|n| (n.clone(), sha256_file(&dir.join(&n))))
+        .map(|n| (n.clone(), sha256_of(&dir.join(&n)).expect("readable").0))
         .collect()
 }
 
@@ -140,9 +132,7 @@ async fn order_direct_start(stub: &bot_api_stub::Stub, team: &Team, order_text: 
     stub.say(g, &team.kasubdit, "/order_backup backup mingguan");
     let order = expect_text(stub, g, 0, order_text).await;
     assert!(
-        order
-            .text
-            .contains(&format!("tg://user?id={}", team.kasi.id)),
+        mentions(&order.text, &team.kasi),
         "the order is relayed to the Kasi: {}",
         order.text
     );
@@ -168,17 +158,13 @@ async fn the_bot_binary_runs_the_whole_procedure_on_real_parts() {
     order_direct_start(&stub, &team, "Perintah backup mailbox #1").await;
     let directed = expect_text(&stub, g, 0, "mendisposisikan perintah #1").await;
     assert!(
-        directed
-            .text
-            .contains(&format!("tg://user?id={}", team.jfu.id)),
+        mentions(&directed.text, &team.jfu),
         "the JFU is mentioned: {}",
         directed.text
     );
     let report = expect_text(&stub, g, 0, "Laporan backup #1").await;
     assert!(
-        report
-            .text
-            .contains(&format!("tg://user?id={}", team.kasi.id)),
+        mentions(&report.text, &team.kasi),
         "the report mentions the Kasi"
     );
     for user in ["ani@djki.go.id", "budi@djki.go.id", "citra@djki.go.id"] {
@@ -247,9 +233,7 @@ async fn the_bot_binary_runs_the_whole_procedure_on_real_parts() {
     stub.say(g, &team.kasi, "/receive");
     let relayed = expect_text(&stub, g, 0, "menerima laporan backup #1").await;
     assert!(
-        relayed
-            .text
-            .contains(&format!("tg://user?id={}", team.kasubdit.id)),
+        mentions(&relayed.text, &team.kasubdit),
         "the report goes up to the Kasubdit"
     );
     expect_text(&stub, g, 0, "dicatat di log kegiatan harian").await;
@@ -420,9 +404,7 @@ async fn a_refused_ssh_login_through_the_binary_ends_in_a_failure_report() {
     order_direct_start(&stub, &team, "Mailbox backup order #1").await;
     let failure = expect_text(&stub, &team.group, 0, "Backup FAILED #1").await;
     assert!(failure.text.contains("SSH key refused"), "{}", failure.text);
-    assert!(failure
-        .text
-        .contains(&format!("tg://user?id={}", team.kasi.id)));
+    assert!(mentions(&failure.text, &team.kasi));
     let status: String = scalar(&db, "SELECT status FROM orders WHERE id = 1").await;
     assert_eq!(status, "failed");
 }

@@ -153,6 +153,11 @@ pub async fn start_bot(
     })
 }
 
+/// Whether a bot message's HTML mentions `person` (a `tg://user?id=` link, which notifies them).
+pub fn mentions(html: &str, person: &Person) -> bool {
+    html.contains(&format!("tg://user?id={}", person.id))
+}
+
 /// Waits for a bot message containing `needle` in the group, after the first `skip`.
 pub async fn expect_text(stub: &Stub, chat: &Chat, skip: usize, needle: &str) -> SentMessage {
     match stub.wait_for_text(chat.id, skip, needle, WAIT).await {
