@@ -75,10 +75,14 @@ pub async fn copy_all(
             done_bytes += file.size;
             continue;
         }
-        let have = std::fs::metadata(part_path(&folders.local, &file.name))
-            .map(|m| m.len())
-            .unwrap_or(0)
-            .min(file.size);
+        // Only a big file continues its partial copy; a small one starts over.
+        let have = match file.size >= OWN_STREAM_FROM {
+            true => std::fs::metadata(part_path(&folders.local, &file.name))
+                .map(|m| m.len())
+                .unwrap_or(0)
+                .min(file.size),
+            false => 0,
+        };
         need += file.size - have;
         todo.push(file.clone());
     }
