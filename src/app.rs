@@ -6,6 +6,8 @@ use std::sync::{Arc, Mutex};
 use chrono::{NaiveDate, Utc};
 use tokio::task::AbortHandle;
 
+use crate::engine::{StopHandle, StopReason};
+
 use crate::config::BotSettings;
 use crate::domain::{OrderId, UserId};
 use crate::engine::BackupEngine;
@@ -23,7 +25,13 @@ pub struct App {
     /// `None` until the engine's settings are given: `/start` then says so, and nothing is faked.
     pub engine: Option<Arc<dyn BackupEngine>>,
     /// Backups running now, by order, so a cancel can stop one and a second start is refused.
-    pub runs: Mutex<HashMap<OrderId, AbortHandle>>,
+    pub runs: Mutex<HashMap<OrderId, RunHandle>>,
+}
+
+/// A backup running in the background.
+pub struct RunHandle {
+    pub stop: StopHandle,
+    pub task: AbortHandle,
 }
 
 impl App {
@@ -63,6 +71,26 @@ impl App {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&id)
-            .is_some_and(|h| !h.is_finished())
+            .is_some_and(|h| !h.task.is_finished())
+    }
+
+    /// Asks every running backup to stop and waits (at most `limit`) until they have cleaned up.
+    pub async fn stop_runs(&self, reason: StopReason, limit: std::time::Duration) {
+        let until = std::time::Instant::now() + limit;
+        for run in self.runs.lock().unwrap_or_else(|p| p.into_inner()).values() {
+            run.stop.stop(reason);
+        }
+        loop {
+            let running = self
+                .runs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .values()
+                .any(|h| !h.task.is_finished());
+            if !running || std::time::Instant::now() > until {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 }

@@ -14,7 +14,9 @@ use tokio::sync::mpsc;
 use crate::app::App;
 use crate::chain;
 use crate::domain::{Event, Order, OrderId, OrderStatus, Role, SopStep};
-use crate::engine::{BackupReport, EngineError, MailboxStatus, Progress, RunFolders, RunRequest};
+use crate::engine::{
+    BackupReport, EngineError, ErrorKind, MailboxStatus, Progress, RunFolders, RunRequest, Stop,
+};
 use crate::messages::{bytes, duration, esc, Lang};
 
 /// What a run ended with, as stored with the order.
@@ -44,8 +46,9 @@ pub fn live_status(_app: &App, id: OrderId) -> Option<String> {
 /// Starts (or, with `resume`, continues) the run of order `id` in the background.
 pub fn spawn(app: Arc<App>, id: OrderId, resume: bool) {
     let task_app = app.clone();
+    let (stop_handle, stop) = Stop::pair();
     let handle = tokio::spawn(async move {
-        if let Err(e) = run(task_app.clone(), id, resume).await {
+        if let Err(e) = run(task_app.clone(), id, resume, stop).await {
             tracing::error!(order = %id, error = ?e, "the backup run could not be finished");
         }
         task_app
@@ -55,10 +58,13 @@ pub fn spawn(app: Arc<App>, id: OrderId, resume: bool) {
             .remove(&id);
         live().lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
     });
-    app.runs
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(id, handle.abort_handle());
+    app.runs.lock().unwrap_or_else(|p| p.into_inner()).insert(
+        id,
+        crate::app::RunHandle {
+            stop: stop_handle,
+            task: handle.abort_handle(),
+        },
+    );
 }
 
 /// On start-up: an order left in steps 3–6 is resumed, or failed with the reason when it cannot be.
@@ -87,7 +93,7 @@ pub async fn resume_unfinished(app: &Arc<App>) -> Result<()> {
     Ok(())
 }
 
-async fn run(app: Arc<App>, id: OrderId, resume: bool) -> Result<()> {
+async fn run(app: Arc<App>, id: OrderId, resume: bool, stop: Stop) -> Result<()> {
     let engine = app.engine.clone().context("no backup engine")?;
     let record = app.store.run_record(id).await?;
     let resume_from = match (resume, record.local_folder, record.server_folder) {
@@ -112,11 +118,17 @@ async fn run(app: Arc<App>, id: OrderId, resume: bool) -> Result<()> {
     let request = RunRequest {
         date: app.today(),
         resume: resume_from,
+        owner: format!("order {id}"),
+        stop,
     };
     let watcher = watch_progress(app.clone(), id, progress_id, rx);
     let (result, watched) = tokio::join!(engine.run(request, tx), watcher);
     if let Err(e) = watched {
         tracing::warn!(order = %id, error = ?e, "progress could not be shown");
+    }
+    if matches!(&result, Err(e) if e.kind == ErrorKind::Interrupted) {
+        // The bot is shutting down: the order stays in step 3–6 and is resumed at the next start.
+        return Ok(());
     }
     let order = app.store.order(id).await?.context("order vanished")?;
     if order.status != OrderStatus::Started {
@@ -166,6 +178,11 @@ struct View {
     exported: Option<(usize, usize)>,
     copy: Option<(usize, usize, u64, u64, f64, Option<u64>)>,
     read_back: Option<(usize, usize)>,
+    /// Reconnecting now: try `.0` of `.1`.
+    reconnecting: Option<(u32, u32)>,
+    reconnects: u32,
+    /// Free bytes on the server and the export's expected need.
+    server_space: Option<(u64, Option<u64>)>,
     finished: bool,
 }
 
@@ -213,6 +230,16 @@ fn progress_text(lang: Lang, v: &View) -> String {
         )),
         None => lines.push(t("Menyiapkan…", "Preparing…").to_owned()),
     }
+    if let Some((free, need)) = v.server_space {
+        let need = need
+            .map(|n| format!(" ({} {})", t("perkiraan kebutuhan", "expected need"), bytes(n)))
+            .unwrap_or_default();
+        lines.push(format!(
+            "{}: {}{need}",
+            t("Ruang kosong di server", "Free on the server"),
+            bytes(free)
+        ));
+    }
     if let Some((done, total)) = v.exported {
         lines.push(format!(
             "{}: {done}/{total}",
@@ -241,6 +268,17 @@ fn progress_text(lang: Lang, v: &View) -> String {
             "{}: {done}/{total}",
             t("Arsip dibaca ulang", "Archives read back")
         ));
+    }
+    if let Some((attempt, of)) = v.reconnecting {
+        lines.push(match lang {
+            Lang::Id => format!("🔌 Koneksi ke server mail terputus; menyambung ulang (percobaan {attempt} dari {of})…"),
+            Lang::En => format!("🔌 The connection to the mail server was lost; reconnecting (try {attempt} of {of})…"),
+        });
+    } else if v.reconnects > 0 {
+        lines.push(match lang {
+            Lang::Id => format!("🔌 Tersambung kembali ({} kali); proses dilanjutkan.", v.reconnects),
+            Lang::En => format!("🔌 Reconnected ({} times); the run goes on.", v.reconnects),
+        });
     }
     lines.join("\n")
 }
@@ -314,6 +352,16 @@ async fn watch_progress(
                     ))
                 }
                 Progress::ReadBack { done, total } => view.read_back = Some((*done, *total)),
+                Progress::Reconnecting { attempt, of, .. } => {
+                    view.reconnecting = Some((*attempt, *of))
+                }
+                Progress::Reconnected { .. } => {
+                    view.reconnecting = None;
+                    view.reconnects += 1;
+                }
+                Progress::ServerSpace { free, need, .. } => {
+                    view.server_space = Some((*free, *need))
+                }
             },
             Err(_) => {} // quiet for a while: show what we have
         }
@@ -417,7 +465,7 @@ pub fn report_text(app: &App, order: &Order, outcome: Option<&RunOutcome>) -> St
                 duration(c.lang, chrono::TimeDelta::milliseconds((r.copy_secs * 1000.0) as i64)),
                 bytes(r.rate() as u64),
                 t("Tabel SOP", "SOP table"),
-            ) + &if order.status == OrderStatus::Reported {
+            ) + &run_notes(c.lang, r) + &if order.status == OrderStatus::Reported {
                 format!("\n{} /receive", t("Kasi, terima laporan dengan", "Kasi, receive the report with"))
             } else {
                 String::new()
@@ -452,14 +500,19 @@ pub fn report_text(app: &App, order: &Order, outcome: Option<&RunOutcome>) -> St
                 }
                 Some(RunOutcome::Stopped(e)) => (
                     format!(
-                        "❌ {} {}: {}\n<code>{}</code>\n",
+                        "❌ {} {}: {}\n{}<code>{}</code>\n",
                         t("Langkah", "Step"),
                         e.step.number(),
                         esc(&e.kind.to_string()),
+                        e.space
+                            .as_ref()
+                            .map(|sp| format!("{}\n", space_text(c.lang, sp)))
+                            .unwrap_or_default(),
                         esc(&e.detail)
                     ),
                     e.folders
                         .as_ref()
+                        .filter(|f| holds_verified_files(&f.local))
                         .map(|f| {
                             format!(
                                 "{}: <code>{}</code>",
@@ -493,6 +546,64 @@ pub fn report_text(app: &App, order: &Order, outcome: Option<&RunOutcome>) -> St
                 t("Tabel SOP", "SOP table"),
             )
         }
+    }
+}
+
+/// Whether a local folder holds files verified by a run (its index lists at least one).
+fn holds_verified_files(folder: &std::path::Path) -> bool {
+    std::fs::metadata(folder.join(crate::engine::local::VERIFIED_INDEX)).is_ok_and(|m| m.len() > 0)
+}
+
+/// Reconnects and server retention, when there were any.
+fn run_notes(lang: Lang, r: &BackupReport) -> String {
+    let mut out = String::new();
+    if r.reconnects > 0 {
+        out.push_str(&match lang {
+            Lang::Id => format!("\n🔌 Koneksi ke server terputus dan tersambung kembali {} kali; setiap berkas tetap diverifikasi.", r.reconnects),
+            Lang::En => format!("\n🔌 The connection to the server was lost and made again {} times; every file was still verified.", r.reconnects),
+        });
+    }
+    if r.bytes_reused > 0 {
+        out.push_str(&match lang {
+            Lang::Id => format!("\n♻️ {} diambil dari salinan terverifikasi sebelumnya, tidak disalin ulang.", bytes(r.bytes_reused)),
+            Lang::En => format!("\n♻️ {} taken from an earlier verified copy, not copied again.", bytes(r.bytes_reused)),
+        });
+    }
+    if !r.server_folders_removed.is_empty() {
+        let names = r
+            .server_folders_removed
+            .iter()
+            .map(|n| format!("<code>{}</code>", esc(n)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        out.push_str(&match lang {
+            Lang::Id => format!("\n🧹 Folder backup lama di server dihapus: {names}"),
+            Lang::En => format!("\n🧹 Old backup folders removed from the server: {names}"),
+        });
+    }
+    out
+}
+
+/// A refused server disk, with its figures, in the reader's language.
+fn space_text(lang: Lang, sp: &crate::engine::SpaceShortfall) -> String {
+    let left = sp.need.map(|n| sp.free.saturating_sub(n));
+    match (lang, sp.need, left) {
+        (Lang::Id, Some(need), Some(left)) => format!(
+            "Ruang disk server mail tidak cukup: ekspor perlu sekitar {}, tersedia {} di <code>{}</code> (folder <code>{}</code>); sisanya {} akan di bawah batas aman {} (MAIL_SERVER_MIN_FREE={}). Backup tidak dijalankan agar server mail tetap berfungsi.",
+            bytes(need), bytes(sp.free), esc(&sp.mount), esc(&sp.dir), bytes(left), bytes(sp.floor), esc(&sp.setting)
+        ),
+        (Lang::Id, _, _) => format!(
+            "Ruang disk server mail tinggal {} di <code>{}</code> (folder <code>{}</code>), di bawah batas aman {} (MAIL_SERVER_MIN_FREE={}). Backup tidak dijalankan agar server mail tetap berfungsi.",
+            bytes(sp.free), esc(&sp.mount), esc(&sp.dir), bytes(sp.floor), esc(&sp.setting)
+        ),
+        (Lang::En, Some(need), Some(left)) => format!(
+            "Not enough room on the mail server: the export needs about {}, {} is free on <code>{}</code> (folder <code>{}</code>); the {} left would be below the safety floor of {} (MAIL_SERVER_MIN_FREE={}). Nothing was exported, so the mail service keeps running.",
+            bytes(need), bytes(sp.free), esc(&sp.mount), esc(&sp.dir), bytes(left), bytes(sp.floor), esc(&sp.setting)
+        ),
+        (Lang::En, _, _) => format!(
+            "The mail server has only {} free on <code>{}</code> (folder <code>{}</code>), below the safety floor of {} (MAIL_SERVER_MIN_FREE={}). Nothing was exported, so the mail service keeps running.",
+            bytes(sp.free), esc(&sp.mount), esc(&sp.dir), bytes(sp.floor), esc(&sp.setting)
+        ),
     }
 }
 

@@ -295,7 +295,8 @@ pub async fn carry_out(app: &Arc<App>, order: &Order, effects: Vec<Effect>) -> R
                     .unwrap_or_else(|p| p.into_inner())
                     .remove(&order.id)
                 {
-                    handle.abort();
+                    // The run kills its exports on the server and removes partial files.
+                    handle.stop.stop(crate::engine::StopReason::Cancel);
                 }
             }
             Effect::ReportToKasi | Effect::AnnounceFailure => {

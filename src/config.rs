@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use chrono_tz::Tz;
 
 use crate::domain::{Roster, UserId};
+pub use crate::engine::server::Floor;
 use crate::messages::Lang;
 
 /// A value that must never be printed (the bot token, the database password).
@@ -54,10 +55,18 @@ pub struct BotSettings {
 /// Which mailbox backup runs on the server.
 #[derive(Debug, Clone, PartialEq)]
 pub enum BackupKind {
+    /// One archive per mailbox of the mail store.
+    Mailboxes(MailStore),
+    /// The operator's own command writes files into the folder.
+    Command { command: String },
+}
+
+/// A mail store whose mailboxes the bot lists and exports one by one.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MailStore {
     Zimbra,
     Dovecot { config: Option<String> },
     Maildir { root: String },
-    Command { command: String },
 }
 
 /// The backup engine's settings (steps 3–6).
@@ -74,7 +83,51 @@ pub struct EngineSettings {
     pub local_root: PathBuf,
     pub folder_format: String,
     pub timezone: Tz,
+    /// What must stay free on the server folder's file system (`MAIL_SERVER_MIN_FREE`).
+    pub server_min_free: Floor,
+    /// Bot-made server folders kept after a verified copy (`MAIL_SERVER_BACKUP_KEEP`).
+    pub server_keep: usize,
+    /// No byte for this long during steps 5–6 means the connection stalled.
+    pub stall_secs: u64,
+    /// Reconnects after a dropped or stalled connection, at most this many in a row…
+    pub reconnect_tries: u32,
+    /// …and within this many seconds.
+    pub reconnect_secs: u64,
 }
+
+impl EngineSettings {
+    /// The defaults of the settings that have one, around the ones that must be given.
+    pub fn new(
+        ssh: (String, u16, String, PathBuf, PathBuf),
+        kind: BackupKind,
+        server_backup_dir: String,
+        local_root: PathBuf,
+    ) -> EngineSettings {
+        let (ssh_host, ssh_port, ssh_user, ssh_key, ssh_known_hosts) = ssh;
+        EngineSettings {
+            ssh_host,
+            ssh_port,
+            ssh_user,
+            ssh_key,
+            ssh_known_hosts,
+            kind,
+            server_backup_dir,
+            jobs: 2,
+            local_root,
+            folder_format: "%d-%m-%Y".into(),
+            timezone: chrono_tz::Asia::Jakarta,
+            server_min_free: DEFAULT_SERVER_MIN_FREE,
+            server_keep: 1,
+            stall_secs: 60,
+            reconnect_tries: 6,
+            reconnect_secs: 600,
+        }
+    }
+}
+
+/// 15 %: a mail server's `/var` below that is close to the point where delivery and logging
+/// start failing; the backup never takes the server there.
+pub const DEFAULT_SERVER_MIN_FREE: Floor = Floor::Percent(15.0);
 
 /// Where a setting comes from: the process environment in production, a map in tests.
 pub trait Source {
@@ -250,17 +303,17 @@ impl EngineSettings {
     pub fn load(src: &dyn Source) -> Result<EngineSettings, ConfigError> {
         let kind_name = value(src, "MAIL_BACKUP_KIND").unwrap_or_else(|| "dovecot".to_owned());
         let kind = match kind_name.as_str() {
-            "zimbra" => BackupKind::Zimbra,
-            "dovecot" => BackupKind::Dovecot {
+            "zimbra" => BackupKind::Mailboxes(MailStore::Zimbra),
+            "dovecot" => BackupKind::Mailboxes(MailStore::Dovecot {
                 config: value(src, "MAIL_DOVEADM_CONFIG"),
-            },
-            "maildir" => BackupKind::Maildir {
+            }),
+            "maildir" => BackupKind::Mailboxes(MailStore::Maildir {
                 root: required(
                     src,
                     "MAILDIR_ROOT",
                     "the folder on the server holding one Maildir per mailbox",
                 )?,
-            },
+            }),
             "command" => {
                 let command = required(
                     src,
@@ -336,8 +389,47 @@ impl EngineSettings {
             )?),
             folder_format,
             timezone: timezone(src)?,
+            server_min_free: match value(src, "MAIL_SERVER_MIN_FREE") {
+                None => DEFAULT_SERVER_MIN_FREE,
+                Some(v) => Floor::parse(&v).ok_or_else(|| ConfigError {
+                    var: "MAIL_SERVER_MIN_FREE",
+                    problem: format!(
+                        "expected a percentage such as 15% or a size such as 10G, got {v:?}"
+                    ),
+                })?,
+            },
+            server_keep: parsed(src, "MAIL_SERVER_BACKUP_KEEP", 1, "a whole number of folders")?,
+            stall_secs: positive(src, "MAIL_SSH_STALL_SECS", 60, "a whole number of seconds")?,
+            reconnect_tries: parsed(
+                src,
+                "MAIL_SSH_RECONNECT_TRIES",
+                6,
+                "a whole number of tries",
+            )?,
+            reconnect_secs: positive(
+                src,
+                "MAIL_SSH_RECONNECT_SECS",
+                600,
+                "a whole number of seconds",
+            )?,
         })
     }
+}
+
+fn positive(
+    src: &dyn Source,
+    var: &'static str,
+    default: u64,
+    expected: &str,
+) -> Result<u64, ConfigError> {
+    let v: u64 = parsed(src, var, default, expected)?;
+    if v == 0 {
+        return Err(ConfigError {
+            var,
+            problem: format!("expected {expected} above 0, got 0"),
+        });
+    }
+    Ok(v)
 }
 
 /// The folder name must come out portable (no `/`, `:` …) and name the date.
@@ -448,13 +540,16 @@ mod tests {
             (s.ssh_port, s.jobs, s.folder_format.as_str()),
             (22, 2, "%d-%m-%Y")
         );
-        assert_eq!(s.kind, BackupKind::Dovecot { config: None });
+        assert_eq!(s.kind, BackupKind::Mailboxes(MailStore::Dovecot { config: None }));
         for (extra, var) in [
             (("MAIL_BACKUP_KIND", "exchange"), "MAIL_BACKUP_KIND"),
             (("BACKUP_FOLDER_FORMAT", "%d/%m/%Y"), "BACKUP_FOLDER_FORMAT"),
             (("BACKUP_FOLDER_FORMAT", "%H:%M"), "BACKUP_FOLDER_FORMAT"),
             (("MAIL_BACKUP_JOBS", "0"), "MAIL_BACKUP_JOBS"),
             (("MAIL_SSH_PORT", "ssh"), "MAIL_SSH_PORT"),
+            (("MAIL_SERVER_MIN_FREE", "lots"), "MAIL_SERVER_MIN_FREE"),
+            (("MAIL_SSH_STALL_SECS", "0"), "MAIL_SSH_STALL_SECS"),
+            (("MAIL_SERVER_BACKUP_KEEP", "-1"), "MAIL_SERVER_BACKUP_KEEP"),
             (("MAIL_BACKUP_KIND", "maildir"), "MAILDIR_ROOT"),
         ] {
             let mut v = base.to_vec();

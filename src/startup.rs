@@ -131,5 +131,8 @@ pub async fn run(app: Arc<App>) -> Result<()> {
         _ = dispatcher.dispatch() => {}
         _ = stop => {}
     }
+    // A backup still running stops its exports on the server and keeps what it verified.
+    app.stop_runs(crate::engine::StopReason::Shutdown, std::time::Duration::from_secs(20))
+        .await;
     Ok(())
 }

@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 use futures::{StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
 
-use super::local::{free_space, portable_name, sync_dir};
+use super::local::{find_verified_copy, free_space, record_verified, remove_partials, sync_dir};
+use super::manifest::ServerFile;
 use super::remote::{error_chain, Remote};
-use super::run::ServerFile;
 use super::{tell, EngineError, ErrorKind, Progress, ProgressSender, RunFolders};
 use crate::domain::SopStep;
 
@@ -45,39 +45,75 @@ const TELL_EVERY: Duration = Duration::from_millis(200);
 const STREAM_ONE: &str = r#"if [ "$2" = 0 ]; then exec cat -- "$1"; else exec dd if="$1" bs=1M iflag=skip_bytes skip="$2" status=none; fi"#;
 const STREAM_MANY: &str = r#"cd -- "$1" && shift && exec tar -cf - -- "$@""#;
 
-/// Copies every archive not yet verified locally; returns the bytes transferred.
+/// Blocking copy threads still running (a stopped run waits for them before cleaning up).
+static BUSY_THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Counts a blocking thread while it lives.
+struct Busy;
+impl Busy {
+    fn new() -> Busy {
+        BUSY_THREADS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Busy
+    }
+}
+impl Drop for Busy {
+    fn drop(&mut self) {
+        BUSY_THREADS.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Waits (at most `limit`) until no copy thread runs.
+pub async fn threads_done(limit: Duration) -> bool {
+    let until = Instant::now() + limit;
+    while BUSY_THREADS.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+        if Instant::now() > until {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    true
+}
+
+/// What a copy did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Copied {
+    /// Bytes that came over the network.
+    pub transferred: u64,
+    /// Bytes taken from an earlier run's verified copy instead.
+    pub reused: u64,
+}
+
+/// Copies every archive not yet verified locally. No byte for `stall` ends the copy with
+/// [`ErrorKind::Stalled`] (the caller reconnects and calls again: verified files are kept and a
+/// big file's partial copy goes on).
 pub async fn copy_all(
     remote: &Remote,
     folders: &RunFolders,
     files: &[ServerFile],
     progress: &ProgressSender,
-) -> Result<u64, EngineError> {
+    stall: Duration,
+) -> Result<Copied, EngineError> {
     let err = |kind, detail: String| copy_error(kind, detail, folders);
-    // Names from the server are checked again here: only plain portable names are written.
-    for file in files {
-        if file.name != portable_name(&file.name) && !file.name.ends_with(".tgz")
-            || file.name.contains('/')
-            || file.name.starts_with('.')
-        {
-            return Err(err(
-                ErrorKind::Copy,
-                format!("refusing the server file name {:?}", file.name),
-            ));
-        }
-    }
     let mut need = 0u64;
     let mut todo = Vec::new();
     let mut done_files = 0;
     let mut done_bytes = 0u64;
+    let mut reused = 0u64;
     for file in files {
-        if verified_already(&folders.local.join(&file.name), file).await {
+        if verified_already(&folders.local.join(file.name.as_str()), file).await {
             done_files += 1;
             done_bytes += file.size;
             continue;
         }
+        if reuse_earlier_copy(folders, file).await {
+            done_files += 1;
+            done_bytes += file.size;
+            reused += file.size;
+            continue;
+        }
         // Only a big file continues its partial copy; a small one starts over.
         let have = match file.size >= OWN_STREAM_FROM {
-            true => std::fs::metadata(part_path(&folders.local, &file.name))
+            true => std::fs::metadata(part_path(&folders.local, file.name.as_str()))
                 .map(|m| m.len())
                 .unwrap_or(0)
                 .min(file.size),
@@ -88,16 +124,20 @@ pub async fn copy_all(
     }
     let free = free_space(&folders.local).map_err(|e| err(ErrorKind::Copy, e.to_string()))?;
     if free < need {
+        // What cannot finish only holds the disk: free it now.
+        remove_partials(&folders.local);
         return Err(err(
             ErrorKind::NoSpace,
             format!(
-                "{need} bytes to copy, {free} free on {}",
+                "{} to copy, {} free on {}",
+                mib(need),
+                mib(free),
                 folders.local.display()
             ),
         ));
     }
     let meter = Arc::new(Meter::new(files, done_files, done_bytes, progress.clone()));
-    futures::stream::iter(plan(todo).into_iter().map(|job| {
+    let work = futures::stream::iter(plan(todo).into_iter().map(|job| {
         let meter = meter.clone();
         async move {
             match job {
@@ -107,11 +147,79 @@ pub async fn copy_all(
         }
     }))
     .buffer_unordered(STREAMS)
-    .try_collect::<Vec<()>>()
-    .await?;
+    .try_collect::<Vec<()>>();
+    let watch = async {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            meter.tell_now();
+            if meter.idle() >= stall {
+                return err(
+                    ErrorKind::Stalled,
+                    format!("no byte arrived for {} s", meter.idle().as_secs()),
+                );
+            }
+        }
+    };
+    let result = tokio::select! {
+        r = work => r.map(|_| ()),
+        e = watch => Err(e),
+    };
+    if let Err(e) = result {
+        let full = e.kind == ErrorKind::NoSpace
+            || free_space(&folders.local).is_ok_and(|f| f < (1 << 20));
+        if full {
+            remove_partials(&folders.local);
+            return Err(EngineError {
+                kind: ErrorKind::NoSpace,
+                ..e
+            });
+        }
+        return Err(e);
+    }
     sync_dir(&folders.local).map_err(|e| err(ErrorKind::Copy, e.to_string()))?;
     meter.tell_now();
-    Ok(meter.transferred())
+    Ok(Copied {
+        transferred: meter.transferred(),
+        reused,
+    })
+}
+
+fn mib(b: u64) -> String {
+    format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64)
+}
+
+/// An earlier run (failed, or of another day) verified a file with the same checksum: link
+/// (or copy) it here instead of copying it over the network again, and check it.
+async fn reuse_earlier_copy(folders: &RunFolders, file: &ServerFile) -> bool {
+    let Some(root) = folders.local.parent() else {
+        return false;
+    };
+    let Some(source) = find_verified_copy(root, &folders.local, &file.sha256, file.size) else {
+        return false;
+    };
+    let dest = folders.local.join(file.name.as_str());
+    let part = part_path(&folders.local, file.name.as_str());
+    let expected = file.sha256.clone();
+    let task = tokio::task::spawn_blocking(move || -> std::io::Result<bool> {
+        let _busy = Busy::new();
+        let _ = std::fs::remove_file(&part);
+        if std::fs::hard_link(&source, &part).is_err() {
+            std::fs::copy(&source, &part)?;
+            File::open(&part)?.sync_all()?;
+        }
+        let (sha, _) = sha256_of(&part)?;
+        if sha != expected {
+            let _ = std::fs::remove_file(&part);
+            return Ok(false);
+        }
+        std::fs::rename(&part, &dest)?;
+        Ok(true)
+    });
+    let ok = matches!(task.await, Ok(Ok(true)));
+    if ok {
+        let _ = record_verified(&folders.local, &file.sha256, file.size, file.name.as_str());
+    }
+    ok
 }
 
 enum Job {
@@ -149,6 +257,7 @@ fn copy_error(kind: ErrorKind, detail: String, folders: &RunFolders) -> EngineEr
         kind,
         detail,
         folders: Some(folders.clone()),
+        space: None,
     }
 }
 
@@ -161,7 +270,15 @@ async fn copy_whole(
 ) -> Result<(), EngineError> {
     let err =
         |detail: String| copy_error(ErrorKind::Copy, format!("{}: {detail}", file.name), folders);
-    let part = part_path(&folders.local, &file.name);
+    let io_err = |e: std::io::Error| {
+        let kind = if e.raw_os_error() == Some(libc::ENOSPC) {
+            ErrorKind::NoSpace
+        } else {
+            ErrorKind::Copy
+        };
+        copy_error(kind, format!("{}: {e}", file.name), folders)
+    };
+    let part = part_path(&folders.local, file.name.as_str());
     let (hasher, have) = {
         let part = part.clone();
         let size = file.size;
@@ -181,6 +298,7 @@ async fn copy_whole(
         let part = part.clone();
         let meter = meter.clone();
         tokio::task::spawn_blocking(move || {
+            let _busy = Busy::new();
             receive_one(input, &part, have, hasher, &meter).and_then(|(got, sha)| {
                 File::open(&part)?.sync_all()?;
                 Ok((got, sha))
@@ -188,9 +306,7 @@ async fn copy_whole(
         })
     };
     let (received, finished) = tokio::join!(receive, child.wait_with_output());
-    let (got, sha) = received
-        .map_err(|e| err(e.to_string()))?
-        .map_err(|e| err(e.to_string()))?;
+    let (got, sha) = received.map_err(|e| err(e.to_string()))?.map_err(io_err)?;
     let finished = finished.map_err(|e| err(error_chain(&e)))?;
     if !finished.status.success() {
         return Err(err(format!(
@@ -207,7 +323,8 @@ async fn copy_whole(
             file.size, file.sha256
         )));
     }
-    std::fs::rename(&part, folders.local.join(&file.name)).map_err(|e| err(e.to_string()))?;
+    std::fs::rename(&part, folders.local.join(file.name.as_str())).map_err(|e| err(e.to_string()))?;
+    let _ = record_verified(&folders.local, &file.sha256, file.size, file.name.as_str());
     meter.add(0, 1);
     Ok(())
 }
@@ -231,7 +348,10 @@ async fn copy_batch(
         let dir = folders.local.clone();
         let meter = meter.clone();
         let files = files.clone();
-        tokio::task::spawn_blocking(move || receive_many(input, &dir, &files, &meter))
+        tokio::task::spawn_blocking(move || {
+            let _busy = Busy::new();
+            receive_many(input, &dir, &files, &meter)
+        })
     };
     let (received, finished) = tokio::join!(receive, child.wait_with_output());
     let received = received.map_err(|e| err(e.to_string()))?;
@@ -244,6 +364,9 @@ async fn copy_batch(
     for name in &verified {
         std::fs::rename(part_path(&folders.local, name), folders.local.join(name))
             .map_err(|e| err(format!("{name}: {e}")))?;
+        if let Some(f) = files.iter().find(|f| f.name.as_str() == name) {
+            let _ = record_verified(&folders.local, &f.sha256, f.size, name);
+        }
     }
     meter.add(0, verified.len());
     if let Some(detail) = problem {
@@ -457,7 +580,8 @@ fn receive_many(
     files: &[ServerFile],
     meter: &Meter,
 ) -> Result<Vec<String>, BatchError> {
-    let expected: HashMap<&str, &ServerFile> = files.iter().map(|f| (f.name.as_str(), f)).collect();
+    let expected: HashMap<&str, &ServerFile> =
+        files.iter().map(|f| (f.name.as_str(), f)).collect();
     let mut verified = Vec::new();
     let mut problem = None;
     let mut archive = tar::Archive::new(BufReader::with_capacity(BUFFER, input));
@@ -553,7 +677,6 @@ async fn verified_already(dest: &Path, file: &ServerFile) -> bool {
 /// Counts bytes and files across the streams and turns them into progress events.
 struct Meter {
     progress: ProgressSender,
-    started: Instant,
     files_total: usize,
     bytes_total: u64,
     state: Mutex<MeterState>,
@@ -564,7 +687,13 @@ struct MeterState {
     bytes_done: u64,
     transferred: u64,
     last_told: Option<Instant>,
+    last_byte: Instant,
+    /// `(when, transferred)` over the last [`RATE_WINDOW`]: the rate shown is the recent one,
+    /// so a stall shows as a falling rate, not a frozen one.
+    samples: std::collections::VecDeque<(Instant, u64)>,
 }
+
+const RATE_WINDOW: Duration = Duration::from_secs(10);
 
 impl Meter {
     fn new(
@@ -573,9 +702,9 @@ impl Meter {
         bytes_done: u64,
         progress: ProgressSender,
     ) -> Self {
+        let now = Instant::now();
         Meter {
             progress,
-            started: Instant::now(),
             files_total: files.len(),
             bytes_total: files.iter().map(|f| f.size).sum(),
             state: Mutex::new(MeterState {
@@ -583,6 +712,8 @@ impl Meter {
                 bytes_done,
                 transferred: 0,
                 last_told: None,
+                last_byte: now,
+                samples: std::collections::VecDeque::from([(now, 0)]),
             }),
         }
     }
@@ -592,20 +723,34 @@ impl Meter {
         st.bytes_done += bytes;
         st.transferred += bytes;
         st.files_done += files;
+        st.last_byte = Instant::now();
         let due = st.last_told.is_none_or(|t| t.elapsed() >= TELL_EVERY);
         if files > 0 || due {
             st.last_told = Some(Instant::now());
-            self.tell(&st);
+            self.tell(&mut st);
         }
     }
 
-    fn tell_now(&self) {
+    /// How long since the last byte arrived.
+    fn idle(&self) -> Duration {
         let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        self.tell(&st);
+        st.last_byte.elapsed()
     }
 
-    fn tell(&self, st: &MeterState) {
-        let rate = st.transferred as f64 / self.started.elapsed().as_secs_f64().max(0.001);
+    fn tell_now(&self) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        self.tell(&mut st);
+    }
+
+    fn tell(&self, st: &mut MeterState) {
+        let now = Instant::now();
+        st.samples.push_back((now, st.transferred));
+        while st.samples.len() > 2 && now.duration_since(st.samples[0].0) > RATE_WINDOW {
+            st.samples.pop_front();
+        }
+        let (since, then) = st.samples[0];
+        let secs = now.duration_since(since).as_secs_f64().max(0.001);
+        let rate = (st.transferred - then) as f64 / secs;
         let left = self.bytes_total.saturating_sub(st.bytes_done);
         tell(
             &self.progress,
@@ -615,7 +760,7 @@ impl Meter {
                 bytes_done: st.bytes_done,
                 bytes_total: self.bytes_total,
                 rate,
-                eta_secs: (rate > 0.0).then(|| (left as f64 / rate) as u64),
+                eta_secs: (rate > 1.0).then(|| (left as f64 / rate) as u64),
             },
         );
     }
@@ -636,7 +781,7 @@ mod tests {
         ServerFile {
             sha256: "0".repeat(64),
             size,
-            name: name.into(),
+            name: super::super::manifest::ServerName::parse(name).expect("a plain name"),
         }
     }
 

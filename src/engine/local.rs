@@ -5,13 +5,146 @@ use std::path::{Path, PathBuf};
 
 use chrono::NaiveDateTime;
 
-/// `<root>/<date>`, or `<date>_2`, `_3` … when that day already has a backup: an earlier backup is
-/// never overwritten or mixed into. The root must exist (an unmounted external disk must not
-/// silently become a folder on the internal one).
+/// The file `mailbox-backup-bot init-disk` writes at the root of the backup disk. Its absence
+/// means the disk is not mounted (the empty mount point is there instead).
+pub const DISK_MARKER: &str = ".mailbox-backup-bot-disk";
+
+/// Writes the disk marker in `root` (keeps an existing one). Returns the marker's text and
+/// whether it was written now.
+pub fn init_disk(root: &Path) -> std::io::Result<(String, bool)> {
+    if !root.is_dir() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("{} is not a folder", root.display()),
+        ));
+    }
+    let path = root.join(DISK_MARKER);
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        return Ok((text, false));
+    }
+    let mut id = [0u8; 8];
+    std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut id))?;
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    let text = format!(
+        "mailbox-backup-bot disk\nid={}\ncreated={}\nhost={}\npath={}\n",
+        id.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        host.trim(),
+        root.display()
+    );
+    write_durably(&path, text.as_bytes())?;
+    Ok((text, true))
+}
+
+/// Refuses a backup root that is not a folder or has no disk marker.
+pub fn check_disk(root: &Path) -> Result<String, String> {
+    if !root.is_dir() {
+        return Err(format!(
+            "LOCAL_BACKUP_ROOT {} does not exist or is not a folder (is the external disk mounted?)",
+            root.display()
+        ));
+    }
+    match std::fs::read_to_string(root.join(DISK_MARKER)) {
+        Ok(text) if text.starts_with("mailbox-backup-bot disk") => Ok(text
+            .lines()
+            .find_map(|l| l.strip_prefix("id="))
+            .unwrap_or("")
+            .to_owned()),
+        _ => Err(format!(
+            "{} has no {DISK_MARKER}: disk not mounted? (on a new disk, run `mailbox-backup-bot init-disk {}` once)",
+            root.display(),
+            root.display()
+        )),
+    }
+}
+
+/// Where a local dated folder stands, kept in its marker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FolderState {
+    Running,
+    Complete,
+    Failed,
+}
+
+/// The marker of a local dated folder: who made it, its server folder, how far it got.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocalMarker {
+    pub owner: String,
+    pub created: String,
+    pub server: Option<String>,
+    pub state: FolderState,
+    pub pid: u32,
+}
+
+impl LocalMarker {
+    fn text(&self) -> String {
+        let mut t = super::server::marker_text(&self.owner, &self.created);
+        if let Some(server) = &self.server {
+            t.push_str(&format!("server={}\n", server.replace('\n', "")));
+        }
+        let state = match self.state {
+            FolderState::Running => "running",
+            FolderState::Complete => "complete",
+            FolderState::Failed => "failed",
+        };
+        t.push_str(&format!("state={state}\npid={}\n", self.pid));
+        t
+    }
+
+    fn parse(text: &str) -> Option<LocalMarker> {
+        let mut lines = text.lines();
+        if lines.next()? != super::server::MARKER_HEAD {
+            return None;
+        }
+        let field = |k: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(k).and_then(|r| r.strip_prefix('=')))
+                .map(str::to_owned)
+        };
+        Some(LocalMarker {
+            owner: field("owner").unwrap_or_default(),
+            created: field("created").unwrap_or_default(),
+            server: field("server").filter(|s| !s.is_empty()),
+            state: match field("state").as_deref() {
+                Some("complete") => FolderState::Complete,
+                Some("failed") => FolderState::Failed,
+                _ => FolderState::Running,
+            },
+            pid: field("pid").and_then(|p| p.parse().ok()).unwrap_or(0),
+        })
+    }
+}
+
+pub fn read_marker(folder: &Path) -> Option<LocalMarker> {
+    LocalMarker::parse(&std::fs::read_to_string(folder.join(super::server::MARKER_FILE)).ok()?)
+}
+
+pub fn write_marker(folder: &Path, marker: &LocalMarker) -> std::io::Result<()> {
+    write_durably(&folder.join(super::server::MARKER_FILE), marker.text().as_bytes())
+}
+
+/// Updates the state (and server folder) in a folder's marker.
+pub fn mark(folder: &Path, state: FolderState, server: Option<&str>) -> std::io::Result<()> {
+    let mut m = read_marker(folder).ok_or_else(|| {
+        std::io::Error::other(format!("{} has no marker", folder.display()))
+    })?;
+    m.state = state;
+    if let Some(server) = server {
+        m.server = Some(server.to_owned());
+    }
+    m.pid = std::process::id();
+    write_marker(folder, &m)
+}
+
+/// `<root>/<date>`, or `<date>_2`, `_3` … when that name exists (an earlier backup, or a folder
+/// someone made by hand): an existing folder is never overwritten or mixed into. The new folder
+/// gets the bot's marker. The root must exist (an unmounted external disk must not silently
+/// become a folder on the internal one).
 pub fn create_dated_folder(
     root: &Path,
     format: &str,
     when: NaiveDateTime,
+    owner: &str,
 ) -> std::io::Result<PathBuf> {
     if !root.is_dir() {
         return Err(std::io::Error::new(
@@ -21,19 +154,140 @@ pub fn create_dated_folder(
     }
     let base = portable_name(&when.format(format).to_string());
     for n in 1..1000 {
-        let name = if n == 1 {
-            base.clone()
-        } else {
-            format!("{base}_{n}")
-        };
-        let path = root.join(&name);
+        let path = root.join(numbered(&base, n));
         match std::fs::create_dir(&path) {
-            Ok(()) => return Ok(path),
+            Ok(()) => {
+                write_marker(
+                    &path,
+                    &LocalMarker {
+                        owner: owner.to_owned(),
+                        created: chrono::Utc::now()
+                            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                        server: None,
+                        state: FolderState::Running,
+                        pid: std::process::id(),
+                    },
+                )?;
+                return Ok(path);
+            }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(e),
         }
     }
     Err(std::io::Error::other("more than 999 backups on one day"))
+}
+
+fn numbered(base: &str, n: usize) -> String {
+    if n == 1 {
+        base.to_owned()
+    } else {
+        format!("{base}_{n}")
+    }
+}
+
+/// An unfinished bot-made folder of the same day (an earlier run failed or was killed, and no
+/// live process of the bot still writes it): a new run continues it instead of starting over.
+pub fn unfinished_folder(root: &Path, format: &str, when: NaiveDateTime) -> Option<(PathBuf, LocalMarker)> {
+    let base = portable_name(&when.format(format).to_string());
+    let mut found = None;
+    for n in 1..1000 {
+        let path = root.join(numbered(&base, n));
+        if !path.exists() {
+            break;
+        }
+        if let Some(m) = read_marker(&path) {
+            let writer_alive = m.pid != 0
+                && m.pid != std::process::id()
+                && m.state == FolderState::Running
+                && Path::new(&format!("/proc/{}", m.pid)).exists();
+            if m.state != FolderState::Complete && !writer_alive {
+                found = Some((path, m));
+            }
+        }
+    }
+    found
+}
+
+/// Bot-made folders under `root` other than `except`.
+fn bot_folders(root: &Path, except: &Path) -> Vec<(PathBuf, LocalMarker)> {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p != except && p.is_dir())
+        .filter_map(|p| read_marker(&p).map(|m| (p, m)))
+        .collect()
+}
+
+/// The index of verified files in a folder: `sha256 size name` lines, appended as each file
+/// gets its real name.
+pub const VERIFIED_INDEX: &str = ".verified";
+
+pub fn record_verified(folder: &Path, sha256: &str, size: u64, name: &str) -> std::io::Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(folder.join(VERIFIED_INDEX))?;
+    std::io::Write::write_all(&mut f, format!("{sha256} {size} {name}\n").as_bytes())
+}
+
+/// A verified copy with this checksum and size in another bot-made folder, newest first.
+pub fn find_verified_copy(root: &Path, except: &Path, sha256: &str, size: u64) -> Option<PathBuf> {
+    let mut folders = bot_folders(root, except);
+    folders.sort_by(|a, b| b.1.created.cmp(&a.1.created));
+    folders.into_iter().find_map(|(folder, _)| {
+        let index = std::fs::read_to_string(folder.join(VERIFIED_INDEX)).ok()?;
+        index.lines().find_map(|line| {
+            let mut it = line.splitn(3, ' ');
+            let (h, s, n) = (it.next()?, it.next()?, it.next()?);
+            let path = folder.join(n);
+            (h == sha256 && s.parse::<u64>().ok() == Some(size) && !n.contains('/')
+                && std::fs::metadata(&path).is_ok_and(|m| m.len() == size))
+            .then_some(path)
+        })
+    })
+}
+
+/// Removes the partial copies (`.NAME.part`) in `folder`; returns the bytes freed.
+pub fn remove_partials(folder: &Path) -> u64 {
+    let mut freed = 0;
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return 0;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') && name.ends_with(".part") {
+            let len = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            if std::fs::remove_file(entry.path()).is_ok() {
+                freed += len;
+            }
+        }
+    }
+    freed
+}
+
+/// After a verified run: the partial copies left in earlier unfinished bot-made folders are no
+/// longer needed (what they held is now verified here). Returns the bytes freed.
+pub fn remove_stale_partials(root: &Path, except: &Path) -> u64 {
+    bot_folders(root, except)
+        .into_iter()
+        .filter(|(_, m)| m.state != FolderState::Complete)
+        .map(|(p, _)| remove_partials(&p))
+        .sum()
+}
+
+/// Writes `content` to `path` through a temporary file, synced, then renamed.
+pub fn write_durably(path: &Path, content: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        std::io::Write::write_all(&mut f, content)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
 }
 
 /// A file name NTFS, exFAT and ext4 all accept, kept readable: characters they refuse become `_`,
@@ -120,17 +374,30 @@ mod tests {
         let when = chrono::NaiveDate::from_ymd_opt(2026, 11, 24)
             .and_then(|d| d.and_hms_opt(9, 0, 0))
             .expect("valid");
-        let first = create_dated_folder(&root, "%d-%m-%Y", when).expect("first");
-        let second = create_dated_folder(&root, "%d-%m-%Y", when).expect("second");
+        std::fs::create_dir_all(root.join("24-11-2026_2")).expect("made by hand");
+        let first = create_dated_folder(&root, "%d-%m-%Y", when, "order 1").expect("first");
+        let second = create_dated_folder(&root, "%d-%m-%Y", when, "order 2").expect("second");
         assert_eq!(
             first.file_name().and_then(|n| n.to_str()),
             Some("24-11-2026")
         );
         assert_eq!(
             second.file_name().and_then(|n| n.to_str()),
-            Some("24-11-2026_2")
+            Some("24-11-2026_3"),
+            "the folder made by hand is skipped"
         );
-        assert!(create_dated_folder(&root.join("not-mounted"), "%d-%m-%Y", when).is_err());
+        assert_eq!(read_marker(&second).map(|m| m.owner), Some("order 2".into()));
+        assert_eq!(read_marker(&root.join("24-11-2026_2")), None);
+        // The first failed: the next run of the day continues it, not the hand-made one.
+        mark(&first, FolderState::Failed, Some("/srv/b/24-11-2026")).expect("mark");
+        mark(&second, FolderState::Complete, None).expect("mark");
+        let (again, m) = unfinished_folder(&root, "%d-%m-%Y", when).expect("unfinished");
+        assert_eq!((again, m.server.as_deref()), (first.clone(), Some("/srv/b/24-11-2026")));
+        assert!(create_dated_folder(&root.join("not-mounted"), "%d-%m-%Y", when, "x").is_err());
+        assert!(check_disk(&root).is_err(), "no disk marker yet");
+        let (_, new) = init_disk(&root).expect("init");
+        assert!(new && check_disk(&root).is_ok());
+        assert!(!init_disk(&root).expect("again").1, "an existing marker is kept");
         std::fs::remove_dir_all(&root).expect("cleanup");
     }
 }

@@ -10,14 +10,18 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 pub mod archive;
-pub mod cli;
 pub mod copy;
+pub mod export;
+pub mod link;
 pub mod local;
+pub mod manifest;
 pub mod remote;
 pub mod run;
+pub mod server;
 pub mod strategy;
+pub mod zimbra;
 pub use run::SshEngine;
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::{mpsc::UnboundedSender, watch};
 
 use crate::domain::SopStep;
 
@@ -33,6 +37,69 @@ pub struct RunFolders {
 pub struct RunRequest {
     pub date: NaiveDate,
     pub resume: Option<RunFolders>,
+    /// Who the run is for, written in the folders' markers (`order 12`, `command line`).
+    pub owner: String,
+    pub stop: Stop,
+}
+
+impl RunRequest {
+    /// A new run for `date`, stopped only by `stop`.
+    pub fn new(date: NaiveDate, owner: impl Into<String>, stop: Stop) -> RunRequest {
+        RunRequest {
+            date,
+            resume: None,
+            owner: owner.into(),
+            stop,
+        }
+    }
+}
+
+/// Why a run is asked to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// `/cancel`: stop, kill the exports, remove partial files on both sides.
+    Cancel,
+    /// The bot is shutting down: stop the exports, keep local partial files so the run resumes.
+    Shutdown,
+}
+
+/// The run's side of a stop request.
+#[derive(Debug, Clone)]
+pub struct Stop(watch::Receiver<Option<StopReason>>);
+
+/// The asker's side.
+#[derive(Debug)]
+pub struct StopHandle(watch::Sender<Option<StopReason>>);
+
+impl StopHandle {
+    pub fn stop(&self, reason: StopReason) {
+        let _ = self.0.send(Some(reason));
+    }
+}
+
+impl Stop {
+    pub fn pair() -> (StopHandle, Stop) {
+        let (tx, rx) = watch::channel(None);
+        (StopHandle(tx), Stop(rx))
+    }
+
+    /// A run nobody stops (its handle is gone).
+    pub fn never() -> Stop {
+        Stop::pair().1
+    }
+
+    /// Waits until a stop is asked; never returns when the handle is gone without asking.
+    pub async fn requested(&mut self) -> StopReason {
+        loop {
+            if let Some(reason) = *self.0.borrow_and_update() {
+                return reason;
+            }
+            if self.0.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+    }
 }
 
 /// What the engine tells while it runs. The bot turns these into chat messages, the command line
@@ -69,6 +136,21 @@ pub enum Progress {
     ReadBack {
         done: usize,
         total: usize,
+    },
+    /// The connection dropped or stalled; reconnecting (`attempt` of at most `of`).
+    Reconnecting {
+        step: SopStep,
+        attempt: u32,
+        of: u32,
+        reason: String,
+    },
+    /// Reconnected; the step goes on where it was.
+    Reconnected { step: SopStep },
+    /// Step 5: the free space on the server, and what the export is expected to need.
+    ServerSpace {
+        free: u64,
+        need: Option<u64>,
+        floor: u64,
     },
 }
 
@@ -122,6 +204,15 @@ pub struct BackupReport {
     pub bytes_copied: u64,
     /// Seconds spent copying.
     pub copy_secs: f64,
+    /// Times the connection was made again after a drop or stall.
+    #[serde(default)]
+    pub reconnects: u32,
+    /// Older bot-made server folders removed by retention after the verified copy.
+    #[serde(default)]
+    pub server_folders_removed: Vec<String>,
+    /// Bytes not copied over the network because an earlier run's verified copy was reused.
+    #[serde(default)]
+    pub bytes_reused: u64,
 }
 
 impl BackupReport {
@@ -158,6 +249,41 @@ pub struct EngineError {
     pub detail: String,
     /// The folders, when step 3 got that far (what is kept).
     pub folders: Option<RunFolders>,
+    /// For [`ErrorKind::ServerNoSpace`]: the figures, for the reader's language.
+    #[serde(default)]
+    pub space: Option<SpaceShortfall>,
+}
+
+/// Why the server's disk cannot take the export.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpaceShortfall {
+    /// Bytes the export is expected to need (`None`: the server could not say).
+    pub need: Option<u64>,
+    pub free: u64,
+    /// Bytes that must stay free, from `setting`.
+    pub floor: u64,
+    pub setting: String,
+    pub mount: String,
+    pub dir: String,
+}
+
+impl std::fmt::Display for SpaceShortfall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64);
+        match self.need {
+            Some(need) => write!(
+                f,
+                "the export needs about {}, {} is free on {} (for {}); that would leave {}, below the floor of {} (MAIL_SERVER_MIN_FREE={})",
+                mib(need), mib(self.free), self.mount, self.dir,
+                mib(self.free.saturating_sub(need)), mib(self.floor), self.setting
+            ),
+            None => write!(
+                f,
+                "{} is free on {} (for {}), below the floor of {} (MAIL_SERVER_MIN_FREE={})",
+                mib(self.free), self.mount, self.dir, mib(self.floor), self.setting
+            ),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
@@ -181,6 +307,16 @@ pub enum ErrorKind {
     NoMailboxes,
     #[error("not enough free space")]
     NoSpace,
+    #[error("not enough free space on the mail server")]
+    ServerNoSpace,
+    #[error("backup disk not ready (not mounted?)")]
+    DiskNotReady,
+    #[error("connection stalled")]
+    Stalled,
+    #[error("cancelled")]
+    Cancelled,
+    #[error("interrupted by shutdown")]
+    Interrupted,
     #[error("copy")]
     Copy,
 }
@@ -192,6 +328,7 @@ impl EngineError {
             kind,
             detail: detail.into(),
             folders: None,
+            space: None,
         }
     }
 }

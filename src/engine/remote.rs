@@ -54,7 +54,10 @@ impl Remote {
         // Our own ssh config: the user's ~/.ssh/config must not change how the backup logs in, and
         // AES-GCM is the fastest cipher on common CPUs.
         let config = work_dir.join("ssh_config");
-        let text = "BatchMode yes\nIdentitiesOnly yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nServerAliveInterval 15\nServerAliveCountMax 4\nCiphers aes128-gcm@openssh.com,chacha20-poly1305@openssh.com,aes256-gcm@openssh.com,aes128-ctr\n";
+        // A server that does not answer for MAIL_SSH_STALL_SECS ends the connection (three
+        // keep-alives unanswered), so a stall turns into an error the run can reconnect after.
+        let alive = (s.stall_secs / 3).max(1);
+        let text = format!("BatchMode yes\nIdentitiesOnly yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nServerAliveInterval {alive}\nServerAliveCountMax 3\nCiphers aes128-gcm@openssh.com,chacha20-poly1305@openssh.com,aes256-gcm@openssh.com,aes128-ctr\n");
         std::fs::write(&config, text)
             .map_err(|e| fail(ErrorKind::Ssh, format!("writing {}: {e}", config.display())))?;
         if !s.ssh_key.is_file() {
@@ -137,6 +140,11 @@ impl Remote {
             .stderr(openssh::Stdio::piped())
             .spawn()
             .await
+    }
+
+    /// Whether the connection still answers.
+    pub async fn check(&self) -> Result<(), openssh::Error> {
+        self.session.check().await
     }
 
     pub async fn close(self) {

@@ -1,14 +1,25 @@
-//! Step 5 on the server: how mailboxes are listed and exported for each `MAIL_BACKUP_KIND`.
-//! Scripts are fixed text; account names and paths reach them only as positional arguments
-//! (escaped by the SSH layer), so a hostile name can neither run code nor leave the folder.
+//! Step 5 per mail store: how mailboxes are listed, sized and exported. Scripts are fixed text;
+//! account names and paths reach them only as positional arguments (escaped by the SSH layer),
+//! so a hostile name can neither run code nor leave the folder.
+//!
+//! Every export script follows one contract, run by [`super::server::EXPORT_ONE`]:
+//! `sh -c SCRIPT sh OUT ACCOUNT STAGE EXTRA…` writes the complete archive to OUT and exits 0, or
+//! exits non-zero with the reason on stderr. STAGE is an empty private folder beside OUT,
+//! removed afterwards. The script runs in its own process group, killed on cancel.
 
-use crate::config::BackupKind;
+use crate::config::MailStore;
 
 /// Lists the mailboxes, one per line (or NUL-separated, see [`Listing::nul`]).
 pub struct Listing {
     pub script: &'static str,
     pub args: Vec<String>,
     pub nul: bool,
+}
+
+/// A server script and its arguments.
+pub struct Script {
+    pub script: &'static str,
+    pub args: Vec<String>,
 }
 
 /// Zimbra's system accounts, not backed up.
@@ -19,161 +30,140 @@ pub fn is_zimbra_system_account(account: &str) -> bool {
         .any(|p| local.starts_with(p))
 }
 
-pub fn listing(kind: &BackupKind) -> Option<Listing> {
-    match kind {
-        BackupKind::Zimbra => Some(Listing {
-            script: "exec su - zimbra -c 'zmprov -l gaa'",
-            args: vec![],
-            nul: false,
-        }),
-        BackupKind::Dovecot { config } => Some(Listing {
-            script: r#"if [ -n "$1" ]; then exec doveadm -c "$1" user '*'; else exec doveadm user '*'; fi"#,
-            args: vec![config.clone().unwrap_or_default()],
-            nul: false,
-        }),
-        BackupKind::Maildir { root } => Some(Listing {
-            script: r#"exec find "$1" -mindepth 1 -maxdepth 1 -type d -printf '%f\0'"#,
-            args: vec![root.clone()],
-            nul: true,
-        }),
-        BackupKind::Command { .. } => None,
-    }
-}
-
-/// The archive's extension for the kind.
-pub fn extension(kind: &BackupKind) -> &'static str {
-    match kind {
-        BackupKind::Zimbra => "tgz",
-        _ => "tar.gz",
-    }
-}
-
-/// Exports one mailbox into `<dir>/<file>`: written as `.part`, renamed when complete.
-/// Arguments: `$1` the server folder, `$2` the account, `$3` the file name, then per kind.
-pub struct Export {
-    pub script: &'static str,
-    pub args: Vec<String>,
-}
+const DOVECOT_LIST: &str =
+    r#"if [ -n "$1" ]; then exec doveadm -c "$1" user '*'; else exec doveadm user '*'; fi"#;
+const MAILDIR_LIST: &str = r#"exec find "$1" -mindepth 1 -maxdepth 1 -type d -printf '%f\0'"#;
 
 pub const DOVECOT_EXPORT: &str = r#"set -eu
-dir=$1; user=$2; file=$3; conf=$4
-stage="$dir/.stage/$file"
-rm -rf -- "$stage"; mkdir -p -- "$stage/Maildir"
+out=$1; user=$2; stage=$3; conf=$4
+mkdir -p -- "$stage/Maildir"
 if [ -n "$conf" ]; then set -- -c "$conf"; else set --; fi
 uid=$(doveadm "$@" user -f uid -- "$user"); gid=$(doveadm "$@" user -f gid -- "$user")
-# Only this mailbox's stage: other exports run in parallel beside it, and a chown there would
-# change files under their tar ("file changed as we read it").
+# Only this mailbox's stage: other exports run in parallel beside it.
 chown -R "$uid:$gid" -- "$stage"
 doveadm "$@" -o maildir_copy_with_hardlinks=no backup -u "$user" "maildir:$stage/Maildir"
-(umask 077; tar -czf "$dir/$file.part" -C "$stage" Maildir)
-mv -f -- "$dir/$file.part" "$dir/$file"
-rm -rf -- "$stage""#;
+tar -czf "$out" -C "$stage" Maildir"#;
 
 pub const MAILDIR_EXPORT: &str = r#"set -eu
-dir=$1; name=$2; file=$3; root=$4
-(umask 077; tar -czf "$dir/$file.part" -C "$root" -- "$name")
-mv -f -- "$dir/$file.part" "$dir/$file""#;
+out=$1; name=$2; root=$4
+tar -czf "$out" -C "$root" -- "$name""#;
 
-/// `zmmailbox` runs as the zimbra user through `su -c`, which takes one command string: the
-/// account is quoted into it by [`shell_quote`].
-pub const ZIMBRA_EXPORT: &str = r#"set -eu
-dir=$1; file=$3; cmd=$4
-su - zimbra -c "$cmd" > "$dir/$file.part"
-mv -f -- "$dir/$file.part" "$dir/$file""#;
+/// Sizes print `TOTAL_KIB LARGEST_KIB`.
+const SUM_KIB: &str = r#"awk 'BEGIN {t=0; m=0} {t+=$1; if ($1>m) m=$1} END {print t, m}'"#;
+
+const DOVECOT_SIZES: &str = r#"if [ -n "$1" ]; then set -- -c "$1"; else set --; fi
+doveadm "$@" user '*' | while IFS= read -r u; do
+  h=$(doveadm "$@" user -f home -- "$u" 2>/dev/null) || continue
+  [ -d "$h" ] && du -sk -- "$h" | cut -f1
+done | "#;
+
+const MAILDIR_SIZES: &str = r#"cd -- "$1" && for d in */; do [ -d "$d" ] && du -sk -- "$d" | cut -f1; done | "#;
+
+impl MailStore {
+    pub fn listing(&self) -> Listing {
+        match self {
+            MailStore::Zimbra => Listing {
+                script: super::zimbra::LIST,
+                args: vec![],
+                nul: false,
+            },
+            MailStore::Dovecot { config } => Listing {
+                script: DOVECOT_LIST,
+                args: vec![config.clone().unwrap_or_default()],
+                nul: false,
+            },
+            MailStore::Maildir { root } => Listing {
+                script: MAILDIR_LIST,
+                args: vec![root.clone()],
+                nul: true,
+            },
+        }
+    }
+
+    /// Whether a listed account is left out (Zimbra's system accounts).
+    pub fn skips(&self, account: &str) -> bool {
+        matches!(self, MailStore::Zimbra) && is_zimbra_system_account(account)
+    }
+
+    /// The export script and its extra arguments (after OUT ACCOUNT STAGE).
+    pub fn export(&self) -> Script {
+        match self {
+            MailStore::Zimbra => Script {
+                script: super::zimbra::EXPORT,
+                args: vec![],
+            },
+            MailStore::Dovecot { config } => Script {
+                script: DOVECOT_EXPORT,
+                args: vec![config.clone().unwrap_or_default()],
+            },
+            MailStore::Maildir { root } => Script {
+                script: MAILDIR_EXPORT,
+                args: vec![root.clone()],
+            },
+        }
+    }
+
+    /// The archive's extension.
+    pub fn extension(&self) -> &'static str {
+        match self {
+            MailStore::Zimbra => "tgz",
+            _ => "tar.gz",
+        }
+    }
+
+    /// The script printing `TOTAL_KIB LARGEST_KIB` of the mailboxes as stored.
+    pub fn sizes(&self) -> (String, Vec<String>) {
+        match self {
+            MailStore::Zimbra => (
+                format!(
+                    "{} | awk '{{print int($2 / 1024) + 1}}' | {SUM_KIB}",
+                    super::zimbra::SIZES
+                ),
+                vec![],
+            ),
+            MailStore::Dovecot { config } => (
+                format!("{DOVECOT_SIZES}{SUM_KIB}"),
+                vec![config.clone().unwrap_or_default()],
+            ),
+            MailStore::Maildir { root } => (format!("{MAILDIR_SIZES}{SUM_KIB}"), vec![root.clone()]),
+        }
+    }
+
+    /// The bytes step 5 may hold at its peak for mailboxes of `total` bytes, the largest
+    /// `largest`, with `jobs` exports at once: the archives (never bigger than the mail, give or
+    /// take gzip's few bytes), plus Dovecot's uncompressed stage copy of each mailbox in flight.
+    pub fn peak_bytes(&self, total: u64, largest: u64, jobs: usize) -> u64 {
+        let slack = total / 100 + (1 << 20);
+        match self {
+            MailStore::Dovecot { .. } => total + slack + largest.saturating_mul(jobs as u64),
+            _ => total + slack,
+        }
+    }
+
+    /// The tools the export needs on the server.
+    pub fn tools(&self) -> &'static [&'static str] {
+        match self {
+            MailStore::Zimbra => &["su"],
+            MailStore::Dovecot { .. } => &["doveadm", "gzip"],
+            MailStore::Maildir { .. } => &["gzip", "find"],
+        }
+    }
+}
 
 /// Quotes `s` as one word for a POSIX shell.
 pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-/// The command line that exports one Zimbra account (as the zimbra user; `-t 0`: no timeout).
-pub fn zimbra_export_command(account: &str) -> String {
-    format!(
-        "zmmailbox -z -m {} -t 0 getRestURL '//?fmt=tgz'",
-        shell_quote(account)
-    )
-}
-
-pub fn export(kind: &BackupKind, dir: &str, account: &str, file: &str) -> Option<Export> {
-    let base = vec![dir.to_owned(), account.to_owned(), file.to_owned()];
-    let with = |extra: String| base.iter().cloned().chain(std::iter::once(extra)).collect();
-    match kind {
-        BackupKind::Dovecot { config } => Some(Export {
-            script: DOVECOT_EXPORT,
-            args: with(config.clone().unwrap_or_default()),
-        }),
-        BackupKind::Maildir { root } => Some(Export {
-            script: MAILDIR_EXPORT,
-            args: with(root.clone()),
-        }),
-        BackupKind::Zimbra => Some(Export {
-            script: ZIMBRA_EXPORT,
-            args: with(zimbra_export_command(account)),
-        }),
-        BackupKind::Command { .. } => None,
-    }
-}
-
-/// The operator's command with `{dir}` replaced by the quoted server folder.
+/// The operator's command with `{dir}` replaced by the quoted server folder, as a script
+/// for [`super::server::EXPORT_ONE`] (its OUT ACCOUNT STAGE arguments are not used).
 pub fn operator_command(command: &str, dir: &str) -> String {
     command.replace("{dir}", &shell_quote(dir))
 }
 
-/// Prepares the server folder: `$1` must not exist yet or is emptied (it is ours).
-pub const PREPARE_DIR: &str = r#"set -eu
-mkdir -p -- "$(dirname -- "$1")"
-rm -rf -- "$1"
-mkdir -m 0711 -- "$1""#;
-
-/// Size and SHA-256 of every archive in `$1`, as `sha256 size name\0`; also written to
-/// `$1/SHA256SUMS` (for `sha256sum -c`) and `$1/.manifest` (marks step 5 complete).
-pub const MANIFEST: &str = r#"set -eu
-cd -- "$1"
-: > .manifest.part
-for f in *; do
-  [ -f "$f" ] || continue
-  case "$f" in SHA256SUMS|*.part) continue;; esac
-  h=$(sha256sum < "$f" | cut -d' ' -f1); s=$(stat -c %s -- "$f")
-  printf '%s %s %s\0' "$h" "$s" "$f" >> .manifest.part
-done
-tr '\0' '\n' < .manifest.part | awk '{h=$1; $1=""; $2=""; sub(/^  /, ""); print h "  " $0}' > SHA256SUMS
-mv -f .manifest.part .manifest
-cat .manifest"#;
-
-/// Reads a finished step 5 back (for a resumed run): the manifest and the failures.
-pub const READ_STATE: &str = r#"cd -- "$1" 2>/dev/null || exit 3
-[ -f .manifest ] || exit 4
-cat .manifest; printf '\n--failed--\n'; cat .failed 2>/dev/null || true"#;
-
-pub const RECORD_FAILURE: &str = r#"printf '%s\t%s\0' "$2" "$3" >> "$1/.failed""#;
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn zimbra_exports_each_account_with_getresturl_and_no_timeout() {
-        assert_eq!(
-            zimbra_export_command("ani@djki.go.id"),
-            "zmmailbox -z -m 'ani@djki.go.id' -t 0 getRestURL '//?fmt=tgz'"
-        );
-        // A quote in a name stays inside its word.
-        assert_eq!(
-            zimbra_export_command("o'brien@x"),
-            r"zmmailbox -z -m 'o'\''brien@x' -t 0 getRestURL '//?fmt=tgz'"
-        );
-        let e = export(
-            &BackupKind::Zimbra,
-            "/srv/b/24-11-2026",
-            "ani@djki.go.id",
-            "ani@djki.go.id.tgz",
-        )
-        .expect("zimbra exports");
-        assert!(e.script.contains(r#"su - zimbra -c "$cmd""#));
-        assert_eq!(e.args[3], zimbra_export_command("ani@djki.go.id"));
-        let l = listing(&BackupKind::Zimbra).expect("listing");
-        assert_eq!(l.script, "exec su - zimbra -c 'zmprov -l gaa'");
-    }
 
     #[test]
     fn zimbra_system_accounts_are_skipped() {
@@ -184,9 +174,10 @@ mod tests {
             "galsync@djki.go.id",
             "galsync.1@x",
         ] {
-            assert!(is_zimbra_system_account(sys), "{sys}");
+            assert!(MailStore::Zimbra.skips(sys), "{sys}");
         }
-        assert!(!is_zimbra_system_account("ani@djki.go.id"));
+        assert!(!MailStore::Zimbra.skips("ani@djki.go.id"));
+        assert!(!MailStore::Maildir { root: "/m".into() }.skips("spam.x"));
     }
 
     #[test]
@@ -195,5 +186,14 @@ mod tests {
             operator_command("/opt/backup.sh --out {dir}", "/srv/b/24 11"),
             "/opt/backup.sh --out '/srv/b/24 11'"
         );
+    }
+
+    #[test]
+    fn dovecot_needs_room_for_its_stage_copies_as_well() {
+        let d = MailStore::Dovecot { config: None };
+        let m = MailStore::Maildir { root: "/m".into() };
+        let (total, largest) = (100 << 20, 40 << 20);
+        assert_eq!(m.peak_bytes(total, largest, 2), total + (total / 100) + (1 << 20));
+        assert_eq!(d.peak_bytes(total, largest, 2), m.peak_bytes(total, largest, 2) + (80 << 20));
     }
 }

@@ -1,4 +1,6 @@
-//! The command line: `run`, `migrate`, `log`, `backup`, `check`.
+//! The command line: `run`, `migrate`, `log`, `backup`, `check`, `init-disk`.
+
+mod terminal;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -36,6 +38,9 @@ pub enum CliCommand {
     Backup,
     /// Check every setting a backup needs, changing nothing; one line per check.
     Check,
+    /// Mark PATH (default LOCAL_BACKUP_ROOT) as the backup disk; backups refuse a root without
+    /// this mark, so an unmounted disk's empty mount point is never written to.
+    InitDisk { path: Option<PathBuf> },
 }
 
 fn load_env(file: Option<&PathBuf>) -> Result<()> {
@@ -104,7 +109,24 @@ pub async fn main(cli: Cli) -> Result<()> {
             println!("{}", crate::messages::html_to_text(&text));
             Ok(())
         }
-        CliCommand::Backup => crate::engine::cli::backup(EngineSettings::load(&Env)?).await,
-        CliCommand::Check => crate::engine::cli::check(EngineSettings::load(&Env)?).await,
+        CliCommand::Backup => terminal::backup(EngineSettings::load(&Env)?).await,
+        CliCommand::Check => terminal::check(EngineSettings::load(&Env)?).await,
+        CliCommand::InitDisk { path } => {
+            let path = match path {
+                Some(p) => p,
+                None => std::env::var_os("LOCAL_BACKUP_ROOT")
+                    .map(PathBuf::from)
+                    .context("give a PATH, or set LOCAL_BACKUP_ROOT")?,
+            };
+            let (text, new) = crate::engine::local::init_disk(&path)
+                .with_context(|| format!("marking {} as the backup disk", path.display()))?;
+            println!(
+                "{} {}:\n{}",
+                if new { "marked" } else { "already marked" },
+                path.display(),
+                text.trim_end()
+            );
+            Ok(())
+        }
     }
 }

@@ -1,11 +1,15 @@
-//! `mailbox-backup-bot backup` (steps 3–6 once, with a progress bar) and `check`.
+//! `mailbox-backup-bot backup` (steps 3–6 once, with a progress bar) and `check`: the engine
+//! at the terminal.
 
 use anyhow::Result;
 use chrono::Utc;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::{BackupEngine, MailboxStatus, Progress, RunRequest, SshEngine};
 use crate::config::{BackupKind, EngineSettings};
+use crate::engine::{
+    link::Link, local, server, BackupEngine, MailboxStatus, Progress, RunRequest,
+    SshEngine, Stop, StopReason,
+};
 use crate::messages::bytes;
 
 pub async fn backup(settings: EngineSettings) -> Result<()> {
@@ -53,18 +57,38 @@ pub async fn backup(settings: EngineSettings) -> Result<()> {
                 Progress::ReadBack { done, total } => {
                     shown.set_message(format!("step 6: {done}/{total} archives read back"))
                 }
+                Progress::Reconnecting {
+                    step,
+                    attempt,
+                    of,
+                    reason,
+                } => shown.println(format!(
+                    "step {step}: connection lost ({reason}); reconnecting, try {attempt} of {of}"
+                )),
+                Progress::Reconnected { step } => {
+                    shown.println(format!("step {step}: reconnected, going on"))
+                }
+                Progress::ServerSpace { free, need, floor } => shown.println(format!(
+                    "server: {} free, {} must stay free, the export needs about {}",
+                    bytes(free),
+                    bytes(floor),
+                    need.map(bytes).unwrap_or_else(|| "(unknown)".into())
+                )),
             }
         }
     });
+    // Ctrl-C stops the exports on the server and keeps what is verified; the next `backup` of
+    // the day goes on from there.
+    let (stop_handle, stop) = Stop::pair();
+    let ctrl_c = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            stop_handle.stop(StopReason::Shutdown);
+        }
+    });
     let result = engine
-        .run(
-            RunRequest {
-                date: today,
-                resume: None,
-            },
-            tx,
-        )
+        .run(RunRequest::new(today, "command line", stop), tx)
         .await;
+    ctrl_c.abort();
     let _ = watcher.await;
     bar.finish_and_clear();
     let report = result?;
@@ -93,7 +117,8 @@ pub async fn backup(settings: EngineSettings) -> Result<()> {
     Ok(())
 }
 
-/// Checks each thing a run needs; prints one line per check and fails if any does.
+/// Checks each thing a run needs; prints one line per check and fails if any does. Changes
+/// nothing, here or on the server.
 pub async fn check(s: EngineSettings) -> Result<()> {
     let mut bad = 0;
     let mut line = |ok: bool, what: &str, detail: String| {
@@ -110,23 +135,25 @@ pub async fn check(s: EngineSettings) -> Result<()> {
             bad += 1;
         }
     };
-    // Local root writable and free space.
-    let probe = s
-        .local_root
-        .join(format!(".mbb-check-{}", std::process::id()));
-    match std::fs::write(&probe, b"x").and_then(|_| std::fs::remove_file(&probe)) {
-        Ok(()) => line(
+    // The backup disk: mounted (its marker is there) and writable.
+    match local::check_disk(&s.local_root) {
+        Ok(id) => line(
             true,
-            "local backup root writable",
-            s.local_root.display().to_string(),
+            "backup disk marked",
+            format!("{} (disk {id})", s.local_root.display()),
         ),
-        Err(e) => line(
-            false,
-            "local backup root writable",
-            format!("{}: {e}", s.local_root.display()),
-        ),
+        Err(e) => line(false, "backup disk marked", e),
     }
-    match super::local::free_space(&s.local_root) {
+    let writable = std::ffi::CString::new(s.local_root.as_os_str().as_encoded_bytes())
+        // SAFETY: a valid NUL-terminated path; access() only reads it.
+        .map(|c| unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0)
+        .unwrap_or(false);
+    line(
+        writable,
+        "local backup root writable",
+        s.local_root.display().to_string(),
+    );
+    match local::free_space(&s.local_root) {
         Ok(free) => line(true, "free space", bytes(free)),
         Err(e) => line(false, "free space", e.to_string()),
     }
@@ -139,24 +166,22 @@ pub async fn check(s: EngineSettings) -> Result<()> {
         Err(e) => line(false, "database reachable", e.to_string()),
     }
     // SSH login and host key.
-    let work = super::run::control_dir()?;
-    match super::remote::Remote::connect(&s, &work).await {
-        Ok(remote) => {
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    match Link::connect(&s, tx).await {
+        Ok(link) => {
             line(
                 true,
                 "SSH login with strict host key",
                 format!("{}@{}:{}", s.ssh_user, s.ssh_host, s.ssh_port),
             );
             // What the kind's export needs, then what the manifest and the copy need.
-            let export: &[&str] = match &s.kind {
-                BackupKind::Zimbra => &["su"],
-                BackupKind::Dovecot { .. } => &["doveadm", "gzip"],
-                BackupKind::Maildir { .. } => &["gzip", "find"],
+            let export_tools: &[&str] = match &s.kind {
+                BackupKind::Mailboxes(store) => store.tools(),
                 BackupKind::Command { .. } => &[],
             };
-            let copy = ["sha256sum", "stat", "tar", "cat", "dd"];
-            for tool in export.iter().chain(copy.iter()) {
-                match remote.sh(r#"command -v "$1""#, &[tool]).await {
+            let copy = ["sha256sum", "stat", "tar", "cat", "dd", "df", "setsid"];
+            for tool in export_tools.iter().chain(copy.iter()) {
+                match link.remote().sh(r#"command -v "$1""#, &[tool]).await {
                     Ok(o) if o.ok => line(
                         true,
                         &format!("server tool {tool}"),
@@ -169,8 +194,9 @@ pub async fn check(s: EngineSettings) -> Result<()> {
                     ),
                 }
             }
-            if matches!(s.kind, BackupKind::Zimbra) {
-                match remote
+            if matches!(s.kind, BackupKind::Mailboxes(crate::config::MailStore::Zimbra)) {
+                match link
+                    .remote()
                     .sh(
                         "su - zimbra -c 'command -v zmmailbox && command -v zmprov'",
                         &[],
@@ -185,17 +211,46 @@ pub async fn check(s: EngineSettings) -> Result<()> {
                     ),
                 }
             }
-            let probe = r#"mkdir -p -- "$1" && t="$1/.mbb-check-$$" && : > "$t" && rm -f -- "$t""#;
-            match remote.sh(probe, &[&s.server_backup_dir]).await {
+            // The server folder: writable if it exists, or creatable under its nearest parent.
+            let probe = r#"d=$1; while [ ! -e "$d" ]; do d=$(dirname -- "$d"); done; [ -d "$d" ] && [ -w "$d" ] && echo "$d""#;
+            match link.remote().sh(probe, &[&s.server_backup_dir]).await {
                 Ok(o) if o.ok => line(
                     true,
                     "server backup folder writable",
                     s.server_backup_dir.clone(),
                 ),
-                Ok(o) => line(false, "server backup folder writable", o.stderr),
+                Ok(o) => line(
+                    false,
+                    "server backup folder writable",
+                    format!("{} {}", s.server_backup_dir, o.stderr),
+                ),
                 Err(e) => line(false, "server backup folder writable", e.to_string()),
             }
-            remote.close().await;
+            let free_script = format!(
+                r#"d=$1; while [ ! -e "$d" ]; do d=$(dirname -- "$d"); done; set -- "$d"; {}"#,
+                server::FREE_SPACE
+            );
+            match link.remote().sh(&free_script, &[&s.server_backup_dir]).await {
+                Ok(o) => match server::parse_space(&String::from_utf8_lossy(&o.stdout)) {
+                    Some(space) => {
+                        let floor = s.server_min_free.bytes(space.size);
+                        line(
+                            space.avail >= floor,
+                            "server free space above the floor",
+                            format!(
+                                "{} free on {}, {} must stay free (MAIL_SERVER_MIN_FREE={})",
+                                bytes(space.avail),
+                                space.mount,
+                                bytes(floor),
+                                s.server_min_free
+                            ),
+                        )
+                    }
+                    None => line(false, "server free space above the floor", o.stderr),
+                },
+                Err(e) => line(false, "server free space above the floor", e.to_string()),
+            }
+            link.close().await;
         }
         Err(e) => line(
             false,
@@ -203,7 +258,6 @@ pub async fn check(s: EngineSettings) -> Result<()> {
             format!("{}: {}", e.kind, e.detail),
         ),
     }
-    let _ = std::fs::remove_dir_all(&work);
     if bad > 0 {
         anyhow::bail!("{bad} check(s) failed");
     }

@@ -1,0 +1,501 @@
+//! Step 5: the mailbox backup into one folder on the server. The folder is claimed with the
+//! bot's marker; the server's free space is checked against the expected size before anything
+//! is written and watched by every export; a dropped connection is followed by a reconnect and
+//! the exports not yet finished (finished ones are kept); whatever an earlier run left running
+//! in the folder is stopped first.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::StreamExt;
+
+use super::link::Link;
+use super::local::portable_name;
+use super::manifest::{parse_failures, parse_manifest, ServerFile};
+use super::remote::{error_chain, Output};
+use super::server::{self, parse_space, Floor, ServerSpace};
+use super::{strategy, tell, EngineError, ErrorKind, Progress, ProgressSender, SpaceShortfall};
+use crate::config::{BackupKind, EngineSettings, MailStore};
+use crate::domain::SopStep;
+
+const STEP: SopStep = SopStep::ServerBackup;
+
+fn fail(kind: ErrorKind, detail: impl Into<String>) -> EngineError {
+    EngineError::new(STEP, kind, detail)
+}
+
+/// What step 5 leaves for step 6.
+pub struct Exported {
+    pub files: Vec<ServerFile>,
+    pub failures: Vec<(String, String)>,
+}
+
+/// Runs a fixed script; after a dropped connection, reconnects and runs it again.
+pub async fn sh_again(
+    link: &mut Link<'_>,
+    step: SopStep,
+    script: &str,
+    args: &[&str],
+) -> Result<Output, EngineError> {
+    loop {
+        let why = match link.remote().sh(script, args).await {
+            Ok(out) if out.ok => return Ok(out),
+            Ok(out) => {
+                if link.alive().await {
+                    return Ok(out);
+                }
+                out.stderr
+            }
+            Err(e) => {
+                if link.alive().await {
+                    return Err(EngineError::new(step, ErrorKind::Ssh, error_chain(&e)));
+                }
+                error_chain(&e)
+            }
+        };
+        link.reconnect(step, &why).await?;
+    }
+}
+
+/// Claims a new server folder named like the local one (`_2` … when the name is taken, by
+/// the bot or by hand) and returns its path.
+pub async fn claim(
+    link: &mut Link<'_>,
+    s: &EngineSettings,
+    name: &str,
+    owner: &str,
+) -> Result<String, EngineError> {
+    let created = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let marker = server::marker_text(owner, &created);
+    let out = sh_again(link, STEP, server::CLAIM, &[&s.server_backup_dir, name, &marker]).await?;
+    if !out.ok {
+        return Err(fail(
+            ErrorKind::ServerCommand,
+            format!("cannot create a folder in {}: {}", s.server_backup_dir, out.stderr),
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// Whether `dir` exists on the server and carries the bot's marker.
+pub async fn is_ours(link: &mut Link<'_>, dir: &str) -> Result<bool, EngineError> {
+    Ok(sh_again(link, STEP, server::IS_OURS, &[dir]).await?.ok)
+}
+
+/// Stops what an earlier run still runs in the bot's folder `dir` and removes its temporary
+/// files; returns how many exports were stopped.
+pub async fn stop_writers(link: &mut Link<'_>, dir: &str) -> Result<usize, EngineError> {
+    let out = sh_again(link, STEP, server::STOP_WRITERS, &[dir]).await?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0))
+}
+
+/// Step 5 into the claimed folder `dir`. `continuing`: an earlier run of this folder was cut
+/// off; its finished exports are kept and a finished step 5 is taken as it is.
+pub async fn run(
+    s: &EngineSettings,
+    link: &mut Link<'_>,
+    dir: &str,
+    continuing: bool,
+    progress: &ProgressSender,
+) -> Result<Exported, EngineError> {
+    if continuing {
+        let stopped = stop_writers(link, dir).await?;
+        if stopped > 0 {
+            tracing::warn!(dir, stopped, "stopped exports an earlier run left running");
+        }
+        let state = sh_again(link, STEP, server::READ_STATE, &[dir]).await?;
+        if state.ok {
+            return finished_before(&state.stdout);
+        }
+        sh_again(link, STEP, server::CLEAR_FAILURES, &[dir]).await?;
+    }
+    match &s.kind {
+        BackupKind::Mailboxes(store) => {
+            let accounts = list(link, store).await?;
+            let done = already_done(link, dir).await?;
+            let jobs = name_archives(store, accounts);
+            let pending: Vec<_> = jobs
+                .iter()
+                .filter(|(_, file)| !done.contains(file))
+                .cloned()
+                .collect();
+            let (total, largest) = mail_size(link, store).await;
+            let share = |b: u64| b * pending.len() as u64 / jobs.len().max(1) as u64;
+            let need = total.map(|t| store.peak_bytes(share(t), largest.unwrap_or(0), s.jobs));
+            let floor = check_space(s, link, need, progress).await?;
+            let failures = export_all(s, link, store, dir, &pending, jobs.len(), floor, progress).await?;
+            for (account, error) in &failures {
+                sh_again(link, STEP, server::RECORD_FAILURE, &[dir, account, error]).await?;
+            }
+        }
+        BackupKind::Command { command } => {
+            let out = sh_again(link, STEP, server::LAST_RUN_SIZE, &[&s.server_backup_dir]).await?;
+            let last: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0);
+            let need = (last > 0).then_some(last * 1024);
+            let floor = check_space(s, link, need, progress).await?;
+            run_command(link, command, dir, floor).await?;
+        }
+    }
+    let out = sh_again(link, STEP, server::MANIFEST, &[dir]).await?;
+    if !out.ok {
+        return Err(fail(
+            ErrorKind::ServerCommand,
+            format!("checksums on the server failed: {}", out.stderr),
+        ));
+    }
+    let files = parse_manifest(&out.stdout).map_err(|e| fail(ErrorKind::ServerCommand, e))?;
+    let failed = sh_again(link, STEP, server::READ_STATE, &[dir]).await?;
+    let failures = split_state(&failed.stdout).1;
+    if files.is_empty() && failures.is_empty() {
+        return Err(fail(
+            ErrorKind::NoMailboxes,
+            format!("no archive was written in {dir}"),
+        ));
+    }
+    Ok(Exported { files, failures })
+}
+
+fn split_state(raw: &[u8]) -> (&[u8], Vec<(String, String)>) {
+    let end = raw
+        .windows(12)
+        .position(|w| w == b"\n--failed--\n")
+        .unwrap_or(raw.len());
+    let failures = raw.get(end + 12..).map(parse_failures).unwrap_or_default();
+    (&raw[..end], failures)
+}
+
+fn finished_before(raw: &[u8]) -> Result<Exported, EngineError> {
+    let (manifest, failures) = split_state(raw);
+    let files = parse_manifest(manifest).map_err(|e| fail(ErrorKind::ServerCommand, e))?;
+    Ok(Exported { files, failures })
+}
+
+async fn list(link: &mut Link<'_>, store: &MailStore) -> Result<Vec<String>, EngineError> {
+    let listing = store.listing();
+    let args: Vec<&str> = listing.args.iter().map(String::as_str).collect();
+    let out = sh_again(link, STEP, listing.script, &args).await?;
+    if !out.ok {
+        return Err(fail(
+            ErrorKind::ServerCommand,
+            format!("listing the mailboxes failed ({:?}): {}", out.code, out.stderr),
+        ));
+    }
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let sep = if listing.nul { '\0' } else { '\n' };
+    let mut accounts: Vec<String> = text
+        .split(sep)
+        .map(|a| a.trim_end_matches('\r').to_owned())
+        .filter(|a| !a.trim().is_empty() && !store.skips(a))
+        .collect();
+    if accounts.is_empty() {
+        return Err(fail(ErrorKind::NoMailboxes, "the server listed no mailboxes"));
+    }
+    accounts.sort();
+    accounts.dedup();
+    Ok(accounts)
+}
+
+/// Each account's archive name: portable, and unique even when two accounts map to one name.
+fn name_archives(store: &MailStore, accounts: Vec<String>) -> Vec<(String, String)> {
+    let ext = store.extension();
+    let mut used = HashMap::new();
+    accounts
+        .into_iter()
+        .map(|a| {
+            let base = portable_name(&a);
+            let n = used
+                .entry(base.clone())
+                .and_modify(|n| *n += 1)
+                .or_insert(1usize);
+            let file = if *n == 1 {
+                format!("{base}.{ext}")
+            } else {
+                format!("{base}_{n}.{ext}")
+            };
+            (a, file)
+        })
+        .collect()
+}
+
+async fn already_done(link: &mut Link<'_>, dir: &str) -> Result<HashSet<String>, EngineError> {
+    let out = sh_again(link, STEP, server::LIST_DONE, &[dir]).await?;
+    Ok(out
+        .stdout
+        .split(|b| *b == 0)
+        .filter(|n| !n.is_empty())
+        .map(|n| String::from_utf8_lossy(n).into_owned())
+        .collect())
+}
+
+/// `(total, largest)` bytes of the mailboxes as stored; `None` when the server cannot say.
+async fn mail_size(link: &mut Link<'_>, store: &MailStore) -> (Option<u64>, Option<u64>) {
+    let (script, args) = store.sizes();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match sh_again(link, STEP, &script, &args).await {
+        Ok(out) if out.ok => {
+            let text = String::from_utf8_lossy(&out.stdout);
+            let mut it = text.split_whitespace().map(|n| n.parse::<u64>().ok());
+            match (it.next().flatten(), it.next().flatten()) {
+                (Some(t), Some(m)) if t > 0 => (Some(t * 1024), Some(m * 1024)),
+                _ => (None, None),
+            }
+        }
+        _ => (None, None),
+    }
+}
+
+/// The free space where the server folders live, checked against what the export needs and
+/// the floor. Returns the floor in KiB for the exports to watch.
+async fn check_space(
+    s: &EngineSettings,
+    link: &mut Link<'_>,
+    need: Option<u64>,
+    progress: &ProgressSender,
+) -> Result<u64, EngineError> {
+    let out = sh_again(link, STEP, server::FREE_SPACE, &[&s.server_backup_dir]).await?;
+    let space = parse_space(&String::from_utf8_lossy(&out.stdout)).ok_or_else(|| {
+        fail(
+            ErrorKind::ServerCommand,
+            format!("cannot read the free space of {}: {}", s.server_backup_dir, out.stderr),
+        )
+    })?;
+    let floor = s.server_min_free.bytes(space.size);
+    tell(
+        progress,
+        Progress::ServerSpace {
+            free: space.avail,
+            need,
+            floor,
+        },
+    );
+    if let Some(shortfall) = shortfall(&space, need, floor, s.server_min_free, &s.server_backup_dir) {
+        return Err(EngineError {
+            space: Some(shortfall.clone()),
+            ..fail(ErrorKind::ServerNoSpace, shortfall.to_string())
+        });
+    }
+    Ok(floor / 1024)
+}
+
+/// Why the export would take the server below its floor, if it would.
+pub fn shortfall(
+    space: &ServerSpace,
+    need: Option<u64>,
+    floor: u64,
+    setting: Floor,
+    dir: &str,
+) -> Option<SpaceShortfall> {
+    let after = space.avail.saturating_sub(need.unwrap_or(0));
+    (after < floor || space.avail < floor).then(|| SpaceShortfall {
+        need,
+        free: space.avail,
+        floor,
+        setting: setting.to_string(),
+        mount: space.mount.clone(),
+        dir: dir.to_owned(),
+    })
+}
+
+/// What one export ended with.
+enum Ended {
+    Done,
+    Failed(String),
+    /// The connection went away under it: export it again after reconnecting.
+    Again(String),
+    /// Stopped (or not started) at the free-space floor.
+    Floor(String),
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn export_all(
+    s: &EngineSettings,
+    link: &mut Link<'_>,
+    store: &MailStore,
+    dir: &str,
+    pending: &[(String, String)],
+    total: usize,
+    floor_kib: u64,
+    progress: &ProgressSender,
+) -> Result<Vec<(String, String)>, EngineError> {
+    let export = store.export();
+    let floor = floor_kib.to_string();
+    let mut failures = Vec::new();
+    let mut todo: Vec<(String, String)> = pending.to_vec();
+    let mut done = total - pending.len();
+    while !todo.is_empty() {
+        let broken = AtomicBool::new(false);
+        let full = AtomicBool::new(false);
+        let mut again = Vec::new();
+        let mut why_again = String::new();
+        {
+            let remote = link.remote();
+            let mut runs = futures::stream::iter(todo.iter().cloned().map(|(account, file)| {
+                let (export, floor, broken, full) = (&export, &floor, &broken, &full);
+                async move {
+                    if full.load(Ordering::SeqCst) {
+                        return (account, file, Ended::Floor(floor_text(dir)));
+                    }
+                    if broken.load(Ordering::SeqCst) {
+                        return (account, file, Ended::Again(String::new()));
+                    }
+                    let mut args = vec![dir, file.as_str(), floor.as_str(), export.script, &account];
+                    args.extend(export.args.iter().map(String::as_str));
+                    let ran = remote.sh(server::EXPORT_ONE, &args).await;
+                    drop(args);
+                    let ended = match ran {
+                        Ok(out) if out.ok => Ended::Done,
+                        Ok(out) if out.code == Some(99) => {
+                            full.store(true, Ordering::SeqCst);
+                            Ended::Floor(out.stderr)
+                        }
+                        Ok(out) => {
+                            if remote.check().await.is_ok() {
+                                Ended::Failed(format!("exit {:?}: {}", out.code, out.stderr))
+                            } else {
+                                broken.store(true, Ordering::SeqCst);
+                                Ended::Again(out.stderr)
+                            }
+                        }
+                        Err(e) => {
+                            broken.store(true, Ordering::SeqCst);
+                            Ended::Again(error_chain(&e))
+                        }
+                    };
+                    (account, file, ended)
+                }
+            }))
+            .buffer_unordered(s.jobs);
+            while let Some((account, file, ended)) = runs.next().await {
+                let failed = match ended {
+                    Ended::Done => None,
+                    Ended::Failed(e) | Ended::Floor(e) => Some(e),
+                    Ended::Again(why) => {
+                        if why_again.is_empty() {
+                            why_again = why;
+                        }
+                        again.push((account.clone(), file.clone()));
+                        continue;
+                    }
+                };
+                done += 1;
+                tell(
+                    progress,
+                    Progress::Exported {
+                        done,
+                        total,
+                        current: account.clone(),
+                        ok: failed.is_none(),
+                    },
+                );
+                if let Some(error) = failed {
+                    failures.push((account.clone(), error));
+                }
+            }
+        }
+        if !again.is_empty() {
+            // A failure may have been the connection after all: check before going on.
+            link.reconnect(STEP, &why_again).await?;
+            stop_writers(link, dir).await?;
+        }
+        todo = again;
+    }
+    Ok(failures)
+}
+
+fn floor_text(dir: &str) -> String {
+    format!("not exported: the free space at {dir} reached the floor (MAIL_SERVER_MIN_FREE)")
+}
+
+/// The `command` kind: the operator's command writes into the folder, watched like an export.
+async fn run_command(
+    link: &mut Link<'_>,
+    command: &str,
+    dir: &str,
+    floor_kib: u64,
+) -> Result<(), EngineError> {
+    let script = strategy::operator_command(command, dir);
+    let floor = floor_kib.to_string();
+    loop {
+        let args = [dir, "-", floor.as_str(), script.as_str(), "command"];
+        let why = match link.remote().sh(server::EXPORT_ONE, &args).await {
+            Ok(out) if out.ok => return Ok(()),
+            Ok(out) if out.code == Some(99) => {
+                return Err(fail(ErrorKind::ServerNoSpace, out.stderr));
+            }
+            Ok(out) => {
+                if link.alive().await {
+                    return Err(fail(
+                        ErrorKind::ServerCommand,
+                        format!("MAIL_BACKUP_COMMAND exited with {:?}: {}", out.code, out.stderr),
+                    ));
+                }
+                out.stderr
+            }
+            Err(e) => error_chain(&e),
+        };
+        link.reconnect(STEP, &why).await?;
+        stop_writers(link, dir).await?;
+    }
+}
+
+/// Server retention after a verified copy: keeps the newest `MAIL_SERVER_BACKUP_KEEP` bot-made
+/// folders, removes older ones (never one without the marker). Returns the names removed.
+pub async fn retention(
+    s: &EngineSettings,
+    link: &mut Link<'_>,
+    current: &str,
+) -> Result<Vec<String>, EngineError> {
+    let keep = s.server_keep.to_string();
+    let out = sh_again(
+        link,
+        SopStep::CopyAndReport,
+        server::RETENTION,
+        &[&s.server_backup_dir, &keep, current],
+    )
+    .await?;
+    if !out.ok {
+        return Err(EngineError::new(
+            SopStep::CopyAndReport,
+            ErrorKind::ServerCommand,
+            format!("removing old server folders failed: {}", out.stderr),
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backup_that_would_cross_the_floor_is_refused_with_the_figures() {
+        let space = ServerSpace {
+            avail: 30 << 30,
+            size: 100 << 30,
+            mount: "/var".into(),
+        };
+        let floor = Floor::Percent(15.0);
+        let f = floor.bytes(space.size);
+        assert!(shortfall(&space, Some(10 << 30), f, floor, "/var/backups").is_none());
+        let s = shortfall(&space, Some(20 << 30), f, floor, "/var/backups").expect("refused");
+        assert_eq!((s.need, s.free, s.mount.as_str()), (Some(20 << 30), 30 << 30, "/var"));
+        // Unknown size: only a server already below the floor is refused.
+        assert!(shortfall(&space, None, f, floor, "/x").is_none());
+        let low = ServerSpace { avail: 1 << 30, ..space };
+        assert!(shortfall(&low, None, f, floor, "/x").is_some());
+    }
+
+    #[test]
+    fn two_accounts_with_one_portable_name_get_two_archives() {
+        let jobs = name_archives(
+            &MailStore::Maildir { root: "/m".into() },
+            vec!["a:b".into(), "a_b".into(), "c".into()],
+        );
+        let files: Vec<&str> = jobs.iter().map(|(_, f)| f.as_str()).collect();
+        assert_eq!(files, vec!["a_b.tar.gz", "a_b_2.tar.gz", "c.tar.gz"]);
+    }
+}

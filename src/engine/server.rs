@@ -1,0 +1,290 @@
+//! The server folder's life: claimed with a marker, written by exports that leave a pid file,
+//! checked for free space, closed with a manifest, and removed by retention — each a fixed
+//! shell script whose values arrive only as positional arguments (escaped by the SSH layer).
+//!
+//! The rule that keeps the mail server safe: nothing is removed unless it lies in a folder that
+//! carries the bot's marker, and processes are killed only when their command line names that
+//! folder.
+
+/// The marker file in every folder the bot makes, on the server and locally.
+pub const MARKER_FILE: &str = ".mailbox-backup-bot";
+/// Its first line.
+pub const MARKER_HEAD: &str = "mailbox-backup-bot folder";
+
+/// The marker's text: the head line, then `key=value` lines.
+pub fn marker_text(owner: &str, created: &str) -> String {
+    let owner: String = owner.chars().filter(|c| !c.is_control()).collect();
+    format!("{MARKER_HEAD}\nowner={owner}\ncreated={created}\n")
+}
+
+/// Claims a new folder `$1/$2`, or `$2_2`, `_3` … when that name exists (the bot's or not: an
+/// existing folder is never reused or emptied). Writes the marker `$3` into it and prints its path.
+pub const CLAIM: &str = r#"set -eu
+base=$1; name=$2; marker=$3
+mkdir -p -- "$base"
+n=1; d="$base/$name"
+while ! mkdir -m 0711 -- "$d" 2>/dev/null; do
+  [ -d "$d" ] || [ -e "$d" ] || { echo "cannot create $d" >&2; exit 1; }
+  n=$((n+1)); [ "$n" -lt 1000 ] || { echo "more than 999 folders named $name" >&2; exit 1; }
+  d="$base/${name}_$n"
+done
+printf '%s' "$marker" > "$d/.mailbox-backup-bot"
+printf '%s' "$d""#;
+
+/// Exit 0 when `$1` is a folder carrying the bot's marker.
+pub const IS_OURS: &str = r#"[ -d "$1" ] && [ -f "$1/.mailbox-backup-bot" ] && [ "$(head -n 1 -- "$1/.mailbox-backup-bot")" = 'mailbox-backup-bot folder' ]"#;
+
+/// Stops whatever an earlier run still has going in the bot's folder `$1` (a killed bot, a
+/// dropped connection, a cancel), then removes its temporary files. Only processes whose command
+/// line names this folder are signalled; prints how many were stopped.
+pub const STOP_WRITERS: &str = r#"set -u
+dir=$1
+[ -f "$dir/.mailbox-backup-bot" ] && [ "$(head -n 1 -- "$dir/.mailbox-backup-bot")" = 'mailbox-backup-bot folder' ] || exit 0
+ours() { [ -r "/proc/$1/cmdline" ] && tr '\0' '\n' < "/proc/$1/cmdline" | grep -qxF -- "$dir"; }
+stopped=0; alive=""; groups=""
+for f in "$dir"/.run/*.pid; do
+  [ -f "$f" ] || continue
+  wrapper=""; group=""
+  read -r wrapper group < "$f" || true
+  case "$wrapper$group" in *[!0-9]*|'') continue;; esac
+  # The wrapper first, so it cannot rename a half-killed export into place.
+  if ours "$wrapper"; then kill -TERM "$wrapper" 2>/dev/null; alive="$alive $wrapper"; fi
+  if ours "$group"; then
+    kill -TERM "-$group" 2>/dev/null; alive="$alive $group"; groups="$groups $group"; stopped=$((stopped+1))
+  fi
+done
+i=0
+while [ -n "$alive" ] && [ $i -lt 50 ]; do
+  left=""; for p in $alive; do ours "$p" && left="$left $p"; done; alive=$left
+  [ -z "$alive" ] && break
+  sleep 0.1; i=$((i+1))
+done
+for p in $alive; do kill -KILL "$p" 2>/dev/null; done
+for g in $groups; do kill -KILL "-$g" 2>/dev/null; done
+rm -rf -- "$dir/.run" "$dir/.stage"
+find "$dir" -maxdepth 1 -name '.*.part' -type f -exec rm -f -- {} +
+echo "$stopped""#;
+
+/// Exports one mailbox with the kind's script, in its own process group, watching the free
+/// space of the server folder's file system. Arguments: `$1` folder, `$2` archive name (`-`:
+/// the script writes into the folder itself), `$3` the floor in KiB, `$4` the kind's script,
+/// then the script's own arguments after OUT (account, extras). The kind's script is called as
+/// `sh -c SCRIPT sh OUT ACCOUNT STAGE EXTRA…`. Exit 99: stopped at the free-space floor.
+pub const EXPORT_ONE: &str = r#"set -u
+dir=$1; file=$2; floor=$3; script=$4; shift 4
+account=${1:-}; [ $# -gt 0 ] && shift
+key=$(printf '%s' "$file$account" | cksum | cut -d' ' -f1)
+run="$dir/.run"; stage="$dir/.stage/$key"; rc="$dir/.run/$key.rc"
+if [ "$file" = - ]; then part=-; else part="$dir/.$file.$$.part"; fi
+mkdir -p -- "$run" "$dir/.stage"
+rm -rf -- "$stage"; mkdir -m 0700 -- "$stage"; rm -f -- "$rc"
+below() {
+  a=$(df -Pk -- "$dir" 2>/dev/null | awk 'NR==2 {print $4}')
+  [ -n "$a" ] && [ "$a" -lt "$floor" ]
+}
+finish() { rm -rf -- "$stage"; rm -f -- "$rc" "$run/$key.pid"; }
+if below; then
+  finish; echo "free space at $dir is below the floor of $floor KiB" >&2; exit 99
+fi
+# setsid: the export gets a process group of its own (sh has no job control without a tty),
+# whose leader names this folder on its command line (see STOP_WRITERS).
+setsid sh -c 'dir=$1; rc=$2; script=$3; shift 3; (umask 077; sh -c "$script" sh "$@"); echo $? > "$rc"' \
+  sh "$dir" "$rc" "$script" "$part" "$account" "$stage" "$@" &
+group=$!
+echo "$$ $group" > "$run/$key.pid"
+status=running
+gone() { st=$(cut -d' ' -f3 "/proc/$group/stat" 2>/dev/null); [ -z "$st" ] || [ "$st" = Z ]; }
+while [ ! -s "$rc" ]; do
+  if below; then kill -TERM "-$group" 2>/dev/null; status=nospace; break; fi
+  if gone; then sleep 0.2; [ -s "$rc" ] || echo "the export was killed" >&2; break; fi
+  sleep 0.2
+done
+wait "$group" 2>/dev/null
+code=$(cat "$rc" 2>/dev/null || echo 1)
+if [ "$status" = nospace ]; then
+  [ "$part" = - ] || rm -f -- "$part"
+  finish; echo "stopped: free space at $dir fell to the floor of $floor KiB" >&2; exit 99
+fi
+if [ "$code" != 0 ]; then
+  [ "$part" = - ] || rm -f -- "$part"
+  finish; exit "$code"
+fi
+if [ "$part" != - ]; then
+  [ -f "$part" ] || { finish; echo "the export wrote no archive" >&2; exit 1; }
+  mv -f -- "$part" "$dir/$file"
+fi
+finish"#;
+
+/// Free space of the file system holding `$1`: `avail_kib size_kib mount_point`.
+pub const FREE_SPACE: &str =
+    r#"df -Pk -- "$1" | awk 'NR==2 {printf "%s %s ", $4, $2; for (i=6;i<=NF;i++) printf "%s%s", $i, (i<NF?" ":""); print ""}'"#;
+
+/// The KiB the newest bot-made folder under `$1` holds (for the `command` kind's estimate).
+pub const LAST_RUN_SIZE: &str = r#"cd -- "$1" 2>/dev/null || { echo 0; exit 0; }
+best=""; bestc=""
+for d in */; do
+  d=${d%/}; m="$d/.mailbox-backup-bot"
+  [ -f "$m" ] && [ -f "$d/.manifest" ] && [ "$(head -n 1 -- "$m")" = 'mailbox-backup-bot folder' ] || continue
+  c=$(sed -n 's/^created=//p' "$m")
+  if [ -z "$bestc" ] || [ "$c" \> "$bestc" ]; then best=$d; bestc=$c; fi
+done
+if [ -n "$best" ]; then du -sk -- "$best" | cut -f1; else echo 0; fi"#;
+
+/// Size and SHA-256 of every archive in `$1`, as `sha256 size name\0`; also written to
+/// `$1/SHA256SUMS` (for `sha256sum -c` on the server) and `$1/.manifest` (marks step 5 complete).
+pub const MANIFEST: &str = r#"set -eu
+cd -- "$1"
+: > .manifest.part; : > .SHA256SUMS.part
+for f in *; do
+  [ -f "$f" ] || continue
+  case "$f" in SHA256SUMS) continue;; esac
+  h=$(sha256sum < "$f" | cut -d' ' -f1); s=$(stat -c %s -- "$f")
+  printf '%s %s %s\0' "$h" "$s" "$f" >> .manifest.part
+  printf '%s  %s\n' "$h" "$f" >> .SHA256SUMS.part
+done
+mv -f .SHA256SUMS.part SHA256SUMS
+mv -f .manifest.part .manifest
+rm -rf .stage .run
+cat .manifest"#;
+
+/// Reads a finished step 5 back (for a resumed run): the manifest and the failures.
+/// Exit 4: step 5 did not finish in this folder.
+pub const READ_STATE: &str = r#"cd -- "$1" 2>/dev/null || exit 3
+[ -f .manifest ] || exit 4
+cat .manifest; printf '\n--failed--\n'; cat .failed 2>/dev/null || true"#;
+
+/// The archives already complete in `$1` (NUL-separated), for a step 5 that goes on.
+pub const LIST_DONE: &str = r#"cd -- "$1" && for f in *; do [ -f "$f" ] && printf '%s\0' "$f"; done; true"#;
+
+pub const RECORD_FAILURE: &str = r#"printf '%s\t%s\0' "$2" "$3" >> "$1/.failed""#;
+pub const CLEAR_FAILURES: &str = r#"rm -f -- "$1/.failed""#;
+
+/// Server retention: of the bot-made folders under `$1` (marker present), keeps the newest `$2`
+/// by the marker's creation time and removes the rest; never one without the marker, never one
+/// with a live export (`.run`), never `$3` unless `$2` is 0. Prints what it removed.
+pub const RETENTION: &str = r#"set -eu
+base=$1; keep=$2; current=$3
+cd -- "$base"
+tab=$(printf '\t')
+for d in */; do
+  d=${d%/}; m="$d/.mailbox-backup-bot"
+  [ -f "$m" ] && [ "$(head -n 1 -- "$m")" = 'mailbox-backup-bot folder' ] || continue
+  printf '%s\t%s\n' "$(sed -n 's/^created=//p' "$m")" "$d"
+done | sort -r | tail -n "+$((keep + 1))" | while IFS=$tab read -r created d; do
+  [ -n "$d" ] || continue
+  if [ "$base/$d" = "$current" ] && [ "$keep" -gt 0 ]; then continue; fi
+  [ -d "$d/.run" ] && continue
+  [ -f "$d/.mailbox-backup-bot" ] || continue
+  rm -rf -- "$d" && printf '%s\n' "$d"
+done"#;
+
+/// `MAIL_SERVER_MIN_FREE`: what must stay free on the server folder's file system.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Floor {
+    Percent(f64),
+    Bytes(u64),
+}
+
+impl Floor {
+    /// `15%`, `10G`, `500M`, `2048K` or a number of bytes.
+    pub fn parse(s: &str) -> Option<Floor> {
+        let s = s.trim();
+        if let Some(p) = s.strip_suffix('%') {
+            let p: f64 = p.trim().parse().ok()?;
+            return (0.0..100.0).contains(&p).then_some(Floor::Percent(p));
+        }
+        let upper = s.to_ascii_uppercase();
+        let upper = upper.trim_end_matches("IB").trim_end_matches('B');
+        let (num, unit) = match upper.char_indices().last() {
+            Some((i, c)) if c.is_ascii_alphabetic() => (&upper[..i], c),
+            _ => (upper, ' '),
+        };
+        let n: f64 = num.trim().parse().ok()?;
+        let mult = match unit {
+            ' ' => 1.0,
+            'K' => 1024.0,
+            'M' => 1024.0 * 1024.0,
+            'G' => 1024.0 * 1024.0 * 1024.0,
+            'T' => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+            _ => return None,
+        };
+        (n >= 0.0).then(|| Floor::Bytes((n * mult) as u64))
+    }
+
+    /// The floor in bytes on a file system of `size` bytes.
+    pub fn bytes(&self, size: u64) -> u64 {
+        match *self {
+            Floor::Percent(p) => (size as f64 * p / 100.0) as u64,
+            Floor::Bytes(b) => b,
+        }
+    }
+}
+
+impl std::fmt::Display for Floor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Floor::Percent(p) => write!(f, "{p}%"),
+            Floor::Bytes(b) => write!(f, "{b} bytes"),
+        }
+    }
+}
+
+/// The free space of the server folder's file system.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerSpace {
+    pub avail: u64,
+    pub size: u64,
+    pub mount: String,
+}
+
+/// Parses [`FREE_SPACE`]'s output.
+pub fn parse_space(out: &str) -> Option<ServerSpace> {
+    let mut it = out.trim().splitn(3, ' ');
+    let avail: u64 = it.next()?.parse().ok()?;
+    let size: u64 = it.next()?.parse().ok()?;
+    Some(ServerSpace {
+        avail: avail * 1024,
+        size: size * 1024,
+        mount: it.next().unwrap_or("").to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_floor_reads_percentages_and_sizes() {
+        assert_eq!(Floor::parse("15%"), Some(Floor::Percent(15.0)));
+        assert_eq!(Floor::parse("10G"), Some(Floor::Bytes(10 << 30)));
+        assert_eq!(Floor::parse("500MiB"), Some(Floor::Bytes(500 << 20)));
+        assert_eq!(Floor::parse("8m"), Some(Floor::Bytes(8 << 20)));
+        assert_eq!(Floor::parse("4096"), Some(Floor::Bytes(4096)));
+        for bad in ["", "x", "150%", "-1G", "5Q"] {
+            assert_eq!(Floor::parse(bad), None, "{bad}");
+        }
+        assert_eq!(Floor::Percent(15.0).bytes(1000), 150);
+        assert_eq!(Floor::Bytes(7).bytes(1000), 7);
+    }
+
+    #[test]
+    fn df_output_is_read_with_the_mount_point() {
+        assert_eq!(
+            parse_space("1024 4096 /var/lib/my disk\n"),
+            Some(ServerSpace {
+                avail: 1 << 20,
+                size: 4 << 20,
+                mount: "/var/lib/my disk".into()
+            })
+        );
+        assert_eq!(parse_space("garbage"), None);
+    }
+
+    #[test]
+    fn the_marker_has_no_line_breaks_from_its_owner() {
+        assert_eq!(
+            marker_text("order 7\nx", "2026-11-25T00:00:00Z"),
+            "mailbox-backup-bot folder\nowner=order 7x\ncreated=2026-11-25T00:00:00Z\n"
+        );
+    }
+}
