@@ -8,8 +8,9 @@ use std::time::Instant;
 use mailbox_backup_bot::config::{EngineSettings, Env};
 use mailbox_backup_bot::engine::copy::copy_all;
 use mailbox_backup_bot::engine::remote::Remote;
-use mailbox_backup_bot::engine::run::{control_dir, parse_manifest};
-use mailbox_backup_bot::engine::{strategy, RunFolders};
+use mailbox_backup_bot::engine::manifest::parse_manifest;
+use mailbox_backup_bot::engine::run::control_dir;
+use mailbox_backup_bot::engine::{server as scripts, RunFolders};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -25,7 +26,7 @@ async fn main() -> anyhow::Result<()> {
     let remote = Remote::connect(&settings, &work)
         .await
         .map_err(|e| anyhow::anyhow!("{}: {}", e.kind, e.detail))?;
-    let out = remote.sh(strategy::MANIFEST, &[server]).await?;
+    let out = remote.sh(scripts::MANIFEST, &[server]).await?;
     anyhow::ensure!(out.ok, "manifest: {}", out.stderr);
     let files = parse_manifest(&out.stdout).map_err(anyhow::Error::msg)?;
     let folders = RunFolders {
@@ -34,9 +35,11 @@ async fn main() -> anyhow::Result<()> {
     };
     let (progress, _events) = tokio::sync::mpsc::unbounded_channel();
     let started = Instant::now();
-    let bytes = copy_all(&remote, &folders, &files, &progress)
+    let stall = std::time::Duration::from_secs(settings.stall_secs);
+    let bytes = copy_all(&remote, &folders, &files, &progress, stall)
         .await
-        .map_err(|e| anyhow::anyhow!("{}: {}", e.kind, e.detail))?;
+        .map_err(|e| anyhow::anyhow!("{}: {}", e.kind, e.detail))?
+        .transferred;
     let seconds = started.elapsed().as_secs_f64();
     remote.close().await;
     let _ = std::fs::remove_dir_all(&work);

@@ -5,25 +5,30 @@ use std::path::{Path, PathBuf};
 use crate::imap::Imap;
 use crate::support::{doveadm, env, fill_mailbox, sh, test_dir};
 
-use mailbox_backup_bot::config::{BackupKind, EngineSettings};
+use mailbox_backup_bot::config::{BackupKind, EngineSettings, MailStore};
 use mailbox_backup_bot::engine::{
-    run::run, BackupReport, EngineError, ErrorKind, MailboxStatus, RunFolders, RunRequest,
+    run::run, BackupReport, EngineError, ErrorKind, MailboxStatus, RunFolders, RunRequest, Stop,
 };
 
-fn settings(dir: &Path, kind: BackupKind) -> EngineSettings {
-    EngineSettings {
-        ssh_host: env("MAIL_SSH_HOST"),
-        ssh_port: env("MAIL_SSH_PORT").parse().expect("port"),
-        ssh_user: env("MAIL_SSH_USER"),
-        ssh_key: env("MAIL_SSH_KEY").into(),
-        ssh_known_hosts: env("MAIL_SSH_KNOWN_HOSTS").into(),
+pub fn settings(dir: &Path, kind: BackupKind) -> EngineSettings {
+    let local = dir.join("local");
+    std::fs::create_dir_all(&local).expect("local root");
+    mailbox_backup_bot::engine::local::init_disk(&local).expect("disk marker");
+    let mut s = EngineSettings::new(
+        (
+            env("MAIL_SSH_HOST"),
+            env("MAIL_SSH_PORT").parse().expect("port"),
+            env("MAIL_SSH_USER"),
+            env("MAIL_SSH_KEY").into(),
+            env("MAIL_SSH_KNOWN_HOSTS").into(),
+        ),
         kind,
-        server_backup_dir: dir.join("server").to_string_lossy().into_owned(),
-        jobs: 2,
-        local_root: dir.join("local"),
-        folder_format: "%d-%m-%Y".into(),
-        timezone: chrono_tz::Asia::Jakarta,
-    }
+        dir.join("server").to_string_lossy().into_owned(),
+        local,
+    );
+    // The test machine's disk may be fuller than a mail server's should be.
+    s.server_min_free = mailbox_backup_bot::config::Floor::Bytes(64 << 20);
+    s
 }
 
 /// One run of steps 3–6 for today, or the continuation of an interrupted one.
@@ -33,7 +38,9 @@ async fn backup(
 ) -> Result<BackupReport, EngineError> {
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
     let date = chrono::Utc::now().date_naive();
-    run(s, RunRequest { date, resume }, tx).await
+    let mut request = RunRequest::new(date, "test", Stop::never());
+    request.resume = resume;
+    run(s, request, tx).await
 }
 
 #[tokio::test]
@@ -45,9 +52,7 @@ async fn dovecot_mailboxes_are_backed_up_copied_verified_and_counted() {
     }
     let s = settings(
         &dir,
-        BackupKind::Dovecot {
-            config: Some(env("TEST_DOVECOT_CONF")),
-        },
+        BackupKind::Mailboxes(MailStore::Dovecot { config: Some(env("TEST_DOVECOT_CONF")) }),
     );
     let report = backup(&s, None).await.expect("the run succeeds");
     assert!(report.all_verified(), "{report:?}");
@@ -104,9 +109,7 @@ async fn hostile_maildir_names_stay_inside_the_folder_and_a_corrupted_copy_is_ca
     }
     let s = settings(
         &dir,
-        BackupKind::Maildir {
-            root: root.to_string_lossy().into_owned(),
-        },
+        BackupKind::Mailboxes(MailStore::Maildir { root: root.to_string_lossy().into_owned() }),
     );
     let report = backup(&s, None).await.expect("run");
     assert!(report.all_verified(), "{report:?}");
@@ -164,9 +167,7 @@ async fn a_changed_host_key_a_refused_key_and_a_dead_port_each_get_their_own_err
     let dir = test_dir("keys");
     let s = settings(
         &dir,
-        BackupKind::Maildir {
-            root: "/nonexistent".into(),
-        },
+        BackupKind::Mailboxes(MailStore::Maildir { root: "/nonexistent".into() }),
     );
     let other = dir.join("other_key");
     let st = std::process::Command::new("ssh-keygen")
@@ -240,9 +241,7 @@ async fn a_dovecot_backup_restores_into_a_fresh_user_message_for_message() {
     );
     let s = settings(
         &dir,
-        BackupKind::Dovecot {
-            config: Some(env("TEST_DOVECOT_CONF")),
-        },
+        BackupKind::Mailboxes(MailStore::Dovecot { config: Some(env("TEST_DOVECOT_CONF")) }),
     );
     let report = backup(&s, None).await.expect("the backup runs");
     let copy = report
@@ -314,12 +313,13 @@ async fn a_destination_too_small_is_refused_before_anything_is_copied() {
     );
     let s = settings(
         &dir,
-        BackupKind::Maildir {
-            root: root.to_string_lossy().into_owned(),
-        },
+        BackupKind::Mailboxes(MailStore::Maildir { root: root.to_string_lossy().into_owned() }),
     );
     let result = backup(&s, None).await;
-    let files = files_under(&disk);
+    let files: Vec<PathBuf> = files_under(&disk)
+        .into_iter()
+        .filter(|f| !f.to_string_lossy().contains(".mailbox-backup-bot"))
+        .collect();
     sh("umount", &[&disk.to_string_lossy()]);
     let err = result.expect_err("too small");
     assert_eq!(err.kind, ErrorKind::NoSpace, "{err}");

@@ -57,6 +57,9 @@ fn engine_env(dir: &Path) -> Vec<(String, String)> {
     let path = |p: &str| dir.join(p).to_string_lossy().into_owned();
     env.push(("MAIL_SERVER_BACKUP_DIR".into(), path("server")));
     env.push(("LOCAL_BACKUP_ROOT".into(), path("local")));
+    mailbox_backup_bot::engine::local::init_disk(&dir.join("local")).expect("disk marker");
+    // The test machine's disk may be fuller than a mail server's should be.
+    env.push(("MAIL_SERVER_MIN_FREE".into(), "64M".into()));
     env.push(("MAIL_BACKUP_KIND".into(), "dovecot".into()));
     env.push((
         "MAIL_DOVEADM_CONFIG".into(),
@@ -426,8 +429,27 @@ async fn backup_and_check_work_at_the_terminal() {
     set(&mut env, "MAILDIR_ROOT", &root.to_string_lossy());
     env.push(("DATABASE_URL".into(), database_url()));
 
+    // An external disk that is not mounted leaves an empty mount point: refused, nothing written.
+    let marker = dir.join("local").join(".mailbox-backup-bot-disk");
+    std::fs::remove_file(&marker).expect("no marker");
+    let (ok, printed) = terminal(&["check"], &env);
+    assert!(!ok && printed.contains("FAIL backup disk marked"), "{printed}");
+    assert!(printed.contains("disk not mounted?"), "{printed}");
+    let (ok, printed) = terminal(&["backup"], &env);
+    assert!(!ok && printed.contains("disk not mounted?"), "{printed}");
+    assert_eq!(std::fs::read_dir(dir.join("local")).expect("ls").count(), 0, "nothing written");
+    let (ok, printed) = terminal(&["init-disk"], &env);
+    assert!(ok && printed.contains("marked"), "{printed}");
+    assert!(marker.is_file());
+
     let (ok, printed) = terminal(&["check"], &env);
     assert!(ok, "{printed}");
+    assert!(printed.contains("PASS backup disk marked"), "{printed}");
+    assert!(printed.contains("PASS server free space above the floor"), "{printed}");
+    assert!(
+        !dir.join("server").exists(),
+        "check changes nothing on the server"
+    );
     assert!(
         printed.contains("PASS SSH login with strict host key"),
         "{printed}"

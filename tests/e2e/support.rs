@@ -218,6 +218,7 @@ impl BackupEngine for ScriptedEngine {
                     kind: mailbox_backup_bot::engine::ErrorKind::KeyRefused,
                     detail: "Permission denied (publickey)".into(),
                     folders: Some(folders),
+                    space: None,
                 });
             }
             if let Some(hold) = &self.hold {
@@ -248,6 +249,9 @@ impl BackupEngine for ScriptedEngine {
                 steps: vec![],
                 bytes_total: 6144,
                 bytes_copied: 6144,
+                reconnects: 0,
+                server_folders_removed: vec![],
+                bytes_reused: 0,
                 copy_secs: 0.5,
             })
         })
