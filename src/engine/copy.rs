@@ -750,7 +750,12 @@ impl Meter {
         }
         let (since, then) = st.samples[0];
         let secs = now.duration_since(since).as_secs_f64().max(0.001);
-        let rate = (st.transferred - then) as f64 / secs;
+        // Nothing for two seconds: nothing is arriving now, whatever the window's average says.
+        let rate = if st.last_byte.elapsed() > Duration::from_secs(2) {
+            0.0
+        } else {
+            (st.transferred - then) as f64 / secs
+        };
         let left = self.bytes_total.saturating_sub(st.bytes_done);
         tell(
             &self.progress,

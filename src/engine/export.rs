@@ -98,6 +98,22 @@ pub async fn run(
     continuing: bool,
     progress: &ProgressSender,
 ) -> Result<Exported, EngineError> {
+    let result = exports(s, link, dir, continuing, progress).await;
+    if let Err(e) = &result {
+        if !continuing && e.kind == ErrorKind::ServerNoSpace {
+            let _ = link.remote().sh(server::RELEASE, &[dir]).await;
+        }
+    }
+    result
+}
+
+async fn exports(
+    s: &EngineSettings,
+    link: &mut Link<'_>,
+    dir: &str,
+    continuing: bool,
+    progress: &ProgressSender,
+) -> Result<Exported, EngineError> {
     if continuing {
         let stopped = stop_writers(link, dir).await?;
         if stopped > 0 {

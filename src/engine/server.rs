@@ -31,6 +31,10 @@ done
 printf '%s' "$marker" > "$d/.mailbox-backup-bot"
 printf '%s' "$d""#;
 
+/// Removes a folder the bot has just claimed when it holds nothing but the marker (a backup
+/// refused before writing anything leaves no trace).
+pub const RELEASE: &str = r#"[ "$(ls -A -- "$1")" = ".mailbox-backup-bot" ] && rm -f -- "$1/.mailbox-backup-bot" && rmdir -- "$1""#;
+
 /// Exit 0 when `$1` is a folder carrying the bot's marker.
 pub const IS_OURS: &str = r#"[ -d "$1" ] && [ -f "$1/.mailbox-backup-bot" ] && [ "$(head -n 1 -- "$1/.mailbox-backup-bot")" = 'mailbox-backup-bot folder' ]"#;
 

@@ -6,4 +6,5 @@ mod chain;
 mod engine;
 mod imap;
 mod procedure;
+mod safety;
 mod support;

@@ -1,0 +1,620 @@
+//! The engine on a mail server that must not be harmed: folders made by hand, a small or
+//! filling server disk, retention, dropped and stalled connections, cancel, a failed run's
+//! successor. Faults go to a private sshd of the test's own, never the shared one.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::engine::settings;
+use crate::support::{env, sh, test_dir};
+
+use mailbox_backup_bot::config::{BackupKind, EngineSettings, Floor, MailStore};
+use mailbox_backup_bot::engine::copy::sha256_of;
+use mailbox_backup_bot::engine::{
+    run::run, BackupReport, EngineError, ErrorKind, MailboxStatus, Progress, RunRequest, Stop,
+    StopReason,
+};
+
+/// An sshd of this test's own on 127.0.0.1, with the shared client key: its connections can be
+/// killed or stopped without touching other tests.
+struct PrivateSshd {
+    dir: PathBuf,
+    port: u16,
+}
+
+impl PrivateSshd {
+    fn start(dir: &Path) -> PrivateSshd {
+        let d = dir.join("sshd");
+        std::fs::create_dir_all(&d).expect("sshd dir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let key = d.join("hostkey");
+        sh("ssh-keygen", &["-q", "-t", "ed25519", "-N", "", "-f", &key.to_string_lossy()]);
+        let authorized = Path::new(&env("MAIL_SSH_KEY")).with_file_name("authorized_keys");
+        let config = format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile {}\nAuthorizedKeysFile {}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nUsePAM no\nStrictModes no\nMaxSessions 64\nMaxStartups 64\n",
+            key.display(),
+            d.join("sshd.pid").display(),
+            authorized.display()
+        );
+        std::fs::write(d.join("sshd_config"), config).expect("config");
+        sh(
+            "/usr/sbin/sshd",
+            &[
+                "-f",
+                &d.join("sshd_config").to_string_lossy(),
+                "-E",
+                &d.join("sshd.log").to_string_lossy(),
+            ],
+        );
+        let public = std::fs::read_to_string(d.join("hostkey.pub")).expect("host key");
+        let mut words = public.split_whitespace();
+        let line = format!(
+            "[127.0.0.1]:{port} {} {}\n",
+            words.next().expect("type"),
+            words.next().expect("key")
+        );
+        std::fs::write(d.join("known_hosts"), line).expect("known_hosts");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "the private sshd did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        PrivateSshd { dir: d, port }
+    }
+
+    /// Starts the listener again (after [`Self::stop`]).
+    fn restart(&self) {
+        sh(
+            "/usr/sbin/sshd",
+            &[
+                "-f",
+                &self.dir.join("sshd_config").to_string_lossy(),
+                "-E",
+                &self.dir.join("sshd.log").to_string_lossy(),
+            ],
+        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "the private sshd did not start again");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops the listener: new connections are refused.
+    fn stop(&self) {
+        let pid = self.listener();
+        let _ = std::process::Command::new("kill").arg(&pid).status();
+        while Path::new(&format!("/proc/{pid}")).exists() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn listener(&self) -> String {
+        std::fs::read_to_string(self.dir.join("sshd.pid"))
+            .expect("pid")
+            .trim()
+            .to_owned()
+    }
+
+    /// The per-connection sshd processes (the listener's children).
+    fn sessions(&self) -> Vec<String> {
+        let out = std::process::Command::new("pgrep")
+            .args(["-P", &self.listener()])
+            .output()
+            .expect("pgrep");
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn signal_sessions(&self, signal: &str) -> usize {
+        let sessions = self.sessions();
+        for pid in &sessions {
+            let _ = std::process::Command::new("kill")
+                .args([signal, pid])
+                .status();
+        }
+        sessions.len()
+    }
+
+    fn use_in(&self, s: &mut EngineSettings) {
+        s.ssh_port = self.port;
+        s.ssh_known_hosts = self.dir.join("known_hosts");
+    }
+}
+
+impl Drop for PrivateSshd {
+    fn drop(&mut self) {
+        self.signal_sessions("-CONT");
+        let _ = std::process::Command::new("kill")
+            .arg(self.listener())
+            .status();
+        self.signal_sessions("-KILL");
+    }
+}
+
+/// Maildirs of `sizes` bytes of random (incompressible) mail each, named m00, m01 …
+fn maildirs(root: &Path, sizes: &[usize]) {
+    for (i, size) in sizes.iter().enumerate() {
+        let cur = root.join(format!("m{i:02}")).join("cur");
+        std::fs::create_dir_all(&cur).expect("maildir");
+        let mut body = vec![0u8; *size];
+        std::io::Read::read_exact(
+            &mut std::fs::File::open("/dev/urandom").expect("urandom"),
+            &mut body,
+        )
+        .expect("random");
+        let mut msg = b"Subject: lampiran\r\n\r\n".to_vec();
+        msg.extend(body.iter().map(|b| b'a' + b % 26));
+        std::fs::write(cur.join("1.msg:2,S"), msg).expect("message");
+    }
+}
+
+fn maildir_kind(root: &Path) -> BackupKind {
+    BackupKind::Mailboxes(MailStore::Maildir {
+        root: root.to_string_lossy().into_owned(),
+    })
+}
+
+/// Runs the engine, collecting its progress events.
+async fn backup_with(s: &EngineSettings, stop: Stop) -> (Result<BackupReport, EngineError>, Vec<Progress>) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let date = chrono::Utc::now().with_timezone(&s.timezone).date_naive();
+    let result = run(s, RunRequest::new(date, "test", stop), tx).await;
+    let mut events = Vec::new();
+    while let Ok(e) = rx.try_recv() {
+        events.push(e);
+    }
+    (result, events)
+}
+
+async fn backup(s: &EngineSettings) -> Result<BackupReport, EngineError> {
+    backup_with(s, Stop::never()).await.0
+}
+
+/// Files and folders directly in `dir`, by name.
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Processes whose command line mentions `needle`.
+fn processes_naming(needle: &str) -> Vec<String> {
+    let out = std::process::Command::new("pgrep")
+        .args(["-a", "-f", "--", needle])
+        .output()
+        .expect("pgrep");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.contains("pgrep"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// name → SHA-256 of every archive directly in `dir`.
+fn archives(dir: &Path) -> std::collections::BTreeMap<String, String> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().ends_with(".tar.gz"))
+        .map(|p| {
+            (
+                p.file_name().expect("name").to_string_lossy().into_owned(),
+                sha256_of(&p).expect("hash").0,
+            )
+        })
+        .collect()
+}
+
+fn today_name(s: &EngineSettings) -> String {
+    chrono::Utc::now()
+        .with_timezone(&s.timezone)
+        .format(&s.folder_format)
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_server_folder_made_by_hand_is_left_alone_and_the_run_takes_the_next_name() {
+    let dir = test_dir("hand");
+    let root = dir.join("maildirs");
+    maildirs(&root, &[1000, 2000]);
+    let s = settings(&dir, maildir_kind(&root));
+    let by_hand = Path::new(&s.server_backup_dir).join(today_name(&s));
+    std::fs::create_dir_all(&by_hand).expect("by hand");
+    std::fs::write(by_hand.join("catatan admin.txt"), "backup manual").expect("file");
+
+    let report = backup(&s).await.expect("the run succeeds");
+    assert!(report.all_verified(), "{report:?}");
+    assert_eq!(names(&by_hand), vec!["catatan admin.txt"], "untouched");
+    assert_eq!(
+        report.folders.server,
+        format!("{}_2", by_hand.display()),
+        "the next free name"
+    );
+    let marker = std::fs::read_to_string(Path::new(&report.folders.server).join(".mailbox-backup-bot"))
+        .expect("the bot's folder carries the marker");
+    assert!(marker.starts_with("mailbox-backup-bot folder\nowner=test\n"), "{marker}");
+    // Nothing temporary is left on the server.
+    let server_names = names(Path::new(&report.folders.server));
+    assert!(
+        !server_names.iter().any(|n| n == ".stage" || n == ".run" || n.ends_with(".part")),
+        "{server_names:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_small_server_disk_is_refused_before_step_5_and_left_empty() {
+    let dir = test_dir("srvsmall");
+    let root = dir.join("maildirs");
+    maildirs(&root, &[3 << 20, 3 << 20, 3 << 20]);
+    let mut s = settings(&dir, maildir_kind(&root));
+    let server = PathBuf::from(&s.server_backup_dir);
+    std::fs::create_dir_all(&server).expect("mount point");
+    sh("mount", &["-t", "tmpfs", "-o", "size=16m", "tmpfs", &server.to_string_lossy()]);
+    s.server_min_free = Floor::Bytes(8 << 20);
+    let result = backup(&s).await;
+    let left = names(&server);
+    sh("umount", &[&server.to_string_lossy()]);
+    let err = result.expect_err("refused");
+    assert_eq!(err.kind, ErrorKind::ServerNoSpace, "{err}");
+    let space = err.space.expect("the figures");
+    assert!(space.need.expect("estimated") >= 9 << 20, "{space:?}");
+    assert!(space.free <= 16 << 20 && space.floor == 8 << 20, "{space:?}");
+    assert!(err.detail.contains("MAIL_SERVER_MIN_FREE"), "{}", err.detail);
+    assert!(left.is_empty(), "nothing was written on the server: {left:?}");
+}
+
+#[tokio::test]
+async fn a_server_disk_filling_during_step_5_stops_the_exports_at_the_floor() {
+    let dir = test_dir("srvfill");
+    let root = dir.join("maildirs");
+    maildirs(&root, &[256 << 10; 24]);
+    let mut s = settings(&dir, maildir_kind(&root));
+    s.jobs = 1;
+    let server = PathBuf::from(&s.server_backup_dir);
+    std::fs::create_dir_all(&server).expect("mount point");
+    sh("mount", &["-t", "tmpfs", "-o", "size=64m", "tmpfs", &server.to_string_lossy()]);
+    s.server_min_free = Floor::Bytes(16 << 20);
+    // Another writer on the server's disk: as soon as the first archive is done, 44 MiB more.
+    let filler = {
+        let server = server.clone();
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                let first = std::fs::read_dir(&server)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .filter(|e| e.path().is_dir())
+                    .any(|d| archives(&d.path()).len() >= 1);
+                if first {
+                    let _ = std::fs::write(server.join("other-writer.bin"), vec![7u8; 50 << 20]);
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            false
+        })
+    };
+    let result = backup(&s).await;
+    let wrote = filler.join().expect("filler");
+    let free_after = mailbox_backup_bot::engine::local::free_space(&server).expect("df");
+    let report = result;
+    let folder = report.as_ref().map(|r| PathBuf::from(&r.folders.server));
+    let left = folder.as_ref().map(|f| names(f)).unwrap_or_default();
+    sh("umount", &[&server.to_string_lossy()]);
+    assert!(wrote, "the other writer ran");
+    let report = report.expect("the run reports what it did");
+    let stopped: Vec<_> = report
+        .mailboxes
+        .iter()
+        .filter(|m| matches!(&m.status, MailboxStatus::Failed { error } if error.contains("floor")))
+        .collect();
+    let verified = report.mailboxes.iter().filter(|m| m.status == MailboxStatus::Verified).count();
+    assert!(!stopped.is_empty() && verified >= 1, "{:?}", report.mailboxes);
+    assert_eq!(stopped.len() + verified, 24, "every mailbox accounted for");
+    assert!(
+        !report.mailboxes.iter().any(|m| format!("{:?}", m.status).contains("No space")),
+        "stopped before the disk was full: {:?}",
+        report.mailboxes
+    );
+    // Had the exports gone on, 64 − 50 − 6 MiB would be left; they stopped at the floor.
+    assert!(free_after >= 12 << 20, "the server kept room: {free_after}");
+    assert!(
+        !left.iter().any(|n| n == ".stage" || n == ".run" || n.ends_with(".part")),
+        "{left:?}"
+    );
+}
+
+#[tokio::test]
+async fn retention_keeps_exactly_n_bot_folders_and_never_one_made_by_hand() {
+    let dir = test_dir("retain");
+    let root = dir.join("maildirs");
+    maildirs(&root, &[1000]);
+    let mut s = settings(&dir, maildir_kind(&root));
+    s.server_keep = 2;
+    let server = PathBuf::from(&s.server_backup_dir);
+    std::fs::create_dir_all(server.join("arsip-manual")).expect("by hand");
+    std::fs::create_dir_all(server.join("01-01-2020")).expect("by hand");
+    std::fs::write(server.join("01-01-2020").join("x.tar.gz"), "lama").expect("file");
+    let mut made = Vec::new();
+    let mut removed = Vec::new();
+    for _ in 0..4 {
+        let r = backup(&s).await.expect("run");
+        assert!(r.all_verified(), "{r:?}");
+        made.push(r.folders.server.clone());
+        removed.extend(r.server_folders_removed.clone());
+    }
+    let mut expected = vec!["01-01-2020".to_owned(), "arsip-manual".to_owned()];
+    expected.extend(made[2..].iter().map(|p| p.rsplit('/').next().expect("name").to_owned()));
+    expected.sort();
+    assert_eq!(names(&server), expected);
+    let gone: Vec<String> = made[..2].iter().map(|p| p.rsplit('/').next().expect("name").to_owned()).collect();
+    removed.sort();
+    assert_eq!(removed, gone);
+    assert_eq!(names(&server.join("01-01-2020")), vec!["x.tar.gz"]);
+}
+
+/// A 40 MiB archive (random bytes do not compress) and two small ones, made by the `command`
+/// kind from files prepared on "the server".
+fn big_and_small(dir: &Path) -> BackupKind {
+    let source = dir.join("source");
+    std::fs::create_dir_all(source.join("data")).expect("source");
+    let mut noise = vec![0u8; 40 << 20];
+    std::io::Read::read_exact(
+        &mut std::fs::File::open("/dev/urandom").expect("urandom"),
+        &mut noise,
+    )
+    .expect("random");
+    std::fs::write(source.join("data").join("lampiran.bin"), &noise).expect("data");
+    let tar = |name: &str, what: &str| {
+        sh(
+            "tar",
+            &["-czf", &source.join(name).to_string_lossy(), "-C", &source.to_string_lossy(), what],
+        )
+    };
+    tar("besar.tar.gz", "data");
+    std::fs::write(source.join("note.txt"), "Subject: x\r\n\r\nisi\r\n").expect("note");
+    tar("kecil1.tar.gz", "note.txt");
+    tar("kecil2.tar.gz", "note.txt");
+    BackupKind::Command {
+        command: format!("cp {}/*.tar.gz {{dir}}/", source.display()),
+    }
+}
+
+/// Waits until `cond` holds (polling fast), or panics after `limit`.
+async fn until(limit: Duration, what: &str, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+fn part_len(local_root: &Path) -> u64 {
+    std::fs::read_dir(local_root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|d| d.path().join(".besar.tar.gz.part"))
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .max()
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_connection_dropped_during_the_copy_is_made_again_and_the_copy_goes_on() {
+    let dir = test_dir("drop");
+    let sshd = PrivateSshd::start(&dir);
+    let mut s = settings(&dir, big_and_small(&dir));
+    sshd.use_in(&mut s);
+    let local_root = s.local_root.clone();
+    let run = backup_with(&s, Stop::never());
+    let fault = async {
+        until(Duration::from_secs(30), "the copy to start", || part_len(&local_root) > (1 << 20)).await;
+        assert!(sshd.signal_sessions("-KILL") > 0, "a session was cut");
+    };
+    let ((result, events), ()) = tokio::join!(run, fault);
+    let report = result.expect("the run completes after reconnecting");
+    assert!(report.all_verified(), "{report:?}");
+    assert!(report.reconnects >= 1, "{report:?}");
+    assert!(events.iter().any(|e| matches!(e, Progress::Reconnecting { .. })));
+    let server = PathBuf::from(&report.folders.server);
+    assert_eq!(archives(&report.folders.local), archives(&server));
+    assert!(
+        report.bytes_copied <= report.bytes_total + (64 << 10),
+        "the big file went on from its partial copy, not from the start: {report:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_stalled_connection_is_noticed_and_made_again() {
+    let dir = test_dir("stall");
+    let sshd = PrivateSshd::start(&dir);
+    let mut s = settings(&dir, big_and_small(&dir));
+    sshd.use_in(&mut s);
+    s.stall_secs = 3;
+    let local_root = s.local_root.clone();
+    let started = Instant::now();
+    let run = backup_with(&s, Stop::never());
+    let fault = async {
+        until(Duration::from_secs(30), "the copy to start", || part_len(&local_root) > (1 << 20)).await;
+        let stopped = sshd.sessions();
+        sshd.signal_sessions("-STOP");
+        // Let the stopped ones go once the run has moved on (they then see their peer gone).
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        for pid in stopped {
+            let _ = std::process::Command::new("kill").args(["-CONT", &pid]).status();
+        }
+    };
+    let ((result, events), ()) = tokio::join!(run, fault);
+    let report = result.expect("the run completes after reconnecting");
+    assert!(report.all_verified(), "{report:?}");
+    assert!(report.reconnects >= 1);
+    assert!(events.iter().any(|e| matches!(e, Progress::Reconnecting { .. })));
+    // The copy reported a falling rate while nothing arrived, not the last one frozen.
+    assert!(
+        events.iter().any(|e| matches!(e, Progress::Copy { rate, bytes_done, bytes_total, .. } if *rate < 1.0 && bytes_done < bytes_total)),
+        "a stall shows as a rate of zero"
+    );
+    assert_eq!(archives(&report.folders.local), archives(Path::new(&report.folders.server)));
+    assert!(started.elapsed() < Duration::from_secs(60));
+}
+
+#[tokio::test]
+async fn a_connection_dropped_during_step_5_keeps_finished_exports_and_does_the_rest() {
+    let dir = test_dir("dropx");
+    let sshd = PrivateSshd::start(&dir);
+    let root = dir.join("maildirs");
+    maildirs(&root, &[300 << 10; 16]);
+    let mut s = settings(&dir, maildir_kind(&root));
+    sshd.use_in(&mut s);
+    s.jobs = 1;
+    let server = PathBuf::from(&s.server_backup_dir);
+    let run = backup_with(&s, Stop::never());
+    let fault = async {
+        until(Duration::from_secs(30), "the first export", || {
+            std::fs::read_dir(&server)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|d| archives(&d.path()).len() >= 2)
+        })
+        .await;
+        assert!(sshd.signal_sessions("-KILL") > 0);
+    };
+    let ((result, _events), ()) = tokio::join!(run, fault);
+    let report = result.expect("the run completes after reconnecting");
+    assert!(report.all_verified(), "{report:?}");
+    assert_eq!(report.mailboxes.len(), 16);
+    assert!(report.reconnects >= 1);
+    assert_eq!(archives(&report.folders.local), archives(Path::new(&report.folders.server)));
+    assert!(processes_naming(&report.folders.server).is_empty(), "no export left running");
+}
+
+#[tokio::test]
+async fn cancel_during_step_5_leaves_no_process_on_the_server_and_no_temporary_files() {
+    let dir = test_dir("cancel");
+    let mut s = settings(
+        &dir,
+        BackupKind::Command {
+            command: "sleep 120 && echo never > {dir}/late.tar.gz".into(),
+        },
+    );
+    s.jobs = 1;
+    let server = PathBuf::from(&s.server_backup_dir);
+    let (handle, stop) = Stop::pair();
+    let run = backup_with(&s, stop);
+    let cancel = async {
+        until(Duration::from_secs(30), "the export to start", || {
+            std::fs::read_dir(&server)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|d| d.path().join(".run").is_dir() && !processes_naming("sleep 120").is_empty())
+        })
+        .await;
+        handle.stop(StopReason::Cancel);
+        Instant::now()
+    };
+    let ((result, _), asked) = tokio::join!(run, cancel);
+    let err = result.expect_err("cancelled");
+    assert_eq!(err.kind, ErrorKind::Cancelled);
+    assert!(asked.elapsed() < Duration::from_secs(10), "stopped promptly");
+    let folder = PathBuf::from(&err.folders.expect("folders").server);
+    assert!(processes_naming("sleep 120").is_empty(), "the export was killed");
+    assert!(processes_naming(&folder.to_string_lossy()).is_empty());
+    let left = names(&folder);
+    assert_eq!(left, vec![".mailbox-backup-bot"], "no temporary files: {left:?}");
+    let controls: Vec<String> = names(Path::new("/tmp"))
+        .into_iter()
+        .filter(|n| n.starts_with(&format!("mbb-{}-", std::process::id())))
+        .collect();
+    assert!(controls.is_empty(), "no ssh control folder left: {controls:?}");
+}
+
+#[tokio::test]
+async fn an_order_after_a_failed_copy_copies_only_what_was_missing() {
+    let dir = test_dir("again");
+    let sshd = PrivateSshd::start(&dir);
+    let mut s = settings(&dir, big_and_small(&dir));
+    sshd.use_in(&mut s);
+    s.reconnect_tries = 1;
+    s.reconnect_secs = 1;
+    let local_root = s.local_root.clone();
+    // The first run loses its connection mid-copy and cannot reconnect (the server refuses
+    // connections for a while): it fails.
+    let first = backup_with(&s, Stop::never());
+    let fault = async {
+        until(Duration::from_secs(30), "the copy to start", || part_len(&local_root) > (4 << 20)).await;
+        let sessions = sshd.sessions();
+        sshd.stop();
+        for pid in sessions {
+            let _ = std::process::Command::new("kill").args(["-KILL", &pid]).status();
+        }
+    };
+    let ((first, _), ()) = tokio::join!(first, fault);
+    sshd.restart();
+    let err = first.expect_err("the first run fails");
+    let folders = err.folders.clone().expect("folders");
+    let kept = part_len(&local_root);
+    let verified_before: u64 = archives(&folders.local)
+        .keys()
+        .map(|n| std::fs::metadata(folders.local.join(n)).expect("size").len())
+        .sum();
+    assert!(kept > 0 || verified_before > 0, "something was kept: {err}");
+
+    let report = backup(&s).await.expect("the next order completes");
+    assert!(report.all_verified(), "{report:?}");
+    assert_eq!(report.folders, folders, "the same folders, continued");
+    assert_eq!(
+        report.bytes_copied,
+        report.bytes_total - verified_before - kept,
+        "only what was missing was copied"
+    );
+    assert_eq!(archives(&report.folders.local), archives(Path::new(&report.folders.server)));
+}
+
+#[tokio::test]
+async fn a_run_cut_off_in_step_5_is_continued_with_one_writer_on_the_server() {
+    let dir = test_dir("orphan");
+    let source = dir.join("source");
+    std::fs::create_dir_all(&source).expect("source");
+    std::fs::write(source.join("n.txt"), "Subject: x\r\n\r\nisi\r\n").expect("note");
+    let slow = format!(
+        "sleep 4 && tar -czf {{dir}}/arsip.tar.gz -C {} n.txt",
+        source.display()
+    );
+    let s = settings(&dir, BackupKind::Command { command: slow });
+    let server = PathBuf::from(&s.server_backup_dir);
+    // The first run is dropped mid-export the way a killed bot leaves it: its export goes on.
+    let first = tokio::time::timeout(Duration::from_secs(2), backup_with(&s, Stop::never())).await;
+    assert!(first.is_err(), "cut off");
+    let folder = std::fs::read_dir(&server)
+        .expect("server")
+        .flatten()
+        .map(|e| e.path())
+        .next()
+        .expect("the first run's folder");
+    let orphan = processes_naming(&folder.to_string_lossy());
+    assert!(!orphan.is_empty(), "the cut-off export still runs");
+
+    let report = backup(&s).await.expect("continued");
+    assert!(report.all_verified(), "{report:?}");
+    assert_eq!(PathBuf::from(&report.folders.server), folder, "the same server folder");
+    assert!(processes_naming(&folder.to_string_lossy()).is_empty(), "no writer left");
+    assert_eq!(archives(&report.folders.local), archives(&folder));
+}
