@@ -111,12 +111,12 @@ pub async fn run(
                 let w = shared.lock().unwrap_or_else(|p| p.into_inner());
                 (w.step.unwrap_or(SopStep::CreateFolder), w.folders.clone())
             };
-            clean_up_after_stop(s, reason, folders.as_ref()).await;
+            let cleaned = clean_up_after_stop(s, reason, folders.as_ref()).await;
             let kind = match reason {
                 StopReason::Cancel => ErrorKind::Cancelled,
                 StopReason::Shutdown => ErrorKind::Interrupted,
             };
-            Err(failed(step, kind, "the run was stopped", folders.as_ref()))
+            Err(failed(step, kind, format!("the run was stopped; {cleaned}"), folders.as_ref()))
         }
     };
     if let Err(e) = &result {
@@ -131,31 +131,50 @@ pub async fn run(
 
 /// After a stop: the exports on the server are killed and the server's temporary files
 /// removed; on a cancel, the local partial copies too (a shutdown keeps them for the resume).
-async fn clean_up_after_stop(s: &EngineSettings, reason: StopReason, folders: Option<&RunFolders>) {
+/// Says what was done.
+async fn clean_up_after_stop(
+    s: &EngineSettings,
+    reason: StopReason,
+    folders: Option<&RunFolders>,
+) -> String {
     if !super::copy::threads_done(Duration::from_secs(10)).await {
         tracing::warn!("copy threads still running 10 s after the stop");
     }
     let Some(folders) = folders else {
-        return;
+        return "nothing had been written".into();
     };
     if reason == StopReason::Cancel {
         local::remove_partials(&folders.local);
     }
     if folders.server.is_empty() {
-        return;
+        return "nothing had been started on the server".into();
     }
-    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-    let attempt = async {
-        let mut link = Link::connect(s, tx).await?;
-        let stopped = export::stop_writers(&mut link, &folders.server).await;
-        link.close().await;
-        stopped
-    };
-    match tokio::time::timeout(Duration::from_secs(30), attempt).await {
-        Ok(Ok(n)) => tracing::info!(stopped = n, server = %folders.server, "server exports stopped"),
-        Ok(Err(e)) => tracing::warn!(error = %e, "could not stop the exports on the server; the next run stops them"),
-        Err(_) => tracing::warn!("the server did not answer the stop in 30 s; the next run stops its exports"),
+    let mut last = String::new();
+    for attempt in 0..3 {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let once = async {
+            let mut link = Link::connect(s, tx).await?;
+            let stopped = export::stop_writers(&mut link, &folders.server).await;
+            link.close().await;
+            stopped
+        };
+        match tokio::time::timeout(Duration::from_secs(20), once).await {
+            Ok(Ok(n)) => {
+                tracing::info!(stopped = n, server = %folders.server, "server exports stopped");
+                return format!(
+                    "{n} export{} stopped on the server, its temporary files removed",
+                    if n == 1 { "" } else { "s" }
+                );
+            }
+            Ok(Err(e)) => last = e.to_string(),
+            Err(_) => last = "the server did not answer in 20 s".into(),
+        }
     }
+    tracing::warn!(error = %last, "could not stop the exports on the server; the next run of this folder stops them");
+    format!("the exports on the server could not be stopped ({last}); the next run of this folder stops them")
 }
 
 async fn steps(

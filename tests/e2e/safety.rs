@@ -20,6 +20,8 @@ use mailbox_backup_bot::engine::{
 struct PrivateSshd {
     dir: PathBuf,
     port: u16,
+    /// Session processes signalled by the test, cleaned up at the end whatever happened.
+    orphans: std::sync::Mutex<Vec<String>>,
 }
 
 impl PrivateSshd {
@@ -62,7 +64,11 @@ impl PrivateSshd {
             assert!(Instant::now() < deadline, "the private sshd did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
-        PrivateSshd { dir: d, port }
+        PrivateSshd {
+            dir: d,
+            port,
+            orphans: Default::default(),
+        }
     }
 
     /// Starts the listener again (after [`Self::stop`]).
@@ -92,10 +98,17 @@ impl PrivateSshd {
         }
     }
 
+    /// The listening sshd (found by its config path: its pid file is not reliable here).
     fn listener(&self) -> String {
-        std::fs::read_to_string(self.dir.join("sshd.pid"))
-            .expect("pid")
-            .trim()
+        let config = self.dir.join("sshd_config");
+        let out = std::process::Command::new("pgrep")
+            .args(["-f", &format!("{}.*listener", config.display())])
+            .output()
+            .expect("pgrep");
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap_or_else(|| panic!("the private sshd is not running ({})", config.display()))
             .to_owned()
     }
 
@@ -113,6 +126,10 @@ impl PrivateSshd {
 
     fn signal_sessions(&self, signal: &str) -> usize {
         let sessions = self.sessions();
+        self.orphans
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(sessions.iter().cloned());
         for pid in &sessions {
             let _ = std::process::Command::new("kill")
                 .args([signal, pid])
@@ -129,11 +146,14 @@ impl PrivateSshd {
 
 impl Drop for PrivateSshd {
     fn drop(&mut self) {
-        self.signal_sessions("-CONT");
-        let _ = std::process::Command::new("kill")
-            .arg(self.listener())
-            .status();
-        self.signal_sessions("-KILL");
+        let config = self.dir.join("sshd_config").to_string_lossy().into_owned();
+        let _ = std::process::Command::new("pkill").args(["-CONT", "-f", &config]).status();
+        let _ = std::process::Command::new("pkill").args(["-f", &config]).status();
+        // Connections of the listener go with it; any left are stopped ones, gone at -CONT.
+        for pid in self.orphans.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+            let _ = std::process::Command::new("kill").args(["-CONT", &pid]).status();
+            let _ = std::process::Command::new("kill").args(["-KILL", &pid]).status();
+        }
     }
 }
 
@@ -394,13 +414,23 @@ fn big_and_small(dir: &Path) -> BackupKind {
     }
 }
 
-/// Waits until `cond` holds (polling fast), or panics after `limit`.
-async fn until(limit: Duration, what: &str, cond: impl Fn() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+/// Waits on a thread of its own (whatever the run does on the test's runtime) until `cond`
+/// holds, then does `fault`. The handle says whether it happened.
+fn fault_when(
+    cond: impl Fn() -> bool + Send + 'static,
+    fault: impl FnOnce() + Send + 'static,
+) -> std::thread::JoinHandle<bool> {
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !cond() {
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        fault();
+        true
+    })
 }
 
 fn part_len(local_root: &Path) -> u64 {
@@ -418,16 +448,19 @@ fn part_len(local_root: &Path) -> u64 {
 #[tokio::test]
 async fn a_connection_dropped_during_the_copy_is_made_again_and_the_copy_goes_on() {
     let dir = test_dir("drop");
-    let sshd = PrivateSshd::start(&dir);
+    let sshd = std::sync::Arc::new(PrivateSshd::start(&dir));
     let mut s = settings(&dir, big_and_small(&dir));
     sshd.use_in(&mut s);
     let local_root = s.local_root.clone();
-    let run = backup_with(&s, Stop::never());
-    let fault = async {
-        until(Duration::from_secs(30), "the copy to start", || part_len(&local_root) > (1 << 20)).await;
-        assert!(sshd.signal_sessions("-KILL") > 0, "a session was cut");
+    let cut = {
+        let sshd = sshd.clone();
+        fault_when(
+            move || part_len(&local_root) > (1 << 20),
+            move || assert!(sshd.signal_sessions("-KILL") > 0, "a session was cut"),
+        )
     };
-    let ((result, events), ()) = tokio::join!(run, fault);
+    let (result, events) = backup_with(&s, Stop::never()).await;
+    assert!(cut.join().expect("fault thread"), "the copy was cut mid-way");
     let report = result.expect("the run completes after reconnecting");
     assert!(report.all_verified(), "{report:?}");
     assert!(report.reconnects >= 1, "{report:?}");
@@ -443,29 +476,34 @@ async fn a_connection_dropped_during_the_copy_is_made_again_and_the_copy_goes_on
 #[tokio::test]
 async fn a_stalled_connection_is_noticed_and_made_again() {
     let dir = test_dir("stall");
-    let sshd = PrivateSshd::start(&dir);
+    let sshd = std::sync::Arc::new(PrivateSshd::start(&dir));
     let mut s = settings(&dir, big_and_small(&dir));
     sshd.use_in(&mut s);
     s.stall_secs = 3;
     let local_root = s.local_root.clone();
     let started = Instant::now();
-    let run = backup_with(&s, Stop::never());
-    let fault = async {
-        until(Duration::from_secs(30), "the copy to start", || part_len(&local_root) > (1 << 20)).await;
-        let stopped = sshd.sessions();
-        sshd.signal_sessions("-STOP");
-        // Let the stopped ones go once the run has moved on (they then see their peer gone).
-        tokio::time::sleep(Duration::from_secs(8)).await;
-        for pid in stopped {
-            let _ = std::process::Command::new("kill").args(["-CONT", &pid]).status();
-        }
+    let stall = {
+        let sshd = sshd.clone();
+        fault_when(
+            move || part_len(&local_root) > (1 << 20),
+            move || {
+                let stopped = sshd.sessions();
+                sshd.signal_sessions("-STOP");
+                // Let the stopped ones go once the run has moved on: they find their peer gone.
+                std::thread::sleep(Duration::from_secs(8));
+                for pid in stopped {
+                    let _ = std::process::Command::new("kill").args(["-CONT", &pid]).status();
+                }
+            },
+        )
     };
-    let ((result, events), ()) = tokio::join!(run, fault);
+    let (result, events) = backup_with(&s, Stop::never()).await;
+    assert!(stall.join().expect("fault thread"), "the copy was stalled mid-way");
     let report = result.expect("the run completes after reconnecting");
     assert!(report.all_verified(), "{report:?}");
     assert!(report.reconnects >= 1);
     assert!(events.iter().any(|e| matches!(e, Progress::Reconnecting { .. })));
-    // The copy reported a falling rate while nothing arrived, not the last one frozen.
+    // The copy reported a rate of zero while nothing arrived, not the last one frozen.
     assert!(
         events.iter().any(|e| matches!(e, Progress::Copy { rate, bytes_done, bytes_total, .. } if *rate < 1.0 && bytes_done < bytes_total)),
         "a stall shows as a rate of zero"
@@ -477,26 +515,28 @@ async fn a_stalled_connection_is_noticed_and_made_again() {
 #[tokio::test]
 async fn a_connection_dropped_during_step_5_keeps_finished_exports_and_does_the_rest() {
     let dir = test_dir("dropx");
-    let sshd = PrivateSshd::start(&dir);
+    let sshd = std::sync::Arc::new(PrivateSshd::start(&dir));
     let root = dir.join("maildirs");
     maildirs(&root, &[300 << 10; 16]);
     let mut s = settings(&dir, maildir_kind(&root));
     sshd.use_in(&mut s);
     s.jobs = 1;
     let server = PathBuf::from(&s.server_backup_dir);
-    let run = backup_with(&s, Stop::never());
-    let fault = async {
-        until(Duration::from_secs(30), "the first export", || {
-            std::fs::read_dir(&server)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .any(|d| archives(&d.path()).len() >= 2)
-        })
-        .await;
-        assert!(sshd.signal_sessions("-KILL") > 0);
+    let cut = {
+        let sshd = sshd.clone();
+        fault_when(
+            move || {
+                std::fs::read_dir(&server)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .any(|d| archives(&d.path()).len() >= 2)
+            },
+            move || assert!(sshd.signal_sessions("-KILL") > 0),
+        )
     };
-    let ((result, _events), ()) = tokio::join!(run, fault);
+    let (result, _events) = backup_with(&s, Stop::never()).await;
+    assert!(cut.join().expect("fault thread"), "step 5 was cut mid-way");
     let report = result.expect("the run completes after reconnecting");
     assert!(report.all_verified(), "{report:?}");
     assert_eq!(report.mailboxes.len(), 16);
@@ -519,20 +559,23 @@ async fn cancel_during_step_5_leaves_no_process_on_the_server_and_no_temporary_f
     let (handle, stop) = Stop::pair();
     let run = backup_with(&s, stop);
     let cancel = async {
-        until(Duration::from_secs(30), "the export to start", || {
-            std::fs::read_dir(&server)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .any(|d| d.path().join(".run").is_dir() && !processes_naming("sleep 120").is_empty())
-        })
-        .await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !std::fs::read_dir(&server)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|d| d.path().join(".run").is_dir() && !processes_naming("sleep 120").is_empty())
+        {
+            assert!(Instant::now() < deadline, "the export never started");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         handle.stop(StopReason::Cancel);
         Instant::now()
     };
     let ((result, _), asked) = tokio::join!(run, cancel);
     let err = result.expect_err("cancelled");
     assert_eq!(err.kind, ErrorKind::Cancelled);
+    assert!(err.detail.contains("1 export stopped on the server"), "{}", err.detail);
     assert!(asked.elapsed() < Duration::from_secs(10), "stopped promptly");
     let folder = PathBuf::from(&err.folders.expect("folders").server);
     assert!(processes_naming("sleep 120").is_empty(), "the export was killed");
@@ -549,7 +592,7 @@ async fn cancel_during_step_5_leaves_no_process_on_the_server_and_no_temporary_f
 #[tokio::test]
 async fn an_order_after_a_failed_copy_copies_only_what_was_missing() {
     let dir = test_dir("again");
-    let sshd = PrivateSshd::start(&dir);
+    let sshd = std::sync::Arc::new(PrivateSshd::start(&dir));
     let mut s = settings(&dir, big_and_small(&dir));
     sshd.use_in(&mut s);
     s.reconnect_tries = 1;
@@ -557,16 +600,22 @@ async fn an_order_after_a_failed_copy_copies_only_what_was_missing() {
     let local_root = s.local_root.clone();
     // The first run loses its connection mid-copy and cannot reconnect (the server refuses
     // connections for a while): it fails.
-    let first = backup_with(&s, Stop::never());
-    let fault = async {
-        until(Duration::from_secs(30), "the copy to start", || part_len(&local_root) > (4 << 20)).await;
-        let sessions = sshd.sessions();
-        sshd.stop();
-        for pid in sessions {
-            let _ = std::process::Command::new("kill").args(["-KILL", &pid]).status();
-        }
+    let cut = {
+        let sshd = sshd.clone();
+        let local_root = local_root.clone();
+        fault_when(
+            move || part_len(&local_root) > (2 << 20),
+            move || {
+                let sessions = sshd.sessions();
+                sshd.stop();
+                for pid in sessions {
+                    let _ = std::process::Command::new("kill").args(["-KILL", &pid]).status();
+                }
+            },
+        )
     };
-    let ((first, _), ()) = tokio::join!(first, fault);
+    let (first, _) = backup_with(&s, Stop::never()).await;
+    assert!(cut.join().expect("fault thread"), "the copy was cut mid-way");
     sshd.restart();
     let err = first.expect_err("the first run fails");
     let folders = err.folders.clone().expect("folders");
