@@ -22,6 +22,7 @@ struct PrivateSshd {
     port: u16,
     /// Session processes signalled by the test, cleaned up at the end whatever happened.
     orphans: std::sync::Mutex<Vec<String>>,
+    listener_pid: std::sync::Mutex<String>,
 }
 
 impl PrivateSshd {
@@ -64,11 +65,14 @@ impl PrivateSshd {
             assert!(Instant::now() < deadline, "the private sshd did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
-        PrivateSshd {
+        let sshd = PrivateSshd {
             dir: d,
             port,
             orphans: Default::default(),
-        }
+            listener_pid: Default::default(),
+        };
+        sshd.find_listener();
+        sshd
     }
 
     /// Starts the listener again (after [`Self::stop`]).
@@ -87,19 +91,32 @@ impl PrivateSshd {
             assert!(Instant::now() < deadline, "the private sshd did not start again");
             std::thread::sleep(Duration::from_millis(20));
         }
+        self.find_listener();
     }
 
-    /// Stops the listener: new connections are refused.
+    /// Stops the listener at once: new connections are refused.
     fn stop(&self) {
-        let pid = self.listener();
-        let _ = std::process::Command::new("kill").arg(&pid).status();
-        while Path::new(&format!("/proc/{pid}")).exists() {
-            std::thread::sleep(Duration::from_millis(10));
+        if let Ok(pid) = self.listener().parse::<i32>() {
+            // SAFETY: kill has no memory preconditions.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
         }
     }
 
-    /// The listening sshd (found by its config path: its pid file is not reliable here).
+    /// The listening sshd, as found when it started.
     fn listener(&self) -> String {
+        self.listener_pid
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn find_listener(&self) {
+        let pid = self.look_up_listener();
+        *self.listener_pid.lock().unwrap_or_else(|p| p.into_inner()) = pid;
+    }
+
+    /// Found by its config path: its pid file is not reliable here.
+    fn look_up_listener(&self) -> String {
         let config = self.dir.join("sshd_config");
         let out = std::process::Command::new("pgrep")
             .args(["-f", &format!("{}.*listener", config.display())])
@@ -112,16 +129,14 @@ impl PrivateSshd {
             .to_owned()
     }
 
-    /// The per-connection sshd processes (the listener's children).
+    /// The per-connection sshd processes: the listener's children (privileged monitors) and
+    /// their children, which move the data. Read from /proc: a fault must land fast.
     fn sessions(&self) -> Vec<String> {
-        let out = std::process::Command::new("pgrep")
-            .args(["-P", &self.listener()])
-            .output()
-            .expect("pgrep");
-        String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .map(str::to_owned)
-            .collect()
+        let listener = self.listener();
+        let mut all = children_of(&listener);
+        let grandchildren: Vec<String> = all.iter().flat_map(|p| children_of(p)).collect();
+        all.extend(grandchildren);
+        all
     }
 
     fn signal_sessions(&self, signal: &str) -> usize {
@@ -130,10 +145,17 @@ impl PrivateSshd {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .extend(sessions.iter().cloned());
+        let sig = match signal {
+            "-KILL" => libc::SIGKILL,
+            "-STOP" => libc::SIGSTOP,
+            "-CONT" => libc::SIGCONT,
+            other => panic!("unknown signal {other}"),
+        };
         for pid in &sessions {
-            let _ = std::process::Command::new("kill")
-                .args([signal, pid])
-                .status();
+            if let Ok(pid) = pid.parse::<i32>() {
+                // SAFETY: kill has no memory preconditions.
+                unsafe { libc::kill(pid, sig) };
+            }
         }
         sessions.len()
     }
@@ -155,6 +177,23 @@ impl Drop for PrivateSshd {
             let _ = std::process::Command::new("kill").args(["-KILL", &pid]).status();
         }
     }
+}
+
+/// The pids whose parent is `parent`, from /proc.
+fn children_of(parent: &str) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            // The fields after the command name (which may hold spaces) start after ") ".
+            let rest = &stat[stat.rfind(") ")? + 2..];
+            let ppid = rest.split_whitespace().nth(1)?;
+            (ppid == parent).then(|| pid.to_string())
+        })
+        .collect()
 }
 
 /// Maildirs of `sizes` bytes of random (incompressible) mail each, named m00, m01 …
@@ -484,11 +523,13 @@ async fn a_stalled_connection_is_noticed_and_made_again() {
     let started = Instant::now();
     let stall = {
         let sshd = sshd.clone();
+        let local_root2 = local_root.clone();
         fault_when(
             move || part_len(&local_root) > (1 << 20),
             move || {
                 let stopped = sshd.sessions();
                 sshd.signal_sessions("-STOP");
+                eprintln!("stalled {stopped:?} at {} bytes", part_len(&local_root2));
                 // Let the stopped ones go once the run has moved on: they find their peer gone.
                 std::thread::sleep(Duration::from_secs(8));
                 for pid in stopped {
@@ -603,14 +644,13 @@ async fn an_order_after_a_failed_copy_copies_only_what_was_missing() {
     let cut = {
         let sshd = sshd.clone();
         let local_root = local_root.clone();
+        let local_root2 = local_root.clone();
         fault_when(
             move || part_len(&local_root) > (2 << 20),
             move || {
-                let sessions = sshd.sessions();
                 sshd.stop();
-                for pid in sessions {
-                    let _ = std::process::Command::new("kill").args(["-KILL", &pid]).status();
-                }
+                sshd.signal_sessions("-KILL");
+                eprintln!("cut at {} bytes", part_len(&local_root2));
             },
         )
     };
