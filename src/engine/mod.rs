@@ -16,6 +16,7 @@ pub mod local;
 pub mod remote;
 pub mod run;
 pub mod strategy;
+pub mod zimbra;
 pub use run::SshEngine;
 use tokio::sync::mpsc::UnboundedSender;
 

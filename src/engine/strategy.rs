@@ -2,6 +2,7 @@
 //! Scripts are fixed text; account names and paths reach them only as positional arguments
 //! (escaped by the SSH layer), so a hostile name can neither run code nor leave the folder.
 
+use super::zimbra;
 use crate::config::BackupKind;
 
 /// Lists the mailboxes, one per line (or NUL-separated, see [`Listing::nul`]).
@@ -22,7 +23,7 @@ pub fn is_zimbra_system_account(account: &str) -> bool {
 pub fn listing(kind: &BackupKind) -> Option<Listing> {
     match kind {
         BackupKind::Zimbra => Some(Listing {
-            script: "exec su - zimbra -c 'zmprov -l gaa'",
+            script: zimbra::LIST,
             args: vec![],
             nul: false,
         }),
@@ -74,24 +75,23 @@ dir=$1; name=$2; file=$3; root=$4
 (umask 077; tar -czf "$dir/$file.part" -C "$root" -- "$name")
 mv -f -- "$dir/$file.part" "$dir/$file""#;
 
-/// `zmmailbox` runs as the zimbra user through `su -c`, which takes one command string: the
-/// account is quoted into it by [`shell_quote`].
-pub const ZIMBRA_EXPORT: &str = r#"set -eu
-dir=$1; file=$3; cmd=$4
-su - zimbra -c "$cmd" > "$dir/$file.part"
-mv -f -- "$dir/$file.part" "$dir/$file""#;
+/// Adapts [`zimbra::EXPORT`] (`sh OUT ACCOUNT STAGE`) to this engine's export arguments: a
+/// private stage beside the archive, `.part` renamed when complete, the stage removed either way.
+pub const ZIMBRA_EXPORT: &str = r#"set -u
+dir=$1; account=$2; file=$3; export=$4
+stage="$dir/.stage/$file"
+rm -rf -- "$stage"; mkdir -p -m 0700 -- "$stage" || exit 1
+if sh -c "$export" sh "$dir/$file.part" "$account" "$stage"; then
+  mv -f -- "$dir/$file.part" "$dir/$file"; rc=$?
+else
+  rc=$?; rm -f -- "$dir/$file.part"
+fi
+rm -rf -- "$stage"
+exit "$rc""#;
 
 /// Quotes `s` as one word for a POSIX shell.
 pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
-}
-
-/// The command line that exports one Zimbra account (as the zimbra user; `-t 0`: no timeout).
-pub fn zimbra_export_command(account: &str) -> String {
-    format!(
-        "zmmailbox -z -m {} -t 0 getRestURL '//?fmt=tgz'",
-        shell_quote(account)
-    )
 }
 
 pub fn export(kind: &BackupKind, dir: &str, account: &str, file: &str) -> Option<Export> {
@@ -108,7 +108,7 @@ pub fn export(kind: &BackupKind, dir: &str, account: &str, file: &str) -> Option
         }),
         BackupKind::Zimbra => Some(Export {
             script: ZIMBRA_EXPORT,
-            args: with(zimbra_export_command(account)),
+            args: with(zimbra::EXPORT.to_owned()),
         }),
         BackupKind::Command { .. } => None,
     }
@@ -152,27 +152,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn zimbra_exports_each_account_with_getresturl_and_no_timeout() {
-        assert_eq!(
-            zimbra_export_command("ani@djki.go.id"),
-            "zmmailbox -z -m 'ani@djki.go.id' -t 0 getRestURL '//?fmt=tgz'"
-        );
-        // A quote in a name stays inside its word.
-        assert_eq!(
-            zimbra_export_command("o'brien@x"),
-            r"zmmailbox -z -m 'o'\''brien@x' -t 0 getRestURL '//?fmt=tgz'"
-        );
+    fn zimbra_lists_with_zmprov_and_exports_through_the_streaming_script() {
+        let l = listing(&BackupKind::Zimbra).expect("listing");
+        assert_eq!(l.script, "exec su - zimbra -c 'zmprov -l gaa'");
+        assert!(l.args.is_empty() && !l.nul);
         let e = export(
             &BackupKind::Zimbra,
             "/srv/b/24-11-2026",
-            "ani@djki.go.id",
-            "ani@djki.go.id.tgz",
+            "o'brien@x",
+            "o'brien@x.tgz",
         )
         .expect("zimbra exports");
-        assert!(e.script.contains(r#"su - zimbra -c "$cmd""#));
-        assert_eq!(e.args[3], zimbra_export_command("ani@djki.go.id"));
-        let l = listing(&BackupKind::Zimbra).expect("listing");
-        assert_eq!(l.script, "exec su - zimbra -c 'zmprov -l gaa'");
+        assert_eq!(e.script, ZIMBRA_EXPORT);
+        // The account travels as an argument, never inside a command string.
+        assert_eq!(
+            e.args,
+            vec![
+                "/srv/b/24-11-2026".to_owned(),
+                "o'brien@x".to_owned(),
+                "o'brien@x.tgz".to_owned(),
+                zimbra::EXPORT.to_owned()
+            ]
+        );
+        assert!(
+            ZIMBRA_EXPORT.contains(r#"sh -c "$export" sh "$dir/$file.part" "$account" "$stage""#)
+        );
     }
 
     #[test]
