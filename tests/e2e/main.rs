@@ -7,3 +7,4 @@ mod engine;
 mod imap;
 mod procedure;
 mod support;
+mod zimbra;
