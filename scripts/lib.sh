@@ -9,7 +9,8 @@ log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 # apt packages the project needs (a fresh Debian 12 may have none of them).
 ensure_packages() {
   local want=(postgresql postgresql-client openssh-server openssh-client dovecot-core dovecot-imapd
-              libssl-dev pkg-config gcc curl ca-certificates rsync python3 tar gzip coreutils procps)
+              libssl-dev pkg-config gcc curl ca-certificates rsync python3 tar gzip coreutils procps
+              openssl passwd)
   local missing=()
   for p in "${want[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -135,8 +136,64 @@ CONF
   export TEST_DOVECOT_CONF="$d/dovecot.conf" TEST_DOVECOT_IMAP_PORT=$port TEST_DOVECOT_USERS_FILE="$d/users" TEST_DOVECOT_MAIL="$d/mail"
 }
 
+# A simulated Zimbra server (tests/zimbra-sim): a `zimbra` user whose login shell finds zmprov,
+# zmmailbox, zmhostname and zmlocalconfig, Maildir fixtures, and the admin HTTPS endpoint on
+# 127.0.0.1. Everything lives under DIR/zimbra except the user itself, which stop_services removes.
+# Refuses to run beside a real Zimbra (/opt/zimbra, or a zimbra user that is not the simulator's).
+ZIMBRA_SIM_MARK=mbb-zimbra-sim
+start_zimbra_sim() {
+  local dir=$1 z="$1/zimbra" src entry port
+  src="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/zimbra-sim"
+  if [[ -e /opt/zimbra ]]; then
+    echo "refusing to start the Zimbra simulator: /opt/zimbra exists (a real Zimbra?)" >&2; return 1
+  fi
+  if entry=$(getent passwd zimbra); then
+    # A simulator user left by a run that was killed (its folder is gone) is removed; anything
+    # else is not ours.
+    if [[ $(cut -d: -f5 <<<"$entry") == "$ZIMBRA_SIM_MARK" && ! -d $(cut -d: -f6 <<<"$entry") ]]; then
+      userdel zimbra
+    else
+      echo "refusing to start the Zimbra simulator: a zimbra user exists that is not a stale simulator's" >&2; return 1
+    fi
+  fi
+  if getent group zimbra >/dev/null; then
+    echo "refusing to start the Zimbra simulator: a zimbra group exists" >&2; return 1
+  fi
+  mkdir -p "$z/bin" "$z/home"
+  chmod 0711 "$dir"; chmod 0755 "$z"
+  cp "$src"/{common.sh,zmprov,zmmailbox,zmhostname,zmlocalconfig,server.py,make_fixtures.py} "$z/bin/"
+  useradd --system --user-group --no-create-home --home-dir "$z/home" --shell /bin/bash \
+    --comment "$ZIMBRA_SIM_MARK" zimbra
+  printf 'export ZIMBRA_SIM=%q\nexport PATH=%q:/usr/local/bin:/usr/bin:/bin\n' "$z" "$z/bin" >"$z/home/.bash_profile"
+  chown -R zimbra:zimbra "$z/home"
+  port=$(free_port)
+  (umask 077; cat >"$z/localconfig" <<LC
+zimbra_server_hostname = mail.djki.go.id
+zimbra_zmprov_default_soap_server = 127.0.0.1
+zimbra_admin_service_port = $port
+zimbra_ldap_user = zimbra
+zimbra_ldap_password = $(openssl rand -hex 6)&<"x'y\$z
+LC
+  )
+  chown zimbra:zimbra "$z/localconfig"
+  python3 "$z/bin/make_fixtures.py" "$z"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \
+    -keyout "$z/key.pem" -out "$z/cert.pem" 2>/dev/null
+  python3 "$z/bin/server.py" "$z" >"$z/server.log" 2>&1 &
+  for _ in $(seq 100); do
+    [[ -f "$z/server.pid" ]] && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1
+  done
+  export TEST_ZIMBRA_SIM="$z"
+}
+
 stop_services() {
   local dir=$1
+  if [[ -f "$dir/zimbra/server.pid" ]]; then kill "$(cat "$dir/zimbra/server.pid")" 2>/dev/null || true; fi
+  # The simulator's user, only when it is this run's (its home is in this folder).
+  if [[ $(getent passwd zimbra | cut -d: -f5,6) == "$ZIMBRA_SIM_MARK:$dir/zimbra/home" ]]; then
+    userdel zimbra 2>/dev/null || true
+    getent group zimbra >/dev/null && groupdel zimbra 2>/dev/null || true
+  fi
   [[ -f "$dir/ssh/sshd.pid" ]] && kill "$(cat "$dir/ssh/sshd.pid")" 2>/dev/null || true
   # ssh clients of this sshd still connected (a master whose bot was killed in a test); their
   # sshd session processes end with them.

@@ -198,15 +198,19 @@ pub async fn check(s: EngineSettings) -> Result<()> {
                 match link
                     .remote()
                     .sh(
-                        "su - zimbra -c 'command -v zmmailbox && command -v zmprov'",
+                        "su - zimbra -c 'command -v zmprov && command -v zmlocalconfig && command -v zmhostname'",
                         &[],
                     )
                     .await
                 {
-                    Ok(o) if o.ok => line(true, "server tools zmmailbox, zmprov", String::new()),
+                    Ok(o) if o.ok => line(
+                        true,
+                        "server tools zmprov, zmlocalconfig, zmhostname",
+                        String::new(),
+                    ),
                     _ => line(
                         false,
-                        "server tools zmmailbox, zmprov",
+                        "server tools zmprov, zmlocalconfig, zmhostname",
                         "not found for the zimbra user".into(),
                     ),
                 }

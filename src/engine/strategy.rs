@@ -116,7 +116,7 @@ impl MailStore {
         match self {
             MailStore::Zimbra => (
                 format!(
-                    "{} | awk '{{print int($2 / 1024) + 1}}' | {SUM_KIB}",
+                    "{} | awk '{{print int($NF / 1024) + 1}}' | {SUM_KIB}",
                     super::zimbra::SIZES
                 ),
                 vec![],
@@ -143,7 +143,7 @@ impl MailStore {
     /// The tools the export needs on the server.
     pub fn tools(&self) -> &'static [&'static str] {
         match self {
-            MailStore::Zimbra => &["su"],
+            MailStore::Zimbra => &["su", "curl", "od"],
             MailStore::Dovecot { .. } => &["doveadm", "gzip"],
             MailStore::Maildir { .. } => &["gzip", "find"],
         }
@@ -178,6 +178,16 @@ mod tests {
         }
         assert!(!MailStore::Zimbra.skips("ani@djki.go.id"));
         assert!(!MailStore::Maildir { root: "/m".into() }.skips("spam.x"));
+    }
+
+    #[test]
+    fn zimbra_lists_with_zmprov_and_exports_through_the_streaming_script() {
+        let z = MailStore::Zimbra;
+        assert_eq!(z.listing().script, "exec su - zimbra -c 'zmprov -l gaa'");
+        assert_eq!(z.export().script, super::super::zimbra::EXPORT);
+        assert!(z.export().args.is_empty());
+        assert_eq!(z.extension(), "tgz");
+        assert!(z.sizes().0.starts_with(super::super::zimbra::SIZES));
     }
 
     #[test]

@@ -8,3 +8,4 @@ mod imap;
 mod procedure;
 mod safety;
 mod support;
+mod zimbra;

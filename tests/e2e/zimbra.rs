@@ -1,0 +1,222 @@
+//! The Zimbra kind end to end against the shared sshd and the Zimbra simulator started by
+//! `scripts/test` (tests/zimbra-sim: `zmprov`, `zmlocalconfig`, `zmhostname` for the `zimbra`
+//! user, and the admin HTTPS endpoint on 127.0.0.1 serving real `.tgz` exports of Maildir
+//! fixtures).
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use crate::support::{env, test_dir};
+
+use mailbox_backup_bot::config::{BackupKind, EngineSettings, MailStore};
+use mailbox_backup_bot::engine::copy::sha256_of;
+use mailbox_backup_bot::engine::local::portable_name;
+use mailbox_backup_bot::engine::remote::Remote;
+use mailbox_backup_bot::engine::run::{control_dir, run};
+use mailbox_backup_bot::engine::strategy::is_zimbra_system_account;
+use mailbox_backup_bot::engine::{zimbra, MailboxStatus, RunRequest, Stop};
+
+const HOSTILE: &str = "-x $(touch zpwned) o'b\"c;@djki.go.id";
+
+fn settings(dir: &Path) -> EngineSettings {
+    crate::engine::settings(dir, BackupKind::Mailboxes(MailStore::Zimbra))
+}
+
+fn sim() -> PathBuf {
+    PathBuf::from(env("TEST_ZIMBRA_SIM"))
+}
+
+/// The simulator's accounts and how it answers for each (ok, empty, error, cut).
+fn sim_accounts() -> Vec<(String, String)> {
+    std::fs::read_to_string(sim().join("accounts"))
+        .expect("accounts")
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(a, b)| (a.to_owned(), b.to_owned()))
+        .collect()
+}
+
+/// The fixture's messages of one account, sorted.
+fn fixture_messages(account: &str) -> Vec<Vec<u8>> {
+    fn walk(p: &Path, out: &mut Vec<Vec<u8>>) {
+        for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else {
+                out.push(std::fs::read(&path).expect("message"));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&sim().join("store").join(account), &mut out);
+    out.sort();
+    out
+}
+
+/// The `.eml` members of an archive, sorted, and every member name.
+fn archive_messages(path: &Path) -> (Vec<Vec<u8>>, Vec<String>) {
+    let file = std::fs::File::open(path).expect("archive");
+    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let (mut messages, mut names) = (Vec::new(), Vec::new());
+    for entry in tar.entries().expect("entries") {
+        let mut entry = entry.expect("entry");
+        let name = entry.path().expect("path").to_string_lossy().into_owned();
+        if name.ends_with(".eml") {
+            let mut body = Vec::new();
+            entry.read_to_end(&mut body).expect("member");
+            messages.push(body);
+        }
+        names.push(name);
+    }
+    messages.sort();
+    (messages, names)
+}
+
+#[tokio::test]
+async fn zimbra_accounts_are_exported_by_streaming_rest_copied_verified_and_counted() {
+    let dir = test_dir("zimbra");
+    let s = settings(&dir);
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let date = chrono::Utc::now().with_timezone(&s.timezone).date_naive();
+    let report = run(&s, RunRequest::new(date, "test", Stop::never()), tx)
+        .await
+        .expect("the run gets to the end of step 6");
+
+    let by_account: BTreeMap<&str, _> = report
+        .mailboxes
+        .iter()
+        .map(|m| (m.account.as_str(), m))
+        .collect();
+    let expected: Vec<(String, String)> = sim_accounts()
+        .into_iter()
+        .filter(|(a, _)| !is_zimbra_system_account(a))
+        .collect();
+    assert_eq!(report.mailboxes.len(), expected.len(), "{report:#?}");
+    for (account, behaviour) in &expected {
+        // Verified mailboxes are named after their file, failed ones after the account.
+        let m = by_account
+            .get(account.as_str())
+            .or_else(|| by_account.get(portable_name(account).as_str()))
+            .unwrap_or_else(|| panic!("{account} is in the report: {report:#?}"));
+        match behaviour.as_str() {
+            "ok" | "empty" => {
+                assert_eq!(m.status, MailboxStatus::Verified, "{m:?}");
+                let fixture = fixture_messages(account);
+                assert_eq!(m.messages, Some(fixture.len() as u64), "{m:?}");
+                if behaviour == "empty" {
+                    assert_eq!(m.messages, Some(0));
+                }
+                let local = report.folders.local.join(&m.file);
+                let server = Path::new(&report.folders.server).join(&m.file);
+                assert_eq!(sha256_of(&local).expect("local").0, m.sha256);
+                assert_eq!(sha256_of(&server).expect("server").0, m.sha256);
+                let (messages, names) = archive_messages(&local);
+                assert_eq!(
+                    messages, fixture,
+                    "{account}: the archive holds the fixture's messages"
+                );
+                // ArchiveFormatter's layout: Folder/0000000257-Subject.eml, each after its .meta.
+                for n in names.iter().filter(|n| n.ends_with(".eml")) {
+                    assert!(names.contains(&format!("{n}.meta")), "{n}");
+                    let base = n.rsplit('/').next().unwrap_or("");
+                    assert!(
+                        base.len() > 11 && base[..10].bytes().all(|b| b.is_ascii_digit()),
+                        "{n}"
+                    );
+                    assert!(n.starts_with("Inbox/") || n.starts_with("Sent/"), "{n}");
+                }
+            }
+            "error" => match &m.status {
+                MailboxStatus::Failed { error } => {
+                    assert!(error.contains(account.as_str()), "{error}");
+                    assert!(error.contains("HTTP 500"), "{error}");
+                    assert!(
+                        error.contains("mail.NO_SUCH_BLOB"),
+                        "the server's error: {error}"
+                    );
+                }
+                other => panic!("{account}: {other:?}"),
+            },
+            "cut" => match &m.status {
+                MailboxStatus::Failed { error } => {
+                    assert!(error.contains(account.as_str()), "{error}");
+                }
+                other => panic!("{account}: {other:?}"),
+            },
+            other => panic!("unknown behaviour {other}"),
+        }
+    }
+    assert!(!report.all_verified());
+    assert_eq!(report.failed().count(), 2);
+
+    // The hostile name ran nowhere and its archive stays inside the folder.
+    let home = sim().join("home");
+    for place in [
+        dir.as_path(),
+        home.as_path(),
+        Path::new("."),
+        Path::new("/root"),
+    ] {
+        assert!(
+            !place.join("zpwned").exists(),
+            "no name ran as code in {place:?}"
+        );
+    }
+    let hostile = by_account
+        .get(portable_name(HOSTILE).as_str())
+        .expect("hostile account exported");
+    assert!(report.folders.local.join(&hostile.file).is_file());
+    for entry in std::fs::read_dir(&report.folders.local).expect("list") {
+        let path = entry.expect("entry").path();
+        assert_eq!(path.parent(), Some(report.folders.local.as_path()));
+    }
+    // Failed exports leave neither a .part nor a stage on the server.
+    for entry in std::fs::read_dir(&report.folders.server).expect("server folder") {
+        let name = entry.expect("entry").file_name();
+        let name = name.to_string_lossy();
+        assert!(!name.ends_with(".part"), "{name}");
+    }
+    let stage = Path::new(&report.folders.server).join(".stage");
+    assert_eq!(
+        std::fs::read_dir(&stage).map(|d| d.count()).unwrap_or(0),
+        0,
+        "every stage removed"
+    );
+
+    // System accounts were listed by zmprov but never requested; each export logged in first.
+    let log = std::fs::read_to_string(sim().join("requests.log")).expect("requests.log");
+    for (account, _) in sim_accounts() {
+        let asked = log.lines().any(|l| l == format!("GET {account} ok"));
+        if is_zimbra_system_account(&account) {
+            assert!(!asked, "system account {account} was exported");
+        }
+    }
+    assert!(log.contains(&format!("GET {HOSTILE} ok")), "{log}");
+    assert!(!log.lines().any(|l| l.contains(" 401")), "{log}");
+}
+
+#[tokio::test]
+async fn zimbra_sizes_come_from_getquotausage_over_ssh() {
+    let dir = test_dir("zsizes");
+    let s = settings(&dir);
+    let work = control_dir().expect("control dir");
+    let remote = Remote::connect(&s, &work).await.expect("login");
+    let out = remote.sh(zimbra::SIZES, &[]).await.expect("ssh");
+    remote.close().await;
+    let _ = std::fs::remove_dir_all(&work);
+    assert!(out.ok, "{}", out.stderr);
+    let sizes = zimbra::parse_sizes(&String::from_utf8_lossy(&out.stdout));
+    let accounts = sim_accounts();
+    assert_eq!(sizes.len(), accounts.len(), "{sizes:?}");
+    for ((account, _), (name, bytes)) in accounts.iter().zip(&sizes) {
+        assert_eq!(account, name);
+        let fixture: u64 = fixture_messages(account)
+            .iter()
+            .map(|m| m.len() as u64)
+            .sum();
+        assert_eq!(*bytes, fixture, "{account}");
+    }
+    assert!(sizes.iter().any(|(a, _)| a == HOSTILE));
+}

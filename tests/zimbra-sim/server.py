@@ -1,0 +1,221 @@
+#!/usr/bin/env python3
+"""Simulated Zimbra admin HTTPS endpoint on 127.0.0.1 (the mailboxd admin port, 7071 on a real
+server): POST /service/admin/soap/ AuthRequest (urn:zimbraAdmin) and GET /home/ACCOUNT/?fmt=tgz
+authorised by the ZM_ADMIN_AUTH_TOKEN cookie, streamed as a gzip'd tar in ArchiveFormatter's
+layout. Usage: server.py SIMDIR (reads SIMDIR/localconfig, accounts, store/, cert.pem, key.pem)."""
+import email.parser
+import email.policy
+import http.server
+import io
+import json
+import os
+import re
+import secrets
+import ssl
+import sys
+import tarfile
+import threading
+import urllib.parse
+import xml.etree.ElementTree as ET
+
+SIM = sys.argv[1]
+LOG_LOCK = threading.Lock()
+TOKENS = set()
+# ArchiveFormatter.ILLEGAL_FILE_CHARS
+ILLEGAL_FILE_CHARS = re.compile(r'[/:*?"<>|\x00]')
+
+
+def lc(key):
+    with open(os.path.join(SIM, "localconfig")) as f:
+        for line in f:
+            k, _, v = line.rstrip("\n").partition(" = ")
+            if k == key:
+                return v
+    raise KeyError(key)
+
+
+def accounts():
+    with open(os.path.join(SIM, "accounts")) as f:
+        return dict(line.rstrip("\n").split("\t") for line in f if line.strip())
+
+
+def log(line):
+    with LOG_LOCK, open(os.path.join(SIM, "requests.log"), "a") as f:
+        f.write(line + "\n")
+
+
+def folders(maildir):
+    """(Zimbra folder path, [message files]) in Maildir++ order: Inbox, then .Sub folders."""
+    out = []
+    for sub, name in [("", "Inbox")] + sorted(
+        (d, d[1:].replace(".", "/")) for d in os.listdir(maildir) if d.startswith(".")
+    ):
+        files = []
+        for part in ("cur", "new"):
+            p = os.path.join(maildir, sub, part)
+            if os.path.isdir(p):
+                files += [os.path.join(p, f) for f in sorted(os.listdir(p))]
+        out.append((name, files))
+    return out
+
+
+def entry_name(item_id, subject):
+    # ArchiveFormatter.getEntryName: id padded to 10, "-", the subject, cut at 120, illegal
+    # characters replaced by "_", trailing dots dropped; "message-ID" when there is no subject.
+    name = f"{item_id:010d}-{subject}" if subject else f"message-{item_id}"
+    if len(name) > 121:
+        name = name[:120]
+    name = ILLEGAL_FILE_CHARS.sub("_", name).strip()
+    while name.endswith("."):
+        name = name[:-1].strip()
+    return name + ".eml"
+
+
+class CutAfter:
+    """A writer that breaks the connection after `limit` bytes (the 'cut' behaviour)."""
+
+    def __init__(self, raw, limit):
+        self.raw, self.left = raw, limit
+
+    def write(self, b):
+        if self.left <= 0:
+            raise ConnectionAbortedError("simulated: stream cut")
+        b = bytes(b)[: self.left]
+        self.left -= len(b)
+        self.raw.write(b)
+        return len(b)
+
+    def flush(self):
+        self.raw.flush()
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.0"  # the body ends when the connection closes, as a chunked stream would
+    server_version = "SimZimbra"
+
+    def log_message(self, fmt, *args):
+        pass
+
+    def page(self, code, text, ctype="text/html;charset=utf-8"):
+        body = text.encode()
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def jetty_error(self, code, message):
+        # The shape of the error page mailboxd's Jetty sends.
+        self.page(code, f"<html>\n<head>\n<meta http-equiv=\"Content-Type\" content=\"text/html;charset=utf-8\"/>\n"
+                        f"<title>Error {code} {message}</title>\n</head>\n<body><h2>HTTP ERROR {code}</h2>\n"
+                        f"<p>Problem accessing {self.path}. Reason:\n<pre>    {message}</pre></p>\n</body>\n</html>\n")
+
+    def do_POST(self):
+        if self.path not in ("/service/admin/soap", "/service/admin/soap/"):
+            log(f"POST {self.path} 404")
+            return self.jetty_error(404, "Not Found")
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        try:
+            root = ET.fromstring(body)
+            req = root.find(".//{urn:zimbraAdmin}AuthRequest")
+            name = req.find("{urn:zimbraAdmin}name").text or ""
+            password = req.find("{urn:zimbraAdmin}password").text or ""
+        except Exception as e:  # noqa: BLE001 - any malformed request is a client fault
+            log(f"POST {self.path} 500 malformed")
+            return self.fault("service.PARSE_ERROR", f"parse error: {e}")
+        if name != lc("zimbra_ldap_user") or password != lc("zimbra_ldap_password"):
+            log(f"POST {self.path} 500 auth-failed")
+            return self.fault("account.AUTH_FAILED", f"authentication failed for [{name}]")
+        token = "0_" + secrets.token_hex(40)
+        TOKENS.add(token)
+        log(f"POST {self.path} 200 AuthRequest")
+        self.page(200, '<soap:Envelope xmlns:soap="http://www.w3.org/2003/05/soap-envelope"><soap:Header>'
+                       '<context xmlns="urn:zimbra"/></soap:Header><soap:Body><AuthResponse xmlns="urn:zimbraAdmin">'
+                       f"<authToken>{token}</authToken><lifetime>43199998</lifetime></AuthResponse></soap:Body></soap:Envelope>",
+                  "application/soap+xml; charset=utf-8")
+
+    def fault(self, code, reason):
+        self.page(500, '<soap:Envelope xmlns:soap="http://www.w3.org/2003/05/soap-envelope"><soap:Body><soap:Fault>'
+                       '<soap:Code><soap:Value>soap:Sender</soap:Value></soap:Code>'
+                       f"<soap:Reason><soap:Text>{reason}</soap:Text></soap:Reason><soap:Detail>"
+                       f'<Error xmlns="urn:zimbra"><Code>{code}</Code></Error></soap:Detail></soap:Fault></soap:Body></soap:Envelope>',
+                  "application/soap+xml; charset=utf-8")
+
+    def do_GET(self):
+        parts = urllib.parse.urlsplit(self.path)
+        m = re.fullmatch(r"/home/([^/]+)/", parts.path)
+        if not m or parts.query != "fmt=tgz":
+            log(f"GET {self.path} 400")
+            return self.jetty_error(400, f"simulator: only /home/ACCOUNT/?fmt=tgz is served, not {self.path}")
+        account = urllib.parse.unquote(m.group(1), errors="strict")
+        cookies = dict(
+            c.strip().split("=", 1) for c in self.headers.get("Cookie", "").split(";") if "=" in c
+        )
+        if cookies.get("ZM_ADMIN_AUTH_TOKEN") not in TOKENS:
+            log(f"GET {account} 401")
+            return self.jetty_error(401, "must authenticate")
+        behaviour = accounts().get(account)
+        if behaviour is None:
+            log(f"GET {account} 404")
+            return self.jetty_error(404, "no such item")
+        log(f"GET {account} {behaviour}")
+        if behaviour == "error":
+            return self.jetty_error(500, "com.zimbra.cs.service.formatter.FormatterServiceException: mail.NO_SUCH_BLOB - "
+                                         f"missing blob for id: 258, change: 1021 Code:formatter.UNKNOWN_ERROR")
+        maildir = os.path.join(SIM, "store", account, "Maildir")
+        boxes = [(f, files) for f, files in folders(maildir) if files]
+        if behaviour == "empty" or not boxes:
+            # ArchiveFormatter: no item saved -> SC_NO_CONTENT "No data found".
+            self.send_response(204, "No data found")
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-compressed-tar")
+        self.send_header("Content-Disposition", 'attachment; filename="export.tgz"')
+        self.end_headers()
+        out = CutAfter(self.wfile, 3000) if behaviour == "cut" else self.wfile
+        try:
+            self.stream(out, boxes)
+        except (ConnectionAbortedError, BrokenPipeError):
+            pass
+
+    def stream(self, out, boxes):
+        item_id = 257  # Mailbox.FIRST_USER_ID is 256: the first user item is 257
+        with tarfile.open(fileobj=out, mode="w|gz", format=tarfile.GNU_FORMAT) as tar:
+            for folder, files in boxes:
+                for n, path in enumerate(files, start=1):
+                    with open(path, "rb") as f:
+                        headers = email.parser.BytesHeaderParser(policy=email.policy.compat32).parse(f)
+                    subject = str(headers.get("Subject", "") or "")
+                    batch = n // 500  # ArchiveFormatter: a new "Folder!n" every 500 items
+                    where = folder + (f"!{batch}" if batch else "")
+                    name = f"{where}/{entry_name(item_id, subject)}"
+                    size = os.path.getsize(path)
+                    mtime = int(os.path.getmtime(path))
+                    flags = path.rsplit(":2,", 1)[-1] if ":2," in path else ""
+                    # The .meta entry first (ItemData.encode(): the item's metadata; simplified here).
+                    meta = json.dumps({"id": item_id, "type": "message", "path": "/" + folder,
+                                       "size": size, "unread": "S" not in flags}).encode()
+                    info = tarfile.TarInfo(name + ".meta")
+                    info.size, info.mtime, info.mode = len(meta), mtime, 0o644
+                    tar.addfile(info, io.BytesIO(meta))
+                    info = tarfile.TarInfo(name)
+                    info.size, info.mtime, info.mode = size, mtime, 0o644
+                    with open(path, "rb") as f:
+                        tar.addfile(info, f)  # copied in blocks: the message is streamed
+                    item_id += 1
+
+
+def main():
+    port = int(lc("zimbra_admin_service_port"))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(os.path.join(SIM, "cert.pem"), os.path.join(SIM, "key.pem"))
+    httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+    with open(os.path.join(SIM, "server.pid"), "w") as f:
+        f.write(str(os.getpid()))
+    httpd.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
