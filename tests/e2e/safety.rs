@@ -648,9 +648,14 @@ async fn an_order_after_a_failed_copy_copies_only_what_was_missing() {
         fault_when(
             move || part_len(&local_root) > (2 << 20),
             move || {
+                // The sessions first: once the listener is gone they are no longer its children.
+                let sessions = sshd.sessions();
                 sshd.stop();
-                sshd.signal_sessions("-KILL");
-                eprintln!("cut at {} bytes", part_len(&local_root2));
+                for pid in sessions.iter().filter_map(|p| p.parse::<i32>().ok()) {
+                    // SAFETY: kill has no memory preconditions.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+                eprintln!("cut {sessions:?} at {} bytes", part_len(&local_root2));
             },
         )
     };
