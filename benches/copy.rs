@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use mailbox_backup_bot::config::{EngineSettings, Env};
 use mailbox_backup_bot::engine::copy::copy_all;
-use mailbox_backup_bot::engine::remote::Remote;
 use mailbox_backup_bot::engine::manifest::parse_manifest;
+use mailbox_backup_bot::engine::remote::Remote;
 use mailbox_backup_bot::engine::run::control_dir;
 use mailbox_backup_bot::engine::{server as scripts, RunFolders};
 

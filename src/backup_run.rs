@@ -188,20 +188,13 @@ struct View {
 
 fn bar(done: u64, total: u64) -> String {
     const WIDTH: u64 = 20;
-    let filled = if total == 0 {
-        WIDTH
-    } else {
-        (done.min(total) * WIDTH) / total
-    };
+    let done = done.min(total);
+    let filled = (done * WIDTH).checked_div(total).unwrap_or(WIDTH);
+    let percent = (done * 100).checked_div(total).unwrap_or(100);
     format!(
-        "[{}{}] {}%",
+        "[{}{}] {percent}%",
         "█".repeat(filled as usize),
         "░".repeat((WIDTH - filled) as usize),
-        if total == 0 {
-            100
-        } else {
-            done.min(total) * 100 / total
-        }
     )
 }
 
@@ -232,7 +225,13 @@ fn progress_text(lang: Lang, v: &View) -> String {
     }
     if let Some((free, need)) = v.server_space {
         let need = need
-            .map(|n| format!(" ({} {})", t("perkiraan kebutuhan", "expected need"), bytes(n)))
+            .map(|n| {
+                format!(
+                    " ({} {})",
+                    t("perkiraan kebutuhan", "expected need"),
+                    bytes(n)
+                )
+            })
             .unwrap_or_default();
         lines.push(format!(
             "{}: {}{need}",
@@ -276,7 +275,10 @@ fn progress_text(lang: Lang, v: &View) -> String {
         });
     } else if v.reconnects > 0 {
         lines.push(match lang {
-            Lang::Id => format!("🔌 Tersambung kembali ({} kali); proses dilanjutkan.", v.reconnects),
+            Lang::Id => format!(
+                "🔌 Tersambung kembali ({} kali); proses dilanjutkan.",
+                v.reconnects
+            ),
             Lang::En => format!("🔌 Reconnected ({} times); the run goes on.", v.reconnects),
         });
     }
@@ -565,8 +567,14 @@ fn run_notes(lang: Lang, r: &BackupReport) -> String {
     }
     if r.bytes_reused > 0 {
         out.push_str(&match lang {
-            Lang::Id => format!("\n♻️ {} diambil dari salinan terverifikasi sebelumnya, tidak disalin ulang.", bytes(r.bytes_reused)),
-            Lang::En => format!("\n♻️ {} taken from an earlier verified copy, not copied again.", bytes(r.bytes_reused)),
+            Lang::Id => format!(
+                "\n♻️ {} diambil dari salinan terverifikasi sebelumnya, tidak disalin ulang.",
+                bytes(r.bytes_reused)
+            ),
+            Lang::En => format!(
+                "\n♻️ {} taken from an earlier verified copy, not copied again.",
+                bytes(r.bytes_reused)
+            ),
         });
     }
     if !r.server_folders_removed.is_empty() {

@@ -398,7 +398,12 @@ impl EngineSettings {
                     ),
                 })?,
             },
-            server_keep: parsed(src, "MAIL_SERVER_BACKUP_KEEP", 1, "a whole number of folders")?,
+            server_keep: parsed(
+                src,
+                "MAIL_SERVER_BACKUP_KEEP",
+                1,
+                "a whole number of folders",
+            )?,
             stall_secs: positive(src, "MAIL_SSH_STALL_SECS", 60, "a whole number of seconds")?,
             reconnect_tries: parsed(
                 src,
@@ -540,7 +545,10 @@ mod tests {
             (s.ssh_port, s.jobs, s.folder_format.as_str()),
             (22, 2, "%d-%m-%Y")
         );
-        assert_eq!(s.kind, BackupKind::Mailboxes(MailStore::Dovecot { config: None }));
+        assert_eq!(
+            s.kind,
+            BackupKind::Mailboxes(MailStore::Dovecot { config: None })
+        );
         for (extra, var) in [
             (("MAIL_BACKUP_KIND", "exchange"), "MAIL_BACKUP_KIND"),
             (("BACKUP_FOLDER_FORMAT", "%d/%m/%Y"), "BACKUP_FOLDER_FORMAT"),

@@ -132,7 +132,10 @@ pub async fn run(app: Arc<App>) -> Result<()> {
         _ = stop => {}
     }
     // A backup still running stops its exports on the server and keeps what it verified.
-    app.stop_runs(crate::engine::StopReason::Shutdown, std::time::Duration::from_secs(20))
-        .await;
+    app.stop_runs(
+        crate::engine::StopReason::Shutdown,
+        std::time::Duration::from_secs(20),
+    )
+    .await;
     Ok(())
 }

@@ -7,8 +7,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::{BackupKind, EngineSettings};
 use crate::engine::{
-    link::Link, local, server, BackupEngine, MailboxStatus, Progress, RunRequest,
-    SshEngine, Stop, StopReason,
+    link::Link, local, server, BackupEngine, MailboxStatus, Progress, RunRequest, SshEngine, Stop,
+    StopReason,
 };
 use crate::messages::bytes;
 
@@ -194,7 +194,10 @@ pub async fn check(s: EngineSettings) -> Result<()> {
                     ),
                 }
             }
-            if matches!(s.kind, BackupKind::Mailboxes(crate::config::MailStore::Zimbra)) {
+            if matches!(
+                s.kind,
+                BackupKind::Mailboxes(crate::config::MailStore::Zimbra)
+            ) {
                 match link
                     .remote()
                     .sh(
@@ -234,7 +237,11 @@ pub async fn check(s: EngineSettings) -> Result<()> {
                 r#"d=$1; while [ ! -e "$d" ]; do d=$(dirname -- "$d"); done; set -- "$d"; {}"#,
                 server::FREE_SPACE
             );
-            match link.remote().sh(&free_script, &[&s.server_backup_dir]).await {
+            match link
+                .remote()
+                .sh(&free_script, &[&s.server_backup_dir])
+                .await
+            {
                 Ok(o) => match server::parse_space(&String::from_utf8_lossy(&o.stdout)) {
                     Some(space) => {
                         let floor = s.server_min_free.bytes(space.size);

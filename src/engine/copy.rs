@@ -165,8 +165,8 @@ pub async fn copy_all(
         e = watch => Err(e),
     };
     if let Err(e) = result {
-        let full = e.kind == ErrorKind::NoSpace
-            || free_space(&folders.local).is_ok_and(|f| f < (1 << 20));
+        let full =
+            e.kind == ErrorKind::NoSpace || free_space(&folders.local).is_ok_and(|f| f < (1 << 20));
         if full {
             remove_partials(&folders.local);
             return Err(EngineError {
@@ -323,7 +323,8 @@ async fn copy_whole(
             file.size, file.sha256
         )));
     }
-    std::fs::rename(&part, folders.local.join(file.name.as_str())).map_err(|e| err(e.to_string()))?;
+    std::fs::rename(&part, folders.local.join(file.name.as_str()))
+        .map_err(|e| err(e.to_string()))?;
     let _ = record_verified(&folders.local, &file.sha256, file.size, file.name.as_str());
     meter.add(0, 1);
     Ok(())
@@ -580,8 +581,7 @@ fn receive_many(
     files: &[ServerFile],
     meter: &Meter,
 ) -> Result<Vec<String>, BatchError> {
-    let expected: HashMap<&str, &ServerFile> =
-        files.iter().map(|f| (f.name.as_str(), f)).collect();
+    let expected: HashMap<&str, &ServerFile> = files.iter().map(|f| (f.name.as_str(), f)).collect();
     let mut verified = Vec::new();
     let mut problem = None;
     let mut archive = tar::Archive::new(BufReader::with_capacity(BUFFER, input));

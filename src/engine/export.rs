@@ -67,11 +67,20 @@ pub async fn claim(
 ) -> Result<String, EngineError> {
     let created = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     let marker = server::marker_text(owner, &created);
-    let out = sh_again(link, STEP, server::CLAIM, &[&s.server_backup_dir, name, &marker]).await?;
+    let out = sh_again(
+        link,
+        STEP,
+        server::CLAIM,
+        &[&s.server_backup_dir, name, &marker],
+    )
+    .await?;
     if !out.ok {
         return Err(fail(
             ErrorKind::ServerCommand,
-            format!("cannot create a folder in {}: {}", s.server_backup_dir, out.stderr),
+            format!(
+                "cannot create a folder in {}: {}",
+                s.server_backup_dir, out.stderr
+            ),
         ));
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
@@ -86,7 +95,10 @@ pub async fn is_ours(link: &mut Link<'_>, dir: &str) -> Result<bool, EngineError
 /// files; returns how many exports were stopped.
 pub async fn stop_writers(link: &mut Link<'_>, dir: &str) -> Result<usize, EngineError> {
     let out = sh_again(link, STEP, server::STOP_WRITERS, &[dir]).await?;
-    Ok(String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0))
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0))
 }
 
 /// Step 5 into the claimed folder `dir`. `continuing`: an earlier run of this folder was cut
@@ -139,14 +151,18 @@ async fn exports(
             let share = |b: u64| b * pending.len() as u64 / jobs.len().max(1) as u64;
             let need = total.map(|t| store.peak_bytes(share(t), largest.unwrap_or(0), s.jobs));
             let floor = check_space(s, link, need, progress).await?;
-            let failures = export_all(s, link, store, dir, &pending, jobs.len(), floor, progress).await?;
+            let failures =
+                export_all(s, link, store, dir, &pending, jobs.len(), floor, progress).await?;
             for (account, error) in &failures {
                 sh_again(link, STEP, server::RECORD_FAILURE, &[dir, account, error]).await?;
             }
         }
         BackupKind::Command { command } => {
             let out = sh_again(link, STEP, server::LAST_RUN_SIZE, &[&s.server_backup_dir]).await?;
-            let last: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0);
+            let last: u64 = String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .parse()
+                .unwrap_or(0);
             let need = (last > 0).then_some(last * 1024);
             let floor = check_space(s, link, need, progress).await?;
             run_command(link, command, dir, floor).await?;
@@ -193,7 +209,10 @@ async fn list(link: &mut Link<'_>, store: &MailStore) -> Result<Vec<String>, Eng
     if !out.ok {
         return Err(fail(
             ErrorKind::ServerCommand,
-            format!("listing the mailboxes failed ({:?}): {}", out.code, out.stderr),
+            format!(
+                "listing the mailboxes failed ({:?}): {}",
+                out.code, out.stderr
+            ),
         ));
     }
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -204,7 +223,10 @@ async fn list(link: &mut Link<'_>, store: &MailStore) -> Result<Vec<String>, Eng
         .filter(|a| !a.trim().is_empty() && !store.skips(a))
         .collect();
     if accounts.is_empty() {
-        return Err(fail(ErrorKind::NoMailboxes, "the server listed no mailboxes"));
+        return Err(fail(
+            ErrorKind::NoMailboxes,
+            "the server listed no mailboxes",
+        ));
     }
     accounts.sort();
     accounts.dedup();
@@ -272,7 +294,10 @@ async fn check_space(
     let space = parse_space(&String::from_utf8_lossy(&out.stdout)).ok_or_else(|| {
         fail(
             ErrorKind::ServerCommand,
-            format!("cannot read the free space of {}: {}", s.server_backup_dir, out.stderr),
+            format!(
+                "cannot read the free space of {}: {}",
+                s.server_backup_dir, out.stderr
+            ),
         )
     })?;
     let floor = s.server_min_free.bytes(space.size);
@@ -284,9 +309,10 @@ async fn check_space(
             floor,
         },
     );
-    if let Some(shortfall) = shortfall(&space, need, floor, s.server_min_free, &s.server_backup_dir) {
+    if let Some(shortfall) = shortfall(&space, need, floor, s.server_min_free, &s.server_backup_dir)
+    {
         return Err(EngineError {
-            space: Some(shortfall.clone()),
+            space: Some(Box::new(shortfall.clone())),
             ..fail(ErrorKind::ServerNoSpace, shortfall.to_string())
         });
     }
@@ -354,7 +380,8 @@ async fn export_all(
                     if broken.load(Ordering::SeqCst) {
                         return (account, file, Ended::Again(String::new()));
                     }
-                    let mut args = vec![dir, file.as_str(), floor.as_str(), export.script, &account];
+                    let mut args =
+                        vec![dir, file.as_str(), floor.as_str(), export.script, &account];
                     args.extend(export.args.iter().map(String::as_str));
                     let ran = remote.sh(server::EXPORT_ONE, &args).await;
                     drop(args);
@@ -442,7 +469,10 @@ async fn run_command(
                 if link.alive().await {
                     return Err(fail(
                         ErrorKind::ServerCommand,
-                        format!("MAIL_BACKUP_COMMAND exited with {:?}: {}", out.code, out.stderr),
+                        format!(
+                            "MAIL_BACKUP_COMMAND exited with {:?}: {}",
+                            out.code, out.stderr
+                        ),
                     ));
                 }
                 out.stderr
@@ -498,10 +528,16 @@ mod tests {
         let f = floor.bytes(space.size);
         assert!(shortfall(&space, Some(10 << 30), f, floor, "/var/backups").is_none());
         let s = shortfall(&space, Some(20 << 30), f, floor, "/var/backups").expect("refused");
-        assert_eq!((s.need, s.free, s.mount.as_str()), (Some(20 << 30), 30 << 30, "/var"));
+        assert_eq!(
+            (s.need, s.free, s.mount.as_str()),
+            (Some(20 << 30), 30 << 30, "/var")
+        );
         // Unknown size: only a server already below the floor is refused.
         assert!(shortfall(&space, None, f, floor, "/x").is_none());
-        let low = ServerSpace { avail: 1 << 30, ..space };
+        let low = ServerSpace {
+            avail: 1 << 30,
+            ..space
+        };
         assert!(shortfall(&low, None, f, floor, "/x").is_some());
     }
 

@@ -27,9 +27,8 @@ impl<'a> Link<'a> {
         settings: &'a EngineSettings,
         progress: ProgressSender,
     ) -> Result<Link<'a>, EngineError> {
-        let work = control_dir().map_err(|e| {
-            EngineError::new(SopStep::RemoteLogin, ErrorKind::Ssh, e.to_string())
-        })?;
+        let work = control_dir()
+            .map_err(|e| EngineError::new(SopStep::RemoteLogin, ErrorKind::Ssh, e.to_string()))?;
         match Remote::connect(settings, &work).await {
             Ok(remote) => Ok(Link {
                 settings,
@@ -46,7 +45,9 @@ impl<'a> Link<'a> {
     }
 
     pub fn remote(&self) -> &Remote {
-        self.remote.as_ref().expect("a link always holds a session between calls")
+        self.remote
+            .as_ref()
+            .expect("a link always holds a session between calls")
     }
 
     /// Whether the connection still answers.
@@ -68,7 +69,10 @@ impl<'a> Link<'a> {
             return Err(EngineError::new(
                 step,
                 ErrorKind::Unreachable,
-                format!("the connection was lost again ({reason}) after {} reconnects in this run", self.reconnects),
+                format!(
+                    "the connection was lost again ({reason}) after {} reconnects in this run",
+                    self.reconnects
+                ),
             ));
         }
         let started = Instant::now();
@@ -88,8 +92,8 @@ impl<'a> Link<'a> {
                 break;
             }
             tokio::time::sleep(wait).await;
-            let work = control_dir()
-                .map_err(|e| EngineError::new(step, ErrorKind::Ssh, e.to_string()))?;
+            let work =
+                control_dir().map_err(|e| EngineError::new(step, ErrorKind::Ssh, e.to_string()))?;
             match Remote::connect(s, &work).await {
                 Ok(remote) => {
                     self.remote = Some(remote);
@@ -155,7 +159,11 @@ fn kill_master(work: &Path) {
     };
     let needle = work.as_os_str().as_encoded_bytes();
     for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<i32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
             continue;
         };
         let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {

@@ -23,7 +23,8 @@ pub fn init_disk(root: &Path) -> std::io::Result<(String, bool)> {
         return Ok((text, false));
     }
     let mut id = [0u8; 8];
-    std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut id))?;
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut id))?;
     let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
     let text = format!(
         "mailbox-backup-bot disk\nid={}\ncreated={}\nhost={}\npath={}\n",
@@ -120,14 +121,16 @@ pub fn read_marker(folder: &Path) -> Option<LocalMarker> {
 }
 
 pub fn write_marker(folder: &Path, marker: &LocalMarker) -> std::io::Result<()> {
-    write_durably(&folder.join(super::server::MARKER_FILE), marker.text().as_bytes())
+    write_durably(
+        &folder.join(super::server::MARKER_FILE),
+        marker.text().as_bytes(),
+    )
 }
 
 /// Updates the state (and server folder) in a folder's marker.
 pub fn mark(folder: &Path, state: FolderState, server: Option<&str>) -> std::io::Result<()> {
-    let mut m = read_marker(folder).ok_or_else(|| {
-        std::io::Error::other(format!("{} has no marker", folder.display()))
-    })?;
+    let mut m = read_marker(folder)
+        .ok_or_else(|| std::io::Error::other(format!("{} has no marker", folder.display())))?;
     m.state = state;
     if let Some(server) = server {
         m.server = Some(server.to_owned());
@@ -187,7 +190,11 @@ fn numbered(base: &str, n: usize) -> String {
 
 /// An unfinished bot-made folder of the same day (an earlier run failed or was killed, and no
 /// live process of the bot still writes it): a new run continues it instead of starting over.
-pub fn unfinished_folder(root: &Path, format: &str, when: NaiveDateTime) -> Option<(PathBuf, LocalMarker)> {
+pub fn unfinished_folder(
+    root: &Path,
+    format: &str,
+    when: NaiveDateTime,
+) -> Option<(PathBuf, LocalMarker)> {
     let base = portable_name(&when.format(format).to_string());
     let mut found = None;
     for n in 1..1000 {
@@ -243,7 +250,9 @@ pub fn find_verified_copy(root: &Path, except: &Path, sha256: &str, size: u64) -
             let mut it = line.splitn(3, ' ');
             let (h, s, n) = (it.next()?, it.next()?, it.next()?);
             let path = folder.join(n);
-            (h == sha256 && s.parse::<u64>().ok() == Some(size) && !n.contains('/')
+            (h == sha256
+                && s.parse::<u64>().ok() == Some(size)
+                && !n.contains('/')
                 && std::fs::metadata(&path).is_ok_and(|m| m.len() == size))
             .then_some(path)
         })
@@ -386,18 +395,27 @@ mod tests {
             Some("24-11-2026_3"),
             "the folder made by hand is skipped"
         );
-        assert_eq!(read_marker(&second).map(|m| m.owner), Some("order 2".into()));
+        assert_eq!(
+            read_marker(&second).map(|m| m.owner),
+            Some("order 2".into())
+        );
         assert_eq!(read_marker(&root.join("24-11-2026_2")), None);
         // The first failed: the next run of the day continues it, not the hand-made one.
         mark(&first, FolderState::Failed, Some("/srv/b/24-11-2026")).expect("mark");
         mark(&second, FolderState::Complete, None).expect("mark");
         let (again, m) = unfinished_folder(&root, "%d-%m-%Y", when).expect("unfinished");
-        assert_eq!((again, m.server.as_deref()), (first.clone(), Some("/srv/b/24-11-2026")));
+        assert_eq!(
+            (again, m.server.as_deref()),
+            (first.clone(), Some("/srv/b/24-11-2026"))
+        );
         assert!(create_dated_folder(&root.join("not-mounted"), "%d-%m-%Y", when, "x").is_err());
         assert!(check_disk(&root).is_err(), "no disk marker yet");
         let (_, new) = init_disk(&root).expect("init");
         assert!(new && check_disk(&root).is_ok());
-        assert!(!init_disk(&root).expect("again").1, "an existing marker is kept");
+        assert!(
+            !init_disk(&root).expect("again").1,
+            "an existing marker is kept"
+        );
         std::fs::remove_dir_all(&root).expect("cleanup");
     }
 }

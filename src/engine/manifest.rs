@@ -136,7 +136,12 @@ mod tests {
         ] {
             assert!(ServerName::parse(bad).is_err(), "{bad:?} accepted");
         }
-        for good in ["ani@djki.go.id.tgz", "Surat Masuk.tar.gz", "ünï@x.tgz", "a;b.tar.gz"] {
+        for good in [
+            "ani@djki.go.id.tgz",
+            "Surat Masuk.tar.gz",
+            "ünï@x.tgz",
+            "a;b.tar.gz",
+        ] {
             assert_eq!(ServerName::parse(good).expect(good).as_str(), good);
         }
     }

@@ -145,7 +145,9 @@ pub enum Progress {
         reason: String,
     },
     /// Reconnected; the step goes on where it was.
-    Reconnected { step: SopStep },
+    Reconnected {
+        step: SopStep,
+    },
     /// Step 5: the free space on the server, and what the export is expected to need.
     ServerSpace {
         free: u64,
@@ -251,7 +253,7 @@ pub struct EngineError {
     pub folders: Option<RunFolders>,
     /// For [`ErrorKind::ServerNoSpace`]: the figures, for the reader's language.
     #[serde(default)]
-    pub space: Option<SpaceShortfall>,
+    pub space: Option<Box<SpaceShortfall>>,
 }
 
 /// Why the server's disk cannot take the export.

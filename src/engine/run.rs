@@ -13,8 +13,8 @@ use super::link::Link;
 use super::local::{self, create_dated_folder, FolderState};
 use super::manifest::{account_of, sha256sums, ServerFile};
 use super::{
-    export, tell, BackupEngine, BackupReport, EngineError, ErrorKind, MailboxResult,
-    MailboxStatus, Progress, ProgressSender, RunFolders, RunRequest, StepTiming, StopReason,
+    export, tell, BackupEngine, BackupReport, EngineError, ErrorKind, MailboxResult, MailboxStatus,
+    Progress, ProgressSender, RunFolders, RunRequest, StepTiming, StopReason,
 };
 use crate::config::EngineSettings;
 use crate::domain::SopStep;
@@ -209,7 +209,12 @@ async fn steps(
                 let local =
                     create_dated_folder(&s.local_root, &s.folder_format, when, &request.owner)
                         .map_err(|e| {
-                            failed(SopStep::CreateFolder, ErrorKind::LocalFolder, e.to_string(), None)
+                            failed(
+                                SopStep::CreateFolder,
+                                ErrorKind::LocalFolder,
+                                e.to_string(),
+                                None,
+                            )
                         })?;
                 (
                     RunFolders {
@@ -227,10 +232,12 @@ async fn steps(
 
     // Step 4: login.
     let t4 = timer.start(SopStep::RemoteLogin, &progress);
-    let mut link = Link::connect(s, progress.clone()).await.map_err(|e| EngineError {
-        folders: Some(folders.clone()),
-        ..e
-    })?;
+    let mut link = Link::connect(s, progress.clone())
+        .await
+        .map_err(|e| EngineError {
+            folders: Some(folders.clone()),
+            ..e
+        })?;
     timer.finish(SopStep::RemoteLogin, t4, &progress);
 
     let result = server_backup_and_copy(
@@ -245,7 +252,12 @@ async fn steps(
     .await;
     let reconnects = link.reconnects;
     let result = match result {
-        Ok(mut done) if done.mailboxes.iter().all(|m| m.status == MailboxStatus::Verified) => {
+        Ok(mut done)
+            if done
+                .mailboxes
+                .iter()
+                .all(|m| m.status == MailboxStatus::Verified) =>
+        {
             // The copy is verified: older server folders can go (never the current one before
             // this point, never one without the marker).
             match export::retention(s, &mut link, &folders.server).await {
@@ -261,7 +273,10 @@ async fn steps(
         folders: e.folders.clone().or_else(|| Some(folders.clone())),
         ..e
     })?;
-    let verified = done.mailboxes.iter().all(|m| m.status == MailboxStatus::Verified);
+    let verified = done
+        .mailboxes
+        .iter()
+        .all(|m| m.status == MailboxStatus::Verified);
     let state = if verified {
         local::remove_stale_partials(&s.local_root, &folders.local);
         FolderState::Complete
@@ -307,9 +322,8 @@ async fn server_backup_and_copy(
     // Step 5: the server folder (the earlier one when continuing and it is still the bot's),
     // then the exports.
     let t5 = timer.start(SopStep::ServerBackup, progress);
-    let keep_server = continuing
-        && !folders.server.is_empty()
-        && export::is_ours(link, &folders.server).await?;
+    let keep_server =
+        continuing && !folders.server.is_empty() && export::is_ours(link, &folders.server).await?;
     if !keep_server {
         let name = folders
             .local
@@ -320,10 +334,12 @@ async fn server_backup_and_copy(
         let owner = local::read_marker(&folders.local)
             .map(|m| m.owner)
             .unwrap_or_else(|| "mailbox-backup-bot".into());
-        folders.server = export::claim(link, s, &name, &owner).await.map_err(|e| EngineError {
-            folders: Some(folders.clone()),
-            ..e
-        })?;
+        folders.server = export::claim(link, s, &name, &owner)
+            .await
+            .map_err(|e| EngineError {
+                folders: Some(folders.clone()),
+                ..e
+            })?;
         let _ = local::mark(&folders.local, FolderState::Running, Some(&folders.server));
         remember(shared, folders, progress);
     }
@@ -343,8 +359,11 @@ async fn server_backup_and_copy(
     let copied = copy_with_reconnects(s, link, folders, &files, progress).await?;
     let copy_secs = started.elapsed().as_secs_f64();
     let f = Some(&*folders);
-    local::write_durably(&folders.local.join("SHA256SUMS"), sha256sums(&files).as_bytes())
-        .map_err(|e| failed(SopStep::CopyAndReport, ErrorKind::Copy, e.to_string(), f))?;
+    local::write_durably(
+        &folders.local.join("SHA256SUMS"),
+        sha256sums(&files).as_bytes(),
+    )
+    .map_err(|e| failed(SopStep::CopyAndReport, ErrorKind::Copy, e.to_string(), f))?;
 
     let mut results = read_back(folders, &files, progress).await;
     for (account, error) in exported.failures {

@@ -120,8 +120,7 @@ fi
 finish"#;
 
 /// Free space of the file system holding `$1`: `avail_kib size_kib mount_point`.
-pub const FREE_SPACE: &str =
-    r#"df -Pk -- "$1" | awk 'NR==2 {printf "%s %s ", $4, $2; for (i=6;i<=NF;i++) printf "%s%s", $i, (i<NF?" ":""); print ""}'"#;
+pub const FREE_SPACE: &str = r#"df -Pk -- "$1" | awk 'NR==2 {printf "%s %s ", $4, $2; for (i=6;i<=NF;i++) printf "%s%s", $i, (i<NF?" ":""); print ""}'"#;
 
 /// The KiB the newest bot-made folder under `$1` holds (for the `command` kind's estimate).
 pub const LAST_RUN_SIZE: &str = r#"cd -- "$1" 2>/dev/null || { echo 0; exit 0; }
@@ -158,7 +157,8 @@ pub const READ_STATE: &str = r#"cd -- "$1" 2>/dev/null || exit 3
 cat .manifest; printf '\n--failed--\n'; cat .failed 2>/dev/null || true"#;
 
 /// The archives already complete in `$1` (NUL-separated), for a step 5 that goes on.
-pub const LIST_DONE: &str = r#"cd -- "$1" && for f in *; do [ -f "$f" ] && printf '%s\0' "$f"; done; true"#;
+pub const LIST_DONE: &str =
+    r#"cd -- "$1" && for f in *; do [ -f "$f" ] && printf '%s\0' "$f"; done; true"#;
 
 pub const RECORD_FAILURE: &str = r#"printf '%s\t%s\0' "$2" "$3" >> "$1/.failed""#;
 pub const CLEAR_FAILURES: &str = r#"rm -f -- "$1/.failed""#;
@@ -212,7 +212,7 @@ impl Floor {
             'T' => 1024.0 * 1024.0 * 1024.0 * 1024.0,
             _ => return None,
         };
-        (n >= 0.0).then(|| Floor::Bytes((n * mult) as u64))
+        (n >= 0.0).then_some(Floor::Bytes((n * mult) as u64))
     }
 
     /// The floor in bytes on a file system of `size` bytes.

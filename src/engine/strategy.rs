@@ -57,7 +57,8 @@ doveadm "$@" user '*' | while IFS= read -r u; do
   [ -d "$h" ] && du -sk -- "$h" | cut -f1
 done | "#;
 
-const MAILDIR_SIZES: &str = r#"cd -- "$1" && for d in */; do [ -d "$d" ] && du -sk -- "$d" | cut -f1; done | "#;
+const MAILDIR_SIZES: &str =
+    r#"cd -- "$1" && for d in */; do [ -d "$d" ] && du -sk -- "$d" | cut -f1; done | "#;
 
 impl MailStore {
     pub fn listing(&self) -> Listing {
@@ -125,7 +126,9 @@ impl MailStore {
                 format!("{DOVECOT_SIZES}{SUM_KIB}"),
                 vec![config.clone().unwrap_or_default()],
             ),
-            MailStore::Maildir { root } => (format!("{MAILDIR_SIZES}{SUM_KIB}"), vec![root.clone()]),
+            MailStore::Maildir { root } => {
+                (format!("{MAILDIR_SIZES}{SUM_KIB}"), vec![root.clone()])
+            }
         }
     }
 
@@ -203,7 +206,13 @@ mod tests {
         let d = MailStore::Dovecot { config: None };
         let m = MailStore::Maildir { root: "/m".into() };
         let (total, largest) = (100 << 20, 40 << 20);
-        assert_eq!(m.peak_bytes(total, largest, 2), total + (total / 100) + (1 << 20));
-        assert_eq!(d.peak_bytes(total, largest, 2), m.peak_bytes(total, largest, 2) + (80 << 20));
+        assert_eq!(
+            m.peak_bytes(total, largest, 2),
+            total + (total / 100) + (1 << 20)
+        );
+        assert_eq!(
+            d.peak_bytes(total, largest, 2),
+            m.peak_bytes(total, largest, 2) + (80 << 20)
+        );
     }
 }

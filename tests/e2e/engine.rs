@@ -52,7 +52,9 @@ async fn dovecot_mailboxes_are_backed_up_copied_verified_and_counted() {
     }
     let s = settings(
         &dir,
-        BackupKind::Mailboxes(MailStore::Dovecot { config: Some(env("TEST_DOVECOT_CONF")) }),
+        BackupKind::Mailboxes(MailStore::Dovecot {
+            config: Some(env("TEST_DOVECOT_CONF")),
+        }),
     );
     let report = backup(&s, None).await.expect("the run succeeds");
     assert!(report.all_verified(), "{report:?}");
@@ -109,7 +111,9 @@ async fn hostile_maildir_names_stay_inside_the_folder_and_a_corrupted_copy_is_ca
     }
     let s = settings(
         &dir,
-        BackupKind::Mailboxes(MailStore::Maildir { root: root.to_string_lossy().into_owned() }),
+        BackupKind::Mailboxes(MailStore::Maildir {
+            root: root.to_string_lossy().into_owned(),
+        }),
     );
     let report = backup(&s, None).await.expect("run");
     assert!(report.all_verified(), "{report:?}");
@@ -167,7 +171,9 @@ async fn a_changed_host_key_a_refused_key_and_a_dead_port_each_get_their_own_err
     let dir = test_dir("keys");
     let s = settings(
         &dir,
-        BackupKind::Mailboxes(MailStore::Maildir { root: "/nonexistent".into() }),
+        BackupKind::Mailboxes(MailStore::Maildir {
+            root: "/nonexistent".into(),
+        }),
     );
     let other = dir.join("other_key");
     let st = std::process::Command::new("ssh-keygen")
@@ -241,7 +247,9 @@ async fn a_dovecot_backup_restores_into_a_fresh_user_message_for_message() {
     );
     let s = settings(
         &dir,
-        BackupKind::Mailboxes(MailStore::Dovecot { config: Some(env("TEST_DOVECOT_CONF")) }),
+        BackupKind::Mailboxes(MailStore::Dovecot {
+            config: Some(env("TEST_DOVECOT_CONF")),
+        }),
     );
     let report = backup(&s, None).await.expect("the backup runs");
     let copy = report
@@ -313,7 +321,9 @@ async fn a_destination_too_small_is_refused_before_anything_is_copied() {
     );
     let s = settings(
         &dir,
-        BackupKind::Mailboxes(MailStore::Maildir { root: root.to_string_lossy().into_owned() }),
+        BackupKind::Mailboxes(MailStore::Maildir {
+            root: root.to_string_lossy().into_owned(),
+        }),
     );
     let result = backup(&s, None).await;
     let files: Vec<PathBuf> = files_under(&disk)

@@ -433,11 +433,18 @@ async fn backup_and_check_work_at_the_terminal() {
     let marker = dir.join("local").join(".mailbox-backup-bot-disk");
     std::fs::remove_file(&marker).expect("no marker");
     let (ok, printed) = terminal(&["check"], &env);
-    assert!(!ok && printed.contains("FAIL backup disk marked"), "{printed}");
+    assert!(
+        !ok && printed.contains("FAIL backup disk marked"),
+        "{printed}"
+    );
     assert!(printed.contains("disk not mounted?"), "{printed}");
     let (ok, printed) = terminal(&["backup"], &env);
     assert!(!ok && printed.contains("disk not mounted?"), "{printed}");
-    assert_eq!(std::fs::read_dir(dir.join("local")).expect("ls").count(), 0, "nothing written");
+    assert_eq!(
+        std::fs::read_dir(dir.join("local")).expect("ls").count(),
+        0,
+        "nothing written"
+    );
     let (ok, printed) = terminal(&["init-disk"], &env);
     assert!(ok && printed.contains("marked"), "{printed}");
     assert!(marker.is_file());
@@ -445,7 +452,10 @@ async fn backup_and_check_work_at_the_terminal() {
     let (ok, printed) = terminal(&["check"], &env);
     assert!(ok, "{printed}");
     assert!(printed.contains("PASS backup disk marked"), "{printed}");
-    assert!(printed.contains("PASS server free space above the floor"), "{printed}");
+    assert!(
+        printed.contains("PASS server free space above the floor"),
+        "{printed}"
+    );
     assert!(
         !dir.join("server").exists(),
         "check changes nothing on the server"

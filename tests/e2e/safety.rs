@@ -34,7 +34,18 @@ impl PrivateSshd {
             .expect("free port")
             .port();
         let key = d.join("hostkey");
-        sh("ssh-keygen", &["-q", "-t", "ed25519", "-N", "", "-f", &key.to_string_lossy()]);
+        sh(
+            "ssh-keygen",
+            &[
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-f",
+                &key.to_string_lossy(),
+            ],
+        );
         let authorized = Path::new(&env("MAIL_SSH_KEY")).with_file_name("authorized_keys");
         let config = format!(
             "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile {}\nAuthorizedKeysFile {}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nUsePAM no\nStrictModes no\nMaxSessions 64\nMaxStartups 64\n",
@@ -88,7 +99,10 @@ impl PrivateSshd {
         );
         let deadline = Instant::now() + Duration::from_secs(5);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "the private sshd did not start again");
+            assert!(
+                Instant::now() < deadline,
+                "the private sshd did not start again"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         self.find_listener();
@@ -169,12 +183,25 @@ impl PrivateSshd {
 impl Drop for PrivateSshd {
     fn drop(&mut self) {
         let config = self.dir.join("sshd_config").to_string_lossy().into_owned();
-        let _ = std::process::Command::new("pkill").args(["-CONT", "-f", &config]).status();
-        let _ = std::process::Command::new("pkill").args(["-f", &config]).status();
+        let _ = std::process::Command::new("pkill")
+            .args(["-CONT", "-f", &config])
+            .status();
+        let _ = std::process::Command::new("pkill")
+            .args(["-f", &config])
+            .status();
         // Connections of the listener go with it; any left are stopped ones, gone at -CONT.
-        for pid in self.orphans.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
-            let _ = std::process::Command::new("kill").args(["-CONT", &pid]).status();
-            let _ = std::process::Command::new("kill").args(["-KILL", &pid]).status();
+        for pid in self
+            .orphans
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            let _ = std::process::Command::new("kill")
+                .args(["-CONT", &pid])
+                .status();
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid])
+                .status();
         }
     }
 }
@@ -220,7 +247,10 @@ fn maildir_kind(root: &Path) -> BackupKind {
 }
 
 /// Runs the engine, collecting its progress events.
-async fn backup_with(s: &EngineSettings, stop: Stop) -> (Result<BackupReport, EngineError>, Vec<Progress>) {
+async fn backup_with(
+    s: &EngineSettings,
+    stop: Stop,
+) -> (Result<BackupReport, EngineError>, Vec<Progress>) {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let date = chrono::Utc::now().with_timezone(&s.timezone).date_naive();
     let result = run(s, RunRequest::new(date, "test", stop), tx).await;
@@ -302,13 +332,19 @@ async fn a_server_folder_made_by_hand_is_left_alone_and_the_run_takes_the_next_n
         format!("{}_2", by_hand.display()),
         "the next free name"
     );
-    let marker = std::fs::read_to_string(Path::new(&report.folders.server).join(".mailbox-backup-bot"))
-        .expect("the bot's folder carries the marker");
-    assert!(marker.starts_with("mailbox-backup-bot folder\nowner=test\n"), "{marker}");
+    let marker =
+        std::fs::read_to_string(Path::new(&report.folders.server).join(".mailbox-backup-bot"))
+            .expect("the bot's folder carries the marker");
+    assert!(
+        marker.starts_with("mailbox-backup-bot folder\nowner=test\n"),
+        "{marker}"
+    );
     // Nothing temporary is left on the server.
     let server_names = names(Path::new(&report.folders.server));
     assert!(
-        !server_names.iter().any(|n| n == ".stage" || n == ".run" || n.ends_with(".part")),
+        !server_names
+            .iter()
+            .any(|n| n == ".stage" || n == ".run" || n.ends_with(".part")),
         "{server_names:?}"
     );
 }
@@ -321,7 +357,17 @@ async fn a_small_server_disk_is_refused_before_step_5_and_left_empty() {
     let mut s = settings(&dir, maildir_kind(&root));
     let server = PathBuf::from(&s.server_backup_dir);
     std::fs::create_dir_all(&server).expect("mount point");
-    sh("mount", &["-t", "tmpfs", "-o", "size=16m", "tmpfs", &server.to_string_lossy()]);
+    sh(
+        "mount",
+        &[
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=16m",
+            "tmpfs",
+            &server.to_string_lossy(),
+        ],
+    );
     s.server_min_free = Floor::Bytes(8 << 20);
     let result = backup(&s).await;
     let left = names(&server);
@@ -330,9 +376,19 @@ async fn a_small_server_disk_is_refused_before_step_5_and_left_empty() {
     assert_eq!(err.kind, ErrorKind::ServerNoSpace, "{err}");
     let space = err.space.expect("the figures");
     assert!(space.need.expect("estimated") >= 9 << 20, "{space:?}");
-    assert!(space.free <= 16 << 20 && space.floor == 8 << 20, "{space:?}");
-    assert!(err.detail.contains("MAIL_SERVER_MIN_FREE"), "{}", err.detail);
-    assert!(left.is_empty(), "nothing was written on the server: {left:?}");
+    assert!(
+        space.free <= 16 << 20 && space.floor == 8 << 20,
+        "{space:?}"
+    );
+    assert!(
+        err.detail.contains("MAIL_SERVER_MIN_FREE"),
+        "{}",
+        err.detail
+    );
+    assert!(
+        left.is_empty(),
+        "nothing was written on the server: {left:?}"
+    );
 }
 
 #[tokio::test]
@@ -344,7 +400,17 @@ async fn a_server_disk_filling_during_step_5_stops_the_exports_at_the_floor() {
     s.jobs = 1;
     let server = PathBuf::from(&s.server_backup_dir);
     std::fs::create_dir_all(&server).expect("mount point");
-    sh("mount", &["-t", "tmpfs", "-o", "size=64m", "tmpfs", &server.to_string_lossy()]);
+    sh(
+        "mount",
+        &[
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=64m",
+            "tmpfs",
+            &server.to_string_lossy(),
+        ],
+    );
     s.server_min_free = Floor::Bytes(16 << 20);
     // Another writer on the server's disk: as soon as the first archive is done, 44 MiB more.
     let filler = {
@@ -357,7 +423,7 @@ async fn a_server_disk_filling_during_step_5_stops_the_exports_at_the_floor() {
                     .flatten()
                     .flatten()
                     .filter(|e| e.path().is_dir())
-                    .any(|d| archives(&d.path()).len() >= 1);
+                    .any(|d| !archives(&d.path()).is_empty());
                 if first {
                     let _ = std::fs::write(server.join("other-writer.bin"), vec![7u8; 50 << 20]);
                     return true;
@@ -381,18 +447,31 @@ async fn a_server_disk_filling_during_step_5_stops_the_exports_at_the_floor() {
         .iter()
         .filter(|m| matches!(&m.status, MailboxStatus::Failed { error } if error.contains("floor")))
         .collect();
-    let verified = report.mailboxes.iter().filter(|m| m.status == MailboxStatus::Verified).count();
-    assert!(!stopped.is_empty() && verified >= 1, "{:?}", report.mailboxes);
+    let verified = report
+        .mailboxes
+        .iter()
+        .filter(|m| m.status == MailboxStatus::Verified)
+        .count();
+    assert!(
+        !stopped.is_empty() && verified >= 1,
+        "{:?}",
+        report.mailboxes
+    );
     assert_eq!(stopped.len() + verified, 24, "every mailbox accounted for");
     assert!(
-        !report.mailboxes.iter().any(|m| format!("{:?}", m.status).contains("No space")),
+        !report
+            .mailboxes
+            .iter()
+            .any(|m| format!("{:?}", m.status).contains("No space")),
         "stopped before the disk was full: {:?}",
         report.mailboxes
     );
     // Had the exports gone on, 64 − 50 − 6 MiB would be left; they stopped at the floor.
     assert!(free_after >= 12 << 20, "the server kept room: {free_after}");
     assert!(
-        !left.iter().any(|n| n == ".stage" || n == ".run" || n.ends_with(".part")),
+        !left
+            .iter()
+            .any(|n| n == ".stage" || n == ".run" || n.ends_with(".part")),
         "{left:?}"
     );
 }
@@ -417,10 +496,17 @@ async fn retention_keeps_exactly_n_bot_folders_and_never_one_made_by_hand() {
         removed.extend(r.server_folders_removed.clone());
     }
     let mut expected = vec!["01-01-2020".to_owned(), "arsip-manual".to_owned()];
-    expected.extend(made[2..].iter().map(|p| p.rsplit('/').next().expect("name").to_owned()));
+    expected.extend(
+        made[2..]
+            .iter()
+            .map(|p| p.rsplit('/').next().expect("name").to_owned()),
+    );
     expected.sort();
     assert_eq!(names(&server), expected);
-    let gone: Vec<String> = made[..2].iter().map(|p| p.rsplit('/').next().expect("name").to_owned()).collect();
+    let gone: Vec<String> = made[..2]
+        .iter()
+        .map(|p| p.rsplit('/').next().expect("name").to_owned())
+        .collect();
     removed.sort();
     assert_eq!(removed, gone);
     assert_eq!(names(&server.join("01-01-2020")), vec!["x.tar.gz"]);
@@ -441,7 +527,13 @@ fn big_and_small(dir: &Path) -> BackupKind {
     let tar = |name: &str, what: &str| {
         sh(
             "tar",
-            &["-czf", &source.join(name).to_string_lossy(), "-C", &source.to_string_lossy(), what],
+            &[
+                "-czf",
+                &source.join(name).to_string_lossy(),
+                "-C",
+                &source.to_string_lossy(),
+                what,
+            ],
         )
     };
     tar("besar.tar.gz", "data");
@@ -499,11 +591,16 @@ async fn a_connection_dropped_during_the_copy_is_made_again_and_the_copy_goes_on
         )
     };
     let (result, events) = backup_with(&s, Stop::never()).await;
-    assert!(cut.join().expect("fault thread"), "the copy was cut mid-way");
+    assert!(
+        cut.join().expect("fault thread"),
+        "the copy was cut mid-way"
+    );
     let report = result.expect("the run completes after reconnecting");
     assert!(report.all_verified(), "{report:?}");
     assert!(report.reconnects >= 1, "{report:?}");
-    assert!(events.iter().any(|e| matches!(e, Progress::Reconnecting { .. })));
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Progress::Reconnecting { .. })));
     let server = PathBuf::from(&report.folders.server);
     assert_eq!(archives(&report.folders.local), archives(&server));
     assert!(
@@ -533,23 +630,33 @@ async fn a_stalled_connection_is_noticed_and_made_again() {
                 // Let the stopped ones go once the run has moved on: they find their peer gone.
                 std::thread::sleep(Duration::from_secs(8));
                 for pid in stopped {
-                    let _ = std::process::Command::new("kill").args(["-CONT", &pid]).status();
+                    let _ = std::process::Command::new("kill")
+                        .args(["-CONT", &pid])
+                        .status();
                 }
             },
         )
     };
     let (result, events) = backup_with(&s, Stop::never()).await;
-    assert!(stall.join().expect("fault thread"), "the copy was stalled mid-way");
+    assert!(
+        stall.join().expect("fault thread"),
+        "the copy was stalled mid-way"
+    );
     let report = result.expect("the run completes after reconnecting");
     assert!(report.all_verified(), "{report:?}");
     assert!(report.reconnects >= 1);
-    assert!(events.iter().any(|e| matches!(e, Progress::Reconnecting { .. })));
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Progress::Reconnecting { .. })));
     // The copy reported a rate of zero while nothing arrived, not the last one frozen.
     assert!(
         events.iter().any(|e| matches!(e, Progress::Copy { rate, bytes_done, bytes_total, .. } if *rate < 1.0 && bytes_done < bytes_total)),
         "a stall shows as a rate of zero"
     );
-    assert_eq!(archives(&report.folders.local), archives(Path::new(&report.folders.server)));
+    assert_eq!(
+        archives(&report.folders.local),
+        archives(Path::new(&report.folders.server))
+    );
     assert!(started.elapsed() < Duration::from_secs(60));
 }
 
@@ -582,8 +689,14 @@ async fn a_connection_dropped_during_step_5_keeps_finished_exports_and_does_the_
     assert!(report.all_verified(), "{report:?}");
     assert_eq!(report.mailboxes.len(), 16);
     assert!(report.reconnects >= 1);
-    assert_eq!(archives(&report.folders.local), archives(Path::new(&report.folders.server)));
-    assert!(processes_naming(&report.folders.server).is_empty(), "no export left running");
+    assert_eq!(
+        archives(&report.folders.local),
+        archives(Path::new(&report.folders.server))
+    );
+    assert!(
+        processes_naming(&report.folders.server).is_empty(),
+        "no export left running"
+    );
 }
 
 #[tokio::test]
@@ -616,18 +729,35 @@ async fn cancel_during_step_5_leaves_no_process_on_the_server_and_no_temporary_f
     let ((result, _), asked) = tokio::join!(run, cancel);
     let err = result.expect_err("cancelled");
     assert_eq!(err.kind, ErrorKind::Cancelled);
-    assert!(err.detail.contains("1 export stopped on the server"), "{}", err.detail);
-    assert!(asked.elapsed() < Duration::from_secs(10), "stopped promptly");
+    assert!(
+        err.detail.contains("1 export stopped on the server"),
+        "{}",
+        err.detail
+    );
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "stopped promptly"
+    );
     let folder = PathBuf::from(&err.folders.expect("folders").server);
-    assert!(processes_naming("sleep 120").is_empty(), "the export was killed");
+    assert!(
+        processes_naming("sleep 120").is_empty(),
+        "the export was killed"
+    );
     assert!(processes_naming(&folder.to_string_lossy()).is_empty());
     let left = names(&folder);
-    assert_eq!(left, vec![".mailbox-backup-bot"], "no temporary files: {left:?}");
+    assert_eq!(
+        left,
+        vec![".mailbox-backup-bot"],
+        "no temporary files: {left:?}"
+    );
     let controls: Vec<String> = names(Path::new("/tmp"))
         .into_iter()
         .filter(|n| n.starts_with(&format!("mbb-{}-", std::process::id())))
         .collect();
-    assert!(controls.is_empty(), "no ssh control folder left: {controls:?}");
+    assert!(
+        controls.is_empty(),
+        "no ssh control folder left: {controls:?}"
+    );
 }
 
 #[tokio::test]
@@ -660,14 +790,21 @@ async fn an_order_after_a_failed_copy_copies_only_what_was_missing() {
         )
     };
     let (first, _) = backup_with(&s, Stop::never()).await;
-    assert!(cut.join().expect("fault thread"), "the copy was cut mid-way");
+    assert!(
+        cut.join().expect("fault thread"),
+        "the copy was cut mid-way"
+    );
     sshd.restart();
     let err = first.expect_err("the first run fails");
     let folders = err.folders.clone().expect("folders");
     let kept = part_len(&local_root);
     let verified_before: u64 = archives(&folders.local)
         .keys()
-        .map(|n| std::fs::metadata(folders.local.join(n)).expect("size").len())
+        .map(|n| {
+            std::fs::metadata(folders.local.join(n))
+                .expect("size")
+                .len()
+        })
         .sum();
     assert!(kept > 0 || verified_before > 0, "something was kept: {err}");
 
@@ -679,7 +816,10 @@ async fn an_order_after_a_failed_copy_copies_only_what_was_missing() {
         report.bytes_total - verified_before - kept,
         "only what was missing was copied"
     );
-    assert_eq!(archives(&report.folders.local), archives(Path::new(&report.folders.server)));
+    assert_eq!(
+        archives(&report.folders.local),
+        archives(Path::new(&report.folders.server))
+    );
 }
 
 #[tokio::test]
@@ -708,7 +848,14 @@ async fn a_run_cut_off_in_step_5_is_continued_with_one_writer_on_the_server() {
 
     let report = backup(&s).await.expect("continued");
     assert!(report.all_verified(), "{report:?}");
-    assert_eq!(PathBuf::from(&report.folders.server), folder, "the same server folder");
-    assert!(processes_naming(&folder.to_string_lossy()).is_empty(), "no writer left");
+    assert_eq!(
+        PathBuf::from(&report.folders.server),
+        folder,
+        "the same server folder"
+    );
+    assert!(
+        processes_naming(&folder.to_string_lossy()).is_empty(),
+        "no writer left"
+    );
     assert_eq!(archives(&report.folders.local), archives(&folder));
 }
