@@ -502,15 +502,15 @@ pub fn report_text(app: &App, order: &Order, outcome: Option<&RunOutcome>) -> St
                 }
                 Some(RunOutcome::Stopped(e)) => (
                     format!(
-                        "❌ {} {}: {}\n{}<code>{}</code>\n",
+                        "❌ {} {}: {}\n{}\n",
                         t("Langkah", "Step"),
                         e.step.number(),
-                        esc(&e.kind.to_string()),
-                        e.space
-                            .as_ref()
-                            .map(|sp| format!("{}\n", space_text(c.lang, sp)))
-                            .unwrap_or_default(),
-                        esc(&e.detail)
+                        esc(c.failure_kind(e.kind)),
+                        // The figures in the reader's language; otherwise the raw error, quoted.
+                        match &e.space {
+                            Some(sp) => space_text(c.lang, sp),
+                            None => format!("<code>{}</code>", esc(&e.detail)),
+                        }
                     ),
                     e.folders
                         .as_ref()

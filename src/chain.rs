@@ -135,8 +135,12 @@ pub async fn start(app: &Arc<App>, by: UserId) -> Result<()> {
     if let Err(refusal) = order.apply(&app.settings.roster, Event::Start { by }, Utc::now()) {
         return refuse(app, &refusal).await;
     }
-    if app.engine.is_none() {
+    let Some(engine) = &app.engine else {
         app.group.say(&app.catalog.engine_not_configured()).await?;
+        return Ok(());
+    };
+    if let Err(why) = engine.ready() {
+        app.group.say(&app.catalog.disk_not_ready(&why)).await?;
         return Ok(());
     }
     advance(app, &order, Event::Start { by }).await.map(|_| ())

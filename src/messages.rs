@@ -286,6 +286,65 @@ impl Catalog {
         .into()
     }
 
+    /// What kind of failure stopped a run, in the reader's words.
+    pub fn failure_kind(&self, kind: crate::engine::ErrorKind) -> &'static str {
+        use crate::engine::ErrorKind as K;
+        match kind {
+            K::LocalFolder => self.pick(
+                "folder backup lokal tidak dapat dibuat",
+                "the local backup folder cannot be made",
+            ),
+            K::Unreachable => self.pick(
+                "server mail tidak dapat dihubungi",
+                "the mail server cannot be reached",
+            ),
+            K::KeyRefused => self.pick("kunci SSH ditolak server", "the SSH key was refused"),
+            K::HostKeyChanged => self.pick(
+                "kunci host server mail berubah (kemungkinan penyadapan atau server diganti)",
+                "the mail server's host key changed (a man in the middle, or a new server)",
+            ),
+            K::HostKeyUnknown => self.pick(
+                "kunci host server mail tidak dikenal",
+                "the mail server's host key is unknown",
+            ),
+            K::Ssh => self.pick("koneksi SSH gagal", "the SSH connection failed"),
+            K::ServerCommand => {
+                self.pick("perintah di server gagal", "a command on the server failed")
+            }
+            K::NoMailboxes => self.pick(
+                "server tidak mencantumkan mailbox",
+                "the server listed no mailboxes",
+            ),
+            K::NoSpace => self.pick(
+                "ruang kosong di disk backup tidak cukup",
+                "not enough free space on the backup disk",
+            ),
+            K::ServerNoSpace => self.pick(
+                "ruang kosong di server mail tidak cukup",
+                "not enough free space on the mail server",
+            ),
+            K::DiskNotReady => self.pick(
+                "disk backup tidak siap (belum terpasang?)",
+                "the backup disk is not ready (not mounted?)",
+            ),
+            K::Stalled => self.pick("koneksi macet", "the connection stalled"),
+            K::Cancelled => self.pick("dibatalkan", "cancelled"),
+            K::Interrupted => self.pick(
+                "terhenti karena bot dimatikan",
+                "interrupted by a shutdown of the bot",
+            ),
+            K::Copy => self.pick("penyalinan gagal", "the copy failed"),
+        }
+    }
+
+    /// `/start` refused: the backup disk is not there (the order keeps waiting).
+    pub fn disk_not_ready(&self, why: &str) -> String {
+        match self.lang {
+            Lang::Id => format!("⚠️ Disk backup tidak siap — belum terpasang (mount)? Perintah tetap menunggu; pasang disknya lalu ketik /start lagi.\n<code>{}</code>", esc(why)),
+            Lang::En => format!("⚠️ The backup disk is not ready — not mounted? The order keeps waiting; mount the disk, then type /start again.\n<code>{}</code>", esc(why)),
+        }
+    }
+
     pub fn already_running(&self, order: &Order) -> String {
         match self.lang {
             Lang::Id => format!("⏳ Backup {} sudah berjalan. Lihat /status.", order.id),

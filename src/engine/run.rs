@@ -36,6 +36,10 @@ impl SshEngine {
 }
 
 impl BackupEngine for SshEngine {
+    fn ready(&self) -> Result<(), String> {
+        local::check_disk(&self.settings.local_root).map(|_| ())
+    }
+
     fn run(
         &self,
         request: RunRequest,

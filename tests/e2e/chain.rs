@@ -297,7 +297,7 @@ async fn a_failed_login_ends_in_a_clear_failure_report_and_a_new_order_is_possib
     let failure = expect_text(&stub, g, 0, "Backup FAILED #1").await;
     assert!(
         failure.text.contains("Permission denied (publickey)")
-            && failure.text.contains("SSH key refused"),
+            && failure.text.contains("the SSH key was refused"),
         "{}",
         failure.text
     );

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use mailbox_backup_bot::engine::copy::sha256_of;
 use sqlx::Connection;
 
+use crate::support::PrivateSshd;
 use crate::support::*;
 
 /// The bot binary, started with `run`; killed (SIGKILL) when dropped.
@@ -406,7 +407,11 @@ async fn a_refused_ssh_login_through_the_binary_ends_in_a_failure_report() {
     let _bot = BotProcess::start(&env);
     order_direct_start(&stub, &team, "Mailbox backup order #1").await;
     let failure = expect_text(&stub, &team.group, 0, "Backup FAILED #1").await;
-    assert!(failure.text.contains("SSH key refused"), "{}", failure.text);
+    assert!(
+        failure.text.contains("the SSH key was refused"),
+        "{}",
+        failure.text
+    );
     assert!(mentions(&failure.text, &team.kasi));
     let status: String = scalar(&db, "SELECT status FROM orders WHERE id = 1").await;
     assert_eq!(status, "failed");
@@ -487,4 +492,125 @@ async fn backup_and_check_work_at_the_terminal() {
     );
     let (ok, printed) = terminal(&["backup"], &env);
     assert!(!ok, "a backup that cannot log in exits non-zero: {printed}");
+}
+
+/// Prints the group's messages as its members see them (for the docs and a failing test).
+fn print_chat(stub: &bot_api_stub::Stub, team: &Team) {
+    for m in stub.messages(team.group.id) {
+        let edited = if m.edits.is_empty() {
+            String::new()
+        } else {
+            format!(" (edited {}×)", m.edits.len())
+        };
+        eprintln!("[Backup Bot{edited}] {}\n", m.plain_text());
+        for (i, e) in m.edits.iter().enumerate() {
+            if e.contains("🔌") {
+                eprintln!(
+                    "    (edit {}) {}",
+                    i + 1,
+                    mailbox_backup_bot::messages::html_to_text(e)
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_unmounted_disk_and_a_full_server_disk_are_refused_in_the_readers_language() {
+    let Scene { team, stub, db, .. } = scene("id").await;
+    let dir = test_dir("srvfull");
+    let mut env = bot_env(&team, &stub, &db, &dir, "id");
+    // A floor no server meets: the export must be refused before anything is written.
+    set(&mut env, "MAIL_SERVER_MIN_FREE", "99%");
+    let marker = dir.join("local").join(".mailbox-backup-bot-disk");
+    std::fs::remove_file(&marker).expect("unmounted: no marker");
+    let _bot = BotProcess::start(&env);
+    let g = &team.group;
+    order_direct_start(&stub, &team, "Perintah backup mailbox #1").await;
+    let refused = expect_text(&stub, g, 0, "Disk backup tidak siap").await;
+    assert!(
+        refused.plain_text().contains("init-disk"),
+        "{}",
+        refused.text
+    );
+    let status: String = scalar(&db, "SELECT status FROM orders WHERE id = 1").await;
+    assert_eq!(status, "directed", "the order keeps waiting");
+
+    mailbox_backup_bot::engine::local::init_disk(&dir.join("local")).expect("mounted");
+    let n = stub.messages(g.id).len();
+    stub.say(g, &team.jfu, "/start");
+    let failure = expect_text(&stub, g, n, "Backup GAGAL #1").await;
+    print_chat(&stub, &team);
+    let text = failure.plain_text();
+    assert!(
+        text.contains("Ruang disk server mail tidak cukup"),
+        "{text}"
+    );
+    assert!(text.contains("MAIL_SERVER_MIN_FREE=99%"), "{text}");
+    assert!(mentions(&failure.text, &team.kasi));
+    assert!(
+        !text.contains("Berkas terverifikasi tetap di"),
+        "no folder is named when it holds nothing verified: {text}"
+    );
+    let server = dir.join("server");
+    let left: Vec<_> = std::fs::read_dir(&server)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        left.is_empty(),
+        "nothing was written on the server: {left:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_dropped_connection_shows_in_the_progress_and_the_report_counts_it() {
+    let Scene { team, stub, db, .. } = scene("id").await;
+    let dir = test_dir("drop-bot");
+    let sshd = std::sync::Arc::new(PrivateSshd::start(&dir));
+    let mut env = bot_env(&team, &stub, &db, &dir, "id");
+    for (k, v) in sshd.env() {
+        set(&mut env, &k, &v);
+    }
+    let mailbox_backup_bot::config::BackupKind::Command { command } =
+        crate::safety::big_and_small(&dir)
+    else {
+        unreachable!("big_and_small is the command kind")
+    };
+    set(&mut env, "MAIL_BACKUP_KIND", "command");
+    set(&mut env, "MAIL_BACKUP_COMMAND", &command);
+    set(&mut env, "PROGRESS_INTERVAL_SECS", "1");
+    let local_root = dir.join("local");
+    let cut = {
+        let sshd = sshd.clone();
+        crate::safety::fault_when(
+            move || crate::safety::part_len(&local_root) > (1 << 20),
+            move || assert!(sshd.signal_sessions("-KILL") > 0),
+        )
+    };
+    let _bot = BotProcess::start(&env);
+    order_direct_start(&stub, &team, "Perintah backup mailbox #1").await;
+    let report = expect_text(&stub, &team.group, 0, "Laporan backup #1").await;
+    assert!(
+        cut.join().expect("fault thread"),
+        "the connection was cut mid-copy"
+    );
+    print_chat(&stub, &team);
+    let text = report.plain_text();
+    assert!(text.contains("tersambung kembali 1 kali"), "{text}");
+    let progress = stub
+        .messages(team.group.id)
+        .into_iter()
+        .find(|m| {
+            m.plain_text().contains("Kemajuan backup")
+                || m.edits.iter().any(|e| e.contains("Kemajuan"))
+        })
+        .expect("the progress message");
+    assert!(
+        progress
+            .edits
+            .iter()
+            .any(|e| e.contains("menyambung ulang") || e.contains("Tersambung kembali")),
+        "the reconnect showed in the progress message: {:?}",
+        progress.edits
+    );
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::engine::settings;
-use crate::support::{env, sh, test_dir};
+use crate::support::{sh, test_dir, PrivateSshd};
 
 use mailbox_backup_bot::config::{BackupKind, EngineSettings, Floor, MailStore};
 use mailbox_backup_bot::engine::copy::sha256_of;
@@ -14,214 +14,6 @@ use mailbox_backup_bot::engine::{
     run::run, BackupReport, EngineError, ErrorKind, MailboxStatus, Progress, RunRequest, Stop,
     StopReason,
 };
-
-/// An sshd of this test's own on 127.0.0.1, with the shared client key: its connections can be
-/// killed or stopped without touching other tests.
-struct PrivateSshd {
-    dir: PathBuf,
-    port: u16,
-    /// Session processes signalled by the test, cleaned up at the end whatever happened.
-    orphans: std::sync::Mutex<Vec<String>>,
-    listener_pid: std::sync::Mutex<String>,
-}
-
-impl PrivateSshd {
-    fn start(dir: &Path) -> PrivateSshd {
-        let d = dir.join("sshd");
-        std::fs::create_dir_all(&d).expect("sshd dir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let key = d.join("hostkey");
-        sh(
-            "ssh-keygen",
-            &[
-                "-q",
-                "-t",
-                "ed25519",
-                "-N",
-                "",
-                "-f",
-                &key.to_string_lossy(),
-            ],
-        );
-        let authorized = Path::new(&env("MAIL_SSH_KEY")).with_file_name("authorized_keys");
-        let config = format!(
-            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile {}\nAuthorizedKeysFile {}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nUsePAM no\nStrictModes no\nMaxSessions 64\nMaxStartups 64\n",
-            key.display(),
-            d.join("sshd.pid").display(),
-            authorized.display()
-        );
-        std::fs::write(d.join("sshd_config"), config).expect("config");
-        sh(
-            "/usr/sbin/sshd",
-            &[
-                "-f",
-                &d.join("sshd_config").to_string_lossy(),
-                "-E",
-                &d.join("sshd.log").to_string_lossy(),
-            ],
-        );
-        let public = std::fs::read_to_string(d.join("hostkey.pub")).expect("host key");
-        let mut words = public.split_whitespace();
-        let line = format!(
-            "[127.0.0.1]:{port} {} {}\n",
-            words.next().expect("type"),
-            words.next().expect("key")
-        );
-        std::fs::write(d.join("known_hosts"), line).expect("known_hosts");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "the private sshd did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let sshd = PrivateSshd {
-            dir: d,
-            port,
-            orphans: Default::default(),
-            listener_pid: Default::default(),
-        };
-        sshd.find_listener();
-        sshd
-    }
-
-    /// Starts the listener again (after [`Self::stop`]).
-    fn restart(&self) {
-        sh(
-            "/usr/sbin/sshd",
-            &[
-                "-f",
-                &self.dir.join("sshd_config").to_string_lossy(),
-                "-E",
-                &self.dir.join("sshd.log").to_string_lossy(),
-            ],
-        );
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "the private sshd did not start again"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.find_listener();
-    }
-
-    /// Stops the listener at once: new connections are refused.
-    fn stop(&self) {
-        if let Ok(pid) = self.listener().parse::<i32>() {
-            // SAFETY: kill has no memory preconditions.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-    }
-
-    /// The listening sshd, as found when it started.
-    fn listener(&self) -> String {
-        self.listener_pid
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    fn find_listener(&self) {
-        let pid = self.look_up_listener();
-        *self.listener_pid.lock().unwrap_or_else(|p| p.into_inner()) = pid;
-    }
-
-    /// Found by its config path: its pid file is not reliable here.
-    fn look_up_listener(&self) -> String {
-        let config = self.dir.join("sshd_config");
-        let out = std::process::Command::new("pgrep")
-            .args(["-f", &format!("{}.*listener", config.display())])
-            .output()
-            .expect("pgrep");
-        String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .next()
-            .unwrap_or_else(|| panic!("the private sshd is not running ({})", config.display()))
-            .to_owned()
-    }
-
-    /// The per-connection sshd processes: the listener's children (privileged monitors) and
-    /// their children, which move the data. Read from /proc: a fault must land fast.
-    fn sessions(&self) -> Vec<String> {
-        let listener = self.listener();
-        let mut all = children_of(&listener);
-        let grandchildren: Vec<String> = all.iter().flat_map(|p| children_of(p)).collect();
-        all.extend(grandchildren);
-        all
-    }
-
-    fn signal_sessions(&self, signal: &str) -> usize {
-        let sessions = self.sessions();
-        self.orphans
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend(sessions.iter().cloned());
-        let sig = match signal {
-            "-KILL" => libc::SIGKILL,
-            "-STOP" => libc::SIGSTOP,
-            "-CONT" => libc::SIGCONT,
-            other => panic!("unknown signal {other}"),
-        };
-        for pid in &sessions {
-            if let Ok(pid) = pid.parse::<i32>() {
-                // SAFETY: kill has no memory preconditions.
-                unsafe { libc::kill(pid, sig) };
-            }
-        }
-        sessions.len()
-    }
-
-    fn use_in(&self, s: &mut EngineSettings) {
-        s.ssh_port = self.port;
-        s.ssh_known_hosts = self.dir.join("known_hosts");
-    }
-}
-
-impl Drop for PrivateSshd {
-    fn drop(&mut self) {
-        let config = self.dir.join("sshd_config").to_string_lossy().into_owned();
-        let _ = std::process::Command::new("pkill")
-            .args(["-CONT", "-f", &config])
-            .status();
-        let _ = std::process::Command::new("pkill")
-            .args(["-f", &config])
-            .status();
-        // Connections of the listener go with it; any left are stopped ones, gone at -CONT.
-        for pid in self
-            .orphans
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain(..)
-        {
-            let _ = std::process::Command::new("kill")
-                .args(["-CONT", &pid])
-                .status();
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", &pid])
-                .status();
-        }
-    }
-}
-
-/// The pids whose parent is `parent`, from /proc.
-fn children_of(parent: &str) -> Vec<String> {
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let pid = e.file_name().to_str()?.parse::<u32>().ok()?;
-            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
-            // The fields after the command name (which may hold spaces) start after ") ".
-            let rest = &stat[stat.rfind(") ")? + 2..];
-            let ppid = rest.split_whitespace().nth(1)?;
-            (ppid == parent).then(|| pid.to_string())
-        })
-        .collect()
-}
 
 /// Maildirs of `sizes` bytes of random (incompressible) mail each, named m00, m01 …
 fn maildirs(root: &Path, sizes: &[usize]) {
@@ -514,7 +306,7 @@ async fn retention_keeps_exactly_n_bot_folders_and_never_one_made_by_hand() {
 
 /// A 40 MiB archive (random bytes do not compress) and two small ones, made by the `command`
 /// kind from files prepared on "the server".
-fn big_and_small(dir: &Path) -> BackupKind {
+pub fn big_and_small(dir: &Path) -> BackupKind {
     let source = dir.join("source");
     std::fs::create_dir_all(source.join("data")).expect("source");
     let mut noise = vec![0u8; 40 << 20];
@@ -547,7 +339,7 @@ fn big_and_small(dir: &Path) -> BackupKind {
 
 /// Waits on a thread of its own (whatever the run does on the test's runtime) until `cond`
 /// holds, then does `fault`. The handle says whether it happened.
-fn fault_when(
+pub fn fault_when(
     cond: impl Fn() -> bool + Send + 'static,
     fault: impl FnOnce() + Send + 'static,
 ) -> std::thread::JoinHandle<bool> {
@@ -564,7 +356,7 @@ fn fault_when(
     })
 }
 
-fn part_len(local_root: &Path) -> u64 {
+pub fn part_len(local_root: &Path) -> u64 {
     std::fs::read_dir(local_root)
         .into_iter()
         .flatten()
