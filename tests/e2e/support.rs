@@ -526,12 +526,13 @@ impl Drop for PrivateSshd {
             .unwrap_or_else(|p| p.into_inner())
             .drain(..)
         {
-            let _ = std::process::Command::new("kill")
-                .args(["-CONT", &pid])
-                .status();
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", &pid])
-                .status();
+            if let Ok(pid) = pid.parse::<i32>() {
+                // SAFETY: kill has no memory preconditions; a pid already gone is fine.
+                unsafe {
+                    libc::kill(pid, libc::SIGCONT);
+                    libc::kill(pid, libc::SIGKILL);
+                }
+            }
         }
     }
 }
