@@ -1,0 +1,381 @@
+//! Step 6's copy: every archive of the server folder into the local dated folder. Each file is
+//! written under a temporary name, checked for size and SHA-256 against the server's manifest,
+//! made durable, and only then given its real name — so a file with its real name is always a
+//! verified, complete copy, and an interrupted run can trust what it finds.
+//!
+//! [`plan`] says which files travel how, [`sink`] writes and hashes what arrives, [`meter`]
+//! counts it; this module runs the streams over SSH.
+
+mod meter;
+mod plan;
+mod sink;
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt};
+
+use self::meter::Meter;
+use self::plan::{plan, Job, OWN_STREAM_FROM};
+pub use self::sink::sha256_of;
+use self::sink::{part_path, receive_many, receive_one, resume_point, BatchError};
+use super::local::{find_verified_copy, free_space, record_verified, remove_partials, sync_dir};
+use super::manifest::ServerFile;
+use super::remote::{error_chain, Remote};
+use super::{EngineError, ErrorKind, ProgressSender, RunFolders};
+use crate::domain::SopStep;
+
+/// SSH channels open at once. One ssh connection carries them all.
+pub(super) const STREAMS: usize = 4;
+
+/// `cat` from the start; `dd` when resuming (`tail -c +N` reads in 8 KiB steps: a third slower).
+const STREAM_ONE: &str = r#"if [ "$2" = 0 ]; then exec cat -- "$1"; else exec dd if="$1" bs=1M iflag=skip_bytes skip="$2" status=none; fi"#;
+const STREAM_MANY: &str = r#"cd -- "$1" && shift && exec tar -cf - -- "$@""#;
+
+/// Blocking copy threads still running (a stopped run waits for them before cleaning up).
+static BUSY_THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Counts a blocking thread while it lives.
+struct Busy;
+impl Busy {
+    fn new() -> Busy {
+        BUSY_THREADS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Busy
+    }
+}
+impl Drop for Busy {
+    fn drop(&mut self) {
+        BUSY_THREADS.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Waits (at most `limit`) until no copy thread runs.
+pub async fn threads_done(limit: Duration) -> bool {
+    let until = Instant::now() + limit;
+    while BUSY_THREADS.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+        if Instant::now() > until {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    true
+}
+
+/// What a copy did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Copied {
+    /// Bytes that came over the network.
+    pub transferred: u64,
+    /// Bytes taken from an earlier run's verified copy instead.
+    pub reused: u64,
+}
+
+/// Copies every archive not yet verified locally. No byte for `stall` ends the copy with
+/// [`ErrorKind::Stalled`] (the caller reconnects and calls again: verified files are kept and a
+/// big file's partial copy goes on).
+pub async fn copy_all(
+    remote: &Remote,
+    folders: &RunFolders,
+    files: &[ServerFile],
+    progress: &ProgressSender,
+    stall: Duration,
+) -> Result<Copied, EngineError> {
+    let err = |kind, detail: String| copy_error(kind, detail, folders);
+    let mut need = 0u64;
+    let mut todo = Vec::new();
+    let mut done_files = 0;
+    let mut done_bytes = 0u64;
+    let mut reused = 0u64;
+    for file in files {
+        if verified_already(&folders.local.join(file.name.as_str()), file).await {
+            done_files += 1;
+            done_bytes += file.size;
+            continue;
+        }
+        if reuse_earlier_copy(folders, file).await {
+            done_files += 1;
+            done_bytes += file.size;
+            reused += file.size;
+            continue;
+        }
+        // Only a big file continues its partial copy; a small one starts over.
+        let have = match file.size >= OWN_STREAM_FROM {
+            true => std::fs::metadata(part_path(&folders.local, file.name.as_str()))
+                .map(|m| m.len())
+                .unwrap_or(0)
+                .min(file.size),
+            false => 0,
+        };
+        need += file.size - have;
+        todo.push(file.clone());
+    }
+    let free = free_space(&folders.local).map_err(|e| err(ErrorKind::Copy, e.to_string()))?;
+    if free < need {
+        // What cannot finish only holds the disk: free it now.
+        remove_partials(&folders.local);
+        return Err(err(
+            ErrorKind::NoSpace,
+            format!(
+                "{} to copy, {} free on {}",
+                mib(need),
+                mib(free),
+                folders.local.display()
+            ),
+        ));
+    }
+    let meter = Arc::new(Meter::new(files, done_files, done_bytes, progress.clone()));
+    let work = futures::stream::iter(plan(todo).into_iter().map(|job| {
+        let meter = meter.clone();
+        async move {
+            match job {
+                Job::Whole(file) => copy_whole(remote, folders, file, meter).await,
+                Job::Batch(files) => copy_batch(remote, folders, files, meter).await,
+            }
+        }
+    }))
+    .buffer_unordered(STREAMS)
+    .try_collect::<Vec<()>>();
+    let watch = async {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            meter.tell_now();
+            if meter.idle() >= stall {
+                return err(
+                    ErrorKind::Stalled,
+                    format!("no byte arrived for {} s", meter.idle().as_secs()),
+                );
+            }
+        }
+    };
+    let result = tokio::select! {
+        r = work => r.map(|_| ()),
+        e = watch => Err(e),
+    };
+    if let Err(e) = result {
+        let full =
+            e.kind == ErrorKind::NoSpace || free_space(&folders.local).is_ok_and(|f| f < (1 << 20));
+        if full {
+            remove_partials(&folders.local);
+            return Err(EngineError {
+                kind: ErrorKind::NoSpace,
+                ..e
+            });
+        }
+        return Err(e);
+    }
+    sync_dir(&folders.local).map_err(|e| err(ErrorKind::Copy, e.to_string()))?;
+    meter.tell_now();
+    Ok(Copied {
+        transferred: meter.transferred(),
+        reused,
+    })
+}
+
+fn mib(b: u64) -> String {
+    format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64)
+}
+
+/// An earlier run (failed, or of another day) verified a file with the same checksum: link
+/// (or copy) it here instead of copying it over the network again, and check it.
+async fn reuse_earlier_copy(folders: &RunFolders, file: &ServerFile) -> bool {
+    let Some(root) = folders.local.parent() else {
+        return false;
+    };
+    let Some(source) = find_verified_copy(root, &folders.local, &file.sha256, file.size) else {
+        return false;
+    };
+    let dest = folders.local.join(file.name.as_str());
+    let part = part_path(&folders.local, file.name.as_str());
+    let expected = file.sha256.clone();
+    let task = tokio::task::spawn_blocking(move || -> std::io::Result<bool> {
+        let _busy = Busy::new();
+        let _ = std::fs::remove_file(&part);
+        if std::fs::hard_link(&source, &part).is_err() {
+            std::fs::copy(&source, &part)?;
+            File::open(&part)?.sync_all()?;
+        }
+        let (sha, _) = sha256_of(&part)?;
+        if sha != expected {
+            let _ = std::fs::remove_file(&part);
+            return Ok(false);
+        }
+        std::fs::rename(&part, &dest)?;
+        Ok(true)
+    });
+    let ok = matches!(task.await, Ok(Ok(true)));
+    if ok {
+        let _ = record_verified(&folders.local, &file.sha256, file.size, file.name.as_str());
+    }
+    ok
+}
+
+fn copy_error(kind: ErrorKind, detail: String, folders: &RunFolders) -> EngineError {
+    EngineError {
+        step: SopStep::CopyAndReport,
+        kind,
+        detail,
+        folders: Some(folders.clone()),
+        space: None,
+    }
+}
+
+/// Streams one file into `.name.part`, continuing a partial one.
+async fn copy_whole(
+    remote: &Remote,
+    folders: &RunFolders,
+    file: ServerFile,
+    meter: Arc<Meter>,
+) -> Result<(), EngineError> {
+    let err =
+        |detail: String| copy_error(ErrorKind::Copy, format!("{}: {detail}", file.name), folders);
+    let io_err = |e: std::io::Error| {
+        let kind = if e.raw_os_error() == Some(libc::ENOSPC) {
+            ErrorKind::NoSpace
+        } else {
+            ErrorKind::Copy
+        };
+        copy_error(kind, format!("{}: {e}", file.name), folders)
+    };
+    let part = part_path(&folders.local, file.name.as_str());
+    let (hasher, have) = {
+        let part = part.clone();
+        let size = file.size;
+        tokio::task::spawn_blocking(move || resume_point(&part, size))
+            .await
+            .map_err(|e| err(e.to_string()))?
+            .map_err(|e| err(e.to_string()))?
+    };
+    let path = format!("{}/{}", folders.server, file.name);
+    let offset = have.to_string();
+    let mut child = remote
+        .stream(STREAM_ONE, &[&path, &offset])
+        .await
+        .map_err(|e| err(error_chain(&e)))?;
+    let input = take_stdout(&mut child).map_err(|e| err(e.to_string()))?;
+    let receive = {
+        let part = part.clone();
+        let meter = meter.clone();
+        tokio::task::spawn_blocking(move || {
+            let _busy = Busy::new();
+            receive_one(input, &part, have, hasher, &meter).and_then(|(got, sha)| {
+                File::open(&part)?.sync_all()?;
+                Ok((got, sha))
+            })
+        })
+    };
+    let (received, finished) = tokio::join!(receive, child.wait_with_output());
+    let (got, sha) = received.map_err(|e| err(e.to_string()))?.map_err(io_err)?;
+    let finished = finished.map_err(|e| err(error_chain(&e)))?;
+    if !finished.status.success() {
+        return Err(err(format!(
+            "reading it on the server failed ({}): {}",
+            finished.status,
+            String::from_utf8_lossy(&finished.stderr).trim()
+        )));
+    }
+    if got != file.size || sha != file.sha256 {
+        // Never keep a copy that does not match: the next run starts this file over.
+        let _ = std::fs::remove_file(&part);
+        return Err(err(format!(
+            "checksum mismatch: got {got} bytes with SHA-256 {sha}, the server has {} bytes with {}",
+            file.size, file.sha256
+        )));
+    }
+    std::fs::rename(&part, folders.local.join(file.name.as_str()))
+        .map_err(|e| err(e.to_string()))?;
+    let _ = record_verified(&folders.local, &file.sha256, file.size, file.name.as_str());
+    meter.add(0, 1);
+    Ok(())
+}
+
+/// Copies a batch of small files through one `tar` stream.
+async fn copy_batch(
+    remote: &Remote,
+    folders: &RunFolders,
+    files: Vec<ServerFile>,
+    meter: Arc<Meter>,
+) -> Result<(), EngineError> {
+    let err = |detail: String| copy_error(ErrorKind::Copy, detail, folders);
+    let mut args = vec![folders.server.as_str()];
+    args.extend(files.iter().map(|f| f.name.as_str()));
+    let mut child = remote
+        .stream(STREAM_MANY, &args)
+        .await
+        .map_err(|e| err(error_chain(&e)))?;
+    let input = take_stdout(&mut child).map_err(|e| err(e.to_string()))?;
+    let receive = {
+        let dir = folders.local.clone();
+        let meter = meter.clone();
+        let files = files.clone();
+        tokio::task::spawn_blocking(move || {
+            let _busy = Busy::new();
+            receive_many(input, &dir, &files, &meter)
+        })
+    };
+    let (received, finished) = tokio::join!(receive, child.wait_with_output());
+    let received = received.map_err(|e| err(e.to_string()))?;
+    let finished = finished.map_err(|e| err(error_chain(&e)))?;
+    // Whatever arrived verified is kept, even when the stream broke off: a resumed run skips it.
+    let (verified, problem) = match received {
+        Ok(verified) => (verified, None),
+        Err(BatchError { verified, detail }) => (verified, Some(detail)),
+    };
+    for name in &verified {
+        std::fs::rename(part_path(&folders.local, name), folders.local.join(name))
+            .map_err(|e| err(format!("{name}: {e}")))?;
+        if let Some(f) = files.iter().find(|f| f.name.as_str() == name) {
+            let _ = record_verified(&folders.local, &f.sha256, f.size, name);
+        }
+    }
+    meter.add(0, verified.len());
+    if let Some(detail) = problem {
+        return Err(err(detail));
+    }
+    if !finished.status.success() {
+        return Err(err(format!(
+            "reading files on the server failed ({}): {}",
+            finished.status,
+            String::from_utf8_lossy(&finished.stderr).trim()
+        )));
+    }
+    if verified.len() != files.len() {
+        let missing: Vec<&str> = files
+            .iter()
+            .map(|f| f.name.as_str())
+            .filter(|n| !verified.iter().any(|v| v == n))
+            .collect();
+        return Err(err(format!(
+            "the server did not send {}",
+            missing.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+fn take_stdout(child: &mut openssh::Child<&openssh::Session>) -> std::io::Result<File> {
+    let out = child
+        .stdout()
+        .take()
+        .ok_or_else(|| std::io::Error::other("no stdout"))?;
+    // A plain blocking pipe: the copy loop runs on a blocking thread, without a poll per read.
+    let file = File::from(out.into_owned_fd()?);
+    // A bigger pipe means fewer wake-ups between ssh and us; only a hint.
+    use std::os::fd::AsRawFd;
+    // SAFETY: fcntl on an open descriptor we own.
+    unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20) };
+    Ok(file)
+}
+
+/// Already copied and verified by an earlier (interrupted) run.
+async fn verified_already(dest: &Path, file: &ServerFile) -> bool {
+    match std::fs::metadata(dest) {
+        Ok(m) if m.len() == file.size => {
+            let dest = dest.to_owned();
+            let sum = tokio::task::spawn_blocking(move || sha256_of(&dest)).await;
+            matches!(sum, Ok(Ok((h, _))) if h == file.sha256)
+        }
+        _ => false,
+    }
+}

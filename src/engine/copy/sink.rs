@@ -1,0 +1,403 @@
+//! Where copied bytes land: a `.NAME.part` file, hashed as it is written, made durable, and
+//! renamed only by the caller once size and SHA-256 match the server's. Blocking code, run on
+//! threads of its own.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::meter::Meter;
+use crate::engine::manifest::ServerFile;
+
+pub(super) const BUFFER: usize = 1 << 20;
+/// Buffers of a big file between the reading and the writing thread (memory: this × BUFFER).
+pub(super) const IN_FLIGHT: usize = 8;
+/// Bytes a big file may have unwritten before the writer waits for the disk.
+pub(super) const WRITEBACK_WINDOW: u64 = 4 << 20;
+/// How far behind the newest data the writer waits for the disk (the disk's slack).
+pub(super) const WRITEBACK_LAG: u64 = 4 * WRITEBACK_WINDOW;
+pub(super) const SMALL_BUFFER: usize = 128 << 10;
+
+/// The hash of what a partial copy already holds, and how much that is.
+pub(super) fn resume_point(part: &Path, size: u64) -> std::io::Result<(Sha256, u64)> {
+    let mut hasher = Sha256::new();
+    match File::open(part) {
+        Ok(existing) if existing.metadata()?.len() <= size => {
+            let have = std::io::copy(&mut BufReader::with_capacity(BUFFER, existing), &mut hasher)?;
+            Ok((hasher, have))
+        }
+        _ => Ok((Sha256::new(), 0)),
+    }
+}
+
+/// Appends the stream to `part`, hashing as it goes; returns the total length and its SHA-256.
+pub(super) fn receive_one(
+    mut input: File,
+    part: &Path,
+    have: u64,
+    mut hasher: Sha256,
+    meter: &Meter,
+) -> std::io::Result<(u64, String)> {
+    let mut out = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(have > 0)
+        .truncate(have == 0)
+        .open(part)?;
+    let got = have + pump_overlapped(&mut input, &mut out, &mut hasher, meter)?;
+    Ok((got, hex(&hasher.finalize())))
+}
+
+/// Like [`pump`], for big files, as a pipeline of three threads — one drains the pipe, one
+/// hashes, one writes — so ssh never waits on the hash or the disk. The disk is kept writing
+/// as the data arrives (`sync_file_range`), so the final `fsync` finds little left to do and
+/// the page cache never holds much unwritten backup. Holds at most `IN_FLIGHT` buffers.
+fn pump_overlapped(
+    input: &mut File,
+    out: &mut File,
+    hasher: &mut Sha256,
+    meter: &Meter,
+) -> std::io::Result<u64> {
+    type Filled = (Vec<u8>, usize);
+    let (read_tx, read_rx) = std::sync::mpsc::sync_channel::<Filled>(IN_FLIGHT);
+    let (hashed_tx, hashed_rx) = std::sync::mpsc::sync_channel::<Filled>(IN_FLIGHT);
+    let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    for _ in 0..IN_FLIGHT {
+        let _ = empty_tx.send(vec![0u8; BUFFER]);
+    }
+    let start = out.metadata()?.len();
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            for (buf, n) in read_rx {
+                hasher.update(&buf[..n]);
+                if hashed_tx.send((buf, n)).is_err() {
+                    break;
+                }
+            }
+        });
+        let writer = scope.spawn(move || -> std::io::Result<()> {
+            let (mut written, mut flushed) = (start, start);
+            for (buf, n) in hashed_rx {
+                out.write_all(&buf[..n])?;
+                written += n as u64;
+                if written - flushed >= WRITEBACK_WINDOW {
+                    write_back(out, flushed, written - flushed);
+                    flushed = written;
+                }
+                // The reader may have stopped; then the buffer is simply dropped.
+                let _ = empty_tx.send(buf);
+            }
+            Ok(())
+        });
+        let mut total = 0u64;
+        let read = loop {
+            // No buffer back means the writer stopped: its error is the one to report.
+            let Ok(mut buf) = empty_rx.recv() else {
+                break Ok(());
+            };
+            let n = match fill(input, &mut buf) {
+                Ok(0) => break Ok(()),
+                Ok(n) => n,
+                Err(e) => break Err(e),
+            };
+            total += n as u64;
+            meter.add(n as u64, 0);
+            if read_tx.send((buf, n)).is_err() {
+                break Ok(());
+            }
+        };
+        drop(read_tx);
+        let wrote = writer
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the writer thread panicked")));
+        read?;
+        wrote?;
+        Ok(total)
+    })
+}
+
+/// Reads until `buf` is full or the input ends (a pipe hands out 64 KiB at a time).
+fn fill(input: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match input.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Copies `input` to `out`, hashing it.
+fn pump(
+    input: &mut impl Read,
+    out: &mut File,
+    hasher: &mut Sha256,
+    meter: &Meter,
+) -> std::io::Result<u64> {
+    let mut buf = vec![0u8; SMALL_BUFFER];
+    let mut total = 0;
+    loop {
+        let n = fill(input, &mut buf)?;
+        if n == 0 {
+            return Ok(total);
+        }
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n])?;
+        total += n as u64;
+        meter.add(n as u64, 0);
+    }
+}
+
+/// Starts writing `len` bytes at `offset` to disk (0: to the end) and waits for a window
+/// `WRITEBACK_LAG` behind it. Only a hint: durability still comes from the `fsync`/`syncfs` before the rename.
+pub(super) fn write_back(out: &File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    let fd = out.as_raw_fd();
+    // SAFETY: plain syscalls on an open descriptor; errors only lose the hint.
+    unsafe {
+        libc::sync_file_range(
+            fd,
+            offset as libc::off64_t,
+            len as libc::off64_t,
+            libc::SYNC_FILE_RANGE_WRITE,
+        );
+        if len > 0 && offset >= WRITEBACK_LAG {
+            libc::sync_file_range(
+                fd,
+                (offset - WRITEBACK_LAG) as libc::off64_t,
+                WRITEBACK_WINDOW as libc::off64_t,
+                libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                    | libc::SYNC_FILE_RANGE_WRITE
+                    | libc::SYNC_FILE_RANGE_WAIT_AFTER,
+            );
+        }
+    }
+}
+
+pub(super) struct BatchError {
+    pub verified: Vec<String>,
+    pub detail: String,
+}
+
+/// Unpacks a `tar` stream of expected files into `.name.part` files, each checked against the
+/// manifest. Returns the names whose parts are verified and durable (one `syncfs` for the batch),
+/// ready to be renamed.
+pub(super) fn receive_many(
+    input: File,
+    dir: &Path,
+    files: &[ServerFile],
+    meter: &Meter,
+) -> Result<Vec<String>, BatchError> {
+    let expected: HashMap<&str, &ServerFile> = files.iter().map(|f| (f.name.as_str(), f)).collect();
+    let mut verified = Vec::new();
+    let mut problem = None;
+    let mut archive = tar::Archive::new(BufReader::with_capacity(BUFFER, input));
+    let result = (|| -> std::io::Result<()> {
+        for entry in archive.entries()? {
+            let mut entry = entry?;
+            let name = entry.path_bytes().into_owned();
+            let name = String::from_utf8_lossy(&name).into_owned();
+            // Only the files asked for, by their exact plain names: nothing else is written.
+            let Some(file) = expected.get(name.as_str()) else {
+                problem.get_or_insert(format!("the server sent an unexpected entry {name:?}"));
+                break;
+            };
+            if entry.header().entry_type() != tar::EntryType::Regular {
+                problem.get_or_insert(format!("{name}: not a regular file on the server"));
+                break;
+            }
+            let part = part_path(dir, &name);
+            let mut out = File::create(&part)?;
+            let mut hasher = Sha256::new();
+            let got = pump(&mut entry, &mut out, &mut hasher, meter)?;
+            // Start writing it out now; the batch's one `syncfs` then has little left to wait for.
+            write_back(&out, 0, 0);
+            let sha = hex(&hasher.finalize());
+            if got != file.size || sha != file.sha256 {
+                drop(out);
+                let _ = std::fs::remove_file(&part);
+                problem.get_or_insert(format!(
+                    "{name}: checksum mismatch: got {got} bytes with SHA-256 {sha}, the server has {} bytes with {}",
+                    file.size, file.sha256
+                ));
+                continue;
+            }
+            verified.push(name);
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        problem.get_or_insert(format!("the stream of small files broke off: {e}"));
+    }
+    if let Err(e) = sync_filesystem(dir) {
+        return Err(BatchError {
+            verified: Vec::new(),
+            detail: format!("cannot flush {} to disk: {e}", dir.display()),
+        });
+    }
+    match problem {
+        None => Ok(verified),
+        Some(detail) => Err(BatchError { verified, detail }),
+    }
+}
+
+/// Flushes the file system holding `dir`: one call makes a whole batch durable, where an
+/// `fsync` per 100 KiB file would cost a disk flush each.
+fn sync_filesystem(dir: &Path) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let d = File::open(dir)?;
+    // SAFETY: `d` is an open descriptor for the duration of the call.
+    if unsafe { libc::syncfs(d.as_raw_fd()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+pub(super) fn part_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!(".{name}.part"))
+}
+
+/// SHA-256 (hex) and length of a file, read in 1 MiB steps.
+pub fn sha256_of(path: &Path) -> std::io::Result<(String, u64)> {
+    let file = File::open(path)?;
+    let mut h = Sha256::new();
+    let n = std::io::copy(&mut BufReader::with_capacity(BUFFER, file), &mut h)?;
+    Ok((hex(&h.finalize()), n))
+}
+
+pub(super) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::manifest::ServerName;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("mbb-sink-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch");
+        dir
+    }
+
+    fn sha(data: &[u8]) -> String {
+        hex(&Sha256::digest(data))
+    }
+
+    fn meter(files: &[ServerFile]) -> Meter {
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        Meter::new(files, 0, 0, tx)
+    }
+
+    /// `data` as a readable file (what a pipe from ssh looks like to the sink).
+    fn input(dir: &Path, name: &str, data: &[u8]) -> File {
+        let path = dir.join(name);
+        std::fs::write(&path, data).expect("input");
+        File::open(path).expect("open")
+    }
+
+    #[test]
+    fn a_stream_lands_hashed_and_a_partial_copy_goes_on_from_its_bytes() {
+        let dir = scratch("one");
+        let data: Vec<u8> = (0..(3u32 << 20))
+            .map(|i| (i * 7 + i / 4096) as u8)
+            .collect();
+        let part = dir.join(".big.part");
+        let m = meter(&[]);
+        // The first stream breaks off after 1 MiB + 5 bytes.
+        let cut = (1 << 20) + 5;
+        let (got, _) = receive_one(input(&dir, "a", &data[..cut]), &part, 0, Sha256::new(), &m)
+            .expect("first part");
+        assert_eq!(got, cut as u64);
+        // The resumed stream sends only the rest; the hash covers the whole file.
+        let (hasher, have) = resume_point(&part, data.len() as u64).expect("resume point");
+        assert_eq!(have, cut as u64);
+        let (got, digest) =
+            receive_one(input(&dir, "b", &data[cut..]), &part, have, hasher, &m).expect("rest");
+        assert_eq!(
+            (got, digest.as_str()),
+            (data.len() as u64, sha(&data).as_str())
+        );
+        assert_eq!(std::fs::read(&part).expect("part"), data);
+        assert_eq!(
+            m.transferred(),
+            data.len() as u64,
+            "every byte counted once"
+        );
+        // A partial copy longer than the server's file is not trusted.
+        assert_eq!(resume_point(&part, 10).expect("too long").1, 0);
+        std::fs::remove_dir_all(&dir).expect("clean");
+    }
+
+    fn tar_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, data) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o600);
+            h.set_entry_type(tar::EntryType::Regular);
+            // set_path refuses `..`; write the raw name as a hostile server could.
+            let raw = name.as_bytes();
+            h.as_old_mut().name[..raw.len()].copy_from_slice(raw);
+            h.set_cksum();
+            b.append(&h, *data).expect("append");
+        }
+        b.into_inner().expect("tar")
+    }
+
+    fn expected(name: &str, data: &[u8]) -> ServerFile {
+        ServerFile {
+            sha256: sha(data),
+            size: data.len() as u64,
+            name: ServerName::parse(name).expect("name"),
+        }
+    }
+
+    #[test]
+    fn a_batch_keeps_only_the_files_that_match_the_manifest() {
+        let dir = scratch("many");
+        let files = [
+            expected("a.tar.gz", b"alpha"),
+            expected("b.tar.gz", b"bravo"),
+            expected("c.tar.gz", b"charlie"),
+        ];
+        // b arrives damaged; c arrives whole.
+        let stream = tar_of(&[
+            ("a.tar.gz", b"alpha"),
+            ("b.tar.gz", b"brav0"),
+            ("c.tar.gz", b"charlie"),
+        ]);
+        let err = receive_many(input(&dir, "in", &stream), &dir, &files, &meter(&files))
+            .expect_err("b is refused");
+        assert_eq!(err.verified, vec!["a.tar.gz", "c.tar.gz"]);
+        assert!(
+            err.detail.contains("b.tar.gz: checksum mismatch"),
+            "{}",
+            err.detail
+        );
+        assert!(
+            !part_path(&dir, "b.tar.gz").exists(),
+            "a damaged copy is not kept"
+        );
+        assert_eq!(
+            std::fs::read(part_path(&dir, "c.tar.gz")).expect("c"),
+            b"charlie"
+        );
+
+        // An entry nobody asked for (here one that climbs out) is never written.
+        let evil = tar_of(&[("../evil.tar.gz", b"x"), ("a.tar.gz", b"alpha")]);
+        let err = receive_many(input(&dir, "in2", &evil), &dir, &files, &meter(&files))
+            .expect_err("refused");
+        assert!(err.detail.contains("unexpected entry"), "{}", err.detail);
+        assert!(err.verified.is_empty());
+        assert!(!dir.parent().expect("parent").join("evil.tar.gz").exists());
+        std::fs::remove_dir_all(&dir).expect("clean");
+    }
+}
