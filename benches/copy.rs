@@ -36,10 +36,11 @@ async fn main() -> anyhow::Result<()> {
     let (progress, _events) = tokio::sync::mpsc::unbounded_channel();
     let started = Instant::now();
     let stall = std::time::Duration::from_secs(settings.stall_secs);
-    let bytes = copy_all(&remote, &folders, &files, &progress, stall)
+    let mut copied = Default::default();
+    copy_all(&remote, &folders, &files, &progress, stall, &mut copied)
         .await
-        .map_err(|e| anyhow::anyhow!("{}: {}", e.kind, e.detail))?
-        .transferred;
+        .map_err(|e| anyhow::anyhow!("{}: {}", e.kind, e.detail))?;
+    let bytes = copied.transferred;
     let seconds = started.elapsed().as_secs_f64();
     remote.close().await;
     let _ = std::fs::remove_dir_all(&work);

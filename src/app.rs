@@ -74,6 +74,15 @@ impl App {
             .is_some_and(|h| !h.task.is_finished())
     }
 
+    /// Whether a run of another order is still going (a cancelled one cleaning up).
+    pub fn another_run_busy(&self, id: OrderId) -> bool {
+        self.runs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|(other, h)| *other != id && !h.task.is_finished())
+    }
+
     /// Asks every running backup to stop and waits (at most `limit`) until they have cleaned up.
     pub async fn stop_runs(&self, reason: StopReason, limit: std::time::Duration) {
         let until = std::time::Instant::now() + limit;

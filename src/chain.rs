@@ -139,6 +139,10 @@ pub async fn start(app: &Arc<App>, by: UserId) -> Result<()> {
         app.group.say(&app.catalog.engine_not_configured()).await?;
         return Ok(());
     };
+    if app.another_run_busy(order.id) {
+        app.group.say(&app.catalog.previous_run_stopping()).await?;
+        return Ok(());
+    }
     if let Err(why) = engine.ready() {
         app.group.say(&app.catalog.disk_not_ready(&why)).await?;
         return Ok(());
@@ -293,13 +297,14 @@ pub async fn carry_out(app: &Arc<App>, order: &Order, effects: Vec<Effect>) -> R
                 backup_run::spawn(app.clone(), order.id, false);
             }
             Effect::StopEngine => {
+                // The run kills its exports on the server and removes partial files; its handle
+                // stays until it has, so no new run starts on top of its clean-up.
                 if let Some(handle) = app
                     .runs
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .remove(&order.id)
+                    .get(&order.id)
                 {
-                    // The run kills its exports on the server and removes partial files.
                     handle.stop.stop(crate::engine::StopReason::Cancel);
                 }
             }

@@ -337,6 +337,15 @@ impl Catalog {
         }
     }
 
+    /// `/start` refused: a cancelled run is still stopping its exports on the server.
+    pub fn previous_run_stopping(&self) -> String {
+        self.pick(
+            "⏳ Backup sebelumnya masih dihentikan (proses di server sedang dibersihkan). Tunggu sebentar, lalu ketik /start lagi.",
+            "⏳ The previous backup is still being stopped (its processes on the server are being cleaned up). Wait a moment, then type /start again.",
+        )
+        .into()
+    }
+
     /// `/start` refused: the backup disk is not there (the order keeps waiting).
     pub fn disk_not_ready(&self, why: &str) -> String {
         match self.lang {

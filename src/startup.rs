@@ -132,9 +132,10 @@ pub async fn run(app: Arc<App>) -> Result<()> {
         _ = stop => {}
     }
     // A backup still running stops its exports on the server and keeps what it verified.
+    // Bounded by the clean-up's own limits (copy threads 10 s, three tries of 20 s on the server).
     app.stop_runs(
         crate::engine::StopReason::Shutdown,
-        std::time::Duration::from_secs(20),
+        std::time::Duration::from_secs(80),
     )
     .await;
     Ok(())

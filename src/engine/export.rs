@@ -112,6 +112,8 @@ pub async fn run(
 ) -> Result<Exported, EngineError> {
     let result = exports(s, link, dir, continuing, progress).await;
     if let Err(e) = &result {
+        // A failed step 5 leaves nothing running and nothing temporary behind.
+        let _ = link.remote().sh(server::STOP_WRITERS, &[dir]).await;
         if !continuing && e.kind == ErrorKind::ServerNoSpace {
             let _ = link.remote().sh(server::RELEASE, &[dir]).await;
         }
@@ -137,6 +139,7 @@ async fn exports(
         }
         sh_again(link, STEP, server::CLEAR_FAILURES, &[dir]).await?;
     }
+    let mut expected: Vec<(String, String)> = Vec::new();
     match &s.kind {
         BackupKind::Mailboxes(store) => {
             let accounts = list(link, store).await?;
@@ -156,6 +159,7 @@ async fn exports(
             for (account, error) in &failures {
                 sh_again(link, STEP, server::RECORD_FAILURE, &[dir, account, error]).await?;
             }
+            expected = jobs;
         }
         BackupKind::Command { command } => {
             let out = sh_again(link, STEP, server::LAST_RUN_SIZE, &[&s.server_backup_dir]).await?;
@@ -177,7 +181,17 @@ async fn exports(
     }
     let files = parse_manifest(&out.stdout).map_err(|e| fail(ErrorKind::ServerCommand, e))?;
     let failed = sh_again(link, STEP, server::READ_STATE, &[dir]).await?;
-    let failures = split_state(&failed.stdout).1;
+    let mut failures = split_state(&failed.stdout).1;
+    // Every mailbox is accounted for: an export that ended well must have left its archive.
+    for (account, file) in expected {
+        let listed = files.iter().any(|f| f.name.as_str() == file);
+        if !listed && !failures.iter().any(|(a, _)| *a == account) {
+            failures.push((
+                account,
+                format!("no archive {file} on the server after its export"),
+            ));
+        }
+    }
     if files.is_empty() && failures.is_empty() {
         return Err(fail(
             ErrorKind::NoMailboxes,
@@ -199,6 +213,12 @@ fn split_state(raw: &[u8]) -> (&[u8], Vec<(String, String)>) {
 fn finished_before(raw: &[u8]) -> Result<Exported, EngineError> {
     let (manifest, failures) = split_state(raw);
     let files = parse_manifest(manifest).map_err(|e| fail(ErrorKind::ServerCommand, e))?;
+    if files.is_empty() && failures.is_empty() {
+        return Err(fail(
+            ErrorKind::NoMailboxes,
+            "the earlier step 5 of this folder wrote no archive",
+        ));
+    }
     Ok(Exported { files, failures })
 }
 
@@ -459,14 +479,19 @@ async fn run_command(
     let script = strategy::operator_command(command, dir);
     let floor = floor_kib.to_string();
     loop {
+        // What an earlier, cut-off run of the command left here is not trusted: start clean.
+        sh_again(link, STEP, server::CLEAR_OUTPUT, &[dir]).await?;
         let args = [dir, "-", floor.as_str(), script.as_str(), "command"];
         let why = match link.remote().sh(server::EXPORT_ONE, &args).await {
             Ok(out) if out.ok => return Ok(()),
             Ok(out) if out.code == Some(99) => {
+                // Its partial output only holds the server's disk: free it now.
+                let _ = link.remote().sh(server::CLEAR_OUTPUT, &[dir]).await;
                 return Err(fail(ErrorKind::ServerNoSpace, out.stderr));
             }
             Ok(out) => {
                 if link.alive().await {
+                    let _ = link.remote().sh(server::CLEAR_OUTPUT, &[dir]).await;
                     return Err(fail(
                         ErrorKind::ServerCommand,
                         format!(

@@ -29,19 +29,17 @@ impl<'a> Link<'a> {
     ) -> Result<Link<'a>, EngineError> {
         let work = control_dir()
             .map_err(|e| EngineError::new(SopStep::RemoteLogin, ErrorKind::Ssh, e.to_string()))?;
-        match Remote::connect(settings, &work).await {
-            Ok(remote) => Ok(Link {
-                settings,
-                remote: Some(remote),
-                work,
-                progress,
-                reconnects: 0,
-            }),
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&work);
-                Err(e)
-            }
-        }
+        // Dropped mid-way (a stop), the half-made connection still goes away.
+        let guard = WorkGuard(Some(work.clone()));
+        let remote = Remote::connect(settings, &work).await?;
+        guard.disarm();
+        Ok(Link {
+            settings,
+            remote: Some(remote),
+            work,
+            progress,
+            reconnects: 0,
+        })
     }
 
     pub fn remote(&self) -> &Remote {
@@ -94,8 +92,10 @@ impl<'a> Link<'a> {
             tokio::time::sleep(wait).await;
             let work =
                 control_dir().map_err(|e| EngineError::new(step, ErrorKind::Ssh, e.to_string()))?;
+            let guard = WorkGuard(Some(work.clone()));
             match Remote::connect(s, &work).await {
                 Ok(remote) => {
+                    guard.disarm();
                     self.remote = Some(remote);
                     self.work = work;
                     self.reconnects += 1;
@@ -104,7 +104,7 @@ impl<'a> Link<'a> {
                     return Ok(());
                 }
                 Err(e) => {
-                    let _ = std::fs::remove_dir_all(&work);
+                    drop(guard);
                     if matches!(e.kind, ErrorKind::HostKeyChanged | ErrorKind::KeyRefused) {
                         return Err(EngineError { step, ..e });
                     }
@@ -144,6 +144,25 @@ impl Drop for Link<'_> {
         drop(self.remote.take());
         kill_master(&self.work);
         let _ = std::fs::remove_dir_all(&self.work);
+    }
+}
+
+/// A control folder not yet owned by a link: removed, with its ssh master, if the connect is
+/// abandoned (or fails).
+struct WorkGuard(Option<PathBuf>);
+
+impl WorkGuard {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for WorkGuard {
+    fn drop(&mut self) {
+        if let Some(work) = self.0.take() {
+            kill_master(&work);
+            let _ = std::fs::remove_dir_all(&work);
+        }
     }
 }
 

@@ -256,12 +256,7 @@ async fn steps(
     .await;
     let reconnects = link.reconnects;
     let result = match result {
-        Ok(mut done)
-            if done
-                .mailboxes
-                .iter()
-                .all(|m| m.status == MailboxStatus::Verified) =>
-        {
+        Ok(mut done) if all_verified(&done.mailboxes) => {
             // The copy is verified: older server folders can go (never the current one before
             // this point, never one without the marker).
             match export::retention(s, &mut link, &folders.server).await {
@@ -277,11 +272,7 @@ async fn steps(
         folders: e.folders.clone().or_else(|| Some(folders.clone())),
         ..e
     })?;
-    let verified = done
-        .mailboxes
-        .iter()
-        .all(|m| m.status == MailboxStatus::Verified);
-    let state = if verified {
+    let state = if all_verified(&done.mailboxes) {
         local::remove_stale_partials(&s.local_root, &folders.local);
         FolderState::Complete
     } else {
@@ -299,6 +290,14 @@ async fn steps(
         server_folders_removed: done.server_folders_removed,
         bytes_reused: done.copied.reused,
     })
+}
+
+/// At least one mailbox, and every one verified (an empty run verifies nothing).
+fn all_verified(mailboxes: &[MailboxResult]) -> bool {
+    !mailboxes.is_empty()
+        && mailboxes
+            .iter()
+            .all(|m| m.status == MailboxStatus::Verified)
 }
 
 fn remember(shared: &Shared, folders: &RunFolders, progress: &ProgressSender) {
@@ -405,12 +404,10 @@ async fn copy_with_reconnects(
     let mut total = super::copy::Copied::default();
     let stall = Duration::from_secs(s.stall_secs);
     loop {
-        match super::copy::copy_all(link.remote(), folders, files, progress, stall).await {
-            Ok(c) => {
-                total.transferred += c.transferred;
-                total.reused += c.reused;
-                return Ok(total);
-            }
+        match super::copy::copy_all(link.remote(), folders, files, progress, stall, &mut total)
+            .await
+        {
+            Ok(()) => return Ok(total),
             Err(e) if e.kind == ErrorKind::Stalled || !link.alive().await => {
                 link.reconnect(SopStep::CopyAndReport, &e.detail)
                     .await

@@ -77,14 +77,17 @@ echo "$stopped""#;
 pub const EXPORT_ONE: &str = r#"set -u
 dir=$1; file=$2; floor=$3; script=$4; shift 4
 account=${1:-}; [ $# -gt 0 ] && shift
-key=$(printf '%s' "$file$account" | cksum | cut -d' ' -f1)
+# Archive names are unique within a run; the command kind has one export.
+if [ "$file" = - ]; then key=command; part=-; else key=$file; part="$dir/.$file.$$.part"; fi
 run="$dir/.run"; stage="$dir/.stage/$key"; rc="$dir/.run/$key.rc"
-if [ "$file" = - ]; then part=-; else part="$dir/.$file.$$.part"; fi
+[ -f "$dir/.mailbox-backup-bot" ] || { echo "$dir is not the bot's folder" >&2; exit 1; }
 mkdir -p -- "$run" "$dir/.stage"
 rm -rf -- "$stage"; mkdir -m 0700 -- "$stage"; rm -f -- "$rc"
+# Free KiB for unprivileged writers; a file system that cannot be read counts as full.
 below() {
-  a=$(df -Pk -- "$dir" 2>/dev/null | awk 'NR==2 {print $4}')
-  [ -n "$a" ] && [ "$a" -lt "$floor" ]
+  a=$(stat -f -c '%a %S' -- "$dir" 2>/dev/null | awk '{printf "%d", $1 * $2 / 1024}')
+  case $a in ''|*[!0-9]*) return 0;; esac
+  [ "$a" -lt "$floor" ]
 }
 finish() { rm -rf -- "$stage"; rm -f -- "$rc" "$run/$key.pid"; }
 if below; then
@@ -115,7 +118,7 @@ if [ "$code" != 0 ]; then
 fi
 if [ "$part" != - ]; then
   [ -f "$part" ] || { finish; echo "the export wrote no archive" >&2; exit 1; }
-  mv -f -- "$part" "$dir/$file"
+  mv -fT -- "$part" "$dir/$file" || { rm -f -- "$part"; finish; echo "cannot put $file in place" >&2; exit 1; }
 fi
 finish"#;
 
@@ -134,21 +137,29 @@ done
 if [ -n "$best" ]; then du -sk -- "$best" | cut -f1; else echo 0; fi"#;
 
 /// Size and SHA-256 of every archive in `$1`, as `sha256 size name\0`; also written to
-/// `$1/SHA256SUMS` (for `sha256sum -c` on the server) and `$1/.manifest` (marks step 5 complete).
+/// `$1/SHA256SUMS` (for `sha256sum -c` on the server) and `$1/.manifest` (marks step 5 complete
+/// — only when it lists at least one archive, so an empty step 5 is done again, never trusted).
 pub const MANIFEST: &str = r#"set -eu
 cd -- "$1"
 : > .manifest.part; : > .SHA256SUMS.part
 for f in *; do
-  [ -f "$f" ] || continue
+  [ -f "$f" ] && [ ! -L "$f" ] || continue
   case "$f" in SHA256SUMS) continue;; esac
   h=$(sha256sum < "$f" | cut -d' ' -f1); s=$(stat -c %s -- "$f")
   printf '%s %s %s\0' "$h" "$s" "$f" >> .manifest.part
   printf '%s  %s\n' "$h" "$f" >> .SHA256SUMS.part
 done
+rm -rf .stage .run
+if [ ! -s .manifest.part ]; then rm -f .manifest.part .SHA256SUMS.part; exit 0; fi
 mv -f .SHA256SUMS.part SHA256SUMS
 mv -f .manifest.part .manifest
-rm -rf .stage .run
 cat .manifest"#;
+
+/// Removes the output an earlier, failed run of the `command` kind left in the bot's folder `$1`
+/// (its visible files; the marker and the bot's own hidden files stay).
+pub const CLEAR_OUTPUT: &str = r#"[ -f "$1/.mailbox-backup-bot" ] && [ "$(head -n 1 -- "$1/.mailbox-backup-bot")" = 'mailbox-backup-bot folder' ] || exit 0
+find "$1" -mindepth 1 -maxdepth 1 ! -name '.*' -exec rm -rf -- {} +
+rm -f -- "$1/.manifest" "$1/.failed""#;
 
 /// Reads a finished step 5 back (for a resumed run): the manifest and the failures.
 /// Exit 4: step 5 did not finish in this folder.
@@ -169,16 +180,31 @@ pub const CLEAR_FAILURES: &str = r#"rm -f -- "$1/.failed""#;
 pub const RETENTION: &str = r#"set -eu
 base=$1; keep=$2; current=$3
 cd -- "$base"
-tab=$(printf '\t')
+tab=$(printf '\t'); nl=$(printf '\nx'); nl=${nl%x}
+ours() { [ -f "$1/.mailbox-backup-bot" ] && [ ! -L "$1" ] && [ "$(head -n 1 -- "$1/.mailbox-backup-bot")" = 'mailbox-backup-bot folder' ]; }
+# A folder whose pid files name a live export of it is in use.
+live() {
+  for f in "$1"/.run/*.pid; do
+    [ -f "$f" ] || continue
+    for p in $(cat -- "$f"); do
+      case $p in *[!0-9]*|'') continue;; esac
+      [ -r "/proc/$p/cmdline" ] && tr '\0' '\n' < "/proc/$p/cmdline" | grep -qxF -- "$base/$1" && return 0
+    done
+  done
+  return 1
+}
 for d in */; do
-  d=${d%/}; m="$d/.mailbox-backup-bot"
-  [ -f "$m" ] && [ "$(head -n 1 -- "$m")" = 'mailbox-backup-bot folder' ] || continue
-  printf '%s\t%s\n' "$(sed -n 's/^created=//p' "$m")" "$d"
-done | sort -r | tail -n "+$((keep + 1))" | while IFS=$tab read -r created d; do
+  d=${d%/}
+  case $d in *"$tab"*|*"$nl"*|-*|'') continue;; esac
+  ours "$d" || continue
+  c=$(sed -n 's/^created=//p' -- "$d/.mailbox-backup-bot" | head -n 1)
+  case $c in *[!0-9TZ:.+-]*|'') continue;; esac
+  printf '%s\t%s\n' "$c" "$d"
+done | LC_ALL=C sort -r | tail -n "+$((keep + 1))" | while IFS=$tab read -r created d; do
   [ -n "$d" ] || continue
   if [ "$base/$d" = "$current" ] && [ "$keep" -gt 0 ]; then continue; fi
-  [ -d "$d/.run" ] && continue
-  [ -f "$d/.mailbox-backup-bot" ] || continue
+  ours "$d" || continue
+  live "$d" && continue
   rm -rf -- "$d" && printf '%s\n' "$d"
 done"#;
 

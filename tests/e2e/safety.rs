@@ -9,6 +9,7 @@ use crate::engine::settings;
 use crate::support::{sh, test_dir, PrivateSshd};
 
 use mailbox_backup_bot::config::{BackupKind, EngineSettings, Floor, MailStore};
+use mailbox_backup_bot::domain::SopStep;
 use mailbox_backup_bot::engine::copy::sha256_of;
 use mailbox_backup_bot::engine::{
     run::run, BackupReport, EngineError, ErrorKind, MailboxStatus, Progress, RunRequest, Stop,
@@ -309,7 +310,8 @@ async fn retention_keeps_exactly_n_bot_folders_and_never_one_made_by_hand() {
 pub fn big_and_small(dir: &Path) -> BackupKind {
     let source = dir.join("source");
     std::fs::create_dir_all(source.join("data")).expect("source");
-    let mut noise = vec![0u8; 40 << 20];
+    // 96 MiB: the faults below land while it streams, even on a busy machine.
+    let mut noise = vec![0u8; 96 << 20];
     std::io::Read::read_exact(
         &mut std::fs::File::open("/dev/urandom").expect("urandom"),
         &mut noise,
@@ -318,11 +320,12 @@ pub fn big_and_small(dir: &Path) -> BackupKind {
     std::fs::write(source.join("data").join("lampiran.bin"), &noise).expect("data");
     let tar = |name: &str, what: &str| {
         sh(
-            "tar",
+            "sh",
             &[
-                "-czf",
+                "-c",
+                r#"tar -cf - -C "$2" "$3" | gzip -1 > "$1""#,
+                "sh",
                 &source.join(name).to_string_lossy(),
-                "-C",
                 &source.to_string_lossy(),
                 what,
             ],
@@ -390,9 +393,16 @@ async fn a_connection_dropped_during_the_copy_is_made_again_and_the_copy_goes_on
     let report = result.expect("the run completes after reconnecting");
     assert!(report.all_verified(), "{report:?}");
     assert!(report.reconnects >= 1, "{report:?}");
-    assert!(events
-        .iter()
-        .any(|e| matches!(e, Progress::Reconnecting { .. })));
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            Progress::Reconnecting {
+                step: SopStep::CopyAndReport,
+                ..
+            }
+        )),
+        "the reconnect came in step 6"
+    );
     let server = PathBuf::from(&report.folders.server);
     assert_eq!(archives(&report.folders.local), archives(&server));
     assert!(
@@ -462,8 +472,11 @@ async fn a_connection_dropped_during_step_5_keeps_finished_exports_and_does_the_
     sshd.use_in(&mut s);
     s.jobs = 1;
     let server = PathBuf::from(&s.server_backup_dir);
+    let kept = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let cut = {
         let sshd = sshd.clone();
+        let kept = kept.clone();
+        let server2 = server.clone();
         fault_when(
             move || {
                 std::fs::read_dir(&server)
@@ -472,7 +485,18 @@ async fn a_connection_dropped_during_step_5_keeps_finished_exports_and_does_the_
                     .flatten()
                     .any(|d| archives(&d.path()).len() >= 2)
             },
-            move || assert!(sshd.signal_sessions("-KILL") > 0),
+            move || {
+                assert!(sshd.signal_sessions("-KILL") > 0);
+                // The archives finished before the cut, with their inodes.
+                use std::os::unix::fs::MetadataExt;
+                for d in std::fs::read_dir(&server2).into_iter().flatten().flatten() {
+                    for name in archives(&d.path()).into_keys() {
+                        let path = d.path().join(&name);
+                        let ino = std::fs::metadata(&path).expect("archive").ino();
+                        kept.lock().expect("kept").push((path, ino));
+                    }
+                }
+            },
         )
     };
     let (result, _events) = backup_with(&s, Stop::never()).await;
@@ -489,6 +513,17 @@ async fn a_connection_dropped_during_step_5_keeps_finished_exports_and_does_the_
         processes_naming(&report.folders.server).is_empty(),
         "no export left running"
     );
+    use std::os::unix::fs::MetadataExt;
+    let kept = kept.lock().expect("kept").clone();
+    assert!(kept.len() >= 2, "{kept:?}");
+    for (path, ino) in kept {
+        assert_eq!(
+            std::fs::metadata(&path).expect("still there").ino(),
+            ino,
+            "{} was kept, not exported again",
+            path.display()
+        );
+    }
 }
 
 #[tokio::test]
@@ -620,8 +655,12 @@ async fn a_run_cut_off_in_step_5_is_continued_with_one_writer_on_the_server() {
     let source = dir.join("source");
     std::fs::create_dir_all(&source).expect("source");
     std::fs::write(source.join("n.txt"), "Subject: x\r\n\r\nisi\r\n").expect("note");
+    // While the flag exists the export hangs (a long export); the cut-off run leaves it so.
+    let flag = dir.join("slow");
+    std::fs::write(&flag, "").expect("flag");
     let slow = format!(
-        "sleep 4 && tar -czf {{dir}}/arsip.tar.gz -C {} n.txt",
+        "if [ -f {} ]; then sleep 60; fi; tar -czf {{dir}}/arsip.tar.gz -C {} n.txt",
+        flag.display(),
         source.display()
     );
     let s = settings(&dir, BackupKind::Command { command: slow });
@@ -637,8 +676,20 @@ async fn a_run_cut_off_in_step_5_is_continued_with_one_writer_on_the_server() {
         .expect("the first run's folder");
     let orphan = processes_naming(&folder.to_string_lossy());
     assert!(!orphan.is_empty(), "the cut-off export still runs");
+    assert!(!processes_naming("sleep 60").is_empty());
 
+    // The next run of the day stops it first: otherwise it would write for a minute more.
+    std::fs::remove_file(&flag).expect("flag");
+    let started = Instant::now();
     let report = backup(&s).await.expect("continued");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "it did not wait for the orphan"
+    );
+    assert!(
+        processes_naming("sleep 60").is_empty(),
+        "the orphan was stopped"
+    );
     assert!(report.all_verified(), "{report:?}");
     assert_eq!(
         PathBuf::from(&report.folders.server),
@@ -650,4 +701,153 @@ async fn a_run_cut_off_in_step_5_is_continued_with_one_writer_on_the_server() {
         "no writer left"
     );
     assert_eq!(archives(&report.folders.local), archives(&folder));
+}
+
+#[tokio::test]
+async fn an_empty_step_5_is_never_taken_for_a_verified_backup_and_removes_nothing() {
+    let dir = test_dir("empty");
+    let root = dir.join("maildirs");
+    maildirs(&root, &[1000]);
+    let good = settings(&dir, maildir_kind(&root));
+    let first = backup(&good).await.expect("a good backup");
+    assert!(first.all_verified());
+    // The operator's command writes nothing (or only hidden files), twice the same day.
+    let mut empty = settings(
+        &dir,
+        BackupKind::Command {
+            command: "touch {dir}/.hidden".into(),
+        },
+    );
+    empty.server_keep = 1;
+    for attempt in 0..2 {
+        let err = backup(&empty).await.expect_err("nothing to back up");
+        assert_eq!(err.kind, ErrorKind::NoMailboxes, "attempt {attempt}: {err}");
+    }
+    assert!(
+        Path::new(&first.folders.server).is_dir(),
+        "the last good server backup is kept"
+    );
+}
+
+#[tokio::test]
+async fn retention_removes_a_folder_left_with_a_dead_export_but_not_a_live_one() {
+    let dir = test_dir("stale");
+    let root = dir.join("maildirs");
+    maildirs(&root, &[1000]);
+    let s = settings(&dir, maildir_kind(&root));
+    let server = PathBuf::from(&s.server_backup_dir);
+    // Two older bot folders: one whose export died (its pid is gone), one whose export runs.
+    let marker =
+        |created: &str| format!("mailbox-backup-bot folder\nowner=order 1\ncreated={created}\n");
+    for (name, created) in [
+        ("01-11-2026", "2026-11-01T00:00:00.000000Z"),
+        ("02-11-2026", "2026-11-02T00:00:00.000000Z"),
+    ] {
+        std::fs::create_dir_all(server.join(name).join(".run")).expect("folder");
+        std::fs::write(
+            server.join(name).join(".mailbox-backup-bot"),
+            marker(created),
+        )
+        .expect("marker");
+        std::fs::write(server.join(name).join("lama.tar.gz"), "x").expect("archive");
+    }
+    std::fs::write(server.join("01-11-2026/.run/x.pid"), "999999 999998").expect("dead pid");
+    let live_dir = server.join("02-11-2026");
+    // Like an export: a shell naming its folder on its command line, in a group of its own.
+    let mut live = {
+        use std::os::unix::process::CommandExt;
+        std::process::Command::new("sh")
+            .args(["-c", "sleep 60; true", &live_dir.to_string_lossy()])
+            .process_group(0)
+            .spawn()
+            .expect("a live export")
+    };
+    std::fs::write(
+        live_dir.join(".run/x.pid"),
+        format!("{} {}", live.id(), live.id()),
+    )
+    .expect("live pid");
+
+    let report = backup(&s).await.expect("run");
+    // SAFETY: kill has no memory preconditions; the group is the one spawned above.
+    unsafe { libc::kill(-(live.id() as i32), libc::SIGKILL) };
+    let _ = live.wait();
+    assert!(report.all_verified(), "{report:?}");
+    assert_eq!(report.server_folders_removed, vec!["01-11-2026"]);
+    assert!(
+        live_dir.is_dir(),
+        "a folder with a live export is never removed"
+    );
+}
+
+#[tokio::test]
+async fn a_slow_export_is_stopped_mid_way_when_the_server_disk_reaches_the_floor() {
+    let dir = test_dir("floorkill");
+    let mut s = settings(
+        &dir,
+        BackupKind::Command {
+            // 40 MiB written slowly, like a big mailbox export.
+            command: "for i in $(seq 40); do head -c 1048576 /dev/urandom >> {dir}/besar.tar.gz; sleep 0.05; done"
+                .into(),
+        },
+    );
+    let server = PathBuf::from(&s.server_backup_dir);
+    std::fs::create_dir_all(&server).expect("mount point");
+    sh(
+        "mount",
+        &[
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=64m",
+            "tmpfs",
+            &server.to_string_lossy(),
+        ],
+    );
+    s.server_min_free = Floor::Bytes(16 << 20);
+    // Another writer takes 36 MiB as soon as the export has started writing.
+    let filler = {
+        let watched = server.clone();
+        fault_when(
+            move || {
+                std::fs::read_dir(&watched)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .any(|d| {
+                        std::fs::metadata(d.path().join("besar.tar.gz"))
+                            .is_ok_and(|m| m.len() > (2 << 20))
+                    })
+            },
+            {
+                let server = server.clone();
+                move || {
+                    std::fs::write(server.join("other-writer.bin"), vec![7u8; 36 << 20])
+                        .expect("fill")
+                }
+            },
+        )
+    };
+    let result = backup(&s).await;
+    let filled = filler.join().expect("filler");
+    let free_after = mailbox_backup_bot::engine::local::free_space(&server).expect("df");
+    let folders: Vec<PathBuf> = std::fs::read_dir(&server)
+        .expect("ls")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    let left: Vec<String> = folders.iter().flat_map(|f| names(f)).collect();
+    let running = processes_naming("head -c 1048576");
+    sh("umount", &[&server.to_string_lossy()]);
+    assert!(filled, "the other writer ran while the export wrote");
+    let err = result.expect_err("stopped at the floor");
+    assert_eq!(err.kind, ErrorKind::ServerNoSpace, "{err}");
+    assert!(err.detail.contains("floor"), "{}", err.detail);
+    assert!(running.is_empty(), "the export was killed: {running:?}");
+    // Its partial output was removed, and the folder it had claimed with it: only the other
+    // writer's 36 MiB are used.
+    assert!(left.is_empty(), "{left:?}");
+    assert!(folders.is_empty(), "{folders:?}");
+    assert!(free_after >= 26 << 20, "the space came back: {free_after}");
 }

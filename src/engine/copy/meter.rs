@@ -67,6 +67,13 @@ impl Meter {
         }
     }
 
+    /// Work that is not bytes from the server but shows the copy is not stuck (hashing a
+    /// partial copy before resuming it).
+    pub(super) fn alive(&self) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.last_byte = Instant::now();
+    }
+
     /// How long since the last byte arrived.
     pub(super) fn idle(&self) -> Duration {
         let st = self.state.lock().unwrap_or_else(|p| p.into_inner());

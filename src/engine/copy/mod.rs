@@ -72,7 +72,8 @@ pub struct Copied {
     pub reused: u64,
 }
 
-/// Copies every archive not yet verified locally. No byte for `stall` ends the copy with
+/// Copies every archive not yet verified locally, adding what it moved to `copied` (also when it
+/// fails: a retry's figures include every attempt). No byte for `stall` ends the copy with
 /// [`ErrorKind::Stalled`] (the caller reconnects and calls again: verified files are kept and a
 /// big file's partial copy goes on).
 pub async fn copy_all(
@@ -81,7 +82,8 @@ pub async fn copy_all(
     files: &[ServerFile],
     progress: &ProgressSender,
     stall: Duration,
-) -> Result<Copied, EngineError> {
+    copied: &mut Copied,
+) -> Result<(), EngineError> {
     let err = |kind, detail: String| copy_error(kind, detail, folders);
     let mut need = 0u64;
     let mut todo = Vec::new();
@@ -153,6 +155,12 @@ pub async fn copy_all(
         r = work => r.map(|_| ()),
         e = watch => Err(e),
     };
+    copied.reused += reused;
+    if result.is_err() {
+        // The dropped streams' threads end as their pipes close; what they wrote is counted.
+        threads_done(Duration::from_secs(10)).await;
+    }
+    copied.transferred += meter.transferred();
     if let Err(e) = result {
         let full =
             e.kind == ErrorKind::NoSpace || free_space(&folders.local).is_ok_and(|f| f < (1 << 20));
@@ -167,10 +175,7 @@ pub async fn copy_all(
     }
     sync_dir(&folders.local).map_err(|e| err(ErrorKind::Copy, e.to_string()))?;
     meter.tell_now();
-    Ok(Copied {
-        transferred: meter.transferred(),
-        reused,
-    })
+    Ok(())
 }
 
 fn mib(b: u64) -> String {
@@ -242,10 +247,14 @@ async fn copy_whole(
     let (hasher, have) = {
         let part = part.clone();
         let size = file.size;
-        tokio::task::spawn_blocking(move || resume_point(&part, size))
-            .await
-            .map_err(|e| err(e.to_string()))?
-            .map_err(|e| err(e.to_string()))?
+        let meter = meter.clone();
+        tokio::task::spawn_blocking(move || {
+            let _busy = Busy::new();
+            resume_point(&part, size, &meter)
+        })
+        .await
+        .map_err(|e| err(e.to_string()))?
+        .map_err(|e| err(e.to_string()))?
     };
     let path = format!("{}/{}", folders.server, file.name);
     let offset = have.to_string();

@@ -21,13 +21,26 @@ pub(super) const WRITEBACK_WINDOW: u64 = 4 << 20;
 pub(super) const WRITEBACK_LAG: u64 = 4 * WRITEBACK_WINDOW;
 pub(super) const SMALL_BUFFER: usize = 128 << 10;
 
-/// The hash of what a partial copy already holds, and how much that is.
-pub(super) fn resume_point(part: &Path, size: u64) -> std::io::Result<(Sha256, u64)> {
+/// The hash of what a partial copy already holds, and how much that is. Hashing a big partial
+/// copy takes a while: the meter hears of each MiB, so it is not taken for a stall.
+pub(super) fn resume_point(
+    part: &Path,
+    size: u64,
+    meter: &Meter,
+) -> std::io::Result<(Sha256, u64)> {
     let mut hasher = Sha256::new();
     match File::open(part) {
-        Ok(existing) if existing.metadata()?.len() <= size => {
-            let have = std::io::copy(&mut BufReader::with_capacity(BUFFER, existing), &mut hasher)?;
-            Ok((hasher, have))
+        Ok(mut existing) if existing.metadata()?.len() <= size => {
+            let mut buf = vec![0u8; BUFFER];
+            let mut have = 0u64;
+            loop {
+                let n = fill(&mut existing, &mut buf, &|_| meter.alive())?;
+                if n == 0 {
+                    return Ok((hasher, have));
+                }
+                hasher.update(&buf[..n]);
+                have += n as u64;
+            }
         }
         _ => Ok((Sha256::new(), 0)),
     }
@@ -98,13 +111,12 @@ fn pump_overlapped(
             let Ok(mut buf) = empty_rx.recv() else {
                 break Ok(());
             };
-            let n = match fill(input, &mut buf) {
+            let n = match fill(input, &mut buf, &|k| meter.add(k, 0)) {
                 Ok(0) => break Ok(()),
                 Ok(n) => n,
                 Err(e) => break Err(e),
             };
             total += n as u64;
-            meter.add(n as u64, 0);
             if read_tx.send((buf, n)).is_err() {
                 break Ok(());
             }
@@ -119,13 +131,17 @@ fn pump_overlapped(
     })
 }
 
-/// Reads until `buf` is full or the input ends (a pipe hands out 64 KiB at a time).
-fn fill(input: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+/// Reads until `buf` is full or the input ends (a pipe hands out 64 KiB at a time), telling
+/// `got` of each read: on a slow link a full buffer may take long, and that is not a stall.
+fn fill(input: &mut impl Read, buf: &mut [u8], got: &dyn Fn(u64)) -> std::io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match input.read(&mut buf[n..]) {
             Ok(0) => break,
-            Ok(k) => n += k,
+            Ok(k) => {
+                n += k;
+                got(k as u64);
+            }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }
@@ -143,14 +159,13 @@ fn pump(
     let mut buf = vec![0u8; SMALL_BUFFER];
     let mut total = 0;
     loop {
-        let n = fill(input, &mut buf)?;
+        let n = fill(input, &mut buf, &|k| meter.add(k, 0))?;
         if n == 0 {
             return Ok(total);
         }
         hasher.update(&buf[..n]);
         out.write_all(&buf[..n])?;
         total += n as u64;
-        meter.add(n as u64, 0);
     }
 }
 
@@ -317,7 +332,7 @@ mod tests {
             .expect("first part");
         assert_eq!(got, cut as u64);
         // The resumed stream sends only the rest; the hash covers the whole file.
-        let (hasher, have) = resume_point(&part, data.len() as u64).expect("resume point");
+        let (hasher, have) = resume_point(&part, data.len() as u64, &m).expect("resume point");
         assert_eq!(have, cut as u64);
         let (got, digest) =
             receive_one(input(&dir, "b", &data[cut..]), &part, have, hasher, &m).expect("rest");
@@ -332,7 +347,7 @@ mod tests {
             "every byte counted once"
         );
         // A partial copy longer than the server's file is not trusted.
-        assert_eq!(resume_point(&part, 10).expect("too long").1, 0);
+        assert_eq!(resume_point(&part, 10, &m).expect("too long").1, 0);
         std::fs::remove_dir_all(&dir).expect("clean");
     }
 
