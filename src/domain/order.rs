@@ -7,6 +7,9 @@
 //!    └──────cancel───────┴──┘                ├──failed──▶ failed
 //!                                            └──cancel──▶ cancelled
 //! ```
+//!
+//! Once the report is out (`reported`) the backup is verified and kept: `/cancel` is refused and
+//! the order waits for the Kasi's `/receive`. Cancelling is for an order not yet done.
 
 use std::fmt;
 
@@ -425,7 +428,8 @@ impl Order {
             }
             Event::Cancel { by, reason } => {
                 require(roster, by, &[Role::Kasubdit, Role::Kasi])?;
-                if !self.status.is_active() {
+                // A verified backup is not thrown away: after the report only /receive is left.
+                if !self.status.is_active() || self.status == S::Reported {
                     return Err(out_of_order(Move::Cancel));
                 }
                 next.close_open_steps(now);
@@ -733,7 +737,7 @@ mod tests {
                     "Cancel",
                 ],
             ),
-            (reported(), vec!["Receive", "Cancel"]),
+            (reported(), vec!["Receive"]),
             (
                 step(&reported(), Event::Receive { by: KASI }, mins(61)),
                 vec!["Log"],
@@ -812,6 +816,31 @@ mod tests {
             )
             .expect("cancel");
         assert_eq!(effects[0], Effect::StopEngine);
+    }
+
+    #[test]
+    fn a_reported_backup_cannot_be_cancelled_and_still_waits_for_the_kasi() {
+        let order = reported();
+        for by in [KASI, KASUBDIT] {
+            assert_eq!(
+                order.apply(
+                    &roster(),
+                    Event::Cancel {
+                        by,
+                        reason: Some("terlambat".into())
+                    },
+                    mins(61)
+                ),
+                Err(Refusal::OutOfOrder {
+                    status: OrderStatus::Reported,
+                    action: Move::Cancel
+                })
+            );
+        }
+        let (received, _) = order
+            .apply(&roster(), Event::Receive { by: KASI }, mins(62))
+            .expect("the Kasi still receives it");
+        assert_eq!(received.status, OrderStatus::Received);
     }
 
     #[test]
