@@ -945,4 +945,77 @@ mod tests {
         }
         assert_eq!(OrderStatus::parse("running"), None);
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn user() -> impl Strategy<Value = UserId> {
+            prop_oneof![
+                Just(KASUBDIT),
+                Just(KASI),
+                Just(JFU),
+                Just(OTHER_JFU),
+                Just(STRANGER)
+            ]
+        }
+
+        fn event() -> impl Strategy<Value = Event> {
+            let step = prop_oneof![
+                Just(SopStep::Order),
+                Just(SopStep::CreateFolder),
+                Just(SopStep::RemoteLogin),
+                Just(SopStep::ServerBackup),
+                Just(SopStep::CopyAndReport),
+                Just(SopStep::Receive),
+                Just(SopStep::DailyLog),
+            ];
+            prop_oneof![
+                (user(), user()).prop_map(|(by, jfu)| Event::Direct { by, jfu }),
+                user().prop_map(|by| Event::Start { by }),
+                (step.clone(), 0i64..200)
+                    .prop_map(|(step, m)| Event::StepStarted { step, at: mins(m) }),
+                (step, 0i64..200).prop_map(|(step, m)| Event::StepFinished { step, at: mins(m) }),
+                Just(Event::Reported),
+                ".{0,20}".prop_map(|reason| Event::Failed { reason }),
+                user().prop_map(|by| Event::Receive { by }),
+                Just(Event::Log),
+                (user(), proptest::option::of(".{0,20}"))
+                    .prop_map(|(by, reason)| Event::Cancel { by, reason }),
+            ]
+        }
+
+        proptest! {
+            /// Any sequence of moves by anyone: a refusal leaves the order exactly as it was, a
+            /// reported order is never cancelled, and a closed order never moves again.
+            #[test]
+            fn a_refusal_never_changes_the_order(events in proptest::collection::vec((event(), 0i64..300), 0..40)) {
+                let mut order = ordered();
+                for (event, at) in events {
+                    let before = order.clone();
+                    match order.apply(&roster(), event.clone(), mins(at)) {
+                        Ok((next, _)) => {
+                            prop_assert!(before.status.is_active(), "{:?} moved a closed order", event);
+                            prop_assert!(
+                                !(before.status == OrderStatus::Reported && next.status == OrderStatus::Cancelled),
+                                "a reported backup was cancelled"
+                            );
+                            order = next;
+                        }
+                        Err(_) => prop_assert_eq!(&order, &before),
+                    }
+                }
+            }
+
+            /// Any note: no panic; a kept note is within the limit and free of control characters.
+            #[test]
+            fn any_note_is_kept_whole_or_refused(text in any::<String>()) {
+                if let Ok(Some(note)) = crate::domain::parse_note(&text) {
+                    prop_assert!(note.chars().count() <= crate::domain::NOTE_MAX_CHARS);
+                    prop_assert!(!note.contains('\0'));
+                    prop_assert_eq!(note.as_str(), text.trim());
+                }
+            }
+        }
+    }
 }

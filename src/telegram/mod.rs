@@ -161,4 +161,47 @@ mod tests {
             assert_eq!(parse_command(text, BOT), Parsed::Unknown, "{text}");
         }
     }
+
+    mod properties {
+        use super::*;
+        use crate::chain::{direct_button_data, parse_direct_button};
+        use crate::domain::{OrderId, UserId};
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Any text: no panic, and a command is only ever taken when its suffix, if any, is
+            /// exactly `@` and this bot's name.
+            #[test]
+            fn any_text_parses_without_panic(text in any::<String>(), tail in "[/@a-zA-Z_ \n]{0,12}") {
+                for t in [text.clone(), format!("/{text}"), format!("/start{tail}"), format!("/start@{text}")] {
+                    let parsed = parse_command(&t, BOT);
+                    if let Parsed::Command(_) = parsed {
+                        let head = t[1..].split(char::is_whitespace).next().unwrap_or("");
+                        if let Some((_, who)) = head.split_once('@') {
+                            prop_assert!(who.eq_ignore_ascii_case(BOT), "{t:?} taken as ours");
+                        }
+                    }
+                }
+            }
+
+            /// A suffix that is not exactly this bot's name never makes a command.
+            #[test]
+            fn a_foreign_or_malformed_suffix_is_never_a_command(name in "[a-z_]{1,12}", who in "[a-zA-Z_@]{0,20}", rest in ".{0,30}") {
+                prop_assume!(!who.eq_ignore_ascii_case(BOT));
+                let text = format!("/{name}@{who} {rest}");
+                prop_assert_eq!(parse_command(&text, BOT), Parsed::NotForThisBot);
+            }
+
+            /// Any callback data: no panic; what parses is exactly what the bot makes.
+            #[test]
+            fn any_callback_data_parses_without_panic(data in any::<String>(), order in any::<i64>(), jfu in any::<i64>()) {
+                if let Some((o, j)) = parse_direct_button(&data) {
+                    prop_assert_eq!(parse_direct_button(&direct_button_data(o, j)), Some((o, j)));
+                }
+                let made = direct_button_data(OrderId(order), UserId(jfu));
+                prop_assert_eq!(parse_direct_button(&made), Some((OrderId(order), UserId(jfu))));
+                prop_assert_eq!(parse_direct_button(&format!("{made}:{data}")), None);
+            }
+        }
+    }
 }
