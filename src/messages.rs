@@ -467,10 +467,10 @@ impl Catalog {
     /// A note (of `/order_backup` or `/cancel`) that was refused; nothing was recorded.
     pub fn bad_note(&self, bad: &BadNote) -> String {
         match (self.lang, bad) {
-            (Lang::Id, BadNote::TooLong { chars, max }) => format!("⛔ Catatan terlalu panjang: {chars} karakter, paling banyak {max} karakter. Perintah belum dicatat; silakan kirim ulang dengan catatan yang lebih singkat."),
-            (Lang::En, BadNote::TooLong { chars, max }) => format!("⛔ The note is too long: {chars} characters, at most {max}. Nothing was recorded; please send it again with a shorter note."),
-            (Lang::Id, BadNote::ControlCharacter(c)) => format!("⛔ Catatan memuat karakter kontrol (U+{c:04X}) yang tidak dapat disimpan. Perintah belum dicatat; silakan ketik ulang catatannya tanpa karakter tersebut."),
-            (Lang::En, BadNote::ControlCharacter(c)) => format!("⛔ The note holds a control character (U+{c:04X}) that cannot be stored. Nothing was recorded; please type the note again without it."),
+            (Lang::Id, BadNote::TooLong { chars, max }) => format!("⛔ Catatan terlalu panjang: {chars} karakter, paling banyak {max} karakter. Belum ada yang dicatat atau diubah; silakan kirim ulang dengan catatan yang lebih singkat."),
+            (Lang::En, BadNote::TooLong { chars, max }) => format!("⛔ The note is too long: {chars} characters, at most {max}. Nothing was recorded or changed; please send it again with a shorter note."),
+            (Lang::Id, BadNote::ControlCharacter(c)) => format!("⛔ Catatan memuat karakter kontrol (U+{c:04X}) yang tidak dapat disimpan. Belum ada yang dicatat atau diubah; silakan ketik ulang catatannya tanpa karakter tersebut."),
+            (Lang::En, BadNote::ControlCharacter(c)) => format!("⛔ The note holds a control character (U+{c:04X}) that cannot be stored. Nothing was recorded or changed; please type the note again without it."),
         }
     }
 

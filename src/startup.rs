@@ -82,9 +82,9 @@ async fn learn_names(app: Arc<App>) {
 /// restart on it (`RestartPreventExitStatus=78`): restarting cannot fix it.
 pub const EXIT_CONFIG: i32 = 78;
 
-/// Telegram refused the token (401 Unauthorized).
+/// Telegram refused the token (401 Unauthorized; 404 Not Found for a malformed one).
 #[derive(Debug, thiserror::Error)]
-#[error("TELOXIDE_TOKEN: Telegram refused the bot token (401 Unauthorized); put the token from @BotFather in .env")]
+#[error("TELOXIDE_TOKEN: Telegram refused the bot token (401 Unauthorized or 404 Not Found); put the token from @BotFather in .env")]
 pub struct InvalidToken;
 
 /// PostgreSQL refused the login or has no such database.
