@@ -158,3 +158,21 @@ pub async fn main(cli: Cli) -> Result<()> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_only_the_admin_can_fix_exits_78_and_the_rest_1() {
+        let bad_setting = || -> Result<()> {
+            EngineSettings::load(&|_: &str| -> Option<String> { None })?;
+            Ok(())
+        };
+        let e = bad_setting().expect_err("no settings");
+        assert_eq!(exit_status(&e), crate::startup::EXIT_CONFIG, "{e:#}");
+        let token = anyhow::Error::from(crate::startup::InvalidToken).context("starting");
+        assert_eq!(exit_status(&token), crate::startup::EXIT_CONFIG);
+        assert_eq!(exit_status(&anyhow::anyhow!("disk full")), 1);
+    }
+}

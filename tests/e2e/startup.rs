@@ -22,6 +22,8 @@ impl Bot {
             .envs(env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
+            // No backup engine: scripts/test's own MAIL_SSH_* settings are not for this bot.
+            .env_remove("MAIL_SSH_HOST")
             .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
