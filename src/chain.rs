@@ -39,7 +39,7 @@ async fn refuse(app: &App, refusal: &Refusal) -> Result<()> {
 /// Applies `event` to the active order, saves it, and carries out the effects. `Ok(false)` when it
 /// was refused (the refusal has been said in the group).
 pub async fn advance(app: &Arc<App>, order: &Order, event: Event) -> Result<bool> {
-    let (next, effects) = match order.apply(&app.settings.roster, event, Utc::now()) {
+    let (next, effects) = match order.apply(&app.settings.roster, event.clone(), Utc::now()) {
         Ok(done) => done,
         Err(refusal) => {
             refuse(app, &refusal).await?;
@@ -49,17 +49,16 @@ pub async fn advance(app: &Arc<App>, order: &Order, event: Event) -> Result<bool
     match app.store.save(order, &next).await {
         Ok(()) => {}
         Err(StoreError::Conflict(_)) => {
-            // Someone else moved the order first; say where it stands now.
-            let now_status = app
-                .store
-                .order(order.id)
-                .await?
-                .map(|o| o.status)
-                .unwrap_or(order.status);
-            let refusal = Refusal::OutOfOrder {
-                status: now_status,
-                action: crate::domain::Move::Progress,
-            };
+            // Someone else moved the order first (a report landing under a /cancel): refuse as
+            // the order stands now, with the reason that applies to it.
+            let now = app.store.order(order.id).await?;
+            let refusal = now
+                .as_ref()
+                .and_then(|o| o.apply(&app.settings.roster, event, Utc::now()).err())
+                .unwrap_or(Refusal::OutOfOrder {
+                    status: now.map(|o| o.status).unwrap_or(order.status),
+                    action: crate::domain::Move::Progress,
+                });
             refuse(app, &refusal).await?;
             return Ok(false);
         }
@@ -76,11 +75,7 @@ pub async fn order_backup(app: &Arc<App>, by: UserId, note: Option<String>) -> R
         Ok((new, _)) => new,
         Err(refusal) => return refuse(app, &refusal).await,
     };
-    let order = match app
-        .store
-        .insert_order(new, app.settings.group_chat_id)
-        .await
-    {
+    let order = match app.store.insert_order(new, app.group.chat_id().0).await {
         Ok(order) => order,
         Err(StoreError::AlreadyActive) => {
             // Two orders at once: the database let only one through.

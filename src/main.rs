@@ -15,6 +15,6 @@ async fn main() {
     if let Err(e) = mailbox_backup_bot::cli::main(cli).await {
         // One line naming what is wrong, then its causes.
         eprintln!("error: {e:#}");
-        std::process::exit(1);
+        std::process::exit(mailbox_backup_bot::cli::exit_status(&e));
     }
 }

@@ -4,7 +4,9 @@
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use chrono_tz::Tz;
 
-use crate::domain::{Move, Order, OrderStatus, Refusal, Role, SopStep, StepRecord};
+use crate::domain::{
+    BadNote, Move, Order, OrderStatus, Refusal, Role, SopStep, StepRecord, NOTE_MAX_CHARS,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lang {
@@ -161,11 +163,10 @@ impl Catalog {
         let has = |r| roles.contains(&r);
         if has(Role::Kasubdit) {
             lines.push(
-                self.pick(
-                    "/order_backup [catatan] — memerintahkan backup mailbox",
-                    "/order_backup [note] — order a mailbox backup",
-                )
-                .into(),
+                match self.lang {
+                    Lang::Id => format!("/order_backup [catatan, maks. {NOTE_MAX_CHARS} karakter] — memerintahkan backup mailbox"),
+                    Lang::En => format!("/order_backup [note, at most {NOTE_MAX_CHARS} characters] — order a mailbox backup"),
+                },
             );
         }
         if has(Role::Kasi) {
@@ -196,8 +197,8 @@ impl Catalog {
         if has(Role::Kasubdit) || has(Role::Kasi) {
             lines.push(
                 self.pick(
-                    "/cancel [alasan] — membatalkan perintah aktif",
-                    "/cancel [reason] — cancel the active order",
+                    "/cancel [alasan] — membatalkan perintah aktif sebelum laporan backup terkirim; setelah laporan terkirim, backup yang sudah terverifikasi tetap disimpan dan menunggu /receive",
+                    "/cancel [reason] — cancel the active order before its backup report is out; once the report is out, the verified backup is kept and waits for /receive",
                 )
                 .into(),
             );
@@ -430,6 +431,7 @@ impl Catalog {
                 let hint = match (action, status) {
                     (Move::Start, OrderStatus::Ordered) => self.pick("Kasi belum mendisposisikan; tunggu /direct.", "The Kasi has not directed it yet; wait for /direct."),
                     (Move::Start, OrderStatus::Started) => self.pick("Backup sudah berjalan; lihat /status.", "The backup is already running; see /status."),
+                    (Move::Cancel, OrderStatus::Reported) => self.pick("Backup sudah selesai dan terverifikasi, sehingga tidak dapat dibatalkan; laporannya menunggu /receive dari Kasi.", "The backup is done and verified, so it cannot be cancelled; its report waits for the Kasi's /receive."),
                     (Move::Receive, _) => self.pick("Belum ada laporan untuk diterima; lihat /status.", "There is no report to receive yet; see /status."),
                     (Move::Direct, _) => self.pick("Disposisi hanya sebelum JFU memulai; lihat /status.", "Directing is only possible before the JFU starts; see /status."),
                     _ => self.pick("Lihat /status.", "See /status."),
@@ -468,6 +470,16 @@ impl Catalog {
         match self.lang {
             Lang::Id => format!("⛔ Tanggal {:?} tidak dikenali. Ketik /log today, /log yesterday, /log 24-11-2026 atau /log 2026-11-24.", esc(arg)),
             Lang::En => format!("⛔ {:?} is not a date. Type /log today, /log yesterday, /log 24-11-2026 or /log 2026-11-24.", esc(arg)),
+        }
+    }
+
+    /// A note (of `/order_backup` or `/cancel`) that was refused; nothing was recorded.
+    pub fn bad_note(&self, bad: &BadNote) -> String {
+        match (self.lang, bad) {
+            (Lang::Id, BadNote::TooLong { chars, max }) => format!("⛔ Catatan terlalu panjang: {chars} karakter, paling banyak {max} karakter. Belum ada yang dicatat atau diubah; silakan kirim ulang dengan catatan yang lebih singkat."),
+            (Lang::En, BadNote::TooLong { chars, max }) => format!("⛔ The note is too long: {chars} characters, at most {max}. Nothing was recorded or changed; please send it again with a shorter note."),
+            (Lang::Id, BadNote::ControlCharacter(c)) => format!("⛔ Catatan memuat karakter kontrol (U+{c:04X}) yang tidak dapat disimpan. Belum ada yang dicatat atau diubah; silakan ketik ulang catatannya tanpa karakter tersebut."),
+            (Lang::En, BadNote::ControlCharacter(c)) => format!("⛔ The note holds a control character (U+{c:04X}) that cannot be stored. Nothing was recorded or changed; please type the note again without it."),
         }
     }
 

@@ -37,10 +37,7 @@ pub async fn build(
     engine: Option<Arc<dyn BackupEngine>>,
 ) -> Result<Arc<App>> {
     let people = People::new(store.people().await?);
-    let group = GroupChat {
-        bot: bot(&settings)?,
-        chat_id: ChatId(settings.group_chat_id),
-    };
+    let group = GroupChat::new(bot(&settings)?, ChatId(settings.group_chat_id));
     Ok(Arc::new(App {
         catalog: Catalog::new(settings.lang, settings.timezone),
         settings,
@@ -58,7 +55,7 @@ async fn learn_names(app: Arc<App>) {
         match app
             .group
             .bot
-            .get_chat_member(app.group.chat_id, teloxide::types::UserId(id.0 as u64))
+            .get_chat_member(app.group.chat_id(), teloxide::types::UserId(id.0 as u64))
             .await
         {
             Ok(member) => {
@@ -80,8 +77,79 @@ async fn learn_names(app: Arc<App>) {
     }
 }
 
+/// The exit status for a setting that cannot work (a missing or malformed variable, a token
+/// Telegram refuses, a database login refused): `EX_CONFIG`. The shipped systemd unit does not
+/// restart on it (`RestartPreventExitStatus=78`): restarting cannot fix it.
+pub const EXIT_CONFIG: i32 = 78;
+
+/// Telegram refused the token (401 Unauthorized; 404 Not Found for a malformed one).
+#[derive(Debug, thiserror::Error)]
+#[error("TELOXIDE_TOKEN: Telegram refused the bot token (401 Unauthorized or 404 Not Found); put the token from @BotFather in .env")]
+pub struct InvalidToken;
+
+/// PostgreSQL refused the login or has no such database.
+#[derive(Debug, thiserror::Error)]
+#[error("DATABASE_URL: PostgreSQL refused it: {0}")]
+pub struct DatabaseRefused(String);
+
+/// Waits 1, 2, 4 … 60 s between tries.
+fn backoff(attempt: u32) -> std::time::Duration {
+    std::time::Duration::from_secs(1u64 << attempt.min(6)).min(std::time::Duration::from_secs(60))
+}
+
+/// Asks Telegram who the bot is (`getMe`) until it answers; a refused token is final. Network
+/// errors and Telegram's own troubles are waited out, logged at each try.
+pub async fn wait_for_telegram(bot: &TgBot) -> Result<teloxide::types::Me, InvalidToken> {
+    use teloxide::{ApiError, RequestError};
+    let mut attempt = 0;
+    loop {
+        match bot.get_me().await {
+            Ok(me) => {
+                if attempt > 0 {
+                    tracing::info!(bot = %me.username(), "Telegram answers");
+                }
+                return Ok(me);
+            }
+            Err(RequestError::Api(ApiError::InvalidToken)) => return Err(InvalidToken),
+            Err(e) => {
+                let wait = backoff(attempt);
+                tracing::warn!(error = %e, retry_in_secs = wait.as_secs(), "waiting for Telegram (getMe)");
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+            }
+        }
+    }
+}
+
+/// Connects to PostgreSQL until it answers; a refused login or a missing database is final.
+pub async fn wait_for_database(url: &str) -> Result<Store> {
+    let mut attempt = 0;
+    loop {
+        match Store::connect(url).await {
+            Ok(store) => {
+                if attempt > 0 {
+                    tracing::info!("PostgreSQL answers");
+                }
+                return Ok(store);
+            }
+            Err(crate::storage::StoreError::Db(sqlx::Error::Database(e)))
+                if e.code()
+                    .is_some_and(|c| c.starts_with("28") || c == "3D000") =>
+            {
+                return Err(DatabaseRefused(e.message().to_owned()).into());
+            }
+            Err(e) => {
+                let wait = backoff(attempt);
+                tracing::warn!(error = %e, retry_in_secs = wait.as_secs(), "waiting for PostgreSQL");
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+            }
+        }
+    }
+}
+
 /// Resolves at the first SIGTERM or SIGINT.
-async fn stop_signal() {
+pub async fn stop_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     match (
         signal(SignalKind::terminate()),
@@ -116,6 +184,27 @@ pub async fn run(app: Arc<App>) -> Result<()> {
         .default_handler(|_| async {})
         .build();
     let token = dispatcher.shutdown_token();
+    // The dispatcher asks getMe again at start and `dispatch` panics when that fails: use the
+    // fallible entry and wait for Telegram again instead.
+    let bot = app.group.bot.clone();
+    let dispatch = async move {
+        loop {
+            let listener = teloxide::update_listeners::polling_default(bot.clone()).await;
+            let errors = teloxide::error_handlers::LoggingErrorHandler::with_custom_text(
+                "An error from the update listener",
+            );
+            match dispatcher
+                .try_dispatch_with_listener(listener, errors)
+                .await
+            {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "Telegram did not answer at the dispatcher's start");
+                    wait_for_telegram(&bot).await?;
+                }
+            }
+        }
+    };
     // Stop on SIGTERM (systemd, docker) or SIGINT (Ctrl-C): finish handling the current update,
     // but do not wait out Telegram's long poll. A backup still running is picked up again by
     // `resume_unfinished` at the next start.
@@ -127,10 +216,10 @@ pub async fn run(app: Arc<App>) -> Result<()> {
         }
     };
     tracing::info!(group = app.settings.group_chat_id, "bot running");
-    tokio::select! {
-        _ = dispatcher.dispatch() => {}
-        _ = stop => {}
-    }
+    let result: Result<(), InvalidToken> = tokio::select! {
+        r = dispatch => r,
+        _ = stop => Ok(()),
+    };
     // A backup still running stops its exports on the server and keeps what it verified.
     // Bounded by the clean-up's own limits (copy threads 10 s, three tries of 20 s on the server).
     app.stop_runs(
@@ -138,5 +227,5 @@ pub async fn run(app: Arc<App>) -> Result<()> {
         std::time::Duration::from_secs(80),
     )
     .await;
-    Ok(())
+    Ok(result?)
 }

@@ -43,6 +43,21 @@ pub enum CliCommand {
     InitDisk { path: Option<PathBuf> },
 }
 
+/// The exit status for an error: [`crate::startup::EXIT_CONFIG`] for what only the admin can
+/// fix (a setting, the token, the database login), 1 for the rest.
+pub fn exit_status(e: &anyhow::Error) -> i32 {
+    let config = e.chain().any(|c| {
+        c.is::<config::ConfigError>()
+            || c.is::<crate::startup::InvalidToken>()
+            || c.is::<crate::startup::DatabaseRefused>()
+    });
+    if config {
+        crate::startup::EXIT_CONFIG
+    } else {
+        1
+    }
+}
+
 fn load_env(file: Option<&PathBuf>) -> Result<()> {
     match file {
         Some(f) => {
@@ -81,7 +96,20 @@ pub async fn main(cli: Cli) -> Result<()> {
             if engine.is_none() {
                 tracing::warn!("MAIL_SSH_HOST is not set: /start will answer that the backup engine is not configured");
             }
-            let app = crate::startup::build(settings, store().await?, engine).await?;
+            // Wait for Telegram (a refused token stops here, before the database is needed) and
+            // PostgreSQL; SIGTERM while waiting stops at once.
+            let waited = async {
+                crate::startup::wait_for_telegram(&crate::startup::bot(&settings)?).await?;
+                let url = config::database_url(&Env)?;
+                let store = crate::startup::wait_for_database(url.expose()).await?;
+                store.migrate().await.context("applying migrations")?;
+                anyhow::Ok(store)
+            };
+            let store = tokio::select! {
+                store = waited => store?,
+                _ = crate::startup::stop_signal() => return Ok(()),
+            };
+            let app = crate::startup::build(settings, store, engine).await?;
             crate::startup::run(app).await
         }
         CliCommand::Migrate => {
@@ -128,5 +156,23 @@ pub async fn main(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_only_the_admin_can_fix_exits_78_and_the_rest_1() {
+        let bad_setting = || -> Result<()> {
+            EngineSettings::load(&|_: &str| -> Option<String> { None })?;
+            Ok(())
+        };
+        let e = bad_setting().expect_err("no settings");
+        assert_eq!(exit_status(&e), crate::startup::EXIT_CONFIG, "{e:#}");
+        let token = anyhow::Error::from(crate::startup::InvalidToken).context("starting");
+        assert_eq!(exit_status(&token), crate::startup::EXIT_CONFIG);
+        assert_eq!(exit_status(&anyhow::anyhow!("disk full")), 1);
     }
 }

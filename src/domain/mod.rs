@@ -2,11 +2,13 @@
 //! chain as a state machine. Everything else in the crate is an adapter around this.
 
 pub mod log_date;
+pub mod note;
 pub mod order;
 pub mod roles;
 pub mod sop;
 
 pub use log_date::{parse_log_date, BadLogDate};
+pub use note::{parse_note, BadNote, NOTE_MAX_CHARS};
 pub use order::{
     place_order, Effect, Event, Move, NewOrder, Order, OrderId, OrderStatus, Refusal, StepRecord,
 };

@@ -7,6 +7,9 @@
 //!    └──────cancel───────┴──┘                ├──failed──▶ failed
 //!                                            └──cancel──▶ cancelled
 //! ```
+//!
+//! Once the report is out (`reported`) the backup is verified and kept: `/cancel` is refused and
+//! the order waits for the Kasi's `/receive`. Cancelling is for an order not yet done.
 
 use std::fmt;
 
@@ -425,7 +428,8 @@ impl Order {
             }
             Event::Cancel { by, reason } => {
                 require(roster, by, &[Role::Kasubdit, Role::Kasi])?;
-                if !self.status.is_active() {
+                // A verified backup is not thrown away: after the report only /receive is left.
+                if !self.status.is_active() || self.status == S::Reported {
                     return Err(out_of_order(Move::Cancel));
                 }
                 next.close_open_steps(now);
@@ -733,7 +737,7 @@ mod tests {
                     "Cancel",
                 ],
             ),
-            (reported(), vec!["Receive", "Cancel"]),
+            (reported(), vec!["Receive"]),
             (
                 step(&reported(), Event::Receive { by: KASI }, mins(61)),
                 vec!["Log"],
@@ -812,6 +816,31 @@ mod tests {
             )
             .expect("cancel");
         assert_eq!(effects[0], Effect::StopEngine);
+    }
+
+    #[test]
+    fn a_reported_backup_cannot_be_cancelled_and_still_waits_for_the_kasi() {
+        let order = reported();
+        for by in [KASI, KASUBDIT] {
+            assert_eq!(
+                order.apply(
+                    &roster(),
+                    Event::Cancel {
+                        by,
+                        reason: Some("terlambat".into())
+                    },
+                    mins(61)
+                ),
+                Err(Refusal::OutOfOrder {
+                    status: OrderStatus::Reported,
+                    action: Move::Cancel
+                })
+            );
+        }
+        let (received, _) = order
+            .apply(&roster(), Event::Receive { by: KASI }, mins(62))
+            .expect("the Kasi still receives it");
+        assert_eq!(received.status, OrderStatus::Received);
     }
 
     #[test]
@@ -915,5 +944,78 @@ mod tests {
             assert_eq!(OrderStatus::parse(s.as_str()), Some(s));
         }
         assert_eq!(OrderStatus::parse("running"), None);
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn user() -> impl Strategy<Value = UserId> {
+            prop_oneof![
+                Just(KASUBDIT),
+                Just(KASI),
+                Just(JFU),
+                Just(OTHER_JFU),
+                Just(STRANGER)
+            ]
+        }
+
+        fn event() -> impl Strategy<Value = Event> {
+            let step = prop_oneof![
+                Just(SopStep::Order),
+                Just(SopStep::CreateFolder),
+                Just(SopStep::RemoteLogin),
+                Just(SopStep::ServerBackup),
+                Just(SopStep::CopyAndReport),
+                Just(SopStep::Receive),
+                Just(SopStep::DailyLog),
+            ];
+            prop_oneof![
+                (user(), user()).prop_map(|(by, jfu)| Event::Direct { by, jfu }),
+                user().prop_map(|by| Event::Start { by }),
+                (step.clone(), 0i64..200)
+                    .prop_map(|(step, m)| Event::StepStarted { step, at: mins(m) }),
+                (step, 0i64..200).prop_map(|(step, m)| Event::StepFinished { step, at: mins(m) }),
+                Just(Event::Reported),
+                ".{0,20}".prop_map(|reason| Event::Failed { reason }),
+                user().prop_map(|by| Event::Receive { by }),
+                Just(Event::Log),
+                (user(), proptest::option::of(".{0,20}"))
+                    .prop_map(|(by, reason)| Event::Cancel { by, reason }),
+            ]
+        }
+
+        proptest! {
+            /// Any sequence of moves by anyone: a refusal leaves the order exactly as it was, a
+            /// reported order is never cancelled, and a closed order never moves again.
+            #[test]
+            fn a_refusal_never_changes_the_order(events in proptest::collection::vec((event(), 0i64..300), 0..40)) {
+                let mut order = ordered();
+                for (event, at) in events {
+                    let before = order.clone();
+                    match order.apply(&roster(), event.clone(), mins(at)) {
+                        Ok((next, _)) => {
+                            prop_assert!(before.status.is_active(), "{:?} moved a closed order", event);
+                            prop_assert!(
+                                !(before.status == OrderStatus::Reported && next.status == OrderStatus::Cancelled),
+                                "a reported backup was cancelled"
+                            );
+                            order = next;
+                        }
+                        Err(_) => prop_assert_eq!(&order, &before),
+                    }
+                }
+            }
+
+            /// Any note: no panic; a kept note is within the limit and free of control characters.
+            #[test]
+            fn any_note_is_kept_whole_or_refused(text in any::<String>()) {
+                if let Ok(Some(note)) = crate::domain::parse_note(&text) {
+                    prop_assert!(note.chars().count() <= crate::domain::NOTE_MAX_CHARS);
+                    prop_assert!(!note.contains('\0'));
+                    prop_assert_eq!(note.as_str(), text.trim());
+                }
+            }
+        }
     }
 }

@@ -1,6 +1,14 @@
 //! Sending to the group: HTML text, long texts split at Telegram's limit, edits that skip
 //! unchanged text. Sends go through teloxide's `Throttle`, which keeps to Telegram's rate limits
 //! and waits out a 429's `retry_after`.
+//!
+//! A group upgraded to a supergroup gets a new id. Telegram then answers a send to the old id
+//! with `migrate_to_chat_id`, and the group gets a service message carrying it: either way the
+//! bot follows the new id for the rest of the process and logs both ids (the admin puts the new
+//! one in `GROUP_CHAT_ID`).
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 
 use teloxide::adaptors::Throttle;
 use teloxide::payloads::{EditMessageTextSetters, SendDocumentSetters, SendMessageSetters};
@@ -16,18 +24,67 @@ const MAX_TEXT: usize = 4000;
 #[derive(Clone)]
 pub struct GroupChat {
     pub bot: TgBot,
-    pub chat_id: ChatId,
+    /// The group's id now: `GROUP_CHAT_ID`, or the supergroup it was upgraded to.
+    chat: Arc<AtomicI64>,
 }
 
 impl GroupChat {
+    pub fn new(bot: TgBot, chat_id: ChatId) -> GroupChat {
+        GroupChat {
+            bot,
+            chat: Arc::new(AtomicI64::new(chat_id.0)),
+        }
+    }
+
+    /// The group's id now.
+    pub fn chat_id(&self) -> ChatId {
+        ChatId(self.chat.load(Ordering::SeqCst))
+    }
+
+    /// Whether `chat` is the group the bot serves.
+    pub fn is_ours(&self, chat: ChatId) -> bool {
+        chat == self.chat_id()
+    }
+
+    /// The group `from` became the supergroup `to`: follow it, once. Returns whether it was ours.
+    pub fn follow_migration(&self, from: ChatId, to: ChatId) -> bool {
+        if from == to {
+            return false;
+        }
+        let moved = self
+            .chat
+            .compare_exchange(from.0, to.0, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok();
+        if moved {
+            tracing::warn!(
+                old_chat_id = from.0,
+                new_chat_id = to.0,
+                "the group was upgraded to a supergroup and has a new id; following it until the \
+                 bot stops: set GROUP_CHAT_ID={} in .env",
+                to.0
+            );
+        }
+        moved
+    }
+
+    /// Follows a migration Telegram answered with; returns the id to retry with, if any.
+    fn migrated(&self, chat: ChatId, e: &RequestError) -> Option<ChatId> {
+        match e {
+            RequestError::MigrateToChatId(to) => {
+                (self.follow_migration(chat, *to) || self.is_ours(*to)).then_some(*to)
+            }
+            _ => None,
+        }
+    }
+
     /// Sends `html` (split into several messages when too long); returns the first message's id.
     pub async fn say(&self, html: &str) -> Result<i64, RequestError> {
-        self.send_to(self.chat_id, html, false, None).await
+        self.send_to(self.chat_id(), html, false, None).await
     }
 
     /// Like [`say`](Self::say), without a notification sound.
     pub async fn say_quietly(&self, html: &str) -> Result<i64, RequestError> {
-        self.send_to(self.chat_id, html, true, None).await
+        self.send_to(self.chat_id(), html, true, None).await
     }
 
     pub async fn say_with_buttons(
@@ -35,7 +92,8 @@ impl GroupChat {
         html: &str,
         buttons: InlineKeyboardMarkup,
     ) -> Result<i64, RequestError> {
-        self.send_to(self.chat_id, html, false, Some(buttons)).await
+        self.send_to(self.chat_id(), html, false, Some(buttons))
+            .await
     }
 
     pub async fn send_to(
@@ -48,18 +106,31 @@ impl GroupChat {
         let parts = split(html);
         let last = parts.len().saturating_sub(1);
         let mut first = None;
+        let mut chat = chat;
         for (i, part) in parts.into_iter().enumerate() {
-            let mut req = self
-                .bot
-                .send_message(chat, part)
-                .parse_mode(ParseMode::Html)
-                .disable_notification(quiet);
-            if i == last {
-                if let Some(b) = buttons.clone() {
-                    req = req.reply_markup(b);
+            let send = |chat: ChatId| {
+                let mut req = self
+                    .bot
+                    .send_message(chat, part.clone())
+                    .parse_mode(ParseMode::Html)
+                    .disable_notification(quiet);
+                if i == last {
+                    if let Some(b) = buttons.clone() {
+                        req = req.reply_markup(b);
+                    }
                 }
-            }
-            let msg = req.await?;
+                req
+            };
+            let msg = match send(chat).await {
+                Ok(msg) => msg,
+                Err(e) => match self.migrated(chat, &e) {
+                    Some(to) => {
+                        chat = to;
+                        send(chat).await?
+                    }
+                    None => return Err(e),
+                },
+            };
             first.get_or_insert(i64::from(msg.id.0));
         }
         Ok(first.unwrap_or_default())
@@ -68,26 +139,35 @@ impl GroupChat {
     /// Replaces the text of message `id`; an unchanged text is not an error.
     pub async fn edit(&self, id: i64, html: &str) -> Result<(), RequestError> {
         let text: String = split(html).into_iter().next().unwrap_or_default();
+        let chat = self.chat_id();
         match self
             .bot
-            .edit_message_text(self.chat_id, MessageId(id as i32), text)
+            .edit_message_text(chat, MessageId(id as i32), text)
             .parse_mode(ParseMode::Html)
             .await
         {
             Ok(_) | Err(RequestError::Api(ApiError::MessageNotModified)) => Ok(()),
-            Err(e) => Err(e),
+            Err(e) => {
+                // A message of the old group cannot be edited in the new one: only follow.
+                self.migrated(chat, &e);
+                Err(e)
+            }
         }
     }
 
     /// Removes the buttons under message `id` (already gone is fine).
     pub async fn remove_buttons(&self, id: i64) -> Result<(), RequestError> {
+        let chat = self.chat_id();
         match self
             .bot
-            .edit_message_reply_markup(self.chat_id, MessageId(id as i32))
+            .edit_message_reply_markup(chat, MessageId(id as i32))
             .await
         {
             Ok(_) | Err(RequestError::Api(ApiError::MessageNotModified)) => Ok(()),
-            Err(e) => Err(e),
+            Err(e) => {
+                self.migrated(chat, &e);
+                Err(e)
+            }
         }
     }
 
@@ -98,15 +178,23 @@ impl GroupChat {
         content: Vec<u8>,
         caption: &str,
     ) -> Result<(), RequestError> {
-        self.bot
-            .send_document(
-                self.chat_id,
-                InputFile::memory(content).file_name(file_name.to_owned()),
-            )
-            .caption(caption.to_owned())
-            .disable_notification(true)
-            .await?;
-        Ok(())
+        let send = |chat: ChatId| {
+            self.bot
+                .send_document(
+                    chat,
+                    InputFile::memory(content.clone()).file_name(file_name.to_owned()),
+                )
+                .caption(caption.to_owned())
+                .disable_notification(true)
+        };
+        let chat = self.chat_id();
+        match send(chat).await {
+            Ok(_) => Ok(()),
+            Err(e) => match self.migrated(chat, &e) {
+                Some(to) => send(to).await.map(|_| ()),
+                None => Err(e),
+            },
+        }
     }
 }
 

@@ -2,16 +2,14 @@
 
 use std::sync::Arc;
 
-use teloxide::prelude::*;
-use teloxide::types::{Me, User};
-use teloxide::utils::command::{BotCommands, ParseError};
-
 use super::chat::TgBot;
-use super::Command;
+use super::{parse_command, Command, Parsed};
 use crate::app::App;
 use crate::chain;
-use crate::domain::{Role, UserId};
+use crate::domain::{parse_note, Role, UserId};
 use crate::storage::Person;
+use teloxide::prelude::*;
+use teloxide::types::{Me, User};
 
 fn user_id(user: &User) -> UserId {
     UserId(user.id.0 as i64)
@@ -35,24 +33,46 @@ async fn learn(app: &App, user: &User) {
     }
 }
 
+/// An update from a group that is not `GROUP_CHAT_ID`: ignored, but logged with the chat's id
+/// and title so a wrong setting can be found.
+fn log_other_chat(app: &App, chat: &teloxide::types::Chat, what: &str) {
+    tracing::warn!(
+        chat_id = chat.id.0,
+        title = chat.title().unwrap_or(""),
+        group_chat_id = app.group.chat_id().0,
+        "ignored a {what} from another chat (not GROUP_CHAT_ID)"
+    );
+}
+
 pub async fn on_message(app: Arc<App>, me: Me, msg: Message) -> anyhow::Result<()> {
+    // The group upgraded to a supergroup: the old chat says where it went, the new one where it
+    // came from.
+    if let Some(to) = msg.migrate_to_chat_id() {
+        app.group.follow_migration(msg.chat.id, *to);
+        return Ok(());
+    }
+    if let Some(from) = msg.migrate_from_chat_id() {
+        app.group.follow_migration(*from, msg.chat.id);
+        return Ok(());
+    }
+    if !msg.chat.is_private() && !app.group.is_ours(msg.chat.id) {
+        log_other_chat(&app, &msg.chat, "message");
+        return Ok(());
+    }
     let (Some(from), Some(text)) = (msg.from.as_ref(), msg.text()) else {
         return Ok(());
     };
     if msg.chat.is_private() {
         return private(&app, from, text).await;
     }
-    if msg.chat.id.0 != app.settings.group_chat_id {
-        return Ok(()); // another group: not ours
-    }
     learn(&app, from).await;
     if !text.starts_with('/') {
         return Ok(());
     }
-    let command = match Command::parse(text, me.username()) {
-        Ok(c) => c,
-        Err(ParseError::WrongBotName(_)) => return Ok(()), // meant for another bot
-        Err(_) => {
+    let command = match parse_command(text, me.username()) {
+        Parsed::Command(c) => c,
+        Parsed::NotForThisBot => return Ok(()), // another bot's, or a malformed @suffix
+        Parsed::Unknown => {
             app.group.say(&app.catalog.unknown_command()).await?;
             return Ok(());
         }
@@ -65,9 +85,16 @@ pub async fn on_message(app: Arc<App>, me: Me, msg: Message) -> anyhow::Result<(
     Ok(())
 }
 
-fn note(arg: &str) -> Option<String> {
-    let arg = arg.trim();
-    (!arg.is_empty()).then(|| arg.chars().take(500).collect())
+/// The note of `/order_backup` or `/cancel`; a bad one is refused in the group (`Err(())`) and
+/// nothing changes.
+async fn note(app: &App, arg: &str) -> anyhow::Result<Result<Option<String>, ()>> {
+    match parse_note(arg) {
+        Ok(note) => Ok(Ok(note)),
+        Err(bad) => {
+            app.group.say(&app.catalog.bad_note(&bad)).await?;
+            Ok(Err(()))
+        }
+    }
 }
 
 async fn no_arguments(app: &App, arg: &str, usage: &str) -> anyhow::Result<bool> {
@@ -80,7 +107,10 @@ async fn no_arguments(app: &App, arg: &str, usage: &str) -> anyhow::Result<bool>
 
 async fn dispatch(app: &Arc<App>, by: UserId, command: Command) -> anyhow::Result<()> {
     match command {
-        Command::OrderBackup(arg) => chain::order_backup(app, by, note(&arg)).await,
+        Command::OrderBackup(arg) => match note(app, &arg).await? {
+            Ok(note) => chain::order_backup(app, by, note).await,
+            Err(()) => Ok(()),
+        },
         Command::Direct(arg) => direct(app, by, arg.trim()).await,
         Command::Start(arg) => {
             if no_arguments(app, &arg, "/start").await? {
@@ -100,7 +130,10 @@ async fn dispatch(app: &Arc<App>, by: UserId, command: Command) -> anyhow::Resul
             }
             Ok(())
         }
-        Command::Cancel(arg) => chain::cancel(app, by, note(&arg)).await,
+        Command::Cancel(arg) => match note(app, &arg).await? {
+            Ok(reason) => chain::cancel(app, by, reason).await,
+            Err(()) => Ok(()),
+        },
         Command::Log(arg) => chain::log(app, by, &arg).await,
         Command::Help(_) => {
             app.group
@@ -181,9 +214,15 @@ async fn private(app: &App, from: &User, text: &str) -> anyhow::Result<()> {
 /// A "direct to" button: only a Kasi may use it; it is always answered and removed once used.
 pub async fn on_button(app: Arc<App>, bot: TgBot, q: CallbackQuery) -> anyhow::Result<()> {
     let by = user_id(&q.from);
+    if let Some(m) = q
+        .regular_message()
+        .filter(|m| !app.group.is_ours(m.chat.id))
+    {
+        log_other_chat(&app, &m.chat, "button press");
+    }
     let in_our_group = q
         .regular_message()
-        .is_some_and(|m| m.chat.id.0 == app.settings.group_chat_id);
+        .is_some_and(|m| app.group.is_ours(m.chat.id));
     let parsed = q.data.as_deref().and_then(chain::parse_direct_button);
     let answer = |text: String, alert: bool| {
         let bot = bot.clone();

@@ -318,7 +318,10 @@ async fn a_failed_login_ends_in_a_clear_failure_report_and_a_new_order_is_possib
 #[tokio::test]
 async fn the_chat_stays_responsive_during_a_run_and_a_second_start_is_refused() {
     let Scene {
-        team, stub, env, ..
+        team,
+        stub,
+        env,
+        db: _db,
     } = scene("en").await;
     let hold = Arc::new(tokio::sync::Notify::new());
     let _bot = start_bot(

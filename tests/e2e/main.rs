@@ -5,7 +5,9 @@
 mod chain;
 mod engine;
 mod imap;
+mod input;
 mod procedure;
 mod safety;
+mod startup;
 mod support;
 mod zimbra;

@@ -21,24 +21,126 @@ use std::path::{Path, PathBuf};
 pub const TOKEN: &str = "123456:TEST-token-never-logged";
 pub const WAIT: Duration = Duration::from_secs(20);
 
-pub fn database_url() -> String {
-    std::env::var("DATABASE_URL")
-        .expect("DATABASE_URL is not set: run the tests through scripts/test")
+/// Fails the test with one line saying what to run instead (no panic message, no backtrace:
+/// nothing is wrong with the code, the services are missing).
+pub fn without_services(why: &str) -> ! {
+    let line = format!(
+        "{why}: the end-to-end tests need PostgreSQL, sshd, Dovecot and the Zimbra simulator on \
+         127.0.0.1; run them with `bash scripts/test`"
+    );
+    eprintln!("{line}");
+    std::panic::resume_unwind(Box::new(line))
 }
 
-/// A new, empty database on the shared server; dropped with the server's next test run.
-pub async fn fresh_database() -> String {
+/// What a test needs from the environment that `scripts/test` sets up.
+pub fn env(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| without_services(&format!("{var} is not set")))
+}
+
+pub fn database_url() -> String {
+    env("DATABASE_URL")
+}
+
+/// A database made for one test, dropped when the test ends (also when it panics). A test
+/// process that was killed leaves its database behind: the next test to start drops the ones
+/// older than an hour (their names carry their creation time).
+pub struct TestDb {
+    url: String,
+    name: String,
+}
+
+impl std::ops::Deref for TestDb {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.url
+    }
+}
+
+impl AsRef<str> for TestDb {
+    fn as_ref(&self) -> &str {
+        &self.url
+    }
+}
+
+impl std::fmt::Display for TestDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.url)
+    }
+}
+
+const DB_PREFIX: &str = "t_";
+const STALE_SECS: i64 = 3600;
+
+async fn drop_database(admin: &str, name: &str) -> Result<(), sqlx::Error> {
+    let mut conn = sqlx::PgConnection::connect(admin).await?;
+    // FORCE: a bot of the test may still hold connections.
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut conn)
+    .await?;
+    Ok(())
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        // Drop cannot await, and the test's runtime may be shutting down: a thread of its own.
+        let admin = database_url();
+        let name = self.name.clone();
+        let done = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            rt.block_on(drop_database(&admin, &name))
+                .map_err(|e| e.to_string())
+        })
+        .join();
+        match done {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("could not drop test database {}: {e}", self.name),
+            Err(_) => eprintln!("could not drop test database {}", self.name),
+        }
+    }
+}
+
+/// Drops the test databases (`t_<unix seconds>_…`) made more than an hour ago: left by a test
+/// process that was killed. Younger ones may belong to a run going on now.
+async fn drop_stale_databases(conn: &mut sqlx::PgConnection, admin: &str) {
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 't\\_%'")
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap_or_default();
+    let now = chrono::Utc::now().timestamp();
+    for name in names {
+        let mut parts = name.trim_start_matches(DB_PREFIX).split('_');
+        let born = parts.next().and_then(|p| p.parse::<i64>().ok());
+        // Only names of this form: t_<seconds>_<pid>_<n> (a pid is far below 10⁹; an older form,
+        // t_<pid>_<n>_<micros>, is left alone).
+        if parts.count() != 2 {
+            continue;
+        }
+        if born.is_some_and(|b| b > 1_000_000_000 && now - b > STALE_SECS) {
+            let _ = drop_database(admin, &name).await;
+        }
+    }
+}
+
+/// A new, empty database on the shared server, dropped when the returned guard goes.
+pub async fn fresh_database() -> TestDb {
     static N: AtomicU32 = AtomicU32::new(0);
     let name = format!(
-        "t_{}_{}_{}",
+        "{DB_PREFIX}{}_{}_{}",
+        chrono::Utc::now().timestamp(),
         std::process::id(),
         N.fetch_add(1, Ordering::SeqCst),
-        chrono::Utc::now().timestamp_micros() % 1_000_000
     );
     let admin = database_url();
     let mut conn = sqlx::PgConnection::connect(&admin)
         .await
-        .expect("connect to PostgreSQL");
+        .unwrap_or_else(|e| without_services(&format!("PostgreSQL at DATABASE_URL: {e}")));
+    drop_stale_databases(&mut conn, &admin).await;
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(&mut conn)
         .await
@@ -46,7 +148,10 @@ pub async fn fresh_database() -> String {
     let (base, _) = admin
         .rsplit_once('/')
         .expect("DATABASE_URL has a database name");
-    format!("{base}/{name}")
+    TestDb {
+        url: format!("{base}/{name}"),
+        name,
+    }
 }
 
 pub struct Team {
@@ -96,7 +201,8 @@ impl Team {
 pub struct Scene {
     pub team: Team,
     pub stub: Stub,
-    pub db: String,
+    /// Dropped with the value: bind it (`db: _db`) for as long as the test needs the database.
+    pub db: TestDb,
     pub env: Vec<(String, String)>,
 }
 
@@ -256,11 +362,6 @@ impl BackupEngine for ScriptedEngine {
             })
         })
     }
-}
-
-pub fn env(var: &str) -> String {
-    std::env::var(var)
-        .unwrap_or_else(|_| panic!("{var} is not set: run the tests through scripts/test"))
 }
 
 /// A folder of this test's own under the shared temp dir (short: ssh socket paths).

@@ -30,6 +30,8 @@ enum ApiError {
     Unauthorized,
     NotFound,
     TooMany(u32),
+    /// The group was upgraded to a supergroup with this id.
+    Migrated(i64),
 }
 
 impl IntoResponse for ApiError {
@@ -50,6 +52,10 @@ impl IntoResponse for ApiError {
             ApiError::TooMany(s) => (
                 StatusCode::TOO_MANY_REQUESTS,
                 json!({"ok": false, "error_code": 429, "description": format!("Too Many Requests: retry after {s}"), "parameters": {"retry_after": s}}),
+            ),
+            ApiError::Migrated(to) => (
+                StatusCode::BAD_REQUEST,
+                json!({"ok": false, "error_code": 400, "description": "Bad Request: group chat was upgraded to a supergroup chat", "parameters": {"migrate_to_chat_id": to}}),
             ),
         };
         (status, Json(body)).into_response()
@@ -243,7 +249,19 @@ async fn get_updates(shared: &Shared, params: &Params) -> Result<Value, ApiError
 }
 
 fn answer(st: &mut crate::state::State, method: &str, p: &Params) -> Result<Value, ApiError> {
-    match method.to_ascii_lowercase().as_str() {
+    let method = method.to_ascii_lowercase();
+    let to_chat = [
+        "sendmessage",
+        "senddocument",
+        "editmessagetext",
+        "editmessagereplymarkup",
+    ];
+    if to_chat.contains(&method.as_str()) {
+        if let Some(to) = opt_int(p, "chat_id").and_then(|c| st.migrated.get(&c)) {
+            return Err(ApiError::Migrated(*to));
+        }
+    }
+    match method.as_str() {
         "getme" => {
             let mut me = user_json(&st.bot, true);
             me["can_join_groups"] = json!(true);

@@ -143,6 +143,13 @@ impl Stub {
         self.with(|st| st.user_message(chat, person, text))
     }
 
+    /// The group `old` is upgraded to the supergroup `new` (by `person`): the bot's sends to `old`
+    /// are refused with `migrate_to_chat_id`; with `announce`, the service messages carrying
+    /// `migrate_to_chat_id` and `migrate_from_chat_id` are delivered as updates.
+    pub fn migrate_group(&self, old: &Chat, new: &Chat, person: &Person, announce: bool) {
+        self.with(|st| st.migrate(old, new, person, announce));
+    }
+
     /// `person` presses the button with `data` under the bot's message `message_id`.
     /// Returns the callback query id, or `None` when there is no such message.
     pub fn press(

@@ -111,6 +111,9 @@ pub(crate) struct State {
     pub(crate) commands: Option<Value>,
     pub(crate) calls: HashMap<String, usize>,
     pub(crate) injected_429: Vec<(String, u32)>,
+    /// Groups upgraded to supergroups: old id → new id. Sends to the old id are refused with
+    /// `migrate_to_chat_id`, as Telegram does.
+    pub(crate) migrated: HashMap<i64, i64>,
 }
 
 fn now_unix() -> i64 {
@@ -138,6 +141,7 @@ impl State {
             commands: None,
             calls: HashMap::new(),
             injected_429: Vec::new(),
+            migrated: HashMap::new(),
         }
     }
 
@@ -210,6 +214,37 @@ impl State {
             data: data.to_owned(),
         });
         Some(id)
+    }
+
+    /// `old` becomes the supergroup `new`: members move along, sends to `old` are refused with
+    /// `migrate_to_chat_id`; with `announce`, the service messages of both chats are delivered
+    /// (`migrate_to_chat_id` in the old one, `migrate_from_chat_id` in the new one).
+    pub(crate) fn migrate(&mut self, old: &Chat, new: &Chat, by: &Person, announce: bool) {
+        self.migrated.insert(old.id, new.id);
+        self.chats.insert(new.id, new.clone());
+        let moving: Vec<Person> = self
+            .members
+            .iter()
+            .filter(|((chat, _), _)| *chat == old.id)
+            .map(|(_, p)| p.clone())
+            .collect();
+        for p in moving {
+            self.members.insert((new.id, p.id), p);
+        }
+        if announce {
+            let id = self.next_message_id();
+            self.push_update(
+                "message",
+                json!({"message_id": id, "from": user_json(by, false), "chat": chat_json(old),
+                       "date": now_unix(), "migrate_to_chat_id": new.id}),
+            );
+            let id = self.next_message_id();
+            self.push_update(
+                "message",
+                json!({"message_id": id, "from": user_json(by, false), "chat": chat_json(new),
+                       "date": now_unix(), "migrate_from_chat_id": old.id}),
+            );
+        }
     }
 
     /// Records a message sent by the bot and returns it as Telegram would.

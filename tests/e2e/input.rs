@@ -1,0 +1,196 @@
+//! Bad input gets a clear answer and changes nothing; a verified backup is not cancelled; a group
+//! upgraded to a supergroup is followed. Through the bot's real HTTP client and PostgreSQL.
+
+use std::sync::Arc;
+
+use bot_api_stub::Chat;
+use sqlx::Connection;
+
+use crate::support::*;
+
+async fn count(db: &str, sql: &'static str) -> i64 {
+    let mut conn = sqlx::PgConnection::connect(db).await.expect("connect");
+    sqlx::query_scalar(sql)
+        .fetch_one(&mut conn)
+        .await
+        .expect("query")
+}
+
+async fn last_status(db: &str) -> String {
+    let mut conn = sqlx::PgConnection::connect(db).await.expect("connect");
+    sqlx::query_scalar("SELECT status FROM orders ORDER BY id DESC LIMIT 1")
+        .fetch_one(&mut conn)
+        .await
+        .expect("an order")
+}
+
+#[tokio::test]
+async fn malformed_suffixes_are_ignored_and_bad_notes_refused_with_nothing_stored() {
+    let Scene {
+        team,
+        stub,
+        db,
+        env,
+    } = scene("id").await;
+    let _bot = start_bot(&env, ScriptedEngine::ok()).await;
+    let g = &team.group;
+
+    for text in [
+        "/order_backup@djki_backup_bot@x",
+        "/order_backup@",
+        "/order_backup@other_bot",
+        "/start@djki_backup_bot@djki_backup_bot",
+    ] {
+        stub.say(g, &team.kasubdit, text);
+    }
+    stub.say(g, &team.kasubdit, "/order_backup backup\0bulanan");
+    let nul = expect_text(&stub, g, 0, "karakter kontrol").await;
+    assert!(nul.text.contains("U+0000"), "{}", nul.text);
+    let long = "x".repeat(5000);
+    stub.say(g, &team.kasubdit, &format!("/order_backup {long}"));
+    let refused = expect_text(&stub, g, 1, "terlalu panjang").await;
+    assert!(
+        refused.text.contains("5000") && refused.text.contains("500 karakter"),
+        "{}",
+        refused.text
+    );
+    stub.say(g, &team.kasi, "/cancel salah\u{1}ketik");
+    expect_text(&stub, g, 2, "U+0001").await;
+    // Updates of one chat are handled in order: the help answers after everything above.
+    stub.say(g, &team.kasubdit, "/help");
+    expect_text(&stub, g, 3, "/order_backup").await;
+    let said: Vec<String> = stub.messages(g.id).into_iter().map(|m| m.text).collect();
+    assert_eq!(
+        said.len(),
+        4,
+        "the malformed commands got no answer: {said:#?}"
+    );
+    assert!(
+        said.iter().all(|t| !t.contains("kesalahan internal")),
+        "{said:#?}"
+    );
+    assert_eq!(count(&db, "SELECT count(*) FROM orders").await, 0);
+
+    // A note of exactly 500 characters, with a line break, is kept as written.
+    let note = format!("baris satu\n{}", "é".repeat(489));
+    assert_eq!(note.chars().count(), 500);
+    stub.say(g, &team.kasubdit, &format!("/order_backup {note}"));
+    expect_text(&stub, g, 4, "Perintah backup mailbox #1").await;
+    let mut conn = sqlx::PgConnection::connect(&db).await.expect("connect");
+    let stored: String = sqlx::query_scalar("SELECT note FROM orders")
+        .fetch_one(&mut conn)
+        .await
+        .expect("note");
+    assert_eq!(stored, note);
+}
+
+#[tokio::test]
+async fn cancel_after_the_report_is_refused_and_the_backup_waits_for_receive() {
+    let Scene {
+        team,
+        stub,
+        db,
+        env,
+    } = scene("id").await;
+    let _bot = start_bot(&env, ScriptedEngine::ok()).await;
+    let g = &team.group;
+    stub.say(g, &team.kasubdit, "/order_backup");
+    expect_text(&stub, g, 0, "Perintah backup mailbox #1").await;
+    stub.say(g, &team.kasi, "/direct @budi_jfu");
+    expect_text(&stub, g, 0, "mendisposisikan perintah #1").await;
+    stub.say(g, &team.jfu, "/start");
+    expect_text(&stub, g, 0, "Laporan backup #1").await;
+
+    for who in [&team.kasi, &team.kasubdit] {
+        let n = stub.messages(g.id).len();
+        stub.say(g, who, "/cancel sudah tidak perlu");
+        let refused = expect_text(&stub, g, n, "tidak dapat dibatalkan").await;
+        assert!(refused.text.contains("/receive"), "{}", refused.text);
+    }
+    assert_eq!(last_status(&db).await, "reported");
+    assert!(stub
+        .messages(g.id)
+        .iter()
+        .all(|m| !m.text.contains("membatalkan perintah")));
+
+    stub.say(g, &team.kasi, "/help");
+    expect_text(&stub, g, 0, "setelah laporan terkirim").await;
+    stub.say(g, &team.kasi, "/receive");
+    expect_text(&stub, g, 0, "dicatat di log kegiatan harian").await;
+    assert_eq!(last_status(&db).await, "logged");
+}
+
+fn old_group() -> Chat {
+    Chat {
+        id: -4_001_234_567,
+        kind: "group".into(),
+        title: Some("Tim Portal Web DJKI".into()),
+    }
+}
+
+/// The group is upgraded while a backup runs, without the service messages reaching the bot: the
+/// report's send to the old id is answered with `migrate_to_chat_id`, and the bot follows it.
+#[tokio::test]
+async fn a_group_upgraded_during_a_run_gets_its_report_in_the_supergroup() {
+    let Scene {
+        team,
+        stub,
+        db,
+        mut env,
+    } = scene("id").await;
+    let old = old_group();
+    let new = team.group.clone();
+    for p in [&team.kasubdit, &team.kasi, &team.jfu, &team.jfu2] {
+        stub.add_member(&old, p);
+    }
+    env.retain(|(k, _)| k != "GROUP_CHAT_ID");
+    env.push(("GROUP_CHAT_ID".into(), old.id.to_string()));
+    let hold = Arc::new(tokio::sync::Notify::new());
+    let engine: Arc<dyn mailbox_backup_bot::engine::BackupEngine> = Arc::new(ScriptedEngine {
+        fail_login: false,
+        hold: Some(hold.clone()),
+    });
+    let _bot = start_bot(&env, Some(engine)).await;
+
+    stub.say(&old, &team.kasubdit, "/order_backup");
+    expect_text(&stub, &old, 0, "Perintah backup mailbox #1").await;
+    stub.say(&old, &team.kasi, "/direct @budi_jfu");
+    expect_text(&stub, &old, 0, "mendisposisikan perintah #1").await;
+    stub.say(&old, &team.jfu, "/start");
+    expect_text(&stub, &old, 0, "Langkah 3").await;
+
+    stub.migrate_group(&old, &new, &team.kasi, false);
+    hold.notify_one();
+    expect_text(&stub, &new, 0, "Laporan backup #1").await;
+    // The people now write in the supergroup, and the bot answers there.
+    stub.say(&new, &team.kasi, "/receive");
+    expect_text(&stub, &new, 0, "dicatat di log kegiatan harian").await;
+    assert_eq!(last_status(&db).await, "logged");
+}
+
+/// The service messages reach the bot: it follows the new id before sending anything.
+#[tokio::test]
+async fn a_group_upgrade_announced_by_telegram_is_followed() {
+    let Scene {
+        team,
+        stub,
+        db,
+        mut env,
+    } = scene("en").await;
+    let old = old_group();
+    let new = team.group.clone();
+    env.retain(|(k, _)| k != "GROUP_CHAT_ID");
+    env.push(("GROUP_CHAT_ID".into(), old.id.to_string()));
+    let _bot = start_bot(&env, ScriptedEngine::ok()).await;
+
+    stub.migrate_group(&old, &new, &team.kasubdit, true);
+    stub.say(&new, &team.kasubdit, "/order_backup");
+    expect_text(&stub, &new, 0, "Mailbox backup order #1").await;
+    assert!(stub.messages(old.id).is_empty());
+    let mut conn = sqlx::PgConnection::connect(&db).await.expect("connect");
+    let chat: i64 = sqlx::query_scalar("SELECT group_chat_id FROM orders")
+        .fetch_one(&mut conn)
+        .await
+        .expect("order");
+    assert_eq!(chat, new.id);
+}
