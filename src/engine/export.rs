@@ -456,9 +456,26 @@ async fn export_all(
             }
         }
         if !again.is_empty() {
-            // A failure may have been the connection after all: check before going on.
             link.reconnect(STEP, &why_again).await?;
             stop_writers(link, dir).await?;
+            // An export may have finished just as the connection went: its archive is kept.
+            let finished = already_done(link, dir).await?;
+            again.retain(|(account, file)| {
+                if !finished.contains(file) {
+                    return true;
+                }
+                done += 1;
+                tell(
+                    progress,
+                    Progress::Exported {
+                        done,
+                        total,
+                        current: account.clone(),
+                        ok: true,
+                    },
+                );
+                false
+            });
         }
         todo = again;
     }
