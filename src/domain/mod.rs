@@ -8,7 +8,8 @@ pub mod sop;
 
 pub use log_date::{parse_log_date, BadLogDate};
 pub use order::{
-    place_order, Effect, Event, Move, NewOrder, Order, OrderId, OrderStatus, Refusal, StepRecord,
+    place_order, Effect, Event, Move, NewOrder, Order, OrderId, OrderStatus, Refusal, StepOutcome,
+    StepRecord,
 };
 pub use roles::{Role, Roster, UserId};
 pub use sop::SopStep;
