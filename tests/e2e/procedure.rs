@@ -190,6 +190,23 @@ async fn the_bot_binary_runs_the_whole_procedure_on_real_parts() {
         progress.text.contains("Langkah") || progress.edits.iter().any(|e| e.contains("Langkah")),
         "{progress:?}"
     );
+    assert_eq!(
+        progress.text,
+        "✅ Backup selesai: semua mailbox tersalin dan terverifikasi. Lihat laporan di bawah.",
+        "the progress message ends with the outcome"
+    );
+    assert!(
+        report.text.contains(" WIB, ") && report.text.contains("(standar "),
+        "{}",
+        report.text
+    );
+    assert!(
+        !report.text.contains("KiB")
+            && !report.text.contains("MiB")
+            && !report.text.contains(" d)"),
+        "{}",
+        report.text
+    );
     for step in 3..=6 {
         assert!(
             msgs.iter()
