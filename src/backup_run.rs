@@ -91,15 +91,14 @@ async fn run(app: Arc<App>, id: OrderId, resume: bool, stop: Stop) -> Result<()>
         }),
         _ => None,
     };
-    let progress_id = match record.progress_message_id.filter(|_| resume) {
-        Some(m) => m,
+    // A resumed run's message still says how the last one ended: its first edit replaces that.
+    let (progress_id, shown) = match record.progress_message_id.filter(|_| resume) {
+        Some(m) => (m, String::new()),
         None => {
-            let m = app
-                .group
-                .say_quietly(&app.catalog.progress(&RunView::default()))
-                .await?;
+            let text = app.catalog.progress(&RunView::default());
+            let m = app.group.say_quietly(&text).await?;
             app.store.set_progress_message(id, m).await?;
-            m
+            (m, text)
         }
     };
     let (tx, rx) = mpsc::unbounded_channel();
@@ -109,7 +108,7 @@ async fn run(app: Arc<App>, id: OrderId, resume: bool, stop: Stop) -> Result<()>
         owner: format!("order {id}"),
         stop,
     };
-    let watcher = watch_progress(app.clone(), id, progress_id, rx);
+    let watcher = watch_progress(app.clone(), id, progress_id, shown, rx);
     let (result, watched) = tokio::join!(engine.run(request, tx), watcher);
     if let Err(e) = watched {
         tracing::warn!(order = %id, error = ?e, "progress could not be shown");
@@ -185,11 +184,11 @@ async fn watch_progress(
     app: Arc<App>,
     id: OrderId,
     message_id: i64,
+    mut shown: String,
     mut rx: mpsc::UnboundedReceiver<Progress>,
 ) -> Result<()> {
     let interval = Duration::from_secs(app.settings.progress_interval_secs);
     let mut view = RunView::default();
-    let mut shown = app.catalog.progress(&view);
     let mut last_edit = Instant::now() - interval;
     loop {
         let event = tokio::time::timeout(interval, rx.recv()).await;

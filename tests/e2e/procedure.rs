@@ -365,6 +365,20 @@ async fn the_bot_killed_during_the_copy_finishes_after_a_restart_without_copying
     expect_text(&stub, g, n, "restarted while backup #1 was running").await;
     let report = expect_text(&stub, g, n, "Backup report #1").await;
     assert!(report.text.contains("besar"), "{}", report.text);
+    let progress: Vec<_> = stub
+        .messages(g.id)
+        .into_iter()
+        .filter(|m| m.edits.iter().any(|e| e.contains("Backup progress")))
+        .collect();
+    assert_eq!(
+        progress.len(),
+        1,
+        "the resumed run goes on in the same progress message"
+    );
+    assert_eq!(
+        progress[0].text,
+        "✅ Backup finished: every mailbox copied and verified. See the report below."
+    );
 
     // Files verified before the kill were kept as they were: same inode, same time.
     for (name, ino, mtime) in &done_before {
