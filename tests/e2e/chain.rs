@@ -434,6 +434,84 @@ async fn a_cancelled_order_is_logged_without_the_steps_nobody_did() {
 }
 
 #[tokio::test]
+async fn a_run_cancelled_in_step_4_ends_its_progress_as_cancelled_and_logs_step_4_as_stopped() {
+    let Scene {
+        team,
+        stub,
+        db,
+        env,
+    } = scene("en").await;
+    let hold = Arc::new(tokio::sync::Notify::new());
+    let _bot = start_bot(
+        &env,
+        Some(Arc::new(ScriptedEngine {
+            fail_login: false,
+            hold: Some(hold.clone()),
+        })),
+    )
+    .await;
+    let g = &team.group;
+    order_and_direct_to_budi(&stub, &team).await;
+    stub.say(g, &team.jfu, "/start");
+    expect_text(&stub, g, 0, "starts backup #1").await;
+    // The engine holds in step 4 once its start is recorded.
+    let deadline = std::time::Instant::now() + WAIT;
+    while count(&db, "SELECT count(*) FROM order_steps WHERE step = 4").await == 0 {
+        assert!(std::time::Instant::now() < deadline, "step 4 never began");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    stub.say(g, &team.kasi, "/cancel");
+    expect_text(&stub, g, 0, "cancelled order #1").await;
+    hold.notify_one();
+    stub.wait_for(g.id, WAIT, |msgs| {
+        msgs.iter().any(|m| {
+            m.text == "⏹ Backup cancelled; the run was stopped and its partial files removed."
+        })
+    })
+    .await
+    .expect("the progress message ends as cancelled");
+    assert!(
+        !stub
+            .messages(g.id)
+            .iter()
+            .any(|m| m.text.contains("Backup report") || m.text.contains("Backup finished")),
+        "a cancelled run is not reported as done"
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM order_steps WHERE step = 4 AND outcome = 'stopped'"
+        )
+        .await,
+        1
+    );
+    let n = stub.messages(g.id).len();
+    stub.say(g, &team.kasi, "/log today");
+    let log = expect_text(&stub, g, n, "Daily activity log").await;
+    let step4 = log
+        .text
+        .lines()
+        .find(|l| l.contains(" 4. Remote login"))
+        .expect("step 4 in the log");
+    assert!(
+        step4.starts_with("⏹ 4. Remote login to the mail server — ")
+            && step4.contains("stopped after")
+            && step4.ends_with("(order cancelled)"),
+        "{step4}"
+    );
+    assert!(
+        log.text.contains("✅ 3. Create the dated backup folder"),
+        "{}",
+        log.text
+    );
+    assert!(
+        !log.text.contains(" 5. "),
+        "step 5 never began: {}",
+        log.text
+    );
+}
+
+#[tokio::test]
 async fn the_chat_stays_responsive_during_a_run_and_a_second_start_is_refused() {
     let Scene {
         team, stub, env, ..
@@ -455,7 +533,20 @@ async fn the_chat_stays_responsive_during_a_run_and_a_second_start_is_refused() 
     stub.say(g, &team.jfu, "/start");
     expect_text(&stub, g, n, "already running").await;
     stub.say(g, &team.kasubdit, "/status");
-    expect_text(&stub, g, n, "Order #1</b> — running").await;
+    let status = expect_text(&stub, g, n, "Order #1</b> — running").await;
+    let open: Vec<&str> = status
+        .text
+        .lines()
+        .filter(|l| l.starts_with('⏳') && l.contains(" — "))
+        .collect();
+    assert_eq!(open.len(), 1, "one step open: {}", status.text);
+    assert!(
+        open[0].contains("— the bot is doing it for ")
+            && !open[0].contains("within")
+            && !open[0].contains("over"),
+        "an open step is not judged yet: {}",
+        open[0]
+    );
     stub.say(g, &team.kasi, "/log");
     expect_text(&stub, g, n, "No backup activity recorded").await;
     hold.notify_one();
