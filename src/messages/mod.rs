@@ -689,7 +689,16 @@ impl Catalog {
                     self.step_name(s.step)
                 )
             })
-            .unwrap_or_else(|| self.status_name(order.status).to_owned());
+            .unwrap_or_else(|| match order.status {
+                // One machine step finished, the next not begun yet.
+                OrderStatus::Started => self
+                    .pick(
+                        "Bot berpindah ke langkah berikutnya",
+                        "The bot is moving on to the next step",
+                    )
+                    .to_owned(),
+                status => self.status_name(status).to_owned(),
+            });
         let holder = holder
             .map(|h| format!("\n{}: {h}", self.pick("Dipegang oleh", "Held by")))
             .unwrap_or_default();

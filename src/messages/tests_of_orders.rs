@@ -345,3 +345,13 @@ fn a_finished_step_is_told_against_the_standard_time() {
         "✅ Step 3 done: Create the dated backup folder — 1 min (standard 10 min)"
     );
 }
+
+#[test]
+fn the_status_between_two_machine_steps_says_so_and_judges_no_step() {
+    let o = machine(&started(), SopStep::CreateFolder, 3, 3);
+    let text = id().status(&o, at(4), Some("Budi".into()), &name);
+    assert!(
+        text.starts_with("📊 <b>Perintah #1</b> — sedang berjalan\nBot berpindah ke langkah berikutnya\nDipegang oleh: Budi\nWaktu berjalan: 4 menit / 20 menit (waktu standar langkah yang sudah dicapai)"),
+        "{text}"
+    );
+}

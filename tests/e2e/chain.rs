@@ -514,7 +514,10 @@ async fn a_run_cancelled_in_step_4_ends_its_progress_as_cancelled_and_logs_step_
 #[tokio::test]
 async fn the_chat_stays_responsive_during_a_run_and_a_second_start_is_refused() {
     let Scene {
-        team, stub, env, ..
+        team,
+        stub,
+        db,
+        env,
     } = scene("en").await;
     let hold = Arc::new(tokio::sync::Notify::new());
     let _bot = start_bot(
@@ -532,6 +535,12 @@ async fn the_chat_stays_responsive_during_a_run_and_a_second_start_is_refused() 
     let n = stub.messages(g.id).len();
     stub.say(g, &team.jfu, "/start");
     expect_text(&stub, g, n, "already running").await;
+    // The engine holds in step 4 once its start is recorded.
+    let deadline = std::time::Instant::now() + WAIT;
+    while count(&db, "SELECT count(*) FROM order_steps WHERE step = 4").await == 0 {
+        assert!(std::time::Instant::now() < deadline, "step 4 never began");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     stub.say(g, &team.kasubdit, "/status");
     let status = expect_text(&stub, g, n, "Order #1</b> — running").await;
     let open: Vec<&str> = status
@@ -541,7 +550,7 @@ async fn the_chat_stays_responsive_during_a_run_and_a_second_start_is_refused() 
         .collect();
     assert_eq!(open.len(), 1, "one step open: {}", status.text);
     assert!(
-        open[0].contains("— the bot is doing it for ")
+        open[0].starts_with("⏳ 4. Remote login to the mail server — the bot is doing it for ")
             && !open[0].contains("within")
             && !open[0].contains("over"),
         "an open step is not judged yet: {}",
