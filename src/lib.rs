@@ -16,6 +16,7 @@ pub mod domain;
 pub mod engine;
 pub mod messages;
 pub mod people;
+pub mod run_outcome;
 pub mod startup;
 pub mod storage;
 pub mod telegram;

@@ -4,7 +4,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
 
-use crate::domain::{NewOrder, Order, OrderId, OrderStatus, SopStep, StepRecord, UserId};
+use crate::domain::{
+    NewOrder, Order, OrderId, OrderStatus, SopStep, StepOutcome, StepRecord, UserId,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -84,7 +86,7 @@ impl Store {
         let status: String = row.try_get("status")?;
         let status = OrderStatus::parse(&status)
             .ok_or_else(|| StoreError::Corrupt(format!("order {id} has status {status:?}")))?;
-        let steps = sqlx::query("SELECT step, actor_id, started_at, ended_at FROM order_steps WHERE order_id = $1 ORDER BY step")
+        let steps = sqlx::query("SELECT step, actor_id, started_at, ended_at, outcome FROM order_steps WHERE order_id = $1 ORDER BY step")
             .bind(id)
             .fetch_all(&self.pool)
             .await?
@@ -92,12 +94,17 @@ impl Store {
             .map(|r| {
                 let n: i16 = r.try_get("step")?;
                 let step = u8::try_from(n).ok().and_then(SopStep::from_number).ok_or_else(|| StoreError::Corrupt(format!("step {n}")))?;
-                Ok(StepRecord {
+                let outcome = match r.try_get::<Option<String>, _>("outcome")? {
+                    Some(o) => Some(StepOutcome::parse(&o).ok_or_else(|| StoreError::Corrupt(format!("step outcome {o:?}")))?),
+                    None => None,
+                };
+                Ok(StepRecord::restore(
                     step,
-                    actor: r.try_get::<Option<i64>, _>("actor_id")?.map(UserId),
-                    started_at: r.try_get("started_at")?,
-                    ended_at: r.try_get("ended_at")?,
-                })
+                    r.try_get::<Option<i64>, _>("actor_id")?.map(UserId),
+                    r.try_get("started_at")?,
+                    r.try_get("ended_at")?,
+                    outcome,
+                ))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(Order {
@@ -353,14 +360,15 @@ async fn write_steps(
 ) -> Result<(), StoreError> {
     for s in &order.steps {
         sqlx::query(
-            "INSERT INTO order_steps (order_id, step, actor_id, started_at, ended_at) VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (order_id, step) DO UPDATE SET actor_id = EXCLUDED.actor_id, started_at = EXCLUDED.started_at, ended_at = EXCLUDED.ended_at",
+            "INSERT INTO order_steps (order_id, step, actor_id, started_at, ended_at, outcome) VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (order_id, step) DO UPDATE SET actor_id = EXCLUDED.actor_id, started_at = EXCLUDED.started_at, ended_at = EXCLUDED.ended_at, outcome = EXCLUDED.outcome",
         )
         .bind(order.id.0)
         .bind(i16::from(s.step.number()))
         .bind(s.actor.map(|u| u.0))
         .bind(s.started_at)
         .bind(s.ended_at)
+        .bind(s.outcome.as_str())
         .execute(&mut **tx)
         .await?;
     }

@@ -10,7 +10,10 @@ use crate::engine::{
     link::Link, local, server, BackupEngine, MailboxStatus, Progress, RunRequest, SshEngine, Stop,
     StopReason,
 };
-use crate::messages::bytes;
+use crate::messages::{bytes as sized, Lang};
+fn bytes(n: u64) -> String {
+    sized(Lang::En, n)
+}
 
 pub async fn backup(settings: EngineSettings) -> Result<()> {
     let today = Utc::now().with_timezone(&settings.timezone).date_naive();

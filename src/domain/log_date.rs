@@ -6,12 +6,19 @@ use chrono::{Days, NaiveDate};
 #[error("not a date: {0:?} (use today, yesterday, DD-MM-YYYY or YYYY-MM-DD)")]
 pub struct BadLogDate(pub String);
 
-/// Parses `today`, `yesterday` (also `hari-ini`, `kemarin`), `DD-MM-YYYY` or `YYYY-MM-DD`;
+/// Parses `today`, `yesterday` (also `hari ini`, `kemarin`), `DD-MM-YYYY` or `YYYY-MM-DD`;
 /// an empty argument means today. `today` is the date in the configured time zone.
 pub fn parse_log_date(arg: &str, today: NaiveDate) -> Result<NaiveDate, BadLogDate> {
     let arg = arg.trim();
-    match arg.to_lowercase().as_str() {
-        "" | "today" | "hari-ini" | "hariini" => return Ok(today),
+    // Words in any case, with any spacing: `hari ini`, `Hari  Ini`, `hari-ini`.
+    let words = arg
+        .to_lowercase()
+        .split(|c: char| c.is_whitespace() || c == '-' || c == '_')
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    match words.as_str() {
+        "" | "today" | "hari ini" | "hariini" => return Ok(today),
         "yesterday" | "kemarin" => {
             return today
                 .checked_sub_days(Days::new(1))
@@ -40,6 +47,10 @@ mod tests {
         assert_eq!(parse_log_date("", today()), Ok(today()));
         assert_eq!(parse_log_date("today", today()), Ok(today()));
         assert_eq!(parse_log_date("Kemarin", today()), Ok(y));
+        assert_eq!(parse_log_date("kemarin", today()), Ok(y));
+        assert_eq!(parse_log_date("hari ini", today()), Ok(today()));
+        assert_eq!(parse_log_date(" Hari  Ini ", today()), Ok(today()));
+        assert_eq!(parse_log_date("hari-ini", today()), Ok(today()));
         assert_eq!(parse_log_date("yesterday", today()), Ok(y));
         assert_eq!(parse_log_date("23-11-2026", today()), Ok(y));
         assert_eq!(parse_log_date("2026-11-23", today()), Ok(y));
@@ -54,6 +65,8 @@ mod tests {
             "24/11/2026",
             "24-11-26x",
             "1-1-0",
+            "hari",
+            "ini hari",
         ] {
             assert_eq!(
                 parse_log_date(bad, today()),

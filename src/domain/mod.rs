@@ -10,7 +10,8 @@ pub mod sop;
 pub use log_date::{parse_log_date, BadLogDate};
 pub use note::{parse_note, BadNote, NOTE_MAX_CHARS};
 pub use order::{
-    place_order, Effect, Event, Move, NewOrder, Order, OrderId, OrderStatus, Refusal, StepRecord,
+    place_order, Effect, Event, Move, NewOrder, Order, OrderId, OrderStatus, Refusal, StepOutcome,
+    StepRecord,
 };
 pub use roles::{Role, Roster, UserId};
 pub use sop::SopStep;

@@ -83,17 +83,94 @@ impl OrderStatus {
     }
 }
 
-/// One SOP step of one order: who, from when to when.
+/// How a step stands: open, or how it ended. Only [`StepOutcome::Done`] is a step that happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepOutcome {
+    /// Waiting for its actor, or being done now.
+    Open,
+    /// Done.
+    Done,
+    /// The run failed in this step (the order's reason says why).
+    Failed,
+    /// Under way when the order was cancelled: begun, never finished.
+    Stopped,
+    /// Waiting for its actor when the order ended: it never happened.
+    NotDone,
+}
+
+impl StepOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepOutcome::Open => "open",
+            StepOutcome::Done => "done",
+            StepOutcome::Failed => "failed",
+            StepOutcome::Stopped => "stopped",
+            StepOutcome::NotDone => "not_done",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<StepOutcome> {
+        [
+            StepOutcome::Open,
+            StepOutcome::Done,
+            StepOutcome::Failed,
+            StepOutcome::Stopped,
+            StepOutcome::NotDone,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == s)
+    }
+}
+
+/// One SOP step of one order: who, from when to when, and how it ended.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepRecord {
     pub step: SopStep,
     /// `None` for what the bot does on its own (step 8), or before the actor is known (step 7).
     pub actor: Option<UserId>,
     pub started_at: DateTime<Utc>,
+    /// Set exactly when `outcome` is not [`StepOutcome::Open`].
     pub ended_at: Option<DateTime<Utc>>,
+    pub outcome: StepOutcome,
 }
 
 impl StepRecord {
+    /// A record read back from storage, which may predate the outcome column (`None`): an ended
+    /// step of such a row was done, an open one is open.
+    pub fn restore(
+        step: SopStep,
+        actor: Option<UserId>,
+        started_at: DateTime<Utc>,
+        ended_at: Option<DateTime<Utc>>,
+        outcome: Option<StepOutcome>,
+    ) -> StepRecord {
+        let outcome = match (ended_at, outcome) {
+            (None, _) => StepOutcome::Open,
+            (Some(_), None | Some(StepOutcome::Open)) => StepOutcome::Done,
+            (Some(_), Some(o)) => o,
+        };
+        StepRecord {
+            step,
+            actor,
+            started_at,
+            ended_at,
+            outcome,
+        }
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.outcome == StepOutcome::Open
+    }
+
+    /// The verdict against the standard time: only for a step that was done.
+    pub fn verdict(&self) -> Option<bool> {
+        (self.outcome == StepOutcome::Done).then(|| {
+            self.step
+                .within_standard(self.took(self.ended_at.unwrap_or(self.started_at)))
+        })
+    }
+
     /// How long the step took, or has taken so far.
     pub fn took(&self, now: DateTime<Utc>) -> TimeDelta {
         (self.ended_at.unwrap_or(now) - self.started_at).max(TimeDelta::zero())
@@ -143,8 +220,11 @@ pub enum Event {
     StepFinished { step: SopStep, at: DateTime<Utc> },
     /// The engine finished and every mailbox is verified: the report goes to the Kasi.
     Reported,
-    /// The engine could not finish.
-    Failed { reason: String },
+    /// The engine could not finish: `step` failed (`None`: the step under way), for `reason`.
+    Failed {
+        step: Option<SopStep>,
+        reason: String,
+    },
     /// The Kasi acknowledges the report (step 7), which goes up to the Kasubdit.
     Receive { by: UserId },
     /// The bot records the report in the daily log (step 8).
@@ -251,12 +331,14 @@ impl Order {
                     actor: Some(new.ordered_by),
                     started_at: new.at,
                     ended_at: Some(new.at),
+                    outcome: StepOutcome::Done,
                 },
                 StepRecord {
                     step: SopStep::Direct,
                     actor: None,
                     started_at: new.at,
                     ended_at: None,
+                    outcome: StepOutcome::Open,
                 },
             ],
             reason: None,
@@ -286,18 +368,20 @@ impl Order {
                     actor,
                     started_at: at,
                     ended_at: None,
+                    outcome: StepOutcome::Open,
                 });
                 self.steps.sort_by_key(|s| s.step);
             }
         }
     }
 
-    /// Closes `step` at `at`, opening it first if needed; `actor` fills in an unknown actor.
+    /// Closes `step` at `at` as done, opening it first if needed; `actor` fills in an unknown actor.
     fn close(&mut self, step: SopStep, actor: Option<UserId>, at: DateTime<Utc>) {
         self.open(step, actor, at);
         if let Some(rec) = self.step_mut(step) {
-            if rec.ended_at.is_none() {
+            if rec.is_open() {
                 rec.ended_at = Some(at.max(rec.started_at));
+                rec.outcome = StepOutcome::Done;
             }
             if actor.is_some() {
                 rec.actor = actor;
@@ -305,15 +389,17 @@ impl Order {
         }
     }
 
-    fn close_open_steps(&mut self, at: DateTime<Utc>) {
-        for rec in self.steps.iter_mut().filter(|s| s.ended_at.is_none()) {
+    /// Ends every open step at `at` with `outcome` (a step that ends the order early).
+    fn end_open_steps(&mut self, at: DateTime<Utc>, outcome: impl Fn(&StepRecord) -> StepOutcome) {
+        for rec in self.steps.iter_mut().filter(|s| s.is_open()) {
             rec.ended_at = Some(at.max(rec.started_at));
+            rec.outcome = outcome(rec);
         }
     }
 
     /// The step in progress: the first one not yet closed.
     pub fn current_step(&self) -> Option<&StepRecord> {
-        self.steps.iter().find(|s| s.ended_at.is_none())
+        self.steps.iter().find(|s| s.is_open())
     }
 
     /// Time since the order, and the standard time of the steps reached so far.
@@ -354,6 +440,7 @@ impl Order {
                 next.steps.retain(|s| s.step <= SopStep::Direct);
                 if let Some(rec) = next.step_mut(SopStep::Direct) {
                     rec.ended_at = None;
+                    rec.outcome = StepOutcome::Open;
                 }
                 next.close(SopStep::Direct, Some(by), now);
                 next.open(SopStep::CreateFolder, Some(jfu), now);
@@ -400,11 +487,22 @@ impl Order {
                 next.status = S::Reported;
                 vec![Effect::ReportToKasi]
             }
-            Event::Failed { reason } => {
+            Event::Failed { step, reason } => {
                 if self.status != S::Started {
                     return Err(out_of_order(Move::Fail));
                 }
-                next.close_open_steps(now);
+                let failed = step
+                    .filter(|s| SopStep::MACHINE.contains(s))
+                    .or_else(|| self.current_step().map(|s| s.step))
+                    .unwrap_or(SopStep::CreateFolder);
+                // The failed step is failed even when the engine had finished it (a mailbox
+                // that failed in a finished copy); every other open step never happened.
+                next.open(failed, self.jfu, now);
+                if let Some(rec) = next.step_mut(failed) {
+                    rec.ended_at = Some(rec.ended_at.unwrap_or(now).max(rec.started_at));
+                    rec.outcome = StepOutcome::Failed;
+                }
+                next.end_open_steps(now, |_| StepOutcome::NotDone);
                 next.status = S::Failed;
                 next.reason = Some(reason);
                 vec![Effect::AnnounceFailure, Effect::WriteDailyLog]
@@ -432,7 +530,15 @@ impl Order {
                 if !self.status.is_active() || self.status == S::Reported {
                     return Err(out_of_order(Move::Cancel));
                 }
-                next.close_open_steps(now);
+                // A machine step under way is stopped; a step waiting for its actor never happened.
+                let running = self.status == S::Started;
+                next.end_open_steps(now, |rec| {
+                    if running && SopStep::MACHINE.contains(&rec.step) {
+                        StepOutcome::Stopped
+                    } else {
+                        StepOutcome::NotDone
+                    }
+                });
                 next.status = S::Cancelled;
                 next.reason = reason;
                 next.closed_by = Some(by);
@@ -512,7 +618,10 @@ mod tests {
                 at: mins(1),
             },
             Event::Reported,
-            Event::Failed { reason: "x".into() },
+            Event::Failed {
+                step: None,
+                reason: "x".into(),
+            },
             Event::Receive { by: KASI },
             Event::Log,
             Event::Cancel {
@@ -535,6 +644,7 @@ mod tests {
         let steps: Vec<u8> = o.steps.iter().map(|s| s.step.number()).collect();
         assert_eq!(steps, vec![1, 2, 3, 4, 5, 6, 7, 8]);
         assert!(o.steps.iter().all(|s| s.ended_at.is_some()));
+        assert!(o.steps.iter().all(|s| s.outcome == StepOutcome::Done));
         assert_eq!(
             o.step(SopStep::Order).map(|s| s.actor),
             Some(Some(KASUBDIT))
@@ -583,6 +693,7 @@ mod tests {
         let failed = step(
             &started(),
             Event::Failed {
+                step: None,
                 reason: "ssh".into(),
             },
             mins(9),
@@ -757,7 +868,14 @@ mod tests {
             }
         }
         for ended in [
-            step(&started(), Event::Failed { reason: "x".into() }, mins(9)),
+            step(
+                &started(),
+                Event::Failed {
+                    step: None,
+                    reason: "x".into(),
+                },
+                mins(9),
+            ),
             step(
                 &started(),
                 Event::Cancel {
@@ -843,20 +961,40 @@ mod tests {
         assert_eq!(received.status, OrderStatus::Received);
     }
 
-    #[test]
-    fn a_failure_closes_the_open_step_and_keeps_the_reason() {
+    fn outcomes(o: &Order) -> Vec<(u8, StepOutcome)> {
+        o.steps
+            .iter()
+            .map(|s| (s.step.number(), s.outcome))
+            .collect()
+    }
+
+    /// Started, step 3 done at minute 6, step 4 under way since minute 6.
+    fn logging_in() -> Order {
         let o = step(
             &started(),
+            Event::StepFinished {
+                step: SopStep::CreateFolder,
+                at: mins(6),
+            },
+            mins(6),
+        );
+        step(
+            &o,
             Event::StepStarted {
                 step: SopStep::RemoteLogin,
                 at: mins(6),
             },
             mins(6),
-        );
-        let (o, effects) = o
+        )
+    }
+
+    #[test]
+    fn a_failure_marks_its_step_failed_and_keeps_the_reason() {
+        let (o, effects) = logging_in()
             .apply(
                 &roster(),
                 Event::Failed {
+                    step: Some(SopStep::RemoteLogin),
                     reason: "host key changed".into(),
                 },
                 mins(7),
@@ -867,11 +1005,192 @@ mod tests {
             vec![Effect::AnnounceFailure, Effect::WriteDailyLog]
         );
         assert_eq!(o.reason.as_deref(), Some("host key changed"));
+        use StepOutcome::{Done, Failed};
         assert_eq!(
-            o.step(SopStep::CreateFolder).and_then(|s| s.ended_at),
-            Some(mins(7))
+            outcomes(&o),
+            vec![(1, Done), (2, Done), (3, Done), (4, Failed)],
+            "steps 5-8 were never reached and are not recorded"
         );
-        assert!(o.steps.iter().all(|s| s.ended_at.is_some()));
+        let login = o.step(SopStep::RemoteLogin).expect("step 4");
+        assert_eq!(
+            (login.ended_at, login.verdict()),
+            (Some(mins(7)), None),
+            "a failed step gets no verdict"
+        );
+        assert_eq!(o.current_step(), None);
+    }
+
+    #[test]
+    fn a_failure_without_a_step_fails_the_step_under_way() {
+        let o = step(
+            &logging_in(),
+            Event::Failed {
+                step: None,
+                reason: "restart".into(),
+            },
+            mins(8),
+        );
+        assert_eq!(
+            o.step(SopStep::RemoteLogin).map(|s| s.outcome),
+            Some(StepOutcome::Failed)
+        );
+    }
+
+    #[test]
+    fn a_failure_found_after_a_finished_step_fails_that_step() {
+        // A mailbox that could not be copied: step 6 ended, but it did not succeed.
+        let mut o = logging_in();
+        for (s, at) in [
+            (SopStep::RemoteLogin, 7),
+            (SopStep::ServerBackup, 8),
+            (SopStep::CopyAndReport, 9),
+        ] {
+            if s != SopStep::RemoteLogin {
+                o = step(
+                    &o,
+                    Event::StepStarted {
+                        step: s,
+                        at: mins(at - 1),
+                    },
+                    mins(at - 1),
+                );
+            }
+            o = step(
+                &o,
+                Event::StepFinished {
+                    step: s,
+                    at: mins(at),
+                },
+                mins(at),
+            );
+        }
+        let o = step(
+            &o,
+            Event::Failed {
+                step: Some(SopStep::CopyAndReport),
+                reason: "1 of 3 mailboxes failed".into(),
+            },
+            mins(10),
+        );
+        let copy = o.step(SopStep::CopyAndReport).expect("step 6");
+        assert_eq!(
+            (copy.outcome, copy.ended_at),
+            (StepOutcome::Failed, Some(mins(9)))
+        );
+        assert_eq!(
+            o.step(SopStep::ServerBackup).map(|s| s.outcome),
+            Some(StepOutcome::Done)
+        );
+    }
+
+    #[test]
+    fn a_cancelled_order_shows_no_direction_that_nobody_gave() {
+        let o = step(
+            &ordered(),
+            Event::Cancel {
+                by: KASUBDIT,
+                reason: None,
+            },
+            mins(2),
+        );
+        let direct = o.step(SopStep::Direct).expect("step 2 was waiting");
+        assert_eq!(
+            (direct.outcome, direct.actor, direct.verdict()),
+            (StepOutcome::NotDone, None, None)
+        );
+        assert_eq!(outcomes(&o)[0], (1, StepOutcome::Done));
+    }
+
+    #[test]
+    fn cancelling_a_directed_order_leaves_step_3_not_done_and_a_running_one_stopped() {
+        let o = step(
+            &directed(),
+            Event::Cancel {
+                by: KASI,
+                reason: None,
+            },
+            mins(4),
+        );
+        use StepOutcome::{Done, NotDone, Stopped};
+        assert_eq!(outcomes(&o), vec![(1, Done), (2, Done), (3, NotDone)]);
+        let o = step(
+            &logging_in(),
+            Event::Cancel {
+                by: KASI,
+                reason: None,
+            },
+            mins(8),
+        );
+        assert_eq!(
+            outcomes(&o),
+            vec![(1, Done), (2, Done), (3, Done), (4, Stopped)]
+        );
+        let o = step(
+            &reported(),
+            Event::Cancel {
+                by: KASI,
+                reason: None,
+            },
+            mins(61),
+        );
+        assert_eq!(
+            o.step(SopStep::Receive).map(|s| s.outcome),
+            Some(NotDone),
+            "the Kasi never received it"
+        );
+    }
+
+    #[test]
+    fn an_open_step_has_no_verdict_and_a_done_one_is_judged_on_its_own_times() {
+        let o = ordered();
+        assert_eq!(o.step(SopStep::Direct).map(|s| s.verdict()), Some(None));
+        let o = directed();
+        assert_eq!(
+            o.step(SopStep::Direct).map(|s| s.verdict()),
+            Some(Some(true))
+        );
+        let late = step(&ordered(), Event::Direct { by: KASI, jfu: JFU }, mins(6));
+        assert_eq!(
+            late.step(SopStep::Direct).map(|s| s.verdict()),
+            Some(Some(false))
+        );
+    }
+
+    #[test]
+    fn a_redirection_reopens_step_2_and_closes_it_again_as_done() {
+        let o = step(
+            &directed(),
+            Event::Direct {
+                by: KASI,
+                jfu: OTHER_JFU,
+            },
+            mins(4),
+        );
+        assert_eq!(
+            o.step(SopStep::Direct).map(|s| (s.outcome, s.ended_at)),
+            Some((StepOutcome::Done, Some(mins(4))))
+        );
+        assert_eq!(
+            o.step(SopStep::CreateFolder).map(|s| (s.outcome, s.actor)),
+            Some((StepOutcome::Open, Some(OTHER_JFU)))
+        );
+    }
+
+    #[test]
+    fn stored_rows_without_an_outcome_read_as_done_or_open() {
+        let r = StepRecord::restore(SopStep::Order, None, t0(), Some(t0()), None);
+        assert_eq!(r.outcome, StepOutcome::Done);
+        let r = StepRecord::restore(SopStep::Direct, None, t0(), None, Some(StepOutcome::Failed));
+        assert_eq!(r.outcome, StepOutcome::Open);
+        for o in [
+            StepOutcome::Open,
+            StepOutcome::Done,
+            StepOutcome::Failed,
+            StepOutcome::Stopped,
+            StepOutcome::NotDone,
+        ] {
+            assert_eq!(StepOutcome::parse(o.as_str()), Some(o));
+        }
     }
 
     #[test]
@@ -977,7 +1296,7 @@ mod tests {
                     .prop_map(|(step, m)| Event::StepStarted { step, at: mins(m) }),
                 (step, 0i64..200).prop_map(|(step, m)| Event::StepFinished { step, at: mins(m) }),
                 Just(Event::Reported),
-                ".{0,20}".prop_map(|reason| Event::Failed { reason }),
+                ".{0,20}".prop_map(|reason| Event::Failed { step: None, reason }),
                 user().prop_map(|by| Event::Receive { by }),
                 Just(Event::Log),
                 (user(), proptest::option::of(".{0,20}"))

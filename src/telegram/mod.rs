@@ -78,35 +78,12 @@ pub fn parse_command(text: &str, bot_name: &str) -> Parsed {
     }
 }
 
-/// The command menu, in the configured language.
+/// The command menu, in the configured language (its words come from the catalogue).
 pub fn command_menu(lang: Lang) -> Vec<BotCommand> {
-    let id = lang == Lang::Id;
-    let t = |a: &str, b: &str| if id { a.to_owned() } else { b.to_owned() };
-    vec![
-        BotCommand::new(
-            "order_backup",
-            t(
-                "Perintahkan backup mailbox (Kasubdit)",
-                "Order a mailbox backup (Kasubdit)",
-            ),
-        ),
-        BotCommand::new(
-            "direct",
-            t("Disposisikan ke JFU (Kasi)", "Direct a JFU (Kasi)"),
-        ),
-        BotCommand::new("start", t("Mulai backup (JFU)", "Start the backup (JFU)")),
-        BotCommand::new(
-            "receive",
-            t("Terima laporan (Kasi)", "Receive the report (Kasi)"),
-        ),
-        BotCommand::new("status", t("Status perintah aktif", "The active order")),
-        BotCommand::new(
-            "cancel",
-            t("Batalkan perintah aktif", "Cancel the active order"),
-        ),
-        BotCommand::new("log", t("Log kegiatan harian", "The daily activity log")),
-        BotCommand::new("help", t("Bantuan", "Help")),
-    ]
+    crate::messages::command_menu(lang)
+        .into_iter()
+        .map(|(command, description)| BotCommand::new(command, description))
+        .collect()
 }
 
 /// The whole update tree.

@@ -125,15 +125,32 @@ async fn three_people_run_the_whole_chain_and_it_lands_in_the_daily_log() {
         1
     );
 
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM order_steps WHERE outcome = 'done'"
+        )
+        .await,
+        8
+    );
+
     let before = stub.messages(g.id).len();
-    stub.say(g, &team.jfu, "/log today");
+    stub.say(g, &team.jfu, "/log hari ini");
     let log = expect_text(&stub, g, before, "Log kegiatan harian").await;
     assert!(
         log.text.contains("Backup #1") && log.text.contains("2/2 mailbox terverifikasi"),
         "{}",
         log.text
     );
-    assert!(log.text.contains("8. Mencatat di log kegiatan harian"));
+    assert!(log
+        .text
+        .contains("✅ 8. Mencatat di log kegiatan harian — bot, "));
+    assert!(
+        log.text.contains(" WIB, "),
+        "times carry the zone: {}",
+        log.text
+    );
+    assert!(!log.text.contains("baku"), "{}", log.text);
 
     // The command menu was registered.
     let menu = stub.commands().expect("setMyCommands was called");
@@ -296,12 +313,69 @@ async fn a_failed_login_ends_in_a_clear_failure_report_and_a_new_order_is_possib
     stub.say(g, &team.jfu, "/start");
     let failure = expect_text(&stub, g, 0, "Backup FAILED #1").await;
     assert!(
-        failure.text.contains("Permission denied (publickey)")
+        failure
+            .text
+            .contains("<code>Permission denied (publickey)</code>")
             && failure.text.contains("the SSH key was refused"),
         "{}",
         failure.text
     );
     assert!(mentions(&failure.text, &team.kasi));
+    // The SOP table: step 4 failed with its reason, nothing after it, no verdict on it.
+    let step4 = failure
+        .text
+        .lines()
+        .find(|l| l.contains(" 4. Remote login"))
+        .expect("step 4 in the table");
+    assert!(
+        step4.starts_with("❌ 4. Remote login to the mail server — ")
+            && step4.ends_with(": the SSH key was refused"),
+        "{step4}"
+    );
+    assert!(
+        !step4.contains("within") && !step4.contains('✅'),
+        "{step4}"
+    );
+    assert!(
+        !failure.text.contains(" 5. Run the mailbox backup"),
+        "{}",
+        failure.text
+    );
+    // The progress message ends with the failure, not with "finished".
+    let progress = stub
+        .messages(g.id)
+        .into_iter()
+        .find(|m| m.edits.iter().any(|e| e.contains("Backup progress")))
+        .expect("the progress message, edited");
+    assert_eq!(
+        progress.text,
+        "❌ Backup FAILED in step 4 (Remote login to the mail server). See the report below.",
+        "{progress:?}"
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM order_steps WHERE step = 4 AND outcome = 'failed'"
+        )
+        .await,
+        1
+    );
+    let n = stub.messages(g.id).len();
+    stub.say(g, &team.kasi, "/log today");
+    let log = expect_text(&stub, g, n, "Daily activity log").await;
+    assert!(
+        log.text.contains(
+            "Step 4 failed: the SSH key was refused. System message: Permission denied (publickey)"
+        ),
+        "{}",
+        log.text
+    );
+    assert_eq!(
+        log.text.matches("the SSH key was refused").count(),
+        2,
+        "once in the summary, once on the failed step: {}",
+        log.text
+    );
     assert_eq!(status_of_last_order(&db).await, "failed");
     assert_eq!(
         count(
@@ -316,12 +390,134 @@ async fn a_failed_login_ends_in_a_clear_failure_report_and_a_new_order_is_possib
 }
 
 #[tokio::test]
+async fn a_cancelled_order_is_logged_without_the_steps_nobody_did() {
+    let Scene {
+        team,
+        stub,
+        db,
+        env,
+        ..
+    } = scene("id").await;
+    let _bot = start_bot(&env, None).await;
+    let g = &team.group;
+    stub.say(g, &team.kasubdit, "/order_backup");
+    expect_text(&stub, g, 0, "Perintah backup mailbox #1").await;
+    stub.say(g, &team.kasubdit, "/cancel tidak jadi");
+    expect_text(&stub, g, 0, "membatalkan perintah #1").await;
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM order_steps WHERE step = 2 AND outcome = 'not_done' AND actor_id IS NULL"
+        )
+        .await,
+        1
+    );
+    let n = stub.messages(g.id).len();
+    stub.say(g, &team.kasi, "/log hari ini");
+    let log = expect_text(&stub, g, n, "Log kegiatan harian").await;
+    assert!(
+        log.text.contains(
+            "➖ 2. Mendisposisikan kepada JFU — tidak dilaksanakan (perintah dibatalkan)"
+        ),
+        "{}",
+        log.text
+    );
+    assert!(log.text.contains("Alasan: tidak jadi"), "{}", log.text);
+    assert!(
+        !log.text.contains("Kasi Portal Web") && !log.text.contains("✅ 2."),
+        "nobody directed it: {}",
+        log.text
+    );
+    let n = stub.messages(g.id).len();
+    stub.say(g, &team.kasi, "/log kemarin");
+    expect_text(&stub, g, n, "Tidak ada kegiatan backup").await;
+}
+
+#[tokio::test]
+async fn a_run_cancelled_in_step_4_ends_its_progress_as_cancelled_and_logs_step_4_as_stopped() {
+    let Scene {
+        team,
+        stub,
+        db,
+        env,
+    } = scene("en").await;
+    let hold = Arc::new(tokio::sync::Notify::new());
+    let _bot = start_bot(
+        &env,
+        Some(Arc::new(ScriptedEngine {
+            fail_login: false,
+            hold: Some(hold.clone()),
+        })),
+    )
+    .await;
+    let g = &team.group;
+    order_and_direct_to_budi(&stub, &team).await;
+    stub.say(g, &team.jfu, "/start");
+    expect_text(&stub, g, 0, "starts backup #1").await;
+    // The engine holds in step 4 once its start is recorded.
+    let deadline = std::time::Instant::now() + WAIT;
+    while count(&db, "SELECT count(*) FROM order_steps WHERE step = 4").await == 0 {
+        assert!(std::time::Instant::now() < deadline, "step 4 never began");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    stub.say(g, &team.kasi, "/cancel");
+    expect_text(&stub, g, 0, "cancelled order #1").await;
+    hold.notify_one();
+    stub.wait_for(g.id, WAIT, |msgs| {
+        msgs.iter().any(|m| {
+            m.text == "⏹ Backup cancelled; the run was stopped and its partial files removed."
+        })
+    })
+    .await
+    .expect("the progress message ends as cancelled");
+    assert!(
+        !stub
+            .messages(g.id)
+            .iter()
+            .any(|m| m.text.contains("Backup report") || m.text.contains("Backup finished")),
+        "a cancelled run is not reported as done"
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM order_steps WHERE step = 4 AND outcome = 'stopped'"
+        )
+        .await,
+        1
+    );
+    let n = stub.messages(g.id).len();
+    stub.say(g, &team.kasi, "/log today");
+    let log = expect_text(&stub, g, n, "Daily activity log").await;
+    let step4 = log
+        .text
+        .lines()
+        .find(|l| l.contains(" 4. Remote login"))
+        .expect("step 4 in the log");
+    assert!(
+        step4.starts_with("⏹ 4. Remote login to the mail server — ")
+            && step4.contains("stopped after")
+            && step4.ends_with("(order cancelled)"),
+        "{step4}"
+    );
+    assert!(
+        log.text.contains("✅ 3. Create the dated backup folder"),
+        "{}",
+        log.text
+    );
+    assert!(
+        !log.text.contains(" 5. "),
+        "step 5 never began: {}",
+        log.text
+    );
+}
+
+#[tokio::test]
 async fn the_chat_stays_responsive_during_a_run_and_a_second_start_is_refused() {
     let Scene {
         team,
         stub,
+        db,
         env,
-        db: _db,
     } = scene("en").await;
     let hold = Arc::new(tokio::sync::Notify::new());
     let _bot = start_bot(
@@ -339,8 +535,27 @@ async fn the_chat_stays_responsive_during_a_run_and_a_second_start_is_refused() 
     let n = stub.messages(g.id).len();
     stub.say(g, &team.jfu, "/start");
     expect_text(&stub, g, n, "already running").await;
+    // The engine holds in step 4 once its start is recorded.
+    let deadline = std::time::Instant::now() + WAIT;
+    while count(&db, "SELECT count(*) FROM order_steps WHERE step = 4").await == 0 {
+        assert!(std::time::Instant::now() < deadline, "step 4 never began");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     stub.say(g, &team.kasubdit, "/status");
-    expect_text(&stub, g, n, "Order #1</b> — running").await;
+    let status = expect_text(&stub, g, n, "Order #1</b> — running").await;
+    let open: Vec<&str> = status
+        .text
+        .lines()
+        .filter(|l| l.starts_with('⏳') && l.contains(" — "))
+        .collect();
+    assert_eq!(open.len(), 1, "one step open: {}", status.text);
+    assert!(
+        open[0].starts_with("⏳ 4. Remote login to the mail server — the bot is doing it for ")
+            && !open[0].contains("within")
+            && !open[0].contains("over"),
+        "an open step is not judged yet: {}",
+        open[0]
+    );
     stub.say(g, &team.kasi, "/log");
     expect_text(&stub, g, n, "No backup activity recorded").await;
     hold.notify_one();

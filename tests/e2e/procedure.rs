@@ -190,6 +190,23 @@ async fn the_bot_binary_runs_the_whole_procedure_on_real_parts() {
         progress.text.contains("Langkah") || progress.edits.iter().any(|e| e.contains("Langkah")),
         "{progress:?}"
     );
+    assert_eq!(
+        progress.text,
+        "✅ Backup selesai: semua mailbox tersalin dan terverifikasi. Lihat laporan di bawah.",
+        "the progress message ends with the outcome"
+    );
+    assert!(
+        report.text.contains(" WIB, ") && report.text.contains("(standar "),
+        "{}",
+        report.text
+    );
+    assert!(
+        !report.text.contains("KiB")
+            && !report.text.contains("MiB")
+            && !report.text.contains(" d)"),
+        "{}",
+        report.text
+    );
     for step in 3..=6 {
         assert!(
             msgs.iter()
@@ -348,6 +365,20 @@ async fn the_bot_killed_during_the_copy_finishes_after_a_restart_without_copying
     expect_text(&stub, g, n, "restarted while backup #1 was running").await;
     let report = expect_text(&stub, g, n, "Backup report #1").await;
     assert!(report.text.contains("besar"), "{}", report.text);
+    let progress: Vec<_> = stub
+        .messages(g.id)
+        .into_iter()
+        .filter(|m| m.edits.iter().any(|e| e.contains("Backup progress")))
+        .collect();
+    assert_eq!(
+        progress.len(),
+        1,
+        "the resumed run goes on in the same progress message"
+    );
+    assert_eq!(
+        progress[0].text,
+        "✅ Backup finished: every mailbox copied and verified. See the report below."
+    );
 
     // Files verified before the kill were kept as they were: same inode, same time.
     for (name, ino, mtime) in &done_before {
@@ -382,6 +413,74 @@ async fn the_bot_killed_during_the_copy_finishes_after_a_restart_without_copying
         copied as u64,
         total as u64 - kept - partial,
         "the resumed run copied only what was missing ({partial} bytes of the big file were kept)"
+    );
+}
+
+#[tokio::test]
+async fn the_bot_stopped_by_sigterm_says_the_run_was_interrupted_and_then_finishes_it() {
+    let Scene { team, stub, db, .. } = scene("id").await;
+    let dir = test_dir("sigterm");
+    let source = dir.join("exports");
+    std::fs::create_dir_all(&source).expect("mkdir");
+    archive_with_message(&source.join("besar.tar.gz"), 160 << 20);
+    archive_with_message(&source.join("kecil1.tar.gz"), 64 << 10);
+    let mut env = bot_env(&team, &stub, &db, &dir, "id");
+    set(&mut env, "MAIL_BACKUP_KIND", "command");
+    set(
+        &mut env,
+        "MAIL_BACKUP_COMMAND",
+        &format!("cp {}/*.tar.gz {{dir}}/", source.display()),
+    );
+    let mut bot = BotProcess::start(&env);
+    let g = &team.group;
+    order_direct_start(&stub, &team, "Perintah backup mailbox #1").await;
+
+    // Stop it (as systemd does) while the copy is under way.
+    let local_root = dir.join("local");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        assert!(Instant::now() < deadline, "the copy never started");
+        if dated_folder(&local_root).is_some_and(|l| l.join("kecil1.tar.gz").exists()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let pid = i32::try_from(bot.child.id()).expect("pid");
+    // SAFETY: a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while bot.child.try_wait().expect("wait").is_none() {
+        assert!(Instant::now() < deadline, "the bot did not stop");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let progress = || {
+        stub.messages(g.id)
+            .into_iter()
+            .find(|m| {
+                m.text.contains("Kemajuan backup")
+                    || m.edits.iter().any(|e| e.contains("Kemajuan backup"))
+            })
+            .expect("the progress message")
+    };
+    assert_eq!(
+        progress().text,
+        "🔄 Backup terhenti karena bot dimatikan; akan dilanjutkan saat bot berjalan kembali."
+    );
+    assert!(
+        !stub
+            .messages(g.id)
+            .iter()
+            .any(|m| m.text.contains("selesai: semua mailbox")),
+        "nothing says it finished"
+    );
+
+    let n = stub.messages(g.id).len();
+    let _bot = BotProcess::start(&env);
+    expect_text(&stub, g, n, "Bot dimulai ulang saat backup #1 berjalan").await;
+    expect_text(&stub, g, n, "Laporan backup #1").await;
+    assert_eq!(
+        progress().text,
+        "✅ Backup selesai: semua mailbox tersalin dan terverifikasi. Lihat laporan di bawah."
     );
 }
 

@@ -5,8 +5,14 @@ use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use chrono_tz::Tz;
 
 use crate::domain::{
-    BadNote, Move, Order, OrderStatus, Refusal, Role, SopStep, StepRecord, NOTE_MAX_CHARS,
+    BadNote, Move, Order, OrderStatus, Refusal, Role, SopStep, StepOutcome, StepRecord,
+    NOTE_MAX_CHARS,
 };
+
+mod progress;
+mod report;
+
+pub use progress::{RunEnd, RunView};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lang {
@@ -39,26 +45,28 @@ pub fn esc(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
-/// `1 j 05 m`, `3 m 20 d` — short, and the same width for the tables.
+/// A duration as a person says it: `2 jam 5 menit`, `3 menit 20 detik`, `45 detik` (English:
+/// `2 h 5 min`, `3 min 20 s`, `45 s`). Seconds are left out from an hour on.
 pub fn duration(lang: Lang, d: TimeDelta) -> String {
     let secs = d.num_seconds().max(0);
     let (h, m, s) = (secs / 3600, (secs % 3600) / 60, secs % 60);
     let (hu, mu, su) = match lang {
-        Lang::Id => ("j", "m", "d"),
-        Lang::En => ("h", "m", "s"),
+        Lang::Id => ("jam", "menit", "detik"),
+        Lang::En => ("h", "min", "s"),
     };
-    if h > 0 {
-        format!("{h} {hu} {m:02} {mu}")
-    } else if m > 0 {
-        format!("{m} {mu} {s:02} {su}")
-    } else {
-        format!("{s} {su}")
+    match (h, m, s) {
+        (0, 0, s) => format!("{s} {su}"),
+        (0, m, 0) => format!("{m} {mu}"),
+        (0, m, s) => format!("{m} {mu} {s} {su}"),
+        (h, 0, _) => format!("{h} {hu}"),
+        (h, m, _) => format!("{h} {hu} {m} {mu}"),
     }
 }
 
-/// Bytes as a person reads them.
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+/// A size as a person reads it: B, KB, MB, GB, TB (of 1024), one decimal with the language's
+/// decimal mark (`1,5 MB`; English `1.5 MB`).
+pub fn bytes(lang: Lang, n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
     let mut v = n as f64;
     let mut unit = 0;
     while v >= 1024.0 && unit < UNITS.len() - 1 {
@@ -66,10 +74,71 @@ pub fn bytes(n: u64) -> String {
         unit += 1;
     }
     if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
+        return format!("{n} B");
     }
+    let figure = format!("{v:.1}");
+    let figure = match lang {
+        Lang::Id => figure.replace('.', ","),
+        Lang::En => figure,
+    };
+    format!("{figure} {}", UNITS[unit])
+}
+
+/// The name of the time zone at `t`: WIB, WITA, WIT for Indonesia's zones, otherwise the zone's
+/// own abbreviation (or its name when the abbreviation is only an offset).
+pub fn zone_name(tz: Tz, t: DateTime<Utc>) -> String {
+    match tz.name() {
+        "Asia/Jakarta" | "Asia/Pontianak" => "WIB".into(),
+        "Asia/Makassar" => "WITA".into(),
+        "Asia/Jayapura" => "WIT".into(),
+        name => {
+            let abbr = t.with_timezone(&tz).format("%Z").to_string();
+            if abbr.starts_with(['+', '-']) {
+                name.to_owned()
+            } else {
+                abbr
+            }
+        }
+    }
+}
+
+/// The command menu Telegram shows: each command and what it does.
+pub fn command_menu(lang: Lang) -> Vec<(&'static str, &'static str)> {
+    let t = |id, en| match lang {
+        Lang::Id => id,
+        Lang::En => en,
+    };
+    vec![
+        (
+            "order_backup",
+            t(
+                "Perintahkan backup mailbox (Kasubdit)",
+                "Order a mailbox backup (Kasubdit)",
+            ),
+        ),
+        (
+            "direct",
+            t("Disposisikan ke JFU (Kasi)", "Direct a JFU (Kasi)"),
+        ),
+        ("start", t("Mulai backup (JFU)", "Start the backup (JFU)")),
+        (
+            "receive",
+            t("Terima laporan (Kasi)", "Receive the report (Kasi)"),
+        ),
+        ("status", t("Status perintah aktif", "The active order")),
+        (
+            "cancel",
+            t("Batalkan perintah aktif", "Cancel the active order"),
+        ),
+        (
+            "log",
+            t(
+                "Log kegiatan harian: hari ini, kemarin atau tanggal",
+                "The daily activity log: today, yesterday or a date",
+            ),
+        ),
+        ("help", t("Bantuan", "Help")),
+    ]
 }
 
 /// The message catalogue of one language.
@@ -91,8 +160,13 @@ impl Catalog {
         }
     }
 
+    /// A time of day with its zone: `14:05:09 WIB`.
     pub fn time(&self, t: DateTime<Utc>) -> String {
-        t.with_timezone(&self.tz).format("%H:%M:%S").to_string()
+        format!(
+            "{} {}",
+            t.with_timezone(&self.tz).format("%H:%M:%S"),
+            zone_name(self.tz, t)
+        )
     }
 
     pub fn date(&self, d: NaiveDate) -> String {
@@ -221,7 +295,7 @@ impl Catalog {
             );
             lines.push(
                 self.pick(
-                    "/log [today|yesterday|DD-MM-YYYY] — log kegiatan harian",
+                    "/log [hari ini|kemarin|DD-MM-YYYY] — log kegiatan harian",
                     "/log [today|yesterday|DD-MM-YYYY] — the daily activity log",
                 )
                 .into(),
@@ -468,7 +542,7 @@ impl Catalog {
 
     pub fn bad_date(&self, arg: &str) -> String {
         match self.lang {
-            Lang::Id => format!("⛔ Tanggal {:?} tidak dikenali. Ketik /log today, /log yesterday, /log 24-11-2026 atau /log 2026-11-24.", esc(arg)),
+            Lang::Id => format!("⛔ Tanggal {:?} tidak dikenali. Ketik /log hari ini, /log kemarin, /log 24-11-2026 atau /log 2026-11-24.", esc(arg)),
             Lang::En => format!("⛔ {:?} is not a date. Type /log today, /log yesterday, /log 24-11-2026 or /log 2026-11-24.", esc(arg)),
         }
     }
@@ -524,7 +598,10 @@ impl Catalog {
 
     // ---- status and the SOP table ---------------------------------------------------------
 
-    /// One line per step: number, name, actor, start, duration, standard, within/over.
+    /// One line per step reached: what happened, by whom, when, how long against the standard.
+    /// A step that was done is judged (within/over the standard time); a failed step says why;
+    /// a step cut off or never done says so; an open step says whom it waits for, with no verdict.
+    /// Steps never reached are left out.
     pub fn sop_table(
         &self,
         order: &Order,
@@ -533,7 +610,7 @@ impl Catalog {
     ) -> String {
         let mut out = String::new();
         for rec in &order.steps {
-            out.push_str(&self.step_line(rec, now, name_of));
+            out.push_str(&self.step_line(order, rec, now, name_of));
             out.push('\n');
         }
         out
@@ -541,37 +618,80 @@ impl Catalog {
 
     fn step_line(
         &self,
+        order: &Order,
         rec: &StepRecord,
         now: DateTime<Utc>,
         name_of: &dyn Fn(crate::domain::UserId) -> String,
     ) -> String {
-        // No actor yet: the role the step waits for (step 7 before /receive), or the bot's own.
+        let head = format!("{}. {}", rec.step.number(), self.step_name(rec.step));
         let actor = match (rec.actor, rec.step.actor_role()) {
             (Some(user), _) => name_of(user),
             (None, Some(role)) => self.role(role).to_owned(),
             (None, None) => "bot".to_owned(),
         };
-        let mark = match (rec.ended_at.is_some(), rec.within_standard(now)) {
-            (false, true) => "⏳",
-            (_, true) => "✅",
-            (_, false) => "⚠️",
+        let took = duration(self.lang, rec.took(now));
+        let standard = duration(self.lang, rec.step.standard_time());
+        let start = self.time(rec.started_at);
+        let ended_by = match order.status {
+            OrderStatus::Cancelled => self.pick("perintah dibatalkan", "order cancelled"),
+            _ => self.pick("backup gagal", "backup failed"),
         };
-        let judged = if rec.within_standard(now) {
-            self.pick("sesuai", "within")
-        } else {
-            self.pick("melebihi", "over")
-        };
-        format!(
-            "{mark} {}. {} — {actor}, {} {}, {} {} / {} {} ({judged})",
-            rec.step.number(),
-            self.step_name(rec.step),
-            self.pick("mulai", "start"),
-            self.time(rec.started_at),
-            self.pick("durasi", "took"),
-            duration(self.lang, rec.took(now)),
-            self.pick("baku", "standard"),
-            duration(self.lang, rec.step.standard_time()),
-        )
+        match rec.outcome {
+            StepOutcome::Done => {
+                let (mark, verdict) = if rec.verdict().unwrap_or(false) {
+                    ("✅", self.pick("sesuai", "within"))
+                } else {
+                    ("⚠️", self.pick("melebihi", "over"))
+                };
+                format!(
+                    "{mark} {head} — {actor}, {start}, {took} ({} {standard}: {verdict})",
+                    self.pick("standar", "standard"),
+                )
+            }
+            StepOutcome::Failed => {
+                let reason = order
+                    .reason
+                    .as_deref()
+                    .map(|r| format!(": {}", esc(r)))
+                    .unwrap_or_default();
+                match self.lang {
+                    Lang::Id => {
+                        format!("❌ {head} — {actor}, {start}, gagal setelah {took}{reason}")
+                    }
+                    Lang::En => {
+                        format!("❌ {head} — {actor}, {start}, failed after {took}{reason}")
+                    }
+                }
+            }
+            StepOutcome::Stopped => match self.lang {
+                Lang::Id => {
+                    format!("⏹ {head} — {actor}, {start}, dihentikan setelah {took} ({ended_by})")
+                }
+                Lang::En => {
+                    format!("⏹ {head} — {actor}, {start}, stopped after {took} ({ended_by})")
+                }
+            },
+            StepOutcome::NotDone => match self.lang {
+                Lang::Id => format!("➖ {head} — tidak dilaksanakan ({ended_by})"),
+                Lang::En => format!("➖ {head} — did not happen ({ended_by})"),
+            },
+            StepOutcome::Open => {
+                let running =
+                    order.status == OrderStatus::Started && SopStep::MACHINE.contains(&rec.step);
+                let command = match rec.step {
+                    SopStep::Direct => " (/direct)",
+                    SopStep::CreateFolder => " (/start)",
+                    SopStep::Receive => " (/receive)",
+                    _ => "",
+                };
+                match (self.lang, running) {
+                    (Lang::Id, true) => format!("⏳ {head} — sedang dikerjakan bot untuk {actor}, sejak {start}, {took} berjalan (standar {standard})"),
+                    (Lang::En, true) => format!("⏳ {head} — the bot is doing it for {actor}, since {start}, {took} so far (standard {standard})"),
+                    (Lang::Id, false) => format!("⏳ {head} — menunggu {actor}{command}, sejak {start}, {took} berjalan (standar {standard})"),
+                    (Lang::En, false) => format!("⏳ {head} — waiting for {actor}{command}, since {start}, {took} so far (standard {standard})"),
+                }
+            }
+        }
     }
 
     pub fn status(
@@ -591,7 +711,16 @@ impl Catalog {
                     self.step_name(s.step)
                 )
             })
-            .unwrap_or_else(|| self.status_name(order.status).to_owned());
+            .unwrap_or_else(|| match order.status {
+                // One machine step finished, the next not begun yet.
+                OrderStatus::Started => self
+                    .pick(
+                        "Bot berpindah ke langkah berikutnya",
+                        "The bot is moving on to the next step",
+                    )
+                    .to_owned(),
+                status => self.status_name(status).to_owned(),
+            });
         let holder = holder
             .map(|h| format!("\n{}: {h}", self.pick("Dipegang oleh", "Held by")))
             .unwrap_or_default();
@@ -605,8 +734,8 @@ impl Catalog {
             duration(self.lang, order.elapsed(now)),
             duration(self.lang, standard),
             self.pick(
-                "(baku langkah yang dicapai)",
-                "(standard of the steps reached)"
+                "(waktu standar langkah yang sudah dicapai)",
+                "(standard time of the steps reached)"
             ),
             self.sop_table(order, now, name_of)
         )
@@ -640,10 +769,12 @@ impl Catalog {
         summary: &str,
         name_of: &dyn Fn(crate::domain::UserId) -> String,
     ) -> String {
+        // A failure's reason is in the summary and on the failed step; a cancellation's is here.
         let reason = order
             .reason
             .as_deref()
-            .map(|r| format!("\n{}: {}", self.pick("Keterangan", "Reason"), esc(r)))
+            .filter(|_| order.status == OrderStatus::Cancelled)
+            .map(|r| format!("\n{}: {}", self.pick("Alasan", "Reason"), esc(r)))
             .unwrap_or_default();
         format!(
             "<b>{} {}</b> — {} ({} {})\n{summary}{reason}\n{}",
@@ -677,18 +808,42 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_read_short() {
-        assert_eq!(duration(Lang::Id, TimeDelta::seconds(5)), "5 d");
-        assert_eq!(duration(Lang::En, TimeDelta::seconds(200)), "3 m 20 s");
-        assert_eq!(duration(Lang::Id, TimeDelta::minutes(125)), "2 j 05 m");
+    fn durations_spell_out_their_units() {
+        assert_eq!(duration(Lang::Id, TimeDelta::seconds(0)), "0 detik");
+        assert_eq!(duration(Lang::Id, TimeDelta::seconds(5)), "5 detik");
+        assert_eq!(duration(Lang::Id, TimeDelta::minutes(10)), "10 menit");
+        assert_eq!(
+            duration(Lang::Id, TimeDelta::seconds(200)),
+            "3 menit 20 detik"
+        );
+        assert_eq!(duration(Lang::Id, TimeDelta::hours(2)), "2 jam");
+        assert_eq!(duration(Lang::Id, TimeDelta::minutes(125)), "2 jam 5 menit");
+        assert_eq!(duration(Lang::En, TimeDelta::seconds(200)), "3 min 20 s");
+        assert_eq!(duration(Lang::En, TimeDelta::minutes(125)), "2 h 5 min");
         assert_eq!(duration(Lang::En, TimeDelta::seconds(-3)), "0 s");
     }
 
     #[test]
-    fn sizes_read_in_binary_units() {
-        assert_eq!(bytes(512), "512 B");
-        assert_eq!(bytes(1536), "1.5 KiB");
-        assert_eq!(bytes(3 << 30), "3.0 GiB");
+    fn sizes_read_in_kb_mb_gb_with_the_languages_decimal_mark() {
+        assert_eq!(bytes(Lang::Id, 512), "512 B");
+        assert_eq!(bytes(Lang::Id, 1536), "1,5 KB");
+        assert_eq!(bytes(Lang::Id, 3 << 20), "3,0 MB");
+        assert_eq!(bytes(Lang::Id, (5 << 30) / 2), "2,5 GB");
+        assert_eq!(bytes(Lang::En, 1536), "1.5 KB");
+        assert_eq!(bytes(Lang::En, 3 << 30), "3.0 GB");
+    }
+
+    #[test]
+    fn times_carry_the_zone_name() {
+        let t = chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 11, 24, 1, 2, 3)
+            .single()
+            .expect("valid");
+        let c = |tz| Catalog::new(Lang::Id, tz);
+        assert_eq!(c(chrono_tz::Asia::Jakarta).time(t), "08:02:03 WIB");
+        assert_eq!(c(chrono_tz::Asia::Makassar).time(t), "09:02:03 WITA");
+        assert_eq!(c(chrono_tz::Asia::Jayapura).time(t), "10:02:03 WIT");
+        assert_eq!(c(chrono_tz::UTC).time(t), "01:02:03 UTC");
+        assert_eq!(c(chrono_tz::Europe::Berlin).time(t), "02:02:03 CET");
     }
 
     #[test]
@@ -710,5 +865,10 @@ mod tests {
                 && !kasubdit.contains("/start")
         );
         assert!(c.help(&[]).contains("no role"));
+        let id = Catalog::new(Lang::Id, chrono_tz::Asia::Jakarta).help(&[Role::Jfu]);
+        assert!(id.contains("/log [hari ini|kemarin|DD-MM-YYYY]"), "{id}");
     }
 }
+
+#[cfg(test)]
+mod tests_of_orders;

@@ -1,0 +1,353 @@
+//! The texts of a run's end, for the Kasi and the log: the report (or the failure report), the
+//! daily-log summary, the short message per finished step, and the reason a run failed.
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use super::{bytes, duration, esc, Catalog, Lang};
+use crate::domain::{Order, OrderStatus, SopStep, UserId};
+use crate::engine::{BackupReport, EngineError, MailboxStatus, SpaceShortfall};
+use crate::run_outcome::RunOutcome;
+
+impl Catalog {
+    /// Why a run stopped, as a label in the reader's language (the raw error is quoted elsewhere).
+    pub fn failure_reason(&self, e: &EngineError) -> String {
+        self.failure_kind(e.kind).to_owned()
+    }
+
+    /// Why a run whose mailboxes did not all verify failed.
+    pub fn mailboxes_failed(&self, failed: &[String], total: usize) -> String {
+        match self.lang {
+            Lang::Id => format!(
+                "{} dari {total} mailbox gagal: {}",
+                failed.len(),
+                failed.join(", ")
+            ),
+            Lang::En => format!(
+                "{} of {total} mailboxes failed: {}",
+                failed.len(),
+                failed.join(", ")
+            ),
+        }
+    }
+
+    /// Why a run was given up at start-up.
+    pub fn restarted_without_engine(&self) -> String {
+        self.pick(
+            "bot dimulai ulang tanpa mesin backup yang dikonfigurasi",
+            "the bot restarted without a configured backup engine",
+        )
+        .into()
+    }
+
+    /// The short message when the bot finished a machine step.
+    pub fn step_done(&self, order: &Order, step: SopStep, now: DateTime<Utc>) -> String {
+        let took = order.step(step).map(|s| s.took(now)).unwrap_or_default();
+        let within = step.within_standard(took);
+        let took = duration(self.lang, took);
+        let standard = duration(self.lang, step.standard_time());
+        let name = self.step_name(step);
+        let n = step.number();
+        match (self.lang, within) {
+            (Lang::Id, true) => {
+                format!("✅ Langkah {n} selesai: {name} — {took} (standar {standard})")
+            }
+            (Lang::Id, false) => format!(
+                "⚠️ Langkah {n} selesai melebihi waktu standar: {name} — {took} (standar {standard})"
+            ),
+            (Lang::En, true) => {
+                format!("✅ Step {n} done: {name} — {took} (standard {standard})")
+            }
+            (Lang::En, false) => format!(
+                "⚠️ Step {n} done, over its standard time: {name} — {took} (standard {standard})"
+            ),
+        }
+    }
+
+    /// The report to the Kasi (end of step 6), or the failure report. `kasi` is the mention;
+    /// `kept_verified` whether a stopped run's local folder holds verified files.
+    pub fn report(
+        &self,
+        order: &Order,
+        outcome: Option<&RunOutcome>,
+        kasi: &str,
+        kept_verified: bool,
+        now: DateTime<Utc>,
+        name_of: &dyn Fn(UserId) -> String,
+    ) -> String {
+        let table = self.sop_table(order, now, name_of);
+        match outcome {
+            Some(RunOutcome::Completed(r))
+                if r.all_verified() && order.status != OrderStatus::Failed =>
+            {
+                self.completed_report(order, r, kasi, &table)
+            }
+            other => self.failure_report(order, other, kasi, kept_verified, &table),
+        }
+    }
+
+    fn completed_report(&self, order: &Order, r: &BackupReport, kasi: &str, table: &str) -> String {
+        let mut rows = String::new();
+        for m in &r.mailboxes {
+            let msgs = m
+                .messages
+                .map(|n| format!(", {n} {}", self.pick("pesan", "messages")))
+                .unwrap_or_default();
+            rows.push_str(&format!(
+                "✅ <code>{}</code> — {}{msgs}\n",
+                esc(&m.account),
+                bytes(self.lang, m.size)
+            ));
+        }
+        let copy_time = duration(
+            self.lang,
+            TimeDelta::milliseconds((r.copy_secs * 1000.0) as i64),
+        );
+        let rate = self.rate(r.rate());
+        let folder = esc(&r.folders.local.to_string_lossy());
+        let total = bytes(self.lang, r.bytes_total);
+        let n = r.mailboxes.len();
+        let mut text = match self.lang {
+            Lang::Id => format!(
+                "📦 <b>Laporan backup {}</b> — {kasi}\nSemua mailbox tersalin dan terverifikasi (SHA-256 sama dengan server, arsip terbaca utuh).\n\n{rows}\nTotal: {n} mailbox, {total}\nFolder: <code>{folder}</code>\nWaktu salin: {copy_time}, {rate}\n\n<b>Tabel SOP</b>\n{table}",
+                order.id
+            ),
+            Lang::En => format!(
+                "📦 <b>Backup report {}</b> — {kasi}\nEvery mailbox copied and verified (SHA-256 equal to the server's, archive read back whole).\n\n{rows}\nTotal: {n} mailboxes, {total}\nFolder: <code>{folder}</code>\nCopy time: {copy_time}, {rate}\n\n<b>SOP table</b>\n{table}",
+                order.id
+            ),
+        };
+        text.push_str(&self.run_notes(r));
+        if order.status == OrderStatus::Reported {
+            text.push_str(self.pick(
+                "\nKasi, terima laporan dengan /receive",
+                "\nKasi, receive the report with /receive",
+            ));
+        }
+        text
+    }
+
+    fn failure_report(
+        &self,
+        order: &Order,
+        outcome: Option<&RunOutcome>,
+        kasi: &str,
+        kept_verified: bool,
+        table: &str,
+    ) -> String {
+        let (what, kept) = match outcome {
+            Some(RunOutcome::Completed(r)) => {
+                let mut rows = String::new();
+                for m in &r.mailboxes {
+                    match &m.status {
+                        MailboxStatus::Verified => rows.push_str(&format!(
+                            "✅ <code>{}</code> — {}\n",
+                            esc(&m.account),
+                            bytes(self.lang, m.size)
+                        )),
+                        MailboxStatus::Failed { error } => rows.push_str(&format!(
+                            "❌ <code>{}</code> — <code>{}</code>\n",
+                            esc(&m.account),
+                            esc(error)
+                        )),
+                    }
+                }
+                let any_verified = r
+                    .mailboxes
+                    .iter()
+                    .any(|m| m.status == MailboxStatus::Verified);
+                let kept = if any_verified {
+                    format!(
+                        "{}: <code>{}</code>",
+                        self.pick("Yang berhasil disimpan di", "What succeeded is kept in"),
+                        esc(&r.folders.local.to_string_lossy())
+                    )
+                } else {
+                    self.pick(
+                        "Tidak ada mailbox yang tersalin dan terverifikasi.",
+                        "No mailbox was copied and verified.",
+                    )
+                    .to_owned()
+                };
+                (rows, kept)
+            }
+            Some(RunOutcome::Stopped(e)) => (
+                format!(
+                    "❌ {} {}: {}\n{}\n",
+                    self.pick("Langkah", "Step"),
+                    e.step.number(),
+                    esc(self.failure_kind(e.kind)),
+                    // The figures in the reader's language; otherwise the raw error, quoted.
+                    match &e.space {
+                        Some(sp) => self.space_text(sp),
+                        None => format!("<code>{}</code>", esc(&e.detail)),
+                    }
+                ),
+                match e.folders.as_ref().filter(|_| kept_verified) {
+                    Some(f) => format!(
+                        "{}: <code>{}</code>",
+                        self.pick(
+                            "Berkas terverifikasi tetap di",
+                            "Verified files are kept in"
+                        ),
+                        esc(&f.local.to_string_lossy())
+                    ),
+                    None => self
+                        .pick(
+                            "Tidak ada berkas terverifikasi yang disimpan.",
+                            "No verified files were kept.",
+                        )
+                        .to_owned(),
+                },
+            ),
+            Some(RunOutcome::Abandoned(reason)) => (format!("❌ {}\n", esc(reason)), String::new()),
+            None => (
+                format!("❌ {}\n", esc(order.reason.as_deref().unwrap_or("-"))),
+                String::new(),
+            ),
+        };
+        match self.lang {
+            Lang::Id => format!(
+                "🚨 <b>Backup GAGAL {}</b> — {kasi}\n\n{what}\n{kept}\nPeriksa penyebab di atas (jalankan `mailbox-backup-bot check` di komputer admin), lalu Kasubdit dapat memerintahkan ulang dengan /order_backup.\n\n<b>Tabel SOP</b>\n{table}",
+                order.id
+            ),
+            Lang::En => format!(
+                "🚨 <b>Backup FAILED {}</b> — {kasi}\n\n{what}\n{kept}\nFix the cause above (run `mailbox-backup-bot check` on the admin computer), then the Kasubdit can order again with /order_backup.\n\n<b>SOP table</b>\n{table}",
+                order.id
+            ),
+        }
+    }
+
+    /// A copy rate: `1,5 MB/detik`, `1.5 MB/s`.
+    pub fn rate(&self, bytes_per_sec: f64) -> String {
+        format!(
+            "{}/{}",
+            bytes(self.lang, bytes_per_sec as u64),
+            self.pick("detik", "s")
+        )
+    }
+
+    /// Reconnects, reused bytes and server retention, when there were any.
+    fn run_notes(&self, r: &BackupReport) -> String {
+        let mut out = String::new();
+        if r.reconnects > 0 {
+            out.push_str(&match self.lang {
+                Lang::Id => format!("\n🔌 Koneksi ke server terputus dan tersambung kembali {} kali; setiap berkas tetap diverifikasi.", r.reconnects),
+                Lang::En => format!("\n🔌 The connection to the server was lost and made again {} times; every file was still verified.", r.reconnects),
+            });
+        }
+        if r.bytes_reused > 0 {
+            out.push_str(&match self.lang {
+                Lang::Id => format!(
+                    "\n♻️ {} diambil dari salinan terverifikasi sebelumnya, tidak disalin ulang.",
+                    bytes(self.lang, r.bytes_reused)
+                ),
+                Lang::En => format!(
+                    "\n♻️ {} taken from an earlier verified copy, not copied again.",
+                    bytes(self.lang, r.bytes_reused)
+                ),
+            });
+        }
+        if !r.server_folders_removed.is_empty() {
+            let names = r
+                .server_folders_removed
+                .iter()
+                .map(|n| format!("<code>{}</code>", esc(n)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            out.push_str(&match self.lang {
+                Lang::Id => format!("\n🧹 Folder backup lama di server dihapus: {names}"),
+                Lang::En => format!("\n🧹 Old backup folders removed from the server: {names}"),
+            });
+        }
+        out
+    }
+
+    /// A refused server disk, with its figures.
+    pub fn space_text(&self, sp: &SpaceShortfall) -> String {
+        let b = |n| bytes(self.lang, n);
+        let left = sp.need.map(|n| sp.free.saturating_sub(n));
+        match (self.lang, sp.need, left) {
+            (Lang::Id, Some(need), Some(left)) => format!(
+                "Ruang disk server mail tidak cukup: ekspor perlu sekitar {}, tersedia {} di <code>{}</code> (folder <code>{}</code>); sisanya {} akan di bawah batas aman {} (MAIL_SERVER_MIN_FREE={}). Backup tidak dijalankan agar server mail tetap berfungsi.",
+                b(need), b(sp.free), esc(&sp.mount), esc(&sp.dir), b(left), b(sp.floor), esc(&sp.setting)
+            ),
+            (Lang::Id, _, _) => format!(
+                "Ruang disk server mail tinggal {} di <code>{}</code> (folder <code>{}</code>), di bawah batas aman {} (MAIL_SERVER_MIN_FREE={}). Backup tidak dijalankan agar server mail tetap berfungsi.",
+                b(sp.free), esc(&sp.mount), esc(&sp.dir), b(sp.floor), esc(&sp.setting)
+            ),
+            (Lang::En, Some(need), Some(left)) => format!(
+                "Not enough room on the mail server: the export needs about {}, {} is free on <code>{}</code> (folder <code>{}</code>); the {} left would be below the safety floor of {} (MAIL_SERVER_MIN_FREE={}). Nothing was exported, so the mail service keeps running.",
+                b(need), b(sp.free), esc(&sp.mount), esc(&sp.dir), b(left), b(sp.floor), esc(&sp.setting)
+            ),
+            (Lang::En, _, _) => format!(
+                "The mail server has only {} free on <code>{}</code> (folder <code>{}</code>), below the safety floor of {} (MAIL_SERVER_MIN_FREE={}). Nothing was exported, so the mail service keeps running.",
+                b(sp.free), esc(&sp.mount), esc(&sp.dir), b(sp.floor), esc(&sp.setting)
+            ),
+        }
+    }
+
+    /// The one-line summary kept in the daily log (plain text).
+    pub fn summary(
+        &self,
+        order: &Order,
+        outcome: Option<&RunOutcome>,
+        name_of: &dyn Fn(UserId) -> String,
+    ) -> String {
+        match (order.status, outcome) {
+            (OrderStatus::Cancelled, _) => {
+                let by = order.closed_by.map(name_of).unwrap_or_default();
+                match self.lang {
+                    Lang::Id => format!("Dibatalkan oleh {by}."),
+                    Lang::En => format!("Cancelled by {by}."),
+                }
+            }
+            (_, Some(RunOutcome::Completed(r))) => {
+                let ok = r
+                    .mailboxes
+                    .iter()
+                    .filter(|m| m.status == MailboxStatus::Verified)
+                    .count();
+                let messages: u64 = r.mailboxes.iter().filter_map(|m| m.messages).sum();
+                let (n, size, folder) = (
+                    r.mailboxes.len(),
+                    bytes(self.lang, r.bytes_total),
+                    r.folders.local.display(),
+                );
+                let mut line = match self.lang {
+                    Lang::Id => format!(
+                        "{ok}/{n} mailbox terverifikasi, {messages} pesan, {size}; folder {folder}"
+                    ),
+                    Lang::En => format!(
+                        "{ok}/{n} mailboxes verified, {messages} messages, {size}; folder {folder}"
+                    ),
+                };
+                if order.status == OrderStatus::Failed {
+                    if let Some(reason) = &order.reason {
+                        line = format!("{line}. {reason}");
+                    }
+                }
+                line
+            }
+            (_, Some(RunOutcome::Stopped(e))) => {
+                let detail = match &e.space {
+                    Some(sp) => super::html_to_text(&self.space_text(sp)),
+                    None => e.detail.clone(),
+                };
+                match self.lang {
+                    Lang::Id => format!(
+                        "Langkah {} gagal: {}. Pesan sistem: {detail}",
+                        e.step.number(),
+                        self.failure_kind(e.kind)
+                    ),
+                    Lang::En => format!(
+                        "Step {} failed: {}. System message: {detail}",
+                        e.step.number(),
+                        self.failure_kind(e.kind)
+                    ),
+                }
+            }
+            (_, Some(RunOutcome::Abandoned(reason))) => reason.clone(),
+            (_, None) => order.reason.clone().unwrap_or_default(),
+        }
+    }
+}

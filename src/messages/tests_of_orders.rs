@@ -1,0 +1,357 @@
+//! The SOP table, the report, the progress end and the summary of completed, failed and
+//! cancelled orders, in both languages, as the chat shows them.
+
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+
+use super::*;
+use crate::domain::{place_order, Event, OrderId, Roster, UserId};
+use crate::engine::{EngineError, ErrorKind};
+use crate::run_outcome::RunOutcome;
+
+const KASUBDIT: UserId = UserId(10);
+const KASI: UserId = UserId(20);
+const JFU: UserId = UserId(30);
+
+fn roster() -> Roster {
+    Roster {
+        kasubdit: [KASUBDIT].into(),
+        kasi: [KASI].into(),
+        jfu: [JFU].into(),
+    }
+}
+
+fn name(u: UserId) -> String {
+    match u {
+        KASUBDIT => "Pak Harun".into(),
+        KASI => "Bu Sari".into(),
+        JFU => "Budi".into(),
+        _ => u.to_string(),
+    }
+}
+
+/// 24-11-2026 08:00:00 WIB plus `m` minutes.
+fn at(m: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 24, 1, 0, 0)
+        .single()
+        .expect("valid")
+        + TimeDelta::minutes(m)
+}
+
+fn apply(o: &Order, e: Event, m: i64) -> Order {
+    o.apply(&roster(), e, at(m)).expect("allowed").0
+}
+
+fn ordered() -> Order {
+    let (new, _) = place_order(&roster(), KASUBDIT, None, None, at(0)).expect("order");
+    Order::from_new(OrderId(1), new)
+}
+
+fn started() -> Order {
+    let o = apply(&ordered(), Event::Direct { by: KASI, jfu: JFU }, 2);
+    apply(&o, Event::Start { by: JFU }, 3)
+}
+
+fn machine(o: &Order, step: SopStep, from: i64, to: i64) -> Order {
+    let o = apply(o, Event::StepStarted { step, at: at(from) }, from);
+    apply(&o, Event::StepFinished { step, at: at(to) }, to)
+}
+
+fn completed() -> Order {
+    let mut o = machine(&started(), SopStep::CreateFolder, 3, 3);
+    o = machine(&o, SopStep::RemoteLogin, 3, 4);
+    o = machine(&o, SopStep::ServerBackup, 4, 30);
+    o = machine(&o, SopStep::CopyAndReport, 30, 200);
+    o = apply(&o, Event::Reported, 200);
+    o = apply(&o, Event::Receive { by: KASI }, 203);
+    apply(&o, Event::Log, 203)
+}
+
+fn failed_login() -> Order {
+    let o = machine(&started(), SopStep::CreateFolder, 3, 3);
+    let o = apply(
+        &o,
+        Event::StepStarted {
+            step: SopStep::RemoteLogin,
+            at: at(3),
+        },
+        3,
+    );
+    let c = Catalog::new(Lang::Id, chrono_tz::Asia::Jakarta);
+    apply(
+        &o,
+        Event::Failed {
+            step: Some(SopStep::RemoteLogin),
+            reason: c.failure_reason(&login_refused()),
+        },
+        4,
+    )
+}
+
+fn login_refused() -> EngineError {
+    EngineError {
+        step: SopStep::RemoteLogin,
+        kind: ErrorKind::KeyRefused,
+        detail: "Permission denied (publickey).".into(),
+        folders: None,
+        space: None,
+    }
+}
+
+fn cancelled_before_direction() -> Order {
+    apply(
+        &ordered(),
+        Event::Cancel {
+            by: KASUBDIT,
+            reason: Some("salah kirim".into()),
+        },
+        1,
+    )
+}
+
+fn id() -> Catalog {
+    Catalog::new(Lang::Id, chrono_tz::Asia::Jakarta)
+}
+
+fn en() -> Catalog {
+    Catalog::new(Lang::En, chrono_tz::Asia::Jakarta)
+}
+
+fn table(c: &Catalog, o: &Order, now: i64) -> Vec<String> {
+    c.sop_table(o, at(now), &name)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_table_of_a_completed_order_judges_every_step() {
+    let t = table(&id(), &completed(), 300);
+    assert_eq!(t.len(), 8, "{t:#?}");
+    assert_eq!(
+        t[0],
+        "✅ 1. Memerintahkan backup email DJKI — Pak Harun, 08:00:00 WIB, 0 detik (standar 5 menit: sesuai)"
+    );
+    assert_eq!(
+        t[5],
+        "⚠️ 6. Menyalin backup dan melapor ke Kasi — Budi, 08:30:00 WIB, 2 jam 50 menit (standar 2 jam: melebihi)"
+    );
+    assert_eq!(
+        t[7],
+        "✅ 8. Mencatat di log kegiatan harian — bot, 11:23:00 WIB, 0 detik (standar 10 menit: sesuai)"
+    );
+    let t = table(&en(), &completed(), 300);
+    assert_eq!(
+        t[1],
+        "✅ 2. Direct a JFU — Bu Sari, 08:00:00 WIB, 2 min (standard 5 min: within)"
+    );
+}
+
+#[test]
+fn the_table_of_a_failed_order_shows_the_failure_and_nothing_after_it() {
+    let t = table(&id(), &failed_login(), 300);
+    assert_eq!(t.len(), 4, "steps 5-8 never happened: {t:#?}");
+    assert_eq!(
+        t[3],
+        "❌ 4. Remote login ke server email — Budi, 08:03:00 WIB, gagal setelah 1 menit: kunci SSH ditolak server"
+    );
+    assert!(t.iter().all(|l| !l.contains("baku")), "{t:#?}");
+    let o = failed_login();
+    let t = table(&en(), &o, 300);
+    assert!(
+        t[3].starts_with(
+            "❌ 4. Remote login to the mail server — Budi, 08:03:00 WIB, failed after 1 min: "
+        ),
+        "{t:#?}"
+    );
+    assert!(!t[3].contains("within") && !t[3].contains("over"));
+}
+
+#[test]
+fn the_table_of_a_cancelled_order_shows_no_direction_that_nobody_gave() {
+    let t = table(&id(), &cancelled_before_direction(), 300);
+    assert_eq!(
+        t,
+        vec![
+            "✅ 1. Memerintahkan backup email DJKI — Pak Harun, 08:00:00 WIB, 0 detik (standar 5 menit: sesuai)",
+            "➖ 2. Mendisposisikan kepada JFU — tidak dilaksanakan (perintah dibatalkan)",
+        ]
+    );
+    let t = table(&en(), &cancelled_before_direction(), 300);
+    assert_eq!(
+        t[1],
+        "➖ 2. Direct a JFU — did not happen (order cancelled)"
+    );
+    // A run cancelled in step 5: stopped, not done.
+    let o = machine(&started(), SopStep::CreateFolder, 3, 3);
+    let o = machine(&o, SopStep::RemoteLogin, 3, 4);
+    let o = apply(
+        &o,
+        Event::StepStarted {
+            step: SopStep::ServerBackup,
+            at: at(4),
+        },
+        4,
+    );
+    let o = apply(
+        &o,
+        Event::Cancel {
+            by: KASI,
+            reason: None,
+        },
+        9,
+    );
+    let t = table(&id(), &o, 300);
+    assert_eq!(
+        t[4],
+        "⏹ 5. Menjalankan backup mailbox di server — Budi, 08:04:00 WIB, dihentikan setelah 5 menit (perintah dibatalkan)"
+    );
+    let t = table(&en(), &o, 300);
+    assert_eq!(
+        t[4],
+        "⏹ 5. Run the mailbox backup on the server — Budi, 08:04:00 WIB, stopped after 5 min (order cancelled)"
+    );
+}
+
+#[test]
+fn an_open_step_says_whom_it_waits_for_and_gives_no_verdict() {
+    let t = table(&id(), &ordered(), 7);
+    assert_eq!(
+        t[1],
+        "⏳ 2. Mendisposisikan kepada JFU — menunggu Kasi Portal Web (/direct), sejak 08:00:00 WIB, 7 menit berjalan (standar 5 menit)"
+    );
+    let t = table(&en(), &started(), 4);
+    assert_eq!(
+        t[2],
+        "⏳ 3. Create the dated backup folder — the bot is doing it for Budi, since 08:02:00 WIB, 2 min so far (standard 10 min)"
+    );
+    let o = apply(&ordered(), Event::Direct { by: KASI, jfu: JFU }, 2);
+    let t = table(&id(), &o, 3);
+    assert!(t[2].contains("menunggu Budi (/start)"), "{t:#?}");
+    for l in table(&id(), &ordered(), 7) {
+        if l.starts_with('⏳') {
+            assert!(!l.contains("sesuai") && !l.contains("melebihi"), "{l}");
+        }
+    }
+}
+
+#[test]
+fn the_failure_report_names_the_failed_step_and_quotes_the_server() {
+    let o = failed_login();
+    let outcome = RunOutcome::Stopped(login_refused());
+    let text = id().report(&o, Some(&outcome), "@sari", false, at(5), &name);
+    assert!(
+        text.starts_with("🚨 <b>Backup GAGAL #1</b> — @sari"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "❌ Langkah 4: kunci SSH ditolak server\n<code>Permission denied (publickey).</code>"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("Tidak ada berkas terverifikasi yang disimpan."),
+        "{text}"
+    );
+    assert!(
+        text.contains("gagal setelah 1 menit: kunci SSH ditolak server"),
+        "{text}"
+    );
+    let summary = id().summary(&o, Some(&outcome), &name);
+    assert_eq!(
+        summary,
+        "Langkah 4 gagal: kunci SSH ditolak server. Pesan sistem: Permission denied (publickey)."
+    );
+    let summary = en().summary(&o, Some(&outcome), &name);
+    assert!(
+        summary.starts_with("Step 4 failed: the SSH key was refused."),
+        "{summary}"
+    );
+}
+
+#[test]
+fn the_log_of_a_cancelled_order_says_who_cancelled_and_why() {
+    let o = cancelled_before_direction();
+    let summary = id().summary(&o, None, &name);
+    assert_eq!(summary, "Dibatalkan oleh Pak Harun.");
+    let entry = id().log_entry(&o, at(1), &summary, &name);
+    assert!(entry.contains("Alasan: salah kirim"), "{entry}");
+    assert!(entry.contains("dicatat 08:01:00 WIB"), "{entry}");
+    assert!(
+        !entry.contains("Bu Sari") && !entry.contains("Kasi Portal Web"),
+        "{entry}"
+    );
+}
+
+#[test]
+fn the_progress_message_ends_with_the_real_outcome() {
+    let end = |c: &Catalog, e| {
+        c.progress(&RunView {
+            end: Some(e),
+            ..RunView::default()
+        })
+    };
+    assert_eq!(
+        end(&id(), RunEnd::Failed(SopStep::RemoteLogin)),
+        "❌ Backup GAGAL pada langkah 4 (Remote login ke server email). Lihat laporan di bawah."
+    );
+    assert!(end(&id(), RunEnd::Completed).starts_with("✅ Backup selesai"));
+    assert!(end(&id(), RunEnd::Cancelled).starts_with("⏹ Backup dibatalkan"));
+    assert!(end(&id(), RunEnd::Interrupted).contains("bot dimatikan"));
+    assert!(end(&en(), RunEnd::Failed(SopStep::CopyAndReport))
+        .starts_with("❌ Backup FAILED in step 6"));
+    assert!(end(&en(), RunEnd::Interrupted).contains("resumes"));
+    for e in [
+        RunEnd::Failed(SopStep::CreateFolder),
+        RunEnd::Cancelled,
+        RunEnd::Interrupted,
+    ] {
+        assert!(!end(&id(), e).contains("selesai"), "{e:?}");
+    }
+}
+
+#[test]
+fn the_progress_reads_sizes_rates_and_time_left_in_the_readers_units() {
+    let v = RunView {
+        step: Some(SopStep::CopyAndReport),
+        copy: Some((1, 3, 3 << 19, 3 << 20, 1536.0 * 1024.0, Some(600))),
+        ..RunView::default()
+    };
+    let text = id().progress(&v);
+    assert!(text.contains("Langkah 6: Menyalin backup"), "{text}");
+    assert!(text.contains("1,5 MB / 3,0 MB"), "{text}");
+    assert!(
+        text.contains("Kecepatan: 1,5 MB/detik, perkiraan sisa waktu: 10 menit"),
+        "{text}"
+    );
+    let text = en().progress(&v);
+    assert!(text.contains("Rate: 1.5 MB/s, time left: 10 min"), "{text}");
+}
+
+#[test]
+fn a_finished_step_is_told_against_the_standard_time() {
+    let o = machine(&started(), SopStep::CreateFolder, 3, 3);
+    assert_eq!(
+        id().step_done(&o, SopStep::CreateFolder, at(10)),
+        "✅ Langkah 3 selesai: Membuat folder backup bertanggal — 1 menit (standar 10 menit)"
+    );
+    let late = machine(&started(), SopStep::CreateFolder, 3, 15);
+    assert_eq!(
+        id().step_done(&late, SopStep::CreateFolder, at(20)),
+        "⚠️ Langkah 3 selesai melebihi waktu standar: Membuat folder backup bertanggal — 13 menit (standar 10 menit)"
+    );
+    assert_eq!(
+        en().step_done(&o, SopStep::CreateFolder, at(10)),
+        "✅ Step 3 done: Create the dated backup folder — 1 min (standard 10 min)"
+    );
+}
+
+#[test]
+fn the_status_between_two_machine_steps_says_so_and_judges_no_step() {
+    let o = machine(&started(), SopStep::CreateFolder, 3, 3);
+    let text = id().status(&o, at(4), Some("Budi".into()), &name);
+    assert!(
+        text.starts_with("📊 <b>Perintah #1</b> — sedang berjalan\nBot berpindah ke langkah berikutnya\nDipegang oleh: Budi\nWaktu berjalan: 4 menit / 20 menit (waktu standar langkah yang sudah dicapai)"),
+        "{text}"
+    );
+}
