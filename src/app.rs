@@ -26,6 +26,8 @@ pub struct App {
     pub engine: Option<Arc<dyn BackupEngine>>,
     /// Backups running now, by order, so a cancel can stop one and a second start is refused.
     pub runs: Mutex<HashMap<OrderId, RunHandle>>,
+    /// The latest progress text of each running order, for `/status`.
+    pub progress: Mutex<HashMap<OrderId, String>>,
 }
 
 /// A backup running in the background.
@@ -64,6 +66,15 @@ impl App {
             .map(|id| self.people.name(*id))
             .collect::<Vec<_>>()
             .join(", ")
+    }
+
+    /// The latest progress of a running order.
+    pub fn progress_of(&self, id: OrderId) -> Option<String> {
+        self.progress
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()
     }
 
     pub fn is_running(&self, id: OrderId) -> bool {

@@ -1,9 +1,9 @@
 //! Runs the engine for an order (steps 3–6) in the background: live progress edited in one group
 //! message, a short message per finished step, each step's times saved, then the report (or the
-//! failure report) to the Kasi. On start-up, an interrupted run is found and resumed.
+//! failure report) to the Kasi. It returns how the run ended; the chain ([`crate::chain`])
+//! spawns it and applies that ending, so imports point one way.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -11,77 +11,34 @@ use chrono::Utc;
 use tokio::sync::mpsc;
 
 use crate::app::App;
-use crate::chain;
 use crate::domain::{Event, Order, OrderId, OrderStatus, Role, SopStep};
 use crate::engine::{BackupReport, ErrorKind, Progress, RunFolders, RunRequest, Stop};
 use crate::messages::{RunEnd, RunView};
 pub use crate::run_outcome::RunOutcome;
 
-/// The latest progress of each running order, for `/status`.
-fn live() -> &'static Mutex<HashMap<OrderId, String>> {
-    static LIVE: OnceLock<Mutex<HashMap<OrderId, String>>> = OnceLock::new();
-    LIVE.get_or_init(Default::default)
-}
-
-pub fn live_status(_app: &App, id: OrderId) -> Option<String> {
-    live()
+/// Runs the engine for order `id` (or, with `resume`, continues its run) until it ends, and
+/// returns the order with the event its ending brings, for the chain to apply (`None`: nothing to
+/// apply — cancelled meanwhile, or the bot is shutting down and resumes it at the next start).
+pub async fn execute(
+    app: Arc<App>,
+    id: OrderId,
+    resume: bool,
+    stop: Stop,
+) -> Result<Option<(Order, Event)>> {
+    let ended = run(app.clone(), id, resume, stop).await;
+    app.progress
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .get(&id)
-        .cloned()
+        .remove(&id);
+    ended
 }
 
-/// Starts (or, with `resume`, continues) the run of order `id` in the background.
-pub fn spawn(app: Arc<App>, id: OrderId, resume: bool) {
-    let task_app = app.clone();
-    let (stop_handle, stop) = Stop::pair();
-    let handle = tokio::spawn(async move {
-        if let Err(e) = run(task_app.clone(), id, resume, stop).await {
-            tracing::error!(order = %id, error = ?e, "the backup run could not be finished");
-        }
-        task_app
-            .runs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&id);
-        live().lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
-    });
-    app.runs.lock().unwrap_or_else(|p| p.into_inner()).insert(
-        id,
-        crate::app::RunHandle {
-            stop: stop_handle,
-            task: handle.abort_handle(),
-        },
-    );
-}
-
-/// On start-up: an order left in steps 3–6 is resumed, or failed with the reason when it cannot be.
-pub async fn resume_unfinished(app: &Arc<App>) -> Result<()> {
-    let Some(order) = app.store.active_order().await? else {
-        return Ok(());
-    };
-    if order.status != OrderStatus::Started {
-        return Ok(());
-    }
-    if app.engine.is_none() {
-        let reason = app.catalog.restarted_without_engine();
-        app.store
-            .set_report(
-                order.id,
-                &serde_json::to_value(RunOutcome::Abandoned(reason.clone()))?,
-            )
-            .await?;
-        chain::advance(app, &order, Event::Failed { step: None, reason }).await?;
-        return Ok(());
-    }
-    app.group
-        .say(&app.catalog.restarted_during_run(&order))
-        .await?;
-    spawn(app.clone(), order.id, true);
-    Ok(())
-}
-
-async fn run(app: Arc<App>, id: OrderId, resume: bool, stop: Stop) -> Result<()> {
+async fn run(
+    app: Arc<App>,
+    id: OrderId,
+    resume: bool,
+    stop: Stop,
+) -> Result<Option<(Order, Event)>> {
     let engine = app.engine.clone().context("no backup engine")?;
     let record = app.store.run_record(id).await?;
     let resume_from = match (resume, record.local_folder, record.server_folder) {
@@ -128,14 +85,14 @@ async fn run(app: Arc<App>, id: OrderId, resume: bool, stop: Stop) -> Result<()>
     if matches!(&result, Err(e) if e.kind == ErrorKind::Interrupted) {
         // The bot is shutting down: the order stays in step 3–6 and is resumed at the next start.
         say_end(RunEnd::Interrupted).await;
-        return Ok(());
+        return Ok(None);
     }
     let order = app.store.order(id).await?.context("order vanished")?;
     if order.status != OrderStatus::Started {
         if order.status == OrderStatus::Cancelled {
             say_end(RunEnd::Cancelled).await;
         }
-        return Ok(());
+        return Ok(None);
     }
     let c = &app.catalog;
     let (outcome, event, end) = match result {
@@ -175,8 +132,7 @@ async fn run(app: Arc<App>, id: OrderId, resume: bool, stop: Stop) -> Result<()>
         .set_report(id, &serde_json::to_value(&outcome)?)
         .await?;
     say_end(end).await;
-    chain::advance(&app, &order, event).await?;
-    Ok(())
+    Ok(Some((order, event)))
 }
 
 /// Turns progress events into saved step times, step messages and throttled edits.
@@ -261,7 +217,7 @@ async fn watch_progress(
             Err(_) => {} // quiet for a while: show what we have
         }
         let text = app.catalog.progress(&view);
-        live()
+        app.progress
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id, text.clone());

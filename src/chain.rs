@@ -188,7 +188,7 @@ pub async fn status(app: &Arc<App>, by: UserId) -> Result<()> {
         .catalog
         .status(&order, Utc::now(), holder, &app.name_of());
     if order.status == OrderStatus::Started {
-        if let Some(live) = backup_run::live_status(app, order.id) {
+        if let Some(live) = app.progress_of(order.id) {
             text.push('\n');
             text.push_str(&live);
         }
@@ -289,7 +289,7 @@ pub async fn carry_out(app: &Arc<App>, order: &Order, effects: Vec<Effect>) -> R
             Effect::RunEngine => {
                 let jfu = order.jfu.map(|j| app.people.mention(j)).unwrap_or_default();
                 app.group.say(&c.started(order, &jfu)).await?;
-                backup_run::spawn(app.clone(), order.id, false);
+                spawn_run(app.clone(), order.id, false);
             }
             Effect::StopEngine => {
                 // The run kills its exports on the server and removes partial files; its handle
@@ -367,4 +367,60 @@ mod tests {
             assert_eq!(parse_direct_button(bad), None, "{bad}");
         }
     }
+}
+
+/// Starts (or, with `resume`, continues) the run of order `id` in the background and applies
+/// how it ends (the report, or the failure) as the chain's next move.
+pub fn spawn_run(app: Arc<App>, id: OrderId, resume: bool) {
+    let task_app = app.clone();
+    let (stop_handle, stop) = crate::engine::Stop::pair();
+    let handle = tokio::spawn(async move {
+        let ended = backup_run::execute(task_app.clone(), id, resume, stop).await;
+        let applied = match ended {
+            Ok(Some((order, event))) => advance(&task_app, &order, event).await.map(|_| ()),
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = applied {
+            tracing::error!(order = %id, error = ?e, "the backup run could not be finished");
+        }
+        task_app
+            .runs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+    });
+    app.runs.lock().unwrap_or_else(|p| p.into_inner()).insert(
+        id,
+        crate::app::RunHandle {
+            stop: stop_handle,
+            task: handle.abort_handle(),
+        },
+    );
+}
+
+/// On start-up: an order left in steps 3–6 is resumed, or failed with the reason when it cannot be.
+pub async fn resume_unfinished(app: &Arc<App>) -> Result<()> {
+    let Some(order) = app.store.active_order().await? else {
+        return Ok(());
+    };
+    if order.status != OrderStatus::Started {
+        return Ok(());
+    }
+    if app.engine.is_none() {
+        let reason = app.catalog.restarted_without_engine();
+        app.store
+            .set_report(
+                order.id,
+                &serde_json::to_value(RunOutcome::Abandoned(reason.clone()))?,
+            )
+            .await?;
+        advance(app, &order, Event::Failed { step: None, reason }).await?;
+        return Ok(());
+    }
+    app.group
+        .say(&app.catalog.restarted_during_run(&order))
+        .await?;
+    spawn_run(app.clone(), order.id, true);
+    Ok(())
 }

@@ -13,7 +13,7 @@ use crate::messages::Catalog;
 use crate::people::People;
 use crate::storage::{Person, Store};
 use crate::telegram::chat::{GroupChat, TgBot};
-use crate::{backup_run, telegram};
+use crate::{chain, telegram};
 
 /// The bot client: the configured API server, and Telegram's rate limits kept by `Throttle`.
 pub fn bot(settings: &BotSettings) -> Result<TgBot> {
@@ -46,6 +46,7 @@ pub async fn build(
         group,
         engine,
         runs: Mutex::new(Default::default()),
+        progress: Mutex::new(Default::default()),
     }))
 }
 
@@ -176,7 +177,7 @@ pub async fn run(app: Arc<App>) -> Result<()> {
         tracing::warn!(error = %e, "could not register the command menu");
     }
     learn_names(app.clone()).await;
-    backup_run::resume_unfinished(&app)
+    chain::resume_unfinished(&app)
         .await
         .context("resuming an unfinished run")?;
     let mut dispatcher = Dispatcher::builder(app.group.bot.clone(), telegram::schema())

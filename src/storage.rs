@@ -122,9 +122,12 @@ impl Store {
 
     /// The active order, if any (at most one exists).
     pub async fn active_order(&self) -> Result<Option<Order>, StoreError> {
+        // The active statuses come from the domain; the partial unique index of the first
+        // migration lists the same ones (checked by a test in this module).
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {ORDER_COLUMNS} FROM orders WHERE status IN ('ordered', 'directed', 'started', 'reported')"
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE status = ANY($1)"
         )))
+        .bind(active_statuses())
         .fetch_optional(&self.pool)
         .await?;
         match row {
@@ -373,4 +376,26 @@ async fn write_steps(
         .await?;
     }
     Ok(())
+}
+
+/// The active statuses as stored ([`OrderStatus::ACTIVE`]).
+fn active_statuses() -> Vec<&'static str> {
+    OrderStatus::ACTIVE.iter().map(|s| s.as_str()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_unique_index_of_active_orders_lists_the_domains_active_statuses() {
+        let migration = include_str!("../migrations/20261124000001_order_chain.sql");
+        let index = &migration[migration
+            .find("WHERE status IN")
+            .expect("the partial index")..];
+        let list = &index[index.find('(').expect("(") + 1..index.find(')').expect(")")];
+        let listed: Vec<&str> = list
+            .split(',')
+            .map(|s| s.trim().trim_matches('\''))
+            .collect();
+        assert_eq!(listed, super::active_statuses());
+    }
 }
