@@ -352,23 +352,6 @@ pub async fn carry_out(app: &Arc<App>, order: &Order, effects: Vec<Effect>) -> R
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn button_data_round_trips_and_rejects_garbage() {
-        let data = direct_button_data(OrderId(7), UserId(8_000_000_000));
-        assert_eq!(
-            parse_direct_button(&data),
-            Some((OrderId(7), UserId(8_000_000_000)))
-        );
-        for bad in ["direct:7", "direct:x:1", "other:1:2", "direct:1:2:3", ""] {
-            assert_eq!(parse_direct_button(bad), None, "{bad}");
-        }
-    }
-}
-
 /// Starts (or, with `resume`, continues) the run of order `id` in the background and applies
 /// how it ends (the report, or the failure) as the chain's next move.
 pub fn spawn_run(app: Arc<App>, id: OrderId, resume: bool) {
@@ -423,4 +406,21 @@ pub async fn resume_unfinished(app: &Arc<App>) -> Result<()> {
         .await?;
     spawn_run(app.clone(), order.id, true);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn button_data_round_trips_and_rejects_garbage() {
+        let data = direct_button_data(OrderId(7), UserId(8_000_000_000));
+        assert_eq!(
+            parse_direct_button(&data),
+            Some((OrderId(7), UserId(8_000_000_000)))
+        );
+        for bad in ["direct:7", "direct:x:1", "other:1:2", "direct:1:2:3", ""] {
+            assert_eq!(parse_direct_button(bad), None, "{bad}");
+        }
+    }
 }
