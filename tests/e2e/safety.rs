@@ -656,10 +656,11 @@ async fn a_run_cut_off_in_step_5_is_continued_with_one_writer_on_the_server() {
     std::fs::create_dir_all(&source).expect("source");
     std::fs::write(source.join("n.txt"), "Subject: x\r\n\r\nisi\r\n").expect("note");
     // While the flag exists the export hangs (a long export); the cut-off run leaves it so.
+    // (`sleep 87`: no other test runs a sleep of that length, tests run side by side.)
     let flag = dir.join("slow");
     std::fs::write(&flag, "").expect("flag");
     let slow = format!(
-        "if [ -f {} ]; then sleep 60; fi; tar -czf {{dir}}/arsip.tar.gz -C {} n.txt",
+        "if [ -f {} ]; then sleep 87; fi; tar -czf {{dir}}/arsip.tar.gz -C {} n.txt",
         flag.display(),
         source.display()
     );
@@ -676,7 +677,7 @@ async fn a_run_cut_off_in_step_5_is_continued_with_one_writer_on_the_server() {
         .expect("the first run's folder");
     let orphan = processes_naming(&folder.to_string_lossy());
     assert!(!orphan.is_empty(), "the cut-off export still runs");
-    assert!(!processes_naming("sleep 60").is_empty());
+    assert!(!processes_naming("sleep 87").is_empty());
 
     // The next run of the day stops it first: otherwise it would write for a minute more.
     std::fs::remove_file(&flag).expect("flag");
@@ -687,7 +688,7 @@ async fn a_run_cut_off_in_step_5_is_continued_with_one_writer_on_the_server() {
         "it did not wait for the orphan"
     );
     assert!(
-        processes_naming("sleep 60").is_empty(),
+        processes_naming("sleep 87").is_empty(),
         "the orphan was stopped"
     );
     assert!(report.all_verified(), "{report:?}");
