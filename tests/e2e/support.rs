@@ -366,7 +366,9 @@ impl BackupEngine for ScriptedEngine {
 
 /// A folder of this test's own under the shared temp dir (short: ssh socket paths).
 pub fn test_dir(name: &str) -> PathBuf {
-    let base = std::env::var("TEST_TMP").unwrap_or_else(|_| "/tmp".into());
+    // Only under the harness's folder (removed with it): a plain `cargo test` stops here with
+    // the line saying to run `bash scripts/test`, and leaves nothing in /tmp.
+    let base = env("TEST_TMP");
     let dir = PathBuf::from(base).join(format!("{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("local")).expect("test dir");
