@@ -26,29 +26,33 @@ ensure_packages() {
   command -v cargo >/dev/null || { echo "cargo (Rust) is required: https://rustup.rs" >&2; exit 1; }
 }
 
-# Uses the server at DATABASE_URL when one answers, otherwise starts the local cluster.
+# Uses the server at DATABASE_URL when one answers; otherwise runs a private PostgreSQL cluster
+# in DIR/pg (initdb as the `postgres` user, 127.0.0.1 on a free port, a random password), so the
+# machine's own clusters are never started or changed. stop_services stops it; the folder goes
+# with DIR. Exports DATABASE_URL, and TEST_PG_BIN for tests that run a cluster of their own.
 ensure_postgres() {
+  local dir=$1 bin
+  bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)
+  [[ -n "$bin" ]] || { echo "PostgreSQL's server binaries are missing (apt-get install postgresql)" >&2; return 1; }
+  export TEST_PG_BIN=$bin
   if [[ -n "${DATABASE_URL:-}" ]] && psql "$DATABASE_URL" -qtAc 'select 1' >/dev/null 2>&1; then
     log "using PostgreSQL at DATABASE_URL"
     return
   fi
-  local cluster ver name
-  cluster=$(pg_lsclusters --no-header 2>/dev/null | head -n1 || true)
-  if [[ -z "$cluster" ]]; then
-    ver=$(ls /usr/lib/postgresql | sort -n | tail -n1)
-    pg_createcluster "$ver" main >/dev/null
-    cluster=$(pg_lsclusters --no-header | head -n1)
-  fi
-  ver=$(awk '{print $1}' <<<"$cluster"); name=$(awk '{print $2}' <<<"$cluster")
-  if ! pg_lsclusters --no-header | awk -v v="$ver" -v n="$name" '$1==v && $2==n {print $4}' | grep -q online; then
-    log "starting PostgreSQL $ver/$name"
-    pg_ctlcluster "$ver" "$name" start
-  fi
-  local port
-  port=$(pg_lsclusters --no-header | awk -v v="$ver" -v n="$name" '$1==v && $2==n {print $3}')
-  for _ in $(seq 50); do pg_isready -q -h 127.0.0.1 -p "$port" && break; sleep 0.2; done
-  su postgres -c "psql -qtAc \"ALTER USER postgres PASSWORD 'postgres'\"" -s /bin/sh >/dev/null
-  export DATABASE_URL="postgres://postgres:postgres@127.0.0.1:${port}/postgres"
+  local pg="$dir/pg" port password
+  port=$(free_port); password=$(openssl rand -hex 16)
+  log "starting a private PostgreSQL cluster in $pg (port $port)"
+  chmod 0711 "$dir"
+  mkdir -p "$pg"
+  printf '%s\n' "$password" >"$pg/pwfile"
+  chown -R postgres:postgres "$pg"; chmod 0700 "$pg"
+  su postgres -s /bin/sh -c "$bin/initdb -D '$pg/data' -U postgres --auth=scram-sha-256 --pwfile='$pg/pwfile' -E UTF8 --locale=C.UTF-8" >"$pg/initdb.log" 2>&1 \
+    || { cat "$pg/initdb.log" >&2; return 1; }
+  rm -f "$pg/pwfile"
+  su postgres -s /bin/sh -c "$bin/pg_ctl -D '$pg/data' -l '$pg/server.log' -w -o \"-p $port -c listen_addresses=127.0.0.1 -k '$pg' -c fsync=off -c max_connections=200\" start" >/dev/null \
+    || { cat "$pg/server.log" >&2; return 1; }
+  export DATABASE_URL="postgres://postgres:${password}@127.0.0.1:${port}/postgres"
+  for _ in $(seq 50); do psql "$DATABASE_URL" -qtAc 'select 1' >/dev/null 2>&1 && break; sleep 0.1; done
 }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -188,6 +192,9 @@ LC
 
 stop_services() {
   local dir=$1
+  if [[ -f "$dir/pg/data/postmaster.pid" ]]; then
+    su postgres -s /bin/sh -c "${TEST_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)}/pg_ctl -D '$dir/pg/data' -m fast -w stop" >/dev/null 2>&1 || true
+  fi
   if [[ -f "$dir/zimbra/server.pid" ]]; then kill "$(cat "$dir/zimbra/server.pid")" 2>/dev/null || true; fi
   # The simulator's user, only when it is this run's (its home is in this folder).
   if [[ $(getent passwd zimbra | cut -d: -f5,6) == "$ZIMBRA_SIM_MARK:$dir/zimbra/home" ]]; then
