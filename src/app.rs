@@ -28,6 +28,8 @@ pub struct App {
     pub runs: Mutex<HashMap<OrderId, RunHandle>>,
     /// The latest progress text of each running order, for `/status`.
     pub progress: Mutex<HashMap<OrderId, String>>,
+    /// Wakes the delivery worker when a move has committed messages to the outbox.
+    pub outbox_ready: tokio::sync::Notify,
 }
 
 /// A backup running in the background.

@@ -1,30 +1,48 @@
 //! Runs the engine for an order (steps 3–6) in the background: live progress edited in one group
-//! message, a short message per finished step, each step's times saved, then the report (or the
-//! failure report) to the Kasi. It returns how the run ended; the chain ([`crate::chain`])
-//! spawns it and applies that ending, so imports point one way.
+//! message, each step's times saved with a short message, and how the run ended handed back to
+//! the chain ([`crate::chain`]), which spawns it and makes that ending its next move — imports
+//! point one way. A database outage does not stop the run: step records wait, in order, until
+//! PostgreSQL is back; live edits that Telegram does not take are skipped, not fatal.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use chrono::Utc;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::app::App;
-use crate::domain::{Event, Order, OrderId, OrderStatus, Role, SopStep};
-use crate::engine::{BackupReport, ErrorKind, Progress, RunFolders, RunRequest, Stop};
+use crate::domain::{Event, OrderId, OrderStatus, SopStep};
+use crate::engine::{ErrorKind, Progress, RunFolders, RunRequest, Stop};
 use crate::messages::{RunEnd, RunView};
+use crate::outbox::{Outgoing, Slot};
 pub use crate::run_outcome::RunOutcome;
+use crate::storage::patiently;
+
+/// How a run ended, for the chain's last move of it.
+#[derive(Debug, Clone)]
+pub struct RunEnding {
+    pub event: Event,
+    pub outcome: RunOutcome,
+    /// What the progress message ends with.
+    pub end: RunEnd,
+}
+
+/// What the run records in the database as it goes, in order.
+enum RunRecordEvent {
+    Step(Event),
+    Folders(RunFolders),
+}
 
 /// Runs the engine for order `id` (or, with `resume`, continues its run) until it ends, and
-/// returns the order with the event its ending brings, for the chain to apply (`None`: nothing to
-/// apply — cancelled meanwhile, or the bot is shutting down and resumes it at the next start).
+/// returns how it ended, for the chain to apply (`None`: nothing to apply — cancelled meanwhile,
+/// or the bot is shutting down and resumes it at the next start).
 pub async fn execute(
     app: Arc<App>,
     id: OrderId,
     resume: bool,
     stop: Stop,
-) -> Result<Option<(Order, Event)>> {
+) -> Result<Option<RunEnding>> {
     let ended = run(app.clone(), id, resume, stop).await;
     app.progress
         .lock()
@@ -33,14 +51,12 @@ pub async fn execute(
     ended
 }
 
-async fn run(
-    app: Arc<App>,
-    id: OrderId,
-    resume: bool,
-    stop: Stop,
-) -> Result<Option<(Order, Event)>> {
+async fn run(app: Arc<App>, id: OrderId, resume: bool, stop: Stop) -> Result<Option<RunEnding>> {
     let engine = app.engine.clone().context("no backup engine")?;
-    let record = app.store.run_record(id).await?;
+    let record = patiently("the run's folders", || async {
+        Ok(app.store.run_record(id).await?)
+    })
+    .await?;
     let resume_from = match (resume, record.local_folder, record.server_folder) {
         (true, Some(local), Some(server)) => Some(RunFolders {
             local: local.into(),
@@ -48,49 +64,66 @@ async fn run(
         }),
         _ => None,
     };
-    // A resumed run's message still says how the last one ended: its first edit replaces that.
-    let (progress_id, shown) = match record.progress_message_id.filter(|_| resume) {
-        Some(m) => (m, String::new()),
-        None => {
-            let text = app.catalog.progress(&RunView::default());
-            let m = app.group.say_quietly(&text).await?;
-            app.store.set_progress_message(id, m).await?;
-            (m, text)
-        }
-    };
     let (tx, rx) = mpsc::unbounded_channel();
+    let (record_tx, record_rx) = mpsc::unbounded_channel();
+    let (text_tx, text_rx) = watch::channel(String::new());
     let request = RunRequest {
         date: app.today(),
         resume: resume_from,
         owner: format!("order {id}"),
         stop,
     };
-    let watcher = watch_progress(app.clone(), id, progress_id, shown, rx);
-    let (result, watched) = tokio::join!(engine.run(request, tx), watcher);
-    if let Err(e) = watched {
-        tracing::warn!(order = %id, error = ?e, "progress could not be shown");
+    let watcher = watch_progress(app.clone(), id, rx, record_tx, text_tx);
+    let editor = tokio::spawn(edit_progress(
+        app.clone(),
+        id,
+        record.progress_message_id,
+        text_rx,
+    ));
+    let (result, (), recorded) = tokio::join!(
+        engine.run(request, tx),
+        watcher,
+        record_as_it_goes(&app, id, record_rx)
+    );
+    // The watcher is done, so the editor's channel is closed: it ends after its last edit.
+    if let Err(e) = editor.await {
+        tracing::warn!(order = %id, error = %e, "the progress editor stopped");
     }
-    let say_end = |end: RunEnd| {
-        let app = app.clone();
-        async move {
-            let text = app.catalog.progress(&RunView {
+    recorded?;
+    let end_edit = |end: RunEnd| {
+        [Outgoing::Edit {
+            slot: Slot::ProgressMessage,
+            html: app.catalog.progress(&RunView {
                 end: Some(end),
                 ..RunView::default()
-            });
-            if let Err(e) = app.group.edit(progress_id, &text).await {
-                tracing::warn!(order = %id, error = ?e, "the progress message could not be ended");
-            }
-        }
+            }),
+        }]
     };
     if matches!(&result, Err(e) if e.kind == ErrorKind::Interrupted) {
         // The bot is shutting down: the order stays in step 3–6 and is resumed at the next start.
-        say_end(RunEnd::Interrupted).await;
+        if let Err(e) = app
+            .store
+            .enqueue(Some(id), &end_edit(RunEnd::Interrupted))
+            .await
+        {
+            tracing::warn!(order = %id, error = %e, "could not queue the progress message's end");
+        }
         return Ok(None);
     }
-    let order = app.store.order(id).await?.context("order vanished")?;
+    let order = patiently("the order's state", || async {
+        app.store.order(id).await?.context("order vanished")
+    })
+    .await?;
     if order.status != OrderStatus::Started {
         if order.status == OrderStatus::Cancelled {
-            say_end(RunEnd::Cancelled).await;
+            patiently("the progress message's end", || async {
+                Ok(app
+                    .store
+                    .enqueue(Some(id), &end_edit(RunEnd::Cancelled))
+                    .await?)
+            })
+            .await?;
+            app.outbox_ready.notify_one();
         }
         return Ok(None);
     }
@@ -128,167 +161,157 @@ async fn run(
             )
         }
     };
-    app.store
-        .set_report(id, &serde_json::to_value(&outcome)?)
-        .await?;
-    say_end(end).await;
-    Ok(Some((order, event)))
+    Ok(Some(RunEnding {
+        event,
+        outcome,
+        end,
+    }))
 }
 
-/// Turns progress events into saved step times, step messages and throttled edits.
+/// Turns the engine's progress into the live text (for the editor and `/status`) and passes the
+/// events worth recording on, in order. Never waits on Telegram or PostgreSQL.
 async fn watch_progress(
     app: Arc<App>,
     id: OrderId,
-    message_id: i64,
-    mut shown: String,
     mut rx: mpsc::UnboundedReceiver<Progress>,
-) -> Result<()> {
-    let interval = Duration::from_secs(app.settings.progress_interval_secs);
+    record: mpsc::UnboundedSender<RunRecordEvent>,
+    text: watch::Sender<String>,
+) {
     let mut view = RunView::default();
-    let mut last_edit = Instant::now() - interval;
-    loop {
-        let event = tokio::time::timeout(interval, rx.recv()).await;
+    while let Some(event) = rx.recv().await {
         match event {
-            Ok(None) => break,
-            Ok(Some(event)) => match &event {
-                Progress::StepStarted { step, at } => {
-                    view.step = Some(*step);
-                    record(
-                        &app,
-                        id,
-                        Event::StepStarted {
-                            step: *step,
-                            at: *at,
-                        },
-                    )
-                    .await?;
-                }
-                Progress::StepFinished { step, at } => {
-                    record(
-                        &app,
-                        id,
-                        Event::StepFinished {
-                            step: *step,
-                            at: *at,
-                        },
-                    )
-                    .await?;
-                    if let Some(order) = app.store.order(id).await? {
-                        app.group
-                            .say_quietly(&app.catalog.step_done(&order, *step, Utc::now()))
-                            .await?;
-                    }
-                }
-                Progress::Folders(f) => {
-                    app.store
-                        .set_run_folders(id, &f.local.to_string_lossy(), &f.server)
-                        .await?;
-                }
-                Progress::Exported { done, total, .. } => view.exported = Some((*done, *total)),
-                Progress::Copy {
+            Progress::StepStarted { step, at } => {
+                view.step = Some(step);
+                let _ = record.send(RunRecordEvent::Step(Event::StepStarted { step, at }));
+            }
+            Progress::StepFinished { step, at } => {
+                let _ = record.send(RunRecordEvent::Step(Event::StepFinished { step, at }));
+            }
+            Progress::Folders(f) => {
+                let _ = record.send(RunRecordEvent::Folders(f));
+            }
+            Progress::Exported { done, total, .. } => view.exported = Some((done, total)),
+            Progress::Copy {
+                files_done,
+                files_total,
+                bytes_done,
+                bytes_total,
+                rate,
+                eta_secs,
+            } => {
+                view.copy = Some((
                     files_done,
                     files_total,
                     bytes_done,
                     bytes_total,
                     rate,
                     eta_secs,
-                } => {
-                    view.copy = Some((
-                        *files_done,
-                        *files_total,
-                        *bytes_done,
-                        *bytes_total,
-                        *rate,
-                        *eta_secs,
-                    ))
-                }
-                Progress::ReadBack { done, total } => view.read_back = Some((*done, *total)),
-                Progress::Reconnecting { attempt, of, .. } => {
-                    view.reconnecting = Some((*attempt, *of))
-                }
-                Progress::Reconnected { .. } => {
-                    view.reconnecting = None;
-                    view.reconnects += 1;
-                }
-                Progress::ServerSpace { free, need, .. } => {
-                    view.server_space = Some((*free, *need))
-                }
-            },
-            Err(_) => {} // quiet for a while: show what we have
+                ))
+            }
+            Progress::ReadBack { done, total } => view.read_back = Some((done, total)),
+            Progress::Reconnecting { attempt, of, .. } => view.reconnecting = Some((attempt, of)),
+            Progress::Reconnected { .. } => {
+                view.reconnecting = None;
+                view.reconnects += 1;
+            }
+            Progress::ServerSpace { free, need, .. } => view.server_space = Some((free, need)),
         }
-        let text = app.catalog.progress(&view);
+        let now = app.catalog.progress(&view);
         app.progress
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(id, text.clone());
-        if text != shown && last_edit.elapsed() >= interval {
-            app.group.edit(message_id, &text).await?;
-            shown = text;
-            last_edit = Instant::now();
-        }
+            .insert(id, now.clone());
+        text.send_if_modified(|t| {
+            let changed = *t != now;
+            *t = now;
+            changed
+        });
     }
-    Ok(())
 }
 
-async fn record(app: &Arc<App>, id: OrderId, event: Event) -> Result<()> {
-    let order = app.store.order(id).await?.context("order vanished")?;
-    if order.status != OrderStatus::Started {
-        return Ok(());
-    }
-    let (next, _) = order
-        .apply(&app.settings.roster, event, Utc::now())
-        .map_err(|r| anyhow::anyhow!("{r}"))?;
-    app.store.save(&order, &next).await?;
-    Ok(())
-}
-
-pub async fn stored_outcome(app: &App, id: OrderId) -> Result<Option<RunOutcome>> {
-    let record = app.store.run_record(id).await?;
-    Ok(record.report.map(serde_json::from_value).transpose()?)
-}
-
-/// The report to the Kasi (end of step 6), or the failure report.
-pub fn report_text(app: &App, order: &Order, outcome: Option<&RunOutcome>) -> String {
-    let kept_verified = match outcome {
-        Some(RunOutcome::Stopped(e)) => e
-            .folders
-            .as_ref()
-            .is_some_and(|f| holds_verified_files(&f.local)),
-        _ => false,
-    };
-    app.catalog.report(
-        order,
-        outcome,
-        &app.mention_role(Role::Kasi),
-        kept_verified,
-        Utc::now(),
-        &app.name_of(),
-    )
-}
-
-/// Whether a local folder holds files verified by a run (its index lists at least one).
-fn holds_verified_files(folder: &std::path::Path) -> bool {
-    std::fs::metadata(folder.join(crate::engine::local::VERIFIED_INDEX)).is_ok_and(|m| m.len() > 0)
-}
-
-/// The one-line summary kept in the daily log.
-pub fn summary_line(app: &App, order: &Order, outcome: Option<&RunOutcome>) -> String {
-    app.catalog.summary(order, outcome, &app.name_of())
-}
-
-/// Attaches `SHA256SUMS` of the run to the chat, so the report carries its proof.
-pub async fn attach_manifest(app: &App, report: &BackupReport) {
-    let path = report.folders.local.join("SHA256SUMS");
-    match tokio::fs::read(&path).await {
-        Ok(content) => {
-            if let Err(e) = app
-                .group
-                .attach("SHA256SUMS.txt", content, "SHA256SUMS")
+/// Edits the progress message with the latest text, at most once per interval. A failed edit is
+/// logged and the next one tried: Telegram being away does not stop the run or its progress.
+async fn edit_progress(
+    app: Arc<App>,
+    id: OrderId,
+    mut message: Option<i64>,
+    mut text: watch::Receiver<String>,
+) {
+    let interval = Duration::from_secs(app.settings.progress_interval_secs);
+    let mut failing = false;
+    while text.changed().await.is_ok() {
+        let started = Instant::now();
+        if message.is_none() {
+            // The delivery worker sends the message; its id is known once it has.
+            message = app
+                .store
+                .slot_message(id, Slot::ProgressMessage)
                 .await
-            {
-                tracing::warn!(error = %e, "could not attach the manifest");
+                .ok()
+                .flatten();
+        }
+        if let Some(m) = message {
+            let now = text.borrow_and_update().clone();
+            match app.group.edit(m, &now).await {
+                Ok(()) if failing => {
+                    tracing::info!(order = %id, "the progress message is edited again");
+                    failing = false;
+                }
+                Ok(()) => {}
+                Err(e) => {
+                    if !failing {
+                        tracing::warn!(order = %id, error = %e, "could not edit the progress message; trying again with the next progress");
+                    }
+                    failing = true;
+                }
             }
         }
-        Err(e) => tracing::warn!(path = %path.display(), error = %e, "no manifest to attach"),
+        tokio::time::sleep(interval.saturating_sub(started.elapsed())).await;
     }
+}
+
+/// Saves the run's step times (each end with its short message) and folders, in order, waiting
+/// out a database outage.
+async fn record_as_it_goes(
+    app: &Arc<App>,
+    id: OrderId,
+    mut rx: mpsc::UnboundedReceiver<RunRecordEvent>,
+) -> Result<()> {
+    while let Some(event) = rx.recv().await {
+        match event {
+            RunRecordEvent::Step(event) => {
+                patiently("a step's record", || record(app, id, event.clone())).await?
+            }
+            RunRecordEvent::Folders(f) => {
+                patiently("the run's folders", || async {
+                    Ok(app
+                        .store
+                        .set_run_folders(id, &f.local.to_string_lossy(), &f.server)
+                        .await?)
+                })
+                .await?
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One step's start or end, as a move of the order (an end with its short message).
+async fn record(app: &Arc<App>, id: OrderId, event: Event) -> Result<()> {
+    let finished = match &event {
+        Event::StepFinished { step, .. } => Some(*step),
+        _ => None,
+    };
+    let moved = crate::moves::commit(app, id, vec![event], None, |order| {
+        finished
+            .map(|step| Outgoing::say_quietly(app.catalog.step_done(order, step, Utc::now())))
+            .into_iter()
+            .collect()
+    })
+    .await?;
+    if let Err(refusal) = moved.map(|_| ()) {
+        // The order left steps 3–6 (cancelled): nothing to record.
+        tracing::debug!(order = %id, %refusal, "step not recorded");
+    }
+    Ok(())
 }

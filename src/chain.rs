@@ -1,17 +1,21 @@
-//! Carries the order chain: each command becomes a domain event, the new state is saved, and the
-//! effects are carried out in the group (relays, mentions, the report, the daily log).
+//! Carries the order chain: each command becomes a domain event, and the move it makes is saved
+//! in one transaction with what it says ([`crate::moves`]); the delivery worker sends the
+//! messages afterwards ([`crate::telegram::delivery`]). Here: the commands, and starting,
+//! stopping and finishing runs after their moves are committed.
 
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use chrono::Utc;
-use teloxide::types::{InlineKeyboardButton, InlineKeyboardMarkup};
 
 use crate::app::App;
-use crate::backup_run::{self, RunOutcome};
+use crate::backup_run::{self, RunEnding, RunOutcome};
 use crate::domain::{
     parse_log_date, place_order, Effect, Event, Order, OrderId, OrderStatus, Refusal, Role, UserId,
 };
+use crate::messages::RunView;
+use crate::moves;
+use crate::outbox::{Outgoing, Slot};
 use crate::storage::StoreError;
 
 /// Callback data of a "direct to" button: `direct:<order>:<jfu>`.
@@ -29,6 +33,7 @@ pub fn parse_direct_button(data: &str) -> Option<(OrderId, UserId)> {
         .then_some((OrderId(order), UserId(jfu)))
 }
 
+/// A refusal changes nothing, so it is said at once rather than through the outbox.
 async fn refuse(app: &App, refusal: &Refusal) -> Result<()> {
     app.group
         .say(&app.catalog.refusal(refusal, &app.name_of()))
@@ -36,36 +41,48 @@ async fn refuse(app: &App, refusal: &Refusal) -> Result<()> {
     Ok(())
 }
 
-/// Applies `event` to the active order, saves it, and carries out the effects. `Ok(false)` when it
-/// was refused (the refusal has been said in the group).
-pub async fn advance(app: &Arc<App>, order: &Order, event: Event) -> Result<bool> {
-    let (next, effects) = match order.apply(&app.settings.roster, event.clone(), Utc::now()) {
+/// One move of order `id` ([`moves::commit`]), then what it asks of this process: start or stop
+/// the run. `Ok(Err(_))`: refused, nothing changed.
+pub async fn commit(
+    app: &Arc<App>,
+    id: OrderId,
+    events: Vec<Event>,
+    report: Option<RunOutcome>,
+    extra: impl FnOnce(&Order) -> Vec<Outgoing>,
+) -> Result<Result<Order, Refusal>> {
+    let (next, local) = match moves::commit(app, id, events, report, extra).await? {
         Ok(done) => done,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    for effect in local {
+        match effect {
+            Effect::RunEngine => spawn_run(app.clone(), id, false),
+            Effect::StopEngine => {
+                // The run kills its exports on the server and removes partial files; its handle
+                // stays until it has, so no new run starts on top of its clean-up.
+                if let Some(handle) = app.runs.lock().unwrap_or_else(|p| p.into_inner()).get(&id) {
+                    handle.stop.stop(crate::engine::StopReason::Cancel);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(Ok(next))
+}
+
+/// Applies a person's `event` to `order`; a refusal is said in the group (`Ok(false)`).
+pub async fn advance(app: &Arc<App>, order: &Order, event: Event) -> Result<bool> {
+    advance_all(app, order, vec![event]).await
+}
+
+async fn advance_all(app: &Arc<App>, order: &Order, events: Vec<Event>) -> Result<bool> {
+    match commit(app, order.id, events, None, |_| Vec::new()).await? {
+        Ok(_) => Ok(true),
         Err(refusal) => {
             refuse(app, &refusal).await?;
-            return Ok(false);
+            Ok(false)
         }
-    };
-    match app.store.save(order, &next).await {
-        Ok(()) => {}
-        Err(StoreError::Conflict(_)) => {
-            // Someone else moved the order first (a report landing under a /cancel): refuse as
-            // the order stands now, with the reason that applies to it.
-            let now = app.store.order(order.id).await?;
-            let refusal = now
-                .as_ref()
-                .and_then(|o| o.apply(&app.settings.roster, event, Utc::now()).err())
-                .unwrap_or(Refusal::OutOfOrder {
-                    status: now.map(|o| o.status).unwrap_or(order.status),
-                    action: crate::domain::Move::Progress,
-                });
-            refuse(app, &refusal).await?;
-            return Ok(false);
-        }
-        Err(e) => return Err(e.into()),
     }
-    carry_out(app, &next, effects).await?;
-    Ok(true)
 }
 
 /// Step 1.
@@ -75,8 +92,16 @@ pub async fn order_backup(app: &Arc<App>, by: UserId, note: Option<String>) -> R
         Ok((new, _)) => new,
         Err(refusal) => return refuse(app, &refusal).await,
     };
-    let order = match app.store.insert_order(new, app.group.chat_id().0).await {
-        Ok(order) => order,
+    let relay = |order: &Order| moves::render(app, order, &Effect::RelayOrderToKasi, None);
+    match app
+        .store
+        .insert_order(new, app.group.chat_id().0, relay)
+        .await
+    {
+        Ok(_) => {
+            app.outbox_ready.notify_one();
+            Ok(())
+        }
         Err(StoreError::AlreadyActive) => {
             // Two orders at once: the database let only one through.
             let active = app
@@ -93,9 +118,8 @@ pub async fn order_backup(app: &Arc<App>, by: UserId, note: Option<String>) -> R
             )
             .await;
         }
-        Err(e) => return Err(e.into()),
-    };
-    carry_out(app, &order, vec![Effect::RelayOrderToKasi]).await
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The active order; when there is none, the chat is told so (and `None` returned).
@@ -145,16 +169,14 @@ pub async fn start(app: &Arc<App>, by: UserId) -> Result<()> {
     advance(app, &order, Event::Start { by }).await.map(|_| ())
 }
 
-/// Step 7 (and so step 8).
+/// Step 7 and step 8, as one move: an order received is logged in the same transaction.
 pub async fn receive(app: &Arc<App>, by: UserId) -> Result<()> {
     let Some(order) = active_order_or_say_none(app).await? else {
         return Ok(());
     };
-    if !advance(app, &order, Event::Receive { by }).await? {
-        return Ok(());
-    }
-    let received = app.store.order(order.id).await?.context("order vanished")?;
-    advance(app, &received, Event::Log).await.map(|_| ())
+    advance_all(app, &order, vec![Event::Receive { by }, Event::Log])
+        .await
+        .map(|_| ())
 }
 
 pub async fn cancel(app: &Arc<App>, by: UserId, reason: Option<String>) -> Result<()> {
@@ -237,138 +259,24 @@ pub async fn log(app: &Arc<App>, by: UserId, arg: &str) -> Result<()> {
     Ok(())
 }
 
-/// Carries out what a move requires outside the domain.
-pub async fn carry_out(app: &Arc<App>, order: &Order, effects: Vec<Effect>) -> Result<()> {
-    let c = &app.catalog;
-    for effect in effects {
-        match effect {
-            Effect::RelayOrderToKasi => {
-                let text = c.order_relayed(
-                    order,
-                    &app.people.mention(order.ordered_by),
-                    &app.mention_role(Role::Kasi),
-                );
-                let buttons: Vec<Vec<InlineKeyboardButton>> = app
-                    .settings
-                    .roster
-                    .jfu
-                    .iter()
-                    .map(|jfu| {
-                        vec![InlineKeyboardButton::callback(
-                            c.direct_button(
-                                &app.people
-                                    .get(*jfu)
-                                    .map(|p| p.first_name)
-                                    .unwrap_or_else(|| jfu.to_string()),
-                            ),
-                            direct_button_data(order.id, *jfu),
-                        )]
-                    })
-                    .collect();
-                let id = app
-                    .group
-                    .say_with_buttons(&text, InlineKeyboardMarkup::new(buttons))
-                    .await?;
-                app.store.set_order_message(order.id, id).await?;
-            }
-            Effect::RelayDirectionToJfu(jfu) => {
-                if let Some(id) = app.store.order_message(order.id).await? {
-                    if let Err(e) = app.group.remove_buttons(id).await {
-                        tracing::warn!(order = %order.id, error = %e, "could not remove the direct buttons");
-                    }
-                }
-                let kasi = order
-                    .step(crate::domain::SopStep::Direct)
-                    .and_then(|s| s.actor)
-                    .map(|k| app.people.mention(k))
-                    .unwrap_or_default();
-                app.group
-                    .say(&c.directed(order, &kasi, &app.people.mention(jfu)))
-                    .await?;
-            }
-            Effect::RunEngine => {
-                let jfu = order.jfu.map(|j| app.people.mention(j)).unwrap_or_default();
-                app.group.say(&c.started(order, &jfu)).await?;
-                spawn_run(app.clone(), order.id, false);
-            }
-            Effect::StopEngine => {
-                // The run kills its exports on the server and removes partial files; its handle
-                // stays until it has, so no new run starts on top of its clean-up.
-                if let Some(handle) = app
-                    .runs
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get(&order.id)
-                {
-                    handle.stop.stop(crate::engine::StopReason::Cancel);
-                }
-            }
-            Effect::ReportToKasi | Effect::AnnounceFailure => {
-                let outcome = backup_run::stored_outcome(app, order.id).await?;
-                let text = backup_run::report_text(app, order, outcome.as_ref());
-                app.group.say(&text).await?;
-                if let Some(RunOutcome::Completed(report)) = &outcome {
-                    backup_run::attach_manifest(app, report).await;
-                }
-            }
-            Effect::RelayReportToKasubdit => {
-                let kasi = order
-                    .step(crate::domain::SopStep::Receive)
-                    .and_then(|s| s.actor)
-                    .map(|k| app.people.mention(k))
-                    .unwrap_or_default();
-                let kasubdit = app.people.mention(order.ordered_by);
-                let outcome = backup_run::stored_outcome(app, order.id).await?;
-                let text = format!(
-                    "{}\n\n{}",
-                    c.received(order, &kasi, &kasubdit),
-                    backup_run::report_text(app, order, outcome.as_ref())
-                );
-                app.group.say(&text).await?;
-            }
-            Effect::WriteDailyLog => {
-                let outcome = backup_run::stored_outcome(app, order.id).await?;
-                let summary = backup_run::summary_line(app, order, outcome.as_ref());
-                let date = app.today();
-                app.store
-                    .write_daily_log(order, date, Utc::now(), &summary)
-                    .await?;
-                if order.status == OrderStatus::Logged {
-                    app.group.say(&c.logged(order, date)).await?;
-                }
-            }
-            Effect::AnnounceCancel => {
-                let by = order
-                    .closed_by
-                    .map(|u| app.people.mention(u))
-                    .unwrap_or_default();
-                if let Some(id) = app.store.order_message(order.id).await? {
-                    let _ = app.group.remove_buttons(id).await;
-                }
-                app.group.say(&c.cancelled(order, &by)).await?;
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Starts (or, with `resume`, continues) the run of order `id` in the background and applies
-/// how it ends (the report, or the failure) as the chain's next move.
+/// how it ends (the report, or the failure) as the chain's next move, waiting out a database
+/// outage: the run's result is never dropped because PostgreSQL blinked.
 pub fn spawn_run(app: Arc<App>, id: OrderId, resume: bool) {
     let task_app = app.clone();
     let (stop_handle, stop) = crate::engine::Stop::pair();
     let handle = tokio::spawn(async move {
-        let ended = backup_run::execute(task_app.clone(), id, resume, stop).await;
+        let app = task_app;
+        let ended = backup_run::execute(app.clone(), id, resume, stop).await;
         let applied = match ended {
-            Ok(Some((order, event))) => advance(&task_app, &order, event).await.map(|_| ()),
+            Ok(Some(ending)) => finish_run(&app, id, ending).await,
             Ok(None) => Ok(()),
             Err(e) => Err(e),
         };
         if let Err(e) = applied {
             tracing::error!(order = %id, error = ?e, "the backup run could not be finished");
         }
-        task_app
-            .runs
+        app.runs
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&id);
@@ -382,6 +290,33 @@ pub fn spawn_run(app: Arc<App>, id: OrderId, resume: bool) {
     );
 }
 
+/// The run's last move: its result, its step's end, the progress message's last words and the
+/// report, in one transaction.
+async fn finish_run(app: &Arc<App>, id: OrderId, ending: RunEnding) -> Result<()> {
+    let end_edit = Outgoing::Edit {
+        slot: Slot::ProgressMessage,
+        html: app.catalog.progress(&RunView {
+            end: Some(ending.end),
+            ..RunView::default()
+        }),
+    };
+    let moved = crate::storage::patiently("the run's result", || {
+        commit(
+            app,
+            id,
+            vec![ending.event.clone()],
+            Some(ending.outcome.clone()),
+            |_| vec![end_edit.clone()],
+        )
+    })
+    .await?;
+    if let Err(refusal) = moved {
+        // Cancelled while the result was being saved: the cancel has said so.
+        tracing::info!(order = %id, %refusal, "the run's result came after the order moved on");
+    }
+    Ok(())
+}
+
 /// On start-up: an order left in steps 3–6 is resumed, or failed with the reason when it cannot be.
 pub async fn resume_unfinished(app: &Arc<App>) -> Result<()> {
     let Some(order) = app.store.active_order().await? else {
@@ -392,18 +327,25 @@ pub async fn resume_unfinished(app: &Arc<App>) -> Result<()> {
     }
     if app.engine.is_none() {
         let reason = app.catalog.restarted_without_engine();
-        app.store
-            .set_report(
-                order.id,
-                &serde_json::to_value(RunOutcome::Abandoned(reason.clone()))?,
-            )
-            .await?;
-        advance(app, &order, Event::Failed { step: None, reason }).await?;
+        let failed = Event::Failed {
+            step: None,
+            reason: reason.clone(),
+        };
+        let outcome = RunOutcome::Abandoned(reason);
+        if let Err(refusal) =
+            commit(app, order.id, vec![failed], Some(outcome), |_| Vec::new()).await?
+        {
+            tracing::warn!(order = %order.id, %refusal, "could not fail the unfinished order");
+        }
         return Ok(());
     }
-    app.group
-        .say(&app.catalog.restarted_during_run(&order))
+    app.store
+        .enqueue(
+            Some(order.id),
+            &[Outgoing::say(app.catalog.restarted_during_run(&order))],
+        )
         .await?;
+    app.outbox_ready.notify_one();
     spawn_run(app.clone(), order.id, true);
     Ok(())
 }

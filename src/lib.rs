@@ -15,6 +15,8 @@ pub mod config;
 pub mod domain;
 pub mod engine;
 pub mod messages;
+pub mod moves;
+pub mod outbox;
 pub mod people;
 pub mod run_outcome;
 pub mod startup;

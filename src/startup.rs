@@ -47,6 +47,7 @@ pub async fn build(
         engine,
         runs: Mutex::new(Default::default()),
         progress: Mutex::new(Default::default()),
+        outbox_ready: Default::default(),
     }))
 }
 
@@ -177,6 +178,7 @@ pub async fn run(app: Arc<App>) -> Result<()> {
         tracing::warn!(error = %e, "could not register the command menu");
     }
     learn_names(app.clone()).await;
+    let delivery = tokio::spawn(telegram::delivery::run(app.clone()));
     chain::resume_unfinished(&app)
         .await
         .context("resuming an unfinished run")?;
@@ -228,5 +230,7 @@ pub async fn run(app: Arc<App>) -> Result<()> {
         std::time::Duration::from_secs(80),
     )
     .await;
+    telegram::delivery::flush(&app, std::time::Duration::from_secs(5)).await;
+    delivery.abort();
     Ok(result?)
 }

@@ -588,6 +588,15 @@ impl Catalog {
         .into()
     }
 
+    /// A command that came while PostgreSQL could not be reached.
+    pub fn database_unavailable(&self) -> String {
+        self.pick(
+            "⚠️ Basis data sedang tidak dapat dihubungi, jadi perintah Anda belum dijalankan. Coba lagi beberapa saat lagi.",
+            "⚠️ The database cannot be reached right now, so your command was not carried out. Please try again in a moment.",
+        )
+        .into()
+    }
+
     pub fn internal_error(&self) -> String {
         self.pick(
             "⚠️ Terjadi kesalahan internal; tidak ada yang diubah. Coba lagi sebentar lagi.",

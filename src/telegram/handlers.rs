@@ -79,10 +79,22 @@ pub async fn on_message(app: Arc<App>, me: Me, msg: Message) -> anyhow::Result<(
     };
     let by = user_id(from);
     if let Err(e) = dispatch(&app, by, command).await {
-        tracing::error!(error = ?e, "command failed");
-        let _ = app.group.say(&app.catalog.internal_error()).await;
+        let _ = app.group.say(&failure_reply(&app, &e)).await;
     }
     Ok(())
+}
+
+/// What a person is told when their command could not be carried out: that the database is
+/// away (try again shortly), or an internal error. Nothing was changed either way: a move is one
+/// transaction.
+fn failure_reply(app: &App, e: &anyhow::Error) -> String {
+    if crate::storage::is_unavailable(e) {
+        tracing::warn!(error = %e, "a command came while PostgreSQL is away");
+        app.catalog.database_unavailable()
+    } else {
+        tracing::error!(error = ?e, "command failed");
+        app.catalog.internal_error()
+    }
 }
 
 /// The note of `/order_backup` or `/cancel`; a bad one is refused in the group (`Err(())`) and
@@ -258,10 +270,7 @@ pub async fn on_button(app: Arc<App>, bot: TgBot, q: CallbackQuery) -> anyhow::R
     match chain::direct(&app, by, jfu).await {
         Ok(true) => answer(app.catalog.button_used(&app.people.name(jfu)), false).await,
         Ok(false) => answer(app.catalog.button_stale(), false).await,
-        Err(e) => {
-            tracing::error!(error = ?e, "button failed");
-            answer(app.catalog.internal_error(), true).await;
-        }
+        Err(e) => answer(failure_reply(&app, &e), true).await,
     }
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! Handlers only translate an update into a call of [`crate::chain`].
 
 pub mod chat;
+pub mod delivery;
 pub mod handlers;
 
 use teloxide::dispatching::UpdateHandler;

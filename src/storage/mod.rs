@@ -1,4 +1,8 @@
-//! PostgreSQL: where every row is written. Orders, their SOP steps, the daily log, people.
+//! PostgreSQL: where every row is written. Orders, their SOP steps, the daily log, people, and
+//! the outbox of messages ([`outbox`]). A move of the chain is one transaction ([`Store::apply_move`]).
+
+mod outbox;
+pub use outbox::Pending;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
@@ -7,19 +11,94 @@ use sqlx::Row;
 use crate::domain::{
     NewOrder, Order, OrderId, OrderStatus, SopStep, StepOutcome, StepRecord, UserId,
 };
+use crate::outbox::Outgoing;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The one-active-order rule, as enforced by the database.
     #[error("another order is already active")]
     AlreadyActive,
-    /// The order changed since it was read (another command got there first).
-    #[error("order {0} changed meanwhile")]
-    Conflict(OrderId),
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+}
+
+impl StoreError {
+    /// PostgreSQL cannot be reached now (stopped, restarting, the network): worth waiting for,
+    /// unlike a refused statement.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Db(e) => db_unavailable(e),
+            _ => false,
+        }
+    }
+}
+
+/// Whether `e` means the database is not reachable now (as opposed to a statement it refused).
+pub fn db_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => true,
+        // Class 08: connection exception; 57P01–57P03: shutting down, starting up.
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03")),
+        _ => false,
+    }
+}
+
+/// Whether an error anywhere in `e`'s chain means the database is not reachable now.
+pub fn is_unavailable(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<StoreError>()
+            .is_some_and(StoreError::is_unavailable)
+            || c.downcast_ref::<sqlx::Error>().is_some_and(db_unavailable)
+    })
+}
+
+/// Runs `op` until it succeeds or fails for a reason other than the database being away,
+/// waiting 0.5, 1, 2 … 10 s between tries and logging each wait. For what must not be lost to a
+/// database outage: a run's step records and its result.
+pub async fn patiently<T, F, Fut>(what: &str, mut op: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let mut wait = std::time::Duration::from_millis(500);
+    loop {
+        match op().await {
+            Err(e) if is_unavailable(&e) => {
+                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "PostgreSQL is away; {what} waits for it");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(std::time::Duration::from_secs(10));
+            }
+            done => return done,
+        }
+    }
+}
+
+/// What a move writes, in one transaction with the order it moves.
+#[derive(Debug, Clone)]
+pub struct Move {
+    /// The order after the move (its steps included).
+    pub next: Order,
+    /// What the move says in the group, sent after the commit by the delivery worker.
+    pub outgoing: Vec<Outgoing>,
+    /// The run's result, when the move carries one.
+    pub report: Option<serde_json::Value>,
+    /// Step 8: the order's entry in the daily log.
+    pub daily_log: Option<DailyLogRow>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DailyLogRow {
+    pub date: NaiveDate,
+    pub at: DateTime<Utc>,
+    pub summary: String,
 }
 
 /// A person the bot knows by name.
@@ -57,9 +136,10 @@ const ORDER_COLUMNS: &str = "id, status, note, ordered_by, jfu, created_at, reas
 
 impl Store {
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        // A command waits at most 5 s for a connection before it is told the database is away.
         let pool = PgPoolOptions::new()
             .max_connections(5)
-            .acquire_timeout(std::time::Duration::from_secs(10))
+            .acquire_timeout(std::time::Duration::from_secs(5))
             .connect(url)
             .await?;
         Ok(Store { pool })
@@ -81,14 +161,15 @@ impl Store {
             .map_err(|e| StoreError::Db(e.into()))
     }
 
-    async fn load(&self, row: PgRow) -> Result<Order, StoreError> {
+    /// Reads the order of `row` and its steps, on `conn` (in the caller's transaction).
+    async fn load(conn: &mut sqlx::PgConnection, row: PgRow) -> Result<Order, StoreError> {
         let id: i64 = row.try_get("id")?;
         let status: String = row.try_get("status")?;
         let status = OrderStatus::parse(&status)
             .ok_or_else(|| StoreError::Corrupt(format!("order {id} has status {status:?}")))?;
         let steps = sqlx::query("SELECT step, actor_id, started_at, ended_at, outcome FROM order_steps WHERE order_id = $1 ORDER BY step")
             .bind(id)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *conn)
             .await?
             .into_iter()
             .map(|r| {
@@ -124,36 +205,52 @@ impl Store {
     pub async fn active_order(&self) -> Result<Option<Order>, StoreError> {
         // The active statuses come from the domain; the partial unique index of the first
         // migration lists the same ones (checked by a test in this module).
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {ORDER_COLUMNS} FROM orders WHERE status = ANY($1)"
-        )))
-        .bind(active_statuses())
-        .fetch_optional(&self.pool)
-        .await?;
-        match row {
-            Some(row) => Ok(Some(self.load(row).await?)),
-            None => Ok(None),
-        }
+        self.read_order(
+            &format!("SELECT {ORDER_COLUMNS} FROM orders WHERE status = ANY($1)"),
+            |q| q.bind(active_statuses()),
+        )
+        .await
     }
 
     pub async fn order(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"
-        )))
-        .bind(id.0)
-        .fetch_optional(&self.pool)
-        .await?;
-        match row {
-            Some(row) => Ok(Some(self.load(row).await?)),
-            None => Ok(None),
-        }
+        self.read_order(
+            &format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"),
+            |q| q.bind(id.0),
+        )
+        .await
     }
 
-    /// Records a new order (step 1). The database refuses a second active one.
+    /// An order and its steps as of one snapshot.
+    async fn read_order<'q>(
+        &self,
+        sql: &str,
+        bind: impl FnOnce(
+            sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+        )
+            -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> Result<Option<Order>, StoreError> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await?;
+        let row = bind(sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())))
+            .fetch_optional(&mut *tx)
+            .await?;
+        let order = match row {
+            Some(row) => Some(Self::load(&mut tx, row).await?),
+            None => None,
+        };
+        tx.commit().await?;
+        Ok(order)
+    }
+
+    /// Records a new order (step 1) with what it says in the group. The database refuses a
+    /// second active one.
     pub async fn insert_order(
         &self,
         new: NewOrder,
         group_chat_id: i64,
+        outgoing: impl FnOnce(&Order) -> Vec<Outgoing>,
     ) -> Result<Order, StoreError> {
         let mut tx = self.pool.begin().await?;
         let id: i64 = sqlx::query_scalar(
@@ -171,27 +268,47 @@ impl Store {
         })?;
         let order = Order::from_new(OrderId(id), new);
         write_steps(&mut tx, &order).await?;
+        outbox::insert(&mut tx, Some(order.id), &outgoing(&order)).await?;
         tx.commit().await?;
         Ok(order)
     }
 
-    /// Saves `next`, which was computed from `prev`: refused if the stored order is no longer `prev`.
-    pub async fn save(&self, prev: &Order, next: &Order) -> Result<(), StoreError> {
+    /// One move of order `id`, as one transaction: the order is read under a row lock (so the
+    /// run's step records and a command never overwrite each other), `decide` computes the move
+    /// from it and its stored run result, and the new state, its steps, the run result, the
+    /// daily-log entry and the outbox rows are written together. `Ok(Err(_))`: `decide` refused,
+    /// nothing was written.
+    pub async fn apply_move<R>(
+        &self,
+        id: OrderId,
+        decide: impl FnOnce(&Order, Option<&serde_json::Value>) -> Result<Move, R>,
+    ) -> Result<Result<Order, R>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let updated = sqlx::query(
-            "UPDATE orders SET status = $2, jfu = $3, reason = $4, closed_by = $5, updated_at = now() WHERE id = $1 AND status = $6",
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ORDER_COLUMNS}, report FROM orders WHERE id = $1 FOR UPDATE"
+        )))
+        .bind(id.0)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("order {id} does not exist")))?;
+        let report: Option<serde_json::Value> = row.try_get("report")?;
+        let order = Self::load(&mut tx, row).await?;
+        let m = match decide(&order, report.as_ref()) {
+            Ok(m) => m,
+            Err(refused) => return Ok(Err(refused)),
+        };
+        let next = &m.next;
+        sqlx::query(
+            "UPDATE orders SET status = $2, jfu = $3, reason = $4, closed_by = $5, report = COALESCE($6, report), updated_at = now() WHERE id = $1",
         )
         .bind(next.id.0)
         .bind(next.status.as_str())
         .bind(next.jfu.map(|u| u.0))
         .bind(&next.reason)
         .bind(next.closed_by.map(|u| u.0))
-        .bind(prev.status.as_str())
+        .bind(&m.report)
         .execute(&mut *tx)
         .await?;
-        if updated.rows_affected() != 1 {
-            return Err(StoreError::Conflict(next.id));
-        }
         // Steps dropped by a re-direction are dropped here too.
         let kept: Vec<i16> = next
             .steps
@@ -204,27 +321,21 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         write_steps(&mut tx, next).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    pub async fn set_order_message(&self, id: OrderId, message_id: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE orders SET order_message_id = $2 WHERE id = $1")
-            .bind(id.0)
-            .bind(message_id)
-            .execute(&self.pool)
+        if let Some(log) = &m.daily_log {
+            sqlx::query(
+                "INSERT INTO daily_log (log_date, order_id, recorded_at, outcome, summary) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (order_id) DO NOTHING",
+            )
+            .bind(log.date)
+            .bind(next.id.0)
+            .bind(log.at)
+            .bind(next.status.as_str())
+            .bind(&log.summary)
+            .execute(&mut *tx)
             .await?;
-        Ok(())
-    }
-
-    pub async fn order_message(&self, id: OrderId) -> Result<Option<i64>, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT order_message_id FROM orders WHERE id = $1")
-                .bind(id.0)
-                .fetch_optional(&self.pool)
-                .await?
-                .flatten(),
-        )
+        }
+        outbox::insert(&mut tx, Some(next.id), &m.outgoing).await?;
+        tx.commit().await?;
+        Ok(Ok(m.next))
     }
 
     pub async fn run_record(&self, id: OrderId) -> Result<RunRecord, StoreError> {
@@ -255,53 +366,6 @@ impl Store {
             .bind(server)
             .execute(&self.pool)
             .await?;
-        Ok(())
-    }
-
-    pub async fn set_progress_message(
-        &self,
-        id: OrderId,
-        message_id: i64,
-    ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE orders SET progress_message_id = $2 WHERE id = $1")
-            .bind(id.0)
-            .bind(message_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    pub async fn set_report(
-        &self,
-        id: OrderId,
-        report: &serde_json::Value,
-    ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE orders SET report = $2 WHERE id = $1")
-            .bind(id.0)
-            .bind(report)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// Step 8: the order's entry in the daily activity log of `date` (once per order).
-    pub async fn write_daily_log(
-        &self,
-        order: &Order,
-        date: NaiveDate,
-        at: DateTime<Utc>,
-        summary: &str,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO daily_log (log_date, order_id, recorded_at, outcome, summary) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (order_id) DO NOTHING",
-        )
-        .bind(date)
-        .bind(order.id.0)
-        .bind(at)
-        .bind(order.status.as_str())
-        .bind(summary)
-        .execute(&self.pool)
-        .await?;
         Ok(())
     }
 
@@ -387,7 +451,7 @@ fn active_statuses() -> Vec<&'static str> {
 mod tests {
     #[test]
     fn the_unique_index_of_active_orders_lists_the_domains_active_statuses() {
-        let migration = include_str!("../migrations/20261124000001_order_chain.sql");
+        let migration = include_str!("../../migrations/20261124000001_order_chain.sql");
         let index = &migration[migration
             .find("WHERE status IN")
             .expect("the partial index")..];
