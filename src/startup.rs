@@ -178,7 +178,6 @@ pub async fn run(app: Arc<App>) -> Result<()> {
         tracing::warn!(error = %e, "could not register the command menu");
     }
     learn_names(app.clone()).await;
-    let delivery = tokio::spawn(telegram::delivery::run(app.clone()));
     chain::resume_unfinished(&app)
         .await
         .context("resuming an unfinished run")?;
@@ -219,9 +218,11 @@ pub async fn run(app: Arc<App>) -> Result<()> {
         }
     };
     tracing::info!(group = app.settings.group_chat_id, "bot running");
+    // The delivery worker runs inside this future (not spawned), so it stops with the bot.
     let result: Result<(), InvalidToken> = tokio::select! {
         r = dispatch => r,
         _ = stop => Ok(()),
+        () = telegram::delivery::run(app.clone()) => Ok(()),
     };
     // A backup still running stops its exports on the server and keeps what it verified.
     // Bounded by the clean-up's own limits (copy threads 10 s, three tries of 20 s on the server).
@@ -230,7 +231,6 @@ pub async fn run(app: Arc<App>) -> Result<()> {
         std::time::Duration::from_secs(80),
     )
     .await;
-    telegram::delivery::flush(&app, std::time::Duration::from_secs(5)).await;
-    delivery.abort();
+    telegram::delivery::drain(&app, std::time::Duration::from_secs(5)).await;
     Ok(result?)
 }

@@ -18,8 +18,10 @@ use crate::storage::{patiently, Pending};
 
 /// How a try went wrong.
 enum Failure {
-    /// Worth trying again after this pause.
-    Retry(Duration, String),
+    /// Too many requests: try again after the pause Telegram asked for.
+    RetryAfter(Duration, String),
+    /// Telegram away or in trouble: try again after a growing pause.
+    Retry(String),
     /// Telegram refused it for good.
     GiveUp(String),
 }
@@ -29,21 +31,37 @@ fn pause(attempts: i32) -> Duration {
     Duration::from_secs(1u64 << attempts.clamp(0, 5)).min(Duration::from_secs(30))
 }
 
-/// Unknown API errors (a 5xx through a proxy, say) are tried this many times before giving up.
+/// Other unknown API errors are tried this many times before giving up.
 const API_ERROR_TRIES: i32 = 5;
 
+/// What to do after error `e` on a message tried `attempts` times before.
 fn classify(e: RequestError, attempts: i32) -> Failure {
     let text = e.to_string();
     match e {
-        RequestError::RetryAfter(s) => Failure::Retry(s.duration(), text),
+        RequestError::RetryAfter(s) => Failure::RetryAfter(s.duration(), text),
         RequestError::Network(_) | RequestError::Io(_) | RequestError::InvalidJson { .. } => {
-            Failure::Retry(pause(attempts), text)
+            Failure::Retry(text)
         }
+        // Telegram's own trouble (a 5xx) passes, however long it takes.
+        RequestError::Api(ApiError::Unknown(d)) if server_trouble(&d) => Failure::Retry(text),
         RequestError::Api(ApiError::Unknown(_)) if attempts + 1 < API_ERROR_TRIES => {
-            Failure::Retry(pause(attempts), text)
+            Failure::Retry(text)
         }
         _ => Failure::GiveUp(text),
     }
+}
+
+/// Whether an API error's description is one of the HTTP 5xx texts.
+fn server_trouble(description: &str) -> bool {
+    let d = description.to_ascii_lowercase();
+    [
+        "internal server error",
+        "bad gateway",
+        "service unavailable",
+        "gateway timeout",
+    ]
+    .iter()
+    .any(|t| d.contains(t))
 }
 
 /// Sends one message; returns the id to keep in the order's slot, if any.
@@ -108,13 +126,26 @@ async fn send(app: &App, pending: &Pending) -> Result<Option<(OrderId, Slot, i64
 /// Sends the outbox until the process stops. Woken by `app.outbox_ready` after each commit, and
 /// looks every few seconds anyway (rows committed by another process, or before a restart).
 pub async fn run(app: Arc<App>) {
+    deliver(&app, false).await
+}
+
+/// Sends what is in the outbox (at most for `limit`): at shutdown, what was just committed still
+/// goes out when Telegram answers; what does not is sent at the next start.
+pub async fn drain(app: &App, limit: Duration) {
+    let _ = tokio::time::timeout(limit, deliver(app, true)).await;
+}
+
+async fn deliver(app: &App, until_empty: bool) {
     let mut db_wait = Duration::from_millis(500);
+    // Failed tries of the message at hand, 429s aside (they carry their own pause).
+    let mut streak = 0;
     loop {
         let pending = match app.store.next_pending().await {
             Ok(Some(p)) => {
                 db_wait = Duration::from_millis(500);
                 p
             }
+            Ok(None) if until_empty => return,
             Ok(None) => {
                 let _ =
                     tokio::time::timeout(Duration::from_secs(5), app.outbox_ready.notified()).await;
@@ -132,8 +163,9 @@ pub async fn run(app: Arc<App>) {
             let _ = app.store.mark_failed(pending.id, why, true).await;
             continue;
         }
-        match send(&app, &pending).await {
+        match send(app, &pending).await {
             Ok(remember) => {
+                streak = 0;
                 if pending.attempts > 0 {
                     tracing::info!(
                         outbox = pending.id,
@@ -151,28 +183,25 @@ pub async fn run(app: Arc<App>) {
                 }
             }
             Err(e) => match classify(e, pending.attempts) {
-                Failure::Retry(wait, why) => {
+                failure @ (Failure::RetryAfter(..) | Failure::Retry(_)) => {
+                    let (wait, why) = match failure {
+                        Failure::RetryAfter(wait, why) => (wait, why),
+                        Failure::Retry(why) => {
+                            streak += 1;
+                            (pause(streak - 1), why)
+                        }
+                        Failure::GiveUp(why) => (Duration::ZERO, why),
+                    };
                     tracing::warn!(outbox = pending.id, attempt = pending.attempts + 1, retry_in_secs = wait.as_secs_f32(), error = %why, "Telegram did not take a message; trying again");
                     let _ = app.store.mark_failed(pending.id, &why, false).await;
                     tokio::time::sleep(wait).await;
                 }
                 Failure::GiveUp(why) => {
+                    streak = 0;
                     tracing::error!(outbox = pending.id, error = %why, "Telegram refused a message; given up, the next one goes on");
                     let _ = app.store.mark_failed(pending.id, &why, true).await;
                 }
             },
-        }
-    }
-}
-
-/// Waits (at most `limit`) until the outbox is empty: at shutdown, what was just committed still
-/// goes out when Telegram answers; what does not is sent at the next start.
-pub async fn flush(app: &App, limit: Duration) {
-    let until = tokio::time::Instant::now() + limit;
-    while tokio::time::Instant::now() < until {
-        match app.store.pending_count().await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     }
 }
@@ -189,7 +218,7 @@ mod tests {
 
     #[test]
     fn telegram_being_away_is_retried_and_a_refusal_given_up() {
-        let retry = |e| matches!(classify(e, 0), Failure::Retry(..));
+        let retry = |e| matches!(classify(e, 0), Failure::Retry(..) | Failure::RetryAfter(..));
         assert!(retry(RequestError::RetryAfter(
             teloxide::types::Seconds::from_seconds(3)
         )));

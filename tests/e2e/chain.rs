@@ -6,22 +6,6 @@ use sqlx::Connection;
 
 use crate::support::*;
 
-async fn count(db: &str, sql: &'static str) -> i64 {
-    let mut conn = sqlx::PgConnection::connect(db).await.expect("connect");
-    sqlx::query_scalar(sql)
-        .fetch_one(&mut conn)
-        .await
-        .expect("query")
-}
-
-async fn status_of_last_order(db: &str) -> String {
-    let mut conn = sqlx::PgConnection::connect(db).await.expect("connect");
-    sqlx::query_scalar("SELECT status FROM orders ORDER BY id DESC LIMIT 1")
-        .fetch_one(&mut conn)
-        .await
-        .expect("an order")
-}
-
 /// Steps 1 and 2 by command, in English: the Kasubdit orders, the Kasi directs Budi.
 async fn order_and_direct_to_budi(stub: &bot_api_stub::Stub, team: &Team) {
     let g = &team.group;
@@ -442,14 +426,7 @@ async fn a_run_cancelled_in_step_4_ends_its_progress_as_cancelled_and_logs_step_
         env,
     } = scene("en").await;
     let hold = Arc::new(tokio::sync::Notify::new());
-    let _bot = start_bot(
-        &env,
-        Some(Arc::new(ScriptedEngine {
-            fail_login: false,
-            hold: Some(hold.clone()),
-        })),
-    )
-    .await;
+    let _bot = start_bot(&env, ScriptedEngine::held(&hold)).await;
     let g = &team.group;
     order_and_direct_to_budi(&stub, &team).await;
     stub.say(g, &team.jfu, "/start");
@@ -520,14 +497,7 @@ async fn the_chat_stays_responsive_during_a_run_and_a_second_start_is_refused() 
         env,
     } = scene("en").await;
     let hold = Arc::new(tokio::sync::Notify::new());
-    let _bot = start_bot(
-        &env,
-        Some(Arc::new(ScriptedEngine {
-            fail_login: false,
-            hold: Some(hold.clone()),
-        })),
-    )
-    .await;
+    let _bot = start_bot(&env, ScriptedEngine::held(&hold)).await;
     let g = &team.group;
     order_and_direct_to_budi(&stub, &team).await;
     stub.say(g, &team.jfu, "/start");

@@ -8,22 +8,6 @@ use sqlx::Connection;
 
 use crate::support::*;
 
-async fn count(db: &str, sql: &'static str) -> i64 {
-    let mut conn = sqlx::PgConnection::connect(db).await.expect("connect");
-    sqlx::query_scalar(sql)
-        .fetch_one(&mut conn)
-        .await
-        .expect("query")
-}
-
-async fn last_status(db: &str) -> String {
-    let mut conn = sqlx::PgConnection::connect(db).await.expect("connect");
-    sqlx::query_scalar("SELECT status FROM orders ORDER BY id DESC LIMIT 1")
-        .fetch_one(&mut conn)
-        .await
-        .expect("an order")
-}
-
 #[tokio::test]
 async fn malformed_suffixes_are_ignored_and_bad_notes_refused_with_nothing_stored() {
     let Scene {
@@ -107,7 +91,7 @@ async fn cancel_after_the_report_is_refused_and_the_backup_waits_for_receive() {
         let refused = expect_text(&stub, g, n, "tidak dapat dibatalkan").await;
         assert!(refused.text.contains("/receive"), "{}", refused.text);
     }
-    assert_eq!(last_status(&db).await, "reported");
+    assert_eq!(status_of_last_order(&db).await, "reported");
     assert!(stub
         .messages(g.id)
         .iter()
@@ -117,7 +101,7 @@ async fn cancel_after_the_report_is_refused_and_the_backup_waits_for_receive() {
     expect_text(&stub, g, 0, "setelah laporan terkirim").await;
     stub.say(g, &team.kasi, "/receive");
     expect_text(&stub, g, 0, "dicatat di log kegiatan harian").await;
-    assert_eq!(last_status(&db).await, "logged");
+    assert_eq!(status_of_last_order(&db).await, "logged");
 }
 
 fn old_group() -> Chat {
@@ -146,11 +130,7 @@ async fn a_group_upgraded_during_a_run_gets_its_report_in_the_supergroup() {
     env.retain(|(k, _)| k != "GROUP_CHAT_ID");
     env.push(("GROUP_CHAT_ID".into(), old.id.to_string()));
     let hold = Arc::new(tokio::sync::Notify::new());
-    let engine: Arc<dyn mailbox_backup_bot::engine::BackupEngine> = Arc::new(ScriptedEngine {
-        fail_login: false,
-        hold: Some(hold.clone()),
-    });
-    let _bot = start_bot(&env, Some(engine)).await;
+    let _bot = start_bot(&env, ScriptedEngine::held(&hold)).await;
 
     stub.say(&old, &team.kasubdit, "/order_backup");
     expect_text(&stub, &old, 0, "Perintah backup mailbox #1").await;
@@ -165,7 +145,7 @@ async fn a_group_upgraded_during_a_run_gets_its_report_in_the_supergroup() {
     // The people now write in the supergroup, and the bot answers there.
     stub.say(&new, &team.kasi, "/receive");
     expect_text(&stub, &new, 0, "dicatat di log kegiatan harian").await;
-    assert_eq!(last_status(&db).await, "logged");
+    assert_eq!(status_of_last_order(&db).await, "logged");
 }
 
 /// The service messages reach the bot: it follows the new id before sending anything.

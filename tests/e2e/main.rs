@@ -6,6 +6,7 @@ mod chain;
 mod engine;
 mod imap;
 mod input;
+mod outages;
 mod procedure;
 mod safety;
 mod startup;

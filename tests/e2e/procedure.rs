@@ -593,27 +593,6 @@ async fn backup_and_check_work_at_the_terminal() {
     assert!(!ok, "a backup that cannot log in exits non-zero: {printed}");
 }
 
-/// Prints the group's messages as its members see them (for the docs and a failing test).
-fn print_chat(stub: &bot_api_stub::Stub, team: &Team) {
-    for m in stub.messages(team.group.id) {
-        let edited = if m.edits.is_empty() {
-            String::new()
-        } else {
-            format!(" (edited {}×)", m.edits.len())
-        };
-        eprintln!("[Backup Bot{edited}] {}\n", m.plain_text());
-        for (i, e) in m.edits.iter().enumerate() {
-            if e.contains("🔌") {
-                eprintln!(
-                    "    (edit {}) {}",
-                    i + 1,
-                    mailbox_backup_bot::messages::html_to_text(e)
-                );
-            }
-        }
-    }
-}
-
 #[tokio::test]
 async fn an_unmounted_disk_and_a_full_server_disk_are_refused_in_the_readers_language() {
     let Scene { team, stub, db, .. } = scene("id").await;

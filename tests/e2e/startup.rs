@@ -69,13 +69,6 @@ fn set(env: &mut Vec<(String, String)>, var: &str, value: &str) {
     env.push((var.into(), value.into()));
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 #[tokio::test]
 async fn an_invalid_token_is_one_line_and_exit_status_78() {
     let Scene { env, db: _db, .. } = scene("id").await;

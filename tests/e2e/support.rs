@@ -277,6 +277,8 @@ pub async fn expect_text(stub: &Stub, chat: &Chat, skip: usize, needle: &str) ->
 pub struct ScriptedEngine {
     pub fail_login: bool,
     pub hold: Option<Arc<tokio::sync::Notify>>,
+    /// The local folder it reports (with a `SHA256SUMS` written there); a made-up path if none.
+    pub folder: Option<PathBuf>,
 }
 
 impl ScriptedEngine {
@@ -285,6 +287,7 @@ impl ScriptedEngine {
         Some(Arc::new(ScriptedEngine {
             fail_login: false,
             hold: None,
+            folder: None,
         }))
     }
 
@@ -293,6 +296,28 @@ impl ScriptedEngine {
         Some(Arc::new(ScriptedEngine {
             fail_login: true,
             hold: None,
+            folder: None,
+        }))
+    }
+
+    /// Every step goes well, but it waits in step 4 until `hold` is notified.
+    pub fn held(hold: &Arc<tokio::sync::Notify>) -> Option<Arc<dyn BackupEngine>> {
+        Some(Arc::new(ScriptedEngine {
+            fail_login: false,
+            hold: Some(hold.clone()),
+            folder: None,
+        }))
+    }
+
+    /// Like [`held`](Self::held), reporting `folder`, where it writes a `SHA256SUMS`.
+    pub fn held_in(
+        hold: &Arc<tokio::sync::Notify>,
+        folder: &Path,
+    ) -> Option<Arc<dyn BackupEngine>> {
+        Some(Arc::new(ScriptedEngine {
+            fail_login: false,
+            hold: Some(hold.clone()),
+            folder: Some(folder.to_owned()),
         }))
     }
 }
@@ -305,9 +330,20 @@ impl BackupEngine for ScriptedEngine {
     ) -> BoxFuture<'_, Result<BackupReport, EngineError>> {
         Box::pin(async move {
             let folders = request.resume.clone().unwrap_or(RunFolders {
-                local: "/tmp/none/24-11-2026".into(),
+                local: self
+                    .folder
+                    .clone()
+                    .unwrap_or_else(|| "/tmp/none/24-11-2026".into()),
                 server: "/srv/backup/24-11-2026".into(),
             });
+            if let Some(folder) = &self.folder {
+                let sums = format!(
+                    "{}  ani@djki.go.id.tar.gz\n{}  budi@djki.go.id.tar.gz\n",
+                    "ab".repeat(32),
+                    "ab".repeat(32)
+                );
+                std::fs::write(folder.join("SHA256SUMS"), sums).expect("SHA256SUMS");
+            }
             let now = chrono::Utc::now;
             let _ = progress.send(Progress::Folders(folders.clone()));
             let _ = progress.send(Progress::StepFinished {
@@ -655,4 +691,204 @@ pub fn children_of(parent: &str) -> Vec<String> {
             (ppid == parent).then(|| pid.to_string())
         })
         .collect()
+}
+
+/// A TCP relay on 127.0.0.1 to `target` that can be paused: paused, it cuts the connections it
+/// carries and closes new ones at once, as an unreachable server looks to a client.
+pub struct PausableRelay {
+    pub port: u16,
+    paused: Arc<std::sync::atomic::AtomicBool>,
+    cut: tokio::sync::watch::Sender<u64>,
+}
+
+impl PausableRelay {
+    pub async fn start(target: std::net::SocketAddr) -> PausableRelay {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .expect("relay port");
+        let port = listener.local_addr().expect("relay address").port();
+        let paused = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (cut, _) = tokio::sync::watch::channel(0u64);
+        let (p, c) = (paused.clone(), cut.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if p.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let mut cut = c.subscribe();
+                tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                            _ = cut.changed() => {}
+                        }
+                    }
+                });
+            }
+        });
+        PausableRelay { port, paused, cut }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn pause(&self) {
+        self.paused.store(true, Ordering::SeqCst);
+        self.cut.send_modify(|n| *n += 1);
+    }
+
+    pub fn resume(&self) {
+        self.paused.store(false, Ordering::SeqCst);
+    }
+}
+
+/// A PostgreSQL cluster of the test's own (initdb in `dir`, 127.0.0.1, a free port), which the
+/// test may stop and start; stopped when dropped. Needs `TEST_PG_BIN` (scripts/test sets it).
+pub struct PrivatePostgres {
+    bin: PathBuf,
+    data: PathBuf,
+    pub port: u16,
+}
+
+impl PrivatePostgres {
+    pub fn start(dir: &Path) -> PrivatePostgres {
+        let bin = PathBuf::from(env("TEST_PG_BIN"));
+        let root = dir.join("pg");
+        std::fs::create_dir_all(&root).expect("pg dir");
+        std::fs::write(root.join("pwfile"), "test\n").expect("pwfile");
+        sh(
+            "chown",
+            &["-R", "postgres:postgres", &root.to_string_lossy()],
+        );
+        let data = root.join("data");
+        let port = free_port();
+        let pg = PrivatePostgres { bin, data, port };
+        pg.as_postgres(
+            "initdb",
+            &[
+                "-D",
+                &pg.data.to_string_lossy(),
+                "-U",
+                "postgres",
+                "--auth=scram-sha-256",
+                &format!("--pwfile={}", root.join("pwfile").display()),
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+            ],
+        );
+        pg.start_server();
+        pg
+    }
+
+    fn as_postgres(&self, tool: &str, args: &[&str]) {
+        let out = std::process::Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join(tool))
+            .args(args)
+            .output()
+            .expect("runuser");
+        assert!(
+            out.status.success(),
+            "{tool} {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn pg_ctl(&self, args: &[&str]) {
+        let data = self.data.to_string_lossy().into_owned();
+        let mut all = vec!["-D", &data, "-w"];
+        all.extend_from_slice(args);
+        self.as_postgres("pg_ctl", &all);
+    }
+
+    pub fn start_server(&self) {
+        let log = self.data.with_file_name("server.log");
+        let opts = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
+            self.port,
+            self.data.with_file_name("").display()
+        );
+        self.pg_ctl(&["-l", &log.to_string_lossy(), "-o", &opts, "start"]);
+    }
+
+    /// Stops the server at once (`-m fast`: sessions are cut, as in an outage).
+    pub fn stop_server(&self) {
+        self.pg_ctl(&["-m", "fast", "stop"]);
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres:test@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        if self.data.join("postmaster.pid").exists() {
+            let data = self.data.to_string_lossy().into_owned();
+            let _ = std::process::Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(self.bin.join("pg_ctl"))
+                .args(["-D", &data, "-m", "immediate", "-w", "stop"])
+                .output();
+        }
+    }
+}
+
+/// A port free on 127.0.0.1 now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// One number from the test's database.
+pub async fn count(db: &str, sql: &'static str) -> i64 {
+    let mut conn = sqlx::PgConnection::connect(db).await.expect("connect");
+    sqlx::query_scalar(sql)
+        .fetch_one(&mut conn)
+        .await
+        .expect("query")
+}
+
+pub async fn status_of_last_order(db: &str) -> String {
+    let mut conn = sqlx::PgConnection::connect(db).await.expect("connect");
+    sqlx::query_scalar("SELECT status FROM orders ORDER BY id DESC LIMIT 1")
+        .fetch_one(&mut conn)
+        .await
+        .expect("an order")
+}
+
+/// Waits until `sql` (a count) is above zero.
+pub async fn wait_until(db: &str, sql: &'static str, what: &str) {
+    let deadline = Instant::now() + WAIT;
+    while count(db, sql).await == 0 {
+        assert!(Instant::now() < deadline, "{what}: not within {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Prints the group's messages as its members see them (for the docs and a failing test).
+pub fn print_chat(stub: &bot_api_stub::Stub, team: &Team) {
+    for m in stub.messages(team.group.id) {
+        let edited = if m.edits.is_empty() {
+            String::new()
+        } else {
+            format!(" (edited {}×)", m.edits.len())
+        };
+        eprintln!("[Backup Bot{edited}] {}\n", m.plain_text());
+        for (i, e) in m.edits.iter().enumerate() {
+            if e.contains("🔌") {
+                eprintln!(
+                    "    (edit {}) {}",
+                    i + 1,
+                    mailbox_backup_bot::messages::html_to_text(e)
+                );
+            }
+        }
+    }
 }

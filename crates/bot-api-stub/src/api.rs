@@ -11,7 +11,7 @@ use axum::routing::any;
 use axum::{Json, Router};
 use serde_json::{json, Map, Value};
 
-use crate::state::{user_json, SentDocument, SentMessage};
+use crate::state::{user_json, Injected, SentDocument, SentMessage};
 use crate::Shared;
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
@@ -30,6 +30,7 @@ enum ApiError {
     Unauthorized,
     NotFound,
     TooMany(u32),
+    ServerError,
     /// The group was upgraded to a supergroup with this id.
     Migrated(i64),
 }
@@ -52,6 +53,10 @@ impl IntoResponse for ApiError {
             ApiError::TooMany(s) => (
                 StatusCode::TOO_MANY_REQUESTS,
                 json!({"ok": false, "error_code": 429, "description": format!("Too Many Requests: retry after {s}"), "parameters": {"retry_after": s}}),
+            ),
+            ApiError::ServerError => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                json!({"ok": false, "error_code": 500, "description": "Internal Server Error"}),
             ),
             ApiError::Migrated(to) => (
                 StatusCode::BAD_REQUEST,
@@ -80,14 +85,18 @@ async fn call(
         if bot_token.strip_prefix("bot") != Some(st.token.as_str()) {
             return ApiError::Unauthorized.into_response();
         }
-        *st.calls.entry(method.clone()).or_default() += 1;
+        *st.calls.entry(method.to_ascii_lowercase()).or_default() += 1;
         if let Some(pos) = st
-            .injected_429
+            .injected
             .iter()
             .position(|(m, _)| m.eq_ignore_ascii_case(&method))
         {
-            let (_, secs) = st.injected_429.remove(pos);
-            return ApiError::TooMany(secs).into_response();
+            let (_, failure) = st.injected.remove(pos);
+            return match failure {
+                Injected::TooMany(secs) => ApiError::TooMany(secs),
+                Injected::ServerError => ApiError::ServerError,
+            }
+            .into_response();
         }
     }
     let result = if method.eq_ignore_ascii_case("getUpdates") {

@@ -177,14 +177,37 @@ impl Stub {
         self.read(|st| st.commands.clone())
     }
 
-    /// How many times the bot called `method`.
+    /// How many times the bot called `method` (any case, as Telegram takes it).
     pub fn calls(&self, method: &str) -> usize {
-        self.read(|st| st.calls.get(method).copied().unwrap_or(0))
+        self.read(|st| {
+            st.calls
+                .get(&method.to_ascii_lowercase())
+                .copied()
+                .unwrap_or(0)
+        })
     }
 
     /// The next call of `method` is answered with HTTP 429 and `retry_after` seconds.
     pub fn fail_next_with_429(&self, method: &str, retry_after: u32) {
-        self.with(|st| st.injected_429.push((method.to_owned(), retry_after)));
+        self.with(|st| {
+            st.injected
+                .push((method.to_owned(), state::Injected::TooMany(retry_after)))
+        });
+    }
+
+    /// The next `times` calls of `method` are answered with HTTP 500 (the call is not done).
+    pub fn fail_next_with_500(&self, method: &str, times: usize) {
+        self.with(|st| {
+            for _ in 0..times {
+                st.injected
+                    .push((method.to_owned(), state::Injected::ServerError));
+            }
+        });
+    }
+
+    /// Forgets the failures injected and not yet answered.
+    pub fn clear_failures(&self) {
+        self.with(|st| st.injected.clear());
     }
 
     /// The chat as its members would read it: people's messages and the bot's, in order.

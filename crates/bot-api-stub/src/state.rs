@@ -110,10 +110,20 @@ pub(crate) struct State {
     pub(crate) callback_answers: Vec<CallbackAnswer>,
     pub(crate) commands: Option<Value>,
     pub(crate) calls: HashMap<String, usize>,
-    pub(crate) injected_429: Vec<(String, u32)>,
+    /// Failures to answer the next calls of a method with, in order.
+    pub(crate) injected: Vec<(String, Injected)>,
     /// Groups upgraded to supergroups: old id → new id. Sends to the old id are refused with
     /// `migrate_to_chat_id`, as Telegram does.
     pub(crate) migrated: HashMap<i64, i64>,
+}
+
+/// A failure the stub answers a call with instead of doing it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Injected {
+    /// HTTP 429 with `retry_after` seconds.
+    TooMany(u32),
+    /// HTTP 500, as Telegram answers when it has trouble of its own.
+    ServerError,
 }
 
 fn now_unix() -> i64 {
@@ -140,7 +150,7 @@ impl State {
             callback_answers: Vec::new(),
             commands: None,
             calls: HashMap::new(),
-            injected_429: Vec::new(),
+            injected: Vec::new(),
             migrated: HashMap::new(),
         }
     }
