@@ -11,7 +11,8 @@ use chrono::Utc;
 use crate::app::App;
 use crate::backup_run::{self, RunEnding, RunOutcome};
 use crate::domain::{
-    parse_log_date, place_order, Effect, Event, Order, OrderId, OrderStatus, Refusal, Role, UserId,
+    parse_log_period, parse_month, place_order, Effect, Event, LogPeriod, Month, Order, OrderId,
+    OrderStatus, Refusal, Role, UserId,
 };
 use crate::messages::RunView;
 use crate::moves;
@@ -219,26 +220,34 @@ pub async fn status(app: &Arc<App>, by: UserId) -> Result<()> {
     Ok(())
 }
 
-/// The daily log of the date in `arg`, as the chat shows it and the terminal prints it.
+/// The daily log of `date`, or the log of a month, as the chat shows it and the terminal prints it.
 pub async fn render_log(
-    app_store: &crate::storage::Store,
+    store: &crate::storage::Store,
     catalog: &crate::messages::Catalog,
-    date: chrono::NaiveDate,
+    period: LogPeriod,
     name_of: &(dyn Fn(UserId) -> String + Sync),
 ) -> Result<String> {
-    let entries = app_store.daily_log(date).await?;
-    if entries.is_empty() {
-        return Ok(catalog.log_empty(date));
-    }
-    let mut out = catalog.log_header(date);
+    let (from, until) = period.days();
+    let entries = store.daily_log_between(from, until).await?;
+    let mut out = match (period, entries.is_empty()) {
+        (LogPeriod::Day(d), true) => return Ok(catalog.log_empty(d)),
+        (LogPeriod::Month(m), true) => return Ok(catalog.log_month_empty(m)),
+        (LogPeriod::Day(d), false) => catalog.log_header(d),
+        (LogPeriod::Month(m), false) => catalog.log_month_header(m),
+    };
     for e in entries {
         out.push_str("\n\n");
-        out.push_str(&catalog.log_entry(
-            &e.order,
-            e.recorded_at,
-            &crate::messages::esc(&e.summary),
-            name_of,
-        ));
+        match period {
+            LogPeriod::Day(_) => out.push_str(&catalog.log_entry(
+                &e.order,
+                e.recorded_at,
+                &crate::messages::esc(&e.summary),
+                name_of,
+            )),
+            LogPeriod::Month(_) => {
+                out.push_str(&catalog.log_month_entry(e.date, &e.order, &e.summary))
+            }
+        }
     }
     Ok(out)
 }
@@ -247,15 +256,67 @@ pub async fn log(app: &Arc<App>, by: UserId, arg: &str) -> Result<()> {
     if !app.settings.roster.has_any_role(by) {
         return refuse_outsider(app).await;
     }
-    let date = match parse_log_date(arg, app.today()) {
-        Ok(d) => d,
+    let period = match parse_log_period(arg, app.today()) {
+        Ok(p) => p,
         Err(_) => {
             app.group.say(&app.catalog.bad_date(arg)).await?;
             return Ok(());
         }
     };
-    let text = render_log(&app.store, &app.catalog, date, &app.name_of()).await?;
+    let text = render_log(&app.store, &app.catalog, period, &app.name_of()).await?;
     app.group.say(&text).await?;
+    Ok(())
+}
+
+/// The orders of month `m` as the activity CSV (for `/export` and `mailbox-backup-bot export`).
+pub async fn activity_csv(
+    store: &crate::storage::Store,
+    catalog: &crate::messages::Catalog,
+    m: Month,
+    name_of: &(dyn Fn(UserId) -> String + Sync),
+) -> Result<(String, usize)> {
+    let at_midnight = |d: chrono::NaiveDate| {
+        d.and_hms_opt(0, 0, 0)
+            .and_then(|t| t.and_local_timezone(catalog.tz).earliest())
+            .map(|t| t.with_timezone(&Utc))
+            .context("a month outside the calendar")
+    };
+    let orders = store
+        .orders_placed_between(
+            at_midnight(m.first_day())?,
+            at_midnight(m.next_first_day())?,
+        )
+        .await?;
+    let orders: Vec<(Order, Option<RunOutcome>)> = orders
+        .into_iter()
+        .map(|(o, report)| (o, report.and_then(|v| serde_json::from_value(v).ok())))
+        .collect();
+    Ok((
+        catalog.activity_csv(&orders, Utc::now(), name_of),
+        orders.len(),
+    ))
+}
+
+/// `/export [MM-YYYY]`: the month's activity as a CSV document in the group.
+pub async fn export(app: &Arc<App>, by: UserId, arg: &str) -> Result<()> {
+    if !app.settings.roster.has_any_role(by) {
+        return refuse_outsider(app).await;
+    }
+    let m = match parse_month(arg, app.today()) {
+        Ok(m) => m,
+        Err(_) => {
+            app.group.say(&app.catalog.bad_month(arg)).await?;
+            return Ok(());
+        }
+    };
+    let (csv, orders) = activity_csv(&app.store, &app.catalog, m, &app.name_of()).await?;
+    app.group
+        .attach(
+            &app.catalog.export_file_name(m),
+            csv.into_bytes(),
+            &app.catalog.export_caption(m, orders),
+        )
+        .await?;
     Ok(())
 }
 

@@ -1,4 +1,4 @@
-//! The command line: `run`, `migrate`, `log`, `backup`, `check`, `init-disk`.
+//! The command line: `run`, `migrate`, `log`, `export`, `backup`, `check`, `init-disk`.
 
 mod terminal;
 
@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use crate::config::{self, BotSettings, EngineSettings, Env};
-use crate::domain::parse_log_date;
+use crate::domain::{parse_log_period, parse_month};
 use crate::engine::BackupEngine;
 use crate::messages::{Catalog, Lang};
 use crate::people::People;
@@ -32,8 +32,12 @@ pub enum CliCommand {
     Run,
     /// Apply the database migrations and exit.
     Migrate,
-    /// Print the daily activity log of DATE (today, yesterday, DD-MM-YYYY, YYYY-MM-DD).
+    /// Print the daily activity log of DATE (today, yesterday, DD-MM-YYYY, YYYY-MM-DD), or of a
+    /// month (MM-YYYY).
     Log { date: Option<String> },
+    /// Print the activity of MONTH (MM-YYYY; default this month) as CSV: one row per order and
+    /// SOP step.
+    Export { month: Option<String> },
     /// Run steps 3–6 once (dated folder, SSH, server backup, copy and verify); exit non-zero on any failure.
     Backup,
     /// Check every setting a backup needs, changing nothing; one line per check.
@@ -68,6 +72,23 @@ fn load_env(file: Option<&PathBuf>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// What `log` and `export` read: the database, the catalogue in `BOT_LANG` and `BOT_TIMEZONE`,
+/// the names known, and today there.
+async fn records() -> Result<(Store, Catalog, People, chrono::NaiveDate)> {
+    let store = store().await?;
+    let lang = match std::env::var("BOT_LANG").as_deref() {
+        Ok("en") => Lang::En,
+        _ => Lang::Id,
+    };
+    let tz = std::env::var("BOT_TIMEZONE")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(chrono_tz::Asia::Jakarta);
+    let today = chrono::Utc::now().with_timezone(&tz).date_naive();
+    let people = People::new(store.people().await?);
+    Ok((store, Catalog::new(lang, tz), people, today))
 }
 
 async fn store() -> Result<Store> {
@@ -118,23 +139,19 @@ pub async fn main(cli: Cli) -> Result<()> {
             Ok(())
         }
         CliCommand::Log { date } => {
-            let store = store().await?;
-            let lang = match std::env::var("BOT_LANG").as_deref() {
-                Ok("en") => Lang::En,
-                _ => Lang::Id,
-            };
-            let tz = std::env::var("BOT_TIMEZONE")
-                .ok()
-                .and_then(|t| t.parse().ok())
-                .unwrap_or(chrono_tz::Asia::Jakarta);
-            let catalog = Catalog::new(lang, tz);
-            let today = chrono::Utc::now().with_timezone(&tz).date_naive();
-            let arg = date.unwrap_or_default();
-            let date = parse_log_date(&arg, today)?;
-            let people = People::new(store.people().await?);
+            let (store, catalog, people, today) = records().await?;
+            let period = parse_log_period(&date.unwrap_or_default(), today)?;
             let text =
-                crate::chain::render_log(&store, &catalog, date, &|id| people.name(id)).await?;
+                crate::chain::render_log(&store, &catalog, period, &|id| people.name(id)).await?;
             println!("{}", crate::messages::html_to_text(&text));
+            Ok(())
+        }
+        CliCommand::Export { month } => {
+            let (store, catalog, people, today) = records().await?;
+            let month = parse_month(&month.unwrap_or_default(), today)?;
+            let (csv, _) =
+                crate::chain::activity_csv(&store, &catalog, month, &|id| people.name(id)).await?;
+            print!("{csv}");
             Ok(())
         }
         CliCommand::Backup => terminal::backup(EngineSettings::load(&Env)?).await,

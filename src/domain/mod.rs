@@ -7,7 +7,9 @@ pub mod order;
 pub mod roles;
 pub mod sop;
 
-pub use log_date::{parse_log_date, BadLogDate};
+pub use log_date::{
+    parse_log_date, parse_log_period, parse_month, BadLogDate, BadMonth, LogPeriod, Month,
+};
 pub use note::{parse_note, BadNote, NOTE_MAX_CHARS};
 pub use order::{
     place_order, Effect, Event, Move, NewOrder, Order, OrderId, OrderStatus, Refusal, StepOutcome,

@@ -10,6 +10,7 @@ use crate::domain::{
 };
 
 mod progress;
+mod records;
 mod report;
 
 pub use progress::{RunEnd, RunView};
@@ -129,6 +130,20 @@ pub fn command_menu(lang: Lang) -> Vec<(&'static str, &'static str)> {
         (
             "cancel",
             t("Batalkan perintah aktif", "Cancel the active order"),
+        ),
+        (
+            "export",
+            t(
+                "Log kegiatan sebulan sebagai berkas CSV",
+                "The month's activity as a CSV file",
+            ),
+        ),
+        (
+            "id",
+            t(
+                "Id Telegram Anda, id obrolan dan peran Anda",
+                "Your Telegram id, the chat's id and your roles",
+            ),
         ),
         (
             "log",
@@ -280,8 +295,8 @@ impl Catalog {
         if roles.is_empty() {
             lines.push(
                 self.pick(
-                    "Anda belum terdaftar dalam peran apa pun; hubungi admin.",
-                    "You hold no role here; ask the admin.",
+                    "Anda belum terdaftar dalam peran apa pun; ketik /id dan berikan id Anda kepada admin.",
+                    "You hold no role here; type /id and give your id to the admin.",
                 )
                 .into(),
             );
@@ -295,12 +310,26 @@ impl Catalog {
             );
             lines.push(
                 self.pick(
-                    "/log [hari ini|kemarin|DD-MM-YYYY] — log kegiatan harian",
-                    "/log [today|yesterday|DD-MM-YYYY] — the daily activity log",
+                    "/log [hari ini|kemarin|DD-MM-YYYY|MM-YYYY] — log kegiatan harian, atau sebulan",
+                    "/log [today|yesterday|DD-MM-YYYY|MM-YYYY] — the daily activity log, or a month's",
+                )
+                .into(),
+            );
+            lines.push(
+                self.pick(
+                    "/export [MM-YYYY] — log kegiatan sebulan (bawaan: bulan ini) sebagai berkas CSV",
+                    "/export [MM-YYYY] — a month's activity (default: this month) as a CSV file",
                 )
                 .into(),
             );
         }
+        lines.push(
+            self.pick(
+                "/id — id Telegram Anda, id obrolan ini dan peran Anda",
+                "/id — your Telegram id, this chat's id and your roles",
+            )
+            .into(),
+        );
         lines.push(self.pick("/help — bantuan ini", "/help — this help").into());
         lines.join("\n")
     }
@@ -875,7 +904,10 @@ mod tests {
         );
         assert!(c.help(&[]).contains("no role"));
         let id = Catalog::new(Lang::Id, chrono_tz::Asia::Jakarta).help(&[Role::Jfu]);
-        assert!(id.contains("/log [hari ini|kemarin|DD-MM-YYYY]"), "{id}");
+        assert!(
+            id.contains("/log [hari ini|kemarin|DD-MM-YYYY|MM-YYYY]"),
+            "{id}"
+        );
     }
 }
 

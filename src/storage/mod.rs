@@ -113,6 +113,7 @@ pub struct Person {
 #[derive(Debug, Clone)]
 pub struct LogEntry {
     pub order: Order,
+    pub date: NaiveDate,
     pub recorded_at: DateTime<Utc>,
     pub outcome: String,
     pub summary: String,
@@ -370,8 +371,19 @@ impl Store {
     }
 
     pub async fn daily_log(&self, date: NaiveDate) -> Result<Vec<LogEntry>, StoreError> {
-        let rows = sqlx::query("SELECT order_id, recorded_at, outcome, summary FROM daily_log WHERE log_date = $1 ORDER BY recorded_at, id")
-            .bind(date)
+        self.daily_log_between(date, date.succ_opt().unwrap_or(date))
+            .await
+    }
+
+    /// The log entries of the days from `from` up to (not including) `until`, oldest first.
+    pub async fn daily_log_between(
+        &self,
+        from: NaiveDate,
+        until: NaiveDate,
+    ) -> Result<Vec<LogEntry>, StoreError> {
+        let rows = sqlx::query("SELECT order_id, log_date, recorded_at, outcome, summary FROM daily_log WHERE log_date >= $1 AND log_date < $2 ORDER BY log_date, recorded_at, id")
+            .bind(from)
+            .bind(until)
             .fetch_all(&self.pool)
             .await?;
         let mut entries = Vec::with_capacity(rows.len());
@@ -383,12 +395,36 @@ impl Store {
                 .ok_or_else(|| StoreError::Corrupt(format!("log entry for missing order {id}")))?;
             entries.push(LogEntry {
                 order,
+                date: row.try_get("log_date")?,
                 recorded_at: row.try_get("recorded_at")?,
                 outcome: row.try_get("outcome")?,
                 summary: row.try_get("summary")?,
             });
         }
         Ok(entries)
+    }
+
+    /// The orders placed from `from` up to (not including) `until`, oldest first, with their
+    /// run results.
+    pub async fn orders_placed_between(
+        &self,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<(Order, Option<serde_json::Value>)>, StoreError> {
+        let ids: Vec<(i64, Option<serde_json::Value>)> = sqlx::query_as(
+            "SELECT id, report FROM orders WHERE created_at >= $1 AND created_at < $2 ORDER BY created_at, id",
+        )
+        .bind(from)
+        .bind(until)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for (id, report) in ids {
+            if let Some(order) = self.order(OrderId(id)).await? {
+                out.push((order, report));
+            }
+        }
+        Ok(out)
     }
 
     pub async fn upsert_person(&self, person: &Person) -> Result<(), StoreError> {

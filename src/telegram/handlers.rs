@@ -55,6 +55,19 @@ pub async fn on_message(app: Arc<App>, me: Me, msg: Message) -> anyhow::Result<(
         app.group.follow_migration(*from, msg.chat.id);
         return Ok(());
     }
+    // `/id` is answered anywhere: it is how the admin finds the ids to put in the settings.
+    if let (Some(from), Some(Parsed::Command(Command::Id(_)))) = (
+        msg.from.as_ref(),
+        msg.text().map(|t| parse_command(t, me.username())),
+    ) {
+        if !msg.chat.is_private() && !app.group.is_ours(msg.chat.id) {
+            log_other_chat(&app, &msg.chat, "message");
+        }
+        let roles = app.settings.roster.roles_of(user_id(from));
+        let text = app.catalog.your_id(user_id(from), msg.chat.id.0, &roles);
+        app.group.send_to(msg.chat.id, &text, false, None).await?;
+        return Ok(());
+    }
     if !msg.chat.is_private() && !app.group.is_ours(msg.chat.id) {
         log_other_chat(&app, &msg.chat, "message");
         return Ok(());
@@ -147,6 +160,9 @@ async fn dispatch(app: &Arc<App>, by: UserId, command: Command) -> anyhow::Resul
             Err(()) => Ok(()),
         },
         Command::Log(arg) => chain::log(app, by, &arg).await,
+        Command::Export(arg) => chain::export(app, by, &arg).await,
+        // Answered before the group check, in any chat.
+        Command::Id(_) => Ok(()),
         Command::Help(_) => {
             app.group
                 .say(&app.catalog.help(&app.settings.roster.roles_of(by)))

@@ -30,6 +30,10 @@ pub enum Command {
     Cancel(String),
     /// The daily activity log.
     Log(String),
+    /// The month's activity as a CSV document.
+    Export(String),
+    /// Your Telegram id, this chat's id and your roles.
+    Id(String),
     /// The commands you may use.
     Help(String),
 }

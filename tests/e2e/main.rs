@@ -8,6 +8,7 @@ mod imap;
 mod input;
 mod outages;
 mod procedure;
+mod records;
 mod safety;
 mod startup;
 mod support;
