@@ -50,6 +50,10 @@ pub struct BotSettings {
     pub messages_per_minute: u32,
     /// At most one progress edit per this many seconds.
     pub progress_interval_secs: u64,
+    /// Remind the Kasubdit when no backup was received for this many days (0: never).
+    pub reminder_after_days: u32,
+    /// The time of day (in `timezone`) the reminder is sent.
+    pub reminder_at: chrono::NaiveTime,
 }
 
 /// Which mailbox backup runs on the server.
@@ -274,6 +278,21 @@ impl BotSettings {
                 4,
                 "a whole number of seconds",
             )?,
+            reminder_after_days: parsed(
+                src,
+                "REMINDER_AFTER_DAYS",
+                30,
+                "a whole number of days (0 turns reminders off)",
+            )?,
+            reminder_at: match value(src, "REMINDER_AT") {
+                None => chrono::NaiveTime::from_hms_opt(9, 0, 0).unwrap_or_default(),
+                Some(v) => {
+                    chrono::NaiveTime::parse_from_str(&v, "%H:%M").map_err(|_| ConfigError {
+                        var: "REMINDER_AT",
+                        problem: format!("expected a time of day as HH:MM, e.g. 09:00, got {v:?}"),
+                    })?
+                }
+            },
         })
     }
 }

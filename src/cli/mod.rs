@@ -67,9 +67,19 @@ fn load_env(file: Option<&PathBuf>) -> Result<()> {
         Some(f) => {
             dotenvy::from_path(f).with_context(|| format!("reading {}", f.display()))?;
         }
-        None => {
-            let _ = dotenvy::dotenv();
-        }
+        // No ./.env is fine (the environment may hold everything); one that cannot be read or
+        // has a bad line is said, not taken for missing settings.
+        None => match dotenvy::dotenv() {
+            Err(dotenvy::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(config::ConfigError {
+                    var: ".env",
+                    problem: format!("cannot be read: {e}"),
+                }
+                .into())
+            }
+            Ok(_) => {}
+        },
     }
     Ok(())
 }

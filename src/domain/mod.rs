@@ -4,6 +4,7 @@
 pub mod log_date;
 pub mod note;
 pub mod order;
+pub mod reminder;
 pub mod roles;
 pub mod sop;
 
@@ -15,5 +16,6 @@ pub use order::{
     place_order, Effect, Event, Move, NewOrder, Order, OrderId, OrderStatus, Refusal, StepOutcome,
     StepRecord,
 };
+pub use reminder::{reminder_due, ReminderFacts};
 pub use roles::{Role, Roster, UserId};
 pub use sop::SopStep;

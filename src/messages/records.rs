@@ -211,6 +211,16 @@ impl Catalog {
         }
     }
 
+    /// The reminder to the Kasubdit: `days` without a received backup, the last one on `last`.
+    pub fn reminder(&self, kasubdit: &str, days: u32, last: Option<NaiveDate>) -> String {
+        match (self.lang, last) {
+            (Lang::Id, Some(d)) => format!("⏰ {kasubdit}, sudah {days} hari sejak backup mailbox terakhir diterima ({}). Sesuai SOP, silakan perintahkan backup dengan /order_backup.", self.date(d)),
+            (Lang::Id, None) => format!("⏰ {kasubdit}, belum ada backup mailbox yang diterima dalam {days} hari sejak bot dipasang. Sesuai SOP, silakan perintahkan backup dengan /order_backup."),
+            (Lang::En, Some(d)) => format!("⏰ {kasubdit}, it has been {days} days since the last mailbox backup was received ({}). Per the SOP, please order one with /order_backup.", self.date(d)),
+            (Lang::En, None) => format!("⏰ {kasubdit}, no mailbox backup has been received in the {days} days since the bot was set up. Per the SOP, please order one with /order_backup."),
+        }
+    }
+
     /// The `/id` answer: the person's id, the chat's, and their roles (or what to do without one).
     pub fn your_id(&self, user: UserId, chat: i64, roles: &[Role]) -> String {
         let held = roles

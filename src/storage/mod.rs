@@ -427,6 +427,60 @@ impl Store {
         Ok(out)
     }
 
+    /// When the last backup was received (step 7 done), and when the bot's database was set up.
+    pub async fn reminder_facts(
+        &self,
+    ) -> Result<(Option<DateTime<Utc>>, DateTime<Utc>, bool), StoreError> {
+        let row = sqlx::query(
+            "SELECT (SELECT max(ended_at) FROM order_steps WHERE step = 7 AND outcome = 'done') AS last_received,
+                    (SELECT min(installed_on) FROM _sqlx_migrations) AS since,
+                    EXISTS (SELECT 1 FROM orders WHERE status = ANY($1)) AS active",
+        )
+        .bind(active_statuses())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((
+            row.try_get("last_received")?,
+            row.try_get::<Option<DateTime<Utc>>, _>("since")?
+                .unwrap_or_else(Utc::now),
+            row.try_get("active")?,
+        ))
+    }
+
+    pub async fn reminder_sent_on(&self, day: NaiveDate) -> Result<bool, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM reminders WHERE day = $1)")
+                .bind(day)
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Records the reminder of `day` with its message, once: `false` when that day's was already
+    /// recorded (by this process before a restart, say).
+    pub async fn record_reminder(
+        &self,
+        day: NaiveDate,
+        days_since: u32,
+        message: &Outgoing,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO reminders (day, days_since) VALUES ($1, $2) ON CONFLICT (day) DO NOTHING",
+        )
+        .bind(day)
+        .bind(i32::try_from(days_since).unwrap_or(i32::MAX))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if inserted {
+            outbox::insert(&mut tx, None, std::slice::from_ref(message)).await?;
+        }
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
     pub async fn upsert_person(&self, person: &Person) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO people (user_id, first_name, username, updated_at) VALUES ($1, $2, $3, now())

@@ -2,6 +2,7 @@
 //! the Bot API server, and `mailbox-backup-bot export` at the terminal.
 
 use bot_api_stub::Chat;
+use sqlx::Connection;
 
 use crate::support::*;
 
@@ -167,4 +168,131 @@ async fn export_sends_the_months_activity_as_csv_and_log_shows_the_month() {
     let printed = String::from_utf8_lossy(&out.stdout);
     assert_eq!(printed.lines().count(), 1 + 10, "{printed}");
     assert_eq!(printed.lines().next(), csv.lines().next());
+}
+
+/// An old backup, received `days` days ago: an order, logged.
+async fn received_days_ago(db: &str, days: i64) {
+    let mut conn = sqlx::PgConnection::connect(db).await.expect("connect");
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO orders (status, ordered_by, group_chat_id, created_at, updated_at)
+         VALUES ('logged', 5000000001, -1001234567890, now() - make_interval(days => $1::int), now() - make_interval(days => $1::int)) RETURNING id",
+    )
+    .bind(days as i32)
+    .fetch_one(&mut conn)
+    .await
+    .expect("order");
+    sqlx::query(
+        "INSERT INTO order_steps (order_id, step, actor_id, started_at, ended_at, outcome)
+         VALUES ($2, 7, 5000000002, now() - make_interval(days => $1::int), now() - make_interval(days => $1::int), 'done')",
+    )
+    .bind(days as i32)
+    .bind(id)
+    .execute(&mut conn)
+    .await
+    .expect("step 7");
+}
+
+fn local(day: &str, hm: &str) -> chrono::DateTime<chrono::Utc> {
+    use chrono::TimeZone;
+    let t = chrono::NaiveDateTime::parse_from_str(&format!("{day} {hm}"), "%Y-%m-%d %H:%M")
+        .expect("time");
+    chrono_tz::Asia::Jakarta
+        .from_local_datetime(&t)
+        .single()
+        .expect("one instant")
+        .with_timezone(&chrono::Utc)
+}
+
+/// The time passed in: due at 09:00 once the days have passed, once a day, not again after a
+/// restart (a new process on the same database), again the next day.
+#[tokio::test]
+async fn a_reminder_is_due_once_a_day_and_a_restart_does_not_repeat_it() {
+    use mailbox_backup_bot::reminders::remind_if_due;
+    let team = Team::new();
+    let stub = start_stub(&team).await;
+    let db = fresh_database().await;
+    let env = team.env(&stub, &db, "id");
+    let app = build_app(&env).await;
+    received_days_ago(&db, 40).await;
+    let today = chrono::Utc::now()
+        .with_timezone(&chrono_tz::Asia::Jakarta)
+        .date_naive();
+    let tomorrow = today.succ_opt().expect("tomorrow");
+    let (d0, d1) = (today.to_string(), tomorrow.to_string());
+
+    assert!(!remind_if_due(&app, local(&d0, "08:59"))
+        .await
+        .expect("check"));
+    assert!(remind_if_due(&app, local(&d0, "09:00"))
+        .await
+        .expect("check"));
+    assert!(!remind_if_due(&app, local(&d0, "09:01"))
+        .await
+        .expect("check"));
+    let restarted = build_app(&env).await;
+    assert!(!remind_if_due(&restarted, local(&d0, "15:00"))
+        .await
+        .expect("check"));
+    assert!(remind_if_due(&restarted, local(&d1, "09:30"))
+        .await
+        .expect("check"));
+    assert_eq!(count(&db, "SELECT count(*) FROM reminders").await, 2);
+
+    // An order under way: no reminder while it is being done.
+    let mut conn = sqlx::PgConnection::connect(&db).await.expect("connect");
+    sqlx::query("INSERT INTO orders (status, ordered_by, group_chat_id, created_at, updated_at) VALUES ('ordered', 5000000001, -1001234567890, now(), now())")
+        .execute(&mut conn)
+        .await
+        .expect("order 2");
+    let d2 = tomorrow.succ_opt().expect("day after").to_string();
+    assert!(!remind_if_due(&restarted, local(&d2, "09:00"))
+        .await
+        .expect("check"));
+}
+
+/// Through the Bot API server: the running bot sends the day's reminder once, with the
+/// Kasubdit's mention, and a restart does not send it again.
+#[tokio::test]
+async fn the_running_bot_reminds_the_kasubdit_once() {
+    let team = Team::new();
+    let stub = start_stub(&team).await;
+    let db = fresh_database().await;
+    let mut env = team.env(&stub, &db, "id");
+    env.push(("REMINDER_AT".into(), "00:00".into()));
+    let store = mailbox_backup_bot::storage::Store::connect(&db)
+        .await
+        .expect("db");
+    store.migrate().await.expect("migrations");
+    received_days_ago(&db, 40).await;
+    let g = &team.group;
+    let bot = start_bot(&env, None).await;
+    let reminder = expect_text(
+        &stub,
+        g,
+        0,
+        "sudah 40 hari sejak backup mailbox terakhir diterima",
+    )
+    .await;
+    assert!(
+        mentions(&reminder.text, &team.kasubdit),
+        "{}",
+        reminder.text
+    );
+    assert!(reminder.text.contains("/order_backup"));
+    bot.abort();
+    let _ = bot.await;
+    let bot2 = start_bot(&env, None).await;
+    stub.say(g, &team.kasi, "/help");
+    expect_text(&stub, g, 0, "/receive").await;
+    assert_eq!(
+        stub.messages(g.id)
+            .iter()
+            .filter(|m| m.text.contains("hari sejak backup"))
+            .count(),
+        1
+    );
+    // Stopped before its database is dropped: a test's runtime is single-threaded, and a
+    // connection it was opening would hold the DROP until PostgreSQL's authentication timeout.
+    bot2.abort();
+    let _ = bot2.await;
 }

@@ -239,6 +239,19 @@ pub async fn start_stub(team: &Team) -> Stub {
     stub
 }
 
+/// The bot's shared state built the way the binary builds it, without running it.
+pub async fn build_app(env: &[(String, String)]) -> Arc<mailbox_backup_bot::app::App> {
+    let lookup = |k: &str| env.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+    let settings = BotSettings::load(&lookup).expect("settings");
+    let store = Store::connect(&lookup("DATABASE_URL").expect("db"))
+        .await
+        .expect("db connects");
+    store.migrate().await.expect("migrations");
+    mailbox_backup_bot::startup::build(settings, store, None)
+        .await
+        .expect("app builds")
+}
+
 /// The bot, in this process, built the way the binary builds it. Abort the handle to "kill" it.
 pub async fn start_bot(
     env: &[(String, String)],
