@@ -91,6 +91,8 @@ pub struct EngineSettings {
     pub server_min_free: Floor,
     /// Bot-made server folders kept after a verified copy (`MAIL_SERVER_BACKUP_KEEP`).
     pub server_keep: usize,
+    /// Verified local dated folders kept after a verified run (`LOCAL_BACKUP_KEEP`; 0 keeps all).
+    pub local_keep: usize,
     /// No byte for this long during steps 5–6 means the connection stalled.
     pub stall_secs: u64,
     /// Reconnects after a dropped or stalled connection, at most this many in a row…
@@ -122,6 +124,7 @@ impl EngineSettings {
             timezone: chrono_tz::Asia::Jakarta,
             server_min_free: DEFAULT_SERVER_MIN_FREE,
             server_keep: 1,
+            local_keep: 0,
             stall_secs: 60,
             reconnect_tries: 6,
             reconnect_secs: 600,
@@ -422,6 +425,12 @@ impl EngineSettings {
                 "MAIL_SERVER_BACKUP_KEEP",
                 1,
                 "a whole number of folders",
+            )?,
+            local_keep: parsed(
+                src,
+                "LOCAL_BACKUP_KEEP",
+                0,
+                "a whole number of folders (0 keeps all)",
             )?,
             stall_secs: positive(src, "MAIL_SSH_STALL_SECS", 60, "a whole number of seconds")?,
             reconnect_tries: parsed(

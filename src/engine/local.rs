@@ -228,6 +228,86 @@ fn bot_folders(root: &Path, except: &Path) -> Vec<(PathBuf, LocalMarker)> {
         .collect()
 }
 
+/// A dated folder whose every file the run verified: the bot's marker says `complete`, and each
+/// name in its `SHA256SUMS` is in its index of verified files.
+fn completely_verified(folder: &Path, marker: &LocalMarker) -> Option<Vec<String>> {
+    if marker.state != FolderState::Complete {
+        return None;
+    }
+    let sums = std::fs::read_to_string(folder.join("SHA256SUMS")).ok()?;
+    let verified = std::fs::read_to_string(folder.join(VERIFIED_INDEX)).ok()?;
+    let verified: std::collections::HashSet<&str> = verified
+        .lines()
+        .filter_map(|l| l.splitn(3, ' ').nth(2))
+        .collect();
+    let names: Vec<String> = sums
+        .lines()
+        .filter_map(|l| l.split_once("  ").map(|(_, n)| n.to_owned()))
+        .collect();
+    (!names.is_empty() && names.iter().all(|n| verified.contains(n.as_str()))).then_some(names)
+}
+
+/// Local retention after a verified run: of the completely verified bot-made folders under
+/// `root` (the current one among them), the newest `keep` stay and older ones go. A folder is
+/// removed only when it holds nothing but what the bot made there (the archives its
+/// `SHA256SUMS` names, `SHA256SUMS`, `summary.json`, the index and the marker); one holding
+/// anything else is left whole. `keep` 0 keeps all. Returns the names of the folders removed.
+pub fn retention(root: &Path, current: &Path, keep: usize) -> Vec<String> {
+    if keep == 0 || read_marker(current).is_none() {
+        return Vec::new();
+    }
+    let mut verified: Vec<(PathBuf, LocalMarker, Vec<String>)> = bot_folders(root, current)
+        .into_iter()
+        .filter_map(|(p, m)| completely_verified(&p, &m).map(|names| (p, m, names)))
+        .collect();
+    // Newest first (markers carry their creation time); the current folder is newer than all.
+    verified.sort_by(|a, b| b.1.created.cmp(&a.1.created));
+    let mut removed = Vec::new();
+    for (folder, _, names) in verified.into_iter().skip(keep.saturating_sub(1)) {
+        let made: std::collections::HashSet<&str> = names
+            .iter()
+            .map(String::as_str)
+            .chain([
+                "SHA256SUMS",
+                "summary.json",
+                VERIFIED_INDEX,
+                super::server::MARKER_FILE,
+            ])
+            .collect();
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            continue;
+        };
+        let entries: Vec<_> = entries.flatten().collect();
+        let foreign: Vec<String> = entries
+            .iter()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !made.contains(n.as_str()))
+            .collect();
+        let all_files = entries
+            .iter()
+            .all(|e| e.file_type().is_ok_and(|t| t.is_file()));
+        if !foreign.is_empty() || !all_files {
+            tracing::warn!(folder = %folder.display(), foreign = ?foreign, "an old backup folder holds what the bot did not make; it is kept whole");
+            continue;
+        }
+        for e in &entries {
+            let _ = std::fs::remove_file(e.path());
+        }
+        let name = folder
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        match std::fs::remove_dir(&folder) {
+            Ok(()) => removed.push(name),
+            Err(e) => {
+                tracing::warn!(folder = %folder.display(), error = %e, "could not remove an old backup folder")
+            }
+        }
+    }
+    let _ = sync_dir(root);
+    removed
+}
+
 /// The index of verified files in a folder: `sha256 size name` lines, appended as each file
 /// gets its real name.
 pub const VERIFIED_INDEX: &str = ".verified";

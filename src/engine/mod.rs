@@ -215,6 +215,12 @@ pub struct BackupReport {
     /// Bytes not copied over the network because an earlier run's verified copy was reused.
     #[serde(default)]
     pub bytes_reused: u64,
+    /// Older verified local folders removed by `LOCAL_BACKUP_KEEP` after this run.
+    #[serde(default)]
+    pub local_folders_removed: Vec<String>,
+    /// Free bytes left on the backup disk after the run.
+    #[serde(default)]
+    pub disk_free: Option<u64>,
 }
 
 impl BackupReport {

@@ -272,13 +272,20 @@ async fn steps(
         folders: e.folders.clone().or_else(|| Some(folders.clone())),
         ..e
     })?;
-    let state = if all_verified(&done.mailboxes) {
+    let verified = all_verified(&done.mailboxes);
+    let state = if verified {
         local::remove_stale_partials(&s.local_root, &folders.local);
         FolderState::Complete
     } else {
         FolderState::Failed
     };
     let _ = local::mark(&folders.local, state, None);
+    // Only after this run is complete on disk do older ones go.
+    let local_folders_removed = if verified {
+        local::retention(&s.local_root, &folders.local, s.local_keep)
+    } else {
+        Vec::new()
+    };
     Ok(BackupReport {
         folders,
         mailboxes: done.mailboxes,
@@ -289,6 +296,8 @@ async fn steps(
         reconnects,
         server_folders_removed: done.server_folders_removed,
         bytes_reused: done.copied.reused,
+        local_folders_removed,
+        disk_free: local::free_space(&s.local_root).ok(),
     })
 }
 

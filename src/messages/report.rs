@@ -226,8 +226,8 @@ impl Catalog {
         )
     }
 
-    /// Reconnects, reused bytes and server retention, when there were any.
-    fn run_notes(&self, r: &BackupReport) -> String {
+    /// Reconnects, reused bytes, retention on the server and the disk, and the room left.
+    pub fn run_notes(&self, r: &BackupReport) -> String {
         let mut out = String::new();
         if r.reconnects > 0 {
             out.push_str(&match self.lang {
@@ -259,7 +259,33 @@ impl Catalog {
                 Lang::En => format!("\n🧹 Old backup folders removed from the server: {names}"),
             });
         }
+        if !r.local_folders_removed.is_empty() {
+            let names = r
+                .local_folders_removed
+                .iter()
+                .map(|n| format!("<code>{}</code>", esc(n)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            out.push_str(&match self.lang {
+                Lang::Id => format!("\n🧹 Folder backup lama di disk backup dihapus (LOCAL_BACKUP_KEEP): {names}"),
+                Lang::En => format!("\n🧹 Old backup folders removed from the backup disk (LOCAL_BACKUP_KEEP): {names}"),
+            });
+        }
+        if let Some(free) = r.disk_free {
+            out.push_str(&self.disk_left(free, r.bytes_total));
+        }
         out
+    }
+
+    /// The space left on the backup disk, and about how many more backups of this size fit.
+    fn disk_left(&self, free: u64, size: u64) -> String {
+        let fits = free.checked_div(size);
+        match (self.lang, fits) {
+            (Lang::Id, Some(n)) => format!("\n💾 Sisa ruang disk backup: {} — cukup untuk sekitar {n} backup lagi sebesar ini.", bytes(self.lang, free)),
+            (Lang::En, Some(n)) => format!("\n💾 Space left on the backup disk: {} — room for about {n} more backups of this size.", bytes(self.lang, free)),
+            (Lang::Id, None) => format!("\n💾 Sisa ruang disk backup: {}.", bytes(self.lang, free)),
+            (Lang::En, None) => format!("\n💾 Space left on the backup disk: {}.", bytes(self.lang, free)),
+        }
     }
 
     /// A refused server disk, with its figures.

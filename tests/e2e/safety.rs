@@ -852,3 +852,69 @@ async fn a_slow_export_is_stopped_mid_way_when_the_server_disk_reaches_the_floor
     assert!(folders.is_empty(), "{folders:?}");
     assert!(free_after >= 26 << 20, "the space came back: {free_after}");
 }
+
+/// `LOCAL_BACKUP_KEEP=2` over four runs: the oldest verified folder goes once two newer ones are
+/// there, a folder made by hand and a bot folder holding a hand-written note stay whole, and the
+/// report says what went and how much room is left.
+#[tokio::test]
+async fn local_retention_keeps_the_newest_and_never_touches_what_the_bot_did_not_make() {
+    let dir = test_dir("lkeep");
+    let root = dir.join("maildirs");
+    maildirs(&root, &[2000, 3000]);
+    let mut s = settings(&dir, maildir_kind(&root));
+    s.local_keep = 2;
+    s.server_keep = 0;
+    let local = s.local_root.clone();
+    let by_hand = local.join("01-01-2020");
+    std::fs::create_dir_all(&by_hand).expect("hand folder");
+    std::fs::write(by_hand.join("arsip.tar.gz"), b"kept").expect("hand file");
+
+    let first = backup(&s).await.expect("run 1");
+    assert!(first.all_verified() && first.local_folders_removed.is_empty());
+    std::fs::write(first.folders.local.join("catatan.txt"), b"jangan dihapus").expect("note");
+    let second = backup(&s).await.expect("run 2");
+    assert!(second.local_folders_removed.is_empty(), "{second:?}");
+    let third = backup(&s).await.expect("run 3");
+    // Run 1's folder is beyond the two newest, but it holds a note: kept whole.
+    assert!(third.local_folders_removed.is_empty(), "{third:?}");
+    assert!(first.folders.local.join("m00.tar.gz").is_file());
+    let fourth = backup(&s).await.expect("run 4");
+    let name = |r: &BackupReport| {
+        r.folders
+            .local
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned()
+    };
+    assert_eq!(fourth.local_folders_removed, vec![name(&second)]);
+    assert!(!second.folders.local.exists());
+    for kept in [&first, &third, &fourth] {
+        assert!(kept.folders.local.is_dir(), "{}", name(kept));
+    }
+    assert_eq!(
+        std::fs::read(first.folders.local.join("catatan.txt")).expect("note"),
+        b"jangan dihapus"
+    );
+    assert_eq!(names(&by_hand), vec!["arsip.tar.gz"]);
+    // The newest two are complete and verifiable.
+    for r in [&third, &fourth] {
+        let ok = std::process::Command::new("sha256sum")
+            .args(["-c", "--quiet", "SHA256SUMS"])
+            .current_dir(&r.folders.local)
+            .status()
+            .expect("sha256sum");
+        assert!(ok.success());
+    }
+    let free = fourth.disk_free.expect("free space measured");
+    assert!(free > 0);
+    let report = mailbox_backup_bot::messages::Catalog::new(
+        mailbox_backup_bot::messages::Lang::Id,
+        chrono_tz::Asia::Jakarta,
+    )
+    .run_notes(&fourth);
+    assert!(
+        report.contains("LOCAL_BACKUP_KEEP") && report.contains("Sisa ruang disk backup"),
+        "{report}"
+    );
+}

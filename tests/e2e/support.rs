@@ -408,6 +408,8 @@ impl BackupEngine for ScriptedEngine {
                 server_folders_removed: vec![],
                 bytes_reused: 0,
                 copy_secs: 0.5,
+                local_folders_removed: vec![],
+                disk_free: None,
             })
         })
     }
