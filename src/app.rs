@@ -18,6 +18,8 @@ use crate::telegram::chat::GroupChat;
 
 pub struct App {
     pub settings: BotSettings,
+    /// The variables the settings were read from, for `/check`.
+    pub settings_env: HashMap<String, String>,
     pub store: Store,
     pub catalog: Catalog,
     pub people: People,

@@ -320,6 +320,21 @@ pub async fn export(app: &Arc<App>, by: UserId, arg: &str) -> Result<()> {
     Ok(())
 }
 
+/// `/check` (Kasubdit or Kasi): the pre-flight of `mailbox-backup-bot check` on the settings the
+/// bot runs with, plus the token, the group and the people of the roles; one line per check.
+pub async fn check(app: &Arc<App>, by: UserId) -> Result<()> {
+    let roster = &app.settings.roster;
+    if !(roster.has(by, Role::Kasubdit) || roster.has(by, Role::Kasi)) {
+        let needed = vec![Role::Kasubdit, Role::Kasi];
+        return refuse(app, &Refusal::WrongRole { needed }).await;
+    }
+    app.group.say(&app.catalog.check_running()).await?;
+    let mut lines = crate::preflight::run(&app.settings_env).await;
+    lines.extend(crate::telegram::checks(app).await);
+    app.group.say(&app.catalog.check_report(&lines)).await?;
+    Ok(())
+}
+
 /// Starts (or, with `resume`, continues) the run of order `id` in the background and applies
 /// how it ends (the report, or the failure) as the chain's next move, waiting out a database
 /// outage: the run's result is never dropped because PostgreSQL blinked.

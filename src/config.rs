@@ -150,6 +150,13 @@ impl Source for Env {
     }
 }
 
+/// The settings as they were read at start (what `/check` checks).
+impl Source for std::collections::HashMap<String, String> {
+    fn get(&self, var: &str) -> Option<String> {
+        std::collections::HashMap::get(self, var).cloned()
+    }
+}
+
 impl<F: Fn(&str) -> Option<String>> Source for F {
     fn get(&self, var: &str) -> Option<String> {
         self(var)
@@ -298,6 +305,98 @@ impl BotSettings {
             },
         })
     }
+}
+
+/// `.env.example` as shipped: its uncommented `KEY=value` lines are valid values, and the ones
+/// in [`PLACEHOLDERS`] must not be left as they are.
+const EXAMPLE: &str = include_str!("../.env.example");
+
+/// Settings whose example value is a stand-in that only works in the example.
+const PLACEHOLDERS: &[&str] = &[
+    "TELOXIDE_TOKEN",
+    "DATABASE_URL",
+    "GROUP_CHAT_ID",
+    "KASUBDIT_IDS",
+    "KASI_IDS",
+    "JFU_IDS",
+];
+
+fn example_values() -> std::collections::HashMap<&'static str, &'static str> {
+    EXAMPLE
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim(), v.trim()))
+        .collect()
+}
+
+/// A setting that is wrong, or still the example's stand-in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SettingIssue {
+    pub var: String,
+    pub problem: String,
+    /// The value is still the one from `.env.example`.
+    pub example: bool,
+}
+
+/// Every problem with the settings at once (not only the first): each wrong value is noted and
+/// replaced by a valid one (the example's, or none for an optional setting) until the settings
+/// load; then the values still equal to the example's stand-ins. Also returns the engine's
+/// settings when they load and `MAIL_SSH_HOST` is set.
+pub fn settings_issues(src: &dyn Source) -> (Vec<SettingIssue>, Option<EngineSettings>) {
+    let examples = example_values();
+    let mut issues = Vec::new();
+    let mut patch: std::collections::HashMap<&'static str, Option<String>> = Default::default();
+    let note =
+        |e: ConfigError,
+         issues: &mut Vec<SettingIssue>,
+         patch: &mut std::collections::HashMap<&'static str, Option<String>>| {
+            issues.push(SettingIssue {
+                var: e.var.to_owned(),
+                problem: e.problem,
+                example: false,
+            });
+            patch.insert(e.var, examples.get(e.var).map(|v| (*v).to_owned()));
+        };
+    let patched = |patch: &std::collections::HashMap<&'static str, Option<String>>| {
+        let patch = patch.clone();
+        move |k: &str| match patch.get(k) {
+            Some(v) => v.clone(),
+            None => src.get(k),
+        }
+    };
+    for _ in 0..64 {
+        match BotSettings::load(&patched(&patch)) {
+            Ok(_) => break,
+            Err(e) => note(e, &mut issues, &mut patch),
+        }
+    }
+    if let Err(e) = database_url(src) {
+        note(e, &mut issues, &mut patch);
+    }
+    if EngineSettings::present(src) {
+        for _ in 0..64 {
+            match EngineSettings::load(&patched(&patch)) {
+                Ok(_) => break,
+                Err(e) => note(e, &mut issues, &mut patch),
+            }
+        }
+    }
+    for var in PLACEHOLDERS {
+        let same = value(src, var).is_some_and(|v| Some(v.as_str()) == examples.get(var).copied());
+        if same {
+            issues.push(SettingIssue {
+                var: (*var).to_owned(),
+                problem: "still the value from .env.example".into(),
+                example: true,
+            });
+        }
+    }
+    // The engine's own settings as given, not patched with stand-ins.
+    let engine = EngineSettings::present(src)
+        .then(|| EngineSettings::load(src).ok())
+        .flatten();
+    (issues, engine)
 }
 
 /// `DATABASE_URL`, with the password hidden when printed.
@@ -495,6 +594,38 @@ fn check_folder_format(format: &str) -> Result<(), ConfigError> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn every_problem_is_reported_at_once_and_example_values_are_named() {
+        let vars: std::collections::HashMap<String, String> = [
+            ("TELOXIDE_TOKEN", "123456789:replace-with-the-token"),
+            ("GROUP_CHAT_ID", "grup"),
+            ("KASI_IDS", "222222222"),
+            ("JFU_IDS", "x"),
+            ("MAIL_SSH_HOST", "mail.djki.go.id"),
+            ("MAIL_BACKUP_KIND", "exchange"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let (issues, engine) = settings_issues(&vars);
+        let named: Vec<(&str, bool)> = issues.iter().map(|i| (i.var.as_str(), i.example)).collect();
+        for wrong in [
+            "GROUP_CHAT_ID",
+            "KASUBDIT_IDS",
+            "JFU_IDS",
+            "DATABASE_URL",
+            "MAIL_BACKUP_KIND",
+            "MAIL_SSH_KEY",
+            "LOCAL_BACKUP_ROOT",
+        ] {
+            assert!(named.contains(&(wrong, false)), "{wrong}: {issues:#?}");
+        }
+        assert!(named.contains(&("TELOXIDE_TOKEN", true)), "{issues:#?}");
+        assert!(named.contains(&("KASI_IDS", true)), "{issues:#?}");
+        assert!(engine.is_none());
+    }
+
     use super::*;
     use std::collections::HashMap;
 

@@ -18,6 +18,7 @@ pub mod messages;
 pub mod moves;
 pub mod outbox;
 pub mod people;
+pub mod preflight;
 pub mod reminders;
 pub mod run_outcome;
 pub mod startup;

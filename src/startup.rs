@@ -33,6 +33,7 @@ pub fn bot(settings: &BotSettings) -> Result<TgBot> {
 
 pub async fn build(
     settings: BotSettings,
+    settings_env: std::collections::HashMap<String, String>,
     store: Store,
     engine: Option<Arc<dyn BackupEngine>>,
 ) -> Result<Arc<App>> {
@@ -41,6 +42,7 @@ pub async fn build(
     Ok(Arc::new(App {
         catalog: Catalog::new(settings.lang, settings.timezone),
         settings,
+        settings_env,
         store,
         people,
         group,

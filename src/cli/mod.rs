@@ -140,7 +140,8 @@ pub async fn main(cli: Cli) -> Result<()> {
                 store = waited => store?,
                 _ = crate::startup::stop_signal() => return Ok(()),
             };
-            let app = crate::startup::build(settings, store, engine).await?;
+            let app =
+                crate::startup::build(settings, std::env::vars().collect(), store, engine).await?;
             crate::startup::run(app).await
         }
         CliCommand::Migrate => {
@@ -165,7 +166,7 @@ pub async fn main(cli: Cli) -> Result<()> {
             Ok(())
         }
         CliCommand::Backup => terminal::backup(EngineSettings::load(&Env)?).await,
-        CliCommand::Check => terminal::check(EngineSettings::load(&Env)?).await,
+        CliCommand::Check => terminal::check().await,
         CliCommand::InitDisk { path } => {
             let path = match path {
                 Some(p) => p,

@@ -5,10 +5,9 @@ use anyhow::Result;
 use chrono::Utc;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::config::{BackupKind, EngineSettings};
+use crate::config::EngineSettings;
 use crate::engine::{
-    link::Link, local, server, BackupEngine, MailboxStatus, Progress, RunRequest, SshEngine, Stop,
-    StopReason,
+    BackupEngine, MailboxStatus, Progress, RunRequest, SshEngine, Stop, StopReason,
 };
 use crate::messages::{bytes as sized, Lang};
 fn bytes(n: u64) -> String {
@@ -122,156 +121,14 @@ pub async fn backup(settings: EngineSettings) -> Result<()> {
 
 /// Checks each thing a run needs; prints one line per check and fails if any does. Changes
 /// nothing, here or on the server.
-pub async fn check(s: EngineSettings) -> Result<()> {
-    let mut bad = 0;
-    let mut line = |ok: bool, what: &str, detail: String| {
-        println!(
-            "{} {what}{}",
-            if ok { "PASS" } else { "FAIL" },
-            if detail.is_empty() {
-                String::new()
-            } else {
-                format!(": {detail}")
-            }
-        );
-        if !ok {
-            bad += 1;
-        }
-    };
-    // The backup disk: mounted (its marker is there) and writable.
-    match local::check_disk(&s.local_root) {
-        Ok(id) => line(
-            true,
-            "backup disk marked",
-            format!("{} (disk {id})", s.local_root.display()),
-        ),
-        Err(e) => line(false, "backup disk marked", e),
+/// `check`: every check, one line each; non-zero exit when any failed. Changes nothing.
+pub async fn check() -> Result<()> {
+    let catalog = crate::messages::Catalog::new(Lang::En, chrono_tz::Asia::Jakarta);
+    let lines = crate::preflight::run(&crate::config::Env).await;
+    for l in &lines {
+        println!("{}", catalog.check_line_plain(l));
     }
-    let writable = std::ffi::CString::new(s.local_root.as_os_str().as_encoded_bytes())
-        // SAFETY: a valid NUL-terminated path; access() only reads it.
-        .map(|c| unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0)
-        .unwrap_or(false);
-    line(
-        writable,
-        "local backup root writable",
-        s.local_root.display().to_string(),
-    );
-    match local::free_space(&s.local_root) {
-        Ok(free) => line(true, "free space", bytes(free)),
-        Err(e) => line(false, "free space", e.to_string()),
-    }
-    // Database, when configured.
-    match crate::config::database_url(&crate::config::Env) {
-        Ok(url) => match crate::storage::Store::connect(url.expose()).await {
-            Ok(_) => line(true, "database reachable", String::new()),
-            Err(e) => line(false, "database reachable", e.to_string()),
-        },
-        Err(e) => line(false, "database reachable", e.to_string()),
-    }
-    // SSH login and host key.
-    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-    match Link::connect(&s, tx).await {
-        Ok(link) => {
-            line(
-                true,
-                "SSH login with strict host key",
-                format!("{}@{}:{}", s.ssh_user, s.ssh_host, s.ssh_port),
-            );
-            // What the kind's export needs, then what the manifest and the copy need.
-            let export_tools: &[&str] = match &s.kind {
-                BackupKind::Mailboxes(store) => store.tools(),
-                BackupKind::Command { .. } => &[],
-            };
-            let copy = ["sha256sum", "stat", "tar", "cat", "dd", "df", "setsid"];
-            for tool in export_tools.iter().chain(copy.iter()) {
-                match link.remote().sh(r#"command -v "$1""#, &[tool]).await {
-                    Ok(o) if o.ok => line(
-                        true,
-                        &format!("server tool {tool}"),
-                        String::from_utf8_lossy(&o.stdout).trim().to_owned(),
-                    ),
-                    _ => line(
-                        false,
-                        &format!("server tool {tool}"),
-                        "not found on the server".into(),
-                    ),
-                }
-            }
-            if matches!(
-                s.kind,
-                BackupKind::Mailboxes(crate::config::MailStore::Zimbra)
-            ) {
-                match link
-                    .remote()
-                    .sh(
-                        "su - zimbra -c 'command -v zmprov && command -v zmlocalconfig && command -v zmhostname'",
-                        &[],
-                    )
-                    .await
-                {
-                    Ok(o) if o.ok => line(
-                        true,
-                        "server tools zmprov, zmlocalconfig, zmhostname",
-                        String::new(),
-                    ),
-                    _ => line(
-                        false,
-                        "server tools zmprov, zmlocalconfig, zmhostname",
-                        "not found for the zimbra user".into(),
-                    ),
-                }
-            }
-            // The server folder: writable if it exists, or creatable under its nearest parent.
-            let probe = r#"d=$1; while [ ! -e "$d" ]; do d=$(dirname -- "$d"); done; [ -d "$d" ] && [ -w "$d" ] && echo "$d""#;
-            match link.remote().sh(probe, &[&s.server_backup_dir]).await {
-                Ok(o) if o.ok => line(
-                    true,
-                    "server backup folder writable",
-                    s.server_backup_dir.clone(),
-                ),
-                Ok(o) => line(
-                    false,
-                    "server backup folder writable",
-                    format!("{} {}", s.server_backup_dir, o.stderr),
-                ),
-                Err(e) => line(false, "server backup folder writable", e.to_string()),
-            }
-            let free_script = format!(
-                r#"d=$1; while [ ! -e "$d" ]; do d=$(dirname -- "$d"); done; set -- "$d"; {}"#,
-                server::FREE_SPACE
-            );
-            match link
-                .remote()
-                .sh(&free_script, &[&s.server_backup_dir])
-                .await
-            {
-                Ok(o) => match server::parse_space(&String::from_utf8_lossy(&o.stdout)) {
-                    Some(space) => {
-                        let floor = s.server_min_free.bytes(space.size);
-                        line(
-                            space.avail >= floor,
-                            "server free space above the floor",
-                            format!(
-                                "{} free on {}, {} must stay free (MAIL_SERVER_MIN_FREE={})",
-                                bytes(space.avail),
-                                space.mount,
-                                bytes(floor),
-                                s.server_min_free
-                            ),
-                        )
-                    }
-                    None => line(false, "server free space above the floor", o.stderr),
-                },
-                Err(e) => line(false, "server free space above the floor", e.to_string()),
-            }
-            link.close().await;
-        }
-        Err(e) => line(
-            false,
-            "SSH login with strict host key",
-            format!("{}: {}", e.kind, e.detail),
-        ),
-    }
+    let bad = lines.iter().filter(|l| !l.ok).count();
     if bad > 0 {
         anyhow::bail!("{bad} check(s) failed");
     }

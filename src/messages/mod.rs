@@ -9,6 +9,7 @@ use crate::domain::{
     NOTE_MAX_CHARS,
 };
 
+mod check;
 mod progress;
 mod records;
 mod report;
@@ -130,6 +131,13 @@ pub fn command_menu(lang: Lang) -> Vec<(&'static str, &'static str)> {
         (
             "cancel",
             t("Batalkan perintah aktif", "Cancel the active order"),
+        ),
+        (
+            "check",
+            t(
+                "Periksa pengaturan, disk, server mail dan grup (Kasubdit, Kasi)",
+                "Check the settings, disk, mail server and group (Kasubdit, Kasi)",
+            ),
         ),
         (
             "export",
@@ -288,6 +296,15 @@ impl Catalog {
                 self.pick(
                     "/cancel [alasan] — membatalkan perintah aktif sebelum laporan backup terkirim; setelah laporan terkirim, backup yang sudah terverifikasi tetap disimpan dan menunggu /receive",
                     "/cancel [reason] — cancel the active order before its backup report is out; once the report is out, the verified backup is kept and waits for /receive",
+                )
+                .into(),
+            );
+        }
+        if has(Role::Kasubdit) || has(Role::Kasi) {
+            lines.push(
+                self.pick(
+                    "/check — memeriksa pengaturan, disk backup, basis data, server mail dan grup",
+                    "/check — check the settings, the backup disk, the database, the mail server and the group",
                 )
                 .into(),
             );

@@ -161,6 +161,12 @@ async fn dispatch(app: &Arc<App>, by: UserId, command: Command) -> anyhow::Resul
         },
         Command::Log(arg) => chain::log(app, by, &arg).await,
         Command::Export(arg) => chain::export(app, by, &arg).await,
+        Command::Check(arg) => {
+            if no_arguments(app, &arg, "/check").await? {
+                chain::check(app, by).await?;
+            }
+            Ok(())
+        }
         // Answered before the group check, in any chat.
         Command::Id(_) => Ok(()),
         Command::Help(_) => {

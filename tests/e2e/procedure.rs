@@ -532,6 +532,16 @@ async fn backup_and_check_work_at_the_terminal() {
     set(&mut env, "MAIL_BACKUP_KIND", "maildir");
     set(&mut env, "MAILDIR_ROOT", &root.to_string_lossy());
     env.push(("DATABASE_URL".into(), database_url()));
+    // `check` checks the bot's settings too.
+    for (k, v) in [
+        ("TELOXIDE_TOKEN", TOKEN),
+        ("GROUP_CHAT_ID", "-1001234567890"),
+        ("KASUBDIT_IDS", "1"),
+        ("KASI_IDS", "2"),
+        ("JFU_IDS", "3"),
+    ] {
+        env.push((k.into(), v.into()));
+    }
 
     // An external disk that is not mounted leaves an empty mount point: refused, nothing written.
     let marker = dir.join("local").join(".mailbox-backup-bot-disk");

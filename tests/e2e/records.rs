@@ -296,3 +296,110 @@ async fn the_running_bot_reminds_the_kasubdit_once() {
     bot2.abort();
     let _ = bot2.await;
 }
+
+/// `/check` through the Bot API server with the harness's sshd and Dovecot: one line per check,
+/// a Kasi id that is not in the group named as failing, and only the Kasubdit or Kasi may ask.
+#[tokio::test]
+async fn check_posts_one_line_per_check_and_names_what_is_wrong() {
+    let Scene {
+        team,
+        stub,
+        db: _db,
+        mut env,
+    } = scene("id").await;
+    let dir = test_dir("check");
+    mailbox_backup_bot::engine::local::init_disk(&dir.join("local")).expect("disk mark");
+    let set = |env: &mut Vec<(String, String)>, k: &str, v: String| {
+        env.retain(|(key, _)| key != k);
+        env.push((k.to_owned(), v));
+    };
+    for var in [
+        "MAIL_SSH_HOST",
+        "MAIL_SSH_PORT",
+        "MAIL_SSH_USER",
+        "MAIL_SSH_KEY",
+        "MAIL_SSH_KNOWN_HOSTS",
+    ] {
+        set(&mut env, var, crate::support::env(var));
+    }
+    set(&mut env, "MAIL_BACKUP_KIND", "dovecot".into());
+    set(
+        &mut env,
+        "MAIL_DOVEADM_CONFIG",
+        crate::support::env("TEST_DOVECOT_CONF"),
+    );
+    set(
+        &mut env,
+        "MAIL_SERVER_BACKUP_DIR",
+        dir.join("server").to_string_lossy().into_owned(),
+    );
+    set(
+        &mut env,
+        "LOCAL_BACKUP_ROOT",
+        dir.join("local").to_string_lossy().into_owned(),
+    );
+    set(&mut env, "MAIL_SERVER_MIN_FREE", "64M".into());
+    // A Kasi who never joined the group.
+    set(&mut env, "KASI_IDS", format!("{},5000000077", team.kasi.id));
+    let _bot = start_bot(&env, None).await;
+    let g = &team.group;
+
+    stub.say(g, &team.jfu, "/check");
+    expect_text(&stub, g, 0, "Kasubdit").await;
+    stub.say(g, &team.kasi, "/check");
+    let report = stub
+        .wait_for_text(g.id, 0, "Pemeriksaan:", WAIT * 2)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let text = report.plain_text();
+    for ok in [
+        "✅ pengaturan",
+        "✅ disk backup bertanda",
+        "✅ login SSH dengan kunci host yang dicocokkan",
+        "✅ perkakas server doveadm",
+        "✅ ruang kosong server di atas batas aman",
+        "✅ basis data dapat dihubungi",
+        "✅ token bot diterima Telegram",
+        "✅ grup GROUP_CHAT_ID",
+    ] {
+        assert!(text.contains(ok), "{ok:?} in:\n{text}");
+    }
+    assert!(
+        text.contains("❌ Kasi Portal Web 5000000077 anggota grup"),
+        "{text}"
+    );
+    assert!(text.contains("Pemeriksaan: 1 masalah"), "{text}");
+    // Nothing was made on the server.
+    assert!(!dir.join("server").exists());
+}
+
+/// `mailbox-backup-bot check` with several settings wrong names them all at once, and the
+/// token still from `.env.example`.
+#[test]
+fn the_terminal_check_names_every_wrong_setting_at_once() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailbox-backup-bot"))
+        .arg("check")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("TELOXIDE_TOKEN", "123456789:replace-with-the-token")
+        .env("GROUP_CHAT_ID", "grup")
+        .env("MAIL_SSH_HOST", "127.0.0.1")
+        .current_dir(std::env::temp_dir())
+        .output()
+        .expect("the binary runs");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
+    for var in [
+        "FAIL setting TELOXIDE_TOKEN: still the value from .env.example",
+        "FAIL setting GROUP_CHAT_ID",
+        "FAIL setting KASUBDIT_IDS",
+        "FAIL setting KASI_IDS",
+        "FAIL setting JFU_IDS",
+        "FAIL setting DATABASE_URL",
+        "FAIL setting MAIL_SSH_KEY",
+        "FAIL setting LOCAL_BACKUP_ROOT",
+    ] {
+        assert!(text.contains(var), "{var:?} in:\n{text}");
+    }
+}

@@ -247,7 +247,7 @@ pub async fn build_app(env: &[(String, String)]) -> Arc<mailbox_backup_bot::app:
         .await
         .expect("db connects");
     store.migrate().await.expect("migrations");
-    mailbox_backup_bot::startup::build(settings, store, None)
+    mailbox_backup_bot::startup::build(settings, env.iter().cloned().collect(), store, None)
         .await
         .expect("app builds")
 }
@@ -262,9 +262,10 @@ pub async fn start_bot(
     let db = lookup("DATABASE_URL").expect("db");
     let store = Store::connect(&db).await.expect("db connects");
     store.migrate().await.expect("migrations");
-    let app = mailbox_backup_bot::startup::build(settings, store, engine)
-        .await
-        .expect("app builds");
+    let app =
+        mailbox_backup_bot::startup::build(settings, env.iter().cloned().collect(), store, engine)
+            .await
+            .expect("app builds");
     tokio::spawn(async move {
         mailbox_backup_bot::startup::run(app)
             .await

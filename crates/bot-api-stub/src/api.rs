@@ -398,6 +398,13 @@ fn answer(st: &mut crate::state::State, method: &str, p: &Params) -> Result<Valu
             });
             Ok(json!(true))
         }
+        "getchat" => {
+            let chat_id = int(p, "chat_id")?;
+            match st.chats.get(&chat_id) {
+                Some(chat) => Ok(crate::state::full_chat_json(chat)),
+                None => Err(ApiError::BadRequest("chat not found".into())),
+            }
+        }
         "getchatmember" => {
             let chat_id = int(p, "chat_id")?;
             let user_id = int(p, "user_id")?;

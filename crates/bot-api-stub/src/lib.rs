@@ -135,7 +135,10 @@ impl Stub {
 
     /// Makes `person` known as a member of `chat` (answers `getChatMember`).
     pub fn add_member(&self, chat: &Chat, person: &Person) {
-        self.with(|st| st.add_member(chat.id, person.clone()));
+        self.with(|st| {
+            st.chats.entry(chat.id).or_insert_with(|| chat.clone());
+            st.add_member(chat.id, person.clone())
+        });
     }
 
     /// `person` writes `text` in `chat`. Returns the new message's id.

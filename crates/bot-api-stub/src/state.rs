@@ -399,6 +399,15 @@ pub(crate) fn user_json(p: &Person, is_bot: bool) -> Value {
     v
 }
 
+/// `getChat`'s answer: the chat with the fields a full chat info always has.
+pub(crate) fn full_chat_json(c: &Chat) -> Value {
+    let mut v = chat_json(c);
+    v["accent_color_id"] = json!(0);
+    v["max_reaction_count"] = json!(11);
+    v["accepted_gift_types"] = json!({"unlimited_gifts": false, "limited_gifts": false, "unique_gifts": false, "premium_subscription": false});
+    v
+}
+
 fn chat_json(c: &Chat) -> Value {
     let mut v = json!({ "id": c.id, "type": c.kind });
     if let Some(t) = &c.title {

@@ -1,0 +1,211 @@
+//! The pre-flight of `mailbox-backup-bot check` and the chat's `/check`: every setting (all
+//! problems at once), the backup disk, the database, the SSH login, the server's tools, folder
+//! and free space — and, in the chat, the token, the group and the people of the roles. It
+//! changes nothing anywhere.
+
+use crate::config::{self, BackupKind, EngineSettings, Source};
+use crate::domain::{Role, UserId};
+use crate::engine::{link::Link, local, server};
+
+/// What one line of the check is about.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CheckItem {
+    Setting(String),
+    EngineConfigured,
+    DiskMarked,
+    DiskWritable,
+    DiskFree,
+    Database,
+    SshLogin,
+    ServerTool(String),
+    ZimbraTools,
+    ServerFolder,
+    ServerFree,
+    Token,
+    Group,
+    Member(Role, UserId),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckLine {
+    pub item: CheckItem,
+    pub ok: bool,
+    /// The figures or the error, as evidence (not translated).
+    pub detail: String,
+}
+
+fn line(item: CheckItem, ok: bool, detail: impl Into<String>) -> CheckLine {
+    CheckLine {
+        item,
+        ok,
+        detail: detail.into(),
+    }
+}
+
+/// The settings (every problem, and stand-ins left from `.env.example`), then the engine's
+/// checks when its settings load, then the database.
+pub async fn run(src: &(dyn Source + Sync)) -> Vec<CheckLine> {
+    let (issues, engine) = config::settings_issues(src);
+    let mut lines: Vec<CheckLine> = issues
+        .into_iter()
+        .map(|i| line(CheckItem::Setting(i.var), false, i.problem))
+        .collect();
+    if lines.is_empty() {
+        lines.push(line(
+            CheckItem::Setting("*".into()),
+            true,
+            "every setting is valid",
+        ));
+    }
+    match &engine {
+        Some(s) => lines.extend(engine_checks(s).await),
+        None if !EngineSettings::present(src) => lines.push(line(
+            CheckItem::EngineConfigured,
+            false,
+            "MAIL_SSH_HOST is not set",
+        )),
+        None => {}
+    }
+    lines.push(match config::database_url(src) {
+        Ok(url) => match crate::storage::Store::connect(url.expose()).await {
+            Ok(_) => line(CheckItem::Database, true, ""),
+            Err(e) => line(CheckItem::Database, false, e.to_string()),
+        },
+        Err(e) => line(CheckItem::Database, false, e.to_string()),
+    });
+    lines
+}
+
+fn bytes(n: u64) -> String {
+    crate::messages::bytes(crate::messages::Lang::En, n)
+}
+
+/// The backup disk, the SSH login and what the server needs; nothing is created or changed.
+pub async fn engine_checks(s: &EngineSettings) -> Vec<CheckLine> {
+    let mut out = Vec::new();
+    out.push(match local::check_disk(&s.local_root) {
+        Ok(id) => line(
+            CheckItem::DiskMarked,
+            true,
+            format!("{} (disk {id})", s.local_root.display()),
+        ),
+        Err(e) => line(CheckItem::DiskMarked, false, e),
+    });
+    let writable = std::ffi::CString::new(s.local_root.as_os_str().as_encoded_bytes())
+        // SAFETY: a valid NUL-terminated path; access() only reads it.
+        .map(|c| unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0)
+        .unwrap_or(false);
+    out.push(line(
+        CheckItem::DiskWritable,
+        writable,
+        s.local_root.display().to_string(),
+    ));
+    out.push(match local::free_space(&s.local_root) {
+        Ok(free) => line(CheckItem::DiskFree, true, bytes(free)),
+        Err(e) => line(CheckItem::DiskFree, false, e.to_string()),
+    });
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let link = match Link::connect(s, tx).await {
+        Ok(link) => link,
+        Err(e) => {
+            out.push(line(
+                CheckItem::SshLogin,
+                false,
+                format!("{}: {}", e.kind, e.detail),
+            ));
+            return out;
+        }
+    };
+    out.push(line(
+        CheckItem::SshLogin,
+        true,
+        format!("{}@{}:{}", s.ssh_user, s.ssh_host, s.ssh_port),
+    ));
+    // What the kind's export needs, then what the manifest and the copy need.
+    let export_tools: &[&str] = match &s.kind {
+        BackupKind::Mailboxes(store) => store.tools(),
+        BackupKind::Command { .. } => &[],
+    };
+    let copy = ["sha256sum", "stat", "tar", "cat", "dd", "df", "setsid"];
+    for tool in export_tools.iter().chain(copy.iter()) {
+        out.push(
+            match link.remote().sh(r#"command -v "$1""#, &[tool]).await {
+                Ok(o) if o.ok => line(
+                    CheckItem::ServerTool((*tool).to_owned()),
+                    true,
+                    String::from_utf8_lossy(&o.stdout).trim().to_owned(),
+                ),
+                _ => line(
+                    CheckItem::ServerTool((*tool).to_owned()),
+                    false,
+                    "not found on the server",
+                ),
+            },
+        );
+    }
+    if matches!(
+        s.kind,
+        BackupKind::Mailboxes(crate::config::MailStore::Zimbra)
+    ) {
+        let found = link
+            .remote()
+            .sh(
+                "su - zimbra -c 'command -v zmprov && command -v zmlocalconfig && command -v zmhostname'",
+                &[],
+            )
+            .await;
+        out.push(match found {
+            Ok(o) if o.ok => line(CheckItem::ZimbraTools, true, ""),
+            _ => line(
+                CheckItem::ZimbraTools,
+                false,
+                "not found for the zimbra user",
+            ),
+        });
+    }
+    // The server folder: writable if it exists, or creatable under its nearest parent.
+    let probe = r#"d=$1; while [ ! -e "$d" ]; do d=$(dirname -- "$d"); done; [ -d "$d" ] && [ -w "$d" ] && echo "$d""#;
+    out.push(
+        match link.remote().sh(probe, &[&s.server_backup_dir]).await {
+            Ok(o) if o.ok => line(CheckItem::ServerFolder, true, s.server_backup_dir.clone()),
+            Ok(o) => line(
+                CheckItem::ServerFolder,
+                false,
+                format!("{} {}", s.server_backup_dir, o.stderr),
+            ),
+            Err(e) => line(CheckItem::ServerFolder, false, e.to_string()),
+        },
+    );
+    let free_script = format!(
+        r#"d=$1; while [ ! -e "$d" ]; do d=$(dirname -- "$d"); done; set -- "$d"; {}"#,
+        server::FREE_SPACE
+    );
+    out.push(
+        match link
+            .remote()
+            .sh(&free_script, &[&s.server_backup_dir])
+            .await
+        {
+            Ok(o) => match server::parse_space(&String::from_utf8_lossy(&o.stdout)) {
+                Some(space) => {
+                    let floor = s.server_min_free.bytes(space.size);
+                    line(
+                        CheckItem::ServerFree,
+                        space.avail >= floor,
+                        format!(
+                            "{} free on {}, {} must stay free (MAIL_SERVER_MIN_FREE={})",
+                            bytes(space.avail),
+                            space.mount,
+                            bytes(floor),
+                            s.server_min_free
+                        ),
+                    )
+                }
+                None => line(CheckItem::ServerFree, false, o.stderr),
+            },
+            Err(e) => line(CheckItem::ServerFree, false, e.to_string()),
+        },
+    );
+    link.close().await;
+    out
+}
