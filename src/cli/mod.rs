@@ -1,4 +1,4 @@
-//! The command line: `run`, `migrate`, `log`, `export`, `backup`, `check`, `init-disk`.
+//! The command line: `run`, `migrate`, `log`, `export`, `backup`, `check`, `restore`, `init-disk`.
 
 mod terminal;
 
@@ -42,6 +42,15 @@ pub enum CliCommand {
     Backup,
     /// Check every setting a backup needs, changing nothing; one line per check.
     Check,
+    /// Restore ACCOUNT's mailbox from backup FOLDER (a dated folder's name under
+    /// LOCAL_BACKUP_ROOT, or a path) into ACCOUNT, or into the account given with --into. Adds
+    /// what is missing, deletes nothing: running it twice duplicates nothing.
+    Restore {
+        folder: String,
+        account: String,
+        #[arg(long)]
+        into: Option<String>,
+    },
     /// Mark PATH (default LOCAL_BACKUP_ROOT) as the backup disk; backups refuse a root without
     /// this mark, so an unmounted disk's empty mount point is never written to.
     InitDisk { path: Option<PathBuf> },
@@ -167,6 +176,19 @@ pub async fn main(cli: Cli) -> Result<()> {
         }
         CliCommand::Backup => terminal::backup(EngineSettings::load(&Env)?).await,
         CliCommand::Check => terminal::check().await,
+        CliCommand::Restore {
+            folder,
+            account,
+            into,
+        } => {
+            terminal::restore(
+                EngineSettings::load(&Env)?,
+                &folder,
+                &account,
+                into.as_deref(),
+            )
+            .await
+        }
         CliCommand::InitDisk { path } => {
             let path = match path {
                 Some(p) => p,

@@ -134,3 +134,68 @@ pub async fn check() -> Result<()> {
     }
     Ok(())
 }
+
+/// `restore`: one mailbox back from a dated folder, with a progress bar, then the count per
+/// folder. Exits non-zero unless every message of the backup is in the account afterwards.
+pub async fn restore(
+    settings: EngineSettings,
+    folder: &str,
+    account: &str,
+    into: Option<&str>,
+) -> Result<()> {
+    use crate::engine::restore::{self, RestoreProgress};
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{msg}\n[{bar:40}] {bytes}/{total_bytes} {bytes_per_sec}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let shown = bar.clone();
+    let report = restore::restore(&settings, folder, account, into, |p| match p {
+        RestoreProgress::Uploading { sent, total } => {
+            shown.set_length(total);
+            shown.set_position(sent);
+            shown.set_message("uploading the archive to the mail server");
+        }
+        RestoreProgress::Importing {
+            folder,
+            done,
+            total,
+        } => shown.set_message(format!("restoring folder {}/{total}: {folder}", done + 1)),
+        RestoreProgress::Checking => shown.set_message("counting the result"),
+    })
+    .await;
+    bar.finish_and_clear();
+    let report = report?;
+    println!(
+        "restored {} from backup {} ({}, {}) into {}",
+        report.account,
+        report.folder,
+        report.file,
+        bytes(report.bytes),
+        report.into
+    );
+    println!(
+        "{:<30} {:>9} {:>9} {:>9} {:>9}",
+        "folder", "in backup", "had", "added", "present"
+    );
+    for f in &report.folders {
+        println!(
+            "{:<30} {:>9} {:>9} {:>9} {:>9}",
+            f.folder, f.in_backup, f.already_there, f.restored, f.present_after
+        );
+    }
+    if report.complete() {
+        println!(
+            "OK: all {} messages of the backup are in {} ({} added now, nothing deleted)",
+            report.in_backup(),
+            report.into,
+            report.restored()
+        );
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "some messages of the backup are not in {} after the restore",
+            report.into
+        )
+    }
+}

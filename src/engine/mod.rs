@@ -16,6 +16,7 @@ pub mod link;
 pub mod local;
 pub mod manifest;
 pub mod remote;
+pub mod restore;
 pub mod run;
 pub mod server;
 pub mod strategy;

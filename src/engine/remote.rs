@@ -142,6 +142,56 @@ impl Remote {
             .await
     }
 
+    /// Runs `sh -c script args…` with the file at `path` on its stdin (an upload), calling
+    /// `sent` with the bytes written so far.
+    pub async fn upload(
+        &self,
+        script: &str,
+        args: &[&str],
+        path: &Path,
+        mut sent: impl FnMut(u64),
+    ) -> Result<Output, openssh::Error> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut all = vec!["-c", script, "sh"];
+        all.extend_from_slice(args);
+        let mut child = self
+            .session
+            .command("sh")
+            .args(&all)
+            .stdin(openssh::Stdio::piped())
+            .stdout(openssh::Stdio::piped())
+            .stderr(openssh::Stdio::piped())
+            .spawn()
+            .await?;
+        let mut file = tokio::fs::File::open(path)
+            .await
+            .map_err(openssh::Error::ChildIo)?;
+        if let Some(mut stdin) = child.stdin().take() {
+            let mut buf = vec![0u8; 256 * 1024];
+            let mut total = 0u64;
+            loop {
+                let n = file.read(&mut buf).await.map_err(openssh::Error::ChildIo)?;
+                if n == 0 {
+                    break;
+                }
+                if stdin.write_all(&buf[..n]).await.is_err() {
+                    // The remote side stopped reading: its exit status and stderr say why.
+                    break;
+                }
+                total += n as u64;
+                sent(total);
+            }
+            let _ = stdin.shutdown().await;
+        }
+        let out = child.wait_with_output().await?;
+        Ok(Output {
+            ok: out.status.success(),
+            code: out.status.code(),
+            stdout: out.stdout,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        })
+    }
+
     /// Whether the connection still answers.
     pub async fn check(&self) -> Result<(), openssh::Error> {
         self.session.check().await

@@ -393,3 +393,125 @@ async fn an_operator_command_backs_up_into_the_folder_and_its_failure_is_reporte
     assert_eq!(err.kind, ErrorKind::ServerCommand);
     assert!(err.detail.contains("mailbox locked"), "{}", err.detail);
 }
+
+/// `restore`: dewi's mailbox from a dated folder into an empty account, compared message for
+/// message over IMAP (folders, SHA-256 of each message, flags); again with nothing duplicated;
+/// into dewi herself with nothing added; clear errors for an account not in the backup and a
+/// target that does not exist; no stage left on the server. Then the same at the terminal.
+#[tokio::test]
+async fn restore_brings_a_mailbox_back_and_a_second_restore_adds_nothing() {
+    use mailbox_backup_bot::engine::restore::{restore, RestoreError};
+    let (user, fresh) = ("dewi@djki.go.id", "restore2@djki.go.id");
+    let dir = test_dir("rest2");
+    fill_mailbox(user);
+    doveadm(
+        &[
+            "flags",
+            "add",
+            "-u",
+            user,
+            "\\Seen \\Flagged",
+            "mailbox",
+            "INBOX",
+            "uid",
+            "1",
+        ],
+        None,
+    );
+    let s = settings(
+        &dir,
+        BackupKind::Mailboxes(MailStore::Dovecot {
+            config: Some(env("TEST_DOVECOT_CONF")),
+        }),
+    );
+    let report = backup(&s, None).await.expect("the backup runs");
+    assert!(report.all_verified(), "{report:?}");
+    let folder = report
+        .folders
+        .local
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+
+    let mut steps = Vec::new();
+    let first = restore(&s, &folder, user, Some(fresh), |p| steps.push(p))
+        .await
+        .expect("the restore runs");
+    assert!(first.complete(), "{first:?}");
+    assert_eq!(first.restored(), first.in_backup());
+    assert!(first.in_backup() >= 7, "{first:?}");
+    assert!(
+        steps.iter().any(|p| matches!(
+            p,
+            mailbox_backup_bot::engine::restore::RestoreProgress::Uploading { .. }
+        )),
+        "a progress bar has something to show"
+    );
+    let port: u16 = env("TEST_DOVECOT_IMAP_PORT").parse().expect("port");
+    let original = Imap::login(port, user, "secret").contents();
+    let restored = Imap::login(port, fresh, "secret").contents();
+    assert!(original.contains_key("Arsip.2026"), "{original:?}");
+    assert_eq!(
+        original, restored,
+        "every folder, message and flag came back"
+    );
+
+    // Again: nothing is added, nothing changes.
+    let second = restore(&s, &folder, user, Some(fresh), |_| {})
+        .await
+        .expect("the second restore runs");
+    assert!(second.complete());
+    assert_eq!(second.restored(), 0, "{second:?}");
+    assert_eq!(Imap::login(port, fresh, "secret").contents(), restored);
+    // Into the account it came from: everything is still there, nothing is added.
+    let same = restore(&s, &folder, user, None, |_| {})
+        .await
+        .expect("runs");
+    assert_eq!(same.restored(), 0, "{same:?}");
+    assert_eq!(Imap::login(port, user, "secret").contents(), original);
+
+    let err = restore(&s, &folder, "nobody@djki.go.id", Some(fresh), |_| {})
+        .await
+        .expect_err("not in the backup");
+    assert!(
+        matches!(&err, RestoreError::NotInBackup { available, .. } if available.contains(user)),
+        "{err:?}"
+    );
+    let err = restore(&s, &folder, user, Some("ghost@djki.go.id"), |_| {})
+        .await
+        .expect_err("no such account");
+    assert_eq!(err, RestoreError::TargetMissing("ghost@djki.go.id".into()));
+    let stages: Vec<_> = std::fs::read_dir(dir.join("server"))
+        .expect("server folder")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".restore"))
+        .collect();
+    assert!(stages.is_empty(), "the stage is removed");
+
+    // At the terminal, into a third account.
+    let path = |p: &str| dir.join(p).to_string_lossy().into_owned();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailbox-backup-bot"))
+        .args(["restore", &folder, user, "--into", "restore3@djki.go.id"])
+        .env("MAIL_SSH_HOST", env("MAIL_SSH_HOST"))
+        .env("MAIL_SSH_PORT", env("MAIL_SSH_PORT"))
+        .env("MAIL_SSH_USER", env("MAIL_SSH_USER"))
+        .env("MAIL_SSH_KEY", env("MAIL_SSH_KEY"))
+        .env("MAIL_SSH_KNOWN_HOSTS", env("MAIL_SSH_KNOWN_HOSTS"))
+        .env("MAIL_BACKUP_KIND", "dovecot")
+        .env("MAIL_DOVEADM_CONFIG", env("TEST_DOVECOT_CONF"))
+        .env("MAIL_SERVER_BACKUP_DIR", path("server"))
+        .env("LOCAL_BACKUP_ROOT", path("local"))
+        .env("MAIL_SERVER_MIN_FREE", "64M")
+        .output()
+        .expect("the binary runs");
+    let printed =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    eprintln!("{printed}");
+    assert!(out.status.success(), "{printed}");
+    assert!(printed.contains("OK: all"), "{printed}");
+    assert_eq!(
+        Imap::login(port, "restore3@djki.go.id", "secret").contents(),
+        original
+    );
+}

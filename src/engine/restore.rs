@@ -1,0 +1,643 @@
+//! Restoring one mailbox from a dated backup folder into an account on the mail server: the
+//! archive is checked against `SHA256SUMS`, uploaded into a bot-made stage folder on the server,
+//! unpacked, and only the messages the account does not already hold are imported, folder by
+//! folder, with their flags. Nothing in the account is deleted or changed, so a second restore
+//! adds nothing. The result is then counted folder by folder, and the stage removed.
+//!
+//! Dovecot is restored with `doveadm import` (the message keys compared first: Message-ID, size
+//! and date); a plain Maildir store by copying the message files whose names are missing.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::link::Link;
+use super::{local, server};
+use crate::config::{BackupKind, EngineSettings, MailStore};
+
+/// What went wrong, for the terminal and the chat to say in their words.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
+pub enum RestoreError {
+    #[error("no backup folder {0}")]
+    FolderNotFound(String),
+    #[error("{account} is not in backup {folder} (it holds: {available})")]
+    NotInBackup {
+        account: String,
+        folder: String,
+        available: String,
+    },
+    #[error("the archive {file} does not match its SHA-256 in SHA256SUMS")]
+    Corrupt { file: String },
+    #[error("the account {0} does not exist on the mail server")]
+    TargetMissing(String),
+    #[error("restore is not available for the {0} backup kind")]
+    Unsupported(String),
+    #[error("not enough free space on the mail server: {0}")]
+    ServerNoSpace(String),
+    #[error("SSH: {0}")]
+    Ssh(String),
+    #[error("on the server: {0}")]
+    Server(String),
+}
+
+/// One folder of the restored mailbox, as counted after the restore.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FolderCount {
+    pub folder: String,
+    /// Messages of this folder in the backup.
+    pub in_backup: usize,
+    /// Of those, how many the account held before.
+    pub already_there: usize,
+    /// Added now.
+    pub restored: usize,
+    /// Of the backup's, how many the account holds now (all of them when the restore is whole).
+    pub present_after: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RestoreReport {
+    pub folder: String,
+    pub account: String,
+    pub into: String,
+    pub file: String,
+    pub bytes: u64,
+    pub folders: Vec<FolderCount>,
+}
+
+impl RestoreReport {
+    /// Every message of the backup is in the account now.
+    pub fn complete(&self) -> bool {
+        self.folders.iter().all(|f| f.present_after >= f.in_backup)
+    }
+
+    pub fn restored(&self) -> usize {
+        self.folders.iter().map(|f| f.restored).sum()
+    }
+
+    pub fn in_backup(&self) -> usize {
+        self.folders.iter().map(|f| f.in_backup).sum()
+    }
+}
+
+/// What the restore reports as it goes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RestoreProgress {
+    Uploading {
+        sent: u64,
+        total: u64,
+    },
+    Importing {
+        folder: String,
+        done: usize,
+        total: usize,
+    },
+    Checking,
+}
+
+/// A dated folder by name under the backup root, or a path.
+pub fn resolve_folder(root: &Path, folder: &str) -> Result<PathBuf, RestoreError> {
+    let by_name = root.join(folder);
+    let path = if !folder.contains('/') && by_name.is_dir() {
+        by_name
+    } else {
+        PathBuf::from(folder)
+    };
+    if path.join("SHA256SUMS").is_file() {
+        Ok(path)
+    } else {
+        Err(RestoreError::FolderNotFound(folder.to_owned()))
+    }
+}
+
+/// The archive of `account` in a backup folder and its SHA-256 from `SHA256SUMS`.
+fn find_archive(folder: &Path, account: &str) -> Result<(String, String), RestoreError> {
+    let sums = std::fs::read_to_string(folder.join("SHA256SUMS"))
+        .map_err(|_| RestoreError::FolderNotFound(folder.display().to_string()))?;
+    let sums: HashMap<&str, &str> = sums
+        .lines()
+        .filter_map(|l| l.split_once("  ").map(|(h, n)| (n, h)))
+        .collect();
+    // summary.json maps accounts to files; without it, the file is the account's portable name.
+    #[derive(Deserialize)]
+    struct Summary {
+        mailboxes: Vec<Entry>,
+    }
+    #[derive(Deserialize)]
+    struct Entry {
+        account: String,
+        file: String,
+    }
+    let accounts: Vec<(String, String)> = std::fs::read(folder.join("summary.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Summary>(&b).ok())
+        .map(|s| {
+            s.mailboxes
+                .into_iter()
+                .map(|e| (e.account, e.file))
+                .collect()
+        })
+        .unwrap_or_else(|| {
+            sums.keys()
+                .filter_map(|n| n.strip_suffix(".tar.gz"))
+                .map(|a| (a.to_owned(), format!("{a}.tar.gz")))
+                .collect()
+        });
+    let file = accounts
+        .iter()
+        .find(|(a, _)| a == account)
+        .map(|(_, f)| f.clone())
+        .ok_or_else(|| {
+            let mut names: Vec<&str> = accounts.iter().map(|(a, _)| a.as_str()).collect();
+            names.sort();
+            RestoreError::NotInBackup {
+                account: account.to_owned(),
+                folder: folder
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                available: names.join(", "),
+            }
+        })?;
+    let hash = sums
+        .get(file.as_str())
+        .ok_or_else(|| RestoreError::Corrupt { file: file.clone() })?;
+    Ok((file, (*hash).to_owned()))
+}
+
+/// Makes the stage `$1/$2` with the bot's marker `$3`; prints its path.
+const STAGE: &str = r#"set -eu
+mkdir -p -- "$1"
+mkdir -m 0711 -- "$1/$2"
+printf '%s' "$3" > "$1/$2/.mailbox-backup-bot"
+printf '%s' "$1/$2""#;
+
+/// Receives the archive on stdin into `$1/archive.tar.gz` and prints its SHA-256.
+const RECEIVE: &str = r#"set -eu
+cat > "$1/.archive.part"
+mv -- "$1/.archive.part" "$1/archive.tar.gz"
+sha256sum -- "$1/archive.tar.gz" | cut -d' ' -f1"#;
+
+/// Unpacks the archive into `$1/x`, owned by `$2` (uid:gid), and removes the archive.
+const UNPACK: &str = r#"set -eu
+mkdir -p -- "$1/x"
+tar -xzf "$1/archive.tar.gz" -C "$1/x" --no-same-owner
+rm -f -- "$1/archive.tar.gz"
+[ -z "$2" ] || chown -R -- "$2" "$1/x""#;
+
+/// Removes the stage `$1`, only when it carries the bot's marker.
+const DROP_STAGE: &str = r#"[ -f "$1/.mailbox-backup-bot" ] && [ "$(head -n 1 -- "$1/.mailbox-backup-bot")" = 'mailbox-backup-bot folder' ] && rm -rf -- "$1""#;
+
+/// Dovecot: `$1` the account, `$2` the doveadm config (or empty); prints `uid:gid`, or fails
+/// when there is no such account.
+const DOVECOT_USER: &str = r#"if [ -n "$2" ]; then set -- "$1" -c "$2"; else set -- "$1"; fi
+u=$1; shift
+uid=$(doveadm "$@" user -f uid -- "$u") && gid=$(doveadm "$@" user -f gid -- "$u") && [ -n "$uid" ] && printf '%s:%s' "$uid" "$gid""#;
+
+/// Dovecot: lists the messages of `$1` (or, with `$3`, of the Maildir `$3` read as `$1`'s) as
+/// tab-separated `mailbox uid guid message-id size date`.
+const DOVECOT_LIST: &str = r#"u=$1; conf=$2; loc=$3
+set --
+[ -z "$conf" ] || set -- -c "$conf"
+[ -z "$loc" ] || set -- "$@" -o "mail_location=maildir:$loc"
+exec doveadm "$@" -f tab fetch -u "$u" 'mailbox uid guid hdr.message-id size.virtual date.sent' all"#;
+
+/// Dovecot: the folders of `$1` (or of the Maildir `$3` read as `$1`'s), one per line.
+const DOVECOT_FOLDERS: &str = r#"u=$1; conf=$2; loc=$3
+set --
+[ -z "$conf" ] || set -- -c "$conf"
+[ -z "$loc" ] || set -- "$@" -o "mail_location=maildir:$loc"
+exec doveadm "$@" mailbox list -u "$u""#;
+
+/// Dovecot: creates and subscribes folder `$2` of `$1`.
+const DOVECOT_CREATE: &str = r#"u=$1; box=$2; conf=$3
+set --
+[ -z "$conf" ] || set -- -c "$conf"
+exec doveadm "$@" mailbox create -s -u "$u" "$box""#;
+
+/// Dovecot: imports the messages `$4` (a UID set) of folder `$3` from the Maildir `$2` into
+/// `$1`, with their flags, creating and subscribing the folder when missing.
+const DOVECOT_IMPORT: &str = r#"u=$1; src=$2; box=$3; uids=$4; conf=$5
+set --
+[ -z "$conf" ] || set -- -c "$conf"
+exec doveadm "$@" import -s -u "$u" "maildir:$src" "" mailbox "$box" uid "$uids""#;
+
+/// Maildir: copies every message file of the unpacked `$1` (one Maildir tree) into the account's
+/// Maildir `$2` when no file of the same base name (before `:2,`) is there; prints per folder
+/// `folder<TAB>in backup<TAB>already there<TAB>copied`.
+const MAILDIR_RESTORE: &str = r#"set -eu
+src=$1; dst=$2
+[ -d "$dst" ] || { echo "no such Maildir: $dst" >&2; exit 3; }
+cd -- "$src"
+find . -type d \( -name cur -o -name new \) | sort | while IFS= read -r d; do
+  box=$(dirname -- "$d"); n=0; had=0; put=0
+  mkdir -p -- "$dst/$box/cur" "$dst/$box/new" "$dst/$box/tmp"
+  for f in "$d"/*; do
+    [ -f "$f" ] || continue
+    n=$((n+1)); b=$(basename -- "$f"); base=${b%%:*}
+    if ls -- "$dst/$box/cur/$base"* "$dst/$box/new/$base"* >/dev/null 2>&1; then had=$((had+1)); else
+      cp -p -- "$f" "$dst/$box/tmp/$b" && mv -- "$dst/$box/tmp/$b" "$dst/$box/$(basename -- "$d")/$b"; put=$((put+1)); fi
+  done
+  printf '%s\t%s\t%s\t%s\n' "$box/$(basename -- "$d")" "$n" "$had" "$put"
+done"#;
+
+/// A message's identity for "is it there already": its folder and its GUID, which Dovecot keeps
+/// through the backup (`doveadm backup`) and the import; without one, its Message-ID, size and
+/// date.
+type Key = (String, String);
+
+/// Parses `doveadm -f tab fetch 'mailbox uid guid hdr.message-id size.virtual date.sent'`.
+fn parse_listing(text: &str) -> Vec<(Key, u32)> {
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            if f.len() < 6 {
+                return None;
+            }
+            let uid = f[1].parse().ok()?;
+            let id = if f[2].is_empty() {
+                format!("{}|{}|{}", f[3].trim(), f[4], f[5])
+            } else {
+                f[2].to_owned()
+            };
+            Some(((f[0].to_owned(), id), uid))
+        })
+        .collect()
+}
+
+/// Per folder: the UIDs of the backup's messages the account does not hold (a message present
+/// twice in the backup and once in the account is imported once), and the folder's counts.
+fn missing(source: &[(Key, u32)], target: &[(Key, u32)]) -> BTreeMap<String, (Vec<u32>, usize)> {
+    let mut have: HashMap<&Key, usize> = HashMap::new();
+    for (k, _) in target {
+        *have.entry(k).or_default() += 1;
+    }
+    let mut out: BTreeMap<String, (Vec<u32>, usize)> = BTreeMap::new();
+    for (k, uid) in source {
+        let entry = out.entry(k.0.clone()).or_default();
+        match have.get_mut(k) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                entry.1 += 1;
+            }
+            _ => entry.0.push(*uid),
+        }
+    }
+    out
+}
+
+/// UID sets of at most 500 UIDs, for the command line.
+fn uid_sets(uids: &[u32]) -> Vec<String> {
+    uids.chunks(500)
+        .map(|c| c.iter().map(u32::to_string).collect::<Vec<_>>().join(","))
+        .collect()
+}
+
+fn ssh(e: impl std::fmt::Display) -> RestoreError {
+    RestoreError::Ssh(e.to_string())
+}
+
+/// Restores `account`'s mailbox from backup `folder` into `into` (the same account by default).
+pub async fn restore(
+    s: &EngineSettings,
+    folder: &str,
+    account: &str,
+    into: Option<&str>,
+    mut progress: impl FnMut(RestoreProgress),
+) -> Result<RestoreReport, RestoreError> {
+    let into = into.unwrap_or(account).to_owned();
+    let store = match &s.kind {
+        BackupKind::Mailboxes(store @ (MailStore::Dovecot { .. } | MailStore::Maildir { .. })) => {
+            store.clone()
+        }
+        BackupKind::Mailboxes(MailStore::Zimbra) => {
+            return Err(RestoreError::Unsupported("zimbra".into()))
+        }
+        BackupKind::Command { .. } => return Err(RestoreError::Unsupported("command".into())),
+    };
+    let dir = resolve_folder(&s.local_root, folder)?;
+    let (file, want) = find_archive(&dir, account)?;
+    let path = dir.join(&file);
+    let (got, bytes) =
+        super::copy::sha256_of(&path).map_err(|_| RestoreError::Corrupt { file: file.clone() })?;
+    if got != want {
+        return Err(RestoreError::Corrupt { file });
+    }
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let link = Link::connect(s, tx)
+        .await
+        .map_err(|e| RestoreError::Ssh(format!("{}: {}", e.kind, e.detail)))?;
+    let result = restore_on(
+        s,
+        &link,
+        &store,
+        &path,
+        &want,
+        account,
+        &into,
+        &mut progress,
+    )
+    .await;
+    link.close().await;
+    let folders = result?;
+    Ok(RestoreReport {
+        folder: dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        account: account.to_owned(),
+        into,
+        file,
+        bytes,
+        folders,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn restore_on(
+    s: &EngineSettings,
+    link: &Link<'_>,
+    store: &MailStore,
+    archive: &Path,
+    sha256: &str,
+    account: &str,
+    into: &str,
+    progress: &mut impl FnMut(RestoreProgress),
+) -> Result<Vec<FolderCount>, RestoreError> {
+    let r = link.remote();
+    let conf = match store {
+        MailStore::Dovecot { config } => config.clone().unwrap_or_default(),
+        _ => String::new(),
+    };
+    // The target first: nothing is uploaded for an account that is not there.
+    let owner = match store {
+        MailStore::Dovecot { .. } => {
+            let o = r.sh(DOVECOT_USER, &[into, &conf]).await.map_err(ssh)?;
+            if !o.ok {
+                return Err(RestoreError::TargetMissing(into.to_owned()));
+            }
+            String::from_utf8_lossy(&o.stdout).trim().to_owned()
+        }
+        MailStore::Maildir { root } => {
+            let o = r
+                .sh(
+                    r#"[ -d "$1/$2" ] && stat -c '%u:%g' -- "$1/$2""#,
+                    &[root, into],
+                )
+                .await
+                .map_err(ssh)?;
+            if !o.ok || into.contains('/') {
+                return Err(RestoreError::TargetMissing(into.to_owned()));
+            }
+            String::from_utf8_lossy(&o.stdout).trim().to_owned()
+        }
+        MailStore::Zimbra => return Err(RestoreError::Unsupported("zimbra".into())),
+    };
+    // Room for the archive and its unpacked mail (about four times the archive) above the floor.
+    let size = std::fs::metadata(archive).map(|m| m.len()).unwrap_or(0);
+    let free_script = format!(
+        r#"d=$1; while [ ! -e "$d" ]; do d=$(dirname -- "$d"); done; set -- "$d"; {}"#,
+        server::FREE_SPACE
+    );
+    let o = r
+        .sh(&free_script, &[&s.server_backup_dir])
+        .await
+        .map_err(ssh)?;
+    if let Some(space) = server::parse_space(&String::from_utf8_lossy(&o.stdout)) {
+        let need = size.saturating_mul(5);
+        let floor = s.server_min_free.bytes(space.size);
+        if space.avail.saturating_sub(need) < floor {
+            return Err(RestoreError::ServerNoSpace(format!(
+                "{} free on {}, the restore needs about {} and {} must stay free",
+                space.avail, space.mount, need, floor
+            )));
+        }
+    }
+    let name = format!(
+        ".restore-{}-{}",
+        local::portable_name(into),
+        chrono::Utc::now().format("%Y%m%d%H%M%S")
+    );
+    let marker = server::marker_text(
+        &format!("restore of {account}"),
+        &chrono::Utc::now().to_rfc3339(),
+    );
+    let o = r
+        .sh(STAGE, &[&s.server_backup_dir, &name, &marker])
+        .await
+        .map_err(ssh)?;
+    if !o.ok {
+        return Err(RestoreError::Server(o.stderr));
+    }
+    let stage = String::from_utf8_lossy(&o.stdout).into_owned();
+    let staged = stage_and_import(
+        r, store, &stage, archive, sha256, size, &owner, &conf, into, progress,
+    )
+    .await;
+    // The stage goes whatever happened.
+    let _ = r.sh(DROP_STAGE, &[&stage]).await;
+    staged
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn stage_and_import(
+    r: &super::remote::Remote,
+    store: &MailStore,
+    stage: &str,
+    archive: &Path,
+    sha256: &str,
+    size: u64,
+    owner: &str,
+    conf: &str,
+    into: &str,
+    progress: &mut impl FnMut(RestoreProgress),
+) -> Result<Vec<FolderCount>, RestoreError> {
+    let o = r
+        .upload(RECEIVE, &[stage], archive, |sent| {
+            progress(RestoreProgress::Uploading { sent, total: size })
+        })
+        .await
+        .map_err(ssh)?;
+    if !o.ok || String::from_utf8_lossy(&o.stdout).trim() != sha256 {
+        return Err(RestoreError::Server(format!(
+            "the uploaded archive does not match its SHA-256 {}",
+            o.stderr
+        )));
+    }
+    let o = r.sh(UNPACK, &[stage, owner]).await.map_err(ssh)?;
+    if !o.ok {
+        return Err(RestoreError::Server(o.stderr));
+    }
+    match store {
+        MailStore::Dovecot { .. } => dovecot_import(r, stage, conf, into, progress).await,
+        MailStore::Maildir { root } => {
+            progress(RestoreProgress::Importing {
+                folder: String::new(),
+                done: 0,
+                total: 1,
+            });
+            // The archive holds the account's folder by its name: its contents are the Maildir.
+            let src = format!("{stage}/x");
+            let o = r
+                .sh(
+                    r#"set -- "$1"/*; [ "$#" -eq 1 ] && [ -d "$1" ] && printf '%s' "$1""#,
+                    &[&src],
+                )
+                .await
+                .map_err(ssh)?;
+            if !o.ok {
+                return Err(RestoreError::Server(
+                    "the archive is not one Maildir".into(),
+                ));
+            }
+            let src = String::from_utf8_lossy(&o.stdout).into_owned();
+            let o = r
+                .sh(MAILDIR_RESTORE, &[&src, &format!("{root}/{into}")])
+                .await
+                .map_err(ssh)?;
+            if !o.ok {
+                return Err(RestoreError::Server(o.stderr));
+            }
+            Ok(String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter_map(|l| {
+                    let f: Vec<&str> = l.split('\t').collect();
+                    let n = |i: usize| f.get(i).and_then(|v| v.parse::<usize>().ok());
+                    Some(FolderCount {
+                        folder: f.first()?.trim_start_matches("./").to_owned(),
+                        in_backup: n(1)?,
+                        already_there: n(2)?,
+                        restored: n(3)?,
+                        present_after: n(2)? + n(3)?,
+                    })
+                })
+                .collect())
+        }
+        MailStore::Zimbra => Err(RestoreError::Unsupported("zimbra".into())),
+    }
+}
+
+async fn dovecot_import(
+    r: &super::remote::Remote,
+    stage: &str,
+    conf: &str,
+    into: &str,
+    progress: &mut impl FnMut(RestoreProgress),
+) -> Result<Vec<FolderCount>, RestoreError> {
+    let maildir = format!("{stage}/x/Maildir");
+    let list = |loc: String| async move {
+        let o = r.sh(DOVECOT_LIST, &[into, conf, &loc]).await.map_err(ssh)?;
+        if !o.ok {
+            return Err(RestoreError::Server(o.stderr));
+        }
+        Ok(parse_listing(&String::from_utf8_lossy(&o.stdout)))
+    };
+    let folders = |loc: String| async move {
+        let o = r
+            .sh(DOVECOT_FOLDERS, &[into, conf, &loc])
+            .await
+            .map_err(ssh)?;
+        if !o.ok {
+            return Err(RestoreError::Server(o.stderr));
+        }
+        Ok(String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect::<std::collections::BTreeSet<String>>())
+    };
+    // The same folder tree: folders without messages too.
+    let source_folders = folders(maildir.clone()).await?;
+    let target_folders = folders(String::new()).await?;
+    for folder in source_folders.difference(&target_folders) {
+        let o = r
+            .sh(DOVECOT_CREATE, &[into, folder, conf])
+            .await
+            .map_err(ssh)?;
+        if !o.ok {
+            return Err(RestoreError::Server(o.stderr));
+        }
+    }
+    let source = list(maildir.clone()).await?;
+    let before = list(String::new()).await?;
+    let mut todo = missing(&source, &before);
+    for folder in &source_folders {
+        todo.entry(folder.clone()).or_default();
+    }
+    let total = todo.len();
+    for (done, (folder, (uids, _))) in todo.iter().enumerate() {
+        progress(RestoreProgress::Importing {
+            folder: folder.clone(),
+            done,
+            total,
+        });
+        for set in uid_sets(uids) {
+            let o = r
+                .sh(DOVECOT_IMPORT, &[into, &maildir, folder, &set, conf])
+                .await
+                .map_err(ssh)?;
+            if !o.ok {
+                return Err(RestoreError::Server(o.stderr));
+            }
+        }
+    }
+    progress(RestoreProgress::Checking);
+    let after = list(String::new()).await?;
+    let still = missing(&source, &after);
+    Ok(todo
+        .into_iter()
+        .map(|(folder, (uids, already))| {
+            let in_backup = uids.len() + already;
+            let left = still.get(&folder).map_or(0, |(u, _)| u.len());
+            FolderCount {
+                folder,
+                in_backup,
+                already_there: already,
+                restored: uids.len(),
+                present_after: in_backup - left,
+            }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(b: &str, id: &str) -> Key {
+        (b.into(), id.into())
+    }
+
+    #[test]
+    fn only_what_the_account_lacks_is_imported_counting_copies() {
+        let source = vec![
+            (key("INBOX", "<a>"), 1),
+            (key("INBOX", "<b>"), 2),
+            (key("INBOX", ""), 3),
+            (key("INBOX", ""), 4),
+            (key("Arsip", "<c>"), 1),
+        ];
+        let target = vec![(key("INBOX", "<a>"), 7), (key("INBOX", ""), 8)];
+        let m = missing(&source, &target);
+        assert_eq!(m["INBOX"], (vec![2, 4], 2));
+        assert_eq!(m["Arsip"], (vec![1], 0));
+        // After the import, nothing is missing: a second restore imports nothing.
+        let all: Vec<(Key, u32)> = source.clone();
+        assert!(missing(&source, &all).values().all(|(u, _)| u.is_empty()));
+    }
+
+    #[test]
+    fn listings_parse_and_uid_sets_stay_short() {
+        let text = "mailbox\tuid\tguid\thdr.message-id\tsize.virtual\tdate.sent\nINBOX\t4\t1795616462.M98P6.vm,S=39\t<m1@x>\t43\t1970-01-01 00:00:00 (+0000)\nSurat Masuk\t1\t\t\t25\t2026-11-01 10:00:00 (+0700)\n";
+        let l = parse_listing(text);
+        assert_eq!(l.len(), 2);
+        assert_eq!(l[0].0, ("INBOX".into(), "1795616462.M98P6.vm,S=39".into()));
+        assert_eq!(l[0].1, 4);
+        assert_eq!(l[1].0 .0, "Surat Masuk");
+        assert_eq!(l[1].0 .1, "|25|2026-11-01 10:00:00 (+0700)");
+        let uids: Vec<u32> = (1..=1001).collect();
+        let sets = uid_sets(&uids);
+        assert_eq!(sets.len(), 3);
+        assert!(sets[2] == "1001");
+    }
+}
