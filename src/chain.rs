@@ -229,7 +229,8 @@ pub async fn render_log(
 ) -> Result<String> {
     let (from, until) = period.days();
     let entries = store.daily_log_between(from, until).await?;
-    let mut out = match (period, entries.is_empty()) {
+    let restores = store.restores_logged_between(from, until).await?;
+    let mut out = match (period, entries.is_empty() && restores.is_empty()) {
         (LogPeriod::Day(d), true) => return Ok(catalog.log_empty(d)),
         (LogPeriod::Month(m), true) => return Ok(catalog.log_month_empty(m)),
         (LogPeriod::Day(d), false) => catalog.log_header(d),
@@ -248,6 +249,10 @@ pub async fn render_log(
                 out.push_str(&catalog.log_month_entry(e.date, &e.order, &e.summary))
             }
         }
+    }
+    for r in restores {
+        out.push_str("\n\n");
+        out.push_str(&catalog.restore_log_entry(&r, name_of));
     }
     Ok(out)
 }

@@ -20,6 +20,7 @@ pub mod outbox;
 pub mod people;
 pub mod preflight;
 pub mod reminders;
+pub mod restores;
 pub mod run_outcome;
 pub mod startup;
 pub mod storage;

@@ -180,6 +180,9 @@ pub async fn run(app: Arc<App>) -> Result<()> {
         tracing::warn!(error = %e, "could not register the command menu");
     }
     learn_names(app.clone()).await;
+    crate::restores::fail_interrupted(&app)
+        .await
+        .context("closing an interrupted restore")?;
     chain::resume_unfinished(&app)
         .await
         .context("resuming an unfinished run")?;

@@ -5,6 +5,7 @@ pub mod log_date;
 pub mod note;
 pub mod order;
 pub mod reminder;
+pub mod restore_request;
 pub mod roles;
 pub mod sop;
 
@@ -17,5 +18,9 @@ pub use order::{
     StepRecord,
 };
 pub use reminder::{reminder_due, ReminderFacts};
+pub use restore_request::{
+    decide, parse_restore_args, parse_restore_button, restore_button_data, DecisionRefused,
+    RestoreStatus,
+};
 pub use roles::{Role, Roster, UserId};
 pub use sop::SopStep;

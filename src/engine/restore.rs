@@ -110,6 +110,11 @@ pub fn resolve_folder(root: &Path, folder: &str) -> Result<PathBuf, RestoreError
     }
 }
 
+/// Checks, before anything else, that backup `folder` exists under `root` and holds `account`.
+pub fn check_request(root: &Path, folder: &str, account: &str) -> Result<(), RestoreError> {
+    find_archive(&resolve_folder(root, folder)?, account).map(|_| ())
+}
+
 /// The archive of `account` in a backup folder and its SHA-256 from `SHA256SUMS`.
 fn find_archive(folder: &Path, account: &str) -> Result<(String, String), RestoreError> {
     let sums = std::fs::read_to_string(folder.join("SHA256SUMS"))

@@ -13,6 +13,7 @@ mod check;
 mod progress;
 mod records;
 mod report;
+mod restore;
 
 pub use progress::{RunEnd, RunView};
 
@@ -131,6 +132,13 @@ pub fn command_menu(lang: Lang) -> Vec<(&'static str, &'static str)> {
         (
             "cancel",
             t("Batalkan perintah aktif", "Cancel the active order"),
+        ),
+        (
+            "restore",
+            t(
+                "Minta pemulihan mailbox dari backup (Kasi)",
+                "Ask to restore a mailbox from a backup (Kasi)",
+            ),
         ),
         (
             "check",
@@ -278,6 +286,13 @@ impl Catalog {
                 self.pick(
                     "/receive — menerima laporan dan meneruskan ke Kasubdit",
                     "/receive — receive the report and pass it to the Kasubdit",
+                )
+                .into(),
+            );
+            lines.push(
+                self.pick(
+                    "/restore FOLDER AKUN [AKUN_TUJUAN] — meminta pemulihan mailbox dari backup (disetujui Kasubdit)",
+                    "/restore FOLDER ACCOUNT [TARGET] — ask to restore a mailbox from a backup (a Kasubdit approves)",
                 )
                 .into(),
             );

@@ -2,7 +2,9 @@
 //! the outbox of messages ([`outbox`]). A move of the chain is one transaction ([`Store::apply_move`]).
 
 mod outbox;
+mod restores;
 pub use outbox::Pending;
+pub use restores::RestoreRow;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};

@@ -206,6 +206,18 @@ async fn deliver(app: &App, until_empty: bool) {
     }
 }
 
+/// Waits (at most `limit`) until the worker has sent the outbox, so a message sent directly
+/// comes after what was committed before it.
+pub async fn wait_until_sent(app: &App, limit: Duration) {
+    let until = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < until {
+        match app.store.pending_count().await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -161,6 +161,7 @@ async fn dispatch(app: &Arc<App>, by: UserId, command: Command) -> anyhow::Resul
         },
         Command::Log(arg) => chain::log(app, by, &arg).await,
         Command::Export(arg) => chain::export(app, by, &arg).await,
+        Command::Restore(arg) => crate::restores::ask(app, by, &arg).await,
         Command::Check(arg) => {
             if no_arguments(app, &arg, "/check").await? {
                 chain::check(app, by).await?;
@@ -257,6 +258,29 @@ pub async fn on_button(app: Arc<App>, bot: TgBot, q: CallbackQuery) -> anyhow::R
     let in_our_group = q
         .regular_message()
         .is_some_and(|m| app.group.is_ours(m.chat.id));
+    if let Some((id, approve)) = q
+        .data
+        .as_deref()
+        .and_then(crate::domain::parse_restore_button)
+        .filter(|_| in_our_group)
+    {
+        learn(&app, &q.from).await;
+        let message = q.regular_message().map(|m| i64::from(m.id.0));
+        let text = match crate::restores::decide(&app, by, id, approve, message).await {
+            Ok(text) => text,
+            Err(e) => failure_reply(&app, &e),
+        };
+        let alert = !app.settings.roster.has(by, Role::Kasubdit);
+        if let Err(e) = bot
+            .answer_callback_query(q.id.clone())
+            .text(text)
+            .show_alert(alert)
+            .await
+        {
+            tracing::warn!(error = %e, "could not answer a button press");
+        }
+        return Ok(());
+    }
     let parsed = q.data.as_deref().and_then(chain::parse_direct_button);
     let answer = |text: String, alert: bool| {
         let bot = bot.clone();

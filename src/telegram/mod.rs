@@ -36,6 +36,8 @@ pub enum Command {
     Id(String),
     /// Check the settings, the disk, the database, the mail server and the group.
     Check(String),
+    /// Ask to restore a mailbox from a backup (Kasi; a Kasubdit approves).
+    Restore(String),
     /// The commands you may use.
     Help(String),
 }

@@ -9,6 +9,7 @@ mod input;
 mod outages;
 mod procedure;
 mod records;
+mod restore_chat;
 mod safety;
 mod startup;
 mod support;

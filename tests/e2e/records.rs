@@ -308,37 +308,11 @@ async fn check_posts_one_line_per_check_and_names_what_is_wrong() {
         mut env,
     } = scene("id").await;
     let dir = test_dir("check");
-    mailbox_backup_bot::engine::local::init_disk(&dir.join("local")).expect("disk mark");
+    use_engine(&mut env, &dir);
     let set = |env: &mut Vec<(String, String)>, k: &str, v: String| {
         env.retain(|(key, _)| key != k);
         env.push((k.to_owned(), v));
     };
-    for var in [
-        "MAIL_SSH_HOST",
-        "MAIL_SSH_PORT",
-        "MAIL_SSH_USER",
-        "MAIL_SSH_KEY",
-        "MAIL_SSH_KNOWN_HOSTS",
-    ] {
-        set(&mut env, var, crate::support::env(var));
-    }
-    set(&mut env, "MAIL_BACKUP_KIND", "dovecot".into());
-    set(
-        &mut env,
-        "MAIL_DOVEADM_CONFIG",
-        crate::support::env("TEST_DOVECOT_CONF"),
-    );
-    set(
-        &mut env,
-        "MAIL_SERVER_BACKUP_DIR",
-        dir.join("server").to_string_lossy().into_owned(),
-    );
-    set(
-        &mut env,
-        "LOCAL_BACKUP_ROOT",
-        dir.join("local").to_string_lossy().into_owned(),
-    );
-    set(&mut env, "MAIL_SERVER_MIN_FREE", "64M".into());
     // A Kasi who never joined the group.
     set(&mut env, "KASI_IDS", format!("{},5000000077", team.kasi.id));
     let _bot = start_bot(&env, None).await;

@@ -908,3 +908,37 @@ pub fn print_chat(stub: &bot_api_stub::Stub, team: &Team) {
         }
     }
 }
+
+/// Points the bot's settings at the harness's sshd and Dovecot, with `dir/server` as the server
+/// folder and `dir/local` (marked as the backup disk) as the local root.
+pub fn use_engine(env: &mut Vec<(String, String)>, dir: &Path) {
+    let mut set = |k: &str, v: String| {
+        env.retain(|(key, _)| key != k);
+        env.push((k.to_owned(), v));
+    };
+    for var in [
+        "MAIL_SSH_HOST",
+        "MAIL_SSH_PORT",
+        "MAIL_SSH_USER",
+        "MAIL_SSH_KEY",
+        "MAIL_SSH_KNOWN_HOSTS",
+    ] {
+        set(var, crate::support::env(var));
+    }
+    set("MAIL_BACKUP_KIND", "dovecot".into());
+    set(
+        "MAIL_DOVEADM_CONFIG",
+        crate::support::env("TEST_DOVECOT_CONF"),
+    );
+    set(
+        "MAIL_SERVER_BACKUP_DIR",
+        dir.join("server").to_string_lossy().into_owned(),
+    );
+    set(
+        "LOCAL_BACKUP_ROOT",
+        dir.join("local").to_string_lossy().into_owned(),
+    );
+    set("MAIL_SERVER_MIN_FREE", "64M".into());
+    std::fs::create_dir_all(dir.join("local")).expect("local root");
+    mailbox_backup_bot::engine::local::init_disk(&dir.join("local")).expect("disk mark");
+}

@@ -1,0 +1,179 @@
+//! A restore asked in the chat: who may ask, who may approve, and what a request goes through.
+//! Two people for an operation that writes into a mailbox: a Kasi asks, a Kasubdit who is not
+//! the asker approves or refuses. No I/O.
+
+use super::roles::{Role, Roster, UserId};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestoreStatus {
+    Asked,
+    Refused,
+    Running,
+    Done,
+    Failed,
+}
+
+impl RestoreStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestoreStatus::Asked => "asked",
+            RestoreStatus::Refused => "refused",
+            RestoreStatus::Running => "running",
+            RestoreStatus::Done => "done",
+            RestoreStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RestoreStatus> {
+        [
+            RestoreStatus::Asked,
+            RestoreStatus::Refused,
+            RestoreStatus::Running,
+            RestoreStatus::Done,
+            RestoreStatus::Failed,
+        ]
+        .into_iter()
+        .find(|x| x.as_str() == s)
+    }
+}
+
+/// Why an approval (or refusal) press is not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecisionRefused {
+    NotKasubdit,
+    OwnRequest,
+    NotWaiting(RestoreStatus),
+}
+
+/// What a press of "approve" (`approve`) or "refuse" by `by` makes of a request asked by
+/// `asked_by` and standing at `status`.
+pub fn decide(
+    roster: &Roster,
+    status: RestoreStatus,
+    asked_by: UserId,
+    by: UserId,
+    approve: bool,
+) -> Result<RestoreStatus, DecisionRefused> {
+    if !roster.has(by, Role::Kasubdit) {
+        return Err(DecisionRefused::NotKasubdit);
+    }
+    if by == asked_by {
+        return Err(DecisionRefused::OwnRequest);
+    }
+    if status != RestoreStatus::Asked {
+        return Err(DecisionRefused::NotWaiting(status));
+    }
+    Ok(if approve {
+        RestoreStatus::Running
+    } else {
+        RestoreStatus::Refused
+    })
+}
+
+/// `/restore FOLDER ACCOUNT [TARGET]`: the folder, the account, and the target (the account
+/// itself when not given). `None` for anything else.
+pub fn parse_restore_args(arg: &str) -> Option<(String, String, String)> {
+    let words: Vec<&str> = arg.split_whitespace().collect();
+    let plain = |w: &str| {
+        !w.is_empty() && w.len() <= 200 && !w.starts_with('-') && w.chars().all(|c| !c.is_control())
+    };
+    match words.as_slice() {
+        [folder, account] if plain(folder) && plain(account) => {
+            Some((folder.to_string(), account.to_string(), account.to_string()))
+        }
+        [folder, account, into] if plain(folder) && plain(account) && plain(into) => {
+            Some((folder.to_string(), account.to_string(), into.to_string()))
+        }
+        _ => None,
+    }
+}
+
+/// Callback data of the approval buttons: `restore:<id>:ok` or `restore:<id>:no`.
+pub fn restore_button_data(id: i64, approve: bool) -> String {
+    format!("restore:{id}:{}", if approve { "ok" } else { "no" })
+}
+
+pub fn parse_restore_button(data: &str) -> Option<(i64, bool)> {
+    let rest = data.strip_prefix("restore:")?;
+    let (id, what) = rest.split_once(':')?;
+    let approve = match what {
+        "ok" => true,
+        "no" => false,
+        _ => return None,
+    };
+    Some((id.parse().ok()?, approve))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roster() -> Roster {
+        Roster {
+            kasubdit: [UserId(1), UserId(4)].into(),
+            kasi: [UserId(2), UserId(4)].into(),
+            jfu: [UserId(3)].into(),
+        }
+    }
+
+    #[test]
+    fn only_another_kasubdit_decides_and_only_once() {
+        let r = roster();
+        let asked = RestoreStatus::Asked;
+        assert_eq!(
+            decide(&r, asked, UserId(2), UserId(1), true),
+            Ok(RestoreStatus::Running)
+        );
+        assert_eq!(
+            decide(&r, asked, UserId(2), UserId(1), false),
+            Ok(RestoreStatus::Refused)
+        );
+        assert_eq!(
+            decide(&r, asked, UserId(2), UserId(2), true),
+            Err(DecisionRefused::NotKasubdit)
+        );
+        assert_eq!(
+            decide(&r, asked, UserId(2), UserId(3), true),
+            Err(DecisionRefused::NotKasubdit)
+        );
+        // Someone holding both roles cannot approve their own request.
+        assert_eq!(
+            decide(&r, asked, UserId(4), UserId(4), true),
+            Err(DecisionRefused::OwnRequest)
+        );
+        assert_eq!(
+            decide(&r, RestoreStatus::Running, UserId(2), UserId(1), true),
+            Err(DecisionRefused::NotWaiting(RestoreStatus::Running))
+        );
+    }
+
+    #[test]
+    fn arguments_and_buttons_parse() {
+        assert_eq!(
+            parse_restore_args("25-11-2026 ani@djki.go.id"),
+            Some((
+                "25-11-2026".into(),
+                "ani@djki.go.id".into(),
+                "ani@djki.go.id".into()
+            ))
+        );
+        assert_eq!(
+            parse_restore_args(" 25-11-2026  ani@x  budi@x "),
+            Some(("25-11-2026".into(), "ani@x".into(), "budi@x".into()))
+        );
+        for bad in ["", "25-11-2026", "a b c d", "--into x y", "a\u{7} b"] {
+            assert_eq!(parse_restore_args(bad), None, "{bad:?}");
+        }
+        assert_eq!(
+            parse_restore_button(&restore_button_data(7, true)),
+            Some((7, true))
+        );
+        assert_eq!(
+            parse_restore_button(&restore_button_data(7, false)),
+            Some((7, false))
+        );
+        for bad in ["restore:x:ok", "restore:7:maybe", "direct:1:2", "restore:7"] {
+            assert_eq!(parse_restore_button(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,324 @@
+//! The texts of a restore asked in the chat: the request with its buttons, the decision, the
+//! progress, the report, and the failure — in the reader's language, the server's words only as
+//! evidence.
+
+use super::{bytes, esc, Catalog, Lang};
+use crate::domain::{DecisionRefused, RestoreStatus};
+use crate::engine::restore::{RestoreError, RestoreProgress, RestoreReport};
+use crate::storage::RestoreRow;
+
+impl Catalog {
+    pub fn restore_usage(&self) -> String {
+        self.pick(
+            "⛔ Format perintah: /restore FOLDER AKUN [AKUN_TUJUAN], misalnya /restore 25-11-2026 ani@djki.go.id. Tanpa AKUN_TUJUAN, mailbox dipulihkan ke akun itu sendiri.",
+            "⛔ Usage: /restore FOLDER ACCOUNT [TARGET_ACCOUNT], e.g. /restore 25-11-2026 ani@djki.go.id. Without a target, the mailbox is restored into the account itself.",
+        )
+        .into()
+    }
+
+    pub fn restore_busy(&self) -> String {
+        self.pick(
+            "⛔ Masih ada permintaan pemulihan yang menunggu persetujuan atau sedang berjalan. Tunggu sampai selesai.",
+            "⛔ Another restore is waiting for approval or running. Wait until it ends.",
+        )
+        .into()
+    }
+
+    pub fn restore_no_engine(&self) -> String {
+        self.pick(
+            "⛔ Mesin backup belum dikonfigurasi (MAIL_SSH_HOST), jadi pemulihan tidak dapat dijalankan.",
+            "⛔ The backup engine is not configured (MAIL_SSH_HOST), so no restore can run.",
+        )
+        .into()
+    }
+
+    /// Why a restore cannot be done, with the raw detail as evidence.
+    pub fn restore_error(&self, e: &RestoreError) -> String {
+        let code = |s: &str| format!("<code>{}</code>", esc(s));
+        match (self.lang, e) {
+            (Lang::Id, RestoreError::FolderNotFound(f)) => {
+                format!("folder backup {} tidak ditemukan di disk backup", code(f))
+            }
+            (Lang::En, RestoreError::FolderNotFound(f)) => {
+                format!("no backup folder {} on the backup disk", code(f))
+            }
+            (
+                Lang::Id,
+                RestoreError::NotInBackup {
+                    account,
+                    folder,
+                    available,
+                },
+            ) => format!(
+                "akun {} tidak ada dalam backup {}; yang ada: {}",
+                code(account),
+                code(folder),
+                esc(available)
+            ),
+            (
+                Lang::En,
+                RestoreError::NotInBackup {
+                    account,
+                    folder,
+                    available,
+                },
+            ) => format!(
+                "{} is not in backup {}; it holds: {}",
+                code(account),
+                code(folder),
+                esc(available)
+            ),
+            (Lang::Id, RestoreError::Corrupt { file }) => format!(
+                "arsip {} tidak cocok dengan SHA-256 di SHA256SUMS (rusak?)",
+                code(file)
+            ),
+            (Lang::En, RestoreError::Corrupt { file }) => format!(
+                "the archive {} does not match its SHA-256 in SHA256SUMS (damaged?)",
+                code(file)
+            ),
+            (Lang::Id, RestoreError::TargetMissing(a)) => {
+                format!("akun tujuan {} tidak ada di server mail", code(a))
+            }
+            (Lang::En, RestoreError::TargetMissing(a)) => format!(
+                "the target account {} does not exist on the mail server",
+                code(a)
+            ),
+            (Lang::Id, RestoreError::Unsupported(k)) => {
+                format!("pemulihan belum tersedia untuk jenis backup {}", code(k))
+            }
+            (Lang::En, RestoreError::Unsupported(k)) => {
+                format!("restore is not available for the {} backup kind", code(k))
+            }
+            (Lang::Id, RestoreError::ServerNoSpace(d)) => {
+                format!("ruang disk server mail tidak cukup: {}", code(d))
+            }
+            (Lang::En, RestoreError::ServerNoSpace(d)) => {
+                format!("not enough space on the mail server: {}", code(d))
+            }
+            (Lang::Id, RestoreError::Ssh(d)) => {
+                format!("tidak dapat masuk ke server mail: {}", code(d))
+            }
+            (Lang::En, RestoreError::Ssh(d)) => {
+                format!("cannot log in to the mail server: {}", code(d))
+            }
+            (Lang::Id, RestoreError::Server(d)) => {
+                format!("perintah di server mail gagal: {}", code(d))
+            }
+            (Lang::En, RestoreError::Server(d)) => {
+                format!("a command on the mail server failed: {}", code(d))
+            }
+        }
+    }
+
+    pub fn restore_refused_now(&self, e: &RestoreError) -> String {
+        format!(
+            "⛔ {}: {}.",
+            self.pick(
+                "Pemulihan tidak dapat diminta",
+                "The restore cannot be asked for"
+            ),
+            self.restore_error(e)
+        )
+    }
+
+    pub fn restore_asked(&self, r: &RestoreRow, kasi: &str, kasubdit: &str) -> String {
+        let into = if r.into == r.account {
+            String::new()
+        } else {
+            match self.lang {
+                Lang::Id => format!(" ke akun <code>{}</code>", esc(&r.into)),
+                Lang::En => format!(" into <code>{}</code>", esc(&r.into)),
+            }
+        };
+        match self.lang {
+            Lang::Id => format!("♻️ <b>Permintaan pemulihan #{}</b>\n{kasi} meminta pemulihan mailbox <code>{}</code> dari backup <code>{}</code>{into}. Pemulihan hanya menambahkan pesan yang belum ada; tidak ada yang dihapus.\n{kasubdit}, mohon setujui atau tolak.", r.id, esc(&r.account), esc(&r.folder)),
+            Lang::En => format!("♻️ <b>Restore request #{}</b>\n{kasi} asks to restore mailbox <code>{}</code> from backup <code>{}</code>{into}. A restore only adds messages that are missing; nothing is deleted.\n{kasubdit}, please approve or refuse.", r.id, esc(&r.account), esc(&r.folder)),
+        }
+    }
+
+    pub fn restore_buttons(&self) -> (String, String) {
+        (
+            self.pick("✅ Setujui", "✅ Approve").into(),
+            self.pick("🚫 Tolak", "🚫 Refuse").into(),
+        )
+    }
+
+    /// The answer to a press that is not taken.
+    pub fn restore_decision_refused(&self, why: DecisionRefused) -> String {
+        match why {
+            DecisionRefused::NotKasubdit => self.pick(
+                "Hanya Kasubdit yang dapat menyetujui atau menolak pemulihan.",
+                "Only the Kasubdit may approve or refuse a restore.",
+            ),
+            DecisionRefused::OwnRequest => self.pick(
+                "Permintaan Anda sendiri harus disetujui oleh orang lain.",
+                "Your own request must be approved by someone else.",
+            ),
+            DecisionRefused::NotWaiting(_) => self.pick(
+                "Permintaan ini sudah diputuskan.",
+                "This request has already been decided.",
+            ),
+        }
+        .into()
+    }
+
+    pub fn restore_decided_answer(&self, approved: bool) -> String {
+        if approved {
+            self.pick(
+                "Disetujui; pemulihan dimulai.",
+                "Approved; the restore starts.",
+            )
+        } else {
+            self.pick("Ditolak.", "Refused.")
+        }
+        .into()
+    }
+
+    pub fn restore_approved(&self, r: &RestoreRow, by: &str) -> String {
+        match self.lang {
+            Lang::Id => format!("✅ {by} menyetujui pemulihan #{}. Bot mulai memulihkan <code>{}</code> ke <code>{}</code>.", r.id, esc(&r.account), esc(&r.into)),
+            Lang::En => format!("✅ {by} approved restore #{}. The bot starts restoring <code>{}</code> into <code>{}</code>.", r.id, esc(&r.account), esc(&r.into)),
+        }
+    }
+
+    pub fn restore_refused(&self, r: &RestoreRow, by: &str) -> String {
+        match self.lang {
+            Lang::Id => format!(
+                "🚫 {by} menolak permintaan pemulihan #{}. Tidak ada yang diubah.",
+                r.id
+            ),
+            Lang::En => format!(
+                "🚫 {by} refused restore request #{}. Nothing was changed.",
+                r.id
+            ),
+        }
+    }
+
+    pub fn restore_progress(&self, id: i64, p: &RestoreProgress) -> String {
+        match (self.lang, p) {
+            (Lang::Id, RestoreProgress::Uploading { sent, total }) => format!(
+                "⏳ Pemulihan #{id}: mengunggah arsip ke server mail, {} dari {}",
+                bytes(self.lang, *sent),
+                bytes(self.lang, *total)
+            ),
+            (Lang::En, RestoreProgress::Uploading { sent, total }) => format!(
+                "⏳ Restore #{id}: uploading the archive to the mail server, {} of {}",
+                bytes(self.lang, *sent),
+                bytes(self.lang, *total)
+            ),
+            (
+                Lang::Id,
+                RestoreProgress::Importing {
+                    folder,
+                    done,
+                    total,
+                },
+            ) => format!(
+                "⏳ Pemulihan #{id}: memulihkan folder {} dari {total}: <code>{}</code>",
+                done + 1,
+                esc(folder)
+            ),
+            (
+                Lang::En,
+                RestoreProgress::Importing {
+                    folder,
+                    done,
+                    total,
+                },
+            ) => format!(
+                "⏳ Restore #{id}: restoring folder {} of {total}: <code>{}</code>",
+                done + 1,
+                esc(folder)
+            ),
+            (Lang::Id, RestoreProgress::Checking) => {
+                format!("⏳ Pemulihan #{id}: menghitung hasil per folder")
+            }
+            (Lang::En, RestoreProgress::Checking) => {
+                format!("⏳ Restore #{id}: counting the result per folder")
+            }
+        }
+    }
+
+    /// The progress message's last words.
+    pub fn restore_progress_end(&self, id: i64, ok: bool) -> String {
+        match (self.lang, ok) {
+            (Lang::Id, true) => {
+                format!("✅ Pemulihan #{id} selesai dijalankan. Lihat laporan di bawah.")
+            }
+            (Lang::En, true) => format!("✅ Restore #{id} ran to the end. See the report below."),
+            (Lang::Id, false) => {
+                format!("❌ Pemulihan #{id} GAGAL atau tidak lengkap. Lihat laporan di bawah.")
+            }
+            (Lang::En, false) => {
+                format!("❌ Restore #{id} FAILED or is incomplete. See the report below.")
+            }
+        }
+    }
+
+    /// The report of a restore that ran: the count per folder and whether all is there.
+    pub fn restore_done(&self, id: i64, r: &RestoreReport, kasi: &str) -> String {
+        let mut out = match (self.lang, r.complete()) {
+            (Lang::Id, true) => format!("♻️ <b>Pemulihan #{id} selesai</b> — {kasi}\nMailbox <code>{}</code> dari backup <code>{}</code> ({}) ke <code>{}</code>: semua {} pesan backup ada di akun; {} ditambahkan sekarang, tidak ada yang dihapus.", esc(&r.account), esc(&r.folder), bytes(self.lang, r.bytes), esc(&r.into), r.in_backup(), r.restored()),
+            (Lang::En, true) => format!("♻️ <b>Restore #{id} done</b> — {kasi}\nMailbox <code>{}</code> from backup <code>{}</code> ({}) into <code>{}</code>: all {} messages of the backup are in the account; {} added now, nothing deleted.", esc(&r.account), esc(&r.folder), bytes(self.lang, r.bytes), esc(&r.into), r.in_backup(), r.restored()),
+            (Lang::Id, false) => format!("❌ <b>Pemulihan #{id} TIDAK LENGKAP</b> — {kasi}\nMailbox <code>{}</code> dari backup <code>{}</code> ke <code>{}</code>: ada pesan backup yang tidak ada di akun setelah pemulihan.", esc(&r.account), esc(&r.folder), esc(&r.into)),
+            (Lang::En, false) => format!("❌ <b>Restore #{id} INCOMPLETE</b> — {kasi}\nMailbox <code>{}</code> from backup <code>{}</code> into <code>{}</code>: some messages of the backup are not in the account after the restore.", esc(&r.account), esc(&r.folder), esc(&r.into)),
+        };
+        out.push_str(&format!(
+            "\n<code>{}</code>",
+            self.pick(
+                "folder · di backup · sudah ada · ditambah · ada sekarang",
+                "folder · in backup · had · added · present"
+            )
+        ));
+        for f in &r.folders {
+            out.push_str(&format!(
+                "\n{} {} · {} · {} · {} · {}",
+                if f.present_after >= f.in_backup {
+                    "✅"
+                } else {
+                    "❌"
+                },
+                esc(&f.folder),
+                f.in_backup,
+                f.already_there,
+                f.restored,
+                f.present_after
+            ));
+        }
+        out
+    }
+
+    pub fn restore_failed(&self, id: i64, e: &RestoreError, kasi: &str) -> String {
+        match self.lang {
+            Lang::Id => format!("❌ <b>Pemulihan #{id} GAGAL</b> — {kasi}\n{}. Pesan yang sudah ditambahkan tetap ada; menjalankan pemulihan lagi tidak menggandakan pesan.", self.restore_error(e)),
+            Lang::En => format!("❌ <b>Restore #{id} FAILED</b> — {kasi}\n{}. Messages already added stay; running the restore again duplicates nothing.", self.restore_error(e)),
+        }
+    }
+
+    pub fn restore_interrupted(&self) -> RestoreError {
+        RestoreError::Server(
+            self.pick(
+                "bot dimulai ulang saat pemulihan berjalan; jalankan /restore lagi",
+                "the bot restarted during the restore; run /restore again",
+            )
+            .into(),
+        )
+    }
+
+    /// A restore in the daily log.
+    pub fn restore_log_entry(
+        &self,
+        r: &RestoreRow,
+        name_of: &dyn Fn(crate::domain::UserId) -> String,
+    ) -> String {
+        let outcome = match r.status {
+            RestoreStatus::Done => self.pick("selesai", "done"),
+            _ => self.pick("gagal", "failed"),
+        };
+        let by = r.decided_by.map(name_of).unwrap_or_default();
+        match self.lang {
+            Lang::Id => format!("<b>Pemulihan #{}</b> — {outcome}: <code>{}</code> dari <code>{}</code> ke <code>{}</code>; diminta {}, disetujui {}{}", r.id, esc(&r.account), esc(&r.folder), esc(&r.into), esc(&name_of(r.asked_by)), esc(&by), r.ended_at.map(|t| format!(", selesai {}", self.time(t))).unwrap_or_default()),
+            Lang::En => format!("<b>Restore #{}</b> — {outcome}: <code>{}</code> from <code>{}</code> into <code>{}</code>; asked by {}, approved by {}{}", r.id, esc(&r.account), esc(&r.folder), esc(&r.into), esc(&name_of(r.asked_by)), esc(&by), r.ended_at.map(|t| format!(", ended {}", self.time(t))).unwrap_or_default()),
+        }
+    }
+}

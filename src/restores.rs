@@ -1,0 +1,253 @@
+//! A restore asked in the chat: `/restore` by a Kasi records the request with its approval
+//! buttons; a Kasubdit (not the asker) approves or refuses; the bot then runs the restore with a
+//! progress message, posts the report and records it in the daily log. Each step of a request is
+//! one transaction with what it says.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+
+use crate::app::App;
+use crate::config::EngineSettings;
+use crate::domain::{
+    decide as decide_request, parse_restore_args, restore_button_data, Refusal, RestoreStatus,
+    Role, UserId,
+};
+use crate::engine::restore::{self, RestoreError};
+use crate::outbox::{Button, Outgoing};
+use crate::storage::{RestoreRow, StoreError};
+
+fn engine_settings(app: &App) -> Option<EngineSettings> {
+    EngineSettings::present(&app.settings_env)
+        .then(|| EngineSettings::load(&app.settings_env).ok())
+        .flatten()
+}
+
+/// `/restore FOLDER ACCOUNT [TARGET]` by a Kasi.
+pub async fn ask(app: &Arc<App>, by: UserId, arg: &str) -> Result<()> {
+    let c = &app.catalog;
+    if !app.settings.roster.has(by, Role::Kasi) {
+        let refusal = Refusal::WrongRole {
+            needed: vec![Role::Kasi],
+        };
+        app.group.say(&c.refusal(&refusal, &app.name_of())).await?;
+        return Ok(());
+    }
+    let Some((folder, account, into)) = parse_restore_args(arg) else {
+        app.group.say(&c.restore_usage()).await?;
+        return Ok(());
+    };
+    let Some(s) = engine_settings(app) else {
+        app.group.say(&c.restore_no_engine()).await?;
+        return Ok(());
+    };
+    if let Err(e) = restore::check_request(&s.local_root, &folder, &account) {
+        app.group.say(&c.restore_refused_now(&e)).await?;
+        return Ok(());
+    }
+    let kasi = app.people.mention(by);
+    let kasubdit = app.mention_role(Role::Kasubdit);
+    let (yes, no) = c.restore_buttons();
+    let asked = app
+        .store
+        .ask_restore(&folder, &account, &into, by, |id| {
+            let row = RestoreRow {
+                id,
+                folder: folder.clone(),
+                account: account.clone(),
+                into: into.clone(),
+                status: RestoreStatus::Asked,
+                asked_by: by,
+                asked_at: chrono::Utc::now(),
+                decided_by: None,
+                decided_at: None,
+                ended_at: None,
+                report: None,
+                error: None,
+            };
+            Outgoing::Say {
+                html: c.restore_asked(&row, &kasi, &kasubdit),
+                quiet: false,
+                buttons: vec![
+                    Button {
+                        text: yes.clone(),
+                        data: restore_button_data(id, true),
+                    },
+                    Button {
+                        text: no.clone(),
+                        data: restore_button_data(id, false),
+                    },
+                ],
+                remember: None,
+            }
+        })
+        .await;
+    match asked {
+        Ok(_) => app.outbox_ready.notify_one(),
+        Err(StoreError::AlreadyActive) => {
+            app.group.say(&c.restore_busy()).await?;
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(())
+}
+
+/// A press of "approve" or "refuse" on request `id`; returns the answer to show the presser.
+pub async fn decide(
+    app: &Arc<App>,
+    by: UserId,
+    id: i64,
+    approve: bool,
+    message_id: Option<i64>,
+) -> Result<String> {
+    let c = &app.catalog;
+    if app.store.restore(id).await?.is_none() {
+        return Ok(c.button_stale());
+    }
+    let who = app.people.mention(by);
+    let moved = app
+        .store
+        .move_restore(
+            id,
+            |r| {
+                let status =
+                    decide_request(&app.settings.roster, r.status, r.asked_by, by, approve)?;
+                let text = if approve {
+                    c.restore_approved(r, &who)
+                } else {
+                    c.restore_refused(r, &who)
+                };
+                Ok((status, vec![Outgoing::say(text)]))
+            },
+            Some(by),
+        )
+        .await?;
+    let row = match moved {
+        Ok(row) => row,
+        Err(why) => return Ok(c.restore_decision_refused(why)),
+    };
+    // The buttons are spent either way.
+    if let Some(m) = message_id {
+        let _ = app.group.remove_buttons(m).await;
+    }
+    app.outbox_ready.notify_one();
+    if row.status == RestoreStatus::Running {
+        spawn(app.clone(), row);
+    }
+    Ok(c.restore_decided_answer(approve))
+}
+
+fn spawn(app: Arc<App>, row: RestoreRow) {
+    tokio::spawn(async move {
+        if let Err(e) = run(&app, &row).await {
+            tracing::error!(restore = row.id, error = ?e, "the restore could not be finished");
+        }
+    });
+}
+
+async fn run(app: &Arc<App>, row: &RestoreRow) -> Result<()> {
+    let c = &app.catalog;
+    let kasi = app.people.mention(row.asked_by);
+    let result = match engine_settings(app) {
+        None => Err(RestoreError::Unsupported("-".into())),
+        Some(s) => {
+            // Live progress: one quiet message, edited at most every few seconds (best effort),
+            // after the approval that is still in the outbox.
+            crate::telegram::delivery::wait_until_sent(app, Duration::from_secs(10)).await;
+            let message = app
+                .group
+                .say_quietly(&c.restore_progress(row.id, &restore::RestoreProgress::Checking))
+                .await
+                .ok();
+            let every = Duration::from_secs(app.settings.progress_interval_secs.max(1));
+            let (tx, mut rx) = tokio::sync::watch::channel(None);
+            let editor = {
+                let app = app.clone();
+                let id = row.id;
+                tokio::spawn(async move {
+                    let mut last = Instant::now() - every;
+                    while rx.changed().await.is_ok() {
+                        let p = rx.borrow_and_update().clone();
+                        if let (Some(m), Some(p)) = (message, p) {
+                            if last.elapsed() >= every {
+                                let _ = app
+                                    .group
+                                    .edit(m, &app.catalog.restore_progress(id, &p))
+                                    .await;
+                                last = Instant::now();
+                            }
+                        }
+                    }
+                })
+            };
+            let done = restore::restore(&s, &row.folder, &row.account, Some(&row.into), |p| {
+                let _ = tx.send(Some(p));
+            })
+            .await;
+            drop(tx);
+            let _ = editor.await;
+            if let Some(m) = message {
+                let ok = done.as_ref().is_ok_and(|r| r.complete());
+                let _ = app.group.edit(m, &c.restore_progress_end(row.id, ok)).await;
+            }
+            done
+        }
+    };
+    let today = app.today();
+    let (status, report, error, text) = match &result {
+        Ok(r) => (
+            if r.complete() {
+                RestoreStatus::Done
+            } else {
+                RestoreStatus::Failed
+            },
+            serde_json::to_value(r).ok(),
+            None,
+            c.restore_done(row.id, r, &kasi),
+        ),
+        Err(e) => (
+            RestoreStatus::Failed,
+            None,
+            Some(e.to_string()),
+            c.restore_failed(row.id, e, &kasi),
+        ),
+    };
+    crate::storage::patiently("the restore's result", || async {
+        Ok(app
+            .store
+            .finish_restore(
+                row.id,
+                status,
+                report.as_ref(),
+                error.as_deref(),
+                today,
+                &[Outgoing::say(text.clone())],
+            )
+            .await?)
+    })
+    .await?;
+    app.outbox_ready.notify_one();
+    Ok(())
+}
+
+/// At start: a restore that was running when the bot stopped is recorded as failed, with what
+/// to do (a second restore duplicates nothing).
+pub async fn fail_interrupted(app: &Arc<App>) -> Result<()> {
+    for row in app.store.running_restores().await? {
+        let e = app.catalog.restore_interrupted();
+        let kasi = app.people.mention(row.asked_by);
+        app.store
+            .finish_restore(
+                row.id,
+                RestoreStatus::Failed,
+                None,
+                Some(&e.to_string()),
+                app.today(),
+                &[Outgoing::say(app.catalog.restore_failed(row.id, &e, &kasi))],
+            )
+            .await?;
+    }
+    app.outbox_ready.notify_one();
+    Ok(())
+}
