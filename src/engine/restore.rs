@@ -4,8 +4,10 @@
 //! folder, with their flags. Nothing in the account is deleted or changed, so a second restore
 //! adds nothing. The result is then counted folder by folder, and the stage removed.
 //!
-//! Dovecot is restored with `doveadm import` (the message keys compared first: Message-ID, size
-//! and date); a plain Maildir store by copying the message files whose names are missing.
+//! Dovecot is restored with `doveadm import` (the message GUIDs compared first); a plain Maildir
+//! store by copying the message files whose names are missing; Zimbra with the admin REST import
+//! (`resolve=skip`: a message whose digest is already in the folder is skipped), its result
+//! counted per folder from the account's export before and after.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -313,12 +315,7 @@ pub async fn restore(
 ) -> Result<RestoreReport, RestoreError> {
     let into = into.unwrap_or(account).to_owned();
     let store = match &s.kind {
-        BackupKind::Mailboxes(store @ (MailStore::Dovecot { .. } | MailStore::Maildir { .. })) => {
-            store.clone()
-        }
-        BackupKind::Mailboxes(MailStore::Zimbra) => {
-            return Err(RestoreError::Unsupported("zimbra".into()))
-        }
+        BackupKind::Mailboxes(store) => store.clone(),
         BackupKind::Command { .. } => return Err(RestoreError::Unsupported("command".into())),
     };
     let dir = resolve_folder(&s.local_root, folder)?;
@@ -397,7 +394,16 @@ async fn restore_on(
             }
             String::from_utf8_lossy(&o.stdout).trim().to_owned()
         }
-        MailStore::Zimbra => return Err(RestoreError::Unsupported("zimbra".into())),
+        MailStore::Zimbra => {
+            let o = r.sh(super::zimbra::LIST, &[]).await.map_err(ssh)?;
+            let known = String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l == into);
+            if !o.ok || !known {
+                return Err(RestoreError::TargetMissing(into.to_owned()));
+            }
+            String::new()
+        }
     };
     // Room for the archive and its unpacked mail (about four times the archive) above the floor.
     let size = std::fs::metadata(archive).map(|m| m.len()).unwrap_or(0);
@@ -470,6 +476,9 @@ async fn stage_and_import(
             o.stderr
         )));
     }
+    if let MailStore::Zimbra = store {
+        return zimbra_import(r, stage, into, progress).await;
+    }
     let o = r.sh(UNPACK, &[stage, owner]).await.map_err(ssh)?;
     if !o.ok {
         return Err(RestoreError::Server(o.stderr));
@@ -521,6 +530,83 @@ async fn stage_and_import(
         }
         MailStore::Zimbra => Err(RestoreError::Unsupported("zimbra".into())),
     }
+}
+
+/// Messages per folder of a Zimbra `.tgz` export, from its listing: `Folder/…-Subject.eml`, the
+/// folder split into `Folder!1`, `Folder!2` … every 500 items.
+fn zimbra_counts(listing: &str) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for entry in listing.lines().filter(|l| l.ends_with(".eml")) {
+        let folder = entry.rsplit_once('/').map_or("", |(f, _)| f);
+        let folder = match folder.rsplit_once('!') {
+            Some((f, n)) if n.bytes().all(|b| b.is_ascii_digit()) => f,
+            _ => folder,
+        };
+        *out.entry(folder.to_owned()).or_default() += 1;
+    }
+    out
+}
+
+/// Zimbra: the account's messages per folder before and after the REST import (`resolve=skip`),
+/// from its own export, and the backup's from the archive.
+async fn zimbra_import(
+    r: &super::remote::Remote,
+    stage: &str,
+    into: &str,
+    progress: &mut impl FnMut(RestoreProgress),
+) -> Result<Vec<FolderCount>, RestoreError> {
+    let archive = format!("{stage}/archive.tar.gz");
+    let listing = |file: String| async move {
+        let o = r.sh(r#"tar -tzf "$1""#, &[&file]).await.map_err(ssh)?;
+        if !o.ok {
+            return Err(RestoreError::Server(o.stderr));
+        }
+        Ok(zimbra_counts(&String::from_utf8_lossy(&o.stdout)))
+    };
+    let account_counts = |name: &'static str| async move {
+        let out = format!("{stage}/{name}.tgz");
+        let o = r
+            .sh(super::zimbra::EXPORT, &[&out, into, stage])
+            .await
+            .map_err(ssh)?;
+        if !o.ok {
+            return Err(RestoreError::Server(o.stderr));
+        }
+        let counts = listing(out.clone()).await?;
+        let _ = r.sh(r#"rm -f -- "$1""#, &[&out]).await;
+        Ok(counts)
+    };
+    let backup = listing(archive.clone()).await?;
+    let before = account_counts("before").await?;
+    progress(RestoreProgress::Importing {
+        folder: String::new(),
+        done: 0,
+        total: 1,
+    });
+    let o = r
+        .sh(super::zimbra::IMPORT, &[&archive, into, stage])
+        .await
+        .map_err(ssh)?;
+    if !o.ok {
+        return Err(RestoreError::Server(o.stderr));
+    }
+    progress(RestoreProgress::Checking);
+    let after = account_counts("after").await?;
+    Ok(backup
+        .into_iter()
+        .map(|(folder, in_backup)| {
+            let had = before.get(&folder).copied().unwrap_or(0);
+            let now = after.get(&folder).copied().unwrap_or(0);
+            FolderCount {
+                already_there: in_backup.min(had),
+                restored: now.saturating_sub(had),
+                // Counted: the folder holds at least as many as the backup has.
+                present_after: in_backup.min(now),
+                in_backup,
+                folder,
+            }
+        })
+        .collect())
 }
 
 async fn dovecot_import(
@@ -629,6 +715,15 @@ mod tests {
         // After the import, nothing is missing: a second restore imports nothing.
         let all: Vec<(Key, u32)> = source.clone();
         assert!(missing(&source, &all).values().all(|(u, _)| u.is_empty()));
+    }
+
+    #[test]
+    fn zimbra_exports_are_counted_per_folder_across_batches() {
+        let listing = "Inbox/0000000257-a.eml.meta\nInbox/0000000257-a.eml\nInbox!1/0000000800-b.eml\nSent/0000000900-c.eml\nBriefs/2026/0000000901-d.eml\n";
+        let c = zimbra_counts(listing);
+        assert_eq!(c["Inbox"], 2);
+        assert_eq!(c["Sent"], 1);
+        assert_eq!(c["Briefs/2026"], 1);
     }
 
     #[test]

@@ -9,23 +9,14 @@
 /// [`crate::engine::strategy::is_zimbra_system_account`]). No arguments.
 pub const LIST: &str = "exec su - zimbra -c 'zmprov -l gaa'";
 
-/// Streams the `.tgz` export of ONE account into a file, never holding it in memory.
-///
-/// Contract: `sh -c "$EXPORT" sh OUT ACCOUNT STAGE`. `OUT` is the `.part` file that receives
-/// the complete archive; `ACCOUNT` the account name (any bytes: it only travels percent-encoded
-/// inside the URL); `STAGE` an empty private folder for the temporary files (the caller removes
-/// it). Exit 0 only when `OUT` holds a complete gzip'd tar; otherwise non-zero, `OUT` removed and
-/// the reason on stderr (the server's HTTP status and error text).
-///
-/// How: the admin endpoint and the credentials `zmmailbox -z` itself uses are read as the zimbra
-/// user from localconfig; an admin `AuthRequest` (SOAP, `urn:zimbraAdmin`) gets an auth token;
-/// curl downloads `https://HOST:PORT/home/ACCOUNT/?fmt=tgz` with the token as the
-/// `ZM_ADMIN_AUTH_TOKEN` cookie straight into `OUT`. The password and the token only live in
-/// shell variables (`printf` is a builtin) and in 0600 files under `STAGE`, never in argv.
-pub const EXPORT: &str = r#"set -eu
-out=$1; account=$2; stage=$3
-umask 077
-fail() { printf 'zimbra export of %s: %s\n' "$account" "$*" >&2; rm -f -- "$out" "$stage/auth.xml" "$stage/cookie.conf"; exit 1; }
+/// What the export and the import share after their own first lines (which set `account`,
+/// `stage`, `what`, and `out`, the file `fail` removes): `fail`, the admin login read from localconfig,
+/// and the auth token written to `$stage/cookie.conf` (0600), never to argv; then `path`, the
+/// account percent-encoded for the URL.
+macro_rules! admin_login {
+    () => {
+        r#"umask 077
+fail() { printf 'zimbra %s of %s: %s\n' "$what" "$account" "$*" >&2; rm -f -- "$out" "$stage/auth.xml" "$stage/cookie.conf"; exit 1; }
 [ -n "$account" ] || fail "empty account name"
 [ -d "$stage" ] || fail "no stage folder $stage"
 lc=$(su - zimbra -c 'zmlocalconfig -s -x zimbra_zmprov_default_soap_server zimbra_admin_service_port zimbra_ldap_user zimbra_ldap_password') || fail "zmlocalconfig failed"
@@ -49,7 +40,29 @@ case $token in ''|*[!A-Za-z0-9_.-]*) fail "admin login at $base: no usable authT
 printf 'cookie = "ZM_ADMIN_AUTH_TOKEN=%s"\n' "$token" > "$stage/cookie.conf"
 token=
 path=$(printf '%s' "$account" | od -An -v -tx1 | LC_ALL=C awk '{ for (i = 1; i <= NF; i++) { d = (index("0123456789abcdef", substr($i, 1, 1)) - 1) * 16 + index("0123456789abcdef", substr($i, 2, 1)) - 1; c = sprintf("%c", d); if (d < 128 && c ~ /[A-Za-z0-9._~@-]/) printf "%s", c; else printf "%%%s", toupper($i) } }')
-url="$base/home/$path/?fmt=tgz"
+"#
+    };
+}
+
+/// Streams the `.tgz` export of ONE account into a file, never holding it in memory.
+///
+/// Contract: `sh -c "$EXPORT" sh OUT ACCOUNT STAGE`. `OUT` is the `.part` file that receives
+/// the complete archive; `ACCOUNT` the account name (any bytes: it only travels percent-encoded
+/// inside the URL); `STAGE` an empty private folder for the temporary files (the caller removes
+/// it). Exit 0 only when `OUT` holds a complete gzip'd tar; otherwise non-zero, `OUT` removed and
+/// the reason on stderr (the server's HTTP status and error text).
+///
+/// How: the admin endpoint and the credentials `zmmailbox -z` itself uses are read as the zimbra
+/// user from localconfig; an admin `AuthRequest` (SOAP, `urn:zimbraAdmin`) gets an auth token;
+/// curl downloads `https://HOST:PORT/home/ACCOUNT/?fmt=tgz` with the token as the
+/// `ZM_ADMIN_AUTH_TOKEN` cookie straight into `OUT`. The password and the token only live in
+/// shell variables (`printf` is a builtin) and in 0600 files under `STAGE`, never in argv.
+pub const EXPORT: &str = concat!(
+    r#"set -eu
+out=$1; account=$2; stage=$3; what=export
+"#,
+    admin_login!(),
+    r#"url="$base/home/$path/?fmt=tgz"
 code=$(curl -sS -k --proto =https --connect-timeout 30 -K "$stage/cookie.conf" -o "$out" -w '%{http_code}' "$url") || fail "download of $url failed (curl exit $?)"
 rm -f -- "$stage/cookie.conf"
 case $code in
@@ -58,7 +71,29 @@ case $code in
   *) fail "HTTP $code from $url: $(text "$out")" ;;
 esac
 [ "$(head -c 2 -- "$out" | od -An -tx1 | tr -d ' \n')" = 1f8b ] || fail "the answer from $url is not a gzip archive: $(text "$out")"
-tar -tzf "$out" > /dev/null || fail "the archive from $url is incomplete or damaged""#;
+tar -tzf "$out" > /dev/null || fail "the archive from $url is incomplete or damaged""#
+);
+
+/// Imports a `.tgz` export into ONE account without touching what is there: the admin REST
+/// import `POST /home/ACCOUNT/?fmt=tgz&resolve=skip`. `ArchiveFormatter` (zm-mailbox,
+/// `addData`) then skips a message whose digest a message of the same folder already has, and
+/// creates missing folders; nothing is deleted, so a second import adds nothing.
+///
+/// Contract: `sh -c "$IMPORT" sh ARCHIVE ACCOUNT STAGE`; exit 0 when the server took it,
+/// otherwise non-zero with the HTTP status and the server's error text on stderr.
+pub const IMPORT: &str = concat!(
+    r#"set -eu
+archive=$1; account=$2; stage=$3; out=$stage/import.out; what=import
+"#,
+    admin_login!(),
+    r#"url="$base/home/$path/?fmt=tgz&resolve=skip"
+code=$(curl -sS -k --proto =https --connect-timeout 30 -K "$stage/cookie.conf" -X POST -H 'Content-Type: application/x-compressed-tar' --data-binary "@$archive" -o "$out" -w '%{http_code}' "$url") || fail "upload to $url failed (curl exit $?)"
+rm -f -- "$stage/cookie.conf"
+case $code in
+  200|204) rm -f -- "$out" ;;
+  *) fail "HTTP $code from $url: $(text "$out")" ;;
+esac"#
+);
 
 /// Prints `ACCOUNT BYTES` per line: the mailbox sizes this server reports (`zmprov
 /// getQuotaUsage SERVER` prints `name limit used`; SOAP only, so no `-l`). No arguments.

@@ -23,6 +23,9 @@ fn settings(dir: &Path) -> EngineSettings {
     crate::engine::settings(dir, BackupKind::Mailboxes(MailStore::Zimbra))
 }
 
+/// The account the restore test writes into while the others run: left out of their checks.
+const RESTORED_INTO: &str = "pulih@djki.go.id";
+
 fn sim() -> PathBuf {
     PathBuf::from(env("TEST_ZIMBRA_SIM"))
 }
@@ -92,8 +95,17 @@ async fn zimbra_accounts_are_exported_by_streaming_rest_copied_verified_and_coun
     let expected: Vec<(String, String)> = sim_accounts()
         .into_iter()
         .filter(|(a, _)| !is_zimbra_system_account(a))
+        .filter(|(a, _)| a != RESTORED_INTO)
         .collect();
-    assert_eq!(report.mailboxes.len(), expected.len(), "{report:#?}");
+    assert_eq!(
+        report
+            .mailboxes
+            .iter()
+            .filter(|m| m.account != RESTORED_INTO)
+            .count(),
+        expected.len(),
+        "{report:#?}"
+    );
     for (account, behaviour) in &expected {
         // Verified mailboxes are named after their file, failed ones after the account.
         let m = by_account
@@ -212,6 +224,9 @@ async fn zimbra_sizes_come_from_getquotausage_over_ssh() {
     assert_eq!(sizes.len(), accounts.len(), "{sizes:?}");
     for ((account, _), (name, bytes)) in accounts.iter().zip(&sizes) {
         assert_eq!(account, name);
+        if account == RESTORED_INTO {
+            continue;
+        }
         let fixture: u64 = fixture_messages(account)
             .iter()
             .map(|m| m.len() as u64)
@@ -219,4 +234,53 @@ async fn zimbra_sizes_come_from_getquotausage_over_ssh() {
         assert_eq!(*bytes, fixture, "{account}");
     }
     assert!(sizes.iter().any(|(a, _)| a == HOSTILE));
+}
+
+/// A Zimbra restore through the simulator's REST import: ani's mailbox into pulih, counted per
+/// folder; again with nothing added; a target that does not exist refused before any upload.
+#[tokio::test]
+async fn a_zimbra_restore_imports_with_resolve_skip_and_a_second_adds_nothing() {
+    use mailbox_backup_bot::engine::restore::{restore, RestoreError};
+    let dir = test_dir("zrest");
+    let s = settings(&dir);
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let date = chrono::Utc::now().with_timezone(&s.timezone).date_naive();
+    let report = run(&s, RunRequest::new(date, "test", Stop::never()), tx)
+        .await
+        .expect("the backup runs");
+    let folder = report
+        .folders
+        .local
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    let source = "ani@djki.go.id";
+    let first = restore(&s, &folder, source, Some(RESTORED_INTO), |_| {})
+        .await
+        .expect("the restore runs");
+    assert!(first.complete(), "{first:#?}");
+    let counts: Vec<(&str, usize, usize)> = first
+        .folders
+        .iter()
+        .map(|f| (f.folder.as_str(), f.in_backup, f.restored))
+        .collect();
+    assert_eq!(counts, vec![("Inbox", 3, 3), ("Sent", 2, 2)], "{first:#?}");
+    let mut want = fixture_messages(source);
+    let mut got = fixture_messages(RESTORED_INTO);
+    want.sort();
+    got.sort();
+    assert_eq!(got, want, "every message came over as it was");
+
+    let second = restore(&s, &folder, source, Some(RESTORED_INTO), |_| {})
+        .await
+        .expect("the second restore runs");
+    assert!(second.complete());
+    assert_eq!(second.restored(), 0, "{second:#?}");
+    assert_eq!(fixture_messages(RESTORED_INTO).len(), want.len());
+
+    let err = restore(&s, &folder, source, Some("hantu@djki.go.id"), |_| {})
+        .await
+        .expect_err("no such account");
+    assert_eq!(err, RestoreError::TargetMissing("hantu@djki.go.id".into()));
 }

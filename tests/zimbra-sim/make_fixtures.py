@@ -19,6 +19,7 @@ ACCOUNTS = [
     ("ham.d4e5f6@djki.go.id", "ok", {"": 1}),
     ("virus-quarantine.g7h8@djki.go.id", "ok", {"": 1}),
     ("galsync@djki.go.id", "ok", {"": 1}),
+    ("pulih@djki.go.id", "ok", {}),
 ]
 
 with open(os.path.join(sim, "accounts"), "w") as f:

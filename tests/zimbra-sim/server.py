@@ -2,8 +2,9 @@
 """Simulated Zimbra admin HTTPS endpoint on 127.0.0.1 (the mailboxd admin port, 7071 on a real
 server): POST /service/admin/soap/ AuthRequest (urn:zimbraAdmin) and GET /home/ACCOUNT/?fmt=tgz
 authorised by the ZM_ADMIN_AUTH_TOKEN cookie, streamed as a gzip'd tar in ArchiveFormatter's
-layout. Usage: server.py SIMDIR (reads SIMDIR/localconfig, accounts, store/, cert.pem, key.pem)."""
+layout; POST /home/ACCOUNT/?fmt=tgz&resolve=skip imports such a tar (messages skipped by digest). Usage: server.py SIMDIR (reads SIMDIR/localconfig, accounts, store/, cert.pem, key.pem)."""
 import email.parser
+import hashlib
 import email.policy
 import http.server
 import io
@@ -15,6 +16,7 @@ import ssl
 import sys
 import tarfile
 import threading
+import time
 import urllib.parse
 import xml.etree.ElementTree as ET
 
@@ -110,7 +112,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
                         f"<title>Error {code} {message}</title>\n</head>\n<body><h2>HTTP ERROR {code}</h2>\n"
                         f"<p>Problem accessing {self.path}. Reason:\n<pre>    {message}</pre></p>\n</body>\n</html>\n")
 
+    def authorised(self):
+        cookies = dict(
+            c.strip().split("=", 1) for c in self.headers.get("Cookie", "").split(";") if "=" in c
+        )
+        return cookies.get("ZM_ADMIN_AUTH_TOKEN") in TOKENS
+
     def do_POST(self):
+        parts = urllib.parse.urlsplit(self.path)
+        m = re.fullmatch(r"/home/([^/]+)/", parts.path)
+        if m:
+            return self.import_tgz(urllib.parse.unquote(m.group(1), errors="strict"), parts.query)
         if self.path not in ("/service/admin/soap", "/service/admin/soap/"):
             log(f"POST {self.path} 404")
             return self.jetty_error(404, "Not Found")
@@ -134,6 +146,54 @@ class Handler(http.server.BaseHTTPRequestHandler):
                        f"<authToken>{token}</authToken><lifetime>43199998</lifetime></AuthResponse></soap:Body></soap:Envelope>",
                   "application/soap+xml; charset=utf-8")
 
+    def import_tgz(self, account, query):
+        """POST /home/ACCOUNT/?fmt=tgz&resolve=skip: ArchiveFormatter's import, messages only.
+        A message whose digest a message of the same folder already has is skipped (addData,
+        Resolve.Skip); folders are made as needed; nothing is deleted."""
+        params = urllib.parse.parse_qs(query)
+        if params.get("fmt") != ["tgz"] or params.get("resolve") != ["skip"]:
+            log(f"POST {account} 400 {query}")
+            return self.jetty_error(400, f"simulator: only ?fmt=tgz&resolve=skip is served, not {query}")
+        if not self.authorised():
+            log(f"POST {account} 401")
+            return self.jetty_error(401, "must authenticate")
+        if accounts().get(account) is None:
+            log(f"POST {account} 404")
+            return self.jetty_error(404, "no such item")
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        maildir = os.path.join(SIM, "store", account, "Maildir")
+        added = skipped = 0
+        with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as tar:
+            metas = {}
+            for member in tar:
+                if not member.isfile():
+                    continue
+                data = tar.extractfile(member).read()
+                if member.name.endswith(".meta"):
+                    metas[member.name[:-5]] = json.loads(data or b"{}")
+                    continue
+                if not member.name.endswith(".eml"):
+                    continue
+                folder = member.name.rsplit("/", 1)[0] if "/" in member.name else "Inbox"
+                folder = re.sub(r"!\d+$", "", folder)
+                sub = "" if folder == "Inbox" else "." + folder.replace("/", ".")
+                digest = hashlib.sha256(data).hexdigest()
+                existing = []
+                for part in ("cur", "new"):
+                    d = os.path.join(maildir, sub, part)
+                    os.makedirs(d, exist_ok=True)
+                    existing += [os.path.join(d, f) for f in os.listdir(d)]
+                if any(hashlib.sha256(open(f, "rb").read()).hexdigest() == digest for f in existing):
+                    skipped += 1
+                    continue
+                unread = metas.get(member.name, {}).get("unread", False)
+                name = f"{int(time.time())}.M{secrets.token_hex(4)}P{os.getpid()}.sim:2,{'' if unread else 'S'}"
+                with open(os.path.join(maildir, sub, "cur", name), "wb") as f:
+                    f.write(data)
+                added += 1
+        log(f"POST {account} 200 import added={added} skipped={skipped}")
+        self.page(200, "")
+
     def fault(self, code, reason):
         self.page(500, '<soap:Envelope xmlns:soap="http://www.w3.org/2003/05/soap-envelope"><soap:Body><soap:Fault>'
                        '<soap:Code><soap:Value>soap:Sender</soap:Value></soap:Code>'
@@ -148,10 +208,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             log(f"GET {self.path} 400")
             return self.jetty_error(400, f"simulator: only /home/ACCOUNT/?fmt=tgz is served, not {self.path}")
         account = urllib.parse.unquote(m.group(1), errors="strict")
-        cookies = dict(
-            c.strip().split("=", 1) for c in self.headers.get("Cookie", "").split(";") if "=" in c
-        )
-        if cookies.get("ZM_ADMIN_AUTH_TOKEN") not in TOKENS:
+        if not self.authorised():
             log(f"GET {account} 401")
             return self.jetty_error(401, "must authenticate")
         behaviour = accounts().get(account)
