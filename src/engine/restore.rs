@@ -230,22 +230,28 @@ set --
 exec doveadm "$@" import -s -u "$u" "maildir:$src" "" mailbox "$box" uid "$uids""#;
 
 /// Maildir: copies every message file of the unpacked `$1` (one Maildir tree) into the account's
-/// Maildir `$2` when no file of the same base name (before `:2,`) is there; prints per folder
-/// `folder<TAB>in backup<TAB>already there<TAB>copied`.
+/// Maildir `$2` when no file of the same base name (before `:2,`) is in that folder's `cur` or
+/// `new`; prints per folder `folder<TAB>in backup<TAB>already there<TAB>copied` (the top folder
+/// is `INBOX`).
 const MAILDIR_RESTORE: &str = r#"set -eu
 src=$1; dst=$2
 [ -d "$dst" ] || { echo "no such Maildir: $dst" >&2; exit 3; }
 cd -- "$src"
-find . -type d \( -name cur -o -name new \) | sort | while IFS= read -r d; do
-  box=$(dirname -- "$d"); n=0; had=0; put=0
+find . -type d \( -name cur -o -name new \) -exec dirname -- {} \; | sort -u | while IFS= read -r box; do
+  n=0; had=0; put=0
   mkdir -p -- "$dst/$box/cur" "$dst/$box/new" "$dst/$box/tmp"
-  for f in "$d"/*; do
+  for f in "$box"/cur/* "$box"/new/*; do
     [ -f "$f" ] || continue
-    n=$((n+1)); b=$(basename -- "$f"); base=${b%%:*}
-    if ls -- "$dst/$box/cur/$base"* "$dst/$box/new/$base"* >/dev/null 2>&1; then had=$((had+1)); else
-      cp -p -- "$f" "$dst/$box/tmp/$b" && mv -- "$dst/$box/tmp/$b" "$dst/$box/$(basename -- "$d")/$b"; put=$((put+1)); fi
+    n=$((n+1)); b=$(basename -- "$f"); base=${b%%:*}; part=$(basename -- "$(dirname -- "$f")")
+    there=0
+    for g in "$dst/$box/cur/$base" "$dst/$box/cur/$base":* "$dst/$box/new/$base" "$dst/$box/new/$base":*; do
+      [ -e "$g" ] && there=1
+    done
+    if [ "$there" = 1 ]; then had=$((had+1)); else
+      cp -p -- "$f" "$dst/$box/tmp/$b" && mv -- "$dst/$box/tmp/$b" "$dst/$box/$part/$b"; put=$((put+1)); fi
   done
-  printf '%s\t%s\t%s\t%s\n' "$box/$(basename -- "$d")" "$n" "$had" "$put"
+  name=${box#./}; [ "$box" = . ] && name=INBOX
+  printf '%s\t%s\t%s\t%s\n' "$name" "$n" "$had" "$put"
 done"#;
 
 /// A message's identity for "is it there already": its folder and its GUID, which Dovecot keeps

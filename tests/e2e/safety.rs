@@ -918,3 +918,63 @@ async fn local_retention_keeps_the_newest_and_never_touches_what_the_bot_did_not
         "{report}"
     );
 }
+
+/// A Maildir store: a mailbox restored into another account's Maildir file by file, flags kept
+/// in the names; a second restore copies nothing; a message the target already has stays single.
+#[tokio::test]
+async fn a_maildir_restore_copies_only_missing_messages() {
+    use mailbox_backup_bot::engine::restore::restore;
+    let dir = test_dir("mrest");
+    let root = dir.join("maildirs");
+    maildirs(&root, &[1000, 2000]);
+    // m00 has a subfolder with a flagged message too.
+    let sub = root.join("m00").join(".Arsip").join("cur");
+    std::fs::create_dir_all(&sub).expect("subfolder");
+    std::fs::write(sub.join("9.msg:2,FS"), b"Subject: arsip\r\n\r\nlama\r\n").expect("message");
+    std::fs::create_dir_all(root.join("target").join("cur")).expect("target");
+    let s = settings(&dir, maildir_kind(&root));
+    let report = backup(&s).await.expect("the backup runs");
+    assert!(report.all_verified(), "{report:?}");
+    let folder = report
+        .folders
+        .local
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    // The target already holds one of the messages.
+    std::fs::copy(
+        root.join("m00").join("cur").join("1.msg:2,S"),
+        root.join("target").join("cur").join("1.msg:2,S"),
+    )
+    .expect("copy");
+
+    let first = restore(&s, &folder, "m00", Some("target"), |_| {})
+        .await
+        .expect("the restore runs");
+    assert!(first.complete(), "{first:?}");
+    assert_eq!((first.in_backup(), first.restored()), (2, 1), "{first:?}");
+    let files = |p: &Path| names(p);
+    assert_eq!(files(&root.join("target").join("cur")), vec!["1.msg:2,S"]);
+    assert_eq!(
+        files(&root.join("target").join(".Arsip").join("cur")),
+        vec!["9.msg:2,FS"]
+    );
+    let rows: Vec<(&str, usize, usize, usize)> = first
+        .folders
+        .iter()
+        .map(|f| (f.folder.as_str(), f.in_backup, f.already_there, f.restored))
+        .collect();
+    assert_eq!(rows, vec![("INBOX", 1, 1, 0), (".Arsip", 1, 0, 1)]);
+    let second = restore(&s, &folder, "m00", Some("target"), |_| {})
+        .await
+        .expect("again");
+    assert_eq!(second.restored(), 0, "{second:?}");
+    let err = restore(&s, &folder, "m00", Some("nobody"), |_| {})
+        .await
+        .expect_err("no such Maildir");
+    assert_eq!(
+        err,
+        mailbox_backup_bot::engine::restore::RestoreError::TargetMissing("nobody".into())
+    );
+}
