@@ -7,8 +7,10 @@ async fn main() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         EnvFilter::new("info,reqwest=warn,hyper=warn,hyper_util=warn,sqlx=warn")
     });
+    // Colours only on a terminal: in journald or a file they would break `grep group=…`.
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
     let cli = mailbox_backup_bot::cli::Cli::parse();

@@ -51,11 +51,7 @@ pub async fn run(src: &(dyn Source + Sync)) -> Vec<CheckLine> {
         .map(|i| line(CheckItem::Setting(i.var), false, i.problem))
         .collect();
     if lines.is_empty() {
-        lines.push(line(
-            CheckItem::Setting("*".into()),
-            true,
-            "every setting is valid",
-        ));
+        lines.push(line(CheckItem::Setting("*".into()), true, ""));
     }
     match &engine {
         Some(s) => lines.extend(engine_checks(s).await),
@@ -68,7 +64,20 @@ pub async fn run(src: &(dyn Source + Sync)) -> Vec<CheckLine> {
     }
     lines.push(match config::database_url(src) {
         Ok(url) => match crate::storage::Store::connect(url.expose()).await {
-            Ok(_) => line(CheckItem::Database, true, ""),
+            Ok(store) => match store.migration_state().await {
+                Ok((unknown, _)) if !unknown.is_empty() => line(
+                    CheckItem::Database,
+                    false,
+                    format!("migrated by a newer version of the bot (migrations {unknown:?} unknown to this one): run that version, or restore the dump taken before the upgrade"),
+                ),
+                Ok((_, 0)) => line(CheckItem::Database, true, ""),
+                Ok((_, pending)) => line(
+                    CheckItem::Database,
+                    true,
+                    format!("{pending} migration(s) will be applied at the next start"),
+                ),
+                Err(e) => line(CheckItem::Database, false, e.to_string()),
+            },
             Err(e) => line(CheckItem::Database, false, e.to_string()),
         },
         Err(e) => line(CheckItem::Database, false, e.to_string()),

@@ -76,19 +76,21 @@ fn load_env(file: Option<&PathBuf>) -> Result<()> {
         Some(f) => {
             dotenvy::from_path(f).with_context(|| format!("reading {}", f.display()))?;
         }
-        // No ./.env is fine (the environment may hold everything); one that cannot be read or
-        // has a bad line is said, not taken for missing settings.
-        None => match dotenvy::dotenv() {
-            Err(dotenvy::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
+        // A ./.env that cannot be read or has a bad line is said, not taken for missing
+        // settings. Without one, a parent folder's is used; one that cannot even be looked for
+        // there (someone else's home) is not an error: the environment may hold everything.
+        None if std::path::Path::new(".env").exists() => {
+            if let Err(e) = dotenvy::from_path(".env") {
                 return Err(config::ConfigError {
                     var: ".env",
                     problem: format!("cannot be read: {e}"),
                 }
-                .into())
+                .into());
             }
-            Ok(_) => {}
-        },
+        }
+        None => {
+            let _ = dotenvy::dotenv();
+        }
     }
     Ok(())
 }

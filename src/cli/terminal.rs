@@ -125,9 +125,19 @@ pub async fn backup(settings: EngineSettings) -> Result<()> {
 pub async fn check() -> Result<()> {
     let catalog = crate::messages::Catalog::new(Lang::En, chrono_tz::Asia::Jakarta);
     let lines = crate::preflight::run(&crate::config::Env).await;
+    // A closed pipe (`check | head`) ends the listing, not the program.
+    let mut out = std::io::stdout().lock();
     for l in &lines {
-        println!("{}", catalog.check_line_plain(l));
+        if std::io::Write::write_all(
+            &mut out,
+            format!("{}\n", catalog.check_line_plain(l)).as_bytes(),
+        )
+        .is_err()
+        {
+            break;
+        }
     }
+    drop(out);
     let bad = lines.iter().filter(|l| !l.ok).count();
     if bad > 0 {
         anyhow::bail!("{bad} check(s) failed");

@@ -22,7 +22,8 @@ pub enum StoreError {
     AlreadyActive,
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
-    #[error("database error: {0}")]
+    /// sqlx's own words (its cause follows in the error chain, not twice in one line).
+    #[error(transparent)]
     Db(#[from] sqlx::Error),
 }
 
@@ -154,6 +155,33 @@ impl Store {
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// Compares the database's applied migrations with the ones this binary carries, changing
+    /// nothing: the versions applied that this binary does not know (a newer bot migrated it),
+    /// and how many of this binary's are still to apply.
+    pub async fn migration_state(&self) -> Result<(Vec<i64>, usize), StoreError> {
+        let known: Vec<i64> = sqlx::migrate!("./migrations")
+            .iter()
+            .map(|m| m.version)
+            .collect();
+        let applied: Vec<i64> =
+            match sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(&self.pool)
+                .await
+            {
+                Ok(v) => v,
+                // No table yet: a fresh database, everything is still to apply.
+                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => Vec::new(),
+                Err(e) => return Err(e.into()),
+            };
+        let unknown = applied
+            .iter()
+            .copied()
+            .filter(|v| !known.contains(v))
+            .collect();
+        let pending = known.iter().filter(|v| !applied.contains(v)).count();
+        Ok((unknown, pending))
     }
 
     /// Applies the migrations in `migrations/` (embedded at build time).

@@ -61,7 +61,12 @@ pub async fn on_message(app: Arc<App>, me: Me, msg: Message) -> anyhow::Result<(
         msg.text().map(|t| parse_command(t, me.username())),
     ) {
         if !msg.chat.is_private() && !app.group.is_ours(msg.chat.id) {
-            log_other_chat(&app, &msg.chat, "message");
+            tracing::warn!(
+                chat_id = msg.chat.id.0,
+                title = msg.chat.title().unwrap_or(""),
+                group_chat_id = app.group.chat_id().0,
+                "answered /id in another chat (not GROUP_CHAT_ID)"
+            );
         }
         let roles = app.settings.roster.roles_of(user_id(from));
         let text = app.catalog.your_id(user_id(from), msg.chat.id.0, &roles);

@@ -501,19 +501,29 @@ async fn a_refused_ssh_login_through_the_binary_ends_in_a_failure_report() {
             &key.to_string_lossy(),
         ],
     );
-    let mut env = bot_env(&team, &stub, &db, &dir, "en");
+    let mut env = bot_env(&team, &stub, &db, &dir, "id");
     set(&mut env, "MAIL_SSH_KEY", &key.to_string_lossy());
     let _bot = BotProcess::start(&env);
-    order_direct_start(&stub, &team, "Mailbox backup order #1").await;
-    let failure = expect_text(&stub, &team.group, 0, "Backup FAILED #1").await;
+    order_direct_start(&stub, &team, "Perintah backup mailbox #1").await;
+    let failure = expect_text(&stub, &team.group, 0, "Backup GAGAL #1").await;
     assert!(
-        failure.text.contains("the SSH key was refused"),
-        "{}",
+        failure.text.contains("kunci SSH ditolak server")
+            && failure.text.contains("<code>")
+            && !failure.text.contains("SSH key refused"),
+        "in the reader's language, the raw error only as evidence: {}",
         failure.text
     );
     assert!(mentions(&failure.text, &team.kasi));
     let status: String = scalar(&db, "SELECT status FROM orders WHERE id = 1").await;
     assert_eq!(status, "failed");
+    // The progress message ends with the real outcome.
+    stub.wait_for(team.group.id, WAIT, |msgs| {
+        msgs.iter()
+            .any(|m| m.text.starts_with("❌ Backup GAGAL pada langkah 4"))
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{}", stub.transcript(team.group.id)));
+    print_chat(&stub, &team);
 }
 
 #[tokio::test]

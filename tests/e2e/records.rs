@@ -115,6 +115,7 @@ async fn export_sends_the_months_activity_as_csv_and_log_shows_the_month() {
         "{doc:?}"
     );
     let csv = doc.text.expect("text");
+    eprintln!("{csv}");
     let rows: Vec<Vec<String>> = csv::Reader::from_reader(csv.as_bytes())
         .records()
         .map(|r| r.expect("a CSV row").iter().map(str::to_owned).collect())
@@ -376,4 +377,34 @@ fn the_terminal_check_names_every_wrong_setting_at_once() {
     ] {
         assert!(text.contains(var), "{var:?} in:\n{text}");
     }
+}
+
+/// `check` on a database a newer bot migrated: the database line fails and says what to do,
+/// where the bot itself would refuse to start.
+#[tokio::test]
+async fn check_names_a_database_migrated_by_a_newer_bot() {
+    let db = fresh_database().await;
+    let store = mailbox_backup_bot::storage::Store::connect(&db)
+        .await
+        .expect("db");
+    store.migrate().await.expect("migrations");
+    let mut conn = sqlx::PgConnection::connect(&db).await.expect("connect");
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES (29991231000000, 'from the future', true, '\\x00', 0)",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("a newer migration");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailbox-backup-bot"))
+        .arg("check")
+        .env("DATABASE_URL", db.to_string())
+        .current_dir(std::env::temp_dir())
+        .output()
+        .expect("the binary runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("FAIL database reachable: migrated by a newer version of the bot"),
+        "{text}"
+    );
 }
