@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use chrono::Utc;
 use tokio::sync::{mpsc, watch};
 
 use crate::app::App;
@@ -178,13 +177,21 @@ async fn watch_progress(
     text: watch::Sender<String>,
 ) {
     let mut view = RunView::default();
+    let mut started = std::collections::HashMap::new();
     while let Some(event) = rx.recv().await {
         match event {
             Progress::StepStarted { step, at } => {
                 view.step = Some(step);
+                started.insert(step, at);
                 let _ = record.send(RunRecordEvent::Step(Event::StepStarted { step, at }));
             }
             Progress::StepFinished { step, at } => {
+                let took = started
+                    .get(&step)
+                    .map(|s| (at - *s).max(chrono::TimeDelta::zero()))
+                    .unwrap_or_default();
+                view.finished.retain(|(s, _)| *s != step);
+                view.finished.push((step, took));
                 let _ = record.send(RunRecordEvent::Step(Event::StepFinished { step, at }));
             }
             Progress::Folders(f) => {
@@ -229,8 +236,10 @@ async fn watch_progress(
     }
 }
 
-/// Edits the progress message with the latest text, at most once per interval. A failed edit is
-/// logged and the next one tried: Telegram being away does not stop the run or its progress.
+/// Edits the progress message with the latest text, at most once per interval, until the
+/// watcher is done. A failed edit is logged and tried again: Telegram being away does not stop
+/// the run or its progress. The message is sent by the delivery worker; until its id is known
+/// the latest text waits.
 async fn edit_progress(
     app: Arc<App>,
     id: OrderId,
@@ -238,11 +247,21 @@ async fn edit_progress(
     mut text: watch::Receiver<String>,
 ) {
     let interval = Duration::from_secs(app.settings.progress_interval_secs);
+    let mut shown = String::new();
     let mut failing = false;
-    while text.changed().await.is_ok() {
+    let mut open = true;
+    while open {
         let started = Instant::now();
+        // A change, or the interval passing with a text not yet shown.
+        match tokio::time::timeout(interval, text.changed()).await {
+            Ok(Ok(())) | Err(_) => {}
+            Ok(Err(_)) => open = false,
+        }
+        let now = text.borrow_and_update().clone();
+        if now.is_empty() || now == shown {
+            continue;
+        }
         if message.is_none() {
-            // The delivery worker sends the message; its id is known once it has.
             message = app
                 .store
                 .slot_message(id, Slot::ProgressMessage)
@@ -250,20 +269,20 @@ async fn edit_progress(
                 .ok()
                 .flatten();
         }
-        if let Some(m) = message {
-            let now = text.borrow_and_update().clone();
-            match app.group.edit(m, &now).await {
-                Ok(()) if failing => {
+        let Some(m) = message else { continue };
+        match app.group.edit(m, &now).await {
+            Ok(()) => {
+                if failing {
                     tracing::info!(order = %id, "the progress message is edited again");
-                    failing = false;
                 }
-                Ok(()) => {}
-                Err(e) => {
-                    if !failing {
-                        tracing::warn!(order = %id, error = %e, "could not edit the progress message; trying again with the next progress");
-                    }
-                    failing = true;
+                failing = false;
+                shown = now;
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(order = %id, error = %e, "could not edit the progress message; trying again");
                 }
+                failing = true;
             }
         }
         tokio::time::sleep(interval.saturating_sub(started.elapsed())).await;
@@ -296,19 +315,10 @@ async fn record_as_it_goes(
     Ok(())
 }
 
-/// One step's start or end, as a move of the order (an end with its short message).
+/// One step's start or end, as a move of the order. A finished step is shown in the progress
+/// message, not in a message of its own: the group gets one message to watch per run.
 async fn record(app: &Arc<App>, id: OrderId, event: Event) -> Result<()> {
-    let finished = match &event {
-        Event::StepFinished { step, .. } => Some(*step),
-        _ => None,
-    };
-    let moved = crate::moves::commit(app, id, vec![event], None, |order| {
-        finished
-            .map(|step| Outgoing::say_quietly(app.catalog.step_done(order, step, Utc::now())))
-            .into_iter()
-            .collect()
-    })
-    .await?;
+    let moved = crate::moves::commit(app, id, vec![event], None, |_| Vec::new()).await?;
     if let Err(refusal) = moved.map(|_| ()) {
         // The order left steps 3–6 (cancelled): nothing to record.
         tracing::debug!(order = %id, %refusal, "step not recorded");

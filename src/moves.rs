@@ -10,7 +10,6 @@ use chrono::Utc;
 
 use crate::app::App;
 use crate::domain::{Effect, Event, Order, OrderId, OrderStatus, Refusal, Role};
-use crate::engine::BackupReport;
 use crate::messages::RunView;
 use crate::outbox::{Button, Outgoing, Slot};
 use crate::run_outcome::RunOutcome;
@@ -71,6 +70,7 @@ pub async fn commit(
                     quiet: true,
                     buttons: Vec::new(),
                     remember: Some(Slot::ProgressMessage),
+                    reply_to: None,
                 });
             }
             Ok(Move {
@@ -124,6 +124,7 @@ pub fn render(
                 quiet: false,
                 buttons,
                 remember: Some(Slot::OrderMessage),
+                reply_to: None,
             }]
         }
         Effect::RelayDirectionToJfu(jfu) => {
@@ -140,9 +141,20 @@ pub fn render(
             ]
         }
         Effect::ReportToKasi | Effect::AnnounceFailure => {
-            let mut out = vec![Outgoing::say(report_text(app, order, outcome))];
+            let mut out = vec![Outgoing::Say {
+                html: report_text(app, order, outcome),
+                quiet: false,
+                buttons: Vec::new(),
+                remember: Some(Slot::ReportMessage),
+                reply_to: None,
+            }];
+            // Everything per mailbox, SHA-256 included, in one document.
             if let Some(RunOutcome::Completed(report)) = outcome {
-                out.extend(manifest_document(report));
+                out.push(Outgoing::Document {
+                    file_name: c.mailboxes_csv_name(report),
+                    content: c.mailboxes_csv(report),
+                    caption: c.mailboxes_csv_caption(),
+                });
             }
             out
         }
@@ -153,11 +165,14 @@ pub fn render(
                 .map(|k| app.people.mention(k))
                 .unwrap_or_default();
             let kasubdit = app.people.mention(order.ordered_by);
-            vec![Outgoing::say(format!(
-                "{}\n\n{}",
-                c.received(order, &kasi, &kasubdit),
-                report_text(app, order, outcome)
-            ))]
+            // A reply to the report, not a second copy of it.
+            vec![Outgoing::Say {
+                html: c.received(order, &kasi, &kasubdit),
+                quiet: false,
+                buttons: Vec::new(),
+                remember: None,
+                reply_to: Some(Slot::ReportMessage),
+            }]
         }
         Effect::AnnounceCancel => {
             let by = order
@@ -203,20 +218,4 @@ fn holds_verified_files(folder: &std::path::Path) -> bool {
 /// The one-line summary kept in the daily log.
 pub fn summary_line(app: &App, order: &Order, outcome: Option<&RunOutcome>) -> String {
     app.catalog.summary(order, outcome, &app.name_of())
-}
-
-/// `SHA256SUMS` of a completed run as a document, so the report carries its proof.
-pub fn manifest_document(report: &BackupReport) -> Option<Outgoing> {
-    let path = report.folders.local.join("SHA256SUMS");
-    match std::fs::read_to_string(&path) {
-        Ok(content) => Some(Outgoing::Document {
-            file_name: "SHA256SUMS.txt".into(),
-            content,
-            caption: "SHA256SUMS".into(),
-        }),
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "no manifest to attach");
-            None
-        }
-    }
 }

@@ -12,6 +12,8 @@ pub enum Slot {
     OrderMessage,
     /// The run's live progress, edited in place.
     ProgressMessage,
+    /// The report to the Kasi, which the relay to the Kasubdit replies to.
+    ReportMessage,
 }
 
 impl Slot {
@@ -20,6 +22,7 @@ impl Slot {
         match self {
             Slot::OrderMessage => "order_message_id",
             Slot::ProgressMessage => "progress_message_id",
+            Slot::ReportMessage => "report_message_id",
         }
     }
 }
@@ -34,7 +37,8 @@ pub struct Button {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Outgoing {
-    /// A new message (HTML), one button per row; its id is kept in `remember` when given.
+    /// A new message (HTML), one button per row; its id is kept in `remember` when given; it
+    /// replies to the message in `reply_to` when that one was sent.
     Say {
         html: String,
         #[serde(default)]
@@ -43,6 +47,8 @@ pub enum Outgoing {
         buttons: Vec<Button>,
         #[serde(default)]
         remember: Option<Slot>,
+        #[serde(default)]
+        reply_to: Option<Slot>,
     },
     /// Replaces the text of the message in `slot` (nothing when the order has none).
     Edit { slot: Slot, html: String },
@@ -63,6 +69,7 @@ impl Outgoing {
             quiet: false,
             buttons: Vec::new(),
             remember: None,
+            reply_to: None,
         }
     }
 
@@ -72,6 +79,7 @@ impl Outgoing {
             quiet: true,
             buttons: Vec::new(),
             remember: None,
+            reply_to: None,
         }
     }
 }
@@ -91,6 +99,7 @@ mod tests {
                     data: "direct:1:2".into(),
                 }],
                 remember: Some(Slot::OrderMessage),
+                reply_to: None,
             },
             Outgoing::say_quietly("x".into()),
             Outgoing::Edit {

@@ -80,6 +80,7 @@ pub async fn ask(app: &Arc<App>, by: UserId, arg: &str) -> Result<()> {
                     },
                 ],
                 remember: None,
+                reply_to: None,
             }
         })
         .await;

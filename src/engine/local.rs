@@ -256,6 +256,13 @@ pub fn retention(root: &Path, current: &Path, keep: usize) -> Vec<String> {
     if keep == 0 || read_marker(current).is_none() {
         return Vec::new();
     }
+    // What the current run holds: an older folder with an archive the current one lacks (a
+    // mailbox the server did not list this time) is kept.
+    let current_names: std::collections::HashSet<String> = read_marker(current)
+        .and_then(|m| completely_verified(current, &m))
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
     let mut verified: Vec<(PathBuf, LocalMarker, Vec<String>)> = bot_folders(root, current)
         .into_iter()
         .filter_map(|(p, m)| completely_verified(&p, &m).map(|names| (p, m, names)))
@@ -264,6 +271,10 @@ pub fn retention(root: &Path, current: &Path, keep: usize) -> Vec<String> {
     verified.sort_by(|a, b| b.1.created.cmp(&a.1.created));
     let mut removed = Vec::new();
     for (folder, _, names) in verified.into_iter().skip(keep.saturating_sub(1)) {
+        if let Some(missing) = names.iter().find(|n| !current_names.contains(*n)) {
+            tracing::warn!(folder = %folder.display(), archive = %missing, "an old backup folder holds an archive the newest backup lacks; it is kept");
+            continue;
+        }
         let made: std::collections::HashSet<&str> = names
             .iter()
             .map(String::as_str)

@@ -192,6 +192,14 @@ tar -xzf "$1/archive.tar.gz" -C "$1/x" --no-same-owner
 rm -f -- "$1/archive.tar.gz"
 [ -z "$2" ] || chown -R -- "$2" "$1/x""#;
 
+/// Removes the restore stages under `$1` older than an hour, only those carrying the bot's
+/// marker (a restore cut off left them).
+const STALE_STAGES: &str = r#"for d in "$1"/.restore-*; do
+  [ -d "$d" ] && [ ! -L "$d" ] && [ -f "$d/.mailbox-backup-bot" ] || continue
+  [ "$(head -n 1 -- "$d/.mailbox-backup-bot")" = 'mailbox-backup-bot folder' ] || continue
+  [ -n "$(find "$d/.mailbox-backup-bot" -mmin +60)" ] && rm -rf -- "$d"
+done; true"#;
+
 /// Removes the stage `$1`, only when it carries the bot's marker.
 const DROP_STAGE: &str = r#"[ -f "$1/.mailbox-backup-bot" ] && [ "$(head -n 1 -- "$1/.mailbox-backup-bot")" = 'mailbox-backup-bot folder' ] && rm -rf -- "$1""#;
 
@@ -232,14 +240,16 @@ exec doveadm "$@" import -s -u "$u" "maildir:$src" "" mailbox "$box" uid "$uids"
 /// Maildir: copies every message file of the unpacked `$1` (one Maildir tree) into the account's
 /// Maildir `$2` when no file of the same base name (before `:2,`) is in that folder's `cur` or
 /// `new`; prints per folder `folder<TAB>in backup<TAB>already there<TAB>copied` (the top folder
-/// is `INBOX`).
+/// is `INBOX`). Folders it makes belong to `$3` (the account's `uid:gid`); a copy that fails
+/// stops it with the reason.
 const MAILDIR_RESTORE: &str = r#"set -eu
-src=$1; dst=$2
+src=$1; dst=$2; owner=$3
 [ -d "$dst" ] || { echo "no such Maildir: $dst" >&2; exit 3; }
 cd -- "$src"
 find . -type d \( -name cur -o -name new \) -exec dirname -- {} \; | sort -u | while IFS= read -r box; do
   n=0; had=0; put=0
   mkdir -p -- "$dst/$box/cur" "$dst/$box/new" "$dst/$box/tmp"
+  [ -z "$owner" ] || chown -- "$owner" "$dst/$box" "$dst/$box/cur" "$dst/$box/new" "$dst/$box/tmp"
   for f in "$box"/cur/* "$box"/new/*; do
     [ -f "$f" ] || continue
     n=$((n+1)); b=$(basename -- "$f"); base=${b%%:*}; part=$(basename -- "$(dirname -- "$f")")
@@ -247,8 +257,9 @@ find . -type d \( -name cur -o -name new \) -exec dirname -- {} \; | sort -u | w
     for g in "$dst/$box/cur/$base" "$dst/$box/cur/$base":* "$dst/$box/new/$base" "$dst/$box/new/$base":*; do
       [ -e "$g" ] && there=1
     done
-    if [ "$there" = 1 ]; then had=$((had+1)); else
-      cp -p -- "$f" "$dst/$box/tmp/$b" && mv -- "$dst/$box/tmp/$b" "$dst/$box/$part/$b"; put=$((put+1)); fi
+    if [ "$there" = 1 ]; then had=$((had+1));
+    elif cp -p -- "$f" "$dst/$box/tmp/$b" && mv -- "$dst/$box/tmp/$b" "$dst/$box/$part/$b"; then put=$((put+1));
+    else rm -f -- "$dst/$box/tmp/$b"; echo "cannot copy $b into $dst/$box" >&2; exit 1; fi
   done
   name=${box#./}; [ "$box" = . ] && name=INBOX
   printf '%s\t%s\t%s\t%s\n' "$name" "$n" "$had" "$put"
@@ -320,6 +331,17 @@ pub async fn restore(
     mut progress: impl FnMut(RestoreProgress),
 ) -> Result<RestoreReport, RestoreError> {
     let into = into.unwrap_or(account).to_owned();
+    // An account is a name, never a path: nothing outside the mail store is read or written.
+    for name in [account, into.as_str()] {
+        let bad = name.is_empty()
+            || name == "."
+            || name == ".."
+            || name.starts_with('-')
+            || name.contains(['/', '\0']);
+        if bad {
+            return Err(RestoreError::TargetMissing(name.to_owned()));
+        }
+    }
     let store = match &s.kind {
         BackupKind::Mailboxes(store) => store.clone(),
         BackupKind::Command { .. } => return Err(RestoreError::Unsupported("command".into())),
@@ -440,6 +462,8 @@ async fn restore_on(
         &format!("restore of {account}"),
         &chrono::Utc::now().to_rfc3339(),
     );
+    // A stage left by a restore cut off (a restart, a dropped link) goes first.
+    let _ = r.sh(STALE_STAGES, &[&s.server_backup_dir]).await;
     let o = r
         .sh(STAGE, &[&s.server_backup_dir, &name, &marker])
         .await
@@ -513,7 +537,7 @@ async fn stage_and_import(
             }
             let src = String::from_utf8_lossy(&o.stdout).into_owned();
             let o = r
-                .sh(MAILDIR_RESTORE, &[&src, &format!("{root}/{into}")])
+                .sh(MAILDIR_RESTORE, &[&src, &format!("{root}/{into}"), owner])
                 .await
                 .map_err(ssh)?;
             if !o.ok {

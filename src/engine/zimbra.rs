@@ -79,6 +79,8 @@ tar -tzf "$out" > /dev/null || fail "the archive from $url is incomplete or dama
 /// `addData`) then skips a message whose digest a message of the same folder already has, and
 /// creates missing folders; nothing is deleted, so a second import adds nothing.
 ///
+/// The archive is streamed from the file (`-T`), never read into memory.
+///
 /// Contract: `sh -c "$IMPORT" sh ARCHIVE ACCOUNT STAGE`; exit 0 when the server took it,
 /// otherwise non-zero with the HTTP status and the server's error text on stderr.
 pub const IMPORT: &str = concat!(
@@ -86,8 +88,9 @@ pub const IMPORT: &str = concat!(
 archive=$1; account=$2; stage=$3; out=$stage/import.out; what=import
 "#,
     admin_login!(),
-    r#"url="$base/home/$path/?fmt=tgz&resolve=skip"
-code=$(curl -sS -k --proto =https --connect-timeout 30 -K "$stage/cookie.conf" -X POST -H 'Content-Type: application/x-compressed-tar' --data-binary "@$archive" -o "$out" -w '%{http_code}' "$url") || fail "upload to $url failed (curl exit $?)"
+    // No trailing slash: with `-T`, curl would add the file's name to a URL ending in one.
+    r#"url="$base/home/$path?fmt=tgz&resolve=skip"
+code=$(curl -sS -k --proto =https --connect-timeout 30 -K "$stage/cookie.conf" -X POST -H 'Content-Type: application/x-compressed-tar' -H 'Expect:' -T "$archive" -o "$out" -w '%{http_code}' "$url") || fail "upload to $url failed (curl exit $?)"
 rm -f -- "$stage/cookie.conf"
 case $code in
   200|204) rm -f -- "$out" ;;

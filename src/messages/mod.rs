@@ -499,8 +499,8 @@ impl Catalog {
 
     pub fn received(&self, order: &Order, kasi: &str, kasubdit: &str) -> String {
         match self.lang {
-            Lang::Id => format!("📨 {kasi} menerima laporan backup {} (langkah 7) dan meneruskannya kepada {kasubdit}:", order.id),
-            Lang::En => format!("📨 {kasi} received the report of backup {} (step 7) and passes it up to {kasubdit}:", order.id),
+            Lang::Id => format!("📨 {kasi} menerima laporan backup {} (langkah 7) dan meneruskannya kepada {kasubdit}: laporannya adalah pesan yang dibalas ini.", order.id),
+            Lang::En => format!("📨 {kasi} received the report of backup {} (step 7) and passes it up to {kasubdit}: the report is the message this replies to.", order.id),
         }
     }
 

@@ -22,6 +22,8 @@ pub enum RunEnd {
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct RunView {
     pub step: Option<SopStep>,
+    /// The steps finished so far in this run, with how long each took.
+    pub finished: Vec<(SopStep, TimeDelta)>,
     pub exported: Option<(usize, usize)>,
     /// Files verified and of all, bytes done and of all, bytes per second, seconds left.
     pub copy: Option<(usize, usize, u64, u64, f64, Option<u64>)>,
@@ -61,6 +63,24 @@ impl Catalog {
         }
     }
 
+    /// A finished step in the progress message, judged against its standard time.
+    pub fn step_finished_line(&self, step: SopStep, took: TimeDelta) -> String {
+        let mark = if step.within_standard(took) {
+            "✅"
+        } else {
+            "⚠️"
+        };
+        format!(
+            "{mark} {} {}: {} — {} ({} {})",
+            self.pick("Langkah", "Step"),
+            step.number(),
+            self.step_name(step),
+            duration(self.lang, took),
+            self.pick("standar", "standard"),
+            duration(self.lang, step.standard_time())
+        )
+    }
+
     /// The progress message.
     pub fn progress(&self, v: &RunView) -> String {
         if let Some(end) = v.end {
@@ -71,7 +91,11 @@ impl Catalog {
             "⏳ <b>{}</b>",
             self.pick("Kemajuan backup", "Backup progress")
         )];
-        match v.step {
+        // The finished steps live here, not in messages of their own: one message to watch.
+        for (step, took) in &v.finished {
+            lines.push(self.step_finished_line(*step, *took));
+        }
+        match v.step.filter(|s| !v.finished.iter().any(|(f, _)| f == s)) {
             Some(step) => lines.push(format!(
                 "{} {}: {}",
                 self.pick("Langkah", "Step"),

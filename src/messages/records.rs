@@ -175,9 +175,14 @@ impl Catalog {
                     self.status_name(order.status).to_owned(),
                     s.step.number().to_string(),
                     self.step_name(s.step).to_owned(),
-                    s.actor
-                        .map(name_of)
-                        .unwrap_or_else(|| self.pick("bot", "bot").to_owned()),
+                    // Step 8 is the bot's own; a step nobody took has no actor.
+                    s.actor.map(name_of).unwrap_or_else(|| {
+                        if s.step == crate::domain::SopStep::DailyLog {
+                            "bot".to_owned()
+                        } else {
+                            String::new()
+                        }
+                    }),
                     s.actor.map(|a| a.0.to_string()).unwrap_or_default(),
                     local(s.started_at),
                     s.ended_at.map(local).unwrap_or_default(),

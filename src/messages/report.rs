@@ -1,14 +1,90 @@
 //! The texts of a run's end, for the Kasi and the log: the report (or the failure report), the
-//! daily-log summary, the short message per finished step, and the reason a run failed.
+//! daily-log summary, the per-mailbox document, and the reason a run failed.
 
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::{bytes, duration, esc, Catalog, Lang};
-use crate::domain::{Order, OrderStatus, SopStep, UserId};
+use crate::domain::{Order, OrderStatus, UserId};
 use crate::engine::{BackupReport, EngineError, MailboxStatus, SpaceShortfall};
 use crate::run_outcome::RunOutcome;
 
+/// Up to this many mailboxes, the report names each one.
+const REPORT_ROWS: usize = 10;
+/// With more, the report shows the largest few…
+const LARGEST_SHOWN: usize = 5;
+/// …and at most this many failures by name (the CSV document has them all).
+const FAILURES_SHOWN: usize = 20;
+
 impl Catalog {
+    fn more_in_document(&self, n: usize) -> String {
+        match self.lang {
+            Lang::Id => format!("… dan {n} mailbox lain: rinciannya di berkas CSV di bawah.\n"),
+            Lang::En => {
+                format!("… and {n} more mailboxes: the details are in the CSV document below.\n")
+            }
+        }
+    }
+
+    /// The per-mailbox document of a run: one row per mailbox with its archive, size, SHA-256,
+    /// messages and result.
+    pub fn mailboxes_csv(&self, r: &BackupReport) -> String {
+        let header: [&str; 7] = match self.lang {
+            Lang::Id => [
+                "akun",
+                "berkas",
+                "ukuran_byte",
+                "sha256",
+                "jumlah_pesan",
+                "hasil",
+                "keterangan",
+            ],
+            Lang::En => [
+                "account", "file", "bytes", "sha256", "messages", "result", "detail",
+            ],
+        };
+        let mut out = csv::Writer::from_writer(Vec::new());
+        let _ = out.write_record(header);
+        for m in &r.mailboxes {
+            let (result, detail) = match &m.status {
+                MailboxStatus::Verified => (self.pick("terverifikasi", "verified"), String::new()),
+                MailboxStatus::Failed { error } => (self.pick("gagal", "failed"), error.clone()),
+            };
+            let _ = out.write_record([
+                m.account.clone(),
+                m.file.clone(),
+                m.size.to_string(),
+                m.sha256.clone(),
+                m.messages.map(|n| n.to_string()).unwrap_or_default(),
+                result.to_owned(),
+                detail,
+            ]);
+        }
+        out.into_inner()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    pub fn mailboxes_csv_name(&self, r: &BackupReport) -> String {
+        let folder = r
+            .folders
+            .local
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        match self.lang {
+            Lang::Id => format!("backup-{folder}-per-mailbox.csv"),
+            Lang::En => format!("backup-{folder}-mailboxes.csv"),
+        }
+    }
+
+    pub fn mailboxes_csv_caption(&self) -> String {
+        self.pick(
+            "Rincian per mailbox: berkas, ukuran, SHA-256 (sama dengan SHA256SUMS di folder backup), jumlah pesan, hasil.",
+            "Per mailbox: file, size, SHA-256 (as in SHA256SUMS in the backup folder), messages, result.",
+        )
+        .into()
+    }
+
     /// Why a run stopped, as a label in the reader's language (the raw error is quoted elsewhere).
     pub fn failure_reason(&self, e: &EngineError) -> String {
         self.failure_kind(e.kind).to_owned()
@@ -39,30 +115,6 @@ impl Catalog {
         .into()
     }
 
-    /// The short message when the bot finished a machine step.
-    pub fn step_done(&self, order: &Order, step: SopStep, now: DateTime<Utc>) -> String {
-        let took = order.step(step).map(|s| s.took(now)).unwrap_or_default();
-        let within = step.within_standard(took);
-        let took = duration(self.lang, took);
-        let standard = duration(self.lang, step.standard_time());
-        let name = self.step_name(step);
-        let n = step.number();
-        match (self.lang, within) {
-            (Lang::Id, true) => {
-                format!("✅ Langkah {n} selesai: {name} — {took} (standar {standard})")
-            }
-            (Lang::Id, false) => format!(
-                "⚠️ Langkah {n} selesai melebihi waktu standar: {name} — {took} (standar {standard})"
-            ),
-            (Lang::En, true) => {
-                format!("✅ Step {n} done: {name} — {took} (standard {standard})")
-            }
-            (Lang::En, false) => format!(
-                "⚠️ Step {n} done, over its standard time: {name} — {took} (standard {standard})"
-            ),
-        }
-    }
-
     /// The report to the Kasi (end of step 6), or the failure report. `kasi` is the mention;
     /// `kept_verified` whether a stopped run's local folder holds verified files.
     pub fn report(
@@ -87,7 +139,14 @@ impl Catalog {
 
     fn completed_report(&self, order: &Order, r: &BackupReport, kasi: &str, table: &str) -> String {
         let mut rows = String::new();
-        for m in &r.mailboxes {
+        // A handful by name; with many, the largest few (the rest is in the CSV document).
+        let mut shown: Vec<&crate::engine::MailboxResult> = r.mailboxes.iter().collect();
+        if shown.len() > REPORT_ROWS {
+            shown.sort_by_key(|m| std::cmp::Reverse(m.size));
+            shown.truncate(LARGEST_SHOWN);
+            rows.push_str(self.pick("Terbesar:\n", "Largest:\n"));
+        }
+        for m in &shown {
             let msgs = m
                 .messages
                 .map(|n| format!(", {n} {}", self.pick("pesan", "messages")))
@@ -97,6 +156,9 @@ impl Catalog {
                 esc(&m.account),
                 bytes(self.lang, m.size)
             ));
+        }
+        if shown.len() < r.mailboxes.len() {
+            rows.push_str(&self.more_in_document(r.mailboxes.len() - shown.len()));
         }
         let copy_time = duration(
             self.lang,
@@ -137,19 +199,48 @@ impl Catalog {
         let (what, kept) = match outcome {
             Some(RunOutcome::Completed(r)) => {
                 let mut rows = String::new();
+                let many = r.mailboxes.len() > REPORT_ROWS;
+                let mut failures_named = 0;
                 for m in &r.mailboxes {
                     match &m.status {
+                        // With many, the verified ones are counted, the failures named.
+                        MailboxStatus::Verified if many => {}
                         MailboxStatus::Verified => rows.push_str(&format!(
                             "✅ <code>{}</code> — {}\n",
                             esc(&m.account),
                             bytes(self.lang, m.size)
                         )),
-                        MailboxStatus::Failed { error } => rows.push_str(&format!(
-                            "❌ <code>{}</code> — <code>{}</code>\n",
-                            esc(&m.account),
-                            esc(error)
-                        )),
+                        MailboxStatus::Failed { .. } if failures_named >= FAILURES_SHOWN => {}
+                        MailboxStatus::Failed { error } => {
+                            failures_named += 1;
+                            rows.push_str(&format!(
+                                "❌ <code>{}</code> — <code>{}</code>\n",
+                                esc(&m.account),
+                                esc(&error.chars().take(200).collect::<String>())
+                            ))
+                        }
                     }
+                }
+                if many {
+                    let ok = r
+                        .mailboxes
+                        .iter()
+                        .filter(|m| m.status == MailboxStatus::Verified)
+                        .count();
+                    rows.push_str(&match self.lang {
+                        Lang::Id => format!(
+                            "✅ {ok} dari {} mailbox tersalin dan terverifikasi.\n",
+                            r.mailboxes.len()
+                        ),
+                        Lang::En => format!(
+                            "✅ {ok} of {} mailboxes copied and verified.\n",
+                            r.mailboxes.len()
+                        ),
+                    });
+                }
+                let failed = r.failed().count();
+                if failed > failures_named {
+                    rows.push_str(&self.more_in_document(failed - failures_named));
                 }
                 let any_verified = r
                     .mailboxes

@@ -329,20 +329,34 @@ fn the_progress_reads_sizes_rates_and_time_left_in_the_readers_units() {
 }
 
 #[test]
-fn a_finished_step_is_told_against_the_standard_time() {
-    let o = machine(&started(), SopStep::CreateFolder, 3, 3);
-    assert_eq!(
-        id().step_done(&o, SopStep::CreateFolder, at(10)),
-        "✅ Langkah 3 selesai: Membuat folder backup bertanggal — 1 menit (standar 10 menit)"
+fn finished_steps_are_told_in_the_progress_message_against_the_standard_time() {
+    let v = RunView {
+        step: Some(SopStep::ServerBackup),
+        finished: vec![
+            (SopStep::CreateFolder, TimeDelta::minutes(1)),
+            (SopStep::RemoteLogin, TimeDelta::minutes(13)),
+        ],
+        ..RunView::default()
+    };
+    let text = id().progress(&v);
+    assert!(
+        text.contains(
+            "✅ Langkah 3: Membuat folder backup bertanggal — 1 menit (standar 10 menit)"
+        ),
+        "{text}"
     );
-    let late = machine(&started(), SopStep::CreateFolder, 3, 15);
-    assert_eq!(
-        id().step_done(&late, SopStep::CreateFolder, at(20)),
-        "⚠️ Langkah 3 selesai melebihi waktu standar: Membuat folder backup bertanggal — 13 menit (standar 10 menit)"
+    assert!(
+        text.contains("⚠️ Langkah 4: Remote login ke server email — 13 menit (standar 10 menit)"),
+        "{text}"
     );
-    assert_eq!(
-        en().step_done(&o, SopStep::CreateFolder, at(10)),
-        "✅ Step 3 done: Create the dated backup folder — 1 min (standard 10 min)"
+    assert!(
+        text.contains("Langkah 5: Menjalankan backup mailbox di server"),
+        "{text}"
+    );
+    let text = en().progress(&v);
+    assert!(
+        text.contains("✅ Step 3: Create the dated backup folder — 1 min (standard 10 min)"),
+        "{text}"
     );
 }
 
@@ -354,4 +368,101 @@ fn the_status_between_two_machine_steps_says_so_and_judges_no_step() {
         text.starts_with("📊 <b>Perintah #1</b> — sedang berjalan\nBot berpindah ke langkah berikutnya\nDipegang oleh: Budi\nWaktu berjalan: 4 menit / 20 menit (waktu standar langkah yang sudah dicapai)"),
         "{text}"
     );
+}
+
+/// A run of `n` mailboxes, every `fail_every`-th one failed (0: none).
+fn many_mailboxes(n: usize, fail_every: usize) -> crate::engine::BackupReport {
+    use crate::engine::{BackupReport, MailboxResult, MailboxStatus, RunFolders};
+    let mailboxes: Vec<MailboxResult> = (0..n)
+        .map(|i| MailboxResult {
+            account: format!("pegawai.nomor.{i:05}@djki.go.id"),
+            file: format!("pegawai.nomor.{i:05}@djki.go.id.tar.gz"),
+            size: 1_000_000 + i as u64 * 997,
+            sha256: "ab".repeat(32),
+            messages: Some(100 + i as u64),
+            status: if fail_every > 0 && i % fail_every == 0 {
+                MailboxStatus::Failed {
+                    error: "doveadm backup: mailbox locked by another process, giving up after 30 seconds".into(),
+                }
+            } else {
+                MailboxStatus::Verified
+            },
+        })
+        .collect();
+    BackupReport {
+        folders: RunFolders {
+            local: "/media/backup/24-11-2026".into(),
+            server: "/var/backups/mailbox/24-11-2026".into(),
+        },
+        bytes_total: mailboxes.iter().map(|m| m.size).sum(),
+        bytes_copied: mailboxes.iter().map(|m| m.size).sum(),
+        mailboxes,
+        steps: vec![],
+        copy_secs: 600.0,
+        reconnects: 2,
+        server_folders_removed: vec!["23-11-2026".into()],
+        bytes_reused: 0,
+        local_folders_removed: vec![],
+        disk_free: Some(900_000_000_000),
+    }
+}
+
+#[test]
+fn a_report_of_5000_mailboxes_fits_one_telegram_message_and_names_its_failures() {
+    let copied = {
+        let mut o = machine(&started(), SopStep::CreateFolder, 3, 3);
+        o = machine(&o, SopStep::RemoteLogin, 3, 4);
+        o = machine(&o, SopStep::ServerBackup, 4, 30);
+        machine(&o, SopStep::CopyAndReport, 30, 200)
+    };
+    let reported = apply(&copied, Event::Reported, 200);
+    for c in [id(), en()] {
+        let all = many_mailboxes(5000, 0);
+        let text = c.report(
+            &reported,
+            Some(&RunOutcome::Completed(all.clone())),
+            "@sari",
+            false,
+            at(201),
+            &name,
+        );
+        assert!(
+            text.encode_utf16().count() < 4096,
+            "{} units",
+            text.encode_utf16().count()
+        );
+        // The largest few by name, the rest pointed to the document.
+        assert!(text.contains("pegawai.nomor.04999@djki.go.id"), "{text}");
+        assert!(text.contains("4995"), "{text}");
+        let csv = c.mailboxes_csv(&all);
+        assert_eq!(csv.lines().count(), 5001);
+
+        let some_failed = many_mailboxes(5000, 7);
+        let failed = apply(
+            &copied,
+            Event::Failed {
+                step: Some(SopStep::CopyAndReport),
+                reason: c.mailboxes_failed(&["x".into()], 5000),
+            },
+            201,
+        );
+        let text = c.report(
+            &failed,
+            Some(&RunOutcome::Completed(some_failed)),
+            "@sari",
+            true,
+            at(202),
+            &name,
+        );
+        assert!(
+            text.encode_utf16().count() < 4096,
+            "{} units:\n{text}",
+            text.encode_utf16().count()
+        );
+        assert!(
+            text.contains("pegawai.nomor.00000@djki.go.id"),
+            "the first failure by name"
+        );
+        assert!(text.contains("4285"), "the verified ones counted: {text}");
+    }
 }

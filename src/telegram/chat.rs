@@ -103,6 +103,19 @@ impl GroupChat {
         quiet: bool,
         buttons: Option<InlineKeyboardMarkup>,
     ) -> Result<i64, RequestError> {
+        self.send_reply(chat, html, quiet, buttons, None).await
+    }
+
+    /// Like [`send_to`](Self::send_to), the first part replying to message `reply_to` (sent
+    /// anyway when that message is gone).
+    pub async fn send_reply(
+        &self,
+        chat: ChatId,
+        html: &str,
+        quiet: bool,
+        buttons: Option<InlineKeyboardMarkup>,
+        reply_to: Option<i64>,
+    ) -> Result<i64, RequestError> {
         let parts = split(html);
         let last = parts.len().saturating_sub(1);
         let mut first = None;
@@ -118,6 +131,12 @@ impl GroupChat {
                     if let Some(b) = buttons.clone() {
                         req = req.reply_markup(b);
                     }
+                }
+                if let Some(to) = reply_to.filter(|_| i == 0) {
+                    req = req.reply_parameters(
+                        teloxide::types::ReplyParameters::new(MessageId(to as i32))
+                            .allow_sending_without_reply(),
+                    );
                 }
                 req
             };

@@ -31,6 +31,9 @@ fn pause(attempts: i32) -> Duration {
     Duration::from_secs(1u64 << attempts.clamp(0, 5)).min(Duration::from_secs(30))
 }
 
+/// Answers that do not parse are tried this many times (about ten minutes) before giving up.
+const INVALID_ANSWER_TRIES: i32 = 25;
+
 /// Other unknown API errors are tried this many times before giving up.
 const API_ERROR_TRIES: i32 = 5;
 
@@ -39,7 +42,10 @@ fn classify(e: RequestError, attempts: i32) -> Failure {
     let text = e.to_string();
     match e {
         RequestError::RetryAfter(s) => Failure::RetryAfter(s.duration(), text),
-        RequestError::Network(_) | RequestError::Io(_) | RequestError::InvalidJson { .. } => {
+        RequestError::Network(_) | RequestError::Io(_) => Failure::Retry(text),
+        // An answer that does not parse: a proxy's error page while Telegram is away, or an
+        // answer this client cannot read — not tried forever (that would hold the outbox).
+        RequestError::InvalidJson { .. } if attempts + 1 < INVALID_ANSWER_TRIES => {
             Failure::Retry(text)
         }
         // Telegram's own trouble (a 5xx) passes, however long it takes.
@@ -81,6 +87,7 @@ async fn send(app: &App, pending: &Pending) -> Result<Option<(OrderId, Slot, i64
             quiet,
             buttons,
             remember,
+            reply_to,
         } => {
             let markup = (!buttons.is_empty()).then(|| {
                 InlineKeyboardMarkup::new(buttons.iter().map(|b| {
@@ -90,9 +97,13 @@ async fn send(app: &App, pending: &Pending) -> Result<Option<(OrderId, Slot, i64
                     )]
                 }))
             });
+            let reply = match reply_to {
+                Some(slot) => slot_id(*slot).await,
+                None => None,
+            };
             let id = app
                 .group
-                .send_to(app.group.chat_id(), html, *quiet, markup)
+                .send_reply(app.group.chat_id(), html, *quiet, markup, reply)
                 .await?;
             Ok(remember
                 .zip(pending.order)

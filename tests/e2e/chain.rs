@@ -77,10 +77,10 @@ async fn three_people_run_the_whole_chain_and_it_lands_in_the_daily_log() {
         );
     }
     let msgs = stub.messages(g.id);
+    // Finished steps are shown in the one progress message, not in messages of their own.
     assert!(
-        msgs.iter()
-            .any(|m| m.text.contains("Langkah 4") && m.disable_notification),
-        "a short message per finished step"
+        !msgs.iter().any(|m| m.text.contains("Langkah 4 selesai")),
+        "no message per step"
     );
     assert_eq!(status_of_last_order(&db).await, "reported");
 

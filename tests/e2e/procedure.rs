@@ -209,9 +209,12 @@ async fn the_bot_binary_runs_the_whole_procedure_on_real_parts() {
     );
     for step in 3..=6 {
         assert!(
-            msgs.iter()
-                .any(|m| m.text.contains(&format!("Langkah {step}")) && m.disable_notification),
-            "a short message when step {step} finished"
+            msgs.iter().any(|m| m.disable_notification
+                && m.edits
+                    .iter()
+                    .chain([&m.text])
+                    .any(|e| e.contains(&format!("✅ Langkah {step}: ")))),
+            "the progress message lists step {step} when it finished"
         );
     }
 
@@ -238,15 +241,21 @@ async fn the_bot_binary_runs_the_whole_procedure_on_real_parts() {
     let sums = stub
         .wait_for(g.id, WAIT, |msgs| msgs.iter().any(|m| m.document.is_some()))
         .await
-        .expect("SHA256SUMS is attached to the report")
+        .expect("the per-mailbox document is attached to the report")
         .into_iter()
         .find_map(|m| m.document)
         .expect("a document");
-    assert_eq!(sums.file_name, "SHA256SUMS.txt");
+    assert!(sums.file_name.ends_with("-per-mailbox.csv"), "{sums:?}");
     let listed = sums.text.unwrap_or_default();
+    assert!(
+        listed.starts_with("akun,berkas,ukuran_byte,sha256,jumlah_pesan,hasil,keterangan\n"),
+        "{listed}"
+    );
     for (name, sha) in &copied {
         assert!(
-            listed.contains(&format!("{sha}  {name}")),
+            listed.lines().any(|l| l.contains(&format!(",{name},"))
+                && l.contains(&format!(",{sha},"))
+                && l.contains(",terverifikasi,")),
             "{name} in {listed}"
         );
     }
@@ -256,6 +265,12 @@ async fn the_bot_binary_runs_the_whole_procedure_on_real_parts() {
     assert!(
         mentions(&relayed.text, &team.kasubdit),
         "the report goes up to the Kasubdit"
+    );
+    let report = expect_text(&stub, g, 0, "Laporan backup #1").await;
+    assert_eq!(
+        relayed.reply_to,
+        Some(report.message_id),
+        "the relay replies to the report instead of repeating it"
     );
     expect_text(&stub, g, 0, "dicatat di log kegiatan harian").await;
     let logged: i64 = scalar(

@@ -95,12 +95,18 @@ async fn export_sends_the_months_activity_as_csv_and_log_shows_the_month() {
     .await;
 
     stub.say(g, &team.kasi, "/export");
+    let is_log = |m: &bot_api_stub::SentMessage| {
+        m.document
+            .as_ref()
+            .is_some_and(|d| d.file_name.starts_with("log-backup-mailbox"))
+    };
     let doc = stub
-        .wait_for(g.id, WAIT, |msgs| msgs.iter().any(|m| m.document.is_some()))
+        .wait_for(g.id, WAIT, |msgs| msgs.iter().any(is_log))
         .await
         .unwrap_or_else(|m| panic!("no document: {m:?}"));
     let doc = doc
         .iter()
+        .filter(|m| is_log(m))
         .find_map(|m| m.document.clone())
         .expect("a document");
     let month = chrono::Utc::now()
@@ -136,6 +142,7 @@ async fn export_sends_the_months_activity_as_csv_and_log_shows_the_month() {
         .find(|r| r[0] == "2" && r[2] == "2")
         .expect("order 2 step 2");
     assert_eq!(step2[1], "dibatalkan");
+    assert_eq!(step2[4], "", "nobody directed it");
     assert_eq!(step2[11], "tidak dilaksanakan");
 
     // A bad month is refused with what to type.

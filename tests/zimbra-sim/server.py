@@ -120,7 +120,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self):
         parts = urllib.parse.urlsplit(self.path)
-        m = re.fullmatch(r"/home/([^/]+)/", parts.path)
+        m = re.fullmatch(r"/home/([^/]+)/?", parts.path)
         if m:
             return self.import_tgz(urllib.parse.unquote(m.group(1), errors="strict"), parts.query)
         if self.path not in ("/service/admin/soap", "/service/admin/soap/"):

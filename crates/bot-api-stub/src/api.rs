@@ -223,6 +223,15 @@ fn flag(params: &Params, key: &str) -> bool {
         || string(params, key).as_deref() == Some("true")
 }
 
+/// `reply_parameters.message_id`, the message this one replies to.
+fn reply_to(params: &Params) -> Option<i64> {
+    let v = match params.get("reply_parameters")? {
+        Value::String(s) => serde_json::from_str(s).ok()?,
+        v => v.clone(),
+    };
+    v.get("message_id")?.as_i64()
+}
+
 fn markup(params: &Params) -> Option<Value> {
     match params.get("reply_markup")? {
         Value::String(s) => serde_json::from_str(s).ok(),
@@ -314,6 +323,7 @@ fn answer(st: &mut crate::state::State, method: &str, p: &Params) -> Result<Valu
                 reply_markup: markup(p),
                 edits: Vec::new(),
                 document: None,
+                reply_to: reply_to(p),
             }))
         }
         "senddocument" => {
@@ -341,6 +351,7 @@ fn answer(st: &mut crate::state::State, method: &str, p: &Params) -> Result<Valu
                 reply_markup: markup(p),
                 edits: Vec::new(),
                 document: Some(document),
+                reply_to: reply_to(p),
             }))
         }
         "editmessagetext" => {

@@ -22,6 +22,8 @@ pub struct SentMessage {
     /// Earlier texts, oldest first, one per `editMessageText`.
     pub edits: Vec<String>,
     pub document: Option<SentDocument>,
+    /// The message this one replies to.
+    pub reply_to: Option<i64>,
 }
 
 impl SentMessage {
