@@ -14,7 +14,7 @@ use crate::app::App;
 use crate::domain::{Event, OrderId, OrderStatus, SopStep};
 use crate::engine::{ErrorKind, Progress, RunFolders, RunRequest, Stop};
 use crate::messages::{RunEnd, RunView};
-use crate::outbox::{Outgoing, Slot};
+use crate::outbox::Slot;
 pub use crate::run_outcome::RunOutcome;
 use crate::storage::patiently;
 
@@ -89,15 +89,7 @@ async fn run(app: Arc<App>, id: OrderId, resume: bool, stop: Stop) -> Result<Opt
         tracing::warn!(order = %id, error = %e, "the progress editor stopped");
     }
     recorded?;
-    let end_edit = |end: RunEnd| {
-        [Outgoing::Edit {
-            slot: Slot::ProgressMessage,
-            html: app.catalog.progress(&RunView {
-                end: Some(end),
-                ..RunView::default()
-            }),
-        }]
-    };
+    let end_edit = |end: RunEnd| [crate::moves::progress_end(&app, end)];
     if matches!(&result, Err(e) if e.kind == ErrorKind::Interrupted) {
         // The bot is shutting down: the order stays in step 3–6 and is resumed at the next start.
         if let Err(e) = app

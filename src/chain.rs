@@ -14,9 +14,8 @@ use crate::domain::{
     parse_log_period, parse_month, place_order, Effect, Event, LogPeriod, Month, Order, OrderId,
     OrderStatus, Refusal, Role, UserId,
 };
-use crate::messages::RunView;
 use crate::moves;
-use crate::outbox::{Outgoing, Slot};
+use crate::outbox::Outgoing;
 use crate::storage::StoreError;
 
 /// Callback data of a "direct to" button: `direct:<order>:<jfu>`.
@@ -374,13 +373,7 @@ pub fn spawn_run(app: Arc<App>, id: OrderId, resume: bool) {
 /// The run's last move: its result, its step's end, the progress message's last words and the
 /// report, in one transaction.
 async fn finish_run(app: &Arc<App>, id: OrderId, ending: RunEnding) -> Result<()> {
-    let end_edit = Outgoing::Edit {
-        slot: Slot::ProgressMessage,
-        html: app.catalog.progress(&RunView {
-            end: Some(ending.end),
-            ..RunView::default()
-        }),
-    };
+    let end_edit = moves::progress_end(app, ending.end);
     let moved = crate::storage::patiently("the run's result", || {
         commit(
             app,

@@ -89,6 +89,17 @@ pub async fn commit(
     Ok(Ok((next, local)))
 }
 
+/// The progress message's last words: the run's real end.
+pub fn progress_end(app: &App, end: crate::messages::RunEnd) -> Outgoing {
+    Outgoing::Edit {
+        slot: Slot::ProgressMessage,
+        html: app.catalog.progress(&RunView {
+            end: Some(end),
+            ..RunView::default()
+        }),
+    }
+}
+
 /// What an effect says in the group, rendered from the order after the move.
 pub fn render(
     app: &App,

@@ -185,14 +185,10 @@ pub async fn engine_checks(s: &EngineSettings) -> Vec<CheckLine> {
             Err(e) => line(CheckItem::ServerFolder, false, e.to_string()),
         },
     );
-    let free_script = format!(
-        r#"d=$1; while [ ! -e "$d" ]; do d=$(dirname -- "$d"); done; set -- "$d"; {}"#,
-        server::FREE_SPACE
-    );
     out.push(
         match link
             .remote()
-            .sh(&free_script, &[&s.server_backup_dir])
+            .sh(server::FREE_SPACE_NEAREST, &[&s.server_backup_dir])
             .await
         {
             Ok(o) => match server::parse_space(&String::from_utf8_lossy(&o.stdout)) {

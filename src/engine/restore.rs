@@ -322,6 +322,19 @@ fn ssh(e: impl std::fmt::Display) -> RestoreError {
     RestoreError::Ssh(e.to_string())
 }
 
+/// Runs a fixed server script: its output when it succeeds, its stderr as the error otherwise.
+async fn on_server(
+    r: &super::remote::Remote,
+    script: &str,
+    args: &[&str],
+) -> Result<String, RestoreError> {
+    let o = r.sh(script, args).await.map_err(ssh)?;
+    if !o.ok {
+        return Err(RestoreError::Server(o.stderr));
+    }
+    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
 /// Restores `account`'s mailbox from backup `folder` into `into` (the same account by default).
 pub async fn restore(
     s: &EngineSettings,
@@ -435,12 +448,8 @@ async fn restore_on(
     };
     // Room for the archive and its unpacked mail (about four times the archive) above the floor.
     let size = std::fs::metadata(archive).map(|m| m.len()).unwrap_or(0);
-    let free_script = format!(
-        r#"d=$1; while [ ! -e "$d" ]; do d=$(dirname -- "$d"); done; set -- "$d"; {}"#,
-        server::FREE_SPACE
-    );
     let o = r
-        .sh(&free_script, &[&s.server_backup_dir])
+        .sh(server::FREE_SPACE_NEAREST, &[&s.server_backup_dir])
         .await
         .map_err(ssh)?;
     if let Some(space) = server::parse_space(&String::from_utf8_lossy(&o.stdout)) {
@@ -464,14 +473,7 @@ async fn restore_on(
     );
     // A stage left by a restore cut off (a restart, a dropped link) goes first.
     let _ = r.sh(STALE_STAGES, &[&s.server_backup_dir]).await;
-    let o = r
-        .sh(STAGE, &[&s.server_backup_dir, &name, &marker])
-        .await
-        .map_err(ssh)?;
-    if !o.ok {
-        return Err(RestoreError::Server(o.stderr));
-    }
-    let stage = String::from_utf8_lossy(&o.stdout).into_owned();
+    let stage = on_server(r, STAGE, &[&s.server_backup_dir, &name, &marker]).await?;
     let staged = stage_and_import(
         r, store, &stage, archive, sha256, size, &owner, &conf, into, progress,
     )
@@ -509,10 +511,7 @@ async fn stage_and_import(
     if let MailStore::Zimbra = store {
         return zimbra_import(r, stage, into, progress).await;
     }
-    let o = r.sh(UNPACK, &[stage, owner]).await.map_err(ssh)?;
-    if !o.ok {
-        return Err(RestoreError::Server(o.stderr));
-    }
+    on_server(r, UNPACK, &[stage, owner]).await?;
     match store {
         MailStore::Dovecot { .. } => dovecot_import(r, stage, conf, into, progress).await,
         MailStore::Maildir { root } => {
@@ -536,14 +535,13 @@ async fn stage_and_import(
                 ));
             }
             let src = String::from_utf8_lossy(&o.stdout).into_owned();
-            let o = r
-                .sh(MAILDIR_RESTORE, &[&src, &format!("{root}/{into}"), owner])
-                .await
-                .map_err(ssh)?;
-            if !o.ok {
-                return Err(RestoreError::Server(o.stderr));
-            }
-            Ok(String::from_utf8_lossy(&o.stdout)
+            let counted = on_server(
+                r,
+                MAILDIR_RESTORE,
+                &[&src, &format!("{root}/{into}"), owner],
+            )
+            .await?;
+            Ok(counted
                 .lines()
                 .filter_map(|l| {
                     let f: Vec<&str> = l.split('\t').collect();
@@ -587,21 +585,13 @@ async fn zimbra_import(
 ) -> Result<Vec<FolderCount>, RestoreError> {
     let archive = format!("{stage}/archive.tar.gz");
     let listing = |file: String| async move {
-        let o = r.sh(r#"tar -tzf "$1""#, &[&file]).await.map_err(ssh)?;
-        if !o.ok {
-            return Err(RestoreError::Server(o.stderr));
-        }
-        Ok(zimbra_counts(&String::from_utf8_lossy(&o.stdout)))
+        Ok(zimbra_counts(
+            &on_server(r, r#"tar -tzf "$1""#, &[&file]).await?,
+        ))
     };
     let account_counts = |name: &'static str| async move {
         let out = format!("{stage}/{name}.tgz");
-        let o = r
-            .sh(super::zimbra::EXPORT, &[&out, into, stage])
-            .await
-            .map_err(ssh)?;
-        if !o.ok {
-            return Err(RestoreError::Server(o.stderr));
-        }
+        on_server(r, super::zimbra::EXPORT, &[&out, into, stage]).await?;
         let counts = listing(out.clone()).await?;
         let _ = r.sh(r#"rm -f -- "$1""#, &[&out]).await;
         Ok(counts)
@@ -613,13 +603,7 @@ async fn zimbra_import(
         done: 0,
         total: 1,
     });
-    let o = r
-        .sh(super::zimbra::IMPORT, &[&archive, into, stage])
-        .await
-        .map_err(ssh)?;
-    if !o.ok {
-        return Err(RestoreError::Server(o.stderr));
-    }
+    on_server(r, super::zimbra::IMPORT, &[&archive, into, stage]).await?;
     progress(RestoreProgress::Checking);
     let after = account_counts("after").await?;
     Ok(backup
@@ -648,21 +632,13 @@ async fn dovecot_import(
 ) -> Result<Vec<FolderCount>, RestoreError> {
     let maildir = format!("{stage}/x/Maildir");
     let list = |loc: String| async move {
-        let o = r.sh(DOVECOT_LIST, &[into, conf, &loc]).await.map_err(ssh)?;
-        if !o.ok {
-            return Err(RestoreError::Server(o.stderr));
-        }
-        Ok(parse_listing(&String::from_utf8_lossy(&o.stdout)))
+        Ok(parse_listing(
+            &on_server(r, DOVECOT_LIST, &[into, conf, &loc]).await?,
+        ))
     };
     let folders = |loc: String| async move {
-        let o = r
-            .sh(DOVECOT_FOLDERS, &[into, conf, &loc])
-            .await
-            .map_err(ssh)?;
-        if !o.ok {
-            return Err(RestoreError::Server(o.stderr));
-        }
-        Ok(String::from_utf8_lossy(&o.stdout)
+        Ok(on_server(r, DOVECOT_FOLDERS, &[into, conf, &loc])
+            .await?
             .lines()
             .map(str::to_owned)
             .collect::<std::collections::BTreeSet<String>>())
@@ -671,13 +647,7 @@ async fn dovecot_import(
     let source_folders = folders(maildir.clone()).await?;
     let target_folders = folders(String::new()).await?;
     for folder in source_folders.difference(&target_folders) {
-        let o = r
-            .sh(DOVECOT_CREATE, &[into, folder, conf])
-            .await
-            .map_err(ssh)?;
-        if !o.ok {
-            return Err(RestoreError::Server(o.stderr));
-        }
+        on_server(r, DOVECOT_CREATE, &[into, folder, conf]).await?;
     }
     let source = list(maildir.clone()).await?;
     let before = list(String::new()).await?;
@@ -693,13 +663,7 @@ async fn dovecot_import(
             total,
         });
         for set in uid_sets(uids) {
-            let o = r
-                .sh(DOVECOT_IMPORT, &[into, &maildir, folder, &set, conf])
-                .await
-                .map_err(ssh)?;
-            if !o.ok {
-                return Err(RestoreError::Server(o.stderr));
-            }
+            on_server(r, DOVECOT_IMPORT, &[into, &maildir, folder, &set, conf]).await?;
         }
     }
     progress(RestoreProgress::Checking);

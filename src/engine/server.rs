@@ -267,6 +267,12 @@ pub struct ServerSpace {
     pub mount: String,
 }
 
+/// [`FREE_SPACE`] of `$1`, or of its nearest existing parent when it is not made yet.
+pub const FREE_SPACE_NEAREST: &str = concat!(
+    r#"d=$1; while [ ! -e "$d" ]; do d=$(dirname -- "$d"); done; set -- "$d"; "#,
+    r#"df -Pk -- "$1" | awk 'NR==2 {printf "%s %s ", $4, $2; for (i=6;i<=NF;i++) printf "%s%s", $i, (i<NF?" ":""); print ""}'"#
+);
+
 /// Parses [`FREE_SPACE`]'s output.
 pub fn parse_space(out: &str) -> Option<ServerSpace> {
     let mut it = out.trim().splitn(3, ' ');
@@ -277,6 +283,14 @@ pub fn parse_space(out: &str) -> Option<ServerSpace> {
         size: size * 1024,
         mount: it.next().unwrap_or("").to_owned(),
     })
+}
+
+#[cfg(test)]
+mod nearest_tests {
+    #[test]
+    fn the_nearest_folder_variant_ends_with_the_plain_script() {
+        assert!(super::FREE_SPACE_NEAREST.ends_with(super::FREE_SPACE));
+    }
 }
 
 #[cfg(test)]
