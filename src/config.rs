@@ -83,7 +83,10 @@ pub struct EngineSettings {
     pub ssh_known_hosts: PathBuf,
     pub kind: BackupKind,
     pub server_backup_dir: String,
+    /// Exports at once on the server (`MAIL_BACKUP_JOBS`: the server's load).
     pub jobs: usize,
+    /// Copy streams at once over the SSH connection (`MAIL_COPY_STREAMS`: the link).
+    pub copy_streams: usize,
     pub local_root: PathBuf,
     pub folder_format: String,
     pub timezone: Tz,
@@ -119,6 +122,7 @@ impl EngineSettings {
             kind,
             server_backup_dir,
             jobs: 2,
+            copy_streams: 4,
             local_root,
             folder_format: "%d-%m-%Y".into(),
             timezone: chrono_tz::Asia::Jakarta,
@@ -467,6 +471,14 @@ impl EngineSettings {
                 problem: format!("expected a whole number from 1 to 32, got {jobs}"),
             });
         }
+        let copy_streams: usize =
+            parsed(src, "MAIL_COPY_STREAMS", 4, "a whole number from 1 to 16")?;
+        if !(1..=16).contains(&copy_streams) {
+            return Err(ConfigError {
+                var: "MAIL_COPY_STREAMS",
+                problem: format!("expected a whole number from 1 to 16, got {copy_streams}"),
+            });
+        }
         let server_backup_dir = required(
             src,
             "MAIL_SERVER_BACKUP_DIR",
@@ -503,6 +515,7 @@ impl EngineSettings {
             kind,
             server_backup_dir,
             jobs,
+            copy_streams,
             local_root: PathBuf::from(required(
                 src,
                 "LOCAL_BACKUP_ROOT",
@@ -701,8 +714,8 @@ mod tests {
         ];
         let s = EngineSettings::load(&src(&base)).expect("loads");
         assert_eq!(
-            (s.ssh_port, s.jobs, s.folder_format.as_str()),
-            (22, 2, "%d-%m-%Y")
+            (s.ssh_port, s.jobs, s.copy_streams, s.folder_format.as_str()),
+            (22, 2, 4, "%d-%m-%Y")
         );
         assert_eq!(
             s.kind,
@@ -713,6 +726,7 @@ mod tests {
             (("BACKUP_FOLDER_FORMAT", "%d/%m/%Y"), "BACKUP_FOLDER_FORMAT"),
             (("BACKUP_FOLDER_FORMAT", "%H:%M"), "BACKUP_FOLDER_FORMAT"),
             (("MAIL_BACKUP_JOBS", "0"), "MAIL_BACKUP_JOBS"),
+            (("MAIL_COPY_STREAMS", "17"), "MAIL_COPY_STREAMS"),
             (("MAIL_SSH_PORT", "ssh"), "MAIL_SSH_PORT"),
             (("MAIL_SERVER_MIN_FREE", "lots"), "MAIL_SERVER_MIN_FREE"),
             (("MAIL_SSH_STALL_SECS", "0"), "MAIL_SSH_STALL_SECS"),

@@ -4,10 +4,7 @@
 //! the exports not yet finished (finished ones are kept); whatever an earlier run left running
 //! in the folder is stopped first.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
-
-use futures::StreamExt;
+use std::collections::HashMap;
 
 use super::link::Link;
 use super::local::portable_name;
@@ -101,7 +98,8 @@ pub async fn stop_writers(link: &mut Link<'_>, dir: &str) -> Result<usize, Engin
         .unwrap_or(0))
 }
 
-/// Step 5 into the claimed folder `dir`. `continuing`: an earlier run of this folder was cut
+/// Step 5 of the `command` kind into the claimed folder `dir` (the mailbox kinds overlap steps 5
+/// and 6 in [`super::pipeline`]). `continuing`: an earlier run of this folder was cut
 /// off; its finished exports are kept and a finished step 5 is taken as it is.
 pub async fn run(
     s: &EngineSettings,
@@ -139,39 +137,20 @@ async fn exports(
         }
         sh_again(link, STEP, server::CLEAR_FAILURES, &[dir]).await?;
     }
-    let mut expected: Vec<(String, String)> = Vec::new();
-    match &s.kind {
-        BackupKind::Mailboxes(store) => {
-            let accounts = list(link, store).await?;
-            let done = already_done(link, dir).await?;
-            let jobs = name_archives(store, accounts);
-            let pending: Vec<_> = jobs
-                .iter()
-                .filter(|(_, file)| !done.contains(file))
-                .cloned()
-                .collect();
-            let (total, largest) = mail_size(link, store).await;
-            let share = |b: u64| b * pending.len() as u64 / jobs.len().max(1) as u64;
-            let need = total.map(|t| store.peak_bytes(share(t), largest.unwrap_or(0), s.jobs));
-            let floor = check_space(s, link, need, progress).await?;
-            let failures =
-                export_all(s, link, store, dir, &pending, jobs.len(), floor, progress).await?;
-            for (account, error) in &failures {
-                sh_again(link, STEP, server::RECORD_FAILURE, &[dir, account, error]).await?;
-            }
-            expected = jobs;
-        }
-        BackupKind::Command { command } => {
-            let out = sh_again(link, STEP, server::LAST_RUN_SIZE, &[&s.server_backup_dir]).await?;
-            let last: u64 = String::from_utf8_lossy(&out.stdout)
-                .trim()
-                .parse()
-                .unwrap_or(0);
-            let need = (last > 0).then_some(last * 1024);
-            let floor = check_space(s, link, need, progress).await?;
-            run_command(link, command, dir, floor).await?;
-        }
-    }
+    let BackupKind::Command { command } = &s.kind else {
+        return Err(fail(
+            ErrorKind::ServerCommand,
+            "the mailbox kinds export through the pipeline of steps 5 and 6",
+        ));
+    };
+    let out = sh_again(link, STEP, server::LAST_RUN_SIZE, &[&s.server_backup_dir]).await?;
+    let last: u64 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    let need = (last > 0).then_some(last * 1024);
+    let floor = check_space(s, link, need, progress).await?;
+    run_command(link, command, dir, floor).await?;
     let out = sh_again(link, STEP, server::MANIFEST, &[dir]).await?;
     if !out.ok {
         return Err(fail(
@@ -180,25 +159,16 @@ async fn exports(
         ));
     }
     let files = parse_manifest(&out.stdout).map_err(|e| fail(ErrorKind::ServerCommand, e))?;
-    let failed = sh_again(link, STEP, server::READ_STATE, &[dir]).await?;
-    let mut failures = split_state(&failed.stdout).1;
-    // Every mailbox is accounted for: an export that ended well must have left its archive.
-    for (account, file) in expected {
-        let listed = files.iter().any(|f| f.name.as_str() == file);
-        if !listed && !failures.iter().any(|(a, _)| *a == account) {
-            failures.push((
-                account,
-                format!("no archive {file} on the server after its export"),
-            ));
-        }
-    }
-    if files.is_empty() && failures.is_empty() {
+    if files.is_empty() {
         return Err(fail(
             ErrorKind::NoMailboxes,
             format!("no archive was written in {dir}"),
         ));
     }
-    Ok(Exported { files, failures })
+    Ok(Exported {
+        files,
+        failures: Vec::new(),
+    })
 }
 
 fn split_state(raw: &[u8]) -> (&[u8], Vec<(String, String)>) {
@@ -222,7 +192,10 @@ fn finished_before(raw: &[u8]) -> Result<Exported, EngineError> {
     Ok(Exported { files, failures })
 }
 
-async fn list(link: &mut Link<'_>, store: &MailStore) -> Result<Vec<String>, EngineError> {
+pub(super) async fn list(
+    link: &mut Link<'_>,
+    store: &MailStore,
+) -> Result<Vec<String>, EngineError> {
     let listing = store.listing();
     let args: Vec<&str> = listing.args.iter().map(String::as_str).collect();
     let out = sh_again(link, STEP, listing.script, &args).await?;
@@ -254,7 +227,7 @@ async fn list(link: &mut Link<'_>, store: &MailStore) -> Result<Vec<String>, Eng
 }
 
 /// Each account's archive name: portable, and unique even when two accounts map to one name.
-fn name_archives(store: &MailStore, accounts: Vec<String>) -> Vec<(String, String)> {
+pub(super) fn name_archives(store: &MailStore, accounts: Vec<String>) -> Vec<(String, String)> {
     let ext = store.extension();
     let mut used = HashMap::new();
     accounts
@@ -275,18 +248,11 @@ fn name_archives(store: &MailStore, accounts: Vec<String>) -> Vec<(String, Strin
         .collect()
 }
 
-async fn already_done(link: &mut Link<'_>, dir: &str) -> Result<HashSet<String>, EngineError> {
-    let out = sh_again(link, STEP, server::LIST_DONE, &[dir]).await?;
-    Ok(out
-        .stdout
-        .split(|b| *b == 0)
-        .filter(|n| !n.is_empty())
-        .map(|n| String::from_utf8_lossy(n).into_owned())
-        .collect())
-}
-
 /// `(total, largest)` bytes of the mailboxes as stored; `None` when the server cannot say.
-async fn mail_size(link: &mut Link<'_>, store: &MailStore) -> (Option<u64>, Option<u64>) {
+pub(super) async fn mail_size(
+    link: &mut Link<'_>,
+    store: &MailStore,
+) -> (Option<u64>, Option<u64>) {
     let (script, args) = store.sizes();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     match sh_again(link, STEP, &script, &args).await {
@@ -304,7 +270,7 @@ async fn mail_size(link: &mut Link<'_>, store: &MailStore) -> (Option<u64>, Opti
 
 /// The free space where the server folders live, checked against what the export needs and
 /// the floor. Returns the floor in KiB for the exports to watch.
-async fn check_space(
+pub(super) async fn check_space(
     s: &EngineSettings,
     link: &mut Link<'_>,
     need: Option<u64>,
@@ -356,134 +322,6 @@ pub fn shortfall(
         mount: space.mount.clone(),
         dir: dir.to_owned(),
     })
-}
-
-/// What one export ended with.
-enum Ended {
-    Done,
-    Failed(String),
-    /// The connection went away under it: export it again after reconnecting.
-    Again(String),
-    /// Stopped (or not started) at the free-space floor.
-    Floor(String),
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn export_all(
-    s: &EngineSettings,
-    link: &mut Link<'_>,
-    store: &MailStore,
-    dir: &str,
-    pending: &[(String, String)],
-    total: usize,
-    floor_kib: u64,
-    progress: &ProgressSender,
-) -> Result<Vec<(String, String)>, EngineError> {
-    let export = store.export();
-    let floor = floor_kib.to_string();
-    let mut failures = Vec::new();
-    let mut todo: Vec<(String, String)> = pending.to_vec();
-    let mut done = total - pending.len();
-    while !todo.is_empty() {
-        let broken = AtomicBool::new(false);
-        let full = AtomicBool::new(false);
-        let mut again = Vec::new();
-        let mut why_again = String::new();
-        {
-            let remote = link.remote();
-            let mut runs = futures::stream::iter(todo.iter().cloned().map(|(account, file)| {
-                let (export, floor, broken, full) = (&export, &floor, &broken, &full);
-                async move {
-                    if full.load(Ordering::SeqCst) {
-                        return (account, file, Ended::Floor(floor_text(dir)));
-                    }
-                    if broken.load(Ordering::SeqCst) {
-                        return (account, file, Ended::Again(String::new()));
-                    }
-                    let mut args =
-                        vec![dir, file.as_str(), floor.as_str(), export.script, &account];
-                    args.extend(export.args.iter().map(String::as_str));
-                    let ran = remote.sh(server::EXPORT_ONE, &args).await;
-                    drop(args);
-                    let ended = match ran {
-                        Ok(out) if out.ok => Ended::Done,
-                        Ok(out) if out.code == Some(99) => {
-                            full.store(true, Ordering::SeqCst);
-                            Ended::Floor(out.stderr)
-                        }
-                        Ok(out) => {
-                            if remote.check().await.is_ok() {
-                                Ended::Failed(format!("exit {:?}: {}", out.code, out.stderr))
-                            } else {
-                                broken.store(true, Ordering::SeqCst);
-                                Ended::Again(out.stderr)
-                            }
-                        }
-                        Err(e) => {
-                            broken.store(true, Ordering::SeqCst);
-                            Ended::Again(error_chain(&e))
-                        }
-                    };
-                    (account, file, ended)
-                }
-            }))
-            .buffer_unordered(s.jobs);
-            while let Some((account, file, ended)) = runs.next().await {
-                let failed = match ended {
-                    Ended::Done => None,
-                    Ended::Failed(e) | Ended::Floor(e) => Some(e),
-                    Ended::Again(why) => {
-                        if why_again.is_empty() {
-                            why_again = why;
-                        }
-                        again.push((account.clone(), file.clone()));
-                        continue;
-                    }
-                };
-                done += 1;
-                tell(
-                    progress,
-                    Progress::Exported {
-                        done,
-                        total,
-                        current: account.clone(),
-                        ok: failed.is_none(),
-                    },
-                );
-                if let Some(error) = failed {
-                    failures.push((account.clone(), error));
-                }
-            }
-        }
-        if !again.is_empty() {
-            link.reconnect(STEP, &why_again).await?;
-            stop_writers(link, dir).await?;
-            // An export may have finished just as the connection went: its archive is kept.
-            let finished = already_done(link, dir).await?;
-            again.retain(|(account, file)| {
-                if !finished.contains(file) {
-                    return true;
-                }
-                done += 1;
-                tell(
-                    progress,
-                    Progress::Exported {
-                        done,
-                        total,
-                        current: account.clone(),
-                        ok: true,
-                    },
-                );
-                false
-            });
-        }
-        todo = again;
-    }
-    Ok(failures)
-}
-
-fn floor_text(dir: &str) -> String {
-    format!("not exported: the free space at {dir} reached the floor (MAIL_SERVER_MIN_FREE)")
 }
 
 /// The `command` kind: the operator's command writes into the folder, watched like an export.

@@ -74,6 +74,82 @@ pub fn parse_manifest(raw: &[u8]) -> Result<Vec<ServerFile>, String> {
         .collect()
 }
 
+/// The server's own count of a mailbox's messages, taken just before and just after its export
+/// (mail that arrives or is deleted meanwhile moves it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ServerCount {
+    pub before: u64,
+    pub after: u64,
+}
+
+impl ServerCount {
+    /// Whether an archive of `messages` messages is what the server held during the export.
+    pub fn accepts(&self, messages: u64) -> bool {
+        (self.before.min(self.after)..=self.before.max(self.after)).contains(&messages)
+    }
+}
+
+impl fmt::Display for ServerCount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.before == self.after {
+            write!(f, "{}", self.after)
+        } else {
+            write!(f, "{}–{}", self.before, self.after)
+        }
+    }
+}
+
+/// One finished export's record: the archive and the server's count of its mailbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportRecord {
+    pub file: ServerFile,
+    pub count: Option<ServerCount>,
+}
+
+/// Parses `SHA256 SIZE BEFORE AFTER` (what [`super::server::EXPORT_ONE`] prints) for `name`.
+pub fn parse_record(line: &str, name: &str) -> Result<ExportRecord, String> {
+    let mut parts = line.split_whitespace();
+    let (Some(h), Some(s), Some(b), Some(a)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(format!("bad export record {line:?} for {name}"));
+    };
+    if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!("bad checksum in {line:?} for {name}"));
+    }
+    let size = s
+        .parse()
+        .map_err(|_| format!("bad size in {line:?} for {name}"))?;
+    let count = match (b.parse(), a.parse()) {
+        (Ok(before), Ok(after)) => Some(ServerCount { before, after }),
+        _ => None,
+    };
+    Ok(ExportRecord {
+        file: ServerFile {
+            sha256: h.to_owned(),
+            size,
+            name: ServerName::parse(name)?,
+        },
+        count,
+    })
+}
+
+/// Parses `SHA256 SIZE BEFORE AFTER NAME\0…` (what [`super::server::SUMS`] prints).
+pub fn parse_records(raw: &[u8]) -> Result<Vec<ExportRecord>, String> {
+    raw.split(|b| *b == 0)
+        .filter(|r| !r.is_empty() && *r != b"\n")
+        .map(|r| {
+            let text = std::str::from_utf8(r).map_err(|_| "a file name is not UTF-8".to_owned())?;
+            let mut parts = text.splitn(5, ' ');
+            let fields: Vec<&str> = parts.by_ref().take(4).collect();
+            let name = parts
+                .next()
+                .ok_or_else(|| format!("bad export record {text:?}"))?;
+            parse_record(&fields.join(" "), name)
+        })
+        .collect()
+}
+
 /// Parses the failures recorded during step 5: `account\terror\0…`.
 pub fn parse_failures(raw: &[u8]) -> Vec<(String, String)> {
     raw.split(|b| *b == 0)
@@ -118,6 +194,39 @@ mod tests {
             sha256sums(&files[1..]),
             format!("{h}  with  two spaces.tar.gz\n"),
             "runs of spaces in a name are kept"
+        );
+    }
+
+    #[test]
+    fn export_records_carry_the_servers_count_when_it_was_taken() {
+        let h = "b".repeat(64);
+        let raw = format!("{h} 10 3 4 ani@djki.go.id.tar.gz\0{h} 7 - - Surat Masuk.tar.gz\0");
+        let recs = parse_records(raw.as_bytes()).expect("parses");
+        assert_eq!(
+            recs[0].count,
+            Some(ServerCount {
+                before: 3,
+                after: 4
+            })
+        );
+        assert_eq!(recs[0].file.size, 10);
+        assert_eq!(recs[1].count, None);
+        assert_eq!(recs[1].file.name.as_str(), "Surat Masuk.tar.gz");
+        assert!(parse_records(b"zz 1 - - x\0").is_err());
+        assert!(parse_record(&format!("{h} 5"), "x").is_err());
+        let c = ServerCount {
+            before: 4,
+            after: 3,
+        };
+        assert!(c.accepts(3) && c.accepts(4) && !c.accepts(5) && !c.accepts(2));
+        assert_eq!(c.to_string(), "4–3");
+        assert_eq!(
+            ServerCount {
+                before: 7,
+                after: 7
+            }
+            .to_string(),
+            "7"
         );
     }
 

@@ -15,6 +15,7 @@ pub mod export;
 pub mod link;
 pub mod local;
 pub mod manifest;
+mod pipeline;
 pub mod remote;
 pub mod restore;
 pub mod run;
@@ -184,6 +185,9 @@ pub struct MailboxResult {
     pub size: u64,
     pub sha256: String,
     pub messages: Option<u64>,
+    /// The server's own count of the mailbox's messages around its export, when the kind counts.
+    #[serde(default)]
+    pub server_messages: Option<manifest::ServerCount>,
     #[serde(flatten)]
     pub status: MailboxStatus,
 }

@@ -11,12 +11,12 @@ use futures::StreamExt;
 
 use super::link::Link;
 use super::local::{self, create_dated_folder, FolderState};
-use super::manifest::{account_of, sha256sums, ServerFile};
+use super::manifest::{account_of, sha256sums, ServerCount, ServerFile};
 use super::{
-    export, tell, BackupEngine, BackupReport, EngineError, ErrorKind, MailboxResult, MailboxStatus,
-    Progress, ProgressSender, RunFolders, RunRequest, StepTiming, StopReason,
+    export, pipeline, tell, BackupEngine, BackupReport, EngineError, ErrorKind, MailboxResult,
+    MailboxStatus, Progress, ProgressSender, RunFolders, RunRequest, StepTiming, StopReason,
 };
-use crate::config::EngineSettings;
+use crate::config::{BackupKind, EngineSettings};
 use crate::domain::SopStep;
 
 pub use super::link::control_dir;
@@ -70,32 +70,51 @@ struct Whereabouts {
 
 type Shared = Arc<Mutex<Whereabouts>>;
 
-struct Timer {
-    steps: Vec<StepTiming>,
+/// The steps' start and end times; steps 5 and 6 run side by side, so it is shared.
+pub(super) struct Timer {
+    steps: Mutex<Vec<StepTiming>>,
+    open: Mutex<Vec<(SopStep, chrono::DateTime<Utc>)>>,
     shared: Shared,
 }
 
 impl Timer {
-    fn start(&mut self, step: SopStep, progress: &ProgressSender) -> chrono::DateTime<Utc> {
+    pub(super) fn start(&self, step: SopStep, progress: &ProgressSender) {
         let at = Utc::now();
         self.shared.lock().unwrap_or_else(|p| p.into_inner()).step = Some(step);
+        lock(&self.open).push((step, at));
         tell(progress, Progress::StepStarted { step, at });
-        at
     }
-    fn finish(
-        &mut self,
-        step: SopStep,
-        started_at: chrono::DateTime<Utc>,
-        progress: &ProgressSender,
-    ) {
+
+    /// Ends `step` (started now if it never was: a step 6 with nothing to copy).
+    pub(super) fn finish(&self, step: SopStep, progress: &ProgressSender) {
         let at = Utc::now();
-        self.steps.push(StepTiming {
+        let started = {
+            let mut open = lock(&self.open);
+            let i = open.iter().position(|(s, _)| *s == step);
+            i.map(|i| open.remove(i).1)
+        };
+        let started_at = match started {
+            Some(t) => t,
+            None => {
+                tell(progress, Progress::StepStarted { step, at });
+                at
+            }
+        };
+        lock(&self.steps).push(StepTiming {
             step,
             started_at,
             ended_at: at,
         });
         tell(progress, Progress::StepFinished { step, at });
     }
+
+    fn into_steps(self) -> Vec<StepTiming> {
+        self.steps.into_inner().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Runs steps 3–6 until done, failed, or stopped by `request.stop`.
@@ -187,14 +206,15 @@ async fn steps(
     progress: ProgressSender,
     shared: Shared,
 ) -> Result<BackupReport, EngineError> {
-    let mut timer = Timer {
-        steps: Vec::new(),
+    let timer = Timer {
+        steps: Mutex::default(),
+        open: Mutex::default(),
         shared: shared.clone(),
     };
 
     // Step 3: the dated folder, on a disk that is really there. A run of the same day that
     // failed or was cut off is continued rather than started over.
-    let t3 = timer.start(SopStep::CreateFolder, &progress);
+    timer.start(SopStep::CreateFolder, &progress);
     local::check_disk(&s.local_root)
         .map_err(|e| failed(SopStep::CreateFolder, ErrorKind::DiskNotReady, e, None))?;
     let now = Utc::now().with_timezone(&s.timezone).naive_local();
@@ -232,24 +252,24 @@ async fn steps(
     };
     let _ = local::mark(&folders.local, FolderState::Running, None);
     remember(&shared, &folders, &progress);
-    timer.finish(SopStep::CreateFolder, t3, &progress);
+    timer.finish(SopStep::CreateFolder, &progress);
 
     // Step 4: login.
-    let t4 = timer.start(SopStep::RemoteLogin, &progress);
+    timer.start(SopStep::RemoteLogin, &progress);
     let mut link = Link::connect(s, progress.clone())
         .await
         .map_err(|e| EngineError {
             folders: Some(folders.clone()),
             ..e
         })?;
-    timer.finish(SopStep::RemoteLogin, t4, &progress);
+    timer.finish(SopStep::RemoteLogin, &progress);
 
     let result = server_backup_and_copy(
         s,
         &mut link,
         &mut folders,
         continuing,
-        &mut timer,
+        &timer,
         &progress,
         &shared,
     )
@@ -289,7 +309,7 @@ async fn steps(
     Ok(BackupReport {
         folders,
         mailboxes: done.mailboxes,
-        steps: timer.steps,
+        steps: timer.into_steps(),
         bytes_total: done.bytes_total,
         bytes_copied: done.copied.transferred,
         copy_secs: done.copy_secs,
@@ -327,13 +347,13 @@ async fn server_backup_and_copy(
     link: &mut Link<'_>,
     folders: &mut RunFolders,
     continuing: bool,
-    timer: &mut Timer,
+    timer: &Timer,
     progress: &ProgressSender,
     shared: &Shared,
 ) -> Result<Done, EngineError> {
     // Step 5: the server folder (the earlier one when continuing and it is still the bot's),
     // then the exports.
-    let t5 = timer.start(SopStep::ServerBackup, progress);
+    timer.start(SopStep::ServerBackup, progress);
     let keep_server =
         continuing && !folders.server.is_empty() && export::is_ours(link, &folders.server).await?;
     if !keep_server {
@@ -355,43 +375,59 @@ async fn server_backup_and_copy(
         let _ = local::mark(&folders.local, FolderState::Running, Some(&folders.server));
         remember(shared, folders, progress);
     }
-    let exported = export::run(s, link, &folders.server, keep_server, progress)
-        .await
-        .map_err(|e| EngineError {
-            folders: Some(folders.clone()),
-            ..e
-        })?;
-    timer.finish(SopStep::ServerBackup, t5, progress);
-
-    // Step 6: copy down, verify, read back.
-    let t6 = timer.start(SopStep::CopyAndReport, progress);
-    let files = exported.files;
+    let with_folders = |e: EngineError| EngineError {
+        folders: Some(folders.clone()),
+        ..e
+    };
+    let (files, mut results, copied, copy_secs) = match &s.kind {
+        BackupKind::Mailboxes(store) => {
+            // Steps 5 and 6 side by side: each archive is copied as soon as it is exported.
+            let done = pipeline::run(s, link, store, folders, keep_server, timer, progress)
+                .await
+                .map_err(with_folders)?;
+            let files: Vec<ServerFile> = done.records.iter().map(|r| r.file.clone()).collect();
+            let mut results: Vec<MailboxResult> = done
+                .records
+                .iter()
+                .map(|r| {
+                    let read = done
+                        .read_back
+                        .get(r.file.name.as_str())
+                        .cloned()
+                        .unwrap_or_else(|| Err("the copy was not read back".into()));
+                    mailbox_result(&r.file, read, r.count)
+                })
+                .collect();
+            results.extend(failed_exports(done.failures));
+            (files, results, done.copied, done.copy_secs)
+        }
+        BackupKind::Command { .. } => {
+            let exported = export::run(s, link, &folders.server, keep_server, progress)
+                .await
+                .map_err(with_folders)?;
+            timer.finish(SopStep::ServerBackup, progress);
+            // Step 6: copy down, verify, read back.
+            timer.start(SopStep::CopyAndReport, progress);
+            let files = exported.files;
+            let started = Instant::now();
+            let copied = copy_with_reconnects(s, link, folders, &files, progress).await?;
+            let copy_secs = started.elapsed().as_secs_f64();
+            let mut results = read_back(folders, &files, progress).await;
+            results.extend(failed_exports(exported.failures));
+            (files, results, copied, copy_secs)
+        }
+    };
     let bytes_total: u64 = files.iter().map(|x| x.size).sum();
-    let started = Instant::now();
-    let copied = copy_with_reconnects(s, link, folders, &files, progress).await?;
-    let copy_secs = started.elapsed().as_secs_f64();
     let f = Some(&*folders);
     local::write_durably(
         &folders.local.join("SHA256SUMS"),
         sha256sums(&files).as_bytes(),
     )
     .map_err(|e| failed(SopStep::CopyAndReport, ErrorKind::Copy, e.to_string(), f))?;
-
-    let mut results = read_back(folders, &files, progress).await;
-    for (account, error) in exported.failures {
-        results.push(MailboxResult {
-            account,
-            file: String::new(),
-            size: 0,
-            sha256: String::new(),
-            messages: None,
-            status: MailboxStatus::Failed { error },
-        });
-    }
     results.sort_by(|a, b| a.account.cmp(&b.account));
     write_summary(&folders.local, &results)
         .map_err(|e| failed(SopStep::CopyAndReport, ErrorKind::Copy, e.to_string(), f))?;
-    timer.finish(SopStep::CopyAndReport, t6, progress);
+    timer.finish(SopStep::CopyAndReport, progress);
     Ok(Done {
         mailboxes: results,
         bytes_total,
@@ -399,6 +435,50 @@ async fn server_backup_and_copy(
         copy_secs,
         server_folders_removed: Vec::new(),
     })
+}
+
+fn failed_exports(failures: Vec<(String, String)>) -> impl Iterator<Item = MailboxResult> {
+    failures.into_iter().map(|(account, error)| MailboxResult {
+        account,
+        file: String::new(),
+        size: 0,
+        sha256: String::new(),
+        messages: None,
+        server_messages: None,
+        status: MailboxStatus::Failed { error },
+    })
+}
+
+/// A copied archive's result: verified when it reads back whole and holds the messages the
+/// server counted (when the kind counts).
+fn mailbox_result(
+    file: &ServerFile,
+    read: Result<u64, String>,
+    count: Option<ServerCount>,
+) -> MailboxResult {
+    let (messages, status) = match read {
+        Ok(n) => match count {
+            Some(c) if !c.accepts(n) => (
+                Some(n),
+                MailboxStatus::Failed {
+                    error: format!(
+                        "the archive holds {n} messages, the server counted {c} for this mailbox"
+                    ),
+                },
+            ),
+            _ => (Some(n), MailboxStatus::Verified),
+        },
+        Err(error) => (None, MailboxStatus::Failed { error }),
+    };
+    MailboxResult {
+        account: account_of(file.name.as_str()),
+        file: file.name.to_string(),
+        size: file.size,
+        sha256: file.sha256.clone(),
+        messages,
+        server_messages: count,
+        status,
+    }
 }
 
 /// Step 6's copy; a dropped or stalled connection is made again and the copy goes on from
@@ -452,29 +532,12 @@ async fn read_back(
     while let Some((file, read)) = reads.next().await {
         done += 1;
         tell(progress, Progress::ReadBack { done, total });
-        let (messages, status) = match read {
-            Ok(Ok(n)) => (Some(n), MailboxStatus::Verified),
-            Ok(Err(e)) => (
-                None,
-                MailboxStatus::Failed {
-                    error: format!("the copy cannot be read back: {e}"),
-                },
-            ),
-            Err(e) => (
-                None,
-                MailboxStatus::Failed {
-                    error: format!("read-back stopped: {e}"),
-                },
-            ),
+        let read = match read {
+            Ok(Ok(n)) => Ok(n),
+            Ok(Err(e)) => Err(format!("the copy cannot be read back: {e}")),
+            Err(e) => Err(format!("read-back stopped: {e}")),
         };
-        results.push(MailboxResult {
-            account: account_of(file.name.as_str()),
-            file: file.name.to_string(),
-            size: file.size,
-            sha256: file.sha256.clone(),
-            messages,
-            status,
-        });
+        results.push(mailbox_result(&file, read, None));
     }
     results
 }

@@ -73,28 +73,35 @@ echo "$stopped""#;
 /// space of the server folder's file system. Arguments: `$1` folder, `$2` archive name (`-`:
 /// the script writes into the folder itself), `$3` the floor in KiB, `$4` the kind's script,
 /// then the script's own arguments after OUT (account, extras). The kind's script is called as
-/// `sh -c SCRIPT sh OUT ACCOUNT STAGE EXTRA…`. Exit 99: stopped at the free-space floor.
+/// `sh -c SCRIPT sh OUT ACCOUNT STAGE EXTRA…`, and may write the server's message count of the
+/// mailbox (`BEFORE AFTER`, counted around the export) to the file `$MBB_COUNT`. Exit 99:
+/// stopped at the free-space floor.
+///
+/// A finished archive's record — `SHA256 SIZE BEFORE AFTER` (`-` for a count not known) — is
+/// written to `.sums/NAME` before the archive gets its name, and printed: step 6 can copy it at
+/// once, and a resumed run finds every finished archive's checksum without hashing it again.
 pub const EXPORT_ONE: &str = r#"set -u
 dir=$1; file=$2; floor=$3; script=$4; shift 4
 account=${1:-}; [ $# -gt 0 ] && shift
 # Archive names are unique within a run; the command kind has one export.
 if [ "$file" = - ]; then key=command; part=-; else key=$file; part="$dir/.$file.$$.part"; fi
-run="$dir/.run"; stage="$dir/.stage/$key"; rc="$dir/.run/$key.rc"
+run="$dir/.run"; stage="$dir/.stage/$key"; rc="$dir/.run/$key.rc"; count="$dir/.run/$key.count"
 [ -f "$dir/.mailbox-backup-bot" ] || { echo "$dir is not the bot's folder" >&2; exit 1; }
 mkdir -p -- "$run" "$dir/.stage"
-rm -rf -- "$stage"; mkdir -m 0700 -- "$stage"; rm -f -- "$rc"
+rm -rf -- "$stage"; mkdir -m 0700 -- "$stage"; rm -f -- "$rc" "$count"
 # Free KiB for unprivileged writers; a file system that cannot be read counts as full.
 below() {
   a=$(stat -f -c '%a %S' -- "$dir" 2>/dev/null | awk '{printf "%d", $1 * $2 / 1024}')
   case $a in ''|*[!0-9]*) return 0;; esac
   [ "$a" -lt "$floor" ]
 }
-finish() { rm -rf -- "$stage"; rm -f -- "$rc" "$run/$key.pid"; }
+finish() { rm -rf -- "$stage"; rm -f -- "$rc" "$count" "$run/$key.pid"; }
 if below; then
   finish; echo "free space at $dir is below the floor of $floor KiB" >&2; exit 99
 fi
 # setsid: the export gets a process group of its own (sh has no job control without a tty),
 # whose leader names this folder on its command line (see STOP_WRITERS).
+MBB_COUNT=$count; export MBB_COUNT
 setsid sh -c 'dir=$1; rc=$2; script=$3; shift 3; (umask 077; sh -c "$script" sh "$@"); echo $? > "$rc"' \
   sh "$dir" "$rc" "$script" "$part" "$account" "$stage" "$@" &
 group=$!
@@ -118,9 +125,41 @@ if [ "$code" != 0 ]; then
 fi
 if [ "$part" != - ]; then
   [ -f "$part" ] || { finish; echo "the export wrote no archive" >&2; exit 1; }
+  h=$(sha256sum < "$part" | cut -d' ' -f1) && s=$(stat -c %s -- "$part") && [ ${#h} = 64 ] \
+    || { rm -f -- "$part"; finish; echo "cannot checksum the archive of $file" >&2; exit 1; }
+  n=$(head -n 1 -- "$count" 2>/dev/null); set -- $n
+  case "${1:-x}${2:-x}" in *[!0-9]*) n="- -";; *) n="$1 $2";; esac
+  mkdir -p -- "$dir/.sums" && printf '%s %s %s\n' "$h" "$s" "$n" > "$dir/.sums/$file" \
+    || { rm -f -- "$part"; finish; echo "cannot record the checksum of $file" >&2; exit 1; }
   mv -fT -- "$part" "$dir/$file" || { rm -f -- "$part"; finish; echo "cannot put $file in place" >&2; exit 1; }
+  printf '%s %s %s\n' "$h" "$s" "$n"
 fi
 finish"#;
+
+/// Every finished archive of the bot's folder `$1` with its record (see [`EXPORT_ONE`]), as
+/// `SHA256 SIZE BEFORE AFTER NAME\0`; an archive whose record is missing or names another size
+/// is hashed again. With `$2` = `close` (the end of step 5) it also writes `SHA256SUMS` and
+/// `.manifest` (only when there is at least one archive) and removes the export's working files.
+pub const SUMS: &str = r#"set -eu
+cd -- "$1"; mode=${2:-list}
+[ "$mode" = list ] || { : > .manifest.part; : > .SHA256SUMS.part; }
+for f in *; do
+  [ -f "$f" ] && [ ! -L "$f" ] || continue
+  case "$f" in SHA256SUMS) continue;; esac
+  s=$(stat -c %s -- "$f"); rec=$(head -n 1 -- ".sums/$f" 2>/dev/null || true)
+  set -- $rec
+  if [ $# != 4 ] || [ "$2" != "$s" ]; then
+    h=$(sha256sum < "$f" | cut -d' ' -f1); rec="$h $s - -"
+    mkdir -p .sums; printf '%s\n' "$rec" > ".sums/$f"; set -- $rec
+  fi
+  printf '%s %s\0' "$rec" "$f"
+  [ "$mode" = list ] || { printf '%s %s %s\0' "$1" "$2" "$f" >> .manifest.part; printf '%s  %s\n' "$1" "$f" >> .SHA256SUMS.part; }
+done
+[ "$mode" = list ] && exit 0
+rm -rf .stage .run
+if [ ! -s .manifest.part ]; then rm -f .manifest.part .SHA256SUMS.part; exit 0; fi
+mv -f .SHA256SUMS.part SHA256SUMS
+mv -f .manifest.part .manifest"#;
 
 /// Free space of the file system holding `$1`: `avail_kib size_kib mount_point`.
 pub const FREE_SPACE: &str = r#"df -Pk -- "$1" | awk 'NR==2 {printf "%s %s ", $4, $2; for (i=6;i<=NF;i++) printf "%s%s", $i, (i<NF?" ":""); print ""}'"#;

@@ -41,12 +41,22 @@ if [ -n "$conf" ]; then set -- -c "$conf"; else set --; fi
 uid=$(doveadm "$@" user -f uid -- "$user"); gid=$(doveadm "$@" user -f gid -- "$user")
 # Only this mailbox's stage: other exports run in parallel beside it.
 chown -R "$uid:$gid" -- "$stage"
+# The server's own count, before and after (mail arriving meanwhile moves it).
+count() { doveadm "$@" -f flow mailbox status -t -u "$user" messages '*' | sed -n 's/^messages=\([0-9]*\)$/\1/p'; }
+before=$(count "$@" || true)
 doveadm "$@" -o maildir_copy_with_hardlinks=no backup -u "$user" "maildir:$stage/Maildir"
+after=$(count "$@" || true)
+[ -z "${MBB_COUNT:-}" ] || printf '%s %s\n' "$before" "$after" > "$MBB_COUNT"
 tar -czf "$out" -C "$stage" Maildir"#;
 
 pub const MAILDIR_EXPORT: &str = r#"set -eu
 out=$1; name=$2; root=$4
-tar -czf "$out" -C "$root" -- "$name""#;
+# Messages are the files of the Maildir folders' cur/ and new/ (what the read-back counts).
+count() { find "$root/$name" -type f -printf '%h\n' | grep -cE '/(cur|new)$' || true; }
+before=$(count)
+tar -czf "$out" -C "$root" -- "$name"
+after=$(count)
+[ -z "${MBB_COUNT:-}" ] || printf '%s %s\n' "$before" "$after" > "$MBB_COUNT""#;
 
 /// Sizes print `TOTAL_KIB LARGEST_KIB`.
 const SUM_KIB: &str = r#"awk 'BEGIN {t=0; m=0} {t+=$1; if ($1>m) m=$1} END {print t, m}'"#;

@@ -380,6 +380,10 @@ fn many_mailboxes(n: usize, fail_every: usize) -> crate::engine::BackupReport {
             size: 1_000_000 + i as u64 * 997,
             sha256: "ab".repeat(32),
             messages: Some(100 + i as u64),
+            server_messages: Some(crate::engine::manifest::ServerCount {
+                before: 100 + i as u64,
+                after: 100 + i as u64,
+            }),
             status: if fail_every > 0 && i % fail_every == 0 {
                 MailboxStatus::Failed {
                     error: "doveadm backup: mailbox locked by another process, giving up after 30 seconds".into(),

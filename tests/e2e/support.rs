@@ -394,6 +394,7 @@ impl BackupEngine for ScriptedEngine {
                 size,
                 sha256: "ab".repeat(32),
                 messages: Some(12),
+                server_messages: None,
                 status: MailboxStatus::Verified,
             };
             Ok(BackupReport {

@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
 
-use self::meter::Meter;
+pub(crate) use self::meter::Meter;
+pub(crate) use self::plan::next_job;
 use self::plan::{plan, Job, OWN_STREAM_FROM};
 pub use self::sink::sha256_of;
 use self::sink::{part_path, receive_many, receive_one, resume_point, BatchError};
@@ -176,6 +177,56 @@ pub async fn copy_all(
     sync_dir(&folders.local).map_err(|e| err(ErrorKind::Copy, e.to_string()))?;
     meter.tell_now();
     Ok(())
+}
+
+/// One job of steps 5 and 6 overlapped: `files` (just exported) copied and verified, each
+/// taken from what is already here when it can be (an earlier run's copy). Returns the bytes
+/// taken from earlier copies. On an error, what was verified stays (a retry skips it).
+pub(crate) async fn copy_files(
+    remote: &Remote,
+    folders: &RunFolders,
+    files: Vec<ServerFile>,
+    meter: &Arc<Meter>,
+) -> Result<u64, EngineError> {
+    let err = |kind, detail: String| copy_error(kind, detail, folders);
+    let mut reused = 0;
+    let mut todo = Vec::new();
+    let mut need = 0;
+    for file in files {
+        if verified_already(&folders.local.join(file.name.as_str()), &file).await {
+            meter.present(file.size);
+        } else if reuse_earlier_copy(folders, &file).await {
+            meter.present(file.size);
+            reused += file.size;
+        } else {
+            need += file.size;
+            todo.push(file);
+        }
+    }
+    if todo.is_empty() {
+        return Ok(reused);
+    }
+    let free = free_space(&folders.local).map_err(|e| err(ErrorKind::Copy, e.to_string()))?;
+    if free < need {
+        return Err(err(
+            ErrorKind::NoSpace,
+            format!(
+                "{} to copy, {} free on {}",
+                mib(need),
+                mib(free),
+                folders.local.display()
+            ),
+        ));
+    }
+    // Waiting for an export is not a stall: the clock starts with the job.
+    meter.alive();
+    for job in plan(todo) {
+        match job {
+            Job::Whole(file) => copy_whole(remote, folders, file, meter.clone()).await?,
+            Job::Batch(files) => copy_batch(remote, folders, files, meter.clone()).await?,
+        }
+    }
+    Ok(reused)
 }
 
 fn mib(b: u64) -> String {

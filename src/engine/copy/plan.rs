@@ -4,7 +4,7 @@
 use crate::engine::manifest::ServerFile;
 
 /// Files at least this big get a stream of their own and resume byte-exactly.
-pub(super) const OWN_STREAM_FROM: u64 = 8 << 20;
+pub(crate) const OWN_STREAM_FROM: u64 = 8 << 20;
 /// Limits of one `tar` stream of small files (the file names travel on its command line).
 pub(super) const BATCH_FILES: usize = 400;
 pub(super) const BATCH_BYTES: u64 = 64 << 20;
@@ -38,9 +38,56 @@ pub(super) fn plan(mut todo: Vec<ServerFile>) -> Vec<Job> {
     jobs
 }
 
+/// The next copy job from the archives ready to go (steps 5 and 6 overlapped): the first big
+/// one alone, or the small ones in front of it up to a batch's limits. Big ones stay in order.
+pub(crate) fn next_job(ready: &mut std::collections::VecDeque<ServerFile>) -> Vec<ServerFile> {
+    match ready.front() {
+        None => Vec::new(),
+        Some(f) if f.size >= OWN_STREAM_FROM => ready.pop_front().into_iter().collect(),
+        Some(_) => {
+            let mut job = Vec::new();
+            let mut bytes = 0;
+            let mut keep = std::collections::VecDeque::new();
+            while let Some(f) = ready.pop_front() {
+                if f.size >= OWN_STREAM_FROM {
+                    keep.push_back(f);
+                } else if job.len() == BATCH_FILES || bytes + f.size > BATCH_BYTES {
+                    ready.push_front(f);
+                    break;
+                } else {
+                    bytes += f.size;
+                    job.push(f);
+                }
+            }
+            while let Some(f) = keep.pop_back() {
+                ready.push_front(f);
+            }
+            job
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ready_archives_leave_as_one_big_one_or_a_bounded_batch_of_small_ones() {
+        let mut ready: std::collections::VecDeque<ServerFile> =
+            [file("a", 10), file("big", OWN_STREAM_FROM), file("b", 10)]
+                .into_iter()
+                .collect();
+        let names =
+            |j: Vec<ServerFile>| -> Vec<String> { j.iter().map(|f| f.name.to_string()).collect() };
+        assert_eq!(names(next_job(&mut ready)), vec!["a", "b"]);
+        assert_eq!(names(next_job(&mut ready)), vec!["big"]);
+        assert!(next_job(&mut ready).is_empty());
+        let mut many: std::collections::VecDeque<ServerFile> = (0..BATCH_FILES + 3)
+            .map(|i| file(&format!("m{i}"), 1))
+            .collect();
+        assert_eq!(next_job(&mut many).len(), BATCH_FILES);
+        assert_eq!(next_job(&mut many).len(), 3);
+    }
 
     fn file(name: &str, size: u64) -> ServerFile {
         ServerFile {

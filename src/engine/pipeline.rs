@@ -1,0 +1,610 @@
+//! Steps 5 and 6 overlapped, for the kinds that export mailbox by mailbox: each archive is
+//! copied down as soon as its export is complete on the server, and read back as soon as it is
+//! verified. Exports run `MAIL_BACKUP_JOBS` at a time (the server's load), copies
+//! `MAIL_COPY_STREAMS` at a time (the link), read-backs two at a time (the admin computer).
+//!
+//! Step 5 keeps its own start and end (the server folder claimed, the last export closed into the
+//! server's manifest); step 6 starts with the first copy. A dropped or stalled connection ends the
+//! pass: the link is made again, and the next pass works out from the server's records and the
+//! local folder what is left — the same way a run resumed after a restart does.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
+
+use super::copy::{self, copy_files, next_job, Meter};
+use super::export::{self, sh_again};
+use super::link::Link;
+use super::local::{free_space, remove_partials, sync_dir};
+use super::manifest::{parse_failures, parse_record, parse_records, ExportRecord, ServerFile};
+use super::remote::{error_chain, Remote};
+use super::run::Timer;
+use super::server;
+use super::{tell, EngineError, ErrorKind, Progress, ProgressSender, RunFolders};
+use crate::config::{EngineSettings, MailStore};
+use crate::domain::SopStep;
+
+/// Read-backs at once (each is a gunzip and a tar walk on one core).
+const READ_BACKS: usize = 2;
+
+/// What steps 5 and 6 leave for the report.
+pub(super) struct Overlapped {
+    /// Every archive on the server, with the server's count of its mailbox.
+    pub records: Vec<ExportRecord>,
+    /// Exports that failed, and mailboxes whose archive is missing: `(account, why)`.
+    pub failures: Vec<(String, String)>,
+    /// The read-back of each archive: its messages, or why it cannot be read.
+    pub read_back: HashMap<String, Result<u64, String>>,
+    pub copied: copy::Copied,
+    pub copy_secs: f64,
+}
+
+/// What is known of the run between passes.
+struct State {
+    /// `(account, archive)` of every mailbox of this run.
+    jobs: Vec<(String, String)>,
+    records: Vec<ExportRecord>,
+    failures: Vec<(String, String)>,
+    /// Archives verified locally (copied, or found) in this process.
+    verified: HashSet<String>,
+    read_back: HashMap<String, Result<u64, String>>,
+    /// Step 5 is closed (the server's manifest written).
+    exported: bool,
+    copy_started: Option<Instant>,
+    copied: copy::Copied,
+}
+
+impl State {
+    fn pending_exports(&self) -> Vec<(String, String)> {
+        if self.exported {
+            return Vec::new();
+        }
+        self.jobs
+            .iter()
+            .filter(|(account, file)| {
+                !self.records.iter().any(|r| r.file.name.as_str() == file)
+                    && !self.failures.iter().any(|(a, _)| a == account)
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Archives on the server not yet verified here, in export order.
+    fn to_copy(&self) -> VecDeque<ServerFile> {
+        self.records
+            .iter()
+            .filter(|r| !self.verified.contains(r.file.name.as_str()))
+            .map(|r| r.file.clone())
+            .collect()
+    }
+}
+
+/// How a pass ended short of the end.
+enum Break {
+    /// The connection went: reconnect and go on.
+    Link(String),
+    Fatal(EngineError),
+}
+
+/// Steps 5 and 6 into the claimed server folder and the local dated folder. `continuing`: an
+/// earlier run of this folder was cut off; what it finished on either side is kept.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn run(
+    s: &EngineSettings,
+    link: &mut Link<'_>,
+    store: &MailStore,
+    folders: &RunFolders,
+    continuing: bool,
+    timer: &Timer,
+    progress: &ProgressSender,
+) -> Result<Overlapped, EngineError> {
+    let dir = folders.server.as_str();
+    let result = overlapped(s, link, store, folders, continuing, timer, progress).await;
+    if let Err(e) = &result {
+        // Nothing left running or temporary on the server; a refused start leaves no folder.
+        let _ = link.remote().sh(server::STOP_WRITERS, &[dir]).await;
+        if !continuing && e.kind == ErrorKind::ServerNoSpace {
+            let _ = link.remote().sh(server::RELEASE, &[dir]).await;
+        }
+        if e.kind == ErrorKind::NoSpace {
+            remove_partials(&folders.local);
+        }
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn overlapped(
+    s: &EngineSettings,
+    link: &mut Link<'_>,
+    store: &MailStore,
+    folders: &RunFolders,
+    continuing: bool,
+    timer: &Timer,
+    progress: &ProgressSender,
+) -> Result<Overlapped, EngineError> {
+    let dir = folders.server.as_str();
+    let step5 = SopStep::ServerBackup;
+    let mut state = State {
+        jobs: Vec::new(),
+        records: Vec::new(),
+        failures: Vec::new(),
+        verified: HashSet::new(),
+        read_back: HashMap::new(),
+        exported: false,
+        copy_started: None,
+        copied: copy::Copied::default(),
+    };
+    if continuing {
+        let stopped = export::stop_writers(link, dir).await?;
+        if stopped > 0 {
+            tracing::warn!(dir, stopped, "stopped exports an earlier run left running");
+        }
+        let st = sh_again(link, step5, server::READ_STATE, &[dir]).await?;
+        if st.ok {
+            // Step 5 finished before: its archives and failures are what this run copies.
+            state.exported = true;
+            state.failures = failures_of_state(&st.stdout);
+        } else {
+            sh_again(link, step5, server::CLEAR_FAILURES, &[dir]).await?;
+        }
+    }
+    state.records = records(link, dir, "list").await?;
+    if !state.exported {
+        let accounts = export::list(link, store).await?;
+        state.jobs = export::name_archives(store, accounts);
+        let pending = state.pending_exports();
+        let (total, largest) = export::mail_size(link, store).await;
+        let share = |b: u64| b * pending.len() as u64 / state.jobs.len().max(1) as u64;
+        let need = total.map(|t| store.peak_bytes(share(t), largest.unwrap_or(0), s.jobs));
+        let floor_kib = export::check_space(s, link, need, progress).await?;
+        let before = state.jobs.len() - pending.len();
+        loop {
+            let ran = pass(
+                s,
+                link.remote(),
+                store,
+                folders,
+                floor_kib,
+                before,
+                &mut state,
+                timer,
+                progress,
+            )
+            .await;
+            match ran {
+                Ok(()) => break,
+                Err(Break::Fatal(e)) => return Err(e),
+                Err(Break::Link(why)) => {
+                    link.reconnect(current_step(&state), &why).await?;
+                    if !state.exported {
+                        export::stop_writers(link, dir).await?;
+                        // An export may have finished as the connection went: it is kept.
+                        state.records = records(link, dir, "list").await?;
+                    }
+                }
+            }
+        }
+        return finish(state, folders);
+    }
+    // Step 5 was finished by an earlier run: it ends now, and step 6 copies what is left.
+    timer.finish(step5, progress);
+    loop {
+        match pass(
+            s,
+            link.remote(),
+            store,
+            folders,
+            0,
+            0,
+            &mut state,
+            timer,
+            progress,
+        )
+        .await
+        {
+            Ok(()) => break,
+            Err(Break::Fatal(e)) => return Err(e),
+            Err(Break::Link(why)) => link.reconnect(SopStep::CopyAndReport, &why).await?,
+        }
+    }
+    finish(state, folders)
+}
+
+fn current_step(state: &State) -> SopStep {
+    if state.exported {
+        SopStep::CopyAndReport
+    } else {
+        SopStep::ServerBackup
+    }
+}
+
+fn failures_of_state(raw: &[u8]) -> Vec<(String, String)> {
+    raw.windows(12)
+        .position(|w| w == b"\n--failed--\n")
+        .map(|end| parse_failures(&raw[end + 12..]))
+        .unwrap_or_default()
+}
+
+/// The finished archives of `dir` with their records ([`server::SUMS`] in `mode`).
+async fn records(
+    link: &mut Link<'_>,
+    dir: &str,
+    mode: &str,
+) -> Result<Vec<ExportRecord>, EngineError> {
+    let step = SopStep::ServerBackup;
+    let out = sh_again(link, step, server::SUMS, &[dir, mode]).await?;
+    if !out.ok {
+        return Err(EngineError::new(
+            step,
+            ErrorKind::ServerCommand,
+            format!("checksums on the server failed: {}", out.stderr),
+        ));
+    }
+    parse_records(&out.stdout).map_err(|e| EngineError::new(step, ErrorKind::ServerCommand, e))
+}
+
+/// What one export ended with.
+enum Ended {
+    Done(ExportRecord),
+    Failed(String),
+    /// Stopped (or not started) at the free-space floor.
+    Floor(String),
+    /// The connection went away under it.
+    Again(String),
+}
+
+async fn export_one(
+    remote: &Remote,
+    store: &MailStore,
+    dir: &str,
+    floor_kib: u64,
+    full: &AtomicBool,
+    account: String,
+    file: String,
+) -> (String, String, Ended) {
+    if full.load(Ordering::SeqCst) {
+        return (account, file, Ended::Floor(floor_text(dir)));
+    }
+    let export = store.export();
+    let floor = floor_kib.to_string();
+    let mut args = vec![dir, file.as_str(), floor.as_str(), export.script, &account];
+    args.extend(export.args.iter().map(String::as_str));
+    let ended = match remote.sh(server::EXPORT_ONE, &args).await {
+        Ok(out) if out.ok => {
+            let text = String::from_utf8_lossy(&out.stdout);
+            match parse_record(text.lines().last().unwrap_or(""), &file) {
+                Ok(record) => Ended::Done(record),
+                Err(e) => Ended::Failed(e),
+            }
+        }
+        Ok(out) if out.code == Some(99) => {
+            full.store(true, Ordering::SeqCst);
+            Ended::Floor(out.stderr)
+        }
+        Ok(out) => {
+            if remote.check().await.is_ok() {
+                Ended::Failed(format!("exit {:?}: {}", out.code, out.stderr))
+            } else {
+                Ended::Again(out.stderr)
+            }
+        }
+        Err(e) => Ended::Again(error_chain(&e)),
+    };
+    (account, file, ended)
+}
+
+fn floor_text(dir: &str) -> String {
+    format!("not exported: the free space at {dir} reached the floor (MAIL_SERVER_MIN_FREE)")
+}
+
+/// One pass over one connection: the exports still to do, the copies of what is exported, the
+/// read-backs of what is verified — until all is done or the connection goes.
+#[allow(clippy::too_many_arguments)]
+async fn pass(
+    s: &EngineSettings,
+    remote: &Remote,
+    store: &MailStore,
+    folders: &RunFolders,
+    floor_kib: u64,
+    before: usize,
+    state: &mut State,
+    timer: &Timer,
+    progress: &ProgressSender,
+) -> Result<(), Break> {
+    let verified: Vec<ServerFile> = state
+        .records
+        .iter()
+        .filter(|r| state.verified.contains(r.file.name.as_str()))
+        .map(|r| r.file.clone())
+        .collect();
+    let meter = Arc::new(Meter::new(
+        &[],
+        verified.len(),
+        verified.iter().map(|f| f.size).sum(),
+        progress.clone(),
+    ));
+    for f in &verified {
+        meter.expect(f.size);
+    }
+    let result = pass_on(
+        s, remote, store, folders, floor_kib, before, &meter, state, timer, progress,
+    )
+    .await;
+    if result.is_err() {
+        // The dropped streams' threads end as their pipes close; what they wrote is counted.
+        copy::threads_done(Duration::from_secs(10)).await;
+    }
+    state.copied.transferred += meter.transferred();
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn pass_on(
+    s: &EngineSettings,
+    remote: &Remote,
+    store: &MailStore,
+    folders: &RunFolders,
+    floor_kib: u64,
+    before: usize,
+    meter: &Arc<Meter>,
+    state: &mut State,
+    timer: &Timer,
+    progress: &ProgressSender,
+) -> Result<(), Break> {
+    let dir = folders.server.as_str();
+    let total = state.jobs.len();
+    let pending = state.pending_exports();
+    let mut exports_done = total - pending.len();
+    let mut ready = state.to_copy();
+    for f in &ready {
+        meter.expect(f.size);
+    }
+    if !pending.is_empty() {
+        meter.exports(exports_done, total, before.max(exports_done));
+    }
+    let full = AtomicBool::new(false);
+    let full = &full;
+    let mut exports = futures::stream::iter(
+        pending
+            .into_iter()
+            .map(|(account, file)| export_one(remote, store, dir, floor_kib, full, account, file)),
+    )
+    .buffer_unordered(s.jobs);
+    let mut exports_open = !state.exported;
+    let mut copies = FuturesUnordered::new();
+    let mut reads = FuturesUnordered::new();
+    // What was verified in an earlier pass and not yet read back.
+    let mut reads_waiting: VecDeque<ServerFile> = state
+        .records
+        .iter()
+        .filter(|r| {
+            state.verified.contains(r.file.name.as_str())
+                && !state.read_back.contains_key(r.file.name.as_str())
+        })
+        .map(|r| r.file.clone())
+        .collect();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let stall = Duration::from_secs(s.stall_secs);
+    loop {
+        // Start what can start: copies while streams are free, read-backs likewise.
+        while copies.len() < s.copy_streams && !ready.is_empty() {
+            let job = next_job(&mut ready);
+            if state.copy_started.is_none() {
+                state.copy_started = Some(Instant::now());
+                timer.start(SopStep::CopyAndReport, progress);
+            }
+            let meter = meter.clone();
+            copies.push(async move {
+                let result = copy_files(remote, folders, job.clone(), &meter).await;
+                (job, result)
+            });
+        }
+        while reads.len() < READ_BACKS {
+            let Some(file) = reads_waiting.pop_front() else {
+                break;
+            };
+            let path = folders.local.join(file.name.as_str());
+            reads.push(async move {
+                let read = tokio::task::spawn_blocking(move || super::archive::read_back(&path))
+                    .await
+                    .map_err(|e| format!("read-back stopped: {e}"))
+                    .and_then(|r| r.map_err(|e| format!("the copy cannot be read back: {e}")));
+                (file, read)
+            });
+        }
+        let exports_running = exports_open;
+        if !exports_running
+            && copies.is_empty()
+            && ready.is_empty()
+            && reads.is_empty()
+            && reads_waiting.is_empty()
+        {
+            break;
+        }
+        tokio::select! {
+            ended = exports.next(), if exports_running => {
+                let Some((account, _file, ended)) = ended else {
+                    // Every export has ended: step 5 closes with the server's manifest.
+                    exports_open = false;
+                    close_step5(remote, dir, state, timer, progress).await?;
+                    continue;
+                };
+                let failed = match ended {
+                    Ended::Done(record) => {
+                        meter.expect(record.file.size);
+                        ready.push_back(record.file.clone());
+                        state.records.push(record);
+                        None
+                    }
+                    Ended::Floor(e) => Some(if e.is_empty() { floor_text(dir) } else { e }),
+                    Ended::Failed(e) => Some(e),
+                    Ended::Again(why) => return Err(Break::Link(why)),
+                };
+                exports_done += 1;
+                meter.exports(exports_done, total, before);
+                tell(progress, Progress::Exported { done: exports_done, total, current: account.clone(), ok: failed.is_none() });
+                if let Some(error) = failed {
+                    // Recorded at once, so a resumed run knows it failed.
+                    match remote.sh(server::RECORD_FAILURE, &[dir, &account, &error]).await {
+                        Ok(out) if out.ok => {}
+                        Ok(out) => return Err(Break::Link(out.stderr)),
+                        Err(e) => return Err(Break::Link(error_chain(&e))),
+                    }
+                    state.failures.push((account, error));
+                }
+            }
+            Some((job, result)) = copies.next(), if !copies.is_empty() => {
+                match result {
+                    Ok(reused) => {
+                        state.copied.reused += reused;
+                        for f in job {
+                            state.verified.insert(f.name.to_string());
+                            reads_waiting.push_back(f);
+                        }
+                    }
+                    Err(e) => return Err(copy_failure(remote, folders, e).await),
+                }
+            }
+            Some((file, read)) = reads.next(), if !reads.is_empty() => {
+                state.read_back.insert(file.name.to_string(), read);
+                tell(progress, Progress::ReadBack { done: state.read_back.len(), total: state.records.len() });
+            }
+            _ = tick.tick() => {
+                meter.tell_now();
+                if !copies.is_empty() && meter.idle() >= stall {
+                    return Err(Break::Link(format!("no byte arrived for {} s", meter.idle().as_secs())));
+                }
+            }
+        }
+    }
+    if let Err(e) = sync_dir(&folders.local) {
+        return Err(Break::Fatal(copy_error(
+            folders,
+            ErrorKind::Copy,
+            e.to_string(),
+        )));
+    }
+    meter.tell_now();
+    Ok(())
+}
+
+/// Step 5's end: the server's manifest and `SHA256SUMS` from the records, the export's working
+/// files gone.
+async fn close_step5(
+    remote: &Remote,
+    dir: &str,
+    state: &mut State,
+    timer: &Timer,
+    progress: &ProgressSender,
+) -> Result<(), Break> {
+    let out = match remote.sh(server::SUMS, &[dir, "close"]).await {
+        Ok(out) if out.ok => out,
+        Ok(out) => {
+            if remote.check().await.is_ok() {
+                return Err(Break::Fatal(EngineError::new(
+                    SopStep::ServerBackup,
+                    ErrorKind::ServerCommand,
+                    format!("checksums on the server failed: {}", out.stderr),
+                )));
+            }
+            return Err(Break::Link(out.stderr));
+        }
+        Err(e) => return Err(Break::Link(error_chain(&e))),
+    };
+    let records = parse_records(&out.stdout).map_err(|e| {
+        Break::Fatal(EngineError::new(
+            SopStep::ServerBackup,
+            ErrorKind::ServerCommand,
+            e,
+        ))
+    })?;
+    // The server's list is the truth; a record from the export keeps the count it carried.
+    for r in &records {
+        if let Some(old) = state.records.iter().find(|o| o.file.name == r.file.name) {
+            if old.file != r.file {
+                return Err(Break::Fatal(EngineError::new(
+                    SopStep::ServerBackup,
+                    ErrorKind::ServerCommand,
+                    format!("{} changed on the server after its export", r.file.name),
+                )));
+            }
+        }
+    }
+    let known: HashSet<String> = state
+        .records
+        .iter()
+        .map(|r| r.file.name.to_string())
+        .collect();
+    for r in records {
+        if !known.contains(r.file.name.as_str()) {
+            state.records.push(r);
+        }
+    }
+    state.exported = true;
+    timer.finish(SopStep::ServerBackup, progress);
+    Ok(())
+}
+
+fn copy_error(folders: &RunFolders, kind: ErrorKind, detail: String) -> EngineError {
+    EngineError {
+        folders: Some(folders.clone()),
+        ..EngineError::new(SopStep::CopyAndReport, kind, detail)
+    }
+}
+
+/// A failed copy job: the connection's fault (reconnect), or the run's end — a full local disk
+/// frees its partial copies first.
+async fn copy_failure(remote: &Remote, folders: &RunFolders, e: EngineError) -> Break {
+    if e.kind == ErrorKind::Stalled || remote.check().await.is_err() {
+        return Break::Link(e.detail);
+    }
+    copy::threads_done(Duration::from_secs(10)).await;
+    let full =
+        e.kind == ErrorKind::NoSpace || free_space(&folders.local).is_ok_and(|f| f < (1 << 20));
+    if full {
+        remove_partials(&folders.local);
+        return Break::Fatal(EngineError {
+            kind: ErrorKind::NoSpace,
+            ..e
+        });
+    }
+    Break::Fatal(e)
+}
+
+/// Every mailbox accounted for: an export that ended well left its archive.
+fn finish(mut state: State, folders: &RunFolders) -> Result<Overlapped, EngineError> {
+    for (account, file) in &state.jobs {
+        let listed = state.records.iter().any(|r| r.file.name.as_str() == file);
+        if !listed && !state.failures.iter().any(|(a, _)| a == account) {
+            state.failures.push((
+                account.clone(),
+                format!("no archive {file} on the server after its export"),
+            ));
+        }
+    }
+    if state.records.is_empty() && state.failures.is_empty() {
+        return Err(EngineError {
+            folders: Some(folders.clone()),
+            ..EngineError::new(
+                SopStep::ServerBackup,
+                ErrorKind::NoMailboxes,
+                format!("no archive was written in {}", folders.server),
+            )
+        });
+    }
+    Ok(Overlapped {
+        records: state.records,
+        failures: state.failures,
+        read_back: state.read_back,
+        copied: state.copied,
+        copy_secs: state
+            .copy_started
+            .map(|t| t.elapsed().as_secs_f64())
+            .unwrap_or(0.0),
+    })
+}
