@@ -173,7 +173,10 @@ async fn watch_progress(
     while let Some(event) = rx.recv().await {
         match event {
             Progress::StepStarted { step, at } => {
-                view.step = Some(step);
+                if !view.running.contains(&step) {
+                    view.running.push(step);
+                    view.running.sort();
+                }
                 started.insert(step, at);
                 let _ = record.send(RunRecordEvent::Step(Event::StepStarted { step, at }));
             }
@@ -182,6 +185,7 @@ async fn watch_progress(
                     .get(&step)
                     .map(|s| (at - *s).max(chrono::TimeDelta::zero()))
                     .unwrap_or_default();
+                view.running.retain(|s| *s != step);
                 view.finished.retain(|(s, _)| *s != step);
                 view.finished.push((step, took));
                 let _ = record.send(RunRecordEvent::Step(Event::StepFinished { step, at }));

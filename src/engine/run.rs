@@ -547,3 +547,53 @@ fn write_summary(dir: &Path, results: &[MailboxResult]) -> std::io::Result<()> {
         .map_err(std::io::Error::other)?;
     local::write_durably(&dir.join("summary.json"), &json)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::manifest::ServerName;
+
+    fn archive() -> ServerFile {
+        ServerFile {
+            sha256: "c".repeat(64),
+            size: 100,
+            name: ServerName::parse("ani@djki.go.id.tar.gz").expect("plain"),
+        }
+    }
+
+    #[test]
+    fn an_archive_is_verified_only_with_the_messages_the_server_counted() {
+        let count = |before, after| Some(ServerCount { before, after });
+        let ok = mailbox_result(&archive(), Ok(7), count(7, 7));
+        assert_eq!(ok.status, MailboxStatus::Verified);
+        assert_eq!(
+            (ok.messages, ok.account.as_str()),
+            (Some(7), "ani@djki.go.id")
+        );
+        // Mail that arrived during the export: anything the server held meanwhile is right.
+        let moving = mailbox_result(&archive(), Ok(8), count(7, 9));
+        assert_eq!(moving.status, MailboxStatus::Verified);
+        let short = mailbox_result(&archive(), Ok(5), count(7, 7));
+        assert_eq!(
+            short.status,
+            MailboxStatus::Failed {
+                error: "the archive holds 5 messages, the server counted 7 for this mailbox".into()
+            }
+        );
+        // A kind that cannot count on the server: the read-back decides.
+        assert_eq!(
+            mailbox_result(&archive(), Ok(5), None).status,
+            MailboxStatus::Verified
+        );
+        let unreadable = mailbox_result(&archive(), Err("bad gzip".into()), count(7, 7));
+        assert_eq!(
+            (unreadable.messages, unreadable.status),
+            (
+                None,
+                MailboxStatus::Failed {
+                    error: "bad gzip".into()
+                }
+            )
+        );
+    }
+}

@@ -21,7 +21,8 @@ pub enum RunEnd {
 /// What the progress message shows.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct RunView {
-    pub step: Option<SopStep>,
+    /// The steps under way, in order (steps 5 and 6 run side by side).
+    pub running: Vec<SopStep>,
     /// The steps finished so far in this run, with how long each took.
     pub finished: Vec<(SopStep, TimeDelta)>,
     pub exported: Option<(usize, usize)>,
@@ -95,14 +96,16 @@ impl Catalog {
         for (step, took) in &v.finished {
             lines.push(self.step_finished_line(*step, *took));
         }
-        match v.step.filter(|s| !v.finished.iter().any(|(f, _)| f == s)) {
-            Some(step) => lines.push(format!(
-                "{} {}: {}",
+        if v.running.is_empty() {
+            lines.push(self.pick("Menyiapkan…", "Preparing…").to_owned());
+        }
+        for step in &v.running {
+            lines.push(format!(
+                "▶️ {} {}: {}",
                 self.pick("Langkah", "Step"),
                 step.number(),
-                self.step_name(step)
-            )),
-            None => lines.push(self.pick("Menyiapkan…", "Preparing…").to_owned()),
+                self.step_name(*step)
+            ));
         }
         if let Some((free, need)) = v.server_space {
             let need = need
@@ -127,11 +130,16 @@ impl Catalog {
             ));
         }
         if let Some((fd, ft, bd, bt, rate, eta)) = v.copy {
-            lines.push(format!(
-                "{}: {fd}/{ft} {}",
-                self.pick("Berkas", "Files"),
-                self.pick("terverifikasi", "verified")
-            ));
+            // While step 5 still exports, the totals are what is exported so far.
+            let exporting = v.exported.is_some_and(|(done, total)| done < total);
+            lines.push(match (self.lang, exporting) {
+                (Lang::Id, false) => format!("Berkas terverifikasi: {fd}/{ft}"),
+                (Lang::En, false) => format!("Files verified: {fd}/{ft}"),
+                (Lang::Id, true) => {
+                    format!("Berkas terverifikasi: {fd} dari {ft} yang sudah diekspor")
+                }
+                (Lang::En, true) => format!("Files verified: {fd} of the {ft} exported so far"),
+            });
             lines.push(format!("{} {} / {}", bar(bd, bt), b(bd), b(bt)));
             let eta = eta
                 .map(|s| duration(self.lang, TimeDelta::seconds(s as i64)))
@@ -140,7 +148,13 @@ impl Catalog {
                 "{}: {}, {}: {eta}",
                 self.pick("Kecepatan", "Rate"),
                 self.rate(rate),
-                self.pick("perkiraan sisa waktu", "time left")
+                match exporting {
+                    false => self.pick("perkiraan sisa waktu", "time left"),
+                    true => self.pick(
+                        "perkiraan sisa waktu (ekspor dan salin)",
+                        "time left (export and copy)"
+                    ),
+                }
             ));
         }
         if let Some((done, total)) = v.read_back {

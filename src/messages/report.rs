@@ -28,18 +28,26 @@ impl Catalog {
     /// The per-mailbox document of a run: one row per mailbox with its archive, size, SHA-256,
     /// messages and result.
     pub fn mailboxes_csv(&self, r: &BackupReport) -> String {
-        let header: [&str; 7] = match self.lang {
+        let header: [&str; 8] = match self.lang {
             Lang::Id => [
                 "akun",
                 "berkas",
                 "ukuran_byte",
                 "sha256",
                 "jumlah_pesan",
+                "jumlah_pesan_server",
                 "hasil",
                 "keterangan",
             ],
             Lang::En => [
-                "account", "file", "bytes", "sha256", "messages", "result", "detail",
+                "account",
+                "file",
+                "bytes",
+                "sha256",
+                "messages",
+                "server_messages",
+                "result",
+                "detail",
             ],
         };
         let mut out = csv::Writer::from_writer(Vec::new());
@@ -55,6 +63,8 @@ impl Catalog {
                 m.size.to_string(),
                 m.sha256.clone(),
                 m.messages.map(|n| n.to_string()).unwrap_or_default(),
+                // The server's count around the export ("12–13": mail arrived meanwhile).
+                m.server_messages.map(|c| c.to_string()).unwrap_or_default(),
                 result.to_owned(),
                 detail,
             ]);
@@ -79,8 +89,8 @@ impl Catalog {
 
     pub fn mailboxes_csv_caption(&self) -> String {
         self.pick(
-            "Rincian per mailbox: berkas, ukuran, SHA-256 (sama dengan SHA256SUMS di folder backup), jumlah pesan, hasil.",
-            "Per mailbox: file, size, SHA-256 (as in SHA256SUMS in the backup folder), messages, result.",
+            "Rincian per mailbox: berkas, ukuran, SHA-256 (sama dengan SHA256SUMS di folder backup), jumlah pesan di arsip dan menurut server, hasil.",
+            "Per mailbox: file, size, SHA-256 (as in SHA256SUMS in the backup folder), messages in the archive and as the server counted them, result.",
         )
         .into()
     }

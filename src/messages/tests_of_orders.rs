@@ -313,7 +313,7 @@ fn the_progress_message_ends_with_the_real_outcome() {
 #[test]
 fn the_progress_reads_sizes_rates_and_time_left_in_the_readers_units() {
     let v = RunView {
-        step: Some(SopStep::CopyAndReport),
+        running: vec![SopStep::CopyAndReport],
         copy: Some((1, 3, 3 << 19, 3 << 20, 1536.0 * 1024.0, Some(600))),
         ..RunView::default()
     };
@@ -329,9 +329,40 @@ fn the_progress_reads_sizes_rates_and_time_left_in_the_readers_units() {
 }
 
 #[test]
+fn steps_5_and_6_side_by_side_show_both_and_the_whole_runs_time_left() {
+    let v = RunView {
+        running: vec![SopStep::ServerBackup, SopStep::CopyAndReport],
+        exported: Some((40, 300)),
+        copy: Some((12, 40, 3 << 20, 10 << 20, 1536.0 * 1024.0, Some(600))),
+        ..RunView::default()
+    };
+    let text = id().progress(&v);
+    assert!(
+        text.contains(
+            "▶️ Langkah 5: Menjalankan backup mailbox di server\n▶️ Langkah 6: Menyalin backup"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("Mailbox diekspor: 40/300"), "{text}");
+    assert!(
+        text.contains("Berkas terverifikasi: 12 dari 40 yang sudah diekspor"),
+        "{text}"
+    );
+    assert!(
+        text.contains("perkiraan sisa waktu (ekspor dan salin): 10 menit"),
+        "{text}"
+    );
+    let text = en().progress(&v);
+    assert!(
+        text.contains("Files verified: 12 of the 40 exported so far"),
+        "{text}"
+    );
+}
+
+#[test]
 fn finished_steps_are_told_in_the_progress_message_against_the_standard_time() {
     let v = RunView {
-        step: Some(SopStep::ServerBackup),
+        running: vec![SopStep::ServerBackup],
         finished: vec![
             (SopStep::CreateFolder, TimeDelta::minutes(1)),
             (SopStep::RemoteLogin, TimeDelta::minutes(13)),
