@@ -54,7 +54,10 @@ struct State {
     read_back: HashMap<String, Result<u64, String>>,
     /// Step 5 is closed (the server's manifest written).
     exported: bool,
-    copy_started: Option<Instant>,
+    /// Step 6 has started (with the first copy).
+    copy_started: bool,
+    /// Time with at least one copy under way (step 6 also waits for exports: not copy time).
+    copy_busy: Duration,
     copied: copy::Copied,
 }
 
@@ -136,7 +139,8 @@ async fn overlapped(
         verified: HashSet::new(),
         read_back: HashMap::new(),
         exported: false,
-        copy_started: None,
+        copy_started: false,
+        copy_busy: Duration::ZERO,
         copied: copy::Copied::default(),
     };
     if continuing {
@@ -390,12 +394,13 @@ async fn pass_on(
         .collect();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let stall = Duration::from_secs(s.stall_secs);
-    loop {
+    let mut busy_since: Option<Instant> = None;
+    let result = loop {
         // Start what can start: copies while streams are free, read-backs likewise.
         while copies.len() < s.copy_streams && !ready.is_empty() {
             let job = next_job(&mut ready);
-            if state.copy_started.is_none() {
-                state.copy_started = Some(Instant::now());
+            if !state.copy_started {
+                state.copy_started = true;
                 timer.start(SopStep::CopyAndReport, progress);
             }
             let meter = meter.clone();
@@ -417,6 +422,15 @@ async fn pass_on(
                 (file, read)
             });
         }
+        // Copy time is counted while a copy is under way.
+        match (busy_since, copies.is_empty()) {
+            (None, false) => busy_since = Some(Instant::now()),
+            (Some(t), true) => {
+                state.copy_busy += t.elapsed();
+                busy_since = None;
+            }
+            _ => {}
+        }
         let exports_running = exports_open;
         if !exports_running
             && copies.is_empty()
@@ -424,14 +438,16 @@ async fn pass_on(
             && reads.is_empty()
             && reads_waiting.is_empty()
         {
-            break;
+            break Ok(());
         }
         tokio::select! {
             ended = exports.next(), if exports_running => {
                 let Some((account, _file, ended)) = ended else {
                     // Every export has ended: step 5 closes with the server's manifest.
                     exports_open = false;
-                    close_step5(remote, dir, state, timer, progress).await?;
+                    if let Err(e) = close_step5(remote, dir, state, timer, progress).await {
+                        break Err(e);
+                    }
                     continue;
                 };
                 let failed = match ended {
@@ -443,7 +459,7 @@ async fn pass_on(
                     }
                     Ended::Floor(e) => Some(if e.is_empty() { floor_text(dir) } else { e }),
                     Ended::Failed(e) => Some(e),
-                    Ended::Again(why) => return Err(Break::Link(why)),
+                    Ended::Again(why) => break Err(Break::Link(why)),
                 };
                 exports_done += 1;
                 meter.exports(exports_done, total, before);
@@ -452,8 +468,8 @@ async fn pass_on(
                     // Recorded at once, so a resumed run knows it failed.
                     match remote.sh(server::RECORD_FAILURE, &[dir, &account, &error]).await {
                         Ok(out) if out.ok => {}
-                        Ok(out) => return Err(Break::Link(out.stderr)),
-                        Err(e) => return Err(Break::Link(error_chain(&e))),
+                        Ok(out) => break Err(Break::Link(out.stderr)),
+                        Err(e) => break Err(Break::Link(error_chain(&e))),
                     }
                     state.failures.push((account, error));
                 }
@@ -467,7 +483,7 @@ async fn pass_on(
                             reads_waiting.push_back(f);
                         }
                     }
-                    Err(e) => return Err(copy_failure(remote, folders, e).await),
+                    Err(e) => break Err(copy_failure(remote, folders, e).await),
                 }
             }
             Some((file, read)) = reads.next(), if !reads.is_empty() => {
@@ -477,11 +493,15 @@ async fn pass_on(
             _ = tick.tick() => {
                 meter.tell_now();
                 if !copies.is_empty() && meter.idle() >= stall {
-                    return Err(Break::Link(format!("no byte arrived for {} s", meter.idle().as_secs())));
+                    break Err(Break::Link(format!("no byte arrived for {} s", meter.idle().as_secs())));
                 }
             }
         }
+    };
+    if let Some(t) = busy_since {
+        state.copy_busy += t.elapsed();
     }
+    result?;
     if let Err(e) = sync_dir(&folders.local) {
         return Err(Break::Fatal(copy_error(
             folders,
@@ -602,9 +622,6 @@ fn finish(mut state: State, folders: &RunFolders) -> Result<Overlapped, EngineEr
         failures: state.failures,
         read_back: state.read_back,
         copied: state.copied,
-        copy_secs: state
-            .copy_started
-            .map(|t| t.elapsed().as_secs_f64())
-            .unwrap_or(0.0),
+        copy_secs: state.copy_busy.as_secs_f64(),
     })
 }

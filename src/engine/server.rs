@@ -108,10 +108,12 @@ group=$!
 echo "$$ $group" > "$run/$key.pid"
 status=running
 gone() { st=$(cut -d' ' -f3 "/proc/$group/stat" 2>/dev/null); [ -z "$st" ] || [ "$st" = Z ]; }
+# Small mailboxes export in tens of milliseconds: look often at first, then every 0.2 s.
+polls=0
 while [ ! -s "$rc" ]; do
   if below; then kill -TERM "-$group" 2>/dev/null; status=nospace; break; fi
   if gone; then sleep 0.2; [ -s "$rc" ] || echo "the export was killed" >&2; break; fi
-  sleep 0.2
+  if [ $polls -lt 20 ]; then polls=$((polls+1)); sleep 0.01; else sleep 0.2; fi
 done
 wait "$group" 2>/dev/null
 code=$(cat "$rc" 2>/dev/null || echo 1)

@@ -380,8 +380,11 @@ impl Catalog {
 
     /// The space left on the backup disk, and about how many more backups of this size fit.
     fn disk_left(&self, free: u64, size: u64) -> String {
-        let fits = free.checked_div(size);
+        // Past a thousand the figure says nothing more than "plenty".
+        let fits = free.checked_div(size).filter(|n| *n <= 1000);
         match (self.lang, fits) {
+            (Lang::Id, None) if size > 0 => format!("\n💾 Sisa ruang disk backup: {} — cukup untuk lebih dari 1000 backup lagi sebesar ini.", bytes(self.lang, free)),
+            (Lang::En, None) if size > 0 => format!("\n💾 Space left on the backup disk: {} — room for more than 1000 more backups of this size.", bytes(self.lang, free)),
             (Lang::Id, Some(n)) => format!("\n💾 Sisa ruang disk backup: {} — cukup untuk sekitar {n} backup lagi sebesar ini.", bytes(self.lang, free)),
             (Lang::En, Some(n)) => format!("\n💾 Space left on the backup disk: {} — room for about {n} more backups of this size.", bytes(self.lang, free)),
             (Lang::Id, None) => format!("\n💾 Sisa ruang disk backup: {}.", bytes(self.lang, free)),

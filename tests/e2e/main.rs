@@ -11,6 +11,7 @@ mod procedure;
 mod records;
 mod restore_chat;
 mod safety;
+mod scale;
 mod startup;
 mod support;
 mod zimbra;
