@@ -7,6 +7,7 @@
 //!   engine's export script, `MAIL_BACKUP_JOBS` at a time, nothing copied.
 //! - `copy DIR LOCAL`: step 6 alone — DIR's archives copied, verified and read back into LOCAL
 //!   by the engine's copy (the server's manifest is made first and not timed).
+//! - `latency`: 20 × `true` over the engine's session, one after another (the cost of a command).
 
 use std::time::Instant;
 
@@ -35,7 +36,8 @@ async fn main() -> anyhow::Result<()> {
         ["run"] => run(settings).await?,
         ["export", dir] => export(&settings, dir).await?,
         ["copy", dir, local] => copy(&settings, dir, local).await?,
-        _ => bail!("usage: steps run | export DIR | copy DIR LOCAL"),
+        ["latency"] => latency(&settings).await?,
+        _ => bail!("usage: steps run | export DIR | copy DIR LOCAL | latency"),
     };
     let seconds = copy_began.unwrap_or(started).elapsed().as_secs_f64();
     // SAFETY: getrusage only writes into the struct it is given.
@@ -152,4 +154,16 @@ async fn copy(settings: &EngineSettings, dir: &str, local: &str) -> anyhow::Resu
         files.len(),
         Some(Instant::now() - seconds),
     ))
+}
+
+async fn latency(settings: &EngineSettings) -> anyhow::Result<Measured> {
+    let (remote, work) = connect(settings).await?;
+    let begin = Instant::now();
+    for _ in 0..20 {
+        ensure!(remote.sh("true", &[]).await?.ok, "true failed");
+    }
+    let took = begin.elapsed();
+    remote.close().await;
+    let _ = std::fs::remove_dir_all(&work);
+    Ok((0, 20, Some(Instant::now() - took)))
 }

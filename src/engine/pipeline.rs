@@ -30,6 +30,15 @@ use crate::domain::SopStep;
 
 /// Read-backs at once (each is a gunzip and a tar walk on one core).
 const READ_BACKS: usize = 2;
+/// While exports run, small archives start their copy together: once this many wait, or this
+/// many bytes, or the first has waited this long (a big one goes at once). Each copy stream is
+/// a command on the server, with a login shell's start-up each: for hundreds of small
+/// mailboxes, one per archive would take the server's CPU from the exports.
+const GATHER_FILES: usize = 100;
+const GATHER_BYTES: u64 = 16 << 20;
+const GATHER_WAIT: Duration = Duration::from_secs(5);
+/// How often the loop looks at the clock (gathering, stalls, progress).
+const TICK: Duration = Duration::from_millis(250);
 
 /// What steps 5 and 6 leave for the report.
 pub(super) struct Overlapped {
@@ -392,12 +401,21 @@ async fn pass_on(
         })
         .map(|r| r.file.clone())
         .collect();
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut tick = tokio::time::interval(TICK);
+    let mut ticks = 0u32;
+    let mut ready_since: Option<Instant> = None;
     let stall = Duration::from_secs(s.stall_secs);
     let mut busy_since: Option<Instant> = None;
     let result = loop {
-        // Start what can start: copies while streams are free, read-backs likewise.
-        while copies.len() < s.copy_streams && !ready.is_empty() {
+        // Start what can start: copies while streams are free, read-backs likewise. Small
+        // archives wait a moment for company while exports still run: one stream per archive
+        // costs a round trip each on the server's session.
+        let gather = exports_open
+            && ready.len() < GATHER_FILES
+            && ready.iter().map(|f| f.size).sum::<u64>() < GATHER_BYTES
+            && ready.iter().all(|f| f.size < super::copy::OWN_STREAM_FROM)
+            && ready_since.is_some_and(|t| t.elapsed() < GATHER_WAIT);
+        while copies.len() < s.copy_streams && !ready.is_empty() && !gather {
             let job = next_job(&mut ready);
             if !state.copy_started {
                 state.copy_started = true;
@@ -408,6 +426,9 @@ async fn pass_on(
                 let result = copy_files(remote, folders, job.clone(), &meter).await;
                 (job, result)
             });
+        }
+        if ready.is_empty() {
+            ready_since = None;
         }
         while reads.len() < READ_BACKS {
             let Some(file) = reads_waiting.pop_front() else {
@@ -453,6 +474,7 @@ async fn pass_on(
                 let failed = match ended {
                     Ended::Done(record) => {
                         meter.expect(record.file.size);
+                        ready_since.get_or_insert_with(Instant::now);
                         ready.push_back(record.file.clone());
                         state.records.push(record);
                         None
@@ -491,6 +513,10 @@ async fn pass_on(
                 tell(progress, Progress::ReadBack { done: state.read_back.len(), total: state.records.len() });
             }
             _ = tick.tick() => {
+                ticks += 1;
+                if ticks % 4 != 0 {
+                    continue;
+                }
                 meter.tell_now();
                 if !copies.is_empty() && meter.idle() >= stall {
                     break Err(Break::Link(format!("no byte arrived for {} s", meter.idle().as_secs())));
