@@ -514,7 +514,7 @@ async fn pass_on(
             }
             _ = tick.tick() => {
                 ticks += 1;
-                if ticks % 4 != 0 {
+                if !ticks.is_multiple_of(4) {
                     continue;
                 }
                 meter.tell_now();
