@@ -14,6 +14,8 @@ use mailbox_backup_bot::engine::{server as scripts, RunFolders};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // As the bot does at start.
+    mailbox_backup_bot::engine::hold_memory_flat();
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| a != "--bench")

@@ -3,6 +3,7 @@ use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() {
+    mailbox_backup_bot::engine::hold_memory_flat();
     // The HTTP client logs request URLs (which hold the bot token) at debug level: keep it quiet.
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         EnvFilter::new("info,reqwest=warn,hyper=warn,hyper_util=warn,sqlx=warn")

@@ -54,6 +54,46 @@ pub async fn sh_again(
     }
 }
 
+/// Runs fixed scripts side by side (each a round trip of its own); after a dropped connection,
+/// reconnects and runs them all again. Outputs in the order given.
+pub async fn sh_together(
+    link: &mut Link<'_>,
+    step: SopStep,
+    scripts: &[(&str, Vec<&str>)],
+) -> Result<Vec<Output>, EngineError> {
+    loop {
+        let ran = {
+            let remote = link.remote();
+            futures::future::join_all(scripts.iter().map(|(script, args)| remote.sh(script, args)))
+                .await
+        };
+        let mut why = None;
+        let mut outs = Vec::with_capacity(ran.len());
+        for r in ran {
+            match r {
+                Ok(out) => outs.push(out),
+                Err(e) => {
+                    why.get_or_insert_with(|| error_chain(&e));
+                }
+            }
+        }
+        let broken = why.is_some() || outs.iter().any(|o| !o.ok);
+        if !broken || link.alive().await {
+            if let Some(why) = why {
+                return Err(EngineError::new(step, ErrorKind::Ssh, why));
+            }
+            return Ok(outs);
+        }
+        let why = why.unwrap_or_else(|| {
+            outs.iter()
+                .find(|o| !o.ok)
+                .map(|o| o.stderr.clone())
+                .unwrap_or_default()
+        });
+        link.reconnect(step, &why).await?;
+    }
+}
+
 /// Claims a new server folder named like the local one (`_2` … when the name is taken, by
 /// the bot or by hand) and returns its path.
 pub async fn claim(
@@ -192,13 +232,8 @@ fn finished_before(raw: &[u8]) -> Result<Exported, EngineError> {
     Ok(Exported { files, failures })
 }
 
-pub(super) async fn list(
-    link: &mut Link<'_>,
-    store: &MailStore,
-) -> Result<Vec<String>, EngineError> {
-    let listing = store.listing();
-    let args: Vec<&str> = listing.args.iter().map(String::as_str).collect();
-    let out = sh_again(link, STEP, listing.script, &args).await?;
+/// The accounts in the listing's output, sorted, without the ones the kind skips.
+pub(super) fn accounts_of(store: &MailStore, out: &Output) -> Result<Vec<String>, EngineError> {
     if !out.ok {
         return Err(fail(
             ErrorKind::ServerCommand,
@@ -209,7 +244,7 @@ pub(super) async fn list(
         ));
     }
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let sep = if listing.nul { '\0' } else { '\n' };
+    let sep = if store.listing().nul { '\0' } else { '\n' };
     let mut accounts: Vec<String> = text
         .split(sep)
         .map(|a| a.trim_end_matches('\r').to_owned())
@@ -248,22 +283,16 @@ pub(super) fn name_archives(store: &MailStore, accounts: Vec<String>) -> Vec<(St
         .collect()
 }
 
-/// `(total, largest)` bytes of the mailboxes as stored; `None` when the server cannot say.
-pub(super) async fn mail_size(
-    link: &mut Link<'_>,
-    store: &MailStore,
-) -> (Option<u64>, Option<u64>) {
-    let (script, args) = store.sizes();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    match sh_again(link, STEP, &script, &args).await {
-        Ok(out) if out.ok => {
-            let text = String::from_utf8_lossy(&out.stdout);
-            let mut it = text.split_whitespace().map(|n| n.parse::<u64>().ok());
-            match (it.next().flatten(), it.next().flatten()) {
-                (Some(t), Some(m)) if t > 0 => (Some(t * 1024), Some(m * 1024)),
-                _ => (None, None),
-            }
-        }
+/// `(total, largest)` bytes of the mailboxes as stored (the output of [`MailStore::sizes`]);
+/// `None` when the server cannot say.
+pub(super) fn sizes_of(out: &Output) -> (Option<u64>, Option<u64>) {
+    if !out.ok {
+        return (None, None);
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut it = text.split_whitespace().map(|n| n.parse::<u64>().ok());
+    match (it.next().flatten(), it.next().flatten()) {
+        (Some(t), Some(m)) if t > 0 => (Some(t * 1024), Some(m * 1024)),
         _ => (None, None),
     }
 }
@@ -277,6 +306,16 @@ pub(super) async fn check_space(
     progress: &ProgressSender,
 ) -> Result<u64, EngineError> {
     let out = sh_again(link, STEP, server::FREE_SPACE, &[&s.server_backup_dir]).await?;
+    space_floor(s, &out, need, progress)
+}
+
+/// [`check_space`] of [`server::FREE_SPACE`]'s output.
+pub(super) fn space_floor(
+    s: &EngineSettings,
+    out: &Output,
+    need: Option<u64>,
+    progress: &ProgressSender,
+) -> Result<u64, EngineError> {
     let space = parse_space(&String::from_utf8_lossy(&out.stdout)).ok_or_else(|| {
         fail(
             ErrorKind::ServerCommand,

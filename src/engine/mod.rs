@@ -160,6 +160,19 @@ pub enum Progress {
 
 pub type ProgressSender = UnboundedSender<Progress>;
 
+/// Keeps the process's memory flat however many mailboxes a run has: the copy and read-back
+/// buffers (1 MiB) are always mapped and unmapped, never left in malloc's heaps (glibc raises
+/// its mmap threshold after the first free of such a buffer, and the heaps of the blocking
+/// threads then grew with the number of archives: 13 MiB for 300 mailboxes against 7 for 30).
+/// Call once at start.
+pub fn hold_memory_flat() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes a malloc parameter; called before threads allocate much.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 << 10);
+    }
+}
+
 /// Sends a progress event; a receiver that went away only means nobody is watching.
 pub(crate) fn tell(progress: &ProgressSender, event: Progress) {
     let _ = progress.send(event);

@@ -166,15 +166,34 @@ async fn overlapped(
             sh_again(link, step5, server::CLEAR_FAILURES, &[dir]).await?;
         }
     }
-    state.records = records(link, dir, "list").await?;
+    if continuing {
+        state.records = records(link, dir, "list").await?;
+    }
     if !state.exported {
-        let accounts = export::list(link, store).await?;
+        // The listing, the mailboxes' size and the server's free space, side by side: each is
+        // a round trip, and none needs another's answer.
+        let listing = store.listing();
+        let (sizes, size_args) = store.sizes();
+        let outs = export::sh_together(
+            link,
+            step5,
+            &[
+                (
+                    listing.script,
+                    listing.args.iter().map(String::as_str).collect(),
+                ),
+                (&sizes, size_args.iter().map(String::as_str).collect()),
+                (server::FREE_SPACE, vec![s.server_backup_dir.as_str()]),
+            ],
+        )
+        .await?;
+        let accounts = export::accounts_of(store, &outs[0])?;
         state.jobs = export::name_archives(store, accounts);
         let pending = state.pending_exports();
-        let (total, largest) = export::mail_size(link, store).await;
+        let (total, largest) = export::sizes_of(&outs[1]);
         let share = |b: u64| b * pending.len() as u64 / state.jobs.len().max(1) as u64;
         let need = total.map(|t| store.peak_bytes(share(t), largest.unwrap_or(0), s.jobs));
-        let floor_kib = export::check_space(s, link, need, progress).await?;
+        let floor_kib = export::space_floor(s, &outs[2], need, progress)?;
         let before = state.jobs.len() - pending.len();
         loop {
             let ran = pass(
