@@ -6,6 +6,22 @@
 //! carries the bot's marker, and processes are killed only when their command line names that
 //! folder.
 
+/// A shell function `sha256 FILE` printing the file's SHA-256 in hex: OpenSSL's when the server
+/// has it (it uses the CPU's SHA instructions: 1 GiB in about 1 s here, where coreutils'
+/// `sha256sum` takes 4.5 s), otherwise `sha256sum`'s.
+macro_rules! sha256_fn {
+    () => {
+        r#"sha256() {
+  if command -v openssl >/dev/null 2>&1; then
+    _h=$(openssl dgst -sha256 -r < "$1" 2>/dev/null | cut -d' ' -f1)
+    if [ ${#_h} = 64 ]; then printf '%s\n' "$_h"; return 0; fi
+  fi
+  sha256sum < "$1" | cut -d' ' -f1
+}
+"#
+    };
+}
+
 /// The marker file in every folder the bot makes, on the server and locally.
 pub const MARKER_FILE: &str = ".mailbox-backup-bot";
 /// Its first line.
@@ -80,7 +96,9 @@ echo "$stopped""#;
 /// A finished archive's record — `SHA256 SIZE BEFORE AFTER` (`-` for a count not known) — is
 /// written to `.sums/NAME` before the archive gets its name, and printed: step 6 can copy it at
 /// once, and a resumed run finds every finished archive's checksum without hashing it again.
-pub const EXPORT_ONE: &str = r#"set -u
+pub const EXPORT_ONE: &str = concat!(
+    sha256_fn!(),
+    r#"set -u
 dir=$1; file=$2; floor=$3; script=$4; shift 4
 account=${1:-}; [ $# -gt 0 ] && shift
 # Archive names are unique within a run; the command kind has one export.
@@ -127,7 +145,7 @@ if [ "$code" != 0 ]; then
 fi
 if [ "$part" != - ]; then
   [ -f "$part" ] || { finish; echo "the export wrote no archive" >&2; exit 1; }
-  h=$(sha256sum < "$part" | cut -d' ' -f1) && s=$(stat -c %s -- "$part") && [ ${#h} = 64 ] \
+  h=$(sha256 "$part") && s=$(stat -c %s -- "$part") && [ ${#h} = 64 ] \
     || { rm -f -- "$part"; finish; echo "cannot checksum the archive of $file" >&2; exit 1; }
   n=$(head -n 1 -- "$count" 2>/dev/null); set -- $n
   case "${1:-x}${2:-x}" in *[!0-9]*) n="- -";; *) n="$1 $2";; esac
@@ -136,13 +154,16 @@ if [ "$part" != - ]; then
   mv -fT -- "$part" "$dir/$file" || { rm -f -- "$part"; finish; echo "cannot put $file in place" >&2; exit 1; }
   printf '%s %s %s\n' "$h" "$s" "$n"
 fi
-finish"#;
+finish"#
+);
 
 /// Every finished archive of the bot's folder `$1` with its record (see [`EXPORT_ONE`]), as
 /// `SHA256 SIZE BEFORE AFTER NAME\0`; an archive whose record is missing or names another size
 /// is hashed again. With `$2` = `close` (the end of step 5) it also writes `SHA256SUMS` and
 /// `.manifest` (only when there is at least one archive) and removes the export's working files.
-pub const SUMS: &str = r#"set -eu
+pub const SUMS: &str = concat!(
+    sha256_fn!(),
+    r#"set -eu
 cd -- "$1"; mode=${2:-list}
 [ "$mode" = list ] || { : > .manifest.part; : > .SHA256SUMS.part; }
 for f in *; do
@@ -151,7 +172,7 @@ for f in *; do
   s=$(stat -c %s -- "$f"); rec=$(head -n 1 -- ".sums/$f" 2>/dev/null || true)
   set -- $rec
   if [ $# != 4 ] || [ "$2" != "$s" ]; then
-    h=$(sha256sum < "$f" | cut -d' ' -f1); rec="$h $s - -"
+    h=$(sha256 "$f"); rec="$h $s - -"
     mkdir -p .sums; printf '%s\n' "$rec" > ".sums/$f"; set -- $rec
   fi
   printf '%s %s\0' "$rec" "$f"
@@ -161,7 +182,8 @@ done
 rm -rf .stage .run
 if [ ! -s .manifest.part ]; then rm -f .manifest.part .SHA256SUMS.part; exit 0; fi
 mv -f .SHA256SUMS.part SHA256SUMS
-mv -f .manifest.part .manifest"#;
+mv -f .manifest.part .manifest"#
+);
 
 /// Free space of the file system holding `$1`: `avail_kib size_kib mount_point`.
 pub const FREE_SPACE: &str = r#"df -Pk -- "$1" | awk 'NR==2 {printf "%s %s ", $4, $2; for (i=6;i<=NF;i++) printf "%s%s", $i, (i<NF?" ":""); print ""}'"#;
@@ -180,13 +202,15 @@ if [ -n "$best" ]; then du -sk -- "$best" | cut -f1; else echo 0; fi"#;
 /// Size and SHA-256 of every archive in `$1`, as `sha256 size name\0`; also written to
 /// `$1/SHA256SUMS` (for `sha256sum -c` on the server) and `$1/.manifest` (marks step 5 complete
 /// — only when it lists at least one archive, so an empty step 5 is done again, never trusted).
-pub const MANIFEST: &str = r#"set -eu
+pub const MANIFEST: &str = concat!(
+    sha256_fn!(),
+    r#"set -eu
 cd -- "$1"
 : > .manifest.part; : > .SHA256SUMS.part
 for f in *; do
   [ -f "$f" ] && [ ! -L "$f" ] || continue
   case "$f" in SHA256SUMS) continue;; esac
-  h=$(sha256sum < "$f" | cut -d' ' -f1); s=$(stat -c %s -- "$f")
+  h=$(sha256 "$f"); s=$(stat -c %s -- "$f")
   printf '%s %s %s\0' "$h" "$s" "$f" >> .manifest.part
   printf '%s  %s\n' "$h" "$f" >> .SHA256SUMS.part
 done
@@ -194,7 +218,8 @@ rm -rf .stage .run
 if [ ! -s .manifest.part ]; then rm -f .manifest.part .SHA256SUMS.part; exit 0; fi
 mv -f .SHA256SUMS.part SHA256SUMS
 mv -f .manifest.part .manifest
-cat .manifest"#;
+cat .manifest"#
+);
 
 /// Removes the output an earlier, failed run of the `command` kind left in the bot's folder `$1`
 /// (its visible files; the marker and the bot's own hidden files stay).
@@ -371,5 +396,38 @@ mod tests {
             marker_text("order 7\nx", "2026-11-25T00:00:00Z"),
             "mailbox-backup-bot folder\nowner=order 7x\ncreated=2026-11-25T00:00:00Z\n"
         );
+    }
+}
+
+#[cfg(test)]
+mod hash_tests {
+    use std::process::Command;
+
+    #[test]
+    fn the_servers_sha256_is_the_same_with_openssl_and_with_coreutils_alone() {
+        let dir = std::env::temp_dir().join(format!("mbb-sha256-{}", std::process::id()));
+        let bin = dir.join("bin");
+        std::fs::create_dir_all(&bin).expect("scratch");
+        let file = dir.join("archive.tar.gz");
+        std::fs::write(&file, b"abc").expect("write");
+        // A PATH with coreutils' sha256sum and cut only: no openssl.
+        for tool in ["sha256sum", "cut"] {
+            std::os::unix::fs::symlink(format!("/usr/bin/{tool}"), bin.join(tool)).expect("link");
+        }
+        let hash = |path: &str| {
+            let out = Command::new("/bin/sh")
+                .arg("-c")
+                .arg(concat!(sha256_fn!(), r#"sha256 "$1""#))
+                .arg("sh")
+                .arg(&file)
+                .env("PATH", path)
+                .output()
+                .expect("sh");
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        };
+        let abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        assert_eq!(hash("/usr/bin:/bin"), abc);
+        assert_eq!(hash(&bin.to_string_lossy()), abc);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
