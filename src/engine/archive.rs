@@ -13,7 +13,10 @@ pub fn read_back(path: &Path) -> std::io::Result<u64> {
     let mut messages = 0;
     for entry in archive.entries()? {
         let mut entry = entry?;
-        let is_file = entry.header().entry_type().is_file();
+        // tar stores a second name of a hard-linked message as a link entry: still a message
+        // of that folder (Dovecot copies messages as hard links by default).
+        let kind = entry.header().entry_type();
+        let is_file = kind.is_file() || kind.is_hard_link();
         let path = entry.path()?.into_owned();
         let parent = path
             .parent()

@@ -4,8 +4,6 @@
 //! the exports not yet finished (finished ones are kept); whatever an earlier run left running
 //! in the folder is stopped first.
 
-use std::collections::HashMap;
-
 use super::link::Link;
 use super::local::portable_name;
 use super::manifest::{parse_failures, parse_manifest, ServerFile};
@@ -264,20 +262,20 @@ pub(super) fn accounts_of(store: &MailStore, out: &Output) -> Result<Vec<String>
 /// Each account's archive name: portable, and unique even when two accounts map to one name.
 pub(super) fn name_archives(store: &MailStore, accounts: Vec<String>) -> Vec<(String, String)> {
     let ext = store.extension();
-    let mut used = HashMap::new();
+    let mut used = std::collections::HashSet::new();
     accounts
         .into_iter()
         .map(|a| {
             let base = portable_name(&a);
-            let n = used
-                .entry(base.clone())
-                .and_modify(|n| *n += 1)
-                .or_insert(1usize);
-            let file = if *n == 1 {
-                format!("{base}.{ext}")
-            } else {
-                format!("{base}_{n}.{ext}")
-            };
+            // `a:b`, `a_b` and `a_b_2` must not end up in one file.
+            let file = (1usize..)
+                .map(|n| match n {
+                    1 => format!("{base}.{ext}"),
+                    n => format!("{base}_{n}.{ext}"),
+                })
+                .find(|f| !used.contains(f))
+                .expect("an unused name");
+            used.insert(file.clone());
             (a, file)
         })
         .collect()
@@ -468,5 +466,11 @@ mod tests {
         );
         let files: Vec<&str> = jobs.iter().map(|(_, f)| f.as_str()).collect();
         assert_eq!(files, vec!["a_b.tar.gz", "a_b_2.tar.gz", "c.tar.gz"]);
+        let taken = name_archives(
+            &MailStore::Maildir { root: "/m".into() },
+            vec!["a:b".into(), "a_b".into(), "a_b_2".into()],
+        );
+        let files: Vec<&str> = taken.iter().map(|(_, f)| f.as_str()).collect();
+        assert_eq!(files, vec!["a_b.tar.gz", "a_b_2.tar.gz", "a_b_2_2.tar.gz"]);
     }
 }

@@ -48,6 +48,11 @@ impl<'a> Link<'a> {
             .expect("a link always holds a session between calls")
     }
 
+    /// The session, if there is one (after a reconnect that failed there is none).
+    pub fn session(&self) -> Option<&Remote> {
+        self.remote.as_ref()
+    }
+
     /// Whether the connection still answers.
     pub async fn alive(&self) -> bool {
         match &self.remote {

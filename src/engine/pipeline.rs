@@ -20,7 +20,10 @@ use super::copy::{self, copy_files, next_job, Meter};
 use super::export::{self, sh_again};
 use super::link::Link;
 use super::local::{free_space, remove_partials, sync_dir};
-use super::manifest::{parse_failures, parse_record, parse_records, ExportRecord, ServerFile};
+use super::manifest::{
+    account_of, parse_failures, parse_manifest, parse_record, parse_records, ExportRecord,
+    ServerFile,
+};
 use super::remote::{error_chain, Remote};
 use super::run::Timer;
 use super::server;
@@ -48,6 +51,8 @@ pub(super) struct Overlapped {
     pub failures: Vec<(String, String)>,
     /// The read-back of each archive: its messages, or why it cannot be read.
     pub read_back: HashMap<String, Result<u64, String>>,
+    /// The account of each archive, as the server names it (a file name is only portable).
+    pub accounts: HashMap<String, String>,
     pub copied: copy::Copied,
     pub copy_secs: f64,
 }
@@ -118,9 +123,12 @@ pub(super) async fn run(
     let result = overlapped(s, link, store, folders, continuing, timer, progress).await;
     if let Err(e) = &result {
         // Nothing left running or temporary on the server; a refused start leaves no folder.
-        let _ = link.remote().sh(server::STOP_WRITERS, &[dir]).await;
-        if !continuing && e.kind == ErrorKind::ServerNoSpace {
-            let _ = link.remote().sh(server::RELEASE, &[dir]).await;
+        // Without a session (the reconnect failed) the next run of this folder stops them.
+        if let Some(remote) = link.session() {
+            let _ = remote.sh(server::STOP_WRITERS, &[dir]).await;
+            if !continuing && e.kind == ErrorKind::ServerNoSpace {
+                let _ = remote.sh(server::RELEASE, &[dir]).await;
+            }
         }
         if e.kind == ErrorKind::NoSpace {
             remove_partials(&folders.local);
@@ -159,15 +167,31 @@ async fn overlapped(
         }
         let st = sh_again(link, step5, server::READ_STATE, &[dir]).await?;
         if st.ok {
-            // Step 5 finished before: its archives and failures are what this run copies.
+            // Step 5 finished before: its manifest's archives and its failures are what this
+            // run copies; an archive of the manifest that is gone is named.
             state.exported = true;
-            state.failures = failures_of_state(&st.stdout);
+            let (manifest, failures) = split_state(&st.stdout);
+            state.failures = failures;
+            let listed = parse_manifest(manifest)
+                .map_err(|e| EngineError::new(step5, ErrorKind::ServerCommand, e))?;
+            let found = records(link, dir, "list").await?;
+            for f in &listed {
+                match found.iter().find(|r| r.file.name == f.name) {
+                    Some(r) if r.file == *f => state.records.push(r.clone()),
+                    Some(_) => state.failures.push((
+                        account_of(f.name.as_str()),
+                        format!("{} changed on the server after step 5", f.name),
+                    )),
+                    None => state.failures.push((
+                        account_of(f.name.as_str()),
+                        format!("{} of step 5's manifest is gone from the server", f.name),
+                    )),
+                }
+            }
         } else {
             sh_again(link, step5, server::CLEAR_FAILURES, &[dir]).await?;
+            state.records = records(link, dir, "list").await?;
         }
-    }
-    if continuing {
-        state.records = records(link, dir, "list").await?;
     }
     if !state.exported {
         // The listing, the mailboxes' size and the server's free space, side by side: each is
@@ -255,11 +279,14 @@ fn current_step(state: &State) -> SopStep {
     }
 }
 
-fn failures_of_state(raw: &[u8]) -> Vec<(String, String)> {
-    raw.windows(12)
+/// [`server::READ_STATE`]'s output: the manifest, and the failures.
+fn split_state(raw: &[u8]) -> (&[u8], Vec<(String, String)>) {
+    let end = raw
+        .windows(12)
         .position(|w| w == b"\n--failed--\n")
-        .map(|end| parse_failures(&raw[end + 12..]))
-        .unwrap_or_default()
+        .unwrap_or(raw.len());
+    let failures = raw.get(end + 12..).map(parse_failures).unwrap_or_default();
+    (&raw[..end], failures)
 }
 
 /// The finished archives of `dir` with their records ([`server::SUMS`] in `mode`).
@@ -392,12 +419,14 @@ async fn pass_on(
     let total = state.jobs.len();
     let pending = state.pending_exports();
     let mut exports_done = total - pending.len();
+    // Exports done before this pass: the ETA's pace is this pass's own.
+    let before_pass = before.max(exports_done);
     let mut ready = state.to_copy();
     for f in &ready {
         meter.expect(f.size);
     }
     if !pending.is_empty() {
-        meter.exports(exports_done, total, before.max(exports_done));
+        meter.exports(exports_done, total, before_pass);
     }
     let full = AtomicBool::new(false);
     let full = &full;
@@ -441,6 +470,8 @@ async fn pass_on(
                 timer.start(SopStep::CopyAndReport, progress);
             }
             let meter = meter.clone();
+            // Waiting for an export was not a stall: the clock starts with the job.
+            meter.alive();
             copies.push(async move {
                 let result = copy_files(remote, folders, job.clone(), &meter).await;
                 (job, result)
@@ -488,6 +519,8 @@ async fn pass_on(
                     if let Err(e) = close_step5(remote, dir, state, timer, progress).await {
                         break Err(e);
                     }
+                    // The copies were not watched meanwhile: that was not their stall.
+                    meter.alive();
                     continue;
                 };
                 let failed = match ended {
@@ -503,7 +536,7 @@ async fn pass_on(
                     Ended::Again(why) => break Err(Break::Link(why)),
                 };
                 exports_done += 1;
-                meter.exports(exports_done, total, before);
+                meter.exports(exports_done, total, before_pass);
                 tell(progress, Progress::Exported { done: exports_done, total, current: account.clone(), ok: failed.is_none() });
                 if let Some(error) = failed {
                     // Recorded at once, so a resumed run knows it failed.
@@ -513,6 +546,7 @@ async fn pass_on(
                         Err(e) => break Err(Break::Link(error_chain(&e))),
                     }
                     state.failures.push((account, error));
+                    meter.alive();
                 }
             }
             Some((job, result)) = copies.next(), if !copies.is_empty() => {
@@ -643,6 +677,17 @@ async fn copy_failure(remote: &Remote, folders: &RunFolders, e: EngineError) -> 
 
 /// Every mailbox accounted for: an export that ended well left its archive.
 fn finish(mut state: State, folders: &RunFolders) -> Result<Overlapped, EngineError> {
+    // A failure recorded for an export that then succeeded (its reply was lost, it ran again)
+    // is not a failure: the archive is there and verified like any other.
+    let archived: HashSet<String> = state
+        .jobs
+        .iter()
+        .filter(|(_, file)| state.records.iter().any(|r| r.file.name.as_str() == file))
+        .map(|(account, _)| account.clone())
+        .collect();
+    state
+        .failures
+        .retain(|(account, _)| !archived.contains(account));
     for (account, file) in &state.jobs {
         let listed = state.records.iter().any(|r| r.file.name.as_str() == file);
         if !listed && !state.failures.iter().any(|(a, _)| a == account) {
@@ -663,6 +708,11 @@ fn finish(mut state: State, folders: &RunFolders) -> Result<Overlapped, EngineEr
         });
     }
     Ok(Overlapped {
+        accounts: state
+            .jobs
+            .iter()
+            .map(|(account, file)| (file.clone(), account.clone()))
+            .collect(),
         records: state.records,
         failures: state.failures,
         read_back: state.read_back,

@@ -395,7 +395,11 @@ async fn server_backup_and_copy(
                         .get(r.file.name.as_str())
                         .cloned()
                         .unwrap_or_else(|| Err("the copy was not read back".into()));
-                    mailbox_result(&r.file, read, r.count)
+                    let mut result = mailbox_result(&r.file, read, r.count);
+                    if let Some(account) = done.accounts.get(r.file.name.as_str()) {
+                        result.account = account.clone();
+                    }
+                    result
                 })
                 .collect();
             results.extend(failed_exports(done.failures));

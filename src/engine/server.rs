@@ -68,7 +68,11 @@ for f in "$dir"/.run/*.pid; do
   read -r wrapper group < "$f" || true
   case "$wrapper$group" in *[!0-9]*|'') continue;; esac
   # The wrapper first, so it cannot rename a half-killed export into place.
-  if ours "$wrapper"; then kill -TERM "$wrapper" 2>/dev/null; alive="$alive $wrapper"; fi
+  if ours "$wrapper"; then
+    kill -TERM "$wrapper" 2>/dev/null; alive="$alive $wrapper"
+    # Its own children (the checksum of a finished archive) would go on reading a deleted file.
+    command -v pkill >/dev/null 2>&1 && pkill -TERM -P "$wrapper" 2>/dev/null
+  fi
   if ours "$group"; then
     kill -TERM "-$group" 2>/dev/null; alive="$alive $group"; groups="$groups $group"; stopped=$((stopped+1))
   fi
@@ -134,8 +138,11 @@ while [ ! -s "$rc" ]; do
   if [ $polls -lt 20 ]; then polls=$((polls+1)); sleep 0.01; else sleep 0.2; fi
 done
 wait "$group" 2>/dev/null
-code=$(cat "$rc" 2>/dev/null || echo 1)
+code=$(cat "$rc" 2>/dev/null); [ -n "$code" ] || code=1
+# 99 means the floor only when this wrapper says so.
+[ "$code" = 99 ] && code=1
 if [ "$status" = nospace ]; then
+  kill -KILL "-$group" 2>/dev/null
   [ "$part" = - ] || rm -f -- "$part"
   finish; echo "stopped: free space at $dir fell to the floor of $floor KiB" >&2; exit 99
 fi
@@ -165,14 +172,20 @@ pub const SUMS: &str = concat!(
     sha256_fn!(),
     r#"set -eu
 cd -- "$1"; mode=${2:-list}
+[ -f .mailbox-backup-bot ] && [ "$(head -n 1 .mailbox-backup-bot)" = 'mailbox-backup-bot folder' ] \
+  || { echo "$1 is not the bot's folder" >&2; exit 1; }
 [ "$mode" = list ] || { : > .manifest.part; : > .SHA256SUMS.part; }
 for f in *; do
   [ -f "$f" ] && [ ! -L "$f" ] || continue
   case "$f" in SHA256SUMS) continue;; esac
   s=$(stat -c %s -- "$f"); rec=$(head -n 1 -- ".sums/$f" 2>/dev/null || true)
   set -- $rec
-  if [ $# != 4 ] || [ "$2" != "$s" ]; then
-    h=$(sha256 "$f"); rec="$h $s - -"
+  if [ $# = 4 ] && [ "$2" != "$s" ]; then
+    echo "$f changed on the server after its export ($2 bytes then, $s now)" >&2; exit 1
+  fi
+  if [ $# != 4 ]; then
+    h=$(sha256 "$f"); [ ${#h} = 64 ] || { echo "cannot checksum $f" >&2; exit 1; }
+    rec="$h $s - -"
     mkdir -p .sums; printf '%s\n' "$rec" > ".sums/$f"; set -- $rec
   fi
   printf '%s %s\0' "$rec" "$f"
@@ -211,6 +224,7 @@ for f in *; do
   [ -f "$f" ] && [ ! -L "$f" ] || continue
   case "$f" in SHA256SUMS) continue;; esac
   h=$(sha256 "$f"); s=$(stat -c %s -- "$f")
+  [ ${#h} = 64 ] || { echo "cannot checksum $f" >&2; exit 1; }
   printf '%s %s %s\0' "$h" "$s" "$f" >> .manifest.part
   printf '%s  %s\n' "$h" "$f" >> .SHA256SUMS.part
 done

@@ -194,7 +194,9 @@ pub(crate) async fn copy_files(
     let mut todo = Vec::new();
     let mut need = 0;
     for file in files {
-        if verified_already(&folders.local.join(file.name.as_str()), &file).await {
+        // Hashing what is already here (a resumed run) is work, not a stall.
+        meter.alive();
+        if verified_here(folders, &file, meter).await {
             meter.present(file.size);
         } else if reuse_earlier_copy(folders, &file).await {
             meter.present(file.size);
@@ -427,6 +429,25 @@ fn take_stdout(child: &mut openssh::Child<&openssh::Session>) -> std::io::Result
     // SAFETY: fcntl on an open descriptor we own.
     unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20) };
     Ok(file)
+}
+
+/// [`verified_already`], telling the meter of every MiB hashed (a big archive on a slow disk
+/// takes longer than the stall limit).
+async fn verified_here(folders: &RunFolders, file: &ServerFile, meter: &Arc<Meter>) -> bool {
+    let dest = folders.local.join(file.name.as_str());
+    if !std::fs::metadata(&dest).is_ok_and(|m| m.len() == file.size) {
+        return false;
+    }
+    let (size, meter) = (file.size, meter.clone());
+    let hashed = tokio::task::spawn_blocking(move || {
+        let _busy = Busy::new();
+        resume_point(&dest, size, &meter)
+    })
+    .await;
+    match hashed {
+        Ok(Ok((h, n))) => n == file.size && sink::hex(&sha2::Digest::finalize(h)) == file.sha256,
+        _ => false,
+    }
 }
 
 /// Already copied and verified by an earlier (interrupted) run.
