@@ -209,7 +209,8 @@ async fn exports(
     })
 }
 
-fn split_state(raw: &[u8]) -> (&[u8], Vec<(String, String)>) {
+/// [`server::READ_STATE`]'s output: the manifest, and the failures.
+pub(super) fn split_state(raw: &[u8]) -> (&[u8], Vec<(String, String)>) {
     let end = raw
         .windows(12)
         .position(|w| w == b"\n--failed--\n")

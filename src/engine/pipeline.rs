@@ -21,8 +21,7 @@ use super::export::{self, sh_again};
 use super::link::Link;
 use super::local::{free_space, remove_partials, sync_dir};
 use super::manifest::{
-    account_of, parse_failures, parse_manifest, parse_record, parse_records, ExportRecord,
-    ServerFile,
+    account_of, parse_manifest, parse_record, parse_records, ExportRecord, ServerFile,
 };
 use super::remote::{error_chain, Remote};
 use super::run::Timer;
@@ -170,7 +169,7 @@ async fn overlapped(
             // Step 5 finished before: its manifest's archives and its failures are what this
             // run copies; an archive of the manifest that is gone is named.
             state.exported = true;
-            let (manifest, failures) = split_state(&st.stdout);
+            let (manifest, failures) = export::split_state(&st.stdout);
             state.failures = failures;
             let listed = parse_manifest(manifest)
                 .map_err(|e| EngineError::new(step5, ErrorKind::ServerCommand, e))?;
@@ -277,16 +276,6 @@ fn current_step(state: &State) -> SopStep {
     } else {
         SopStep::ServerBackup
     }
-}
-
-/// [`server::READ_STATE`]'s output: the manifest, and the failures.
-fn split_state(raw: &[u8]) -> (&[u8], Vec<(String, String)>) {
-    let end = raw
-        .windows(12)
-        .position(|w| w == b"\n--failed--\n")
-        .unwrap_or(raw.len());
-    let failures = raw.get(end + 12..).map(parse_failures).unwrap_or_default();
-    (&raw[..end], failures)
 }
 
 /// The finished archives of `dir` with their records ([`server::SUMS`] in `mode`).

@@ -13,36 +13,6 @@ use sqlx::Connection;
 use crate::support::PrivateSshd;
 use crate::support::*;
 
-/// The bot binary, started with `run`; killed (SIGKILL) when dropped.
-struct BotProcess {
-    child: std::process::Child,
-}
-
-impl BotProcess {
-    fn start(env: &[(String, String)]) -> BotProcess {
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_mailbox-backup-bot"))
-            .arg("run")
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .env("RUST_LOG", "info")
-            .stdin(std::process::Stdio::null())
-            .spawn()
-            .expect("the bot binary starts");
-        BotProcess { child }
-    }
-
-    /// Kills it the hard way, as a power cut or `kill -9` would.
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for BotProcess {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 /// The engine's settings: the shared sshd and Dovecot, and this test's folders.
 fn engine_env(dir: &Path) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = [
@@ -92,11 +62,6 @@ fn terminal(args: &[&str], env: &[(String, String)]) -> (bool, String) {
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     (out.status.success(), text)
-}
-
-fn set(env: &mut Vec<(String, String)>, var: &str, value: &str) {
-    env.retain(|(k, _)| k != var);
-    env.push((var.into(), value.into()));
 }
 
 /// name → SHA-256 of every archive in `dir`.

@@ -18,37 +18,6 @@ const TELEGRAM_LIMIT: usize = 4096;
 const CAPTION_LIMIT: usize = 1024;
 const REPORT_WAIT: Duration = Duration::from_secs(240);
 
-/// The bot binary, started with `run`; killed when dropped (as in procedure.rs, whose copy is
-/// private to that module).
-struct BotProcess {
-    child: std::process::Child,
-}
-
-impl BotProcess {
-    fn start(env: &[(String, String)]) -> BotProcess {
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_mailbox-backup-bot"))
-            .arg("run")
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .env("RUST_LOG", "info")
-            .stdin(std::process::Stdio::null())
-            .spawn()
-            .expect("the bot binary starts");
-        BotProcess { child }
-    }
-}
-
-impl Drop for BotProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn set(env: &mut Vec<(String, String)>, var: &str, value: &str) {
-    env.retain(|(k, _)| k != var);
-    env.push((var.into(), value.into()));
-}
-
 /// Writes `count` mailboxes `p001`… under `root`, each a Maildir of 1–4 read messages in `cur/`
 /// and, for some, one unread in `new/`. Returns name → number of messages.
 fn write_maildirs(root: &Path, count: usize) -> BTreeMap<String, u64> {

@@ -943,3 +943,39 @@ pub fn use_engine(env: &mut Vec<(String, String)>, dir: &Path) {
     std::fs::create_dir_all(dir.join("local")).expect("local root");
     mailbox_backup_bot::engine::local::init_disk(&dir.join("local")).expect("disk mark");
 }
+
+/// The bot binary, started with `run`; killed (SIGKILL) when dropped.
+pub struct BotProcess {
+    pub child: std::process::Child,
+}
+
+impl BotProcess {
+    pub fn start(env: &[(String, String)]) -> BotProcess {
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_mailbox-backup-bot"))
+            .arg("run")
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .env("RUST_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("the bot binary starts");
+        BotProcess { child }
+    }
+
+    /// Kills it the hard way, as a power cut or `kill -9` would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for BotProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Sets `var` in a test's environment list, replacing an earlier value.
+pub fn set(env: &mut Vec<(String, String)>, var: &str, value: &str) {
+    env.retain(|(k, _)| k != var);
+    env.push((var.into(), value.into()));
+}

@@ -115,19 +115,10 @@ pub async fn copy_all(
         need += file.size - have;
         todo.push(file.clone());
     }
-    let free = free_space(&folders.local).map_err(|e| err(ErrorKind::Copy, e.to_string()))?;
-    if free < need {
+    if let Err(e) = room_for(folders, need) {
         // What cannot finish only holds the disk: free it now.
         remove_partials(&folders.local);
-        return Err(err(
-            ErrorKind::NoSpace,
-            format!(
-                "{} to copy, {} free on {}",
-                mib(need),
-                mib(free),
-                folders.local.display()
-            ),
-        ));
+        return Err(e);
     }
     let meter = Arc::new(Meter::new(files, done_files, done_bytes, progress.clone()));
     let work = futures::stream::iter(plan(todo).into_iter().map(|job| {
@@ -189,7 +180,6 @@ pub(crate) async fn copy_files(
     files: Vec<ServerFile>,
     meter: &Arc<Meter>,
 ) -> Result<u64, EngineError> {
-    let err = |kind, detail: String| copy_error(kind, detail, folders);
     let mut reused = 0;
     let mut todo = Vec::new();
     let mut need = 0;
@@ -209,18 +199,7 @@ pub(crate) async fn copy_files(
     if todo.is_empty() {
         return Ok(reused);
     }
-    let free = free_space(&folders.local).map_err(|e| err(ErrorKind::Copy, e.to_string()))?;
-    if free < need {
-        return Err(err(
-            ErrorKind::NoSpace,
-            format!(
-                "{} to copy, {} free on {}",
-                mib(need),
-                mib(free),
-                folders.local.display()
-            ),
-        ));
-    }
+    room_for(folders, need)?;
     // Waiting for an export is not a stall: the clock starts with the job.
     meter.alive();
     for job in plan(todo) {
@@ -230,6 +209,25 @@ pub(crate) async fn copy_files(
         }
     }
     Ok(reused)
+}
+
+/// Whether the local folder's disk has `need` bytes free.
+fn room_for(folders: &RunFolders, need: u64) -> Result<(), EngineError> {
+    let free = free_space(&folders.local)
+        .map_err(|e| copy_error(ErrorKind::Copy, e.to_string(), folders))?;
+    if free < need {
+        return Err(copy_error(
+            ErrorKind::NoSpace,
+            format!(
+                "{} to copy, {} free on {}",
+                mib(need),
+                mib(free),
+                folders.local.display()
+            ),
+            folders,
+        ));
+    }
+    Ok(())
 }
 
 fn mib(b: u64) -> String {
