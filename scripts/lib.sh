@@ -91,13 +91,37 @@ CONF
 # Dovecot on its own config, with users whose mailboxes the tests fill; exports TEST_DOVECOT_*.
 start_dovecot() {
   local dir=$1
-  local d="$dir/dovecot" port
+  dovecot_instance "$dir" dovecot "" "${DOVECOT_USERS:-}"
+  local d="$dir/dovecot"
+  export TEST_DOVECOT_CONF="$d/dovecot.conf" TEST_DOVECOT_IMAP_PORT=$(cat "$d/port") TEST_DOVECOT_USERS_FILE="$d/users" TEST_DOVECOT_MAIL="$d/mail"
+}
+
+# Dovecots configured as many in the field are, for the tests of namespaces: separator `/`
+# (Debian's 10-mail.conf calls it "usually a good one"), and an `INBOX.` prefix (servers that
+# came from Courier). Each has its own users; exports TEST_DOVECOT_{SLASH,PREFIX}_{CONF,IMAP_PORT}.
+start_dovecot_variants() {
+  local dir=$1 name ns
+  for name in slash prefix; do
+    case $name in
+      slash) ns=$'namespace inbox {\n  inbox = yes\n  separator = /\n}' ;;
+      prefix) ns=$'namespace inbox {\n  inbox = yes\n  separator = .\n  prefix = INBOX.\n}' ;;
+    esac
+    dovecot_instance "$dir" "dovecot-$name" "$ns" "asal@djki.go.id pulih@djki.go.id"
+    local upper=${name^^}
+    export "TEST_DOVECOT_${upper}_CONF=$dir/dovecot-$name/dovecot.conf" "TEST_DOVECOT_${upper}_IMAP_PORT=$(cat "$dir/dovecot-$name/port")"
+  done
+}
+
+# One Dovecot in DIR/NAME: NAMESPACE is a namespace block (or empty: Dovecot's default), USERS
+# the accounts (password "secret").
+dovecot_instance() {
+  local dir=$1 d="$1/$2" namespace=$3 users=$4 port
   mkdir -p "$d/base" "$d/state" "$d/mail"
   chmod 0711 "$dir" "$d"   # mktemp makes 0700; the mail user must reach its mail
   chown vmail:vmail "$d/mail"
   port=$(free_port)
   : >"$d/users"
-  for u in ${DOVECOT_USERS:-}; do echo "$u:{PLAIN}secret::::::" >>"$d/users"; done
+  for u in $users; do echo "$u:{PLAIN}secret::::::" >>"$d/users"; done
   cat >"$d/dovecot.conf" <<CONF
 base_dir = $d/base
 state_dir = $d/state
@@ -112,6 +136,7 @@ mail_gid = vmail
 first_valid_uid = 100
 mail_location = maildir:$d/mail/%u/Maildir
 mail_home = $d/mail/%u
+$namespace
 passdb {
   driver = passwd-file
   args = $d/users
@@ -133,11 +158,11 @@ CONF
   dovecot -c "$d/dovecot.conf"
   for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
   # The auth process answers a little after the listener: wait until a user resolves.
-  local first=${DOVECOT_USERS%% *}
+  local first=${users%% *}
   if [[ -n "$first" ]]; then
     for _ in $(seq 100); do doveadm -c "$d/dovecot.conf" user "$first" >/dev/null 2>&1 && break; sleep 0.1; done
   fi
-  export TEST_DOVECOT_CONF="$d/dovecot.conf" TEST_DOVECOT_IMAP_PORT=$port TEST_DOVECOT_USERS_FILE="$d/users" TEST_DOVECOT_MAIL="$d/mail"
+  echo "$port" >"$d/port"
 }
 
 # A simulated Zimbra server (tests/zimbra-sim): a `zimbra` user whose login shell finds zmprov,
@@ -205,5 +230,8 @@ stop_services() {
   # ssh clients of this sshd still connected (a master whose bot was killed in a test); their
   # sshd session processes end with them.
   pkill -f -- "$dir/ssh/known_hosts" 2>/dev/null || true
-  [[ -f "$dir/dovecot/dovecot.conf" ]] && doveadm -c "$dir/dovecot/dovecot.conf" stop 2>/dev/null || true
+  local conf
+  for conf in "$dir"/dovecot*/dovecot.conf; do
+    [[ -f "$conf" ]] && doveadm -c "$conf" stop 2>/dev/null || true
+  done
 }

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod archive;
 pub mod copy;
+pub mod dovecot;
 pub mod export;
 pub mod link;
 pub mod local;

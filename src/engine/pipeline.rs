@@ -165,14 +165,27 @@ async fn overlapped(
             tracing::warn!(dir, stopped, "stopped exports an earlier run left running");
         }
         let st = sh_again(link, step5, server::READ_STATE, &[dir]).await?;
-        if st.ok {
-            // Step 5 finished before: its manifest's archives and its failures are what this
-            // run copies; an archive of the manifest that is gone is named.
-            state.exported = true;
+        let finished = if st.ok {
             let (manifest, failures) = export::split_state(&st.stdout);
-            state.failures = failures;
             let listed = parse_manifest(manifest)
                 .map_err(|e| EngineError::new(step5, ErrorKind::ServerCommand, e))?;
+            Some((listed, failures))
+        } else {
+            None
+        };
+        // A recorded failure is a reason to export again, never a result to repeat: a run
+        // ordered again after a failed mailbox reopens step 5 for what is not archived.
+        let finished = match finished {
+            Some((_, failures)) if !failures.is_empty() => {
+                sh_again(link, step5, server::REOPEN, &[dir]).await?;
+                None
+            }
+            other => other,
+        };
+        if let Some((listed, _)) = finished {
+            // Step 5 finished before with every mailbox archived: its manifest's archives are
+            // what this run copies; an archive of the manifest that is gone is named.
+            state.exported = true;
             let found = records(link, dir, "list").await?;
             for f in &listed {
                 match found.iter().find(|r| r.file.name == f.name) {

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::link::Link;
-use super::{local, server};
+use super::{dovecot, local, server};
 use crate::config::{BackupKind, EngineSettings, MailStore};
 
 /// What went wrong, for the terminal and the chat to say in their words.
@@ -217,12 +217,17 @@ set --
 [ -z "$loc" ] || set -- "$@" -o "mail_location=maildir:$loc"
 exec doveadm "$@" -f tab fetch -u "$u" 'mailbox uid guid hdr.message-id size.virtual date.sent' all"#;
 
-/// Dovecot: the folders of `$1` (or of the Maildir `$3` read as `$1`'s), one per line.
-const DOVECOT_FOLDERS: &str = r#"u=$1; conf=$2; loc=$3
+/// Dovecot: the folders that hold messages (not a parent made only by its children) of `$1`
+/// (or of the Maildir `$3` read as `$1`'s), as `mailbox<TAB>guid` after a header line. `$4` is
+/// the namespace prefix: with one, doveadm's `*` matches no folder.
+const DOVECOT_FOLDERS: &str = r#"u=$1; conf=$2; loc=$3; prefix=$4
 set --
 [ -z "$conf" ] || set -- -c "$conf"
 [ -z "$loc" ] || set -- "$@" -o "mail_location=maildir:$loc"
-exec doveadm "$@" mailbox list -u "$u""#;
+if [ -n "$prefix" ]; then
+  exec doveadm "$@" -f tab mailbox status -u "$u" guid INBOX "$prefix*"
+fi
+exec doveadm "$@" -f tab mailbox status -u "$u" guid '*'"#;
 
 /// Dovecot: creates and subscribes folder `$2` of `$1`.
 const DOVECOT_CREATE: &str = r#"u=$1; box=$2; conf=$3
@@ -230,12 +235,13 @@ set --
 [ -z "$conf" ] || set -- -c "$conf"
 exec doveadm "$@" mailbox create -s -u "$u" "$box""#;
 
-/// Dovecot: imports the messages `$4` (a UID set) of folder `$3` from the Maildir `$2` into
-/// `$1`, with their flags, creating and subscribing the folder when missing.
-const DOVECOT_IMPORT: &str = r#"u=$1; src=$2; box=$3; uids=$4; conf=$5
+/// Dovecot: imports the messages `$4` (a UID set) of folder `$3` (as `doveadm import` names it)
+/// from the Maildir `$2` into `$1` under the parent `$6` (see [`dovecot::Namespace`]), with their
+/// flags, creating and subscribing the folder when missing.
+const DOVECOT_IMPORT: &str = r#"u=$1; src=$2; box=$3; uids=$4; conf=$5; parent=$6
 set --
 [ -z "$conf" ] || set -- -c "$conf"
-exec doveadm "$@" import -s -u "$u" "maildir:$src" "" mailbox "$box" uid "$uids""#;
+exec doveadm "$@" import -s -u "$u" "maildir:$src" "$parent" mailbox "$box" uid "$uids""#;
 
 /// Maildir: copies every message file of the unpacked `$1` (one Maildir tree) into the account's
 /// Maildir `$2` when no file of the same base name (before `:2,`) is in that folder's `cur` or
@@ -631,28 +637,52 @@ async fn dovecot_import(
     progress: &mut impl FnMut(RestoreProgress),
 ) -> Result<Vec<FolderCount>, RestoreError> {
     let maildir = format!("{stage}/x/Maildir");
+    // The archive's folders are named in the account's own spelling (separator, prefix) for
+    // the comparison, and in `doveadm import`'s for the import.
+    let ns = dovecot::Namespace::parse(&on_server(r, dovecot::NAMESPACE, &[into, conf]).await?);
+    let from_archive = |name: &str| ns.target_name(&ns.import_name(name));
     let list = |loc: String| async move {
         Ok(parse_listing(
             &on_server(r, DOVECOT_LIST, &[into, conf, &loc]).await?,
         ))
     };
+    let prefix = ns.prefix.as_str();
     let folders = |loc: String| async move {
-        Ok(on_server(r, DOVECOT_FOLDERS, &[into, conf, &loc])
+        Ok(on_server(r, DOVECOT_FOLDERS, &[into, conf, &loc, prefix])
             .await?
             .lines()
-            .map(str::to_owned)
+            .skip(1)
+            .filter_map(|l| l.rsplit_once('\t').map(|(name, _guid)| name.to_owned()))
             .collect::<std::collections::BTreeSet<String>>())
     };
-    // The same folder tree: folders without messages too.
-    let source_folders = folders(maildir.clone()).await?;
+    // The same folder tree: folders without messages too. `import_as` maps the account's
+    // spelling back to the archive's.
+    let mut import_as: HashMap<String, String> = HashMap::new();
+    for name in folders(maildir.clone()).await? {
+        import_as.insert(from_archive(&name), ns.import_name(&name));
+    }
     let target_folders = folders(String::new()).await?;
-    for folder in source_folders.difference(&target_folders) {
+    // INBOX is always there (a new account's is made when first opened).
+    let to_make = import_as
+        .keys()
+        .filter(|f| *f != "INBOX" && !target_folders.contains(*f));
+    for folder in to_make {
         on_server(r, DOVECOT_CREATE, &[into, folder, conf]).await?;
     }
-    let source = list(maildir.clone()).await?;
+    let source: Vec<(Key, u32)> = list(maildir.clone())
+        .await?
+        .into_iter()
+        .map(|((folder, id), uid)| {
+            let name = from_archive(&folder);
+            import_as
+                .entry(name.clone())
+                .or_insert_with(|| ns.import_name(&folder));
+            ((name, id), uid)
+        })
+        .collect();
     let before = list(String::new()).await?;
     let mut todo = missing(&source, &before);
-    for folder in &source_folders {
+    for folder in import_as.keys() {
         todo.entry(folder.clone()).or_default();
     }
     let total = todo.len();
@@ -662,8 +692,17 @@ async fn dovecot_import(
             done,
             total,
         });
+        let Some(box_name) = import_as.get(folder) else {
+            continue;
+        };
+        let parent = ns.import_parent(box_name);
         for set in uid_sets(uids) {
-            on_server(r, DOVECOT_IMPORT, &[into, &maildir, folder, &set, conf]).await?;
+            on_server(
+                r,
+                DOVECOT_IMPORT,
+                &[into, &maildir, box_name, &set, conf, &parent],
+            )
+            .await?;
         }
     }
     progress(RestoreProgress::Checking);

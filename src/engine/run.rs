@@ -13,8 +13,9 @@ use super::link::Link;
 use super::local::{self, create_dated_folder, FolderState};
 use super::manifest::{account_of, sha256sums, ServerCount, ServerFile};
 use super::{
-    export, pipeline, tell, BackupEngine, BackupReport, EngineError, ErrorKind, MailboxResult,
-    MailboxStatus, Progress, ProgressSender, RunFolders, RunRequest, StepTiming, StopReason,
+    export, pipeline, server, tell, BackupEngine, BackupReport, EngineError, ErrorKind,
+    MailboxResult, MailboxStatus, Progress, ProgressSender, RunFolders, RunRequest, StepTiming,
+    StopReason,
 };
 use crate::config::{BackupKind, EngineSettings};
 use crate::domain::SopStep;
@@ -402,6 +403,7 @@ async fn server_backup_and_copy(
                     result
                 })
                 .collect();
+            forget_failed(link, &folders.server, &results).await;
             results.extend(failed_exports(done.failures));
             (files, results, done.copied, done.copy_secs)
         }
@@ -439,6 +441,21 @@ async fn server_backup_and_copy(
         copy_secs,
         server_folders_removed: Vec::new(),
     })
+}
+
+/// An archive that failed its count or its read-back is not a result to keep: the server
+/// forgets it and records the failure, so the backup ordered again exports the mailbox again.
+async fn forget_failed(link: &mut Link<'_>, dir: &str, results: &[MailboxResult]) {
+    for r in results {
+        let MailboxStatus::Failed { error } = &r.status else {
+            continue;
+        };
+        let args = [dir, r.file.as_str(), r.account.as_str(), error.as_str()];
+        if let Err(e) = export::sh_again(link, SopStep::CopyAndReport, server::FORGET, &args).await
+        {
+            tracing::warn!(error = %e, file = %r.file, "cannot mark a failed archive for export again");
+        }
+    }
 }
 
 fn failed_exports(failures: Vec<(String, String)>) -> impl Iterator<Item = MailboxResult> {

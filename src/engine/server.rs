@@ -251,6 +251,18 @@ cat .manifest; printf '\n--failed--\n'; cat .failed 2>/dev/null || true"#;
 pub const LIST_DONE: &str =
     r#"cd -- "$1" && for f in *; do [ -f "$f" ] && printf '%s\0' "$f"; done; true"#;
 
+/// Reopens step 5 of the bot's folder `$1` (the backup ordered again after a mailbox failed):
+/// the manifest and the recorded failures go, the finished archives and their records stay.
+pub const REOPEN: &str = r#"cd -- "$1" && [ -f .mailbox-backup-bot ] && [ "$(head -n 1 .mailbox-backup-bot)" = 'mailbox-backup-bot folder' ] && rm -f -- .manifest .failed"#;
+
+/// Forgets the archive `$2` of the bot's folder `$1` that failed its count or its read-back
+/// (account `$3`, why `$4`): the archive and its record go and the failure is recorded, so the
+/// backup ordered again exports the mailbox again instead of repeating the result.
+pub const FORGET: &str = r#"cd -- "$1" && [ -f .mailbox-backup-bot ] && [ "$(head -n 1 .mailbox-backup-bot)" = 'mailbox-backup-bot folder' ] || exit 1
+case $2 in ''|.*|*/*) exit 1;; esac
+rm -f -- "./$2" "./.sums/$2"
+printf '%s\t%s\0' "$3" "$4" >> .failed"#;
+
 pub const RECORD_FAILURE: &str = r#"printf '%s\t%s\0' "$2" "$3" >> "$1/.failed""#;
 pub const CLEAR_FAILURES: &str = r#"rm -f -- "$1/.failed""#;
 

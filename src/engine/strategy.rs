@@ -34,20 +34,38 @@ const DOVECOT_LIST: &str =
     r#"if [ -n "$1" ]; then exec doveadm -c "$1" user '*'; else exec doveadm user '*'; fi"#;
 const MAILDIR_LIST: &str = r#"exec find "$1" -mindepth 1 -maxdepth 1 -type d -printf '%f\0'"#;
 
-pub const DOVECOT_EXPORT: &str = r#"set -eu
+pub const DOVECOT_EXPORT: &str = concat!(
+    super::dovecot::inbox_namespace_fn!(),
+    r#"set -eu
 out=$1; user=$2; stage=$3; conf=$4
 mkdir -p -- "$stage/Maildir"
 if [ -n "$conf" ]; then set -- -c "$conf"; else set --; fi
+# With a namespace prefix (INBOX. on servers that came from Courier), dsync into an empty
+# Maildir tries to delete its INBOX and fails: the copy is made without the prefix, which
+# changes no name on disk (Maildir++ never stores it).
+ns=$(inbox_namespace "$@"); ns_name=$(printf '%s' "$ns" | cut -f1); ns_prefix=$(printf '%s' "$ns" | cut -f2)
 uid=$(doveadm "$@" user -f uid -- "$user"); gid=$(doveadm "$@" user -f gid -- "$user")
 # Only this mailbox's stage: other exports run in parallel beside it.
 chown -R "$uid:$gid" -- "$stage"
 # The server's own count, before and after (mail arriving meanwhile moves it).
-count() { doveadm "$@" -f flow mailbox status -t -u "$user" messages '*' | sed -n 's/^messages=\([0-9]*\)$/\1/p'; }
+# With a prefix, doveadm's `*` matches no folder at all: INBOX and the prefix's folders instead.
+count() {
+  if [ -n "$ns_prefix" ]; then
+    doveadm "$@" -f flow mailbox status -t -u "$user" messages INBOX "$ns_prefix*"
+  else
+    doveadm "$@" -f flow mailbox status -t -u "$user" messages '*'
+  fi | sed -n 's/^messages=\([0-9]*\)$/\1/p'
+}
 before=$(count "$@" || true)
-doveadm "$@" -o maildir_copy_with_hardlinks=no backup -u "$user" "maildir:$stage/Maildir"
+if [ -n "$ns_prefix" ] && [ -n "$ns_name" ]; then
+  doveadm "$@" -o maildir_copy_with_hardlinks=no -o "namespace/$ns_name/prefix=" backup -u "$user" "maildir:$stage/Maildir"
+else
+  doveadm "$@" -o maildir_copy_with_hardlinks=no backup -u "$user" "maildir:$stage/Maildir"
+fi
 after=$(count "$@" || true)
 [ -z "${MBB_COUNT:-}" ] || printf '%s %s\n' "$before" "$after" > "$MBB_COUNT"
-tar -czf "$out" -C "$stage" Maildir"#;
+tar -czf "$out" -C "$stage" Maildir"#
+);
 
 pub const MAILDIR_EXPORT: &str = r#"set -eu
 out=$1; name=$2; root=$4

@@ -32,7 +32,7 @@ pub fn settings(dir: &Path, kind: BackupKind) -> EngineSettings {
 }
 
 /// One run of steps 3–6 for today, or the continuation of an interrupted one.
-async fn backup(
+pub async fn backup(
     s: &EngineSettings,
     resume: Option<RunFolders>,
 ) -> Result<BackupReport, EngineError> {

@@ -44,6 +44,11 @@ impl Imap {
             .command(r#"LIST "" "*""#)
             .iter()
             .filter(|l| l.text.starts_with("* LIST"))
+            // A parent made only by its children (`Arsip` of `Arsip/2024`) holds nothing.
+            .filter(|l| {
+                let flags = l.text.to_ascii_lowercase();
+                !flags.contains("\\noselect") && !flags.contains("\\nonexistent")
+            })
             .map(list_name)
             .collect();
         for folder in folders {

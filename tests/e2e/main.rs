@@ -6,6 +6,7 @@ mod chain;
 mod engine;
 mod imap;
 mod input;
+mod namespaces;
 mod outages;
 mod procedure;
 mod records;

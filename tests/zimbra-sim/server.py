@@ -41,9 +41,23 @@ def accounts():
         return dict(line.rstrip("\n").split("\t") for line in f if line.strip())
 
 
+def xml_escape(text):
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+
+
 def log(line):
     with LOG_LOCK, open(os.path.join(SIM, "requests.log"), "a") as f:
         f.write(line + "\n")
+
+
+# Mailbox.ID_FOLDER_* of the system folders (FolderConstants); user folders start at 257.
+SYSTEM_FOLDERS = {"Inbox": 2, "Trash": 3, "Junk": 4, "Sent": 5, "Drafts": 6, "Chats": 14}
+
+
+def left_out(folder):
+    """Trash (with its subfolders) and Junk: the export's `is:local` search leaves them out
+    (ZimbraQuery.ensureSpamTrashSetting, the admin's zimbraPrefInclude{Trash,Spam}InSearch FALSE)."""
+    return folder in ("Trash", "Junk") or folder.startswith("Trash/")
 
 
 def folders(maildir):
@@ -129,6 +143,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         try:
             root = ET.fromstring(body)
+        except Exception as e:  # noqa: BLE001 - any malformed request is a client fault
+            log(f"POST {self.path} 500 malformed")
+            return self.fault("service.PARSE_ERROR", f"parse error: {e}")
+        if root.find(".//{urn:zimbraMail}GetFolderRequest") is not None:
+            return self.get_folder(root)
+        try:
             req = root.find(".//{urn:zimbraAdmin}AuthRequest")
             name = req.find("{urn:zimbraAdmin}name").text or ""
             password = req.find("{urn:zimbraAdmin}password").text or ""
@@ -144,6 +164,53 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.page(200, '<soap:Envelope xmlns:soap="http://www.w3.org/2003/05/soap-envelope"><soap:Header>'
                        '<context xmlns="urn:zimbra"/></soap:Header><soap:Body><AuthResponse xmlns="urn:zimbraAdmin">'
                        f"<authToken>{token}</authToken><lifetime>43199998</lifetime></AuthResponse></soap:Body></soap:Envelope>",
+                  "application/soap+xml; charset=utf-8")
+
+    def get_folder(self, root):
+        """GetFolderRequest (urn:zimbraMail) on the admin port, acting as the account named in the
+        context (ZimbraSoapContext: an admin token may; an account in maintenance is refused).
+        Answers the folder tree from USER_ROOT with each folder's `n` (its own items, not its
+        subfolders'), as ToXML.encodeFolder does; Trash is id 3 with no view, Junk id 4."""
+        ctx = root.find(".//{urn:zimbra}context")
+        token = ctx.findtext("{urn:zimbra}authToken") if ctx is not None else None
+        target = ctx.find("{urn:zimbra}account") if ctx is not None else None
+        if token not in TOKENS:
+            log("POST GetFolder 500 auth")
+            return self.fault("service.AUTH_REQUIRED", "no valid authtoken present")
+        account = target.text if target is not None and target.get("by") == "name" else None
+        behaviour = accounts().get(account or "")
+        if behaviour is None:
+            log(f"POST GetFolder {account} 500 no-such-account")
+            return self.fault("account.NO_SUCH_ACCOUNT", f"no such account: {account}")
+        if behaviour == "maintenance":
+            log(f"POST GetFolder {account} 500 maintenance")
+            return self.fault("account.ACCOUNT_INACTIVE", f"account is not active: {account}")
+        log(f"POST GetFolder {account} 200")
+        boxes = dict(folders(os.path.join(SIM, "store", account, "Maildir")))
+        for name in ("Inbox", "Trash", "Junk", "Sent", "Drafts"):
+            boxes.setdefault(name, [])
+        ids, next_id = {}, 257
+        for name in sorted(boxes):
+            if name in SYSTEM_FOLDERS:
+                ids[name] = SYSTEM_FOLDERS[name]
+            else:
+                ids[name], next_id = next_id, next_id + 1
+
+        def encode(path):
+            name = path.rsplit("/", 1)[-1]
+            view = "" if path == "Trash" else ' view="message"'
+            parent = ids.get(path.rsplit("/", 1)[0], 1) if "/" in path else 1
+            inner = "".join(encode(c) for c in sorted(boxes) if c.rsplit("/", 1)[0] == path and "/" in c)
+            return (f'<folder i4ms="1" absFolderPath="/{xml_escape(path)}" id="{ids[path]}" name="{xml_escape(name)}"'
+                    f' l="{parent}"{view} n="{len(boxes[path])}" s="0" rev="1">{inner}</folder>')
+
+        tops = "".join(encode(p) for p in sorted(boxes) if "/" not in p)
+        contacts = '<folder id="7" name="Contacts" absFolderPath="/Contacts" l="1" view="contact" n="3" s="0"/>'
+        self.page(200, '<soap:Envelope xmlns:soap="http://www.w3.org/2003/05/soap-envelope"><soap:Header>'
+                       '<context xmlns="urn:zimbra"/></soap:Header><soap:Body><GetFolderResponse xmlns="urn:zimbraMail">'
+                       f'<folder id="1" name="USER_ROOT" absFolderPath="/" l="11" n="0" s="0">{tops}{contacts}'
+                       '<search id="301" name="Belum dibaca" absFolderPath="/Belum dibaca" l="1" query="is:unread"/>'
+                       '</folder></GetFolderResponse></soap:Body></soap:Envelope>',
                   "application/soap+xml; charset=utf-8")
 
     def import_tgz(self, account, query):
@@ -216,35 +283,54 @@ class Handler(http.server.BaseHTTPRequestHandler):
             log(f"GET {account} 404")
             return self.jetty_error(404, "no such item")
         log(f"GET {account} {behaviour}")
+        if behaviour == "maintenance":
+            # UserServlet.checkTargetAccountStatus: MAINTENANCE_MODE, sent as 404.
+            return self.jetty_error(404, "account is in maintenance mode")
         if behaviour == "error":
             return self.jetty_error(500, "com.zimbra.cs.service.formatter.FormatterServiceException: mail.NO_SUCH_BLOB - "
                                          f"missing blob for id: 258, change: 1021 Code:formatter.UNKNOWN_ERROR")
         maildir = os.path.join(SIM, "store", account, "Maildir")
-        boxes = [(f, files) for f, files in folders(maildir) if files]
-        if behaviour == "empty" or not boxes:
-            # ArchiveFormatter: no item saved -> SC_NO_CONTENT "No data found".
-            self.send_response(204, "No data found")
-            self.end_headers()
-            return
+        every = folders(maildir)
+        boxes = [(f, files) for f, files in every if files and not left_out(f)]
         self.send_response(200)
         self.send_header("Content-Type", "application/x-compressed-tar")
         self.send_header("Content-Disposition", 'attachment; filename="export.tgz"')
         self.end_headers()
         out = CutAfter(self.wfile, 3000) if behaviour == "cut" else self.wfile
+        # "short": an error in the item loop ends it; ArchiveFormatter logs "Archive Formatter
+        # warning" and still closes the archive normally, HTTP 200 (the catch around the loop).
+        limit = 5 if behaviour == "short" else None
         try:
-            self.stream(out, boxes)
+            self.stream(out, [f for f, _ in every], boxes, limit)
         except (ConnectionAbortedError, BrokenPipeError):
             pass
 
-    def stream(self, out, boxes):
-        item_id = 257  # Mailbox.FIRST_USER_ID is 256: the first user item is 257
+    def stream(self, out, all_folders, boxes, limit):
+        item_id = 1000  # folders first (pass 1), then the items of the `is:local` search
         with tarfile.open(fileobj=out, mode="w|gz", format=tarfile.GNU_FORMAT) as tar:
+            # Pass 1: a .meta entry for every folder, Trash and Junk included (their contents
+            # are not exported): an empty mailbox is a 200 archive of these only.
+            for folder in ["Inbox", "Trash", "Junk", "Sent", "Drafts"] + [f for f in all_folders if f not in SYSTEM_FOLDERS]:
+                parent, _, name = folder.rpartition("/")
+                fid = SYSTEM_FOLDERS.get(folder, 0) or item_id
+                entry = (parent + "/" if parent else "") + f"{fid:010d}-{name}.meta"
+                meta = json.dumps({"id": fid, "type": "folder", "path": "/" + folder}).encode()
+                info = tarfile.TarInfo(entry)
+                info.size, info.mode = len(meta), 0o644
+                tar.addfile(info, io.BytesIO(meta))
+                item_id += 1
+            saved = 0
             for folder, files in boxes:
                 for n, path in enumerate(files, start=1):
+                    if limit is not None and saved >= limit:
+                        return  # the archive is closed normally all the same
+                    saved += 1
                     with open(path, "rb") as f:
                         headers = email.parser.BytesHeaderParser(policy=email.policy.compat32).parse(f)
                     subject = str(headers.get("Subject", "") or "")
-                    batch = n // 500  # ArchiveFormatter: a new "Folder!n" every 500 items
+                    # ArchiveFormatter: the folder's counter starts at 1 when first seen, and
+                    # `cnt / BATCH` (BATCH = 500) > 0 puts the item in "Folder!cnt".
+                    batch = (n + 1) // 500
                     where = folder + (f"!{batch}" if batch else "")
                     name = f"{where}/{entry_name(item_id, subject)}"
                     size = os.path.getsize(path)
