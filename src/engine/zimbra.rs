@@ -16,7 +16,7 @@ pub const LIST: &str = "exec su - zimbra -c 'zmprov -l gaa'";
 macro_rules! admin_login {
     () => {
         r#"umask 077
-fail() { printf 'zimbra %s of %s: %s\n' "$what" "$account" "$*" >&2; rm -f -- "$out" "$stage/auth.xml" "$stage/cookie.conf"; exit 1; }
+fail() { printf 'zimbra %s of %s: %s\n' "$what" "$account" "$*" >&2; rm -f -- "$out" "$stage/auth.xml" "$stage/cookie.conf" "$stage/token" "$stage/folders.xml" "$stage/folders.out"; exit 1; }
 [ -n "$account" ] || fail "empty account name"
 [ -d "$stage" ] || fail "no stage folder $stage"
 lc=$(su - zimbra -c 'zmlocalconfig -s -x zimbra_zmprov_default_soap_server zimbra_admin_service_port zimbra_ldap_user zimbra_ldap_password') || fail "zmlocalconfig failed"
@@ -38,6 +38,7 @@ token=$(sed -n 's/.*<authToken>\([^<]*\)<\/authToken>.*/\1/p' "$stage/auth.out" 
 rm -f -- "$stage/auth.out"
 case $token in ''|*[!A-Za-z0-9_.-]*) fail "admin login at $base: no usable authToken in the answer";; esac
 printf 'cookie = "ZM_ADMIN_AUTH_TOKEN=%s"\n' "$token" > "$stage/cookie.conf"
+printf '%s' "$token" > "$stage/token"
 token=
 path=$(printf '%s' "$account" | od -An -v -tx1 | LC_ALL=C awk '{ for (i = 1; i <= NF; i++) { d = (index("0123456789abcdef", substr($i, 1, 1)) - 1) * 16 + index("0123456789abcdef", substr($i, 2, 1)) - 1; c = sprintf("%c", d); if (d < 128 && c ~ /[A-Za-z0-9._~@-]/) printf "%s", c; else printf "%%%s", toupper($i) } }')
 "#
@@ -62,16 +63,38 @@ pub const EXPORT: &str = concat!(
 out=$1; account=$2; stage=$3; what=export
 "#,
     admin_login!(),
-    r#"url="$base/home/$path/?fmt=tgz"
+    // The server's count of what the export holds, just before and just after it: the
+    // messages of the account's mail folders (`n`: a folder's own items, IMAP-deleted ones not
+    // counted) without Trash and its subfolders (id 3) and Junk (id 4), which the export's
+    // `is:local` search leaves out; contacts, calendars and briefcases (another view),
+    // mountpoints (`<link>`) and search folders (`<search>`) are not mail of the account's.
+    r#"printf '<soap:Envelope xmlns:soap="http://www.w3.org/2003/05/soap-envelope"><soap:Header><context xmlns="urn:zimbra"><authToken>%s</authToken><account by="name">%s</account><nosession/></context></soap:Header><soap:Body><GetFolderRequest xmlns="urn:zimbraMail"/></soap:Body></soap:Envelope>' "$(cat -- "$stage/token")" "$(xml "$account")" > "$stage/folders.xml"
+rm -f -- "$stage/token"
+count() {
+  code=$(curl -sS -k --proto =https --connect-timeout 30 --max-time 300 -H 'Content-Type: application/soap+xml; charset=utf-8' --data-binary "@$stage/folders.xml" -o "$stage/folders.out" -w '%{http_code}' "$base/service/admin/soap/") \
+    || fail "cannot count the account's messages on the server (curl exit $?)"
+  [ "$code" = 200 ] || fail "cannot count the account's messages on the server: HTTP $code: $(text "$stage/folders.out")"
+  tr '\n' ' ' < "$stage/folders.out" | grep -o '<folder [^>]*>' | LC_ALL=C awk '
+    function at(s, a) { return match(s, " " a "=\"[^\"]*\"") ? substr(s, RSTART + length(a) + 3, RLENGTH - length(a) - 4) : "" }
+    { id = at($0, "id"); p = at($0, "absFolderPath"); v = at($0, "view")
+      if (id == "3" || id == "4" || p == "/Trash" || index(p, "/Trash/") == 1) next
+      if (v != "" && v != "message") next
+      n += at($0, "n") }
+    END { print n + 0 }'
+}
+before=$(count) || exit 1
+url="$base/home/$path/?fmt=tgz"
 code=$(curl -sS -k --proto =https --connect-timeout 30 -K "$stage/cookie.conf" -o "$out" -w '%{http_code}' "$url") || fail "download of $url failed (curl exit $?)"
-rm -f -- "$stage/cookie.conf"
 case $code in
   200) ;;
   204) rm -f -- "$out"; tar -czf "$out" -T /dev/null ;;
   *) fail "HTTP $code from $url: $(text "$out")" ;;
 esac
 [ "$(head -c 2 -- "$out" | od -An -tx1 | tr -d ' \n')" = 1f8b ] || fail "the answer from $url is not a gzip archive: $(text "$out")"
-tar -tzf "$out" > /dev/null || fail "the archive from $url is incomplete or damaged""#
+tar -tzf "$out" > /dev/null || fail "the archive from $url is incomplete or damaged"
+after=$(count) || { rm -f -- "$out"; exit 1; }
+rm -f -- "$stage/cookie.conf" "$stage/folders.xml" "$stage/folders.out"
+[ -z "${MBB_COUNT:-}" ] || printf '%s %s\n' "$before" "$after" > "$MBB_COUNT""#
 );
 
 /// Imports a `.tgz` export into ONE account without touching what is there: the admin REST
@@ -89,7 +112,8 @@ archive=$1; account=$2; stage=$3; out=$stage/import.out; what=import
 "#,
     admin_login!(),
     // No trailing slash: with `-T`, curl would add the file's name to a URL ending in one.
-    r#"url="$base/home/$path?fmt=tgz&resolve=skip"
+    r#"rm -f -- "$stage/token"
+url="$base/home/$path?fmt=tgz&resolve=skip"
 code=$(curl -sS -k --proto =https --connect-timeout 30 -K "$stage/cookie.conf" -X POST -H 'Content-Type: application/x-compressed-tar' -H 'Expect:' -T "$archive" -o "$out" -w '%{http_code}' "$url") || fail "upload to $url failed (curl exit $?)"
 rm -f -- "$stage/cookie.conf"
 case $code in
@@ -198,12 +222,17 @@ printf 'curl' >> "$LOG"; for a in "$@"; do printf ' [%s]' "$a" >> "$LOG"; done; 
 out=; url=; prev=
 for a in "$@"; do
   [ "$prev" = -o ] && out=$a
-  [ "$prev" = --data-binary ] && cp "${a#@}" "$LOGDIR/request.xml"
+  if [ "$prev" = --data-binary ]; then
+    if grep -q GetFolderRequest "${a#@}"; then cp "${a#@}" "$LOGDIR/folders.xml"; folders=1; else cp "${a#@}" "$LOGDIR/request.xml"; fi
+  fi
   [ "$prev" = -K ] && cp "$a" "$LOGDIR/cookie.conf"
   prev=$a; url=$a
 done
 case $url in
-  */service/admin/soap/) printf '<soap:Envelope><soap:Body><AuthResponse xmlns="urn:zimbraAdmin"><authToken>0_abc123</authToken><lifetime>1</lifetime></AuthResponse></soap:Body></soap:Envelope>' > "$out"; printf 200 ;;
+  */service/admin/soap/) if [ -n "${folders:-}" ]; then
+      printf '<soap:Envelope><soap:Body><GetFolderResponse xmlns="urn:zimbraMail"><folder id="1" name="USER_ROOT" absFolderPath="/" n="0"><folder id="2" name="Inbox" absFolderPath="/Inbox" view="message" n="1"/><folder id="3" name="Trash" absFolderPath="/Trash" n="4"/><folder id="7" name="Contacts" absFolderPath="/Contacts" view="contact" n="9"/></folder></GetFolderResponse></soap:Body></soap:Envelope>' > "$out"; printf 200; exit 0
+    fi
+    printf '<soap:Envelope><soap:Body><AuthResponse xmlns="urn:zimbraAdmin"><authToken>0_abc123</authToken><lifetime>1</lifetime></AuthResponse></soap:Body></soap:Envelope>' > "$out"; printf 200 ;;
   *) case $STATUS in
        ok) tmp=$LOGDIR/t; mkdir -p "$tmp/Inbox"; echo hi > "$tmp/Inbox/0000000257-hi.eml"; tar -czf "$out" -C "$tmp" Inbox; printf 200 ;;
        error) printf '<html><body><h2>HTTP ERROR 500</h2><pre>mail.NO_SUCH_BLOB</pre></body></html>' > "$out"; printf 500 ;;
@@ -255,6 +284,12 @@ esac
         );
         let cookie = std::fs::read_to_string(dir.join("cookie.conf")).unwrap();
         assert_eq!(cookie, "cookie = \"ZM_ADMIN_AUTH_TOKEN=0_abc123\"\n");
+        // The server's count: GetFolderRequest acting as the account, the token in the file.
+        let folders = std::fs::read_to_string(dir.join("folders.xml")).unwrap();
+        assert!(
+            folders.contains("<authToken>0_abc123</authToken><account by=\"name\">-x $(touch pwned) o'b&quot;c;@djki.go.id</account>"),
+            "{folders}"
+        );
         // Nothing secret left in the stage.
         assert_eq!(std::fs::read_dir(dir.join("stage")).unwrap().count(), 0);
         let _ = std::fs::remove_dir_all(&dir);

@@ -40,11 +40,16 @@ fn sim_accounts() -> Vec<(String, String)> {
         .collect()
 }
 
-/// The fixture's messages of one account, sorted.
+/// The fixture's messages of one account that an export holds (Trash and Junk are not
+/// exported), sorted.
 fn fixture_messages(account: &str) -> Vec<Vec<u8>> {
     fn walk(p: &Path, out: &mut Vec<Vec<u8>>) {
         for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
             let path = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name == ".Trash" || name.starts_with(".Trash.") || name == ".Junk" {
+                continue;
+            }
             if path.is_dir() {
                 walk(&path, out);
             } else {
@@ -55,6 +60,20 @@ fn fixture_messages(account: &str) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     walk(&sim().join("store").join(account), &mut out);
     out.sort();
+    out
+}
+
+/// Every file under `dir`.
+fn walkdir(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = e.path();
+        if path.is_dir() {
+            out.extend(walkdir(&path));
+        } else {
+            out.push(path);
+        }
+    }
     out
 }
 
@@ -116,6 +135,13 @@ async fn zimbra_accounts_are_exported_by_streaming_rest_copied_verified_and_coun
                 assert_eq!(m.status, MailboxStatus::Verified, "{m:?}");
                 let fixture = fixture_messages(account);
                 assert_eq!(m.messages, Some(fixture.len() as u64), "{m:?}");
+                // The server's own count, taken before and after the export, agrees.
+                let counted = m.server_messages.as_ref().expect("the server counted");
+                assert_eq!(
+                    (counted.before, counted.after),
+                    (fixture.len() as u64, fixture.len() as u64),
+                    "{m:?}"
+                );
                 if behaviour == "empty" {
                     assert_eq!(m.messages, Some(0));
                 }
@@ -136,9 +162,34 @@ async fn zimbra_accounts_are_exported_by_streaming_rest_copied_verified_and_coun
                         base.len() > 11 && base[..10].bytes().all(|b| b.is_ascii_digit()),
                         "{n}"
                     );
-                    assert!(n.starts_with("Inbox/") || n.starts_with("Sent/"), "{n}");
+                    assert!(
+                        n.starts_with("Inbox/") || n.starts_with("Inbox!1/") || n.starts_with("Sent/"),
+                        "{n}"
+                    );
+                }
+                if fixture.len() > 500 {
+                    // ArchiveFormatter's batches of 500: the rest of the folder in Inbox!1.
+                    assert!(names.iter().any(|n| n.starts_with("Inbox!1/")), "{names:?}");
                 }
             }
+            "short" => match &m.status {
+                // A well-formed archive of 5 of the 20 messages: failed by name, both figures.
+                MailboxStatus::Failed { error } => {
+                    assert!(
+                        error.contains("holds 5 messages") && error.contains("counted 20"),
+                        "{error}"
+                    );
+                    assert_eq!(m.messages, Some(5), "{m:?}");
+                }
+                other => panic!("{account}: {other:?}"),
+            },
+            "maintenance" => match &m.status {
+                MailboxStatus::Failed { error } => {
+                    assert!(error.contains(account.as_str()), "{error}");
+                    assert!(error.contains("account is not active"), "{error}");
+                }
+                other => panic!("{account}: {other:?}"),
+            },
             "error" => match &m.status {
                 MailboxStatus::Failed { error } => {
                     assert!(error.contains(account.as_str()), "{error}");
@@ -160,7 +211,11 @@ async fn zimbra_accounts_are_exported_by_streaming_rest_copied_verified_and_coun
         }
     }
     assert!(!report.all_verified());
-    assert_eq!(report.failed().count(), 2);
+    assert_eq!(report.failed().count(), 4);
+    // An empty mailbox is a 200 archive of folder .meta entries, not a 204.
+    let empty = by_account.get("kosong@djki.go.id").expect("kosong");
+    let (_, names) = archive_messages(&report.folders.local.join(&empty.file));
+    assert!(names.iter().any(|n| n.ends_with("-Inbox.meta")), "{names:?}");
 
     // The hostile name ran nowhere and its archive stays inside the folder.
     let home = sim().join("home");
@@ -226,11 +281,12 @@ async fn zimbra_sizes_come_from_getquotausage_over_ssh() {
         if account == RESTORED_INTO {
             continue;
         }
-        let fixture: u64 = fixture_messages(account)
+        // The quota counts every folder, Trash and Junk included.
+        let stored: u64 = walkdir(&sim().join("store").join(account))
             .iter()
-            .map(|m| m.len() as u64)
+            .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
             .sum();
-        assert_eq!(*bytes, fixture, "{account}");
+        assert_eq!(*bytes, stored, "{account}");
     }
     assert!(sizes.iter().any(|(a, _)| a == HOSTILE));
 }
@@ -282,4 +338,100 @@ async fn a_zimbra_restore_imports_with_resolve_skip_and_a_second_adds_nothing() 
         .await
         .expect_err("no such account");
     assert_eq!(err, RestoreError::TargetMissing("hantu@djki.go.id".into()));
+}
+
+/// Sets an account's behaviour in the simulator for a test; puts the old one back on drop.
+struct Behaviour {
+    account: &'static str,
+    old: String,
+}
+
+impl Behaviour {
+    fn set(account: &'static str, behaviour: &str) -> Behaviour {
+        let old = Behaviour::write(account, behaviour);
+        Behaviour { account, old }
+    }
+
+    fn write(account: &str, behaviour: &str) -> String {
+        let path = sim().join("accounts");
+        let text = std::fs::read_to_string(&path).expect("accounts");
+        let mut old = String::new();
+        let lines: Vec<String> = text
+            .lines()
+            .map(|l| match l.split_once('\t') {
+                Some((a, b)) if a == account => {
+                    old = b.to_owned();
+                    format!("{a}\t{behaviour}")
+                }
+                _ => l.to_owned(),
+            })
+            .collect();
+        std::fs::write(&path, lines.join("\n") + "\n").expect("accounts written");
+        old
+    }
+}
+
+impl Drop for Behaviour {
+    fn drop(&mut self) {
+        Behaviour::write(self.account, &self.old);
+    }
+}
+
+fn requests(line: &str) -> usize {
+    let log = std::fs::read_to_string(sim().join("requests.log")).unwrap_or_default();
+    log.lines().filter(|l| *l == line).count()
+}
+
+/// A mailbox that failed (an account in maintenance) is exported again when the backup is
+/// ordered again the same day, and reported verified; the mailboxes that still fail are asked
+/// of the server again, not repeated from the first run's records.
+#[tokio::test]
+async fn a_zimbra_mailbox_that_failed_is_exported_again_when_the_backup_is_ordered_again() {
+    const ACCOUNT: &str = "ulang@djki.go.id";
+    let dir = test_dir("zretry");
+    let s = settings(&dir);
+    let date = chrono::Utc::now().with_timezone(&s.timezone).date_naive();
+    let run_today = || async {
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        run(&s, RunRequest::new(date, "test", Stop::never()), tx)
+            .await
+            .expect("the run gets to the end of step 6")
+    };
+    let status_of = |report: &mailbox_backup_bot::engine::BackupReport| {
+        report
+            .mailboxes
+            .iter()
+            .find(|m| m.account == ACCOUNT)
+            .cloned()
+            .expect("in the report")
+    };
+
+    let maintenance = Behaviour::set(ACCOUNT, "maintenance");
+    let first = run_today().await;
+    let failed = status_of(&first);
+    assert!(
+        matches!(&failed.status, MailboxStatus::Failed { error } if error.contains("not active")),
+        "{failed:?}"
+    );
+    drop(maintenance);
+    let short_asked = requests("GET pendek@djki.go.id short");
+
+    let second = run_today().await;
+    assert_eq!(
+        second.folders.local, first.folders.local,
+        "the same day's folder goes on"
+    );
+    let ok = status_of(&second);
+    assert_eq!(ok.status, MailboxStatus::Verified, "{ok:?}");
+    assert_eq!(ok.messages, Some(2), "{ok:?}");
+    assert!(requests(&format!("GET {ACCOUNT} ok")) >= 1);
+    assert!(
+        requests("GET pendek@djki.go.id short") > short_asked,
+        "a mailbox that fails again is asked of the server again"
+    );
+    let local = second.folders.local.join(&ok.file);
+    assert_eq!(sha256_of(&local).expect("local").0, ok.sha256);
+    // The run's own SHA256SUMS lists the new archive.
+    let sums = std::fs::read_to_string(second.folders.local.join("SHA256SUMS")).expect("sums");
+    assert!(sums.contains(&format!("{}  {}", ok.sha256, ok.file)), "{sums}");
 }

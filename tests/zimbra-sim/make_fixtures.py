@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Writes the simulator's accounts and their Maildir fixtures: SIM/accounts (name TAB behaviour)
-and SIM/store/NAME/Maildir/{cur,new,.Sent/cur}. Behaviours: ok (served), empty (204), error
-(HTTP 500 with Zimbra's error page), cut (the stream stops half way)."""
+and SIM/store/NAME/Maildir/{cur,new,.Sent/cur,...}. Behaviours: ok (served), empty (no message:
+an archive of folder .meta entries), error (HTTP 500 with Zimbra's error page), cut (the stream
+stops half way), short (a well-formed archive of the first 5 messages, HTTP 200, as
+ArchiveFormatter ends after an error in its item loop), maintenance (HTTP 404; GetFolder refused).
+The accounts file is read on every request: a test may change a behaviour while it runs."""
 import os
 import sys
 
@@ -9,7 +12,7 @@ sim = sys.argv[1]
 HOSTILE = "-x $(touch zpwned) o'b\"c;@djki.go.id"
 ACCOUNTS = [
     ("admin@djki.go.id", "ok", {"": 1}),
-    ("ani@djki.go.id", "ok", {"": 3, ".Sent": 2}),
+    ("ani@djki.go.id", "ok", {"": 3, ".Sent": 2, ".Trash": 2, ".Junk": 1}),
     ("budi@djki.go.id", "ok", {"": 2}),
     (HOSTILE, "ok", {"": 1}),
     ("kosong@djki.go.id", "empty", {}),
@@ -20,6 +23,10 @@ ACCOUNTS = [
     ("virus-quarantine.g7h8@djki.go.id", "ok", {"": 1}),
     ("galsync@djki.go.id", "ok", {"": 1}),
     ("pulih@djki.go.id", "ok", {}),
+    ("pendek@djki.go.id", "short", {"": 20}),
+    ("rawat@djki.go.id", "maintenance", {"": 3}),
+    ("besar@djki.go.id", "ok", {"": 520}),
+    ("ulang@djki.go.id", "ok", {"": 2}),
 ]
 
 with open(os.path.join(sim, "accounts"), "w") as f:

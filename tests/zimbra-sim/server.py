@@ -2,7 +2,8 @@
 """Simulated Zimbra admin HTTPS endpoint on 127.0.0.1 (the mailboxd admin port, 7071 on a real
 server): POST /service/admin/soap/ AuthRequest (urn:zimbraAdmin) and GET /home/ACCOUNT/?fmt=tgz
 authorised by the ZM_ADMIN_AUTH_TOKEN cookie, streamed as a gzip'd tar in ArchiveFormatter's
-layout; POST /home/ACCOUNT/?fmt=tgz&resolve=skip imports such a tar (messages skipped by digest). Usage: server.py SIMDIR (reads SIMDIR/localconfig, accounts, store/, cert.pem, key.pem)."""
+layout (folder .meta entries first, Trash and Junk left out, Folder!N every 500 items);
+GetFolderRequest (urn:zimbraMail) acting as an account, with each folder's count; POST /home/ACCOUNT/?fmt=tgz&resolve=skip imports such a tar (messages skipped by digest). Usage: server.py SIMDIR (reads SIMDIR/localconfig, accounts, store/, cert.pem, key.pem)."""
 import email.parser
 import hashlib
 import email.policy
