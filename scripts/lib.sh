@@ -106,7 +106,7 @@ start_dovecot_variants() {
       slash) ns=$'namespace inbox {\n  inbox = yes\n  separator = /\n}' ;;
       prefix) ns=$'namespace inbox {\n  inbox = yes\n  separator = .\n  prefix = INBOX.\n}' ;;
     esac
-    dovecot_instance "$dir" "dovecot-$name" "$ns" "asal@djki.go.id pulih@djki.go.id"
+    dovecot_instance "$dir" "dovecot-$name" "$ns" "asal@djki.go.id pulih@djki.go.id ulang@djki.go.id"
     local upper=${name^^}
     export "TEST_DOVECOT_${upper}_CONF=$dir/dovecot-$name/dovecot.conf" "TEST_DOVECOT_${upper}_IMAP_PORT=$(cat "$dir/dovecot-$name/port")"
   done

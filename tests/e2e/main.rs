@@ -11,6 +11,7 @@ mod outages;
 mod procedure;
 mod records;
 mod restore_chat;
+mod retry;
 mod safety;
 mod scale;
 mod startup;

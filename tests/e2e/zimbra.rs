@@ -163,7 +163,9 @@ async fn zimbra_accounts_are_exported_by_streaming_rest_copied_verified_and_coun
                         "{n}"
                     );
                     assert!(
-                        n.starts_with("Inbox/") || n.starts_with("Inbox!1/") || n.starts_with("Sent/"),
+                        n.starts_with("Inbox/")
+                            || n.starts_with("Inbox!1/")
+                            || n.starts_with("Sent/"),
                         "{n}"
                     );
                 }
@@ -215,7 +217,10 @@ async fn zimbra_accounts_are_exported_by_streaming_rest_copied_verified_and_coun
     // An empty mailbox is a 200 archive of folder .meta entries, not a 204.
     let empty = by_account.get("kosong@djki.go.id").expect("kosong");
     let (_, names) = archive_messages(&report.folders.local.join(&empty.file));
-    assert!(names.iter().any(|n| n.ends_with("-Inbox.meta")), "{names:?}");
+    assert!(
+        names.iter().any(|n| n.ends_with("-Inbox.meta")),
+        "{names:?}"
+    );
 
     // The hostile name ran nowhere and its archive stays inside the folder.
     let home = sim().join("home");
@@ -433,5 +438,8 @@ async fn a_zimbra_mailbox_that_failed_is_exported_again_when_the_backup_is_order
     assert_eq!(sha256_of(&local).expect("local").0, ok.sha256);
     // The run's own SHA256SUMS lists the new archive.
     let sums = std::fs::read_to_string(second.folders.local.join("SHA256SUMS")).expect("sums");
-    assert!(sums.contains(&format!("{}  {}", ok.sha256, ok.file)), "{sums}");
+    assert!(
+        sums.contains(&format!("{}  {}", ok.sha256, ok.file)),
+        "{sums}"
+    );
 }
