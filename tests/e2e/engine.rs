@@ -426,13 +426,7 @@ async fn restore_brings_a_mailbox_back_and_a_second_restore_adds_nothing() {
     );
     let report = backup(&s, None).await.expect("the backup runs");
     assert!(report.all_verified(), "{report:?}");
-    let folder = report
-        .folders
-        .local
-        .file_name()
-        .expect("name")
-        .to_string_lossy()
-        .into_owned();
+    let folder = crate::support::folder_name(&report);
 
     let mut steps = Vec::new();
     let first = restore(&s, &folder, user, Some(fresh), |p| steps.push(p))

@@ -4,37 +4,13 @@
 
 use crate::engine::{backup, settings};
 use crate::imap::Imap;
-use crate::support::{env, test_dir};
+use crate::support::{doveadm_on, env, folder_name, test_dir};
 
 use mailbox_backup_bot::config::{BackupKind, MailStore};
 use mailbox_backup_bot::engine::restore::restore;
 
 const SOURCE: &str = "asal@djki.go.id";
 const TARGET: &str = "pulih@djki.go.id";
-
-fn doveadm_on(conf: &str, args: &[&str], stdin: Option<&[u8]>) {
-    use std::io::Write;
-    let mut child = std::process::Command::new("doveadm")
-        .arg("-c")
-        .arg(conf)
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .expect("doveadm runs");
-    if let Some(data) = stdin {
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(data)
-            .expect("write");
-    }
-    drop(child.stdin.take());
-    assert!(
-        child.wait().expect("waits").success(),
-        "doveadm {args:?} failed"
-    );
-}
 
 /// Fills SOURCE with `folders` (named as that namespace names them), two messages each, one
 /// flagged; returns how many messages there are.
@@ -112,13 +88,7 @@ async fn backup_and_restore(variant: &str, folders: &[&str]) {
         assert!(original.contains_key(*folder), "{folder}: {original:?}");
     }
 
-    let folder = report
-        .folders
-        .local
-        .file_name()
-        .expect("name")
-        .to_string_lossy()
-        .into_owned();
+    let folder = folder_name(&report);
     let first = restore(&s, &folder, SOURCE, Some(TARGET), |_| {})
         .await
         .expect("the restore runs");

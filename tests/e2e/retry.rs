@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::engine::{backup, settings};
-use crate::support::{env, sh, test_dir};
+use crate::support::{doveadm_on, env, sh, test_dir};
 
 use mailbox_backup_bot::config::{BackupKind, MailStore};
 use mailbox_backup_bot::engine::{BackupReport, MailboxResult, MailboxStatus};
@@ -51,17 +51,11 @@ async fn a_dovecot_mailbox_that_failed_is_exported_again_when_the_backup_is_orde
     let conf = env("TEST_DOVECOT_SLASH_CONF");
     let dir = test_dir("retry-dove");
     let msg = format!("From: kasi@djki.go.id\r\nTo: {USER}\r\nSubject: ulang\r\n\r\nisi\r\n");
-    let mut save = std::process::Command::new("doveadm")
-        .args(["-c", &conf, "save", "-u", USER, "-m", "INBOX"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .expect("doveadm");
-    {
-        use std::io::Write;
-        let mut stdin = save.stdin.take().expect("stdin");
-        stdin.write_all(msg.as_bytes()).expect("write");
-    }
-    assert!(save.wait().expect("waits").success());
+    doveadm_on(
+        &conf,
+        &["save", "-u", USER, "-m", "INBOX"],
+        Some(msg.as_bytes()),
+    );
     let s = settings(
         &dir,
         BackupKind::Mailboxes(MailStore::Dovecot {

@@ -935,13 +935,7 @@ async fn a_maildir_restore_copies_only_missing_messages() {
     let s = settings(&dir, maildir_kind(&root));
     let report = backup(&s).await.expect("the backup runs");
     assert!(report.all_verified(), "{report:?}");
-    let folder = report
-        .folders
-        .local
-        .file_name()
-        .expect("name")
-        .to_string_lossy()
-        .into_owned();
+    let folder = crate::support::folder_name(&report);
     // The target already holds one of the messages.
     std::fs::copy(
         root.join("m00").join("cur").join("1.msg:2,S"),

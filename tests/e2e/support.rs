@@ -429,10 +429,15 @@ pub fn test_dir(name: &str) -> PathBuf {
 }
 
 pub fn doveadm(args: &[&str], stdin: Option<&[u8]>) {
+    doveadm_on(&env("TEST_DOVECOT_CONF"), args, stdin)
+}
+
+/// `doveadm -c CONF ARGS`, with `stdin` fed to it; asserts it succeeded.
+pub fn doveadm_on(conf: &str, args: &[&str], stdin: Option<&[u8]>) {
     use std::io::Write;
     let mut cmd = std::process::Command::new("doveadm");
     cmd.arg("-c")
-        .arg(env("TEST_DOVECOT_CONF"))
+        .arg(conf)
         .args(args)
         .stdin(std::process::Stdio::piped());
     let mut child = cmd.spawn().expect("doveadm runs");
@@ -978,4 +983,15 @@ impl Drop for BotProcess {
 pub fn set(env: &mut Vec<(String, String)>, var: &str, value: &str) {
     env.retain(|(k, _)| k != var);
     env.push((var.into(), value.into()));
+}
+
+/// The name of a run's dated folder, as `restore` takes it.
+pub fn folder_name(report: &mailbox_backup_bot::engine::BackupReport) -> String {
+    report
+        .folders
+        .local
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned()
 }

@@ -308,13 +308,7 @@ async fn a_zimbra_restore_imports_with_resolve_skip_and_a_second_adds_nothing() 
     let report = run(&s, RunRequest::new(date, "test", Stop::never()), tx)
         .await
         .expect("the backup runs");
-    let folder = report
-        .folders
-        .local
-        .file_name()
-        .expect("name")
-        .to_string_lossy()
-        .into_owned();
+    let folder = crate::support::folder_name(&report);
     let source = "ani@djki.go.id";
     let first = restore(&s, &folder, source, Some(RESTORED_INTO), |_| {})
         .await
