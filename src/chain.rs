@@ -313,7 +313,8 @@ pub async fn export(app: &Arc<App>, by: UserId, arg: &str) -> Result<()> {
             return Ok(());
         }
     };
-    let (csv, orders) = activity_csv(&app.store, &app.catalog, m, &app.name_of()).await?;
+    let (csv, orders) =
+        activity_csv(&app.store, &app.catalog, m, &|id| app.people.plain_name(id)).await?;
     app.group
         .attach(
             &app.catalog.export_file_name(m),

@@ -5,7 +5,10 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 
 use crate::domain::UserId;
-use crate::messages::esc;
+use crate::messages::{esc, label};
+
+/// The longest first name or username shown, in characters: a name is a label, not a message.
+const NAME_MAX_CHARS: usize = 64;
 use crate::storage::Person;
 
 #[derive(Default)]
@@ -38,22 +41,32 @@ impl People {
             .cloned()
     }
 
-    /// The person's name as plain text (escaped for HTML).
-    pub fn name(&self, id: UserId) -> String {
+    /// The person's name as plain text (for a CSV cell or the terminal): no bidi controls,
+    /// kept short.
+    pub fn plain_name(&self, id: UserId) -> String {
         match self.get(id) {
             Some(p) => match &p.username {
-                Some(u) => format!("{} (@{})", esc(&p.first_name), esc(u)),
-                None => esc(&p.first_name),
+                Some(u) => format!(
+                    "{} (@{})",
+                    label(&p.first_name, NAME_MAX_CHARS),
+                    label(u, NAME_MAX_CHARS)
+                ),
+                None => label(&p.first_name, NAME_MAX_CHARS),
             },
             None => format!("user {id}"),
         }
+    }
+
+    /// The person's name, escaped for HTML.
+    pub fn name(&self, id: UserId) -> String {
+        esc(&self.plain_name(id))
     }
 
     /// A mention that notifies the person.
     pub fn mention(&self, id: UserId) -> String {
         let name = self
             .get(id)
-            .map(|p| esc(&p.first_name))
+            .map(|p| esc(&label(&p.first_name, NAME_MAX_CHARS)))
             .unwrap_or_else(|| format!("user {id}"));
         format!("<a href=\"tg://user?id={id}\">{name}</a>")
     }
@@ -89,6 +102,28 @@ mod tests {
             "<a href=\"tg://user?id=5\">Budi &lt;b&gt;</a>"
         );
         assert_eq!(people.name(UserId(6)), "user 6");
+        // A right-to-left override cannot turn the rest of the line around, and a long name is
+        // cut to a label.
+        people.learn(Person {
+            id: UserId(7),
+            first_name: format!("Joko\u{202E}gnirut{}", "x".repeat(100)),
+            username: None,
+        });
+        let name = people.name(UserId(7));
+        assert!(
+            !name.contains('\u{202E}') && name.starts_with("Jokognirut"),
+            "{name}"
+        );
+        assert_eq!(name.chars().count(), NAME_MAX_CHARS);
+        people.learn(Person {
+            id: UserId(8),
+            first_name: "\u{0639}\u{0644}\u{064A}".into(),
+            username: None,
+        });
+        assert_eq!(
+            people.mention(UserId(8)),
+            "<a href=\"tg://user?id=8\">\u{2068}\u{0639}\u{0644}\u{064A}\u{2069}</a>"
+        );
         assert!(!people.learn(Person {
             id: UserId(5),
             first_name: "Budi <b>".into(),

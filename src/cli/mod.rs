@@ -172,7 +172,8 @@ pub async fn main(cli: Cli) -> Result<()> {
             let (store, catalog, people, today) = records().await?;
             let month = parse_month(&month.unwrap_or_default(), today)?;
             let (csv, _) =
-                crate::chain::activity_csv(&store, &catalog, month, &|id| people.name(id)).await?;
+                crate::chain::activity_csv(&store, &catalog, month, &|id| people.plain_name(id))
+                    .await?;
             print!("{csv}");
             Ok(())
         }

@@ -41,6 +41,60 @@ pub fn html_to_text(html: &str) -> String {
         .replace("&amp;", "&")
 }
 
+/// Characters that change the direction of the text around them (embeddings, overrides,
+/// isolates, marks): a name or note holding U+202E could reverse the rest of the reader's line.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+fn is_right_to_left(c: char) -> bool {
+    matches!(c, '\u{0590}'..='\u{08FF}' | '\u{FB1D}'..='\u{FDFF}' | '\u{FE70}'..='\u{FEFF}' | '\u{10800}'..='\u{10FFF}' | '\u{1E800}'..='\u{1EFFF}')
+}
+
+/// Text a person typed (a name, a note) as plain text: without bidi controls, and, when it is
+/// written right to left, isolated (FSI … PDI) so it cannot reorder the words around it.
+pub fn plain_user_text(s: &str) -> String {
+    let kept: String = s.chars().filter(|c| !is_bidi_control(*c)).collect();
+    if kept.chars().any(is_right_to_left) {
+        format!("\u{2068}{kept}\u{2069}")
+    } else {
+        kept
+    }
+}
+
+/// A name shown as a label: plain user text, at most `max` characters (an ellipsis past it).
+pub fn label(s: &str, max: usize) -> String {
+    let kept: String = s
+        .chars()
+        .filter(|c| !is_bidi_control(*c) && !c.is_control())
+        .collect();
+    let short = if kept.chars().count() > max {
+        format!(
+            "{}…",
+            kept.chars().take(max.saturating_sub(1)).collect::<String>()
+        )
+    } else {
+        kept
+    };
+    plain_user_text(&short)
+}
+
+/// [`plain_user_text`] escaped for Telegram's HTML mode.
+pub fn esc_user(s: &str) -> String {
+    esc(&plain_user_text(s))
+}
+
+/// A CSV cell a spreadsheet shows as text: one starting with `=`, `+`, `-`, `@`, a tab or a CR
+/// would be read as a formula, so it gets a leading `'` (OWASP's rule for CSV injection).
+pub fn inert_cell(s: &str) -> String {
+    let s: String = s.chars().filter(|c| !is_bidi_control(*c)).collect();
+    if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}")
+    } else {
+        s
+    }
+}
+
 /// Escapes text for Telegram's HTML mode.
 pub fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -372,7 +426,7 @@ impl Catalog {
         let note = order
             .note
             .as_deref()
-            .map(|n| format!("\n{}: <i>{}</i>", self.pick("Catatan", "Note"), esc(n)))
+            .map(|n| format!("\n{}: <i>{}</i>", self.pick("Catatan", "Note"), esc_user(n)))
             .unwrap_or_default();
         match self.lang {
             Lang::Id => format!(
@@ -523,7 +577,7 @@ impl Catalog {
         let reason = order
             .reason
             .as_deref()
-            .map(|r| format!(" ({})", esc(r)))
+            .map(|r| format!(" ({})", esc_user(r)))
             .unwrap_or_default();
         match self.lang {
             Lang::Id => format!("🛑 {by} membatalkan perintah {}{reason}. Perintah baru dapat diberikan dengan /order_backup.", order.id),
@@ -722,7 +776,7 @@ impl Catalog {
                 let reason = order
                     .reason
                     .as_deref()
-                    .map(|r| format!(": {}", esc(r)))
+                    .map(|r| format!(": {}", esc_user(r)))
                     .unwrap_or_default();
                 match self.lang {
                     Lang::Id => {
@@ -844,7 +898,7 @@ impl Catalog {
             .reason
             .as_deref()
             .filter(|_| order.status == OrderStatus::Cancelled)
-            .map(|r| format!("\n{}: {}", self.pick("Alasan", "Reason"), esc(r)))
+            .map(|r| format!("\n{}: {}", self.pick("Alasan", "Reason"), esc_user(r)))
             .unwrap_or_default();
         format!(
             "<b>{} {}</b> — {} ({} {})\n{summary}{reason}\n{}",

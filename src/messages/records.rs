@@ -106,7 +106,8 @@ impl Catalog {
     }
 
     /// The month's activity as CSV: one row per order and step, in the reader's language, times
-    /// in the configured zone (named in the header).
+    /// in the configured zone (named in the header). `name_of` gives plain names (no HTML);
+    /// every cell is made inert for a spreadsheet.
     pub fn activity_csv(
         &self,
         orders: &[(Order, Option<RunOutcome>)],
@@ -199,7 +200,7 @@ impl Catalog {
         }
         for row in rows {
             // Writing to a Vec cannot fail.
-            let _ = out.write_record(&row);
+            let _ = out.write_record(row.iter().map(|c| super::inert_cell(c)));
         }
         out.into_inner()
             .map(|b| String::from_utf8_lossy(&b).into_owned())
@@ -274,9 +275,11 @@ mod tests {
             )
             .expect("direct");
         let c = Catalog::new(Lang::Id, chrono_tz::Asia::Jakarta);
-        let csv = c.activity_csv(&[(o, None)], t0 + chrono::TimeDelta::minutes(10), &|id| {
-            format!("Agus, \"Kasi\" {id}")
-        });
+        let csv = c.activity_csv(
+            &[(o.clone(), None)],
+            t0 + chrono::TimeDelta::minutes(10),
+            &|id| format!("Agus, \"Kasi\" {id}"),
+        );
         let lines: Vec<&str> = csv.lines().collect();
         assert_eq!(lines[0], "perintah,status_perintah,langkah,nama_langkah,pelaksana,id_pelaksana,mulai (WIB),selesai (WIB),durasi_detik,standar_detik,penilaian,hasil,jumlah_mailbox,ukuran_byte");
         // Steps 1 and 2 done, step 3 open (waiting for the JFU).
@@ -293,6 +296,30 @@ mod tests {
             lines[2]
         );
         assert!(lines[3].ends_with(",,,600,,berjalan,,"), "{}", lines[3]);
+        // A name that a spreadsheet would take for a formula is shown as text.
+        let csv = c.activity_csv(&[(o, None)], t0, &|_| "=HYPERLINK(\"x\")".into());
+        let mut cells = csv::Reader::from_reader(csv.as_bytes());
+        for row in cells.records() {
+            let row = row.expect("row");
+            assert_eq!(&row[4], "'=HYPERLINK(\"x\")");
+        }
+    }
+
+    #[test]
+    fn cells_a_spreadsheet_would_run_are_made_text() {
+        for (cell, shown) in [
+            ("=1+1", "'=1+1"),
+            ("+62 812", "'+62 812"),
+            ("-2", "'-2"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\tx", "'\tx"),
+            ("\rx", "'\rx"),
+            ("\u{202E}=1", "'=1"),
+            ("Joko & Tim", "Joko & Tim"),
+            ("", ""),
+        ] {
+            assert_eq!(super::super::inert_cell(cell), shown, "{cell:?}");
+        }
     }
 
     #[test]

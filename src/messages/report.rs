@@ -57,7 +57,7 @@ impl Catalog {
                 MailboxStatus::Verified => (self.pick("terverifikasi", "verified"), String::new()),
                 MailboxStatus::Failed { error } => (self.pick("gagal", "failed"), error.clone()),
             };
-            let _ = out.write_record([
+            let cells = [
                 m.account.clone(),
                 m.file.clone(),
                 m.size.to_string(),
@@ -67,7 +67,8 @@ impl Catalog {
                 m.server_messages.map(|c| c.to_string()).unwrap_or_default(),
                 result.to_owned(),
                 detail,
-            ]);
+            ];
+            let _ = out.write_record(cells.iter().map(|c| super::inert_cell(c)));
         }
         out.into_inner()
             .map(|b| String::from_utf8_lossy(&b).into_owned())
@@ -302,7 +303,10 @@ impl Catalog {
             ),
             Some(RunOutcome::Abandoned(reason)) => (format!("❌ {}\n", esc(reason)), String::new()),
             None => (
-                format!("❌ {}\n", esc(order.reason.as_deref().unwrap_or("-"))),
+                format!(
+                    "❌ {}\n",
+                    super::esc_user(order.reason.as_deref().unwrap_or("-"))
+                ),
                 String::new(),
             ),
         };

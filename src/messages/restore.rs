@@ -317,8 +317,8 @@ impl Catalog {
         };
         let by = r.decided_by.map(name_of).unwrap_or_default();
         match self.lang {
-            Lang::Id => format!("<b>Pemulihan #{}</b> — {outcome}: <code>{}</code> dari <code>{}</code> ke <code>{}</code>; diminta {}, disetujui {}{}", r.id, esc(&r.account), esc(&r.folder), esc(&r.into), esc(&name_of(r.asked_by)), esc(&by), r.ended_at.map(|t| format!(", selesai {}", self.time(t))).unwrap_or_default()),
-            Lang::En => format!("<b>Restore #{}</b> — {outcome}: <code>{}</code> from <code>{}</code> into <code>{}</code>; asked by {}, approved by {}{}", r.id, esc(&r.account), esc(&r.folder), esc(&r.into), esc(&name_of(r.asked_by)), esc(&by), r.ended_at.map(|t| format!(", ended {}", self.time(t))).unwrap_or_default()),
+            Lang::Id => format!("<b>Pemulihan #{}</b> — {outcome}: <code>{}</code> dari <code>{}</code> ke <code>{}</code>; diminta {}, disetujui {}{}", r.id, esc(&r.account), esc(&r.folder), esc(&r.into), name_of(r.asked_by), by, r.ended_at.map(|t| format!(", selesai {}", self.time(t))).unwrap_or_default()),
+            Lang::En => format!("<b>Restore #{}</b> — {outcome}: <code>{}</code> from <code>{}</code> into <code>{}</code>; asked by {}, approved by {}{}", r.id, esc(&r.account), esc(&r.folder), esc(&r.into), name_of(r.asked_by), by, r.ended_at.map(|t| format!(", ended {}", self.time(t))).unwrap_or_default()),
         }
     }
 }

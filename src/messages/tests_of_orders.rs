@@ -501,3 +501,30 @@ fn a_report_of_5000_mailboxes_fits_one_telegram_message_and_names_its_failures()
         assert!(text.contains("4285"), "the verified ones counted: {text}");
     }
 }
+
+#[test]
+fn the_mailbox_csv_shows_formulas_as_text_and_names_without_html() {
+    let mut r = many_mailboxes(3, 2);
+    r.mailboxes[0].account = "=1+1@djki.go.id".into();
+    r.mailboxes[0].status = crate::engine::MailboxStatus::Failed {
+        error: "-rw-r--r-- & <refused>".into(),
+    };
+    r.mailboxes[1].account = "@SUM(A1)@djki.go.id".into();
+    let csv = id().mailboxes_csv(&r);
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("row")).collect();
+    assert_eq!(rows.len(), 3);
+    for cell in rows.iter().flat_map(|r| r.iter()) {
+        assert!(
+            !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+            "{cell:?}"
+        );
+        assert!(
+            !cell.contains("&amp;") && !cell.contains("&lt;"),
+            "{cell:?}"
+        );
+    }
+    assert_eq!(&rows[0][0], "'=1+1@djki.go.id");
+    assert_eq!(&rows[0][7], "'-rw-r--r-- & <refused>");
+    assert_eq!(&rows[1][0], "'@SUM(A1)@djki.go.id");
+}

@@ -4,6 +4,7 @@
 
 mod chain;
 mod engine;
+mod hostile;
 mod imap;
 mod input;
 mod namespaces;

@@ -1,0 +1,118 @@
+//! Hostile input and careless set-ups, through the bot as it runs: what a spreadsheet opens is
+//! inert, user text cannot turn the reader's line around, a flood cannot silence the group,
+//! secrets left open are refused, restore requests end, and one bot runs per database.
+
+use crate::support::*;
+
+fn csv_rows(text: &str) -> Vec<Vec<String>> {
+    csv::Reader::from_reader(text.as_bytes())
+        .records()
+        .map(|r| r.expect("a CSV row").iter().map(str::to_owned).collect())
+        .collect()
+}
+
+fn assert_inert(rows: &[Vec<String>]) {
+    for cell in rows.iter().flatten() {
+        assert!(
+            !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+            "a cell a spreadsheet would run: {cell:?}"
+        );
+        assert!(
+            !cell.contains("&amp;") && !cell.contains("&lt;"),
+            "HTML in a CSV cell: {cell:?}"
+        );
+        assert!(!cell.contains('\u{202E}'), "a bidi override in {cell:?}");
+    }
+}
+
+#[tokio::test]
+async fn hostile_names_and_notes_are_plain_text_in_the_export_and_isolated_in_messages() {
+    let Scene {
+        mut team,
+        stub,
+        db,
+        env,
+    } = scene("id").await;
+    team.kasubdit.first_name = "=HYPERLINK(\"http://evil.example\",\"klik\")".into();
+    team.kasi.first_name = "Joko & <Tim IT>".into();
+    team.jfu.first_name = "Budi\u{202E}kcatta".into();
+    let _bot = start_bot(&env, ScriptedEngine::ok()).await;
+    let g = &team.group;
+    stub.say(
+        g,
+        &team.kasubdit,
+        "/order_backup bulanan \u{202E}gnirut ,kcatta",
+    );
+    let ordered = expect_text(&stub, g, 0, "Perintah backup mailbox #1").await;
+    assert!(
+        ordered.text.contains("bulanan gnirut ,kcatta"),
+        "{}",
+        ordered.text
+    );
+    stub.say(g, &team.kasi, "/direct @budi_jfu");
+    expect_text(&stub, g, 0, "mendisposisikan perintah #1").await;
+    stub.say(g, &team.jfu, "/start");
+    expect_text(&stub, g, 0, "Laporan backup #1").await;
+    stub.say(g, &team.kasi, "/receive");
+    expect_text(&stub, g, 0, "dicatat di log kegiatan harian").await;
+    wait_until(
+        &db,
+        "SELECT count(*) FROM orders WHERE status = 'logged'",
+        "order 1 logged",
+    )
+    .await;
+    stub.say(g, &team.kasubdit, "/status");
+    expect_text(&stub, g, 0, "Budikcatta").await;
+    let sent = stub.messages(g.id);
+    assert!(
+        sent.iter().all(|m| !m.text.contains('\u{202E}')),
+        "a right-to-left override reached the group:\n{}",
+        stub.transcript(g.id)
+    );
+
+    stub.say(g, &team.kasi, "/export");
+    let is_log = |m: &bot_api_stub::SentMessage| {
+        m.document
+            .as_ref()
+            .is_some_and(|d| d.file_name.starts_with("log-backup-mailbox"))
+    };
+    let msgs = stub
+        .wait_for(g.id, WAIT, |msgs| msgs.iter().any(is_log))
+        .await
+        .unwrap_or_else(|m| panic!("no document: {m:?}"));
+    let csv = msgs
+        .iter()
+        .filter(|m| is_log(m))
+        .find_map(|m| m.document.clone())
+        .and_then(|d| d.text)
+        .expect("the CSV");
+    let rows = csv_rows(&csv);
+    assert_inert(&rows);
+    let actor = |step: &str| {
+        rows.iter()
+            .find(|r| r[0] == "1" && r[2] == step)
+            .map(|r| r[4].clone())
+            .expect("the step's row")
+    };
+    assert_eq!(
+        actor("1"),
+        "'=HYPERLINK(\"http://evil.example\",\"klik\") (@sri_kasubdit)"
+    );
+    assert_eq!(actor("2"), "Joko & <Tim IT> (@agus_kasi)");
+    assert_eq!(actor("3"), "Budikcatta (@budi_jfu)");
+
+    // The terminal's export is the same.
+    let month = chrono::Utc::now()
+        .with_timezone(&chrono_tz::Asia::Jakarta)
+        .format("%m-%Y")
+        .to_string();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailbox-backup-bot"))
+        .args(["export", &month])
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .expect("the binary runs");
+    assert!(out.status.success());
+    let printed = csv_rows(&String::from_utf8_lossy(&out.stdout));
+    assert_inert(&printed);
+    assert_eq!(printed.len(), rows.len());
+}
