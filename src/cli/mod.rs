@@ -140,20 +140,26 @@ pub async fn main(cli: Cli) -> Result<()> {
             }
             // Wait for Telegram (a refused token stops here, before the database is needed) and
             // PostgreSQL; SIGTERM while waiting stops at once.
+            // Then take the database's bot lock: a second bot on the same database stands by
+            // here until the first stops.
             let waited = async {
                 crate::startup::wait_for_telegram(&crate::startup::bot(&settings)?).await?;
                 let url = config::database_url(&Env)?;
                 let store = crate::startup::wait_for_database(url.expose()).await?;
+                let lock = crate::storage::lock::BotLock::acquire(url.expose()).await;
                 store.migrate().await.context("applying migrations")?;
-                anyhow::Ok(store)
+                anyhow::Ok((store, lock))
             };
-            let store = tokio::select! {
-                store = waited => store?,
+            let (store, lock) = tokio::select! {
+                waited = waited => waited?,
                 _ = crate::startup::stop_signal() => return Ok(()),
             };
             let app =
                 crate::startup::build(settings, std::env::vars().collect(), store, engine).await?;
-            crate::startup::run(app).await
+            tokio::select! {
+                r = crate::startup::run(app) => r,
+                lost = lock.keep() => Err(lost.into()),
+            }
         }
         CliCommand::Migrate => {
             store().await?;

@@ -1,6 +1,7 @@
 //! PostgreSQL: where every row is written. Orders, their SOP steps, the daily log, people, and
 //! the outbox of messages ([`outbox`]). A move of the chain is one transaction ([`Store::apply_move`]).
 
+pub mod lock;
 mod outbox;
 mod restores;
 pub use outbox::Pending;

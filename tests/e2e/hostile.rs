@@ -116,3 +116,73 @@ async fn hostile_names_and_notes_are_plain_text_in_the_export_and_isolated_in_me
     assert_inert(&printed);
     assert_eq!(printed.len(), rows.len());
 }
+
+/// How many of the bot's messages in the group contain `needle`.
+fn said(stub: &bot_api_stub::Stub, chat: i64, needle: &str) -> usize {
+    stub.messages(chat)
+        .iter()
+        .filter(|m| m.text.contains(needle))
+        .count()
+}
+
+#[tokio::test]
+async fn a_second_bot_on_the_same_database_stands_by_and_takes_over_when_the_first_dies() {
+    let Scene {
+        team,
+        stub,
+        db: _db,
+        mut env,
+    } = scene("en").await;
+    let dir = test_dir("lock");
+    use_engine(&mut env, &dir);
+    let g = &team.group;
+    let mut first = BotProcess::start_logging(&env, Some(&dir.join("first.log")));
+    stub.say(g, &team.kasubdit, "/help");
+    expect_text(&stub, g, 0, "/order_backup").await;
+    let second_log = dir.join("second.log");
+    let _second = BotProcess::start_logging(&env, Some(&second_log));
+    let deadline = std::time::Instant::now() + WAIT;
+    while !std::fs::read_to_string(&second_log)
+        .unwrap_or_default()
+        .contains("standing by")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the second bot never said it stands by:\n{}",
+            std::fs::read_to_string(&second_log).unwrap_or_default()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Only one of them answers.
+    stub.say(g, &team.kasubdit, "/status");
+    expect_text(&stub, g, 0, "no active backup order").await;
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(
+        said(&stub, g.id, "no active backup order"),
+        1,
+        "{}",
+        stub.transcript(g.id)
+    );
+
+    // The first dies the hard way: the second takes over within seconds.
+    first.kill();
+    let killed = std::time::Instant::now();
+    stub.say(g, &team.kasubdit, "/status");
+    stub.wait_for(g.id, WAIT, |m| {
+        m.iter()
+            .filter(|m| m.text.contains("no active backup order"))
+            .count()
+            == 2
+    })
+    .await
+    .unwrap_or_else(|_| panic!("nobody took over:\n{}", stub.transcript(g.id)));
+    let took = killed.elapsed();
+    eprintln!("the standby answered {took:?} after the first bot was killed");
+    assert!(
+        std::fs::read_to_string(&second_log)
+            .unwrap_or_default()
+            .contains("takes over"),
+        "{}",
+        std::fs::read_to_string(&second_log).unwrap_or_default()
+    );
+}

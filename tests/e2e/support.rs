@@ -956,13 +956,22 @@ pub struct BotProcess {
 
 impl BotProcess {
     pub fn start(env: &[(String, String)]) -> BotProcess {
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_mailbox-backup-bot"))
+        Self::start_logging(env, None)
+    }
+
+    /// Like [`start`](Self::start), its log (stderr) written to `log` when given.
+    pub fn start_logging(env: &[(String, String)], log: Option<&Path>) -> BotProcess {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_mailbox-backup-bot"));
+        command
             .arg("run")
             .envs(env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "info")
-            .stdin(std::process::Stdio::null())
-            .spawn()
-            .expect("the bot binary starts");
+            .env("NO_COLOR", "1")
+            .stdin(std::process::Stdio::null());
+        if let Some(log) = log {
+            command.stderr(std::fs::File::create(log).expect("the log file"));
+        }
+        let child = command.spawn().expect("the bot binary starts");
         BotProcess { child }
     }
 
