@@ -167,6 +167,18 @@ impl<F: Fn(&str) -> Option<String>> Source for F {
     }
 }
 
+/// The `.env` file the settings were read from, when one was: `check` and `run` look at who
+/// may read and write it.
+static ENV_FILE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+pub fn set_env_file(path: PathBuf) {
+    let _ = ENV_FILE.set(path);
+}
+
+pub fn env_file() -> Option<&'static std::path::Path> {
+    ENV_FILE.get().map(PathBuf::as_path)
+}
+
 fn value(src: &dyn Source, var: &str) -> Option<String> {
     src.get(var)
         .map(|v| v.trim().to_owned())
@@ -280,23 +292,20 @@ impl BotSettings {
             roster,
             lang,
             timezone: timezone(src)?,
-            messages_per_minute: parsed(
+            messages_per_minute: ranged(
                 src,
                 "TELEGRAM_MESSAGES_PER_MINUTE",
                 20,
-                "a whole number of messages per minute",
+                1..=10_000,
+                "messages per minute",
             )?,
-            progress_interval_secs: parsed(
-                src,
-                "PROGRESS_INTERVAL_SECS",
-                4,
-                "a whole number of seconds",
-            )?,
-            reminder_after_days: parsed(
+            progress_interval_secs: ranged(src, "PROGRESS_INTERVAL_SECS", 4, 1..=3600, "seconds")?,
+            reminder_after_days: ranged(
                 src,
                 "REMINDER_AFTER_DAYS",
                 30,
-                "a whole number of days (0 turns reminders off)",
+                0..=366,
+                "days (0 turns reminders off)",
             )?,
             reminder_at: match value(src, "REMINDER_AT") {
                 None => chrono::NaiveTime::from_hms_opt(9, 0, 0).unwrap_or_default(),
@@ -496,31 +505,36 @@ impl EngineSettings {
                 "MAIL_SSH_HOST",
                 "the mail server's host name or address",
             )?,
-            ssh_port: parsed(src, "MAIL_SSH_PORT", 22, "a port number")?,
+            ssh_port: ranged(src, "MAIL_SSH_PORT", 22, 1..=65535, "a port number")?,
             ssh_user: required(
                 src,
                 "MAIL_SSH_USER",
                 "the user to log in as on the mail server",
             )?,
-            ssh_key: PathBuf::from(required(
-                src,
+            ssh_key: absolute(
                 "MAIL_SSH_KEY",
-                "the path of the private key file",
-            )?),
-            ssh_known_hosts: PathBuf::from(required(
-                src,
+                required(src, "MAIL_SSH_KEY", "the path of the private key file")?,
+            )?,
+            ssh_known_hosts: absolute(
                 "MAIL_SSH_KNOWN_HOSTS",
-                "the path of a known_hosts file holding the server's host key",
-            )?),
+                required(
+                    src,
+                    "MAIL_SSH_KNOWN_HOSTS",
+                    "the path of a known_hosts file holding the server's host key",
+                )?,
+            )?,
             kind,
             server_backup_dir,
             jobs,
             copy_streams,
-            local_root: PathBuf::from(required(
-                src,
+            local_root: absolute(
                 "LOCAL_BACKUP_ROOT",
-                "the folder (or mounted external disk) for the backups",
-            )?),
+                required(
+                    src,
+                    "LOCAL_BACKUP_ROOT",
+                    "the folder (or mounted external disk) for the backups",
+                )?,
+            )?,
             folder_format,
             timezone: timezone(src)?,
             server_min_free: match value(src, "MAIL_SERVER_MIN_FREE") {
@@ -532,49 +546,59 @@ impl EngineSettings {
                     ),
                 })?,
             },
-            server_keep: parsed(
-                src,
-                "MAIL_SERVER_BACKUP_KEEP",
-                1,
-                "a whole number of folders",
-            )?,
-            local_keep: parsed(
+            server_keep: ranged(src, "MAIL_SERVER_BACKUP_KEEP", 1, 0..=1000, "folders")?,
+            local_keep: ranged(
                 src,
                 "LOCAL_BACKUP_KEEP",
                 0,
-                "a whole number of folders (0 keeps all)",
+                0..=100_000,
+                "folders (0 keeps all)",
             )?,
-            stall_secs: positive(src, "MAIL_SSH_STALL_SECS", 60, "a whole number of seconds")?,
-            reconnect_tries: parsed(
-                src,
-                "MAIL_SSH_RECONNECT_TRIES",
-                6,
-                "a whole number of tries",
-            )?,
-            reconnect_secs: positive(
-                src,
-                "MAIL_SSH_RECONNECT_SECS",
-                600,
-                "a whole number of seconds",
-            )?,
+            stall_secs: ranged(src, "MAIL_SSH_STALL_SECS", 60, 5..=3600, "seconds")?,
+            reconnect_tries: ranged(src, "MAIL_SSH_RECONNECT_TRIES", 6, 0..=1000, "tries")?,
+            reconnect_secs: ranged(src, "MAIL_SSH_RECONNECT_SECS", 600, 1..=86_400, "seconds")?,
         })
     }
 }
 
-fn positive(
+/// A whole number in `range`; outside it, the variable is named with the range.
+fn ranged<T>(
     src: &dyn Source,
     var: &'static str,
-    default: u64,
-    expected: &str,
-) -> Result<u64, ConfigError> {
-    let v: u64 = parsed(src, var, default, expected)?;
-    if v == 0 {
+    default: T,
+    range: std::ops::RangeInclusive<T>,
+    unit: &str,
+) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
+{
+    let expected = format!(
+        "a whole number of {unit} from {} to {}",
+        range.start(),
+        range.end()
+    );
+    let v: T = parsed(src, var, default, &expected)?;
+    if !range.contains(&v) {
         return Err(ConfigError {
             var,
-            problem: format!("expected {expected} above 0, got 0"),
+            problem: format!("expected {expected}, got {v}"),
         });
     }
     Ok(v)
+}
+
+/// A path that does not depend on the folder the bot is started from.
+fn absolute(var: &'static str, path: String) -> Result<PathBuf, ConfigError> {
+    if path.starts_with('/') {
+        Ok(PathBuf::from(path))
+    } else {
+        Err(ConfigError {
+            var,
+            problem: format!(
+                "expected an absolute path (it would depend on the folder the bot is started from), got {path:?}"
+            ),
+        })
+    }
 }
 
 /// The folder name must come out portable (no `/`, `:` …) and name the date.

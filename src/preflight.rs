@@ -24,6 +24,74 @@ pub enum CheckItem {
     Token,
     Group,
     Member(Role, UserId),
+    /// A file holding a secret (`.env`, the SSH key): readable and writable by its owner only.
+    SecretFile(&'static str),
+    /// A file deciding whom the bot trusts (`known_hosts`): writable by its owner only.
+    TrustFile(&'static str),
+}
+
+impl CheckItem {
+    /// The setting naming the file a mode line is about (for `run`'s refusal).
+    pub fn setting(&self) -> &'static str {
+        match self {
+            CheckItem::SecretFile(v) | CheckItem::TrustFile(v) => v,
+            _ => "settings",
+        }
+    }
+}
+
+/// Who may read and write the files that hold the bot's secrets: `.env` (the token, the
+/// database password, and the commands run as root on the mail server) and the SSH key must be
+/// 0600 or 0400; `known_hosts` must not be writable by group or others. A file that is not there
+/// is left to the other checks.
+pub fn file_modes(env_file: Option<&std::path::Path>, src: &dyn Source) -> Vec<CheckLine> {
+    use std::os::unix::fs::PermissionsExt;
+    let value = |var: &str| src.get(var).filter(|v| !v.trim().is_empty());
+    let mut files: Vec<(CheckItem, std::path::PathBuf, u32)> = Vec::new();
+    if let Some(f) = env_file {
+        files.push((CheckItem::SecretFile(".env"), f.to_owned(), 0o077));
+    }
+    if let Some(k) = value("MAIL_SSH_KEY") {
+        files.push((CheckItem::SecretFile("MAIL_SSH_KEY"), k.into(), 0o077));
+    }
+    if let Some(k) = value("MAIL_SSH_KNOWN_HOSTS") {
+        files.push((
+            CheckItem::TrustFile("MAIL_SSH_KNOWN_HOSTS"),
+            k.into(),
+            0o022,
+        ));
+    }
+    files
+        .into_iter()
+        .filter_map(|(item, path, forbidden)| {
+            let mode = std::fs::metadata(&path).ok()?.permissions().mode() & 0o7777;
+            let open = mode & forbidden;
+            let who = match (open & 0o070 != 0, open & 0o007 != 0) {
+                (true, true) => "group and others",
+                (true, false) => "its group",
+                _ => "others",
+            };
+            let fix = if forbidden == 0o077 { "600" } else { "644" };
+            Some(if open == 0 {
+                line(item, true, format!("{} ({mode:04o})", path.display()))
+            } else {
+                line(
+                    item,
+                    false,
+                    format!(
+                        "{} is mode {mode:04o}: {} by {who}; run `chmod {fix} {}`",
+                        path.display(),
+                        if forbidden == 0o077 {
+                            "readable or writable"
+                        } else {
+                            "writable"
+                        },
+                        path.display()
+                    ),
+                )
+            })
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -53,6 +121,7 @@ pub async fn run(src: &(dyn Source + Sync)) -> Vec<CheckLine> {
     if lines.is_empty() {
         lines.push(line(CheckItem::Setting("*".into()), true, ""));
     }
+    lines.extend(file_modes(config::env_file(), src));
     match &engine {
         Some(s) => lines.extend(engine_checks(s).await),
         None if !EngineSettings::present(src) => lines.push(line(

@@ -75,6 +75,7 @@ fn load_env(file: Option<&PathBuf>) -> Result<()> {
     match file {
         Some(f) => {
             dotenvy::from_path(f).with_context(|| format!("reading {}", f.display()))?;
+            config::set_env_file(f.clone());
         }
         // A ./.env that cannot be read or has a bad line is said, not taken for missing
         // settings. Without one, a parent folder's is used; one that cannot even be looked for
@@ -87,9 +88,12 @@ fn load_env(file: Option<&PathBuf>) -> Result<()> {
                 }
                 .into());
             }
+            config::set_env_file(std::path::absolute(".env").unwrap_or_else(|_| ".env".into()));
         }
         None => {
-            let _ = dotenvy::dotenv();
+            if let Ok(path) = dotenvy::dotenv() {
+                config::set_env_file(path);
+            }
         }
     }
     Ok(())
@@ -134,6 +138,17 @@ pub async fn main(cli: Cli) -> Result<()> {
     match cli.command {
         CliCommand::Run => {
             let settings = BotSettings::load(&Env)?;
+            // Secrets anyone on this computer could read or change: refused before anything runs.
+            if let Some(open) = crate::preflight::file_modes(config::env_file(), &Env)
+                .into_iter()
+                .find(|l| !l.ok)
+            {
+                return Err(config::ConfigError {
+                    var: open.item.setting(),
+                    problem: open.detail,
+                }
+                .into());
+            }
             let engine = engine()?;
             if engine.is_none() {
                 tracing::warn!("MAIL_SSH_HOST is not set: /start will answer that the backup engine is not configured");

@@ -158,7 +158,7 @@ pub fn create_dated_folder(
     let base = portable_name(&when.format(format).to_string());
     for n in 1..1000 {
         let path = root.join(numbered(&base, n));
-        match std::fs::create_dir(&path) {
+        match private_dir(&path) {
             Ok(()) => {
                 write_marker(
                     &path,
@@ -324,8 +324,7 @@ pub fn retention(root: &Path, current: &Path, keep: usize) -> Vec<String> {
 pub const VERIFIED_INDEX: &str = ".verified";
 
 pub fn record_verified(folder: &Path, sha256: &str, size: u64, name: &str) -> std::io::Result<()> {
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
+    let mut f = private_file()
         .append(true)
         .open(folder.join(VERIFIED_INDEX))?;
     std::io::Write::write_all(&mut f, format!("{sha256} {size} {name}\n").as_bytes())
@@ -379,11 +378,26 @@ pub fn remove_stale_partials(root: &Path, except: &Path) -> u64 {
         .sum()
 }
 
-/// Writes `content` to `path` through a temporary file, synced, then renamed.
+/// Opens (creating) a file for writing that only its owner can read: it holds mail, or says
+/// what mail there is. 0600 whatever the umask (a umask only takes bits away).
+pub fn private_file() -> std::fs::OpenOptions {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut o = std::fs::OpenOptions::new();
+    o.create(true).write(true).mode(0o600);
+    o
+}
+
+/// Makes a folder only its owner can enter (0700 whatever the umask).
+pub fn private_dir(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().mode(0o700).create(path)
+}
+
+/// Writes `content` to `path` through a temporary file (0600), synced, then renamed.
 pub fn write_durably(path: &Path, content: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = private_file().truncate(true).open(&tmp)?;
         std::io::Write::write_all(&mut f, content)?;
         f.sync_all()?;
     }

@@ -46,6 +46,14 @@ impl Catalog {
                 "bot token accepted by Telegram",
             ),
             CheckItem::Group => t("grup GROUP_CHAT_ID", "group GROUP_CHAT_ID"),
+            CheckItem::SecretFile(var) => t(
+                &format!("berkas {var} hanya untuk pemiliknya"),
+                &format!("{var} file private to its owner"),
+            ),
+            CheckItem::TrustFile(var) => t(
+                &format!("berkas {var} hanya dapat diubah pemiliknya"),
+                &format!("{var} file writable by its owner only"),
+            ),
             CheckItem::Member(role, id) => t(
                 &format!("{} {id} anggota grup", self.role(*role)),
                 &format!("{} {id} is in the group", self.role(*role)),

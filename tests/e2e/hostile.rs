@@ -186,3 +186,128 @@ async fn a_second_bot_on_the_same_database_stands_by_and_takes_over_when_the_fir
         std::fs::read_to_string(&second_log).unwrap_or_default()
     );
 }
+
+/// The mode bits of `path`.
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).expect("stat").permissions().mode() & 0o7777
+}
+
+fn chmod(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+#[tokio::test]
+async fn careless_setups_are_refused_and_backups_are_private_whatever_the_umask() {
+    use crate::procedure::{dated_folder, engine_env, terminal};
+    let dir = test_dir("careless");
+    let root = dir.join("maildirs");
+    let cur = root.join("ani").join("cur");
+    std::fs::create_dir_all(&cur).expect("maildir");
+    std::fs::write(cur.join("1.msg:2,S"), "Subject: a\r\n\r\nisi\r\n").expect("message");
+    let mut env = engine_env(&dir);
+    set(&mut env, "MAIL_BACKUP_KIND", "maildir");
+    set(&mut env, "MAILDIR_ROOT", &root.to_string_lossy());
+    // The SSH key as a careless admin copies it: readable by everyone.
+    let key = dir.join("key");
+    std::fs::copy(crate::support::env("MAIL_SSH_KEY"), &key).expect("copy the key");
+    chmod(&key, 0o644);
+    let team = Team::new();
+    let settings: Vec<(String, String)> = team
+        .env(&start_stub(&team).await, &database_url(), "en")
+        .into_iter()
+        .chain(env.iter().cloned())
+        .filter(|(k, _)| k != "MAIL_SSH_KEY")
+        .chain([(
+            "MAIL_SSH_KEY".to_owned(),
+            key.to_string_lossy().into_owned(),
+        )])
+        .collect();
+    // Everything in a .env of mode 0666, none of it in the environment.
+    let dot_env = dir.join(".env");
+    let text: String = settings.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+    std::fs::write(&dot_env, &text).expect(".env");
+    chmod(&dot_env, 0o666);
+    let clean: Vec<(String, String)> = settings
+        .iter()
+        .map(|(k, _)| (k.clone(), String::new()))
+        .collect();
+    let bin = env!("CARGO_BIN_EXE_mailbox-backup-bot");
+    let run_with = |args: &[&str]| {
+        let mut c = std::process::Command::new(bin);
+        c.arg("--env-file").arg(&dot_env).args(args);
+        for (k, _) in &clean {
+            c.env_remove(k);
+        }
+        c.env_remove("DATABASE_URL");
+        let out = c.output().expect("the binary runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (code, said) = run_with(&["run"]);
+    assert_eq!(code, Some(78), "{said}");
+    assert!(
+        said.contains(".env") && said.contains("0666") && said.contains("chmod 600"),
+        "{said}"
+    );
+    let (code, said) = run_with(&["check"]);
+    assert_ne!(code, Some(0), "{said}");
+    assert!(
+        said.contains("FAIL .env file private to its owner")
+            && said.contains("FAIL MAIL_SSH_KEY file private to its owner"),
+        "{said}"
+    );
+    // Fixed, run gets past the modes (and then fails only on what this test did not set up).
+    chmod(&dot_env, 0o600);
+    chmod(&key, 0o600);
+    let (_, said) = run_with(&["check"]);
+    assert!(
+        said.contains("PASS .env file private to its owner")
+            && said.contains("PASS MAIL_SSH_KEY file private to its owner"),
+        "{said}"
+    );
+
+    // Settings that only work by accident are refused with their name.
+    for (var, value) in [
+        ("TELEGRAM_MESSAGES_PER_MINUTE", "0"),
+        ("LOCAL_BACKUP_ROOT", "../local"),
+        ("MAIL_SSH_STALL_SECS", "999999"),
+    ] {
+        let mut bad = settings.clone();
+        set(&mut bad, var, value);
+        let (ok, said) = terminal(&["check"], &bad);
+        assert!(
+            !ok && said.contains(&format!("FAIL setting {var}")),
+            "{var}: {said}"
+        );
+        let (ok, said) = terminal(&["run"], &bad);
+        assert!(!ok && said.contains(var), "{var}: {said}");
+    }
+
+    // A backup from a shell with umask 022: the dated folder 0700, every file in it 0600.
+    let out = std::process::Command::new("sh")
+        .args(["-c", "umask 022; exec \"$0\" backup", bin])
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .expect("the binary runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let local = dated_folder(&dir.join("local")).expect("the dated folder");
+    assert_eq!(mode(&local), 0o700);
+    let files: Vec<_> = std::fs::read_dir(&local)
+        .expect("list")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(files.len() >= 4, "{files:?}");
+    for f in files {
+        assert_eq!(mode(&f), 0o600, "{}", f.display());
+    }
+}

@@ -14,7 +14,7 @@ use crate::support::PrivateSshd;
 use crate::support::*;
 
 /// The engine's settings: the shared sshd and Dovecot, and this test's folders.
-fn engine_env(dir: &Path) -> Vec<(String, String)> {
+pub(crate) fn engine_env(dir: &Path) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = [
         "MAIL_SSH_HOST",
         "MAIL_SSH_PORT",
@@ -53,7 +53,7 @@ fn bot_env(
 }
 
 /// Runs the binary with `args` and `env`; returns whether it succeeded and what it printed.
-fn terminal(args: &[&str], env: &[(String, String)]) -> (bool, String) {
+pub(crate) fn terminal(args: &[&str], env: &[(String, String)]) -> (bool, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailbox-backup-bot"))
         .args(args)
         .envs(env.iter().map(|(k, v)| (k, v)))
@@ -76,7 +76,7 @@ fn archives(dir: &Path) -> BTreeMap<String, String> {
 }
 
 /// The only dated folder under `root`.
-fn dated_folder(root: &Path) -> Option<PathBuf> {
+pub(crate) fn dated_folder(root: &Path) -> Option<PathBuf> {
     std::fs::read_dir(root)
         .ok()?
         .flatten()

@@ -249,10 +249,16 @@ async fn reuse_earlier_copy(folders: &RunFolders, file: &ServerFile) -> bool {
     let task = tokio::task::spawn_blocking(move || -> std::io::Result<bool> {
         let _busy = Busy::new();
         let _ = std::fs::remove_file(&part);
+        // Only a plain file: a link to a symlink would put the symlink in the backup.
+        if !std::fs::symlink_metadata(&source)?.file_type().is_file() {
+            return Ok(false);
+        }
         if std::fs::hard_link(&source, &part).is_err() {
             std::fs::copy(&source, &part)?;
             File::open(&part)?.sync_all()?;
         }
+        // A copy from a folder made under an older, looser umask is made private too.
+        std::fs::set_permissions(&part, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
         let (sha, _) = sha256_of(&part)?;
         if sha != expected {
             let _ = std::fs::remove_file(&part);

@@ -54,9 +54,7 @@ pub(super) fn receive_one(
     mut hasher: Sha256,
     meter: &Meter,
 ) -> std::io::Result<(u64, String)> {
-    let mut out = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
+    let mut out = super::super::local::private_file()
         .append(have > 0)
         .truncate(have == 0)
         .open(part)?;
@@ -228,7 +226,9 @@ pub(super) fn receive_many(
                 break;
             }
             let part = part_path(dir, &name);
-            let mut out = File::create(&part)?;
+            let mut out = super::super::local::private_file()
+                .truncate(true)
+                .open(&part)?;
             let mut hasher = Sha256::new();
             let got = pump(&mut entry, &mut out, &mut hasher, meter)?;
             // Start writing it out now; the batch's one `syncfs` then has little left to wait for.
