@@ -32,6 +32,8 @@ pub struct App {
     pub progress: Mutex<HashMap<OrderId, String>>,
     /// Wakes the delivery worker when a move has committed messages to the outbox.
     pub outbox_ready: tokio::sync::Notify,
+    /// How many commands are answered, so a flood cannot silence the group.
+    pub flood: Mutex<crate::domain::flood::FloodGuard>,
 }
 
 /// A backup running in the background.

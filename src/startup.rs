@@ -50,6 +50,7 @@ pub async fn build(
         runs: Mutex::new(Default::default()),
         progress: Mutex::new(Default::default()),
         outbox_ready: Default::default(),
+        flood: Default::default(),
     }))
 }
 

@@ -1,6 +1,7 @@
 //! The procedure itself, with no I/O: the SOP's steps and standard times, the roles, and the order
 //! chain as a state machine. Everything else in the crate is an adapter around this.
 
+pub mod flood;
 pub mod log_date;
 pub mod note;
 pub mod order;

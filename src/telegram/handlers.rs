@@ -6,6 +6,7 @@ use super::chat::TgBot;
 use super::{parse_command, Command, Parsed};
 use crate::app::App;
 use crate::chain;
+use crate::domain::flood::Admission;
 use crate::domain::{parse_note, Role, UserId};
 use crate::storage::Person;
 use teloxide::prelude::*;
@@ -44,6 +45,37 @@ fn log_other_chat(app: &App, chat: &teloxide::types::Chat, what: &str) {
     );
 }
 
+/// Whether to answer a command `from` sent in a group (see [`crate::domain::flood`]); a dropped
+/// one is logged, the first of a burst as a warning.
+fn admitted(app: &App, from: &User, chat: &teloxide::types::Chat) -> bool {
+    if chat.is_private() {
+        return true;
+    }
+    let by = user_id(from);
+    let has_role = app.settings.roster.has_any_role(by);
+    let admission = app.flood.lock().unwrap_or_else(|p| p.into_inner()).admit(
+        by,
+        has_role,
+        std::time::Instant::now(),
+    );
+    match admission {
+        Admission::Answer => true,
+        Admission::Drop { first: true } => {
+            tracing::warn!(
+                user = by.0,
+                has_role,
+                chat_id = chat.id.0,
+                "too many commands: not answering this person for now"
+            );
+            false
+        }
+        Admission::Drop { first: false } => {
+            tracing::debug!(user = by.0, "dropped a command of a flood");
+            false
+        }
+    }
+}
+
 pub async fn on_message(app: Arc<App>, me: Me, msg: Message) -> anyhow::Result<()> {
     // The group upgraded to a supergroup: the old chat says where it went, the new one where it
     // came from.
@@ -60,6 +92,9 @@ pub async fn on_message(app: Arc<App>, me: Me, msg: Message) -> anyhow::Result<(
         msg.from.as_ref(),
         msg.text().map(|t| parse_command(t, me.username())),
     ) {
+        if !admitted(&app, from, &msg.chat) {
+            return Ok(());
+        }
         if !msg.chat.is_private() && !app.group.is_ours(msg.chat.id) {
             tracing::warn!(
                 chat_id = msg.chat.id.0,
@@ -87,7 +122,11 @@ pub async fn on_message(app: Arc<App>, me: Me, msg: Message) -> anyhow::Result<(
     if !text.starts_with('/') {
         return Ok(());
     }
-    let command = match parse_command(text, me.username()) {
+    let parsed = parse_command(text, me.username());
+    if parsed != Parsed::NotForThisBot && !admitted(&app, from, &msg.chat) {
+        return Ok(());
+    }
+    let command = match parsed {
         Parsed::Command(c) => c,
         Parsed::NotForThisBot => return Ok(()), // another bot's, or a malformed @suffix
         Parsed::Unknown => {

@@ -311,3 +311,49 @@ async fn careless_setups_are_refused_and_backups_are_private_whatever_the_umask(
         assert_eq!(mode(&f), 0o600, "{}", f.display());
     }
 }
+
+#[tokio::test]
+async fn a_flood_of_junk_commands_does_not_hold_up_the_kasubdits_status() {
+    let Scene {
+        team,
+        stub,
+        db: _db,
+        mut env,
+    } = scene("en").await;
+    // Telegram's own limit for a group, as the bot keeps it in the field.
+    set(&mut env, "TELEGRAM_MESSAGES_PER_MINUTE", "20");
+    let _bot = start_bot(&env, ScriptedEngine::ok()).await;
+    let g = &team.group;
+    let strangers: Vec<bot_api_stub::Person> = (0..10)
+        .map(|i| bot_api_stub::Person::new(6_000_000_000 + i, "Spam", &format!("spam{i}")))
+        .collect();
+    // 200 commands in 10 s: most from one person without a role, some from nine others.
+    for i in 0..200 {
+        let who = if i % 4 == 0 {
+            &strangers[1 + (i / 4) % 9]
+        } else {
+            &strangers[0]
+        };
+        stub.say(g, who, "/order_backup");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let asked = std::time::Instant::now();
+    stub.say(g, &team.kasubdit, "/status");
+    expect_text(&stub, g, 0, "no active backup order").await;
+    let waited = asked.elapsed();
+    eprintln!("after 200 junk commands in 10 s, /status was answered in {waited:?}");
+    assert!(
+        waited < std::time::Duration::from_secs(15),
+        "the Kasubdit waited {waited:?}"
+    );
+    let refusals = stub
+        .messages(g.id)
+        .iter()
+        .filter(|m| m.text.contains("Only the"))
+        .count();
+    assert!(
+        (1..=3).contains(&refusals),
+        "{refusals} refusals:\n{}",
+        stub.transcript(g.id)
+    );
+}

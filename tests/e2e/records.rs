@@ -287,6 +287,14 @@ async fn the_running_bot_reminds_the_kasubdit_once() {
         reminder.text
     );
     assert!(reminder.text.contains("/order_backup"));
+    // Killed once the send is recorded (a bot killed between Telegram's answer and that record
+    // sends the message once more at its next start: delivery is at least once).
+    wait_until(
+        &db,
+        "SELECT count(*) FROM outbox WHERE sent_at IS NOT NULL",
+        "the reminder recorded as sent",
+    )
+    .await;
     bot.abort();
     let _ = bot.await;
     let bot2 = start_bot(&env, None).await;
