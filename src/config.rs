@@ -54,6 +54,8 @@ pub struct BotSettings {
     pub reminder_after_days: u32,
     /// The time of day (in `timezone`) the reminder is sent.
     pub reminder_at: chrono::NaiveTime,
+    /// A restore request nobody decided ends after this many seconds.
+    pub restore_expiry_secs: u64,
 }
 
 /// Which mailbox backup runs on the server.
@@ -306,6 +308,13 @@ impl BotSettings {
                 30,
                 0..=366,
                 "days (0 turns reminders off)",
+            )?,
+            restore_expiry_secs: ranged(
+                src,
+                "RESTORE_REQUEST_EXPIRY_SECS",
+                24 * 3600,
+                10..=7 * 24 * 3600,
+                "seconds",
             )?,
             reminder_at: match value(src, "REMINDER_AT") {
                 None => chrono::NaiveTime::from_hms_opt(9, 0, 0).unwrap_or_default(),

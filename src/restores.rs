@@ -11,8 +11,9 @@ use anyhow::Result;
 use crate::app::App;
 use crate::config::EngineSettings;
 use crate::domain::{
-    decide as decide_request, parse_restore_args, restore_button_data, Refusal, RestoreStatus,
-    Role, UserId,
+    DecisionRefused,
+    can_be_decided, decide as decide_request, is_withdrawal, parse_restore_args,
+    restore_button_data, withdraw as withdraw_request, Refusal, RestoreStatus, Role, UserId,
 };
 use crate::engine::restore::{self, RestoreError};
 use crate::outbox::{Button, Outgoing};
@@ -24,10 +25,17 @@ fn engine_settings(app: &App) -> Option<EngineSettings> {
         .flatten()
 }
 
-/// `/restore FOLDER ACCOUNT [TARGET]` by a Kasi.
+/// `/restore FOLDER ACCOUNT [TARGET]` by a Kasi, or `/restore batal` (withdraw). Everything is
+/// checked when asked, so the approver decides on facts: the folder is one the bot made and
+/// verified, a backup order recorded the archive with this hash, the target account exists,
+/// and someone other than the asker can decide.
 pub async fn ask(app: &Arc<App>, by: UserId, arg: &str) -> Result<()> {
     let c = &app.catalog;
-    if !app.settings.roster.has(by, Role::Kasi) {
+    if is_withdrawal(arg) {
+        return withdraw(app, by).await;
+    }
+    let roster = &app.settings.roster;
+    if !roster.has(by, Role::Kasi) {
         let refusal = Refusal::WrongRole {
             needed: vec![Role::Kasi],
         };
@@ -38,20 +46,56 @@ pub async fn ask(app: &Arc<App>, by: UserId, arg: &str) -> Result<()> {
         app.group.say(&c.restore_usage()).await?;
         return Ok(());
     };
+    if !can_be_decided(roster, by) {
+        app.group.say(&c.restore_undecidable()).await?;
+        return Ok(());
+    }
     let Some(s) = engine_settings(app) else {
         app.group.say(&c.restore_no_engine()).await?;
         return Ok(());
     };
-    if let Err(e) = restore::check_request(&s.local_root, &folder, &account) {
+    let archive = match restore::locate(&s.local_root, &folder, &account) {
+        Ok(a) => a,
+        Err(e) => {
+            app.group.say(&c.restore_refused_now(&e)).await?;
+            return Ok(());
+        }
+    };
+    // The whole archive is read once now, so a damaged or replaced one is refused before
+    // anyone is asked to approve it.
+    let archive = match tokio::task::spawn_blocking(move || archive.check_content().map(|()| archive)).await {
+        Ok(Ok(a)) => a,
+        Ok(Err(e)) => {
+            app.group.say(&c.restore_refused_now(&e)).await?;
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let Some(backup) = app
+        .store
+        .backup_facts(&s.local_root, &folder, &account, &archive.sha256)
+        .await?
+    else {
+        let e = RestoreError::NotRecorded {
+            folder: folder.clone(),
+            account: account.clone(),
+        };
+        app.group.say(&c.restore_refused_now(&e)).await?;
+        return Ok(());
+    };
+    if let Err(e) = restore::check_target(&s, &into).await {
         app.group.say(&c.restore_refused_now(&e)).await?;
         return Ok(());
     }
     let kasi = app.people.mention(by);
     let kasubdit = app.mention_role(Role::Kasubdit);
+    let ran_by = backup.ran_by.map(|u| app.people.name(u));
+    let expires_at = chrono::Utc::now()
+        + chrono::TimeDelta::seconds(app.settings.restore_expiry_secs as i64);
     let (yes, no) = c.restore_buttons();
     let asked = app
         .store
-        .ask_restore(&folder, &account, &into, by, |id| {
+        .ask_restore(&folder, &account, &into, by, &backup, expires_at, |id| {
             let row = RestoreRow {
                 id,
                 folder: folder.clone(),
@@ -65,9 +109,11 @@ pub async fn ask(app: &Arc<App>, by: UserId, arg: &str) -> Result<()> {
                 ended_at: None,
                 report: None,
                 error: None,
+                backup: Some(backup.clone()),
+                expires_at: Some(expires_at),
             };
             Outgoing::Say {
-                html: c.restore_asked(&row, &kasi, &kasubdit),
+                html: c.restore_asked(&row, &kasi, &kasubdit, ran_by.as_deref()),
                 quiet: false,
                 buttons: vec![
                     Button {
@@ -90,6 +136,75 @@ pub async fn ask(app: &Arc<App>, by: UserId, arg: &str) -> Result<()> {
             app.group.say(&c.restore_busy()).await?;
         }
         Err(e) => return Err(e.into()),
+    }
+    Ok(())
+}
+
+/// `/restore batal`: the asker or a Kasubdit takes back the request waiting for a decision.
+async fn withdraw(app: &Arc<App>, by: UserId) -> Result<()> {
+    let c = &app.catalog;
+    let Some(waiting) = app.store.waiting_restore().await? else {
+        app.group.say(&c.restore_nothing_to_withdraw()).await?;
+        return Ok(());
+    };
+    let who = app.people.mention(by);
+    let moved = app
+        .store
+        .move_restore(
+            waiting.id,
+            |r| {
+                let status = withdraw_request(&app.settings.roster, r.status, r.asked_by, by)?;
+                Ok((status, vec![Outgoing::say(c.restore_withdrawn(r, &who))]))
+            },
+            Some(by),
+        )
+        .await?;
+    match moved {
+        Ok(_) => app.outbox_ready.notify_one(),
+        Err(why) => {
+            app.group.say(&c.restore_decision_refused(why)).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Ends the requests nobody decided in time, each with a message; checked every few seconds
+/// until the bot stops.
+pub async fn expire(app: Arc<App>) {
+    let every = std::time::Duration::from_secs((app.settings.restore_expiry_secs / 4).clamp(1, 30));
+    loop {
+        if let Err(e) = expire_due(&app).await {
+            tracing::warn!(error = %e, "could not end the restore requests that expired");
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+async fn expire_due(app: &Arc<App>) -> Result<()> {
+    let mut ended = false;
+    for id in app.store.expired_restores().await? {
+        let moved = app
+            .store
+            .move_restore(
+                id,
+                |r| {
+                    let due = r.expires_at.is_some_and(|t| t <= chrono::Utc::now());
+                    if r.status != RestoreStatus::Asked || !due {
+                        return Err(());
+                    }
+                    let kasi = app.people.mention(r.asked_by);
+                    Ok((
+                        RestoreStatus::Expired,
+                        vec![Outgoing::say(app.catalog.restore_expired(r, &kasi))],
+                    ))
+                },
+                None,
+            )
+            .await?;
+        ended |= moved.is_ok();
+    }
+    if ended {
+        app.outbox_ready.notify_one();
     }
     Ok(())
 }
@@ -126,7 +241,13 @@ pub async fn decide(
         .await?;
     let row = match moved {
         Ok(row) => row,
-        Err(why) => return Ok(c.restore_decision_refused(why)),
+        Err(why) => {
+            // Buttons of a request that ended (decided, withdrawn, expired) go.
+            if let (DecisionRefused::NotWaiting(_), Some(m)) = (why, message_id) {
+                let _ = app.group.remove_buttons(m).await;
+            }
+            return Ok(c.restore_decision_refused(why));
+        }
     };
     // The buttons are spent either way.
     if let Some(m) = message_id {
@@ -182,9 +303,18 @@ async fn run(app: &Arc<App>, row: &RestoreRow) -> Result<()> {
                     }
                 })
             };
-            let done = restore::restore(&s, &row.folder, &row.account, Some(&row.into), |p| {
-                let _ = tx.send(Some(p));
-            })
+            // Only the content the request was checked against is restored.
+            let expected = row.backup.as_ref().map(|b| b.sha256.as_str());
+            let done = restore::restore(
+                &s,
+                &row.folder,
+                &row.account,
+                Some(&row.into),
+                expected,
+                |p| {
+                    let _ = tx.send(Some(p));
+                },
+            )
             .await;
             drop(tx);
             let _ = editor.await;

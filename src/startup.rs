@@ -230,6 +230,7 @@ pub async fn run(app: Arc<App>) -> Result<()> {
         _ = stop => Ok(()),
         () = telegram::delivery::run(app.clone()) => Ok(()),
         () = crate::reminders::run(app.clone()) => Ok(()),
+        () = crate::restores::expire(app.clone()) => Ok(()),
     };
     // A backup still running stops its exports on the server and keeps what it verified.
     // Bounded by the clean-up's own limits (copy threads 10 s, three tries of 20 s on the server).

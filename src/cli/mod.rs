@@ -42,9 +42,10 @@ pub enum CliCommand {
     Backup,
     /// Check every setting a backup needs, changing nothing; one line per check.
     Check,
-    /// Restore ACCOUNT's mailbox from backup FOLDER (a dated folder's name under
-    /// LOCAL_BACKUP_ROOT, or a path) into ACCOUNT, or into the account given with --into. Adds
-    /// what is missing, deletes nothing: running it twice duplicates nothing.
+    /// Restore ACCOUNT's mailbox from backup FOLDER (the name of a dated folder the bot made and
+    /// verified, directly in LOCAL_BACKUP_ROOT; not a path) into ACCOUNT, or into the account
+    /// given with --into. Adds what is missing, deletes nothing: running it twice duplicates
+    /// nothing.
     Restore {
         folder: String,
         account: String,

@@ -160,7 +160,7 @@ pub async fn restore(
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let shown = bar.clone();
-    let report = restore::restore(&settings, folder, account, into, |p| match p {
+    let report = restore::restore(&settings, folder, account, into, None, |p| match p {
         RestoreProgress::Uploading { sent, total } => {
             shown.set_length(total);
             shown.set_position(sent);

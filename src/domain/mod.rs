@@ -20,8 +20,8 @@ pub use order::{
 };
 pub use reminder::{reminder_due, ReminderFacts};
 pub use restore_request::{
-    decide, parse_restore_args, parse_restore_button, restore_button_data, DecisionRefused,
-    RestoreStatus,
+    can_be_decided, decide, is_withdrawal, parse_restore_args, parse_restore_button,
+    restore_button_data, withdraw, DecisionRefused, RestoreStatus,
 };
 pub use roles::{Role, Roster, UserId};
 pub use sop::SopStep;

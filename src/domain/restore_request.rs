@@ -11,6 +11,10 @@ pub enum RestoreStatus {
     Running,
     Done,
     Failed,
+    /// Taken back by the asker or a Kasubdit before anyone decided.
+    Withdrawn,
+    /// Nobody decided within `RESTORE_REQUEST_EXPIRY_SECS`.
+    Expired,
 }
 
 impl RestoreStatus {
@@ -21,6 +25,8 @@ impl RestoreStatus {
             RestoreStatus::Running => "running",
             RestoreStatus::Done => "done",
             RestoreStatus::Failed => "failed",
+            RestoreStatus::Withdrawn => "withdrawn",
+            RestoreStatus::Expired => "expired",
         }
     }
 
@@ -31,6 +37,8 @@ impl RestoreStatus {
             RestoreStatus::Running,
             RestoreStatus::Done,
             RestoreStatus::Failed,
+            RestoreStatus::Withdrawn,
+            RestoreStatus::Expired,
         ]
         .into_iter()
         .find(|x| x.as_str() == s)
@@ -43,6 +51,8 @@ pub enum DecisionRefused {
     NotKasubdit,
     OwnRequest,
     NotWaiting(RestoreStatus),
+    /// A withdrawal by someone who neither asked nor is a Kasubdit.
+    NotYours,
 }
 
 /// What a press of "approve" (`approve`) or "refuse" by `by` makes of a request asked by
@@ -68,6 +78,35 @@ pub fn decide(
     } else {
         RestoreStatus::Refused
     })
+}
+
+/// A withdrawal of request `asked_by` (standing at `status`) by `by`: the asker or any Kasubdit,
+/// while nobody has decided.
+pub fn withdraw(
+    roster: &Roster,
+    status: RestoreStatus,
+    asked_by: UserId,
+    by: UserId,
+) -> Result<RestoreStatus, DecisionRefused> {
+    if by != asked_by && !roster.has(by, Role::Kasubdit) {
+        return Err(DecisionRefused::NotYours);
+    }
+    if status != RestoreStatus::Asked {
+        return Err(DecisionRefused::NotWaiting(status));
+    }
+    Ok(RestoreStatus::Withdrawn)
+}
+
+/// Whether someone can decide a request of `asked_by`: a Kasubdit who is not the asker. When
+/// no one can, the request is refused at once rather than left waiting forever.
+pub fn can_be_decided(roster: &Roster, asked_by: UserId) -> bool {
+    roster.kasubdit.iter().any(|k| *k != asked_by)
+}
+
+/// `/restore batal` (or `/restore cancel`): a withdrawal of the open request.
+pub fn is_withdrawal(arg: &str) -> bool {
+    let arg = arg.trim();
+    arg.eq_ignore_ascii_case("batal") || arg.eq_ignore_ascii_case("cancel")
 }
 
 /// `/restore FOLDER ACCOUNT [TARGET]`: the folder, the account, and the target (the account
@@ -145,6 +184,40 @@ mod tests {
             decide(&r, RestoreStatus::Running, UserId(2), UserId(1), true),
             Err(DecisionRefused::NotWaiting(RestoreStatus::Running))
         );
+    }
+
+    #[test]
+    fn the_asker_or_a_kasubdit_withdraws_and_nobody_waits_for_no_one() {
+        let r = roster();
+        let asked = RestoreStatus::Asked;
+        assert_eq!(
+            withdraw(&r, asked, UserId(2), UserId(2)),
+            Ok(RestoreStatus::Withdrawn)
+        );
+        assert_eq!(
+            withdraw(&r, asked, UserId(2), UserId(1)),
+            Ok(RestoreStatus::Withdrawn)
+        );
+        assert_eq!(
+            withdraw(&r, asked, UserId(2), UserId(3)),
+            Err(DecisionRefused::NotYours)
+        );
+        assert_eq!(
+            withdraw(&r, RestoreStatus::Running, UserId(2), UserId(2)),
+            Err(DecisionRefused::NotWaiting(RestoreStatus::Running))
+        );
+        assert!(can_be_decided(&r, UserId(2)));
+        assert!(can_be_decided(&r, UserId(4)), "another Kasubdit (1) can");
+        let alone = Roster {
+            kasubdit: [UserId(4)].into(),
+            kasi: [UserId(4)].into(),
+            jfu: [UserId(3)].into(),
+        };
+        assert!(!can_be_decided(&alone, UserId(4)));
+        assert!(is_withdrawal(" Batal ") && is_withdrawal("cancel") && !is_withdrawal("25-11-2026 x"));
+        for s in ["withdrawn", "expired"] {
+            assert_eq!(RestoreStatus::parse(s).map(|x| x.as_str()), Some(s));
+        }
     }
 
     #[test]

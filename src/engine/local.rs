@@ -378,6 +378,80 @@ pub fn remove_stale_partials(root: &Path, except: &Path) -> u64 {
         .sum()
 }
 
+/// A folder opened once and read by names inside it (`openat`), never following a symlink: what
+/// is read is what is in that folder, whatever is renamed or linked around it meanwhile.
+pub struct FolderAt(std::fs::File);
+
+impl FolderAt {
+    /// Opens `path` as a folder (the path itself may go through symlinks: it is a setting).
+    pub fn open(path: &Path) -> std::io::Result<FolderAt> {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY)
+            .open(path)
+            .map(FolderAt)
+    }
+
+    fn open_at(&self, name: &str, flags: libc::c_int) -> std::io::Result<std::fs::File> {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        if name.is_empty() || name == "." || name == ".." || name.contains('/') {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{name:?} is not a plain name"),
+            ));
+        }
+        let c = std::ffi::CString::new(name).map_err(std::io::Error::other)?;
+        // SAFETY: a valid folder descriptor and NUL-terminated name; the returned descriptor
+        // is owned by the File alone.
+        let fd = unsafe {
+            libc::openat(
+                self.0.as_raw_fd(),
+                c.as_ptr(),
+                flags | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(unsafe { std::fs::File::from_raw_fd(fd) })
+    }
+
+    /// The folder `name` directly inside this one; a symlink is refused.
+    pub fn folder(&self, name: &str) -> std::io::Result<FolderAt> {
+        self.open_at(name, libc::O_RDONLY | libc::O_DIRECTORY)
+            .map(FolderAt)
+    }
+
+    /// The plain file `name` directly inside this one, open for reading; a symlink, a folder
+    /// or a device is refused.
+    pub fn file(&self, name: &str) -> std::io::Result<std::fs::File> {
+        let f = self.open_at(name, libc::O_RDONLY | libc::O_NONBLOCK)?;
+        if !f.metadata()?.is_file() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{name} is not a plain file"),
+            ));
+        }
+        Ok(f)
+    }
+
+    /// The text of the plain file `name` in this folder (at most 64 MiB).
+    pub fn read(&self, name: &str) -> std::io::Result<String> {
+        let mut text = String::new();
+        std::io::Read::read_to_string(
+            &mut std::io::Read::take(self.file(name)?, 64 << 20),
+            &mut text,
+        )?;
+        Ok(text)
+    }
+
+    /// This folder's bot marker, when it has one.
+    pub fn marker(&self) -> Option<LocalMarker> {
+        LocalMarker::parse(&self.read(super::server::MARKER_FILE).ok()?)
+    }
+}
+
 /// Opens (creating) a file for writing that only its owner can read: it holds mail, or says
 /// what mail there is. 0600 whatever the umask (a umask only takes bits away).
 pub fn private_file() -> std::fs::OpenOptions {

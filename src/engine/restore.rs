@@ -23,13 +23,21 @@ use crate::config::{BackupKind, EngineSettings, MailStore};
 pub enum RestoreError {
     #[error("no backup folder {0}")]
     FolderNotFound(String),
+    #[error("{0:?} is not the name of a dated folder in LOCAL_BACKUP_ROOT (a name such as 25-11-2026, not a path)")]
+    NotAFolderName(String),
+    #[error("{0} is not a backup folder made by the bot (a symlink, or no marker of the bot)")]
+    NotMadeByTheBot(String),
+    #[error("the archive {file} is not in the folder's index of verified copies")]
+    NotVerified { file: String },
+    #[error("no backup order recorded the verified archive of {account} in {folder}")]
+    NotRecorded { folder: String, account: String },
     #[error("{account} is not in backup {folder} (it holds: {available})")]
     NotInBackup {
         account: String,
         folder: String,
         available: String,
     },
-    #[error("the archive {file} does not match its SHA-256 in SHA256SUMS")]
+    #[error("the archive {file} does not match the SHA-256 recorded when its copy was verified")]
     Corrupt { file: String },
     #[error("the account {0} does not exist on the mail server")]
     TargetMissing(String),
@@ -97,30 +105,74 @@ pub enum RestoreProgress {
     Checking,
 }
 
-/// A dated folder by name under the backup root, or a path.
-pub fn resolve_folder(root: &Path, folder: &str) -> Result<PathBuf, RestoreError> {
-    let by_name = root.join(folder);
-    let path = if !folder.contains('/') && by_name.is_dir() {
-        by_name
-    } else {
-        PathBuf::from(folder)
-    };
-    if path.join("SHA256SUMS").is_file() {
-        Ok(path)
-    } else {
-        Err(RestoreError::FolderNotFound(folder.to_owned()))
+/// An archive found in a backup folder the bot made and verified.
+pub struct BackupArchive {
+    /// The dated folder's name.
+    pub folder: String,
+    pub file: String,
+    /// As recorded in the folder's index when the copy was verified.
+    pub sha256: String,
+    pub size: u64,
+    dir: local::FolderAt,
+}
+
+impl std::fmt::Debug for BackupArchive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{} ({} bytes, {})", self.folder, self.file, self.size, self.sha256)
     }
 }
 
-/// Checks, before anything else, that backup `folder` exists under `root` and holds `account`.
-pub fn check_request(root: &Path, folder: &str, account: &str) -> Result<(), RestoreError> {
-    find_archive(&resolve_folder(root, folder)?, account).map(|_| ())
+impl BackupArchive {
+    /// Reads the archive through the folder opened when it was found and checks its SHA-256
+    /// against the one recorded when the copy was verified (blocking: call off the runtime).
+    pub fn check_content(&self) -> Result<(), RestoreError> {
+        let corrupt = || RestoreError::Corrupt {
+            file: self.file.clone(),
+        };
+        let opened = self.dir.file(&self.file).map_err(|_| corrupt())?;
+        let path = PathBuf::from(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&opened)
+        ));
+        match super::copy::sha256_of(&path) {
+            Ok((sha, _)) if sha == self.sha256 => Ok(()),
+            _ => Err(corrupt()),
+        }
+    }
 }
 
-/// The archive of `account` in a backup folder and its SHA-256 from `SHA256SUMS`.
-fn find_archive(folder: &Path, account: &str) -> Result<(String, String), RestoreError> {
-    let sums = std::fs::read_to_string(folder.join("SHA256SUMS"))
-        .map_err(|_| RestoreError::FolderNotFound(folder.display().to_string()))?;
+/// Whether `name` can be a dated folder's name: a plain name, never a path or a hidden entry.
+fn plain_folder_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 200
+        && !name.starts_with('.')
+        && !name.contains('/')
+        && !name.chars().any(char::is_control)
+}
+
+/// `account`'s archive in the dated folder `folder` directly inside `root`, only as the bot made
+/// it: a folder (not a symlink) carrying the bot's marker, the archive a plain file listed in
+/// the folder's index of verified copies with the size recorded there, and the same SHA-256 in
+/// `SHA256SUMS`. Everything is read through the folder opened once (`openat`, no symlink
+/// followed). The content's hash is checked when the archive is read for the restore.
+pub fn locate(root: &Path, folder: &str, account: &str) -> Result<BackupArchive, RestoreError> {
+    if !plain_folder_name(folder) {
+        return Err(RestoreError::NotAFolderName(folder.to_owned()));
+    }
+    let not_made = || RestoreError::NotMadeByTheBot(folder.to_owned());
+    let root_at =
+        local::FolderAt::open(root).map_err(|_| RestoreError::FolderNotFound(folder.to_owned()))?;
+    let dir = match root_at.folder(folder) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(RestoreError::FolderNotFound(folder.to_owned()))
+        }
+        Err(_) => return Err(not_made()),
+    };
+    dir.marker().ok_or_else(not_made)?;
+    let sums = dir
+        .read("SHA256SUMS")
+        .map_err(|_| RestoreError::FolderNotFound(folder.to_owned()))?;
     let sums: HashMap<&str, &str> = sums
         .lines()
         .filter_map(|l| l.split_once("  ").map(|(h, n)| (n, h)))
@@ -135,9 +187,10 @@ fn find_archive(folder: &Path, account: &str) -> Result<(String, String), Restor
         account: String,
         file: String,
     }
-    let accounts: Vec<(String, String)> = std::fs::read(folder.join("summary.json"))
+    let accounts: Vec<(String, String)> = dir
+        .read("summary.json")
         .ok()
-        .and_then(|b| serde_json::from_slice::<Summary>(&b).ok())
+        .and_then(|b| serde_json::from_str::<Summary>(&b).ok())
         .map(|s| {
             s.mailboxes
                 .into_iter()
@@ -159,17 +212,39 @@ fn find_archive(folder: &Path, account: &str) -> Result<(String, String), Restor
             names.sort();
             RestoreError::NotInBackup {
                 account: account.to_owned(),
-                folder: folder
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
+                folder: folder.to_owned(),
                 available: names.join(", "),
             }
         })?;
-    let hash = sums
-        .get(file.as_str())
-        .ok_or_else(|| RestoreError::Corrupt { file: file.clone() })?;
-    Ok((file, (*hash).to_owned()))
+    let not_verified = || RestoreError::NotVerified { file: file.clone() };
+    let index = dir.read(local::VERIFIED_INDEX).map_err(|_| not_verified())?;
+    let (sha256, size) = index
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.splitn(3, ' ');
+            Some((it.next()?, it.next()?.parse::<u64>().ok()?, it.next()?))
+        })
+        .filter(|(_, _, n)| *n == file)
+        .map(|(h, size, _)| (h.to_owned(), size))
+        .last()
+        .ok_or_else(not_verified)?;
+    if sums.get(file.as_str()) != Some(&sha256.as_str()) {
+        return Err(RestoreError::Corrupt { file });
+    }
+    let on_disk = dir
+        .file(&file)
+        .and_then(|f| f.metadata())
+        .map_err(|_| not_verified())?;
+    if on_disk.len() != size {
+        return Err(RestoreError::Corrupt { file });
+    }
+    Ok(BackupArchive {
+        folder: folder.to_owned(),
+        file,
+        sha256,
+        size,
+        dir,
+    })
 }
 
 /// Makes the stage `$1/$2` with the bot's marker `$3`; prints its path.
@@ -328,101 +403,24 @@ fn ssh(e: impl std::fmt::Display) -> RestoreError {
     RestoreError::Ssh(e.to_string())
 }
 
-/// Runs a fixed server script: its output when it succeeds, its stderr as the error otherwise.
-async fn on_server(
-    r: &super::remote::Remote,
-    script: &str,
-    args: &[&str],
-) -> Result<String, RestoreError> {
-    let o = r.sh(script, args).await.map_err(ssh)?;
-    if !o.ok {
-        return Err(RestoreError::Server(o.stderr));
-    }
-    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
-}
-
-/// Restores `account`'s mailbox from backup `folder` into `into` (the same account by default).
-pub async fn restore(
-    s: &EngineSettings,
-    folder: &str,
-    account: &str,
-    into: Option<&str>,
-    mut progress: impl FnMut(RestoreProgress),
-) -> Result<RestoreReport, RestoreError> {
-    let into = into.unwrap_or(account).to_owned();
-    // An account is a name, never a path: nothing outside the mail store is read or written.
-    for name in [account, into.as_str()] {
-        let bad = name.is_empty()
-            || name == "."
-            || name == ".."
-            || name.starts_with('-')
-            || name.contains(['/', '\0']);
-        if bad {
-            return Err(RestoreError::TargetMissing(name.to_owned()));
-        }
-    }
-    let store = match &s.kind {
-        BackupKind::Mailboxes(store) => store.clone(),
-        BackupKind::Command { .. } => return Err(RestoreError::Unsupported("command".into())),
-    };
-    let dir = resolve_folder(&s.local_root, folder)?;
-    let (file, want) = find_archive(&dir, account)?;
-    let path = dir.join(&file);
-    let (got, bytes) =
-        super::copy::sha256_of(&path).map_err(|_| RestoreError::Corrupt { file: file.clone() })?;
-    if got != want {
-        return Err(RestoreError::Corrupt { file });
-    }
-    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-    let link = Link::connect(s, tx)
-        .await
-        .map_err(|e| RestoreError::Ssh(format!("{}: {}", e.kind, e.detail)))?;
-    let result = restore_on(
-        s,
-        &link,
-        &store,
-        &path,
-        &want,
-        account,
-        &into,
-        &mut progress,
-    )
-    .await;
-    link.close().await;
-    let folders = result?;
-    Ok(RestoreReport {
-        folder: dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        account: account.to_owned(),
-        into,
-        file,
-        bytes,
-        folders,
-    })
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn restore_on(
-    s: &EngineSettings,
-    link: &Link<'_>,
-    store: &MailStore,
-    archive: &Path,
-    sha256: &str,
-    account: &str,
-    into: &str,
-    progress: &mut impl FnMut(RestoreProgress),
-) -> Result<Vec<FolderCount>, RestoreError> {
-    let r = link.remote();
-    let conf = match store {
+fn doveadm_config(store: &MailStore) -> String {
+    match store {
         MailStore::Dovecot { config } => config.clone().unwrap_or_default(),
         _ => String::new(),
-    };
-    // The target first: nothing is uploaded for an account that is not there.
-    let owner = match store {
+    }
+}
+
+/// The target account's owner on the server (`uid:gid`, empty for Zimbra); `TargetMissing`
+/// when there is no such account.
+async fn target_owner(
+    r: &super::remote::Remote,
+    store: &MailStore,
+    conf: &str,
+    into: &str,
+) -> Result<String, RestoreError> {
+    Ok(match store {
         MailStore::Dovecot { .. } => {
-            let o = r.sh(DOVECOT_USER, &[into, &conf]).await.map_err(ssh)?;
+            let o = r.sh(DOVECOT_USER, &[into, conf]).await.map_err(ssh)?;
             if !o.ok {
                 return Err(RestoreError::TargetMissing(into.to_owned()));
             }
@@ -451,7 +449,128 @@ async fn restore_on(
             }
             String::new()
         }
+    })
+}
+
+/// Checks, when a restore is asked, that the target account exists on the mail server.
+pub async fn check_target(s: &EngineSettings, into: &str) -> Result<(), RestoreError> {
+    let BackupKind::Mailboxes(store) = &s.kind else {
+        return Err(RestoreError::Unsupported("command".into()));
     };
+    if !plain_account(into) {
+        return Err(RestoreError::TargetMissing(into.to_owned()));
+    }
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let link = Link::connect(s, tx)
+        .await
+        .map_err(|e| RestoreError::Ssh(format!("{}: {}", e.kind, e.detail)))?;
+    let found = target_owner(link.remote(), store, &doveadm_config(store), into).await;
+    link.close().await;
+    found.map(|_| ())
+}
+
+/// An account is a name, never a path: nothing outside the mail store is read or written.
+fn plain_account(name: &str) -> bool {
+    !(name.is_empty()
+        || name == "."
+        || name == ".."
+        || name.starts_with('-')
+        || name.contains(['/', '\0']))
+}
+
+/// Runs a fixed server script: its output when it succeeds, its stderr as the error otherwise.
+async fn on_server(
+    r: &super::remote::Remote,
+    script: &str,
+    args: &[&str],
+) -> Result<String, RestoreError> {
+    let o = r.sh(script, args).await.map_err(ssh)?;
+    if !o.ok {
+        return Err(RestoreError::Server(o.stderr));
+    }
+    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+/// Restores `account`'s mailbox from backup `folder` into `into` (the same account by default).
+pub async fn restore(
+    s: &EngineSettings,
+    folder: &str,
+    account: &str,
+    into: Option<&str>,
+    expected: Option<&str>,
+    mut progress: impl FnMut(RestoreProgress),
+) -> Result<RestoreReport, RestoreError> {
+    let into = into.unwrap_or(account).to_owned();
+    for name in [account, into.as_str()] {
+        if !plain_account(name) {
+            return Err(RestoreError::TargetMissing(name.to_owned()));
+        }
+    }
+    let store = match &s.kind {
+        BackupKind::Mailboxes(store) => store.clone(),
+        BackupKind::Command { .. } => return Err(RestoreError::Unsupported("command".into())),
+    };
+    let archive = locate(&s.local_root, folder, account)?;
+    let file = archive.file.clone();
+    let corrupt = || RestoreError::Corrupt { file: file.clone() };
+    if expected.is_some_and(|want| want != archive.sha256) {
+        return Err(corrupt());
+    }
+    // Hashed and then uploaded through one open descriptor: what is restored is what was checked
+    // (and the server checks the hash of what it received again).
+    let opened = archive.dir.file(&file).map_err(|_| corrupt())?;
+    let path = PathBuf::from(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&opened)
+    ));
+    let (got, bytes) = super::copy::sha256_of(&path).map_err(|_| corrupt())?;
+    if got != archive.sha256 {
+        return Err(corrupt());
+    }
+    let want = archive.sha256.clone();
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let link = Link::connect(s, tx)
+        .await
+        .map_err(|e| RestoreError::Ssh(format!("{}: {}", e.kind, e.detail)))?;
+    let result = restore_on(
+        s,
+        &link,
+        &store,
+        &path,
+        &want,
+        account,
+        &into,
+        &mut progress,
+    )
+    .await;
+    link.close().await;
+    drop(opened);
+    let folders = result?;
+    Ok(RestoreReport {
+        folder: archive.folder.clone(),
+        account: account.to_owned(),
+        into,
+        file,
+        bytes,
+        folders,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn restore_on(
+    s: &EngineSettings,
+    link: &Link<'_>,
+    store: &MailStore,
+    archive: &Path,
+    sha256: &str,
+    account: &str,
+    into: &str,
+    progress: &mut impl FnMut(RestoreProgress),
+) -> Result<Vec<FolderCount>, RestoreError> {
+    let r = link.remote();
+    let conf = doveadm_config(store);
+    // The target first: nothing is uploaded for an account that is not there.
+    let owner = target_owner(r, store, &conf, into).await?;
     // Room for the archive and its unpacked mail (about four times the archive) above the floor.
     let size = std::fs::metadata(archive).map(|m| m.len()).unwrap_or(0);
     let o = r

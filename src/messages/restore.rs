@@ -10,8 +10,8 @@ use crate::storage::RestoreRow;
 impl Catalog {
     pub fn restore_usage(&self) -> String {
         self.pick(
-            "⛔ Format perintah: /restore FOLDER AKUN [AKUN_TUJUAN], misalnya /restore 25-11-2026 ani@djki.go.id. Tanpa AKUN_TUJUAN, mailbox dipulihkan ke akun itu sendiri.",
-            "⛔ Usage: /restore FOLDER ACCOUNT [TARGET_ACCOUNT], e.g. /restore 25-11-2026 ani@djki.go.id. Without a target, the mailbox is restored into the account itself.",
+            "⛔ Format perintah: /restore FOLDER AKUN [AKUN_TUJUAN], misalnya /restore 25-11-2026 ani@djki.go.id. Tanpa AKUN_TUJUAN, mailbox dipulihkan ke akun itu sendiri. Permintaan yang menunggu ditarik dengan /restore batal.",
+            "⛔ Usage: /restore FOLDER ACCOUNT [TARGET_ACCOUNT], e.g. /restore 25-11-2026 ani@djki.go.id. Without a target, the mailbox is restored into the account itself. A waiting request is withdrawn with /restore cancel.",
         )
         .into()
     }
@@ -69,12 +69,46 @@ impl Catalog {
                 esc(available)
             ),
             (Lang::Id, RestoreError::Corrupt { file }) => format!(
-                "arsip {} tidak cocok dengan SHA-256 di SHA256SUMS (rusak?)",
+                "arsip {} tidak cocok dengan SHA-256 yang dicatat saat salinannya diverifikasi (rusak atau diganti?)",
                 code(file)
             ),
             (Lang::En, RestoreError::Corrupt { file }) => format!(
-                "the archive {} does not match its SHA-256 in SHA256SUMS (damaged?)",
+                "the archive {} does not match the SHA-256 recorded when its copy was verified (damaged or replaced?)",
                 code(file)
+            ),
+            (Lang::Id, RestoreError::NotAFolderName(f)) => format!(
+                "{} bukan nama folder bertanggal di disk backup; tulis namanya saja, misalnya 25-11-2026",
+                code(f)
+            ),
+            (Lang::En, RestoreError::NotAFolderName(f)) => format!(
+                "{} is not the name of a dated folder on the backup disk; type the name only, e.g. 25-11-2026",
+                code(f)
+            ),
+            (Lang::Id, RestoreError::NotMadeByTheBot(f)) => format!(
+                "folder {} bukan folder backup buatan bot (tautan simbolik, atau tanpa penanda bot)",
+                code(f)
+            ),
+            (Lang::En, RestoreError::NotMadeByTheBot(f)) => format!(
+                "the folder {} is not a backup folder made by the bot (a symlink, or without the bot's marker)",
+                code(f)
+            ),
+            (Lang::Id, RestoreError::NotVerified { file }) => format!(
+                "arsip {} tidak tercatat sebagai salinan yang terverifikasi",
+                code(file)
+            ),
+            (Lang::En, RestoreError::NotVerified { file }) => format!(
+                "the archive {} is not recorded as a verified copy",
+                code(file)
+            ),
+            (Lang::Id, RestoreError::NotRecorded { folder, account }) => format!(
+                "tidak ada perintah backup yang mencatat arsip terverifikasi {} di folder {}",
+                code(account),
+                code(folder)
+            ),
+            (Lang::En, RestoreError::NotRecorded { folder, account }) => format!(
+                "no backup order recorded a verified archive of {} in folder {}",
+                code(account),
+                code(folder)
             ),
             (Lang::Id, RestoreError::TargetMissing(a)) => {
                 format!("akun tujuan {} tidak ada di server mail", code(a))
@@ -121,18 +155,82 @@ impl Catalog {
         )
     }
 
-    pub fn restore_asked(&self, r: &RestoreRow, kasi: &str, kasubdit: &str) -> String {
-        let into = if r.into == r.account {
+    /// The request the approver decides on: what is restored from which backup (its order,
+    /// date, who ran it, the archive's size and messages), a plain warning when one person's
+    /// mail goes into another's mailbox, and until when it waits.
+    pub fn restore_asked(
+        &self,
+        r: &RestoreRow,
+        kasi: &str,
+        kasubdit: &str,
+        ran_by: Option<&str>,
+    ) -> String {
+        let code = |s: &str| format!("<code>{}</code>", esc(s));
+        let facts = r.backup.as_ref().map(|b| {
+            let when = b
+                .ordered_at
+                .map(|t| self.date(t.with_timezone(&self.tz).date_naive()))
+                .unwrap_or_else(|| "-".into());
+            let who = ran_by.unwrap_or("-");
+            let size = bytes(self.lang, b.bytes);
+            let messages = b
+                .messages
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| "?".into());
+            match self.lang {
+                Lang::Id => format!("\nBackup: perintah #{} tanggal {when}, dijalankan oleh {who}; arsip mailbox {size}, {messages} pesan, terverifikasi.", b.order),
+                Lang::En => format!("\nBackup: order #{} of {when}, run by {who}; mailbox archive {size}, {messages} messages, verified.", b.order),
+            }
+        }).unwrap_or_default();
+        let warning = if r.into == r.account {
             String::new()
         } else {
             match self.lang {
-                Lang::Id => format!(" ke akun <code>{}</code>", esc(&r.into)),
-                Lang::En => format!(" into <code>{}</code>", esc(&r.into)),
+                Lang::Id => format!("\n⚠️ <b>Perhatian:</b> surat milik {} akan dimasukkan ke mailbox akun lain, {}. Pemilik {} akan dapat membacanya.", code(&r.account), code(&r.into), code(&r.into)),
+                Lang::En => format!("\n⚠️ <b>Warning:</b> the mail of {} goes into another account's mailbox, {}. The owner of {} will be able to read it.", code(&r.account), code(&r.into), code(&r.into)),
             }
         };
+        let until = r
+            .expires_at
+            .map(|t| match self.lang {
+                Lang::Id => format!(" Permintaan berlaku sampai {} {}; {} dapat menariknya dengan /restore batal.", self.date(t.with_timezone(&self.tz).date_naive()), self.time(t), kasi),
+                Lang::En => format!(" The request stands until {} {}; {} can withdraw it with /restore cancel.", self.date(t.with_timezone(&self.tz).date_naive()), self.time(t), kasi),
+            })
+            .unwrap_or_default();
+        let into = code(&r.into);
         match self.lang {
-            Lang::Id => format!("♻️ <b>Permintaan pemulihan #{}</b>\n{kasi} meminta pemulihan mailbox <code>{}</code> dari backup <code>{}</code>{into}. Pemulihan hanya menambahkan pesan yang belum ada; tidak ada yang dihapus.\n{kasubdit}, mohon setujui atau tolak.", r.id, esc(&r.account), esc(&r.folder)),
-            Lang::En => format!("♻️ <b>Restore request #{}</b>\n{kasi} asks to restore mailbox <code>{}</code> from backup <code>{}</code>{into}. A restore only adds messages that are missing; nothing is deleted.\n{kasubdit}, please approve or refuse.", r.id, esc(&r.account), esc(&r.folder)),
+            Lang::Id => format!("♻️ <b>Permintaan pemulihan #{}</b>\n{kasi} meminta pemulihan mailbox {} dari backup {} ke akun {into}.{facts}{warning}\nPemulihan hanya menambahkan pesan yang belum ada; tidak ada yang dihapus.\n{kasubdit}, mohon setujui atau tolak.{until}", r.id, code(&r.account), code(&r.folder)),
+            Lang::En => format!("♻️ <b>Restore request #{}</b>\n{kasi} asks to restore mailbox {} from backup {} into account {into}.{facts}{warning}\nA restore only adds messages that are missing; nothing is deleted.\n{kasubdit}, please approve or refuse.{until}", r.id, code(&r.account), code(&r.folder)),
+        }
+    }
+
+    pub fn restore_undecidable(&self) -> String {
+        self.pick(
+            "⛔ Tidak ada Kasubdit selain Anda yang dapat menyetujui pemulihan ini, jadi permintaan tidak dibuat. Minta admin bot menambahkan Kasubdit lain ke KASUBDIT_IDS, atau minta Kasi lain yang mengajukan.",
+            "⛔ No Kasubdit other than you can approve this restore, so no request was made. Ask the bot's admin to add another Kasubdit to KASUBDIT_IDS, or have another Kasi ask.",
+        )
+        .into()
+    }
+
+    pub fn restore_nothing_to_withdraw(&self) -> String {
+        self.pick(
+            "⛔ Tidak ada permintaan pemulihan yang menunggu persetujuan.",
+            "⛔ No restore request is waiting for approval.",
+        )
+        .into()
+    }
+
+    pub fn restore_withdrawn(&self, r: &RestoreRow, by: &str) -> String {
+        match self.lang {
+            Lang::Id => format!("↩️ {by} menarik permintaan pemulihan #{}. Tidak ada yang diubah.", r.id),
+            Lang::En => format!("↩️ {by} withdrew restore request #{}. Nothing was changed.", r.id),
+        }
+    }
+
+    pub fn restore_expired(&self, r: &RestoreRow, kasi: &str) -> String {
+        match self.lang {
+            Lang::Id => format!("⌛ Permintaan pemulihan #{} berakhir karena tidak diputuskan tepat waktu. Tidak ada yang diubah. {kasi}, ajukan lagi dengan /restore bila masih diperlukan.", r.id),
+            Lang::En => format!("⌛ Restore request #{} expired: nobody decided in time. Nothing was changed. {kasi}, ask again with /restore if it is still needed.", r.id),
         }
     }
 
@@ -154,9 +252,21 @@ impl Catalog {
                 "Permintaan Anda sendiri harus disetujui oleh orang lain.",
                 "Your own request must be approved by someone else.",
             ),
+            DecisionRefused::NotWaiting(RestoreStatus::Withdrawn) => self.pick(
+                "Permintaan ini sudah ditarik.",
+                "This request was withdrawn.",
+            ),
+            DecisionRefused::NotWaiting(RestoreStatus::Expired) => self.pick(
+                "Permintaan ini sudah berakhir (kedaluwarsa).",
+                "This request has expired.",
+            ),
             DecisionRefused::NotWaiting(_) => self.pick(
                 "Permintaan ini sudah diputuskan.",
                 "This request has already been decided.",
+            ),
+            DecisionRefused::NotYours => self.pick(
+                "Hanya yang mengajukan atau Kasubdit yang dapat menarik permintaan pemulihan.",
+                "Only the asker or a Kasubdit may withdraw a restore request.",
             ),
         }
         .into()

@@ -22,9 +22,27 @@ pub struct RestoreRow {
     pub ended_at: Option<DateTime<Utc>>,
     pub report: Option<serde_json::Value>,
     pub error: Option<String>,
+    /// What the request was checked against when asked (none in requests of older bots).
+    pub backup: Option<BackupFacts>,
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
-const COLUMNS: &str = "id, folder, account, into_account, status, asked_by, asked_at, decided_by, decided_at, ended_at, report, error";
+/// A verified archive as the bot recorded it: the backup order that made it, when it was
+/// ordered and who ran it, and the archive's SHA-256, size and message count.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackupFacts {
+    pub order: i64,
+    pub ordered_at: Option<DateTime<Utc>>,
+    pub ran_by: Option<UserId>,
+    pub sha256: String,
+    pub bytes: u64,
+    pub messages: Option<u64>,
+}
+
+const COLUMNS: &str = "r.id, r.folder, r.account, r.into_account, r.status, r.asked_by, r.asked_at, r.decided_by, r.decided_at, r.ended_at, r.report, r.error, r.backup_order, r.sha256, r.bytes, r.messages, r.expires_at, o.created_at AS ordered_at, o.jfu AS ran_by";
+
+/// The restores with their backup order.
+const FROM: &str = "restores r LEFT JOIN orders o ON o.id = r.backup_order";
 
 fn row(r: sqlx::postgres::PgRow) -> Result<RestoreRow, StoreError> {
     let status: String = r.try_get("status")?;
@@ -42,28 +60,53 @@ fn row(r: sqlx::postgres::PgRow) -> Result<RestoreRow, StoreError> {
         ended_at: r.try_get("ended_at")?,
         report: r.try_get("report")?,
         error: r.try_get("error")?,
+        backup: match (
+            r.try_get::<Option<i64>, _>("backup_order")?,
+            r.try_get::<Option<String>, _>("sha256")?,
+        ) {
+            (Some(order), Some(sha256)) => Some(BackupFacts {
+                order,
+                ordered_at: r.try_get("ordered_at")?,
+                ran_by: r.try_get::<Option<i64>, _>("ran_by")?.map(UserId),
+                sha256,
+                bytes: r.try_get::<Option<i64>, _>("bytes")?.unwrap_or(0).max(0) as u64,
+                messages: r
+                    .try_get::<Option<i64>, _>("messages")?
+                    .map(|n| n.max(0) as u64),
+            }),
+            _ => None,
+        },
+        expires_at: r.try_get("expires_at")?,
     })
 }
 
 impl Store {
     /// Records a request with the message asking for approval; `AlreadyActive` when another
     /// restore is waiting or running.
+    #[allow(clippy::too_many_arguments)]
     pub async fn ask_restore(
         &self,
         folder: &str,
         account: &str,
         into: &str,
         by: UserId,
+        backup: &BackupFacts,
+        expires_at: DateTime<Utc>,
         message: impl FnOnce(i64) -> Outgoing,
     ) -> Result<i64, StoreError> {
         let mut tx = self.pool.begin().await?;
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO restores (folder, account, into_account, status, asked_by, asked_at) VALUES ($1, $2, $3, 'asked', $4, now()) RETURNING id",
+            "INSERT INTO restores (folder, account, into_account, status, asked_by, asked_at, backup_order, sha256, bytes, messages, expires_at) VALUES ($1, $2, $3, 'asked', $4, now(), $5, $6, $7, $8, $9) RETURNING id",
         )
         .bind(folder)
         .bind(account)
         .bind(into)
         .bind(by.0)
+        .bind(backup.order)
+        .bind(&backup.sha256)
+        .bind(backup.bytes as i64)
+        .bind(backup.messages.map(|n| n as i64))
+        .bind(expires_at)
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| match &e {
@@ -77,7 +120,7 @@ impl Store {
 
     pub async fn restore(&self, id: i64) -> Result<Option<RestoreRow>, StoreError> {
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM restores WHERE id = $1"
+            "SELECT {COLUMNS} FROM {FROM} WHERE r.id = $1"
         )))
         .bind(id)
         .fetch_optional(&self.pool)
@@ -96,7 +139,7 @@ impl Store {
     ) -> Result<Result<RestoreRow, R>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let current = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM restores WHERE id = $1 FOR UPDATE"
+            "SELECT {COLUMNS} FROM {FROM} WHERE r.id = $1 FOR UPDATE OF r"
         )))
         .bind(id)
         .fetch_optional(&mut *tx)
@@ -108,12 +151,18 @@ impl Store {
             Ok(d) => d,
             Err(r) => return Ok(Err(r)),
         };
-        let moved = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE restores SET status = $2, decided_by = COALESCE($3, decided_by), decided_at = COALESCE(decided_at, CASE WHEN $3::bigint IS NOT NULL THEN now() END) WHERE id = $1 RETURNING {COLUMNS}"
-        )))
+        sqlx::query(
+            "UPDATE restores SET status = $2, decided_by = COALESCE($3, decided_by), decided_at = COALESCE(decided_at, CASE WHEN $3::bigint IS NOT NULL THEN now() END) WHERE id = $1",
+        )
         .bind(id)
         .bind(status.as_str())
         .bind(by.map(|u| u.0))
+        .execute(&mut *tx)
+        .await?;
+        let moved = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM {FROM} WHERE r.id = $1"
+        )))
+        .bind(id)
         .fetch_one(&mut *tx)
         .await?;
         outbox::insert(&mut tx, None, &say).await?;
@@ -147,10 +196,81 @@ impl Store {
         Ok(())
     }
 
+    /// The request waiting for a decision, if any (at most one is open).
+    pub async fn waiting_restore(&self) -> Result<Option<RestoreRow>, StoreError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM {FROM} WHERE r.status = 'asked' ORDER BY r.id DESC LIMIT 1"
+        )))
+        .fetch_optional(&self.pool)
+        .await?
+        .map(row)
+        .transpose()
+    }
+
+    /// The requests still waiting whose time ran out.
+    pub async fn expired_restores(&self) -> Result<Vec<i64>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM restores WHERE status = 'asked' AND expires_at <= now() ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The verified archive of `account` with SHA-256 `sha256` in the dated folder `folder`
+    /// under `root`, as a backup order recorded it (the newest such order), or `None`.
+    pub async fn backup_facts(
+        &self,
+        root: &std::path::Path,
+        folder: &str,
+        account: &str,
+        sha256: &str,
+    ) -> Result<Option<BackupFacts>, StoreError> {
+        let rows: Vec<(i64, String, DateTime<Utc>, Option<i64>, serde_json::Value)> =
+            sqlx::query_as(
+                "SELECT id, local_folder, created_at, jfu, report FROM orders \
+                 WHERE report IS NOT NULL AND local_folder IS NOT NULL \
+                   AND right(local_folder, length($1) + 1) = '/' || $1 \
+                 ORDER BY id DESC",
+            )
+            .bind(folder)
+            .fetch_all(&self.pool)
+            .await?;
+        let same = |a: &std::path::Path, b: &std::path::Path| {
+            a == b
+                || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
+        };
+        for (order, local, ordered_at, jfu, report) in rows {
+            let local = std::path::Path::new(&local);
+            if !local.parent().is_some_and(|p| same(p, root)) {
+                continue;
+            }
+            let Ok(crate::run_outcome::RunOutcome::Completed(report)) = serde_json::from_value(report)
+            else {
+                continue;
+            };
+            let found = report.mailboxes.iter().find(|m| {
+                m.account == account
+                    && m.sha256 == sha256
+                    && m.status == crate::engine::MailboxStatus::Verified
+            });
+            if let Some(m) = found {
+                return Ok(Some(BackupFacts {
+                    order,
+                    ordered_at: Some(ordered_at),
+                    ran_by: jfu.map(UserId),
+                    sha256: m.sha256.clone(),
+                    bytes: m.size,
+                    messages: m.messages,
+                }));
+            }
+        }
+        Ok(None)
+    }
+
     /// Restores that were running when the bot stopped.
     pub async fn running_restores(&self) -> Result<Vec<RestoreRow>, StoreError> {
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM restores WHERE status = 'running' ORDER BY id"
+            "SELECT {COLUMNS} FROM {FROM} WHERE r.status = 'running' ORDER BY r.id"
         )))
         .fetch_all(&self.pool)
         .await?
@@ -166,7 +286,7 @@ impl Store {
         until: NaiveDate,
     ) -> Result<Vec<RestoreRow>, StoreError> {
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM restores WHERE log_date >= $1 AND log_date < $2 ORDER BY ended_at, id"
+            "SELECT {COLUMNS} FROM {FROM} WHERE r.log_date >= $1 AND r.log_date < $2 ORDER BY r.ended_at, r.id"
         )))
         .bind(from)
         .bind(until)

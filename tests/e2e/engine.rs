@@ -429,7 +429,7 @@ async fn restore_brings_a_mailbox_back_and_a_second_restore_adds_nothing() {
     let folder = crate::support::folder_name(&report);
 
     let mut steps = Vec::new();
-    let first = restore(&s, &folder, user, Some(fresh), |p| steps.push(p))
+    let first = restore(&s, &folder, user, Some(fresh), None, |p| steps.push(p))
         .await
         .expect("the restore runs");
     assert!(first.complete(), "{first:?}");
@@ -452,27 +452,27 @@ async fn restore_brings_a_mailbox_back_and_a_second_restore_adds_nothing() {
     );
 
     // Again: nothing is added, nothing changes.
-    let second = restore(&s, &folder, user, Some(fresh), |_| {})
+    let second = restore(&s, &folder, user, Some(fresh), None, |_| {})
         .await
         .expect("the second restore runs");
     assert!(second.complete());
     assert_eq!(second.restored(), 0, "{second:?}");
     assert_eq!(Imap::login(port, fresh, "secret").contents(), restored);
     // Into the account it came from: everything is still there, nothing is added.
-    let same = restore(&s, &folder, user, None, |_| {})
+    let same = restore(&s, &folder, user, None, None, |_| {})
         .await
         .expect("runs");
     assert_eq!(same.restored(), 0, "{same:?}");
     assert_eq!(Imap::login(port, user, "secret").contents(), original);
 
-    let err = restore(&s, &folder, "nobody@djki.go.id", Some(fresh), |_| {})
+    let err = restore(&s, &folder, "nobody@djki.go.id", Some(fresh), None, |_| {})
         .await
         .expect_err("not in the backup");
     assert!(
         matches!(&err, RestoreError::NotInBackup { available, .. } if available.contains(user)),
         "{err:?}"
     );
-    let err = restore(&s, &folder, user, Some("ghost@djki.go.id"), |_| {})
+    let err = restore(&s, &folder, user, Some("ghost@djki.go.id"), None, |_| {})
         .await
         .expect_err("no such account");
     assert_eq!(err, RestoreError::TargetMissing("ghost@djki.go.id".into()));

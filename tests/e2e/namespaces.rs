@@ -89,7 +89,7 @@ async fn backup_and_restore(variant: &str, folders: &[&str]) {
     }
 
     let folder = folder_name(&report);
-    let first = restore(&s, &folder, SOURCE, Some(TARGET), |_| {})
+    let first = restore(&s, &folder, SOURCE, Some(TARGET), None, |_| {})
         .await
         .expect("the restore runs");
     assert!(first.complete(), "{first:?}");
@@ -106,7 +106,7 @@ async fn backup_and_restore(variant: &str, folders: &[&str]) {
         );
     }
 
-    let second = restore(&s, &folder, SOURCE, Some(TARGET), |_| {})
+    let second = restore(&s, &folder, SOURCE, Some(TARGET), None, |_| {})
         .await
         .expect("the second restore runs");
     assert!(second.complete(), "{second:?}");

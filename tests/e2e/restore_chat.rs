@@ -2,8 +2,6 @@
 //! refused request changes nothing, an approved one runs against the harness's sshd and Dovecot,
 //! reports per folder, and lands in the daily log.
 
-use mailbox_backup_bot::config::{BackupKind, MailStore};
-
 use crate::imap::Imap;
 use crate::support::*;
 
@@ -29,48 +27,23 @@ async fn a_restore_asked_by_the_kasi_runs_only_once_a_kasubdit_approves() {
     let dir = test_dir("rchat");
     use_engine(&mut env, &dir);
     fill_mailbox(user);
-    // A verified backup in dir/local, made by the engine as a run of the bot makes it.
-    let s = crate::engine::settings(
-        &dir,
-        BackupKind::Mailboxes(MailStore::Dovecot {
-            config: Some(env_var("TEST_DOVECOT_CONF")),
-        }),
-    );
-    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-    let today = chrono::Utc::now().with_timezone(&s.timezone).date_naive();
-    let backup = mailbox_backup_bot::engine::run::run(
-        &s,
-        mailbox_backup_bot::engine::RunRequest::new(
-            today,
-            "test",
-            mailbox_backup_bot::engine::Stop::never(),
-        ),
-        tx,
-    )
-    .await
-    .expect("the backup runs");
-    assert!(backup.all_verified());
-    let folder = backup
-        .folders
-        .local
-        .file_name()
-        .expect("name")
-        .to_string_lossy()
-        .into_owned();
-    let bot = start_bot(&env, None).await;
+    let _bot = BotProcess::start(&env);
+    // A verified backup the bot made and recorded, ordered and run through the chat.
+    let folder = backup_through_the_chat(&stub, &team, &_db).await;
     let g = &team.group;
 
     // Wrong role, bad arguments, an account not in the backup: each says what to type.
+    let n = stub.messages(g.id).len();
     stub.say(g, &team.jfu, &format!("/restore {folder} {user} {target}"));
-    expect_text(&stub, g, 0, "Kasi").await;
+    expect_text(&stub, g, n, "hanya untuk Kasi").await;
     stub.say(g, &team.kasi, "/restore");
-    expect_text(&stub, g, 0, "Format perintah: /restore FOLDER AKUN").await;
+    expect_text(&stub, g, n, "Format perintah: /restore FOLDER AKUN").await;
     stub.say(
         g,
         &team.kasi,
         &format!("/restore {folder} nobody@djki.go.id"),
     );
-    expect_text(&stub, g, 0, "tidak ada dalam backup").await;
+    expect_text(&stub, g, n, "tidak ada dalam backup").await;
 
     // Asked, then refused by the Kasubdit: nothing changes.
     stub.say(g, &team.kasi, &format!("/restore {folder} {user} {target}"));
@@ -153,8 +126,71 @@ async fn a_restore_asked_by_the_kasi_runs_only_once_a_kasubdit_approves() {
         "no progress message is left saying it is still running"
     );
     print_chat(&stub, &team);
-    bot.abort();
-    let _ = bot.await;
+}
+
+/// A backup ordered, directed and started in the chat, run by the bot's engine and reported;
+/// returns its dated folder's name (as the bot recorded it).
+pub(crate) async fn backup_through_the_chat(
+    stub: &bot_api_stub::Stub,
+    team: &Team,
+    db: &str,
+) -> String {
+    let g = &team.group;
+    // The bot answers (its migrations are applied) before the database is looked at.
+    let n = stub.messages(g.id).len();
+    stub.say(g, &team.kasubdit, "/status");
+    stub.wait_for(g.id, WAIT * 3, |m| m.len() > n)
+        .await
+        .expect("the bot answers");
+    stub.say(g, &team.kasubdit, "/order_backup");
+    wait_until(
+        db,
+        "SELECT count(*) FROM orders WHERE status = 'ordered'",
+        "ordered",
+    )
+    .await;
+    stub.say(g, &team.kasi, "/direct @budi_jfu");
+    wait_until(
+        db,
+        "SELECT count(*) FROM orders WHERE status = 'directed'",
+        "directed",
+    )
+    .await;
+    stub.say(g, &team.jfu, "/start");
+    let deadline = std::time::Instant::now() + WAIT * 6;
+    loop {
+        let status = status_of_last_order(db).await;
+        if status == "reported" {
+            break;
+        }
+        assert!(
+            status != "failed" && std::time::Instant::now() < deadline,
+            "the backup did not come through ({status}):\n{}",
+            stub.transcript(g.id)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    stub.say(g, &team.kasi, "/receive");
+    wait_until(
+        db,
+        "SELECT count(*) FROM orders WHERE status = 'logged'",
+        "logged",
+    )
+    .await;
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(db)
+        .await
+        .expect("db");
+    let local: String = sqlx::query_scalar(
+        "SELECT local_folder FROM orders WHERE status = 'logged' ORDER BY id DESC LIMIT 1",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("the run's folder");
+    std::path::Path::new(&local)
+        .file_name()
+        .expect("a name")
+        .to_string_lossy()
+        .into_owned()
 }
 
 fn env_var(name: &str) -> String {

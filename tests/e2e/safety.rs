@@ -943,7 +943,7 @@ async fn a_maildir_restore_copies_only_missing_messages() {
     )
     .expect("copy");
 
-    let first = restore(&s, &folder, "m00", Some("target"), |_| {})
+    let first = restore(&s, &folder, "m00", Some("target"), None, |_| {})
         .await
         .expect("the restore runs");
     assert!(first.complete(), "{first:?}");
@@ -960,11 +960,11 @@ async fn a_maildir_restore_copies_only_missing_messages() {
         .map(|f| (f.folder.as_str(), f.in_backup, f.already_there, f.restored))
         .collect();
     assert_eq!(rows, vec![("INBOX", 1, 1, 0), (".Arsip", 1, 0, 1)]);
-    let second = restore(&s, &folder, "m00", Some("target"), |_| {})
+    let second = restore(&s, &folder, "m00", Some("target"), None, |_| {})
         .await
         .expect("again");
     assert_eq!(second.restored(), 0, "{second:?}");
-    let err = restore(&s, &folder, "m00", Some("nobody"), |_| {})
+    let err = restore(&s, &folder, "m00", Some("nobody"), None, |_| {})
         .await
         .expect_err("no such Maildir");
     assert_eq!(

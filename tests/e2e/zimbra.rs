@@ -310,7 +310,7 @@ async fn a_zimbra_restore_imports_with_resolve_skip_and_a_second_adds_nothing() 
         .expect("the backup runs");
     let folder = crate::support::folder_name(&report);
     let source = "ani@djki.go.id";
-    let first = restore(&s, &folder, source, Some(RESTORED_INTO), |_| {})
+    let first = restore(&s, &folder, source, Some(RESTORED_INTO), None, |_| {})
         .await
         .expect("the restore runs");
     assert!(first.complete(), "{first:#?}");
@@ -326,14 +326,14 @@ async fn a_zimbra_restore_imports_with_resolve_skip_and_a_second_adds_nothing() 
     got.sort();
     assert_eq!(got, want, "every message came over as it was");
 
-    let second = restore(&s, &folder, source, Some(RESTORED_INTO), |_| {})
+    let second = restore(&s, &folder, source, Some(RESTORED_INTO), None, |_| {})
         .await
         .expect("the second restore runs");
     assert!(second.complete());
     assert_eq!(second.restored(), 0, "{second:#?}");
     assert_eq!(fixture_messages(RESTORED_INTO).len(), want.len());
 
-    let err = restore(&s, &folder, source, Some("hantu@djki.go.id"), |_| {})
+    let err = restore(&s, &folder, source, Some("hantu@djki.go.id"), None, |_| {})
         .await
         .expect_err("no such account");
     assert_eq!(err, RestoreError::TargetMissing("hantu@djki.go.id".into()));
