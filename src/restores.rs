@@ -11,9 +11,9 @@ use anyhow::Result;
 use crate::app::App;
 use crate::config::EngineSettings;
 use crate::domain::{
-    DecisionRefused,
     can_be_decided, decide as decide_request, is_withdrawal, parse_restore_args,
-    restore_button_data, withdraw as withdraw_request, Refusal, RestoreStatus, Role, UserId,
+    restore_button_data, withdraw as withdraw_request, DecisionRefused, Refusal, RestoreStatus,
+    Role, UserId,
 };
 use crate::engine::restore::{self, RestoreError};
 use crate::outbox::{Button, Outgoing};
@@ -63,7 +63,11 @@ pub async fn ask(app: &Arc<App>, by: UserId, arg: &str) -> Result<()> {
     };
     // The whole archive is read once now, so a damaged or replaced one is refused before
     // anyone is asked to approve it.
-    let archive = match tokio::task::spawn_blocking(move || archive.check_content().map(|()| archive)).await {
+    let archive = match tokio::task::spawn_blocking(move || {
+        archive.check_content().map(|()| archive)
+    })
+    .await
+    {
         Ok(Ok(a)) => a,
         Ok(Err(e)) => {
             app.group.say(&c.restore_refused_now(&e)).await?;
@@ -90,8 +94,8 @@ pub async fn ask(app: &Arc<App>, by: UserId, arg: &str) -> Result<()> {
     let kasi = app.people.mention(by);
     let kasubdit = app.mention_role(Role::Kasubdit);
     let ran_by = backup.ran_by.map(|u| app.people.name(u));
-    let expires_at = chrono::Utc::now()
-        + chrono::TimeDelta::seconds(app.settings.restore_expiry_secs as i64);
+    let expires_at =
+        chrono::Utc::now() + chrono::TimeDelta::seconds(app.settings.restore_expiry_secs as i64);
     let (yes, no) = c.restore_buttons();
     let asked = app
         .store

@@ -214,7 +214,9 @@ mod tests {
             jfu: [UserId(3)].into(),
         };
         assert!(!can_be_decided(&alone, UserId(4)));
-        assert!(is_withdrawal(" Batal ") && is_withdrawal("cancel") && !is_withdrawal("25-11-2026 x"));
+        assert!(
+            is_withdrawal(" Batal ") && is_withdrawal("cancel") && !is_withdrawal("25-11-2026 x")
+        );
         for s in ["withdrawn", "expired"] {
             assert_eq!(RestoreStatus::parse(s).map(|x| x.as_str()), Some(s));
         }

@@ -118,7 +118,11 @@ pub struct BackupArchive {
 
 impl std::fmt::Debug for BackupArchive {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{} ({} bytes, {})", self.folder, self.file, self.size, self.sha256)
+        write!(
+            f,
+            "{}/{} ({} bytes, {})",
+            self.folder, self.file, self.size, self.sha256
+        )
     }
 }
 
@@ -217,7 +221,9 @@ pub fn locate(root: &Path, folder: &str, account: &str) -> Result<BackupArchive,
             }
         })?;
     let not_verified = || RestoreError::NotVerified { file: file.clone() };
-    let index = dir.read(local::VERIFIED_INDEX).map_err(|_| not_verified())?;
+    let index = dir
+        .read(local::VERIFIED_INDEX)
+        .map_err(|_| not_verified())?;
     let (sha256, size) = index
         .lines()
         .filter_map(|l| {

@@ -193,8 +193,18 @@ impl Catalog {
         let until = r
             .expires_at
             .map(|t| match self.lang {
-                Lang::Id => format!(" Permintaan berlaku sampai {} {}; {} dapat menariknya dengan /restore batal.", self.date(t.with_timezone(&self.tz).date_naive()), self.time(t), kasi),
-                Lang::En => format!(" The request stands until {} {}; {} can withdraw it with /restore cancel.", self.date(t.with_timezone(&self.tz).date_naive()), self.time(t), kasi),
+                Lang::Id => format!(
+                    " Permintaan berlaku sampai {} {}; {} dapat menariknya dengan /restore batal.",
+                    self.date(t.with_timezone(&self.tz).date_naive()),
+                    self.time(t),
+                    kasi
+                ),
+                Lang::En => format!(
+                    " The request stands until {} {}; {} can withdraw it with /restore cancel.",
+                    self.date(t.with_timezone(&self.tz).date_naive()),
+                    self.time(t),
+                    kasi
+                ),
             })
             .unwrap_or_default();
         let into = code(&r.into);
@@ -222,8 +232,14 @@ impl Catalog {
 
     pub fn restore_withdrawn(&self, r: &RestoreRow, by: &str) -> String {
         match self.lang {
-            Lang::Id => format!("↩️ {by} menarik permintaan pemulihan #{}. Tidak ada yang diubah.", r.id),
-            Lang::En => format!("↩️ {by} withdrew restore request #{}. Nothing was changed.", r.id),
+            Lang::Id => format!(
+                "↩️ {by} menarik permintaan pemulihan #{}. Tidak ada yang diubah.",
+                r.id
+            ),
+            Lang::En => format!(
+                "↩️ {by} withdrew restore request #{}. Nothing was changed.",
+                r.id
+            ),
         }
     }
 

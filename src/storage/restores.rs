@@ -236,15 +236,15 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         let same = |a: &std::path::Path, b: &std::path::Path| {
-            a == b
-                || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
+            a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
         };
         for (order, local, ordered_at, jfu, report) in rows {
             let local = std::path::Path::new(&local);
             if !local.parent().is_some_and(|p| same(p, root)) {
                 continue;
             }
-            let Ok(crate::run_outcome::RunOutcome::Completed(report)) = serde_json::from_value(report)
+            let Ok(crate::run_outcome::RunOutcome::Completed(report)) =
+                serde_json::from_value(report)
             else {
                 continue;
             };

@@ -357,3 +357,205 @@ async fn a_flood_of_junk_commands_does_not_hold_up_the_kasubdits_status() {
         stub.transcript(g.id)
     );
 }
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A copy of backup folder `from` at `to`, as a forger would make it: the bot's marker, index and
+/// sums copied, `account`'s archive replaced by `forged` and its lines rewritten to match.
+fn forge(from: &std::path::Path, to: &std::path::Path, account: &str, forged: &[u8]) {
+    std::fs::create_dir_all(to).expect("forged folder");
+    for e in std::fs::read_dir(from).expect("list").flatten() {
+        std::fs::copy(e.path(), to.join(e.file_name())).expect("copy");
+    }
+    let file = format!("{account}.tar.gz");
+    std::fs::write(to.join(&file), forged).expect("forged archive");
+    let sha = sha256_hex(forged);
+    let sums: String = std::fs::read_to_string(to.join("SHA256SUMS"))
+        .expect("sums")
+        .lines()
+        .map(|l| {
+            if l.ends_with(&format!("  {file}")) {
+                format!("{sha}  {file}\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    std::fs::write(to.join("SHA256SUMS"), sums).expect("sums");
+    let index = std::fs::read_to_string(to.join(".verified")).expect("index")
+        + &format!("{sha} {} {file}\n", forged.len());
+    std::fs::write(to.join(".verified"), index).expect("index");
+}
+
+#[tokio::test]
+async fn a_restore_takes_only_a_folder_the_bot_made_and_verified_on_dovecot() {
+    let account = "ani@djki.go.id";
+    let Scene {
+        team,
+        stub,
+        db,
+        mut env,
+    } = scene("id").await;
+    let dir = test_dir("forged");
+    use_engine(&mut env, &dir);
+    let _bot = BotProcess::start(&env);
+    let folder = crate::restore_chat::backup_through_the_chat(&stub, &team, &db).await;
+    let root = dir.join("local");
+    let real = root.join(&folder);
+    let g = &team.group;
+    let ask = |args: String| {
+        let n = stub.messages(g.id).len();
+        stub.say(g, &team.kasi, &format!("/restore {args}"));
+        n
+    };
+
+    // A planted folder outside the backup disk, linked in under a dated name.
+    let outside = dir.join("outside").join("07-12-2026");
+    forge(
+        &real,
+        &outside,
+        account,
+        b"SEGERA: transfer dana ke rekening ...",
+    );
+    std::os::unix::fs::symlink(&outside, root.join("07-12-2026")).expect("symlink");
+    let n = ask(format!("07-12-2026 {account}"));
+    expect_text(&stub, g, n, "bukan folder backup buatan bot").await;
+    // A path, absolute or relative, is not a folder name.
+    let n = ask(format!("{} {account}", outside.display()));
+    expect_text(&stub, g, n, "bukan nama folder bertanggal").await;
+    let n = ask(format!("../local/{folder} {account}"));
+    expect_text(&stub, g, n, "bukan nama folder bertanggal").await;
+    // A real folder on the disk, marker, index and sums all consistent, that no order made.
+    forge(&real, &root.join("08-12-2026"), account, b"forged mail");
+    let n = ask(format!("08-12-2026 {account}"));
+    expect_text(
+        &stub,
+        g,
+        n,
+        "tidak ada perintah backup yang mencatat arsip terverifikasi",
+    )
+    .await;
+    // The real archive replaced by other bytes of the same size.
+    let archive = real.join(format!("{account}.tar.gz"));
+    let original = std::fs::read(&archive).expect("archive");
+    std::fs::write(&archive, vec![0u8; original.len()]).expect("tamper");
+    let n = ask(format!("{folder} {account}"));
+    expect_text(&stub, g, n, "tidak cocok dengan SHA-256").await;
+    std::fs::write(&archive, &original).expect("put back");
+    // A target that does not exist is named when asked, not after an approval.
+    let n = ask(format!("{folder} {account} ghost@djki.go.id"));
+    expect_text(&stub, g, n, "tidak ada di server mail").await;
+
+    // The real request into another account: the facts, and a plain warning.
+    let n = ask(format!("{folder} {account} restore1@djki.go.id"));
+    let asked = expect_text(&stub, g, n, "Permintaan pemulihan #1").await;
+    let text = asked.plain_text();
+    for needle in [
+        "perintah #1",
+        "dijalankan oleh Budi",
+        "pesan, terverifikasi",
+        "Perhatian: surat milik ani@djki.go.id akan dimasukkan ke mailbox akun lain, restore1@djki.go.id",
+    ] {
+        assert!(text.contains(needle), "{needle:?} not in:\n{text}");
+    }
+    let n = stub.messages(g.id).len();
+    stub.say(g, &team.kasi, "/restore batal");
+    expect_text(&stub, g, n, "menarik permintaan pemulihan #1").await;
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM restores").await,
+        1,
+        "only the real request was recorded"
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM restores WHERE status <> 'withdrawn'"
+        )
+        .await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn restore_requests_end_by_withdrawal_expiry_or_refusal_when_nobody_can_decide_on_dovecot() {
+    let account = "ani@djki.go.id";
+    let Scene {
+        team,
+        stub,
+        db,
+        mut env,
+    } = scene("en").await;
+    let dir = test_dir("rends");
+    use_engine(&mut env, &dir);
+    set(&mut env, "RESTORE_REQUEST_EXPIRY_SECS", "10");
+    // The Kasubdit is also a Kasi, and the only Kasubdit.
+    set(
+        &mut env,
+        "KASI_IDS",
+        &format!("{},{}", team.kasi.id, team.kasubdit.id),
+    );
+    let _bot = BotProcess::start(&env);
+    let folder = crate::restore_chat::backup_through_the_chat(&stub, &team, &db).await;
+    let g = &team.group;
+    let ask = format!("/restore {folder} {account}");
+
+    // Nobody but the asker could decide: refused at once, nothing waits.
+    let n = stub.messages(g.id).len();
+    stub.say(g, &team.kasubdit, &ask);
+    expect_text(&stub, g, n, "No Kasubdit other than you can approve").await;
+    assert_eq!(count(&db, "SELECT count(*) FROM restores").await, 0);
+
+    // Withdrawn by the asker; a JFU may not.
+    stub.say(g, &team.kasi, &ask);
+    let asked = expect_text(&stub, g, n, "Restore request #1").await;
+    stub.say(g, &team.jfu, "/restore cancel");
+    expect_text(&stub, g, n, "Only the asker or a Kasubdit may withdraw").await;
+    stub.say(g, &team.kasi, "/restore cancel");
+    expect_text(&stub, g, n, "withdrew restore request #1").await;
+    stub.press(g, &team.kasubdit, asked.message_id, "restore:1:ok")
+        .expect("press");
+    stub.wait_for(g.id, WAIT, |_| {
+        stub.callback_answers()
+            .iter()
+            .any(|a| a.text.as_deref() == Some("This request was withdrawn."))
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{:?}", stub.callback_answers()));
+
+    // Left alone, the next one expires with a message, and the way is free again.
+    stub.say(g, &team.kasi, &ask);
+    expect_text(&stub, g, n, "Restore request #2").await;
+    stub.wait_for_text(g.id, n, "Restore request #2 expired", WAIT * 2)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    stub.say(g, &team.kasi, &ask);
+    expect_text(&stub, g, n, "Restore request #3").await;
+    // A Kasubdit may withdraw someone else's request.
+    stub.say(g, &team.kasubdit, "/restore cancel");
+    expect_text(&stub, g, n, "withdrew restore request #3").await;
+    stub.say(g, &team.kasi, "/restore cancel");
+    expect_text(&stub, g, n, "No restore request is waiting").await;
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM restores WHERE status IN ('running', 'done', 'failed')"
+        )
+        .await,
+        0,
+        "nothing ran"
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM restores WHERE status = 'expired'"
+        )
+        .await,
+        1
+    );
+}
