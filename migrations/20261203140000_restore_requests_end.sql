@@ -12,3 +12,6 @@ ALTER TABLE restores
     ADD COLUMN messages     BIGINT,
     ADD COLUMN expires_at   TIMESTAMPTZ;
 CREATE INDEX restores_expiring ON restores (expires_at) WHERE status = 'asked';
+-- A request left waiting by an older bot was checked against nothing the bot recorded and has no
+-- end: it expires now (asked again, it is checked as above).
+UPDATE restores SET status = 'expired' WHERE status = 'asked';

@@ -581,11 +581,15 @@ fn ranged<T>(
 where
     T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
 {
-    let expected = format!(
-        "a whole number of {unit} from {} to {}",
-        range.start(),
-        range.end()
-    );
+    let expected = if unit.starts_with("a ") {
+        format!("{unit} from {} to {}", range.start(), range.end())
+    } else {
+        format!(
+            "a whole number of {unit} from {} to {}",
+            range.start(),
+            range.end()
+        )
+    };
     let v: T = parsed(src, var, default, &expected)?;
     if !range.contains(&v) {
         return Err(ConfigError {

@@ -61,10 +61,25 @@ pub fn file_modes(env_file: Option<&std::path::Path>, src: &dyn Source) -> Vec<C
             0o022,
         ));
     }
+    // SAFETY: geteuid cannot fail.
+    let me = unsafe { libc::geteuid() };
     files
         .into_iter()
         .filter_map(|(item, path, forbidden)| {
-            let mode = std::fs::metadata(&path).ok()?.permissions().mode() & 0o7777;
+            let meta = std::fs::metadata(&path).ok()?;
+            let owner = std::os::unix::fs::MetadataExt::uid(&meta);
+            if owner != 0 && owner != me {
+                return Some(line(
+                    item,
+                    false,
+                    format!(
+                        "{} belongs to user {owner}, who can change it: it must belong to root or to the bot's user ({me}); run `chown {me} {}`",
+                        path.display(),
+                        path.display()
+                    ),
+                ));
+            }
+            let mode = meta.permissions().mode() & 0o7777;
             let open = mode & forbidden;
             let who = match (open & 0o070 != 0, open & 0o007 != 0) {
                 (true, true) => "group and others",

@@ -54,6 +54,37 @@ pub async fn ask(app: &Arc<App>, by: UserId, arg: &str) -> Result<()> {
         app.group.say(&c.restore_no_engine()).await?;
         return Ok(());
     };
+    if app.store.restore_open().await? {
+        app.group.say(&c.restore_busy()).await?;
+        return Ok(());
+    }
+    // Reading a big archive and asking the mail server take a while: the group's other commands
+    // are not held up meanwhile.
+    let app = app.clone();
+    tokio::spawn(async move {
+        if let Err(e) = check_and_ask(&app, by, folder, account, into, s).await {
+            tracing::error!(error = ?e, "a restore request could not be checked");
+            let text = if crate::storage::is_unavailable(&e) {
+                app.catalog.database_unavailable()
+            } else {
+                app.catalog.internal_error()
+            };
+            let _ = app.group.say(&text).await;
+        }
+    });
+    Ok(())
+}
+
+/// The checks of a restore request that take time, then the request with its buttons.
+async fn check_and_ask(
+    app: &Arc<App>,
+    by: UserId,
+    folder: String,
+    account: String,
+    into: String,
+    s: EngineSettings,
+) -> Result<()> {
+    let c = &app.catalog;
     let archive = match restore::locate(&s.local_root, &folder, &account) {
         Ok(a) => a,
         Err(e) => {
@@ -231,6 +262,12 @@ pub async fn decide(
         .move_restore(
             id,
             |r| {
+                // Expired is expired, even before the sweep has noticed.
+                if r.status == RestoreStatus::Asked
+                    && r.expires_at.is_some_and(|t| t <= chrono::Utc::now())
+                {
+                    return Err(DecisionRefused::NotWaiting(RestoreStatus::Expired));
+                }
                 let status =
                     decide_request(&app.settings.roster, r.status, r.asked_by, by, approve)?;
                 let text = if approve {
@@ -307,19 +344,27 @@ async fn run(app: &Arc<App>, row: &RestoreRow) -> Result<()> {
                     }
                 })
             };
-            // Only the content the request was checked against is restored.
-            let expected = row.backup.as_ref().map(|b| b.sha256.as_str());
-            let done = restore::restore(
-                &s,
-                &row.folder,
-                &row.account,
-                Some(&row.into),
-                expected,
-                |p| {
-                    let _ = tx.send(Some(p));
-                },
-            )
-            .await;
+            // Only the content the request was checked against is restored; a request with no
+            // record of it (from an older bot) restores nothing.
+            let done = match row.backup.as_ref().map(|b| b.sha256.as_str()) {
+                None => Err(RestoreError::NotRecorded {
+                    folder: row.folder.clone(),
+                    account: row.account.clone(),
+                }),
+                Some(expected) => {
+                    restore::restore(
+                        &s,
+                        &row.folder,
+                        &row.account,
+                        Some(&row.into),
+                        Some(expected),
+                        |p| {
+                            let _ = tx.send(Some(p));
+                        },
+                    )
+                    .await
+                }
+            };
             drop(tx);
             let _ = editor.await;
             if let Some(m) = message {

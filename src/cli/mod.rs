@@ -51,6 +51,10 @@ pub enum CliCommand {
         account: String,
         #[arg(long)]
         into: Option<String>,
+        /// Restore from a folder no backup order recorded (made by `backup` at the terminal),
+        /// trusting the folder's own index of verified copies.
+        #[arg(long)]
+        unrecorded: bool,
     },
     /// Mark PATH (default LOCAL_BACKUP_ROOT) as the backup disk; backups refuse a root without
     /// this mark, so an unmounted disk's empty mount point is never written to.
@@ -205,12 +209,37 @@ pub async fn main(cli: Cli) -> Result<()> {
             folder,
             account,
             into,
+            unrecorded,
         } => {
+            let settings = EngineSettings::load(&Env)?;
+            // The archive's hash as a backup order recorded it in the database: the folder's own
+            // files are not enough, whoever can write the disk can write them too.
+            let expected = if unrecorded {
+                None
+            } else {
+                let archive =
+                    crate::engine::restore::locate(&settings.local_root, &folder, &account)?;
+                let facts = store()
+                    .await?
+                    .backup_facts(&settings.local_root, &folder, &account, &archive.sha256)
+                    .await?;
+                match facts {
+                    Some(f) => Some(f.sha256),
+                    None => anyhow::bail!(
+                        "{}; a backup made with `backup` at the terminal is restored with --unrecorded (then only the folder's own index of verified copies vouches for it)",
+                        crate::engine::restore::RestoreError::NotRecorded {
+                            folder: folder.clone(),
+                            account: account.clone(),
+                        }
+                    ),
+                }
+            };
             terminal::restore(
-                EngineSettings::load(&Env)?,
+                settings,
                 &folder,
                 &account,
                 into.as_deref(),
+                expected.as_deref(),
             )
             .await
         }

@@ -152,6 +152,7 @@ pub async fn restore(
     folder: &str,
     account: &str,
     into: Option<&str>,
+    expected: Option<&str>,
 ) -> Result<()> {
     use crate::engine::restore::{self, RestoreProgress};
     let bar = ProgressBar::new(0);
@@ -160,7 +161,7 @@ pub async fn restore(
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let shown = bar.clone();
-    let report = restore::restore(&settings, folder, account, into, None, |p| match p {
+    let report = restore::restore(&settings, folder, account, into, expected, |p| match p {
         RestoreProgress::Uploading { sent, total } => {
             shown.set_length(total);
             shown.set_position(sent);

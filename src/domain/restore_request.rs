@@ -113,8 +113,14 @@ pub fn is_withdrawal(arg: &str) -> bool {
 /// itself when not given). `None` for anything else.
 pub fn parse_restore_args(arg: &str) -> Option<(String, String, String)> {
     let words: Vec<&str> = arg.split_whitespace().collect();
+    // No control characters, and none of the invisible ones that turn or hide text (bidi
+    // controls, zero-width characters): what the approver reads is what is restored.
+    let invisible = |c: char| matches!(c, '\u{061C}' | '\u{00AD}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}');
     let plain = |w: &str| {
-        !w.is_empty() && w.len() <= 200 && !w.starts_with('-') && w.chars().all(|c| !c.is_control())
+        !w.is_empty()
+            && w.len() <= 200
+            && !w.starts_with('-')
+            && w.chars().all(|c| !c.is_control() && !invisible(c))
     };
     match words.as_slice() {
         [folder, account] if plain(folder) && plain(account) => {
@@ -236,7 +242,15 @@ mod tests {
             parse_restore_args(" 25-11-2026  ani@x  budi@x "),
             Some(("25-11-2026".into(), "ani@x".into(), "budi@x".into()))
         );
-        for bad in ["", "25-11-2026", "a b c d", "--into x y", "a\u{7} b"] {
+        for bad in [
+            "",
+            "25-11-2026",
+            "a b c d",
+            "--into x y",
+            "a\u{7} b",
+            "25-11-2026 ani\u{202E}@x",
+            "25-11-2026 a\u{200B}ni@x",
+        ] {
             assert_eq!(parse_restore_args(bad), None, "{bad:?}");
         }
         assert_eq!(

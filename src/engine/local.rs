@@ -327,6 +327,7 @@ pub fn record_verified(folder: &Path, sha256: &str, size: u64, name: &str) -> st
     let mut f = private_file()
         .append(true)
         .open(folder.join(VERIFIED_INDEX))?;
+    make_private(&f)?;
     std::io::Write::write_all(&mut f, format!("{sha256} {size} {name}\n").as_bytes())
 }
 
@@ -453,12 +454,20 @@ impl FolderAt {
 }
 
 /// Opens (creating) a file for writing that only its owner can read: it holds mail, or says
-/// what mail there is. 0600 whatever the umask (a umask only takes bits away).
+/// what mail there is. 0600 whatever the umask (a umask only takes bits away); see
+/// [`make_private`] for a file that was already there.
 pub fn private_file() -> std::fs::OpenOptions {
     use std::os::unix::fs::OpenOptionsExt;
     let mut o = std::fs::OpenOptions::new();
     o.create(true).write(true).mode(0o600);
     o
+}
+
+/// Makes an open file 0600 (one made by an older bot, or under another umask, keeps its mode
+/// when opened again).
+pub fn make_private(f: &std::fs::File) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))
 }
 
 /// Makes a folder only its owner can enter (0700 whatever the umask).
@@ -472,6 +481,7 @@ pub fn write_durably(path: &Path, content: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     {
         let mut f = private_file().truncate(true).open(&tmp)?;
+        make_private(&f)?;
         std::io::Write::write_all(&mut f, content)?;
         f.sync_all()?;
     }

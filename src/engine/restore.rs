@@ -23,6 +23,8 @@ use crate::config::{BackupKind, EngineSettings, MailStore};
 pub enum RestoreError {
     #[error("no backup folder {0}")]
     FolderNotFound(String),
+    #[error("cannot read the backup folder: {0}")]
+    Unreadable(String),
     #[error("{0:?} is not the name of a dated folder in LOCAL_BACKUP_ROOT (a name such as 25-11-2026, not a path)")]
     NotAFolderName(String),
     #[error("{0} is not a backup folder made by the bot (a symlink, or no marker of the bot)")]
@@ -164,19 +166,26 @@ pub fn locate(root: &Path, folder: &str, account: &str) -> Result<BackupArchive,
         return Err(RestoreError::NotAFolderName(folder.to_owned()));
     }
     let not_made = || RestoreError::NotMadeByTheBot(folder.to_owned());
+    let unreadable =
+        |what: &str, e: std::io::Error| RestoreError::Unreadable(format!("{what}: {e}"));
     let root_at =
-        local::FolderAt::open(root).map_err(|_| RestoreError::FolderNotFound(folder.to_owned()))?;
+        local::FolderAt::open(root).map_err(|e| unreadable(&root.display().to_string(), e))?;
     let dir = match root_at.folder(folder) {
         Ok(d) => d,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(RestoreError::FolderNotFound(folder.to_owned()))
         }
-        Err(_) => return Err(not_made()),
+        // O_NOFOLLOW on a symlink, or not a folder at all.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) => {
+            return Err(not_made())
+        }
+        Err(e) => return Err(unreadable(folder, e)),
     };
     dir.marker().ok_or_else(not_made)?;
+    // A folder whose run never got to write its sums holds no verified backup.
     let sums = dir
         .read("SHA256SUMS")
-        .map_err(|_| RestoreError::FolderNotFound(folder.to_owned()))?;
+        .map_err(|e| unreadable(&format!("{folder}/SHA256SUMS"), e))?;
     let sums: HashMap<&str, &str> = sums
         .lines()
         .filter_map(|l| l.split_once("  ").map(|(h, n)| (n, h)))
@@ -224,15 +233,17 @@ pub fn locate(root: &Path, folder: &str, account: &str) -> Result<BackupArchive,
     let index = dir
         .read(local::VERIFIED_INDEX)
         .map_err(|_| not_verified())?;
+    // The newest entry for the file (a copy verified again after a retry is appended).
     let (sha256, size) = index
         .lines()
+        .rev()
         .filter_map(|l| {
             let mut it = l.splitn(3, ' ');
             Some((it.next()?, it.next()?.parse::<u64>().ok()?, it.next()?))
         })
         .filter(|(_, _, n)| *n == file)
         .map(|(h, size, _)| (h.to_owned(), size))
-        .last()
+        .next()
         .ok_or_else(not_verified)?;
     if sums.get(file.as_str()) != Some(&sha256.as_str()) {
         return Err(RestoreError::Corrupt { file });
@@ -529,7 +540,11 @@ pub async fn restore(
         "/proc/self/fd/{}",
         std::os::fd::AsRawFd::as_raw_fd(&opened)
     ));
-    let (got, bytes) = super::copy::sha256_of(&path).map_err(|_| corrupt())?;
+    let hashing = path.clone();
+    let (got, bytes) = tokio::task::spawn_blocking(move || super::copy::sha256_of(&hashing))
+        .await
+        .map_err(|_| corrupt())?
+        .map_err(|_| corrupt())?;
     if got != archive.sha256 {
         return Err(corrupt());
     }

@@ -252,6 +252,25 @@ async fn steps(
         },
     };
     let _ = local::mark(&folders.local, FolderState::Running, None);
+    if continuing {
+        // A folder made by an older bot, or under another umask, becomes the owner's alone.
+        let _ = std::fs::set_permissions(
+            &folders.local,
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        );
+        for entry in std::fs::read_dir(&folders.local)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if entry.file_type().is_ok_and(|t| t.is_file()) {
+                let _ = std::fs::set_permissions(
+                    entry.path(),
+                    std::os::unix::fs::PermissionsExt::from_mode(0o600),
+                );
+            }
+        }
+    }
     remember(&shared, &folders, &progress);
     timer.finish(SopStep::CreateFolder, &progress);
 

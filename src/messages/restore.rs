@@ -18,8 +18,8 @@ impl Catalog {
 
     pub fn restore_busy(&self) -> String {
         self.pick(
-            "⛔ Masih ada permintaan pemulihan yang menunggu persetujuan atau sedang berjalan. Tunggu sampai selesai.",
-            "⛔ Another restore is waiting for approval or running. Wait until it ends.",
+            "⛔ Masih ada permintaan pemulihan yang menunggu persetujuan atau sedang berjalan. Tunggu sampai selesai, atau tarik permintaan yang menunggu dengan /restore batal.",
+            "⛔ Another restore is waiting for approval or running. Wait until it ends, or withdraw the waiting request with /restore cancel.",
         )
         .into()
     }
@@ -76,6 +76,12 @@ impl Catalog {
                 "the archive {} does not match the SHA-256 recorded when its copy was verified (damaged or replaced?)",
                 code(file)
             ),
+            (Lang::Id, RestoreError::Unreadable(d)) => {
+                format!("folder backup tidak dapat dibaca: {}", code(d))
+            }
+            (Lang::En, RestoreError::Unreadable(d)) => {
+                format!("the backup folder cannot be read: {}", code(d))
+            }
             (Lang::Id, RestoreError::NotAFolderName(f)) => format!(
                 "{} bukan nama folder bertanggal di disk backup; tulis namanya saja, misalnya 25-11-2026",
                 code(f)

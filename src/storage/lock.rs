@@ -24,16 +24,18 @@ pub enum LockError {
 pub struct BotLock {
     url: String,
     conn: PgConnection,
+    /// The PostgreSQL backend holding the lock for this bot.
+    backend: i32,
 }
 
-/// Who holds the lock, as PostgreSQL sees them: `pid … from … since …`.
-async fn holder(conn: &mut PgConnection) -> String {
+/// Who holds the lock, as PostgreSQL sees them: the backend, and `pid … from … since …`.
+async fn holder(conn: &mut PgConnection) -> (Option<i32>, String) {
     let row: Option<(i32, Option<String>, Option<String>)> = sqlx::query_as(
         "SELECT a.pid, host(a.client_addr), to_char(a.backend_start, 'YYYY-MM-DD HH24:MI:SS TZ') \
          FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
          WHERE l.locktype = 'advisory' AND l.granted \
            AND l.classid = (($1::bigint >> 32) & 4294967295)::oid \
-           AND l.objid = ($1::bigint & 4294967295)::oid AND l.database = \
+           AND l.objid = ($1::bigint & 4294967295)::oid AND l.objsubid = 1 AND l.database = \
              (SELECT oid FROM pg_database WHERE datname = current_database())",
     )
     .bind(KEY)
@@ -42,23 +44,30 @@ async fn holder(conn: &mut PgConnection) -> String {
     .ok()
     .flatten();
     match row {
-        Some((pid, addr, since)) => format!(
-            "PostgreSQL backend {pid}, from {}, since {}",
-            addr.unwrap_or_else(|| "a local socket".into()),
-            since.unwrap_or_default()
+        Some((pid, addr, since)) => (
+            Some(pid),
+            format!(
+                "PostgreSQL backend {pid}, from {}, since {}",
+                addr.unwrap_or_else(|| "a local socket (or hidden)".into()),
+                since.unwrap_or_default()
+            ),
         ),
-        None => "unknown".into(),
+        None => (None, "unknown".into()),
     }
 }
 
-async fn try_lock(url: &str) -> Result<Result<PgConnection, String>, sqlx::Error> {
+/// The lock on a new connection, with its backend; or who holds it.
+async fn try_lock(
+    url: &str,
+) -> Result<Result<(PgConnection, i32), (Option<i32>, String)>, sqlx::Error> {
     let mut conn = PgConnection::connect(url).await?;
-    let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-        .bind(KEY)
-        .fetch_one(&mut conn)
-        .await?;
+    let (got, backend): (bool, i32) =
+        sqlx::query_as("SELECT pg_try_advisory_lock($1), pg_backend_pid()")
+            .bind(KEY)
+            .fetch_one(&mut conn)
+            .await?;
     if got {
-        Ok(Ok(conn))
+        Ok(Ok((conn, backend)))
     } else {
         let who = holder(&mut conn).await;
         let _ = conn.close().await;
@@ -73,16 +82,17 @@ impl BotLock {
         let mut said = false;
         loop {
             match try_lock(url).await {
-                Ok(Ok(conn)) => {
+                Ok(Ok((conn, backend))) => {
                     if said {
                         tracing::info!("the other bot is gone: this one takes over");
                     }
                     return BotLock {
                         url: url.to_owned(),
                         conn,
+                        backend,
                     };
                 }
-                Ok(Err(who)) if !said => {
+                Ok(Err((_, who))) if !said => {
                     tracing::warn!(holder = %who, "another mailbox-backup-bot is running on this database; standing by until it stops");
                     said = true;
                 }
@@ -95,24 +105,37 @@ impl BotLock {
         }
     }
 
-    /// Keeps the lock: checks its connection, and after a lost connection takes the lock again.
-    /// Returns only when another bot took the lock meanwhile.
+    /// Keeps the lock: checks its connection (an answer within 5 s), and after a lost one takes
+    /// the lock again. Returns only when another bot took the lock meanwhile.
     pub async fn keep(mut self) -> LockError {
         loop {
             tokio::time::sleep(EVERY).await;
-            if sqlx::query("SELECT 1")
-                .execute(&mut self.conn)
-                .await
-                .is_ok()
-            {
+            let alive = tokio::time::timeout(
+                Duration::from_secs(5),
+                sqlx::query("SELECT 1").execute(&mut self.conn),
+            )
+            .await;
+            if matches!(alive, Ok(Ok(_))) {
                 continue;
             }
             tracing::warn!("the connection holding the bot's lock was lost; taking the lock again");
             loop {
                 match try_lock(&self.url).await {
-                    Ok(Ok(conn)) => {
+                    Ok(Ok((conn, backend))) => {
                         self.conn = conn;
+                        self.backend = backend;
                         break;
+                    }
+                    // Our own old session, still alive on the server's side: ended, then again.
+                    Ok(Err((Some(pid), _))) if pid == self.backend => {
+                        if let Ok(mut c) = PgConnection::connect(&self.url).await {
+                            let _ = sqlx::query("SELECT pg_terminate_backend($1)")
+                                .bind(pid)
+                                .execute(&mut c)
+                                .await;
+                            let _ = c.close().await;
+                        }
+                        tokio::time::sleep(EVERY).await;
                     }
                     Ok(Err(_)) => return LockError::TakenOver,
                     Err(_) => tokio::time::sleep(EVERY).await,

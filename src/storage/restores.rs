@@ -196,6 +196,15 @@ impl Store {
         Ok(())
     }
 
+    /// Whether a restore is waiting for a decision or running.
+    pub async fn restore_open(&self) -> Result<bool, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM restores WHERE status IN ('asked', 'running'))",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     /// The request waiting for a decision, if any (at most one is open).
     pub async fn waiting_restore(&self) -> Result<Option<RestoreRow>, StoreError> {
         sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -225,16 +234,16 @@ impl Store {
         account: &str,
         sha256: &str,
     ) -> Result<Option<BackupFacts>, StoreError> {
-        let rows: Vec<(i64, String, DateTime<Utc>, Option<i64>, serde_json::Value)> =
-            sqlx::query_as(
-                "SELECT id, local_folder, created_at, jfu, report FROM orders \
+        type OrderRow = (i64, String, DateTime<Utc>, Option<i64>, serde_json::Value);
+        let rows: Vec<OrderRow> = sqlx::query_as(
+            "SELECT id, local_folder, created_at, jfu, report FROM orders \
                  WHERE report IS NOT NULL AND local_folder IS NOT NULL \
                    AND right(local_folder, length($1) + 1) = '/' || $1 \
                  ORDER BY id DESC",
-            )
-            .bind(folder)
-            .fetch_all(&self.pool)
-            .await?;
+        )
+        .bind(folder)
+        .fetch_all(&self.pool)
+        .await?;
         let same = |a: &std::path::Path, b: &std::path::Path| {
             a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
         };

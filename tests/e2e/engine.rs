@@ -486,7 +486,14 @@ async fn restore_brings_a_mailbox_back_and_a_second_restore_adds_nothing() {
     // At the terminal, into a third account.
     let path = |p: &str| dir.join(p).to_string_lossy().into_owned();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailbox-backup-bot"))
-        .args(["restore", &folder, user, "--into", "restore3@djki.go.id"])
+        .args([
+            "restore",
+            &folder,
+            user,
+            "--into",
+            "restore3@djki.go.id",
+            "--unrecorded",
+        ])
         .env("MAIL_SSH_HOST", env("MAIL_SSH_HOST"))
         .env("MAIL_SSH_PORT", env("MAIL_SSH_PORT"))
         .env("MAIL_SSH_USER", env("MAIL_SSH_USER"))

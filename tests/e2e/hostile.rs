@@ -441,6 +441,23 @@ async fn a_restore_takes_only_a_folder_the_bot_made_and_verified_on_dovecot() {
         "tidak ada perintah backup yang mencatat arsip terverifikasi",
     )
     .await;
+    // At the terminal too, unless the admin says the folder is one no order recorded.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailbox-backup-bot"))
+        .args([
+            "restore",
+            "08-12-2026",
+            account,
+            "--into",
+            "restore1@djki.go.id",
+        ])
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .expect("the binary runs");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && said.contains("no backup order recorded"),
+        "{said}"
+    );
     // The real archive replaced by other bytes of the same size.
     let archive = real.join(format!("{account}.tar.gz"));
     let original = std::fs::read(&archive).expect("archive");

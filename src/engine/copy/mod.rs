@@ -257,6 +257,11 @@ async fn reuse_earlier_copy(folders: &RunFolders, file: &ServerFile) -> bool {
             std::fs::copy(&source, &part)?;
             File::open(&part)?.sync_all()?;
         }
+        // The source swapped for a symlink between the look and the link: not taken.
+        if !std::fs::symlink_metadata(&part)?.file_type().is_file() {
+            let _ = std::fs::remove_file(&part);
+            return Ok(false);
+        }
         // A copy from a folder made under an older, looser umask is made private too.
         std::fs::set_permissions(&part, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
         let (sha, _) = sha256_of(&part)?;

@@ -58,6 +58,7 @@ pub(super) fn receive_one(
         .append(have > 0)
         .truncate(have == 0)
         .open(part)?;
+    super::super::local::make_private(&out)?;
     let got = have + pump_overlapped(&mut input, &mut out, &mut hasher, meter)?;
     Ok((got, hex(&hasher.finalize())))
 }
