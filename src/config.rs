@@ -7,9 +7,8 @@ use std::path::PathBuf;
 
 use chrono_tz::Tz;
 
+use crate::domain::Lang;
 use crate::domain::{Roster, UserId};
-pub use crate::engine::server::Floor;
-use crate::messages::Lang;
 
 /// A value that must never be printed (the bot token, the database password).
 #[derive(Clone)]
@@ -640,6 +639,57 @@ fn check_folder_format(format: &str) -> Result<(), ConfigError> {
         ));
     }
     Ok(())
+}
+
+/// `MAIL_SERVER_MIN_FREE`: what must stay free on the server folder's file system.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Floor {
+    Percent(f64),
+    Bytes(u64),
+}
+
+impl Floor {
+    /// `15%`, `10G`, `500M`, `2048K` or a number of bytes.
+    pub fn parse(s: &str) -> Option<Floor> {
+        let s = s.trim();
+        if let Some(p) = s.strip_suffix('%') {
+            let p: f64 = p.trim().parse().ok()?;
+            return (0.0..100.0).contains(&p).then_some(Floor::Percent(p));
+        }
+        let upper = s.to_ascii_uppercase();
+        let upper = upper.trim_end_matches("IB").trim_end_matches('B');
+        let (num, unit) = match upper.char_indices().last() {
+            Some((i, c)) if c.is_ascii_alphabetic() => (&upper[..i], c),
+            _ => (upper, ' '),
+        };
+        let n: f64 = num.trim().parse().ok()?;
+        let mult = match unit {
+            ' ' => 1.0,
+            'K' => 1024.0,
+            'M' => 1024.0 * 1024.0,
+            'G' => 1024.0 * 1024.0 * 1024.0,
+            'T' => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+            _ => return None,
+        };
+        (n >= 0.0).then_some(Floor::Bytes((n * mult) as u64))
+    }
+
+    /// The floor in bytes on a file system of `size` bytes.
+    pub fn bytes(&self, size: u64) -> u64 {
+        match *self {
+            Floor::Percent(p) => (size as f64 * p / 100.0) as u64,
+            Floor::Bytes(b) => b,
+        }
+    }
+}
+
+impl std::fmt::Display for Floor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Floor::Percent(p) => write!(f, "{p}%"),
+            Floor::Bytes(b) => write!(f, "{b} bytes"),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -170,7 +170,7 @@ pub async fn run(src: &(dyn Source + Sync)) -> Vec<CheckLine> {
 }
 
 fn bytes(n: u64) -> String {
-    crate::messages::bytes(crate::messages::Lang::En, n)
+    crate::domain::lang::bytes(crate::domain::Lang::En, n)
 }
 
 /// The backup disk, the SSH login and what the server needs; nothing is created or changed.

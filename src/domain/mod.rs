@@ -2,6 +2,7 @@
 //! chain as a state machine. Everything else in the crate is an adapter around this.
 
 pub mod flood;
+pub mod lang;
 pub mod log_date;
 pub mod note;
 pub mod order;
@@ -10,6 +11,7 @@ pub mod restore_request;
 pub mod roles;
 pub mod sop;
 
+pub use lang::Lang;
 pub use log_date::{
     parse_log_date, parse_log_period, parse_month, BadLogDate, BadMonth, LogPeriod, Month,
 };

@@ -8,8 +8,9 @@ use super::link::Link;
 use super::local::portable_name;
 use super::manifest::{parse_failures, parse_manifest, ServerFile};
 use super::remote::{error_chain, Output};
-use super::server::{self, parse_space, Floor, ServerSpace};
+use super::server::{self, parse_space, ServerSpace};
 use super::{strategy, tell, EngineError, ErrorKind, Progress, ProgressSender, SpaceShortfall};
+use crate::config::Floor;
 use crate::config::{BackupKind, EngineSettings, MailStore};
 use crate::domain::SopStep;
 

@@ -15,13 +15,8 @@ mod records;
 mod report;
 mod restore;
 
+pub use crate::domain::lang::{bytes, Lang};
 pub use progress::{RunEnd, RunView};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lang {
-    Id,
-    En,
-}
 
 /// The text a person reads from our HTML (for the terminal).
 pub fn html_to_text(html: &str) -> String {
@@ -120,28 +115,7 @@ pub fn duration(lang: Lang, d: TimeDelta) -> String {
     }
 }
 
-/// A size as a person reads it: B, KB, MB, GB, TB (of 1024), one decimal with the language's
-/// decimal mark (`1,5 MB`; English `1.5 MB`).
-pub fn bytes(lang: Lang, n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        return format!("{n} B");
-    }
-    let figure = format!("{v:.1}");
-    let figure = match lang {
-        Lang::Id => figure.replace('.', ","),
-        Lang::En => figure,
-    };
-    format!("{figure} {}", UNITS[unit])
-}
-
-/// The name of the time zone at `t`: WIB, WITA, WIT for Indonesia's zones, otherwise the zone's
+/// A size as a person reads it: B, KB, MB, GB, TB (of 1024), one decimal with erwise the zone's
 /// own abbreviation (or its name when the abbreviation is only an offset).
 pub fn zone_name(tz: Tz, t: DateTime<Utc>) -> String {
     match tz.name() {
