@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use chrono::{NaiveDate, Utc};
+use futures::future::BoxFuture;
 use tokio::task::AbortHandle;
 
 use crate::engine::{StopHandle, StopReason};
@@ -14,7 +15,34 @@ use crate::engine::BackupEngine;
 use crate::messages::Catalog;
 use crate::people::People;
 use crate::storage::Store;
-use crate::telegram::chat::GroupChat;
+
+/// The group chat as the procedure speaks to it. The Telegram adapter implements it; the
+/// procedure never sees the Telegram client. Moves speak through the outbox (stored with the
+/// move); this is for what is said at once (a refusal, an answer, a live progress edit).
+pub trait GroupPort: Send + Sync {
+    /// The group's id now.
+    fn chat_id(&self) -> i64;
+    /// Sends `html`; returns the (first) message's id.
+    fn say<'a>(&'a self, html: &'a str) -> BoxFuture<'a, anyhow::Result<i64>>;
+    /// Like `say`, without a notification sound.
+    fn say_quietly<'a>(&'a self, html: &'a str) -> BoxFuture<'a, anyhow::Result<i64>>;
+    /// Replaces the text of message `id`.
+    fn edit<'a>(&'a self, id: i64, html: &'a str) -> BoxFuture<'a, anyhow::Result<()>>;
+    /// Removes the buttons under message `id`.
+    fn remove_buttons(&self, id: i64) -> BoxFuture<'_, anyhow::Result<()>>;
+    /// Attaches a text file.
+    fn attach<'a>(
+        &'a self,
+        file_name: &'a str,
+        content: Vec<u8>,
+        caption: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<()>>;
+    /// What `/check` asks the chat service: the token, the group, the people of the roles.
+    fn checks<'a>(
+        &'a self,
+        roster: &'a crate::domain::Roster,
+    ) -> BoxFuture<'a, Vec<crate::preflight::CheckLine>>;
+}
 
 pub struct App {
     pub settings: BotSettings,
@@ -23,7 +51,7 @@ pub struct App {
     pub store: Store,
     pub catalog: Catalog,
     pub people: People,
-    pub group: GroupChat,
+    pub chat: Arc<dyn GroupPort>,
     /// `None` until the engine's settings are given: `/start` then says so, and nothing is faked.
     pub engine: Option<Arc<dyn BackupEngine>>,
     /// Backups running now, by order, so a cancel can stop one and a second start is refused.
@@ -72,6 +100,18 @@ impl App {
             .map(|id| self.people.name(*id))
             .collect::<Vec<_>>()
             .join(", ")
+    }
+
+    /// Waits (at most `limit`) until the delivery worker has sent the outbox, so a message said
+    /// at once comes after what was committed before it.
+    pub async fn wait_until_sent(&self, limit: std::time::Duration) {
+        let until = tokio::time::Instant::now() + limit;
+        while tokio::time::Instant::now() < until {
+            match self.store.pending_count().await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            }
+        }
     }
 
     /// The latest progress of a running order.

@@ -1,6 +1,6 @@
 //! Runs the engine for an order (steps 3–6) in the background: live progress edited in one group
 //! message, each step's times saved with a short message, and how the run ended handed back to
-//! the chain ([`crate::chain`]), which spawns it and makes that ending its next move — imports
+//! the chain (`chain.rs`), which spawns it and makes that ending its next move — imports
 //! point one way. A database outage does not stop the run: step records wait, in order, until
 //! PostgreSQL is back; live edits that Telegram does not take are skipped, not fatal.
 
@@ -266,7 +266,7 @@ async fn edit_progress(
                 .flatten();
         }
         let Some(m) = message else { continue };
-        match app.group.edit(m, &now).await {
+        match app.chat.edit(m, &now).await {
             Ok(()) => {
                 if failing {
                     tracing::info!(order = %id, "the progress message is edited again");

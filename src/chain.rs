@@ -1,6 +1,6 @@
 //! Carries the order chain: each command becomes a domain event, and the move it makes is saved
 //! in one transaction with what it says ([`crate::moves`]); the delivery worker sends the
-//! messages afterwards ([`crate::telegram::delivery`]). Here: the commands, and starting,
+//! messages afterwards (the Telegram adapter's delivery worker). Here: the commands, and starting,
 //! stopping and finishing runs after their moves are committed.
 
 use std::sync::Arc;
@@ -18,24 +18,9 @@ use crate::moves;
 use crate::outbox::Outgoing;
 use crate::storage::StoreError;
 
-/// Callback data of a "direct to" button: `direct:<order>:<jfu>`.
-pub fn direct_button_data(order: OrderId, jfu: UserId) -> String {
-    format!("direct:{}:{}", order.0, jfu.0)
-}
-
-pub fn parse_direct_button(data: &str) -> Option<(OrderId, UserId)> {
-    let mut parts = data.strip_prefix("direct:")?.split(':');
-    let order = parts.next()?.parse().ok()?;
-    let jfu = parts.next()?.parse().ok()?;
-    parts
-        .next()
-        .is_none()
-        .then_some((OrderId(order), UserId(jfu)))
-}
-
 /// A refusal changes nothing, so it is said at once rather than through the outbox.
 async fn refuse(app: &App, refusal: &Refusal) -> Result<()> {
-    app.group
+    app.chat
         .say(&app.catalog.refusal(refusal, &app.name_of()))
         .await?;
     Ok(())
@@ -93,11 +78,7 @@ pub async fn order_backup(app: &Arc<App>, by: UserId, note: Option<String>) -> R
         Err(refusal) => return refuse(app, &refusal).await,
     };
     let relay = |order: &Order| moves::render(app, order, &Effect::RelayOrderToKasi, None);
-    match app
-        .store
-        .insert_order(new, app.group.chat_id().0, relay)
-        .await
-    {
+    match app.store.insert_order(new, app.chat.chat_id(), relay).await {
         Ok(_) => {
             app.outbox_ready.notify_one();
             Ok(())
@@ -126,7 +107,7 @@ pub async fn order_backup(app: &Arc<App>, by: UserId, note: Option<String>) -> R
 async fn active_order_or_say_none(app: &App) -> Result<Option<Order>> {
     let order = app.store.active_order().await?;
     if order.is_none() {
-        app.group.say(&app.catalog.no_active_order()).await?;
+        app.chat.say(&app.catalog.no_active_order()).await?;
     }
     Ok(order)
 }
@@ -148,22 +129,22 @@ pub async fn start(app: &Arc<App>, by: UserId) -> Result<()> {
         && app.is_running(order.id)
         && app.settings.roster.has(by, Role::Jfu)
     {
-        app.group.say(&app.catalog.already_running(&order)).await?;
+        app.chat.say(&app.catalog.already_running(&order)).await?;
         return Ok(());
     }
     if let Err(refusal) = order.apply(&app.settings.roster, Event::Start { by }, Utc::now()) {
         return refuse(app, &refusal).await;
     }
     let Some(engine) = &app.engine else {
-        app.group.say(&app.catalog.engine_not_configured()).await?;
+        app.chat.say(&app.catalog.engine_not_configured()).await?;
         return Ok(());
     };
     if app.another_run_busy(order.id) {
-        app.group.say(&app.catalog.previous_run_stopping()).await?;
+        app.chat.say(&app.catalog.previous_run_stopping()).await?;
         return Ok(());
     }
     if let Err(why) = engine.ready() {
-        app.group.say(&app.catalog.disk_not_ready(&why)).await?;
+        app.chat.say(&app.catalog.disk_not_ready(&why)).await?;
         return Ok(());
     }
     advance(app, &order, Event::Start { by }).await.map(|_| ())
@@ -215,7 +196,7 @@ pub async fn status(app: &Arc<App>, by: UserId) -> Result<()> {
             text.push_str(&live);
         }
     }
-    app.group.say(&text).await?;
+    app.chat.say(&text).await?;
     Ok(())
 }
 
@@ -263,12 +244,12 @@ pub async fn log(app: &Arc<App>, by: UserId, arg: &str) -> Result<()> {
     let period = match parse_log_period(arg, app.today()) {
         Ok(p) => p,
         Err(_) => {
-            app.group.say(&app.catalog.bad_date(arg)).await?;
+            app.chat.say(&app.catalog.bad_date(arg)).await?;
             return Ok(());
         }
     };
     let text = render_log(&app.store, &app.catalog, period, &app.name_of()).await?;
-    app.group.say(&text).await?;
+    app.chat.say(&text).await?;
     Ok(())
 }
 
@@ -309,13 +290,13 @@ pub async fn export(app: &Arc<App>, by: UserId, arg: &str) -> Result<()> {
     let m = match parse_month(arg, app.today()) {
         Ok(m) => m,
         Err(_) => {
-            app.group.say(&app.catalog.bad_month(arg)).await?;
+            app.chat.say(&app.catalog.bad_month(arg)).await?;
             return Ok(());
         }
     };
     let (csv, orders) =
         activity_csv(&app.store, &app.catalog, m, &|id| app.people.plain_name(id)).await?;
-    app.group
+    app.chat
         .attach(
             &app.catalog.export_file_name(m),
             csv.into_bytes(),
@@ -333,10 +314,10 @@ pub async fn check(app: &Arc<App>, by: UserId) -> Result<()> {
         let needed = vec![Role::Kasubdit, Role::Kasi];
         return refuse(app, &Refusal::WrongRole { needed }).await;
     }
-    app.group.say(&app.catalog.check_running()).await?;
+    app.chat.say(&app.catalog.check_running()).await?;
     let mut lines = crate::preflight::run(&app.settings_env).await;
-    lines.extend(crate::telegram::checks(app).await);
-    app.group.say(&app.catalog.check_report(&lines)).await?;
+    lines.extend(app.chat.checks(&app.settings.roster).await);
+    app.chat.say(&app.catalog.check_report(&lines)).await?;
     Ok(())
 }
 
@@ -423,21 +404,4 @@ pub async fn resume_unfinished(app: &Arc<App>) -> Result<()> {
     app.outbox_ready.notify_one();
     spawn_run(app.clone(), order.id, true);
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn button_data_round_trips_and_rejects_garbage() {
-        let data = direct_button_data(OrderId(7), UserId(8_000_000_000));
-        assert_eq!(
-            parse_direct_button(&data),
-            Some((OrderId(7), UserId(8_000_000_000)))
-        );
-        for bad in ["direct:7", "direct:x:1", "other:1:2", "direct:1:2:3", ""] {
-            assert_eq!(parse_direct_button(bad), None, "{bad}");
-        }
-    }
 }

@@ -127,7 +127,7 @@ pub fn render(
                             .map(|p| p.first_name)
                             .unwrap_or_else(|| jfu.to_string()),
                     ),
-                    data: crate::chain::direct_button_data(order.id, *jfu),
+                    data: crate::domain::direct_button_data(order.id, *jfu),
                 })
                 .collect();
             vec![Outgoing::Say {

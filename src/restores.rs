@@ -39,23 +39,23 @@ pub async fn ask(app: &Arc<App>, by: UserId, arg: &str) -> Result<()> {
         let refusal = Refusal::WrongRole {
             needed: vec![Role::Kasi],
         };
-        app.group.say(&c.refusal(&refusal, &app.name_of())).await?;
+        app.chat.say(&c.refusal(&refusal, &app.name_of())).await?;
         return Ok(());
     }
     let Some((folder, account, into)) = parse_restore_args(arg) else {
-        app.group.say(&c.restore_usage()).await?;
+        app.chat.say(&c.restore_usage()).await?;
         return Ok(());
     };
     if !can_be_decided(roster, by) {
-        app.group.say(&c.restore_undecidable()).await?;
+        app.chat.say(&c.restore_undecidable()).await?;
         return Ok(());
     }
     let Some(s) = engine_settings(app) else {
-        app.group.say(&c.restore_no_engine()).await?;
+        app.chat.say(&c.restore_no_engine()).await?;
         return Ok(());
     };
     if app.store.restore_open().await? {
-        app.group.say(&c.restore_busy()).await?;
+        app.chat.say(&c.restore_busy()).await?;
         return Ok(());
     }
     // Reading a big archive and asking the mail server take a while: the group's other commands
@@ -69,7 +69,7 @@ pub async fn ask(app: &Arc<App>, by: UserId, arg: &str) -> Result<()> {
             } else {
                 app.catalog.internal_error()
             };
-            let _ = app.group.say(&text).await;
+            let _ = app.chat.say(&text).await;
         }
     });
     Ok(())
@@ -88,7 +88,7 @@ async fn check_and_ask(
     let archive = match restore::locate(&s.local_root, &folder, &account) {
         Ok(a) => a,
         Err(e) => {
-            app.group.say(&c.restore_refused_now(&e)).await?;
+            app.chat.say(&c.restore_refused_now(&e)).await?;
             return Ok(());
         }
     };
@@ -101,7 +101,7 @@ async fn check_and_ask(
     {
         Ok(Ok(a)) => a,
         Ok(Err(e)) => {
-            app.group.say(&c.restore_refused_now(&e)).await?;
+            app.chat.say(&c.restore_refused_now(&e)).await?;
             return Ok(());
         }
         Err(e) => return Err(e.into()),
@@ -115,11 +115,11 @@ async fn check_and_ask(
             folder: folder.clone(),
             account: account.clone(),
         };
-        app.group.say(&c.restore_refused_now(&e)).await?;
+        app.chat.say(&c.restore_refused_now(&e)).await?;
         return Ok(());
     };
     if let Err(e) = restore::check_target(&s, &into).await {
-        app.group.say(&c.restore_refused_now(&e)).await?;
+        app.chat.say(&c.restore_refused_now(&e)).await?;
         return Ok(());
     }
     let kasi = app.people.mention(by);
@@ -168,7 +168,7 @@ async fn check_and_ask(
     match asked {
         Ok(_) => app.outbox_ready.notify_one(),
         Err(StoreError::AlreadyActive) => {
-            app.group.say(&c.restore_busy()).await?;
+            app.chat.say(&c.restore_busy()).await?;
         }
         Err(e) => return Err(e.into()),
     }
@@ -179,7 +179,7 @@ async fn check_and_ask(
 async fn withdraw(app: &Arc<App>, by: UserId) -> Result<()> {
     let c = &app.catalog;
     let Some(waiting) = app.store.waiting_restore().await? else {
-        app.group.say(&c.restore_nothing_to_withdraw()).await?;
+        app.chat.say(&c.restore_nothing_to_withdraw()).await?;
         return Ok(());
     };
     let who = app.people.mention(by);
@@ -197,7 +197,7 @@ async fn withdraw(app: &Arc<App>, by: UserId) -> Result<()> {
     match moved {
         Ok(_) => app.outbox_ready.notify_one(),
         Err(why) => {
-            app.group.say(&c.restore_decision_refused(why)).await?;
+            app.chat.say(&c.restore_decision_refused(why)).await?;
         }
     }
     Ok(())
@@ -285,14 +285,14 @@ pub async fn decide(
         Err(why) => {
             // Buttons of a request that ended (decided, withdrawn, expired) go.
             if let (DecisionRefused::NotWaiting(_), Some(m)) = (why, message_id) {
-                let _ = app.group.remove_buttons(m).await;
+                let _ = app.chat.remove_buttons(m).await;
             }
             return Ok(c.restore_decision_refused(why));
         }
     };
     // The buttons are spent either way.
     if let Some(m) = message_id {
-        let _ = app.group.remove_buttons(m).await;
+        let _ = app.chat.remove_buttons(m).await;
     }
     app.outbox_ready.notify_one();
     if row.status == RestoreStatus::Running {
@@ -317,9 +317,9 @@ async fn run(app: &Arc<App>, row: &RestoreRow) -> Result<()> {
         Some(s) => {
             // Live progress: one quiet message, edited at most every few seconds (best effort),
             // after the approval that is still in the outbox.
-            crate::telegram::delivery::wait_until_sent(app, Duration::from_secs(10)).await;
+            app.wait_until_sent(Duration::from_secs(10)).await;
             let message = app
-                .group
+                .chat
                 .say_quietly(&c.restore_progress(row.id, &restore::RestoreProgress::Checking))
                 .await
                 .ok();
@@ -335,7 +335,7 @@ async fn run(app: &Arc<App>, row: &RestoreRow) -> Result<()> {
                         if let (Some(m), Some(p)) = (message, p) {
                             if last.elapsed() >= every {
                                 let _ = app
-                                    .group
+                                    .chat
                                     .edit(m, &app.catalog.restore_progress(id, &p))
                                     .await;
                                 last = Instant::now();
@@ -369,7 +369,7 @@ async fn run(app: &Arc<App>, row: &RestoreRow) -> Result<()> {
             let _ = editor.await;
             if let Some(m) = message {
                 let ok = done.as_ref().is_ok_and(|r| r.complete());
-                let _ = app.group.edit(m, &c.restore_progress_end(row.id, ok)).await;
+                let _ = app.chat.edit(m, &c.restore_progress_end(row.id, ok)).await;
             }
             done
         }

@@ -31,36 +31,43 @@ pub fn bot(settings: &BotSettings) -> Result<TgBot> {
     Ok(bot.throttle(limits))
 }
 
+/// The running bot's parts: the procedure's context, and the Telegram adapter's group client
+/// (which the procedure sees only as [`crate::app::GroupPort`]).
+pub struct Running {
+    pub app: Arc<App>,
+    pub group: GroupChat,
+}
+
 pub async fn build(
     settings: BotSettings,
     settings_env: std::collections::HashMap<String, String>,
     store: Store,
     engine: Option<Arc<dyn BackupEngine>>,
-) -> Result<Arc<App>> {
+) -> Result<Running> {
     let people = People::new(store.people().await?);
     let group = GroupChat::new(bot(&settings)?, ChatId(settings.group_chat_id));
-    Ok(Arc::new(App {
+    let app = Arc::new(App {
         catalog: Catalog::new(settings.lang, settings.timezone),
         settings,
         settings_env,
         store,
         people,
-        group,
+        chat: Arc::new(group.clone()),
         engine,
         runs: Mutex::new(Default::default()),
         progress: Mutex::new(Default::default()),
         outbox_ready: Default::default(),
         flood: Default::default(),
-    }))
+    });
+    Ok(Running { app, group })
 }
 
 /// Asks Telegram for the names of everyone configured (kept as they change).
-async fn learn_names(app: Arc<App>) {
+async fn learn_names(app: &App, group: &GroupChat) {
     for id in app.settings.roster.everyone() {
-        match app
-            .group
+        match group
             .bot
-            .get_chat_member(app.group.chat_id(), teloxide::types::UserId(id.0 as u64))
+            .get_chat_member(group.chat_id(), teloxide::types::UserId(id.0 as u64))
             .await
         {
             Ok(member) => {
@@ -171,30 +178,30 @@ pub async fn stop_signal() {
 }
 
 /// Runs the bot until SIGINT or SIGTERM.
-pub async fn run(app: Arc<App>) -> Result<()> {
-    if let Err(e) = app
-        .group
+pub async fn run(running: Running) -> Result<()> {
+    let Running { app, group } = running;
+    if let Err(e) = group
         .bot
         .set_my_commands(telegram::command_menu(app.catalog.lang))
         .await
     {
         tracing::warn!(error = %e, "could not register the command menu");
     }
-    learn_names(app.clone()).await;
+    learn_names(&app, &group).await;
     crate::restores::fail_interrupted(&app)
         .await
         .context("closing an interrupted restore")?;
     chain::resume_unfinished(&app)
         .await
         .context("resuming an unfinished run")?;
-    let mut dispatcher = Dispatcher::builder(app.group.bot.clone(), telegram::schema())
-        .dependencies(dptree::deps![app.clone()])
+    let mut dispatcher = Dispatcher::builder(group.bot.clone(), telegram::schema())
+        .dependencies(dptree::deps![app.clone(), group.clone()])
         .default_handler(|_| async {})
         .build();
     let token = dispatcher.shutdown_token();
     // The dispatcher asks getMe again at start and `dispatch` panics when that fails: use the
     // fallible entry and wait for Telegram again instead.
-    let bot = app.group.bot.clone();
+    let bot = group.bot.clone();
     let dispatch = async move {
         loop {
             let listener = teloxide::update_listeners::polling_default(bot.clone()).await;
@@ -228,7 +235,7 @@ pub async fn run(app: Arc<App>) -> Result<()> {
     let result: Result<(), InvalidToken> = tokio::select! {
         r = dispatch => r,
         _ = stop => Ok(()),
-        () = telegram::delivery::run(app.clone()) => Ok(()),
+        () = telegram::delivery::run(app.clone(), group.clone()) => Ok(()),
         () = crate::reminders::run(app.clone()) => Ok(()),
         () = crate::restores::expire(app.clone()) => Ok(()),
     };
@@ -239,6 +246,6 @@ pub async fn run(app: Arc<App>) -> Result<()> {
         std::time::Duration::from_secs(80),
     )
     .await;
-    telegram::delivery::drain(&app, std::time::Duration::from_secs(5)).await;
+    telegram::delivery::drain(&app, &group, std::time::Duration::from_secs(5)).await;
     Ok(result?)
 }

@@ -17,8 +17,8 @@ pub use log_date::{
 };
 pub use note::{parse_note, BadNote, NOTE_MAX_CHARS};
 pub use order::{
-    place_order, Effect, Event, Move, NewOrder, Order, OrderId, OrderStatus, Refusal, StepOutcome,
-    StepRecord,
+    direct_button_data, parse_direct_button, place_order, Effect, Event, Move, NewOrder, Order,
+    OrderId, OrderStatus, Refusal, StepOutcome, StepRecord,
 };
 pub use reminder::{reminder_due, ReminderFacts};
 pub use restore_request::{

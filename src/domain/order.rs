@@ -553,9 +553,36 @@ impl Order {
     }
 }
 
+/// Callback data of a "direct to" button: `direct:<order>:<jfu>`.
+pub fn direct_button_data(order: OrderId, jfu: UserId) -> String {
+    format!("direct:{}:{}", order.0, jfu.0)
+}
+
+pub fn parse_direct_button(data: &str) -> Option<(OrderId, UserId)> {
+    let mut parts = data.strip_prefix("direct:")?.split(':');
+    let order = parts.next()?.parse().ok()?;
+    let jfu = parts.next()?.parse().ok()?;
+    parts
+        .next()
+        .is_none()
+        .then_some((OrderId(order), UserId(jfu)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn button_data_round_trips_and_rejects_garbage() {
+        let data = direct_button_data(OrderId(7), UserId(8_000_000_000));
+        assert_eq!(
+            parse_direct_button(&data),
+            Some((OrderId(7), UserId(8_000_000_000)))
+        );
+        for bad in ["direct:7", "direct:x:1", "other:1:2", "direct:1:2:3", ""] {
+            assert_eq!(parse_direct_button(bad), None, "{bad}");
+        }
+    }
     use chrono::TimeZone;
 
     const KASUBDIT: UserId = UserId(10);

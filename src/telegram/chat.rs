@@ -10,6 +10,8 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
+
 use teloxide::adaptors::Throttle;
 use teloxide::payloads::{EditMessageTextSetters, SendDocumentSetters, SendMessageSetters};
 use teloxide::prelude::*;
@@ -215,6 +217,91 @@ impl GroupChat {
             },
         }
     }
+}
+
+impl crate::app::GroupPort for GroupChat {
+    fn chat_id(&self) -> i64 {
+        GroupChat::chat_id(self).0
+    }
+
+    fn say<'a>(&'a self, html: &'a str) -> BoxFuture<'a, anyhow::Result<i64>> {
+        Box::pin(async move { Ok(GroupChat::say(self, html).await?) })
+    }
+
+    fn say_quietly<'a>(&'a self, html: &'a str) -> BoxFuture<'a, anyhow::Result<i64>> {
+        Box::pin(async move { Ok(GroupChat::say_quietly(self, html).await?) })
+    }
+
+    fn edit<'a>(&'a self, id: i64, html: &'a str) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move { Ok(GroupChat::edit(self, id, html).await?) })
+    }
+
+    fn remove_buttons(&self, id: i64) -> BoxFuture<'_, anyhow::Result<()>> {
+        Box::pin(async move { Ok(GroupChat::remove_buttons(self, id).await?) })
+    }
+
+    fn attach<'a>(
+        &'a self,
+        file_name: &'a str,
+        content: Vec<u8>,
+        caption: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move { Ok(GroupChat::attach(self, file_name, content, caption).await?) })
+    }
+
+    fn checks<'a>(
+        &'a self,
+        roster: &'a crate::domain::Roster,
+    ) -> BoxFuture<'a, Vec<crate::preflight::CheckLine>> {
+        Box::pin(checks(self, roster))
+    }
+}
+
+/// What `/check` asks Telegram: the token, the group, and whether each person of a role is in it.
+async fn checks(
+    group: &GroupChat,
+    roster: &crate::domain::Roster,
+) -> Vec<crate::preflight::CheckLine> {
+    use crate::preflight::{CheckItem, CheckLine};
+    use teloxide::types::ChatMemberKind;
+    let bot = &group.bot;
+    let line = |item, ok, detail: String| CheckLine { item, ok, detail };
+    let mut out = vec![match bot.get_me().await {
+        Ok(me) => line(CheckItem::Token, true, format!("@{}", me.username())),
+        Err(e) => line(CheckItem::Token, false, e.to_string()),
+    }];
+    let group = group.chat_id();
+    out.push(match bot.get_chat(group).await {
+        Ok(chat) => line(
+            CheckItem::Group,
+            true,
+            format!("{} ({})", chat.title().unwrap_or_default(), group.0),
+        ),
+        Err(e) => line(CheckItem::Group, false, format!("{}: {e}", group.0)),
+    });
+    for role in [
+        crate::domain::Role::Kasubdit,
+        crate::domain::Role::Kasi,
+        crate::domain::Role::Jfu,
+    ] {
+        for &id in roster.holders(role).iter() {
+            let member = bot
+                .get_chat_member(group, teloxide::types::UserId(id.0 as u64))
+                .await;
+            out.push(match member {
+                Ok(m) if !matches!(m.kind, ChatMemberKind::Left | ChatMemberKind::Banned(_)) => {
+                    line(CheckItem::Member(role, id), true, m.user.first_name.clone())
+                }
+                Ok(_) => line(
+                    CheckItem::Member(role, id),
+                    false,
+                    "not in the group".into(),
+                ),
+                Err(e) => line(CheckItem::Member(role, id), false, e.to_string()),
+            });
+        }
+    }
+    out
 }
 
 /// Splits at line ends so no part exceeds the limit and no HTML tag spans two parts (our texts

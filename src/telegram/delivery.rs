@@ -11,6 +11,7 @@ use std::time::Duration;
 use teloxide::types::{InlineKeyboardButton, InlineKeyboardMarkup};
 use teloxide::{ApiError, RequestError};
 
+use super::chat::GroupChat;
 use crate::app::App;
 use crate::domain::OrderId;
 use crate::outbox::{Outgoing, Slot};
@@ -71,7 +72,11 @@ fn server_trouble(description: &str) -> bool {
 }
 
 /// Sends one message; returns the id to keep in the order's slot, if any.
-async fn send(app: &App, pending: &Pending) -> Result<Option<(OrderId, Slot, i64)>, RequestError> {
+async fn send(
+    app: &App,
+    group: &GroupChat,
+    pending: &Pending,
+) -> Result<Option<(OrderId, Slot, i64)>, RequestError> {
     let Ok(message) = &pending.message else {
         return Ok(None);
     };
@@ -101,9 +106,8 @@ async fn send(app: &App, pending: &Pending) -> Result<Option<(OrderId, Slot, i64
                 Some(slot) => slot_id(*slot).await,
                 None => None,
             };
-            let id = app
-                .group
-                .send_reply(app.group.chat_id(), html, *quiet, markup, reply)
+            let id = group
+                .send_reply(group.chat_id(), html, *quiet, markup, reply)
                 .await?;
             Ok(remember
                 .zip(pending.order)
@@ -111,13 +115,13 @@ async fn send(app: &App, pending: &Pending) -> Result<Option<(OrderId, Slot, i64
         }
         Outgoing::Edit { slot, html } => {
             if let Some(id) = slot_id(*slot).await {
-                app.group.edit(id, html).await?;
+                group.edit(id, html).await?;
             }
             Ok(None)
         }
         Outgoing::RemoveButtons { slot } => {
             if let Some(id) = slot_id(*slot).await {
-                app.group.remove_buttons(id).await?;
+                group.remove_buttons(id).await?;
             }
             Ok(None)
         }
@@ -126,7 +130,7 @@ async fn send(app: &App, pending: &Pending) -> Result<Option<(OrderId, Slot, i64
             content,
             caption,
         } => {
-            app.group
+            group
                 .attach(file_name, content.clone().into_bytes(), caption)
                 .await?;
             Ok(None)
@@ -136,17 +140,17 @@ async fn send(app: &App, pending: &Pending) -> Result<Option<(OrderId, Slot, i64
 
 /// Sends the outbox until the process stops. Woken by `app.outbox_ready` after each commit, and
 /// looks every few seconds anyway (rows committed by another process, or before a restart).
-pub async fn run(app: Arc<App>) {
-    deliver(&app, false).await
+pub async fn run(app: Arc<App>, group: GroupChat) {
+    deliver(&app, &group, false).await
 }
 
 /// Sends what is in the outbox (at most for `limit`): at shutdown, what was just committed still
 /// goes out when Telegram answers; what does not is sent at the next start.
-pub async fn drain(app: &App, limit: Duration) {
-    let _ = tokio::time::timeout(limit, deliver(app, true)).await;
+pub async fn drain(app: &App, group: &GroupChat, limit: Duration) {
+    let _ = tokio::time::timeout(limit, deliver(app, group, true)).await;
 }
 
-async fn deliver(app: &App, until_empty: bool) {
+async fn deliver(app: &App, group: &GroupChat, until_empty: bool) {
     let mut db_wait = Duration::from_millis(500);
     // Failed tries of the message at hand, 429s aside (they carry their own pause).
     let mut streak = 0;
@@ -174,7 +178,7 @@ async fn deliver(app: &App, until_empty: bool) {
             let _ = app.store.mark_failed(pending.id, why, true).await;
             continue;
         }
-        match send(app, &pending).await {
+        match send(app, group, &pending).await {
             Ok(remember) => {
                 streak = 0;
                 if pending.attempts > 0 {
@@ -213,18 +217,6 @@ async fn deliver(app: &App, until_empty: bool) {
                     let _ = app.store.mark_failed(pending.id, &why, true).await;
                 }
             },
-        }
-    }
-}
-
-/// Waits (at most `limit`) until the worker has sent the outbox, so a message sent directly
-/// comes after what was committed before it.
-pub async fn wait_until_sent(app: &App, limit: Duration) {
-    let until = tokio::time::Instant::now() + limit;
-    while tokio::time::Instant::now() < until {
-        match app.store.pending_count().await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     }
 }

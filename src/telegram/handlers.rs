@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::chat::TgBot;
+use super::chat::{GroupChat, TgBot};
 use super::{parse_command, Command, Parsed};
 use crate::app::App;
 use crate::chain;
@@ -36,11 +36,11 @@ async fn learn(app: &App, user: &User) {
 
 /// An update from a group that is not `GROUP_CHAT_ID`: ignored, but logged with the chat's id
 /// and title so a wrong setting can be found.
-fn log_other_chat(app: &App, chat: &teloxide::types::Chat, what: &str) {
+fn log_other_chat(group: &GroupChat, chat: &teloxide::types::Chat, what: &str) {
     tracing::warn!(
         chat_id = chat.id.0,
         title = chat.title().unwrap_or(""),
-        group_chat_id = app.group.chat_id().0,
+        group_chat_id = group.chat_id().0,
         "ignored a {what} from another chat (not GROUP_CHAT_ID)"
     );
 }
@@ -76,15 +76,20 @@ fn admitted(app: &App, from: &User, chat: &teloxide::types::Chat) -> bool {
     }
 }
 
-pub async fn on_message(app: Arc<App>, me: Me, msg: Message) -> anyhow::Result<()> {
+pub async fn on_message(
+    app: Arc<App>,
+    group: GroupChat,
+    me: Me,
+    msg: Message,
+) -> anyhow::Result<()> {
     // The group upgraded to a supergroup: the old chat says where it went, the new one where it
     // came from.
     if let Some(to) = msg.migrate_to_chat_id() {
-        app.group.follow_migration(msg.chat.id, *to);
+        group.follow_migration(msg.chat.id, *to);
         return Ok(());
     }
     if let Some(from) = msg.migrate_from_chat_id() {
-        app.group.follow_migration(*from, msg.chat.id);
+        group.follow_migration(*from, msg.chat.id);
         return Ok(());
     }
     // `/id` is answered anywhere: it is how the admin finds the ids to put in the settings.
@@ -95,28 +100,28 @@ pub async fn on_message(app: Arc<App>, me: Me, msg: Message) -> anyhow::Result<(
         if !admitted(&app, from, &msg.chat) {
             return Ok(());
         }
-        if !msg.chat.is_private() && !app.group.is_ours(msg.chat.id) {
+        if !msg.chat.is_private() && !group.is_ours(msg.chat.id) {
             tracing::warn!(
                 chat_id = msg.chat.id.0,
                 title = msg.chat.title().unwrap_or(""),
-                group_chat_id = app.group.chat_id().0,
+                group_chat_id = group.chat_id().0,
                 "answered /id in another chat (not GROUP_CHAT_ID)"
             );
         }
         let roles = app.settings.roster.roles_of(user_id(from));
         let text = app.catalog.your_id(user_id(from), msg.chat.id.0, &roles);
-        app.group.send_to(msg.chat.id, &text, false, None).await?;
+        group.send_to(msg.chat.id, &text, false, None).await?;
         return Ok(());
     }
-    if !msg.chat.is_private() && !app.group.is_ours(msg.chat.id) {
-        log_other_chat(&app, &msg.chat, "message");
+    if !msg.chat.is_private() && !group.is_ours(msg.chat.id) {
+        log_other_chat(&group, &msg.chat, "message");
         return Ok(());
     }
     let (Some(from), Some(text)) = (msg.from.as_ref(), msg.text()) else {
         return Ok(());
     };
     if msg.chat.is_private() {
-        return private(&app, from, text).await;
+        return private(&app, &group, from, text).await;
     }
     learn(&app, from).await;
     if !text.starts_with('/') {
@@ -130,13 +135,13 @@ pub async fn on_message(app: Arc<App>, me: Me, msg: Message) -> anyhow::Result<(
         Parsed::Command(c) => c,
         Parsed::NotForThisBot => return Ok(()), // another bot's, or a malformed @suffix
         Parsed::Unknown => {
-            app.group.say(&app.catalog.unknown_command()).await?;
+            app.chat.say(&app.catalog.unknown_command()).await?;
             return Ok(());
         }
     };
     let by = user_id(from);
     if let Err(e) = dispatch(&app, by, command).await {
-        let _ = app.group.say(&failure_reply(&app, &e)).await;
+        let _ = app.chat.say(&failure_reply(&app, &e)).await;
     }
     Ok(())
 }
@@ -160,7 +165,7 @@ async fn note(app: &App, arg: &str) -> anyhow::Result<Result<Option<String>, ()>
     match parse_note(arg) {
         Ok(note) => Ok(Ok(note)),
         Err(bad) => {
-            app.group.say(&app.catalog.bad_note(&bad)).await?;
+            app.chat.say(&app.catalog.bad_note(&bad)).await?;
             Ok(Err(()))
         }
     }
@@ -170,7 +175,7 @@ async fn no_arguments(app: &App, arg: &str, usage: &str) -> anyhow::Result<bool>
     if arg.trim().is_empty() {
         return Ok(true);
     }
-    app.group.say(&app.catalog.bad_arguments(usage)).await?;
+    app.chat.say(&app.catalog.bad_arguments(usage)).await?;
     Ok(false)
 }
 
@@ -215,7 +220,7 @@ async fn dispatch(app: &Arc<App>, by: UserId, command: Command) -> anyhow::Resul
         // Answered before the group check, in any chat.
         Command::Id(_) => Ok(()),
         Command::Help(_) => {
-            app.group
+            app.chat
                 .say(&app.catalog.help(&app.settings.roster.roles_of(by)))
                 .await?;
             Ok(())
@@ -248,7 +253,7 @@ async fn direct(app: &Arc<App>, by: UserId, arg: &str) -> anyhow::Result<()> {
         match roster.sole_jfu() {
             Some(j) => j,
             None => {
-                app.group.say(&app.catalog.name_a_jfu(&jfu_names())).await?;
+                app.chat.say(&app.catalog.name_a_jfu(&jfu_names())).await?;
                 return Ok(());
             }
         }
@@ -258,14 +263,14 @@ async fn direct(app: &Arc<App>, by: UserId, arg: &str) -> anyhow::Result<()> {
         match app.people.by_username(arg) {
             Some(id) => id,
             None => {
-                app.group
+                app.chat
                     .say(&app.catalog.unknown_jfu(arg, &jfu_names()))
                     .await?;
                 return Ok(());
             }
         }
     } else {
-        app.group
+        app.chat
             .say(&app.catalog.unknown_jfu(arg, &jfu_names()))
             .await?;
         return Ok(());
@@ -274,7 +279,7 @@ async fn direct(app: &Arc<App>, by: UserId, arg: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn private(app: &App, from: &User, text: &str) -> anyhow::Result<()> {
+async fn private(app: &App, group: &GroupChat, from: &User, text: &str) -> anyhow::Result<()> {
     if !text.starts_with('/') {
         return Ok(());
     }
@@ -284,24 +289,26 @@ async fn private(app: &App, from: &User, text: &str) -> anyhow::Result<()> {
         app.catalog.private_chat(),
         app.catalog.help(&roles)
     );
-    app.group
+    group
         .send_to(ChatId(from.id.0 as i64), &help, false, None)
         .await?;
     Ok(())
 }
 
 /// A "direct to" button: only a Kasi may use it; it is always answered and removed once used.
-pub async fn on_button(app: Arc<App>, bot: TgBot, q: CallbackQuery) -> anyhow::Result<()> {
+pub async fn on_button(
+    app: Arc<App>,
+    group: GroupChat,
+    bot: TgBot,
+    q: CallbackQuery,
+) -> anyhow::Result<()> {
     let by = user_id(&q.from);
-    if let Some(m) = q
-        .regular_message()
-        .filter(|m| !app.group.is_ours(m.chat.id))
-    {
-        log_other_chat(&app, &m.chat, "button press");
+    if let Some(m) = q.regular_message().filter(|m| !group.is_ours(m.chat.id)) {
+        log_other_chat(&group, &m.chat, "button press");
     }
     let in_our_group = q
         .regular_message()
-        .is_some_and(|m| app.group.is_ours(m.chat.id));
+        .is_some_and(|m| group.is_ours(m.chat.id));
     if let Some((id, approve)) = q
         .data
         .as_deref()
@@ -325,7 +332,10 @@ pub async fn on_button(app: Arc<App>, bot: TgBot, q: CallbackQuery) -> anyhow::R
         }
         return Ok(());
     }
-    let parsed = q.data.as_deref().and_then(chain::parse_direct_button);
+    let parsed = q
+        .data
+        .as_deref()
+        .and_then(crate::domain::parse_direct_button);
     let answer = |text: String, alert: bool| {
         let bot = bot.clone();
         let id = q.id.clone();
@@ -353,7 +363,7 @@ pub async fn on_button(app: Arc<App>, bot: TgBot, q: CallbackQuery) -> anyhow::R
     if active.as_ref().map(|o| o.id) != Some(order_id) {
         answer(app.catalog.button_stale(), false).await;
         if let Some(m) = q.regular_message() {
-            let _ = app.group.remove_buttons(i64::from(m.id.0)).await;
+            let _ = app.chat.remove_buttons(i64::from(m.id.0)).await;
         }
         return Ok(());
     }

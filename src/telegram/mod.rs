@@ -95,50 +95,6 @@ pub fn command_menu(lang: Lang) -> Vec<BotCommand> {
         .collect()
 }
 
-/// What `/check` asks Telegram: the token, the group, and whether each person of a role is in it.
-pub async fn checks(app: &crate::app::App) -> Vec<crate::preflight::CheckLine> {
-    use crate::preflight::{CheckItem, CheckLine};
-    use teloxide::types::ChatMemberKind;
-    let bot = &app.group.bot;
-    let line = |item, ok, detail: String| CheckLine { item, ok, detail };
-    let mut out = vec![match bot.get_me().await {
-        Ok(me) => line(CheckItem::Token, true, format!("@{}", me.username())),
-        Err(e) => line(CheckItem::Token, false, e.to_string()),
-    }];
-    let group = app.group.chat_id();
-    out.push(match bot.get_chat(group).await {
-        Ok(chat) => line(
-            CheckItem::Group,
-            true,
-            format!("{} ({})", chat.title().unwrap_or_default(), group.0),
-        ),
-        Err(e) => line(CheckItem::Group, false, format!("{}: {e}", group.0)),
-    });
-    for role in [
-        crate::domain::Role::Kasubdit,
-        crate::domain::Role::Kasi,
-        crate::domain::Role::Jfu,
-    ] {
-        for &id in app.settings.roster.holders(role).iter() {
-            let member = bot
-                .get_chat_member(group, teloxide::types::UserId(id.0 as u64))
-                .await;
-            out.push(match member {
-                Ok(m) if !matches!(m.kind, ChatMemberKind::Left | ChatMemberKind::Banned(_)) => {
-                    line(CheckItem::Member(role, id), true, m.user.first_name.clone())
-                }
-                Ok(_) => line(
-                    CheckItem::Member(role, id),
-                    false,
-                    "not in the group".into(),
-                ),
-                Err(e) => line(CheckItem::Member(role, id), false, e.to_string()),
-            });
-        }
-    }
-    out
-}
-
 /// The whole update tree.
 pub fn schema() -> UpdateHandler<anyhow::Error> {
     dptree::entry()
@@ -194,7 +150,7 @@ mod tests {
 
     mod properties {
         use super::*;
-        use crate::chain::{direct_button_data, parse_direct_button};
+        use crate::domain::{direct_button_data, parse_direct_button};
         use crate::domain::{OrderId, UserId};
         use proptest::prelude::*;
 

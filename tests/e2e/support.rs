@@ -250,6 +250,7 @@ pub async fn build_app(env: &[(String, String)]) -> Arc<mailbox_backup_bot::app:
     mailbox_backup_bot::startup::build(settings, env.iter().cloned().collect(), store, None)
         .await
         .expect("app builds")
+        .app
 }
 
 /// The bot, in this process, built the way the binary builds it. Abort the handle to "kill" it.
