@@ -46,8 +46,8 @@ pub trait GroupPort: Send + Sync {
 
 pub struct App {
     pub settings: BotSettings,
-    /// The variables the settings were read from, for `/check`.
-    pub settings_env: HashMap<String, String>,
+    /// Every setting as read at start, for `/check`, and the engine's settings (restores).
+    pub settings_read: crate::config::SettingsReading,
     pub store: Store,
     pub catalog: Catalog,
     pub people: People,

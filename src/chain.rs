@@ -315,7 +315,7 @@ pub async fn check(app: &Arc<App>, by: UserId) -> Result<()> {
         return refuse(app, &Refusal::WrongRole { needed }).await;
     }
     app.chat.say(&app.catalog.check_running()).await?;
-    let mut lines = crate::preflight::run(&app.settings_env).await;
+    let mut lines = crate::preflight::run(&app.settings_read).await;
     lines.extend(app.chat.checks(&app.settings.roster).await);
     app.chat.say(&app.catalog.check_report(&lines)).await?;
     Ok(())

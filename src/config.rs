@@ -155,7 +155,7 @@ impl Source for Env {
     }
 }
 
-/// The settings as they were read at start (what `/check` checks).
+/// Settings given as a map (tests).
 impl Source for std::collections::HashMap<String, String> {
     fn get(&self, var: &str) -> Option<String> {
         std::collections::HashMap::get(self, var).cloned()
@@ -358,6 +358,37 @@ pub struct SettingIssue {
     pub problem: String,
     /// The value is still the one from `.env.example`.
     pub example: bool,
+}
+
+/// The settings as read once at start, for what checks them later (`check`, `/check`): every
+/// problem found, the engine's settings when they load, the database's address, and the files
+/// holding secrets. The raw environment is not kept.
+#[derive(Debug, Clone)]
+pub struct SettingsReading {
+    pub issues: Vec<SettingIssue>,
+    /// Whether `MAIL_SSH_HOST` is set (the engine is meant to run).
+    pub engine_present: bool,
+    pub engine: Option<EngineSettings>,
+    pub database_url: Result<Secret, ConfigError>,
+    /// `.env` (when one was read), `MAIL_SSH_KEY` and `MAIL_SSH_KNOWN_HOSTS` as given.
+    pub env_file: Option<PathBuf>,
+    pub ssh_key: Option<PathBuf>,
+    pub known_hosts: Option<PathBuf>,
+}
+
+impl SettingsReading {
+    pub fn read(src: &dyn Source) -> SettingsReading {
+        let (issues, engine) = settings_issues(src);
+        SettingsReading {
+            issues,
+            engine_present: EngineSettings::present(src),
+            engine,
+            database_url: database_url(src),
+            env_file: env_file().map(PathBuf::from),
+            ssh_key: value(src, "MAIL_SSH_KEY").map(PathBuf::from),
+            known_hosts: value(src, "MAIL_SSH_KNOWN_HOSTS").map(PathBuf::from),
+        }
+    }
 }
 
 /// Every problem with the settings at once (not only the first): each wrong value is noted and

@@ -3,7 +3,7 @@
 //! and free space — and, in the chat, the token, the group and the people of the roles. It
 //! changes nothing anywhere.
 
-use crate::config::{self, BackupKind, EngineSettings, Source};
+use crate::config::{BackupKind, EngineSettings, SettingsReading};
 use crate::domain::{Role, UserId};
 use crate::engine::{link::Link, local, server};
 
@@ -44,20 +44,19 @@ impl CheckItem {
 /// database password, and the commands run as root on the mail server) and the SSH key must be
 /// 0600 or 0400; `known_hosts` must not be writable by group or others. A file that is not there
 /// is left to the other checks.
-pub fn file_modes(env_file: Option<&std::path::Path>, src: &dyn Source) -> Vec<CheckLine> {
+pub fn file_modes(read: &SettingsReading) -> Vec<CheckLine> {
     use std::os::unix::fs::PermissionsExt;
-    let value = |var: &str| src.get(var).filter(|v| !v.trim().is_empty());
     let mut files: Vec<(CheckItem, std::path::PathBuf, u32)> = Vec::new();
-    if let Some(f) = env_file {
-        files.push((CheckItem::SecretFile(".env"), f.to_owned(), 0o077));
+    if let Some(f) = &read.env_file {
+        files.push((CheckItem::SecretFile(".env"), f.clone(), 0o077));
     }
-    if let Some(k) = value("MAIL_SSH_KEY") {
-        files.push((CheckItem::SecretFile("MAIL_SSH_KEY"), k.into(), 0o077));
+    if let Some(k) = &read.ssh_key {
+        files.push((CheckItem::SecretFile("MAIL_SSH_KEY"), k.clone(), 0o077));
     }
-    if let Some(k) = value("MAIL_SSH_KNOWN_HOSTS") {
+    if let Some(k) = &read.known_hosts {
         files.push((
             CheckItem::TrustFile("MAIL_SSH_KNOWN_HOSTS"),
-            k.into(),
+            k.clone(),
             0o022,
         ));
     }
@@ -127,26 +126,26 @@ fn line(item: CheckItem, ok: bool, detail: impl Into<String>) -> CheckLine {
 
 /// The settings (every problem, and stand-ins left from `.env.example`), then the engine's
 /// checks when its settings load, then the database.
-pub async fn run(src: &(dyn Source + Sync)) -> Vec<CheckLine> {
-    let (issues, engine) = config::settings_issues(src);
-    let mut lines: Vec<CheckLine> = issues
-        .into_iter()
-        .map(|i| line(CheckItem::Setting(i.var), false, i.problem))
+pub async fn run(read: &SettingsReading) -> Vec<CheckLine> {
+    let mut lines: Vec<CheckLine> = read
+        .issues
+        .iter()
+        .map(|i| line(CheckItem::Setting(i.var.clone()), false, i.problem.clone()))
         .collect();
     if lines.is_empty() {
         lines.push(line(CheckItem::Setting("*".into()), true, ""));
     }
-    lines.extend(file_modes(config::env_file(), src));
-    match &engine {
+    lines.extend(file_modes(read));
+    match &read.engine {
         Some(s) => lines.extend(engine_checks(s).await),
-        None if !EngineSettings::present(src) => lines.push(line(
+        None if !read.engine_present => lines.push(line(
             CheckItem::EngineConfigured,
             false,
             "MAIL_SSH_HOST is not set",
         )),
         None => {}
     }
-    lines.push(match config::database_url(src) {
+    lines.push(match &read.database_url {
         Ok(url) => match crate::storage::Store::connect(url.expose()).await {
             Ok(store) => match store.migration_state().await {
                 Ok((unknown, _)) if !unknown.is_empty() => line(

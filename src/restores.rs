@@ -20,9 +20,7 @@ use crate::outbox::{Button, Outgoing};
 use crate::storage::{RestoreRow, StoreError};
 
 fn engine_settings(app: &App) -> Option<EngineSettings> {
-    EngineSettings::present(&app.settings_env)
-        .then(|| EngineSettings::load(&app.settings_env).ok())
-        .flatten()
+    app.settings_read.engine.clone()
 }
 
 /// `/restore FOLDER ACCOUNT [TARGET]` by a Kasi, or `/restore batal` (withdraw). Everything is

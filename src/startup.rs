@@ -40,7 +40,7 @@ pub struct Running {
 
 pub async fn build(
     settings: BotSettings,
-    settings_env: std::collections::HashMap<String, String>,
+    settings_read: crate::config::SettingsReading,
     store: Store,
     engine: Option<Arc<dyn BackupEngine>>,
 ) -> Result<Running> {
@@ -49,7 +49,7 @@ pub async fn build(
     let app = Arc::new(App {
         catalog: Catalog::new(settings.lang, settings.timezone),
         settings,
-        settings_env,
+        settings_read,
         store,
         people,
         chat: Arc::new(group.clone()),

@@ -144,7 +144,8 @@ pub async fn main(cli: Cli) -> Result<()> {
         CliCommand::Run => {
             let settings = BotSettings::load(&Env)?;
             // Secrets anyone on this computer could read or change: refused before anything runs.
-            if let Some(open) = crate::preflight::file_modes(config::env_file(), &Env)
+            let reading = config::SettingsReading::read(&Env);
+            if let Some(open) = crate::preflight::file_modes(&reading)
                 .into_iter()
                 .find(|l| !l.ok)
             {
@@ -174,8 +175,7 @@ pub async fn main(cli: Cli) -> Result<()> {
                 waited = waited => waited?,
                 _ = crate::startup::stop_signal() => return Ok(()),
             };
-            let app =
-                crate::startup::build(settings, std::env::vars().collect(), store, engine).await?;
+            let app = crate::startup::build(settings, reading, store, engine).await?;
             tokio::select! {
                 r = crate::startup::run(app) => r,
                 lost = lock.keep() => Err(lost.into()),

@@ -124,7 +124,8 @@ pub async fn backup(settings: EngineSettings) -> Result<()> {
 /// `check`: every check, one line each; non-zero exit when any failed. Changes nothing.
 pub async fn check() -> Result<()> {
     let catalog = crate::messages::Catalog::new(Lang::En, chrono_tz::Asia::Jakarta);
-    let lines = crate::preflight::run(&crate::config::Env).await;
+    let lines =
+        crate::preflight::run(&crate::config::SettingsReading::read(&crate::config::Env)).await;
     // A closed pipe (`check | head`) ends the listing, not the program.
     let mut out = std::io::stdout().lock();
     for l in &lines {

@@ -247,10 +247,15 @@ pub async fn build_app(env: &[(String, String)]) -> Arc<mailbox_backup_bot::app:
         .await
         .expect("db connects");
     store.migrate().await.expect("migrations");
-    mailbox_backup_bot::startup::build(settings, env.iter().cloned().collect(), store, None)
-        .await
-        .expect("app builds")
-        .app
+    mailbox_backup_bot::startup::build(
+        settings,
+        mailbox_backup_bot::config::SettingsReading::read(&lookup),
+        store,
+        None,
+    )
+    .await
+    .expect("app builds")
+    .app
 }
 
 /// The bot, in this process, built the way the binary builds it. Abort the handle to "kill" it.
@@ -263,10 +268,14 @@ pub async fn start_bot(
     let db = lookup("DATABASE_URL").expect("db");
     let store = Store::connect(&db).await.expect("db connects");
     store.migrate().await.expect("migrations");
-    let app =
-        mailbox_backup_bot::startup::build(settings, env.iter().cloned().collect(), store, engine)
-            .await
-            .expect("app builds");
+    let app = mailbox_backup_bot::startup::build(
+        settings,
+        mailbox_backup_bot::config::SettingsReading::read(&lookup),
+        store,
+        engine,
+    )
+    .await
+    .expect("app builds");
     tokio::spawn(async move {
         mailbox_backup_bot::startup::run(app)
             .await
