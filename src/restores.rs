@@ -17,7 +17,7 @@ use crate::domain::{
 };
 use crate::engine::restore::{self, RestoreError};
 use crate::outbox::{Button, Outgoing};
-use crate::storage::{RestoreRow, StoreError};
+use crate::storage::{NewRestore, RestoreRow, StoreError};
 
 fn engine_settings(app: &App) -> Option<EngineSettings> {
     app.settings_read.engine.clone()
@@ -126,9 +126,17 @@ async fn check_and_ask(
     let expires_at =
         chrono::Utc::now() + chrono::TimeDelta::seconds(app.settings.restore_expiry_secs as i64);
     let (yes, no) = c.restore_buttons();
+    let asked = NewRestore {
+        folder: &folder,
+        account: &account,
+        into: &into,
+        by,
+        backup: &backup,
+        expires_at,
+    };
     let asked = app
         .store
-        .ask_restore(&folder, &account, &into, by, &backup, expires_at, |id| {
+        .ask_restore(&asked, |id| {
             let row = RestoreRow {
                 id,
                 folder: folder.clone(),

@@ -106,20 +106,26 @@ enum Break {
     Fatal(EngineError),
 }
 
+/// What steps 5 and 6 work with, the same through every pass and reconnect: the settings, the
+/// mail store, the two folders, the step timer and where progress goes.
+#[derive(Clone, Copy)]
+pub(super) struct RunContext<'a> {
+    pub s: &'a EngineSettings,
+    pub store: &'a MailStore,
+    pub folders: &'a RunFolders,
+    pub timer: &'a Timer,
+    pub progress: &'a ProgressSender,
+}
+
 /// Steps 5 and 6 into the claimed server folder and the local dated folder. `continuing`: an
 /// earlier run of this folder was cut off; what it finished on either side is kept.
-#[allow(clippy::too_many_arguments)]
 pub(super) async fn run(
-    s: &EngineSettings,
+    ctx: RunContext<'_>,
     link: &mut Link<'_>,
-    store: &MailStore,
-    folders: &RunFolders,
     continuing: bool,
-    timer: &Timer,
-    progress: &ProgressSender,
 ) -> Result<Overlapped, EngineError> {
-    let dir = folders.server.as_str();
-    let result = overlapped(s, link, store, folders, continuing, timer, progress).await;
+    let dir = ctx.folders.server.as_str();
+    let result = overlapped(ctx, link, continuing).await;
     if let Err(e) = &result {
         // Nothing left running or temporary on the server; a refused start leaves no folder.
         // Without a session (the reconnect failed) the next run of this folder stops them.
@@ -130,22 +136,24 @@ pub(super) async fn run(
             }
         }
         if e.kind == ErrorKind::NoSpace {
-            remove_partials(&folders.local);
+            remove_partials(&ctx.folders.local);
         }
     }
     result
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn overlapped(
-    s: &EngineSettings,
+    ctx: RunContext<'_>,
     link: &mut Link<'_>,
-    store: &MailStore,
-    folders: &RunFolders,
     continuing: bool,
-    timer: &Timer,
-    progress: &ProgressSender,
 ) -> Result<Overlapped, EngineError> {
+    let RunContext {
+        s,
+        store,
+        folders,
+        timer,
+        progress,
+    } = ctx;
     let dir = folders.server.as_str();
     let step5 = SopStep::ServerBackup;
     let mut state = State {
@@ -232,18 +240,7 @@ async fn overlapped(
         let floor_kib = export::space_floor(s, &outs[2], need, progress)?;
         let before = state.jobs.len() - pending.len();
         loop {
-            let ran = pass(
-                s,
-                link.remote(),
-                store,
-                folders,
-                floor_kib,
-                before,
-                &mut state,
-                timer,
-                progress,
-            )
-            .await;
+            let ran = pass(ctx, link.remote(), floor_kib, before, &mut state).await;
             match ran {
                 Ok(()) => break,
                 Err(Break::Fatal(e)) => return Err(e),
@@ -262,19 +259,7 @@ async fn overlapped(
     // Step 5 was finished by an earlier run: it ends now, and step 6 copies what is left.
     timer.finish(step5, progress);
     loop {
-        match pass(
-            s,
-            link.remote(),
-            store,
-            folders,
-            0,
-            0,
-            &mut state,
-            timer,
-            progress,
-        )
-        .await
-        {
+        match pass(ctx, link.remote(), 0, 0, &mut state).await {
             Ok(()) => break,
             Err(Break::Fatal(e)) => return Err(e),
             Err(Break::Link(why)) => link.reconnect(SopStep::CopyAndReport, &why).await?,
@@ -365,18 +350,14 @@ fn floor_text(dir: &str) -> String {
 
 /// One pass over one connection: the exports still to do, the copies of what is exported, the
 /// read-backs of what is verified — until all is done or the connection goes.
-#[allow(clippy::too_many_arguments)]
 async fn pass(
-    s: &EngineSettings,
+    ctx: RunContext<'_>,
     remote: &Remote,
-    store: &MailStore,
-    folders: &RunFolders,
     floor_kib: u64,
     before: usize,
     state: &mut State,
-    timer: &Timer,
-    progress: &ProgressSender,
 ) -> Result<(), Break> {
+    let progress = ctx.progress;
     let verified: Vec<ServerFile> = state
         .records
         .iter()
@@ -392,10 +373,7 @@ async fn pass(
     for f in &verified {
         meter.expect(f.size);
     }
-    let result = pass_on(
-        s, remote, store, folders, floor_kib, before, &meter, state, timer, progress,
-    )
-    .await;
+    let result = pass_on(ctx, remote, floor_kib, before, &meter, state).await;
     if result.is_err() {
         // The dropped streams' threads end as their pipes close; what they wrote is counted.
         copy::threads_done(Duration::from_secs(10)).await;
@@ -404,19 +382,21 @@ async fn pass(
     result
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn pass_on(
-    s: &EngineSettings,
+    ctx: RunContext<'_>,
     remote: &Remote,
-    store: &MailStore,
-    folders: &RunFolders,
     floor_kib: u64,
     before: usize,
     meter: &Arc<Meter>,
     state: &mut State,
-    timer: &Timer,
-    progress: &ProgressSender,
 ) -> Result<(), Break> {
+    let RunContext {
+        s,
+        store,
+        folders,
+        timer,
+        progress,
+    } = ctx;
     let dir = folders.server.as_str();
     let total = state.jobs.len();
     let pending = state.pending_exports();

@@ -553,17 +553,12 @@ pub async fn restore(
     let link = Link::connect(s, tx)
         .await
         .map_err(|e| RestoreError::Ssh(format!("{}: {}", e.kind, e.detail)))?;
-    let result = restore_on(
-        s,
-        &link,
-        &store,
-        &path,
-        &want,
-        account,
-        &into,
-        &mut progress,
-    )
-    .await;
+    let upload = Upload {
+        path: &path,
+        sha256: &want,
+        size: bytes,
+    };
+    let result = restore_on(s, &link, &store, &upload, account, &into, &mut progress).await;
     link.close().await;
     drop(opened);
     let folders = result?;
@@ -577,13 +572,26 @@ pub async fn restore(
     })
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The archive going up to the server: read from `path`, checked there against `sha256`.
+struct Upload<'a> {
+    path: &'a Path,
+    sha256: &'a str,
+    size: u64,
+}
+
+/// The account restored into, as the server knows it: its name, its owner (`uid:gid`, empty
+/// for Zimbra) and the doveadm configuration to reach it (empty by default).
+struct Target<'a> {
+    account: &'a str,
+    owner: String,
+    conf: String,
+}
+
 async fn restore_on(
     s: &EngineSettings,
     link: &Link<'_>,
     store: &MailStore,
-    archive: &Path,
-    sha256: &str,
+    upload: &Upload<'_>,
     account: &str,
     into: &str,
     progress: &mut impl FnMut(RestoreProgress),
@@ -592,8 +600,13 @@ async fn restore_on(
     let conf = doveadm_config(store);
     // The target first: nothing is uploaded for an account that is not there.
     let owner = target_owner(r, store, &conf, into).await?;
+    let target = Target {
+        account: into,
+        owner,
+        conf,
+    };
     // Room for the archive and its unpacked mail (about four times the archive) above the floor.
-    let size = std::fs::metadata(archive).map(|m| m.len()).unwrap_or(0);
+    let size = upload.size;
     let o = r
         .sh(server::FREE_SPACE_NEAREST, &[&s.server_backup_dir])
         .await
@@ -620,28 +633,26 @@ async fn restore_on(
     // A stage left by a restore cut off (a restart, a dropped link) goes first.
     let _ = r.sh(STALE_STAGES, &[&s.server_backup_dir]).await;
     let stage = on_server(r, STAGE, &[&s.server_backup_dir, &name, &marker]).await?;
-    let staged = stage_and_import(
-        r, store, &stage, archive, sha256, size, &owner, &conf, into, progress,
-    )
-    .await;
+    let staged = stage_and_import(r, store, &stage, upload, &target, progress).await;
     // The stage goes whatever happened.
     let _ = r.sh(DROP_STAGE, &[&stage]).await;
     staged
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn stage_and_import(
     r: &super::remote::Remote,
     store: &MailStore,
     stage: &str,
-    archive: &Path,
-    sha256: &str,
-    size: u64,
-    owner: &str,
-    conf: &str,
-    into: &str,
+    upload: &Upload<'_>,
+    target: &Target<'_>,
     progress: &mut impl FnMut(RestoreProgress),
 ) -> Result<Vec<FolderCount>, RestoreError> {
+    let Upload {
+        path: archive,
+        sha256,
+        size,
+    } = *upload;
+    let (into, owner, conf) = (target.account, target.owner.as_str(), target.conf.as_str());
     let o = r
         .upload(RECEIVE, &[stage], archive, |sent| {
             progress(RestoreProgress::Uploading { sent, total: size })

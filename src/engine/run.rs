@@ -402,7 +402,14 @@ async fn server_backup_and_copy(
     let (files, mut results, copied, copy_secs) = match &s.kind {
         BackupKind::Mailboxes(store) => {
             // Steps 5 and 6 side by side: each archive is copied as soon as it is exported.
-            let done = pipeline::run(s, link, store, folders, keep_server, timer, progress)
+            let ctx = pipeline::RunContext {
+                s,
+                store,
+                folders,
+                timer,
+                progress,
+            };
+            let done = pipeline::run(ctx, link, keep_server)
                 .await
                 .map_err(with_folders)?;
             let files: Vec<ServerFile> = done.records.iter().map(|r| r.file.clone()).collect();

@@ -5,7 +5,7 @@ pub mod lock;
 mod outbox;
 mod restores;
 pub use outbox::Pending;
-pub use restores::{BackupFacts, RestoreRow};
+pub use restores::{BackupFacts, NewRestore, RestoreRow};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};

@@ -27,6 +27,17 @@ pub struct RestoreRow {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
+/// A restore request as asked: what, from which backup, into which account, by whom, until when.
+#[derive(Debug, Clone, Copy)]
+pub struct NewRestore<'a> {
+    pub folder: &'a str,
+    pub account: &'a str,
+    pub into: &'a str,
+    pub by: UserId,
+    pub backup: &'a BackupFacts,
+    pub expires_at: DateTime<Utc>,
+}
+
 /// A verified archive as the bot recorded it: the backup order that made it, when it was
 /// ordered and who ran it, and the archive's SHA-256, size and message count.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,17 +94,19 @@ fn row(r: sqlx::postgres::PgRow) -> Result<RestoreRow, StoreError> {
 impl Store {
     /// Records a request with the message asking for approval; `AlreadyActive` when another
     /// restore is waiting or running.
-    #[allow(clippy::too_many_arguments)]
     pub async fn ask_restore(
         &self,
-        folder: &str,
-        account: &str,
-        into: &str,
-        by: UserId,
-        backup: &BackupFacts,
-        expires_at: DateTime<Utc>,
+        asked: &NewRestore<'_>,
         message: impl FnOnce(i64) -> Outgoing,
     ) -> Result<i64, StoreError> {
+        let NewRestore {
+            folder,
+            account,
+            into,
+            by,
+            backup,
+            expires_at,
+        } = *asked;
         let mut tx = self.pool.begin().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO restores (folder, account, into_account, status, asked_by, asked_at, backup_order, sha256, bytes, messages, expires_at) VALUES ($1, $2, $3, 'asked', $4, now(), $5, $6, $7, $8, $9) RETURNING id",
