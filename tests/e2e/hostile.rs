@@ -71,21 +71,7 @@ async fn hostile_names_and_notes_are_plain_text_in_the_export_and_isolated_in_me
     );
 
     stub.say(g, &team.kasi, "/export");
-    let is_log = |m: &bot_api_stub::SentMessage| {
-        m.document
-            .as_ref()
-            .is_some_and(|d| d.file_name.starts_with("log-backup-mailbox"))
-    };
-    let msgs = stub
-        .wait_for(g.id, WAIT, |msgs| msgs.iter().any(is_log))
-        .await
-        .unwrap_or_else(|m| panic!("no document: {m:?}"));
-    let csv = msgs
-        .iter()
-        .filter(|m| is_log(m))
-        .find_map(|m| m.document.clone())
-        .and_then(|d| d.text)
-        .expect("the CSV");
+    let csv = exported_csv(&stub, g).await.text.expect("the CSV");
     let rows = csv_rows(&csv);
     assert_inert(&rows);
     let actor = |step: &str| {

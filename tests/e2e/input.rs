@@ -78,12 +78,7 @@ async fn cancel_after_the_report_is_refused_and_the_backup_waits_for_receive() {
     } = scene("id").await;
     let _bot = start_bot(&env, ScriptedEngine::ok()).await;
     let g = &team.group;
-    stub.say(g, &team.kasubdit, "/order_backup");
-    expect_text(&stub, g, 0, "Perintah backup mailbox #1").await;
-    stub.say(g, &team.kasi, "/direct @budi_jfu");
-    expect_text(&stub, g, 0, "mendisposisikan perintah #1").await;
-    stub.say(g, &team.jfu, "/start");
-    expect_text(&stub, g, 0, "Laporan backup #1").await;
+    order_to_report(&stub, &team).await;
 
     for who in [&team.kasi, &team.kasubdit] {
         let n = stub.messages(g.id).len();

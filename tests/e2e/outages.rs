@@ -259,12 +259,7 @@ async fn the_bot_killed_after_receive_sends_what_it_committed_once_at_its_next_s
     } = scene("id").await;
     let bot = start_bot(&env, ScriptedEngine::ok()).await;
     let g = &team.group;
-    stub.say(g, &team.kasubdit, "/order_backup");
-    expect_text(&stub, g, 0, "Perintah backup mailbox #1").await;
-    stub.say(g, &team.kasi, "/direct @budi_jfu");
-    expect_text(&stub, g, 0, "mendisposisikan perintah #1").await;
-    stub.say(g, &team.jfu, "/start");
-    expect_text(&stub, g, 0, "Laporan backup #1").await;
+    order_to_report(&stub, &team).await;
     wait_for_outbox_empty(&db).await;
 
     // Telegram takes no message now; the Kasi receives, and the bot is killed before it could

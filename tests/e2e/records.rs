@@ -95,20 +95,7 @@ async fn export_sends_the_months_activity_as_csv_and_log_shows_the_month() {
     .await;
 
     stub.say(g, &team.kasi, "/export");
-    let is_log = |m: &bot_api_stub::SentMessage| {
-        m.document
-            .as_ref()
-            .is_some_and(|d| d.file_name.starts_with("log-backup-mailbox"))
-    };
-    let doc = stub
-        .wait_for(g.id, WAIT, |msgs| msgs.iter().any(is_log))
-        .await
-        .unwrap_or_else(|m| panic!("no document: {m:?}"));
-    let doc = doc
-        .iter()
-        .filter(|m| is_log(m))
-        .find_map(|m| m.document.clone())
-        .expect("a document");
+    let doc = exported_csv(&stub, g).await;
     let month = chrono::Utc::now()
         .with_timezone(&chrono_tz::Asia::Jakarta)
         .format("%Y-%m")

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::engine::settings;
-use crate::support::{sh, test_dir, PrivateSshd};
+use crate::support::{sh, test_dir, PrivateSshd, ServerDisk};
 
 use mailbox_backup_bot::config::{BackupKind, EngineSettings, Floor, MailStore};
 use mailbox_backup_bot::domain::SopStep;
@@ -149,22 +149,11 @@ async fn a_small_server_disk_is_refused_before_step_5_and_left_empty() {
     maildirs(&root, &[3 << 20, 3 << 20, 3 << 20]);
     let mut s = settings(&dir, maildir_kind(&root));
     let server = PathBuf::from(&s.server_backup_dir);
-    std::fs::create_dir_all(&server).expect("mount point");
-    sh(
-        "mount",
-        &[
-            "-t",
-            "tmpfs",
-            "-o",
-            "size=16m",
-            "tmpfs",
-            &server.to_string_lossy(),
-        ],
-    );
+    let disk = ServerDisk::mount(&server, "16m");
     s.server_min_free = Floor::Bytes(8 << 20);
     let result = backup(&s).await;
     let left = names(&server);
-    sh("umount", &[&server.to_string_lossy()]);
+    drop(disk);
     let err = result.expect_err("refused");
     assert_eq!(err.kind, ErrorKind::ServerNoSpace, "{err}");
     let space = err.space.expect("the figures");
@@ -192,18 +181,7 @@ async fn a_server_disk_filling_during_step_5_stops_the_exports_at_the_floor() {
     let mut s = settings(&dir, maildir_kind(&root));
     s.jobs = 1;
     let server = PathBuf::from(&s.server_backup_dir);
-    std::fs::create_dir_all(&server).expect("mount point");
-    sh(
-        "mount",
-        &[
-            "-t",
-            "tmpfs",
-            "-o",
-            "size=64m",
-            "tmpfs",
-            &server.to_string_lossy(),
-        ],
-    );
+    let disk = ServerDisk::mount(&server, "64m");
     s.server_min_free = Floor::Bytes(16 << 20);
     // Another writer on the server's disk: as soon as the first archive is done, 44 MiB more.
     let filler = {
@@ -232,7 +210,7 @@ async fn a_server_disk_filling_during_step_5_stops_the_exports_at_the_floor() {
     let report = result;
     let folder = report.as_ref().map(|r| PathBuf::from(&r.folders.server));
     let left = folder.as_ref().map(|f| names(f)).unwrap_or_default();
-    sh("umount", &[&server.to_string_lossy()]);
+    drop(disk);
     assert!(wrote, "the other writer ran");
     let report = report.expect("the run reports what it did");
     let stopped: Vec<_> = report
@@ -793,18 +771,7 @@ async fn a_slow_export_is_stopped_mid_way_when_the_server_disk_reaches_the_floor
         },
     );
     let server = PathBuf::from(&s.server_backup_dir);
-    std::fs::create_dir_all(&server).expect("mount point");
-    sh(
-        "mount",
-        &[
-            "-t",
-            "tmpfs",
-            "-o",
-            "size=64m",
-            "tmpfs",
-            &server.to_string_lossy(),
-        ],
-    );
+    let disk = ServerDisk::mount(&server, "64m");
     s.server_min_free = Floor::Bytes(16 << 20);
     // Another writer takes 36 MiB as soon as the export has started writing.
     let filler = {
@@ -840,7 +807,7 @@ async fn a_slow_export_is_stopped_mid_way_when_the_server_disk_reaches_the_floor
         .collect();
     let left: Vec<String> = folders.iter().flat_map(|f| names(f)).collect();
     let running = processes_naming("head -c 1048576");
-    sh("umount", &[&server.to_string_lossy()]);
+    drop(disk);
     assert!(filled, "the other writer ran while the export wrote");
     let err = result.expect_err("stopped at the floor");
     assert_eq!(err.kind, ErrorKind::ServerNoSpace, "{err}");

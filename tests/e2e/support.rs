@@ -296,6 +296,39 @@ pub async fn expect_text(stub: &Stub, chat: &Chat, skip: usize, needle: &str) ->
     }
 }
 
+/// Steps 1 and 2 in Indonesian: the Kasubdit orders (order #1), the Kasi directs Budi; each
+/// relayed.
+pub async fn order_and_direct(stub: &Stub, team: &Team) {
+    let g = &team.group;
+    stub.say(g, &team.kasubdit, "/order_backup");
+    expect_text(stub, g, 0, "Perintah backup mailbox #1").await;
+    stub.say(g, &team.kasi, "/direct @budi_jfu");
+    expect_text(stub, g, 0, "mendisposisikan perintah #1").await;
+}
+
+/// [`order_and_direct`], then Budi starts it and the report of order #1 arrives.
+pub async fn order_to_report(stub: &Stub, team: &Team) {
+    order_and_direct(stub, team).await;
+    stub.say(&team.group, &team.jfu, "/start");
+    expect_text(stub, &team.group, 0, "Laporan backup #1").await;
+}
+
+/// The month's activity CSV the bot attached in `chat` (after `/export`), as sent.
+pub async fn exported_csv(stub: &Stub, chat: &Chat) -> bot_api_stub::SentDocument {
+    let is_log = |m: &SentMessage| {
+        m.document
+            .as_ref()
+            .is_some_and(|d| d.file_name.starts_with("log-backup-mailbox"))
+    };
+    stub.wait_for(chat.id, WAIT, |msgs| msgs.iter().any(is_log))
+        .await
+        .unwrap_or_else(|m| panic!("no document: {m:?}"))
+        .iter()
+        .filter(|m| is_log(m))
+        .find_map(|m| m.document.clone())
+        .expect("a document")
+}
+
 /// An engine stand-in for the chain tests (the real one is tested in the engine tests): it
 /// reports every machine step and two verified mailboxes, or fails at login when told to.
 pub struct ScriptedEngine {
@@ -957,6 +990,40 @@ pub fn use_engine(env: &mut Vec<(String, String)>, dir: &Path) {
     set("MAIL_SERVER_MIN_FREE", "64M".into());
     std::fs::create_dir_all(dir.join("local")).expect("local root");
     mailbox_backup_bot::engine::local::init_disk(&dir.join("local")).expect("disk mark");
+}
+
+/// A small tmpfs mounted at `path` (a server folder, to fill on purpose), unmounted when dropped,
+/// also when the test fails half way.
+pub struct ServerDisk {
+    path: PathBuf,
+}
+
+impl ServerDisk {
+    pub fn mount(path: &Path, size: &str) -> ServerDisk {
+        std::fs::create_dir_all(path).expect("mount point");
+        sh(
+            "mount",
+            &[
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size}"),
+                "tmpfs",
+                &path.to_string_lossy(),
+            ],
+        );
+        ServerDisk {
+            path: path.to_owned(),
+        }
+    }
+}
+
+impl Drop for ServerDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(&self.path)
+            .status();
+    }
 }
 
 /// The bot binary, started with `run`; killed (SIGKILL) when dropped.
