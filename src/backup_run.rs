@@ -118,20 +118,21 @@ async fn run(app: Arc<App>, id: OrderId, resume: bool, stop: Stop) -> Result<Opt
         }
         return Ok(None);
     }
-    let c = &app.catalog;
     let (outcome, event, end) = match result {
         Ok(report) if report.all_verified() => (
             RunOutcome::Completed(report),
             Event::Reported,
             RunEnd::Completed,
         ),
+        // The order keeps the failure's evidence (plain English); the chat renders the outcome
+        // in the reader's language whenever it is read.
         Ok(report) => {
-            let failed: Vec<String> = report.failed().map(|m| m.account.clone()).collect();
-            let reason = c.mailboxes_failed(&failed, report.mailboxes.len());
             // What was not copied and verified fails the copy (step 6).
             let step = SopStep::CopyAndReport;
+            let outcome = RunOutcome::Completed(report);
+            let reason = outcome.evidence().unwrap_or_default();
             (
-                RunOutcome::Completed(report),
+                outcome,
                 Event::Failed {
                     step: Some(step),
                     reason,
@@ -140,10 +141,11 @@ async fn run(app: Arc<App>, id: OrderId, resume: bool, stop: Stop) -> Result<Opt
             )
         }
         Err(e) => {
-            let reason = c.failure_reason(&e);
             let step = e.step;
+            let outcome = RunOutcome::Stopped(e);
+            let reason = outcome.evidence().unwrap_or_default();
             (
-                RunOutcome::Stopped(e),
+                outcome,
                 Event::Failed {
                     step: Some(step),
                     reason,

@@ -218,15 +218,23 @@ pub async fn render_log(
     };
     for e in entries {
         out.push_str("\n\n");
+        // Rendered now, in the reader's language, from how the run ended; an entry without a
+        // run (cancelled before it) keeps the summary of its day.
+        let outcome: Option<RunOutcome> = e.report.and_then(|v| serde_json::from_value(v).ok());
+        let summary = match &outcome {
+            Some(o) => catalog.summary(&e.order, Some(o), name_of),
+            None => e.summary,
+        };
         match period {
             LogPeriod::Day(_) => out.push_str(&catalog.log_entry(
                 &e.order,
+                outcome.as_ref(),
                 e.recorded_at,
-                &crate::messages::esc(&e.summary),
+                &crate::messages::esc(&summary),
                 name_of,
             )),
             LogPeriod::Month(_) => {
-                out.push_str(&catalog.log_month_entry(e.date, &e.order, &e.summary))
+                out.push_str(&catalog.log_month_entry(e.date, &e.order, &summary))
             }
         }
     }
@@ -382,12 +390,11 @@ pub async fn resume_unfinished(app: &Arc<App>) -> Result<()> {
         return Ok(());
     }
     if app.engine.is_none() {
-        let reason = app.catalog.restarted_without_engine();
+        let outcome = RunOutcome::Abandoned(crate::run_outcome::Abandon::RestartedWithoutEngine);
         let failed = Event::Failed {
             step: None,
-            reason: reason.clone(),
+            reason: outcome.evidence().unwrap_or_default(),
         };
-        let outcome = RunOutcome::Abandoned(reason);
         if let Err(refusal) =
             commit(app, order.id, vec![failed], Some(outcome), |_| Vec::new()).await?
         {

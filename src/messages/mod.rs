@@ -700,15 +700,17 @@ impl Catalog {
     /// A step that was done is judged (within/over the standard time); a failed step says why;
     /// a step cut off or never done says so; an open step says whom it waits for, with no verdict.
     /// Steps never reached are left out.
+    /// The SOP table; `failure` is said on the failed step (see [`Catalog::failure_of`]).
     pub fn sop_table(
         &self,
         order: &Order,
+        failure: Option<&str>,
         now: DateTime<Utc>,
         name_of: &dyn Fn(crate::domain::UserId) -> String,
     ) -> String {
         let mut out = String::new();
         for rec in &order.steps {
-            out.push_str(&self.step_line(order, rec, now, name_of));
+            out.push_str(&self.step_line(order, failure, rec, now, name_of));
             out.push('\n');
         }
         out
@@ -717,6 +719,7 @@ impl Catalog {
     fn step_line(
         &self,
         order: &Order,
+        failure: Option<&str>,
         rec: &StepRecord,
         now: DateTime<Utc>,
         name_of: &dyn Fn(crate::domain::UserId) -> String,
@@ -747,9 +750,7 @@ impl Catalog {
                 )
             }
             StepOutcome::Failed => {
-                let reason = order
-                    .reason
-                    .as_deref()
+                let reason = failure
                     .map(|r| format!(": {}", esc_user(r)))
                     .unwrap_or_default();
                 match self.lang {
@@ -835,7 +836,7 @@ impl Catalog {
                 "(waktu standar langkah yang sudah dicapai)",
                 "(standard time of the steps reached)"
             ),
-            self.sop_table(order, now, name_of)
+            self.sop_table(order, None, now, name_of)
         )
     }
 
@@ -863,6 +864,7 @@ impl Catalog {
     pub fn log_entry(
         &self,
         order: &Order,
+        outcome: Option<&crate::run_outcome::RunOutcome>,
         recorded_at: DateTime<Utc>,
         summary: &str,
         name_of: &dyn Fn(crate::domain::UserId) -> String,
@@ -881,7 +883,12 @@ impl Catalog {
             self.status_name(order.status),
             self.pick("dicatat", "recorded"),
             self.time(recorded_at),
-            self.sop_table(order, recorded_at, name_of)
+            self.sop_table(
+                order,
+                self.failure_of(order, outcome).as_deref(),
+                recorded_at,
+                name_of
+            )
         )
     }
 

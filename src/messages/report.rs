@@ -102,22 +102,55 @@ impl Catalog {
     }
 
     /// Why a run whose mailboxes did not all verify failed.
+    /// How many mailboxes failed, the first few by name (the document lists them all).
     pub fn mailboxes_failed(&self, failed: &[String], total: usize) -> String {
-        match self.lang {
-            Lang::Id => format!(
-                "{} dari {total} mailbox gagal: {}",
-                failed.len(),
-                failed.join(", ")
+        const NAMED: usize = 5;
+        let names = failed
+            .iter()
+            .take(NAMED)
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let more = failed.len().saturating_sub(NAMED);
+        match (self.lang, more) {
+            (Lang::Id, 0) => format!("{} dari {total} mailbox gagal: {names}", failed.len()),
+            (Lang::En, 0) => format!("{} of {total} mailboxes failed: {names}", failed.len()),
+            (Lang::Id, _) => format!(
+                "{} dari {total} mailbox gagal: {names} dan {more} lainnya",
+                failed.len()
             ),
-            Lang::En => format!(
-                "{} of {total} mailboxes failed: {}",
-                failed.len(),
-                failed.join(", ")
+            (Lang::En, _) => format!(
+                "{} of {total} mailboxes failed: {names} and {more} more",
+                failed.len()
             ),
         }
     }
 
     /// Why a run was given up at start-up.
+    /// Why a failed order failed, in the reader's language, from how its run ended (the stored
+    /// evidence when there is no run: an order of an older bot).
+    pub fn failure_of(&self, order: &Order, outcome: Option<&RunOutcome>) -> Option<String> {
+        if order.status != OrderStatus::Failed {
+            return order.reason.clone();
+        }
+        match outcome {
+            Some(RunOutcome::Completed(r)) if !r.all_verified() => {
+                let failed: Vec<String> = r.failed().map(|m| m.account.clone()).collect();
+                Some(self.mailboxes_failed(&failed, r.mailboxes.len()))
+            }
+            Some(RunOutcome::Stopped(e)) => Some(self.failure_reason(e)),
+            Some(RunOutcome::Abandoned(a)) => Some(self.abandoned(a)),
+            _ => order.reason.clone(),
+        }
+    }
+
+    pub fn abandoned(&self, a: &crate::run_outcome::Abandon) -> String {
+        match a {
+            crate::run_outcome::Abandon::RestartedWithoutEngine => self.restarted_without_engine(),
+            crate::run_outcome::Abandon::Said(text) => text.clone(),
+        }
+    }
+
     pub fn restarted_without_engine(&self) -> String {
         self.pick(
             "bot dimulai ulang tanpa mesin backup yang dikonfigurasi",
@@ -137,7 +170,8 @@ impl Catalog {
         now: DateTime<Utc>,
         name_of: &dyn Fn(UserId) -> String,
     ) -> String {
-        let table = self.sop_table(order, now, name_of);
+        let failure = self.failure_of(order, outcome);
+        let table = self.sop_table(order, failure.as_deref(), now, name_of);
         match outcome {
             Some(RunOutcome::Completed(r))
                 if r.all_verified() && order.status != OrderStatus::Failed =>
@@ -301,7 +335,9 @@ impl Catalog {
                         .to_owned(),
                 },
             ),
-            Some(RunOutcome::Abandoned(reason)) => (format!("❌ {}\n", esc(reason)), String::new()),
+            Some(RunOutcome::Abandoned(a)) => {
+                (format!("❌ {}\n", esc(&self.abandoned(a))), String::new())
+            }
             None => (
                 format!(
                     "❌ {}\n",
@@ -456,7 +492,7 @@ impl Catalog {
                     ),
                 };
                 if order.status == OrderStatus::Failed {
-                    if let Some(reason) = &order.reason {
+                    if let Some(reason) = self.failure_of(order, outcome) {
                         line = format!("{line}. {reason}");
                     }
                 }
@@ -480,7 +516,7 @@ impl Catalog {
                     ),
                 }
             }
-            (_, Some(RunOutcome::Abandoned(reason))) => reason.clone(),
+            (_, Some(RunOutcome::Abandoned(a))) => self.abandoned(a),
             (_, None) => order.reason.clone().unwrap_or_default(),
         }
     }

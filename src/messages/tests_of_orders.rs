@@ -117,7 +117,7 @@ fn en() -> Catalog {
 }
 
 fn table(c: &Catalog, o: &Order, now: i64) -> Vec<String> {
-    c.sop_table(o, at(now), &name)
+    c.sop_table(o, o.reason.as_deref(), at(now), &name)
         .lines()
         .map(str::to_owned)
         .collect()
@@ -274,7 +274,7 @@ fn the_log_of_a_cancelled_order_says_who_cancelled_and_why() {
     let o = cancelled_before_direction();
     let summary = id().summary(&o, None, &name);
     assert_eq!(summary, "Dibatalkan oleh Pak Harun.");
-    let entry = id().log_entry(&o, at(1), &summary, &name);
+    let entry = id().log_entry(&o, None, at(1), &summary, &name);
     assert!(entry.contains("Alasan: salah kirim"), "{entry}");
     assert!(entry.contains("dicatat 08:01:00 WIB"), "{entry}");
     assert!(

@@ -120,7 +120,10 @@ pub struct LogEntry {
     pub date: NaiveDate,
     pub recorded_at: DateTime<Utc>,
     pub outcome: String,
+    /// The summary as written that day (in the language of that day).
     pub summary: String,
+    /// How the order's run ended, to render its summary and failure in the reader's language.
+    pub report: Option<serde_json::Value>,
 }
 
 /// What the run engine keeps with an order.
@@ -412,7 +415,7 @@ impl Store {
         from: NaiveDate,
         until: NaiveDate,
     ) -> Result<Vec<LogEntry>, StoreError> {
-        let rows = sqlx::query("SELECT order_id, log_date, recorded_at, outcome, summary FROM daily_log WHERE log_date >= $1 AND log_date < $2 ORDER BY log_date, recorded_at, id")
+        let rows = sqlx::query("SELECT d.order_id, d.log_date, d.recorded_at, d.outcome, d.summary, o.report FROM daily_log d JOIN orders o ON o.id = d.order_id WHERE d.log_date >= $1 AND d.log_date < $2 ORDER BY d.log_date, d.recorded_at, d.id")
             .bind(from)
             .bind(until)
             .fetch_all(&self.pool)
@@ -430,6 +433,7 @@ impl Store {
                 recorded_at: row.try_get("recorded_at")?,
                 outcome: row.try_get("outcome")?,
                 summary: row.try_get("summary")?,
+                report: row.try_get("report")?,
             });
         }
         Ok(entries)

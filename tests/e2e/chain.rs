@@ -293,7 +293,7 @@ async fn a_failed_login_ends_in_a_clear_failure_report_and_a_new_order_is_possib
         db,
         env,
     } = scene("en").await;
-    let _bot = start_bot(&env, ScriptedEngine::failing_login()).await;
+    let bot = start_bot(&env, ScriptedEngine::failing_login()).await;
     let g = &team.group;
     order_and_direct_to_budi(&stub, &team).await;
     stub.say(g, &team.jfu, "/start");
@@ -371,8 +371,24 @@ async fn a_failed_login_ends_in_a_clear_failure_report_and_a_new_order_is_possib
         .await,
         1
     );
+    // The failure is stored as its kind and evidence: the same log, read by a bot that now
+    // speaks Indonesian, says it in Indonesian.
     stub.say(g, &team.kasubdit, "/order_backup");
     expect_text(&stub, g, 0, "order #2").await;
+    bot.abort();
+    let _ = bot.await;
+    let mut id_env = env.clone();
+    set(&mut id_env, "BOT_LANG", "id");
+    let _bot = start_bot(&id_env, None).await;
+    let n = stub.messages(g.id).len();
+    stub.say(g, &team.kasi, "/log hari ini");
+    let log = expect_text(&stub, g, n, "Log kegiatan harian").await;
+    assert!(
+        log.text.matches("kunci SSH ditolak server").count() == 2
+            && !log.text.contains("the SSH key was refused"),
+        "{}",
+        log.text
+    );
 }
 
 #[tokio::test]
