@@ -66,7 +66,7 @@ pub enum CliCommand {
 pub fn exit_status(e: &anyhow::Error) -> i32 {
     let config = e.chain().any(|c| {
         c.is::<config::ConfigError>()
-            || c.is::<crate::startup::InvalidToken>()
+            || c.is::<crate::telegram::service::InvalidToken>()
             || c.is::<crate::startup::DatabaseRefused>()
     });
     if config {
@@ -164,7 +164,10 @@ pub async fn main(cli: Cli) -> Result<()> {
             // Then take the database's bot lock: a second bot on the same database stands by
             // here until the first stops.
             let waited = async {
-                crate::startup::wait_for_telegram(&crate::startup::bot(&settings)?).await?;
+                crate::telegram::service::wait_for_telegram(&crate::telegram::service::bot(
+                    &settings,
+                )?)
+                .await?;
                 let url = config::database_url(&Env)?;
                 let store = crate::startup::wait_for_database(url.expose()).await?;
                 let lock = crate::storage::lock::BotLock::acquire(url.expose()).await;
@@ -275,7 +278,7 @@ mod tests {
         };
         let e = bad_setting().expect_err("no settings");
         assert_eq!(exit_status(&e), crate::startup::EXIT_CONFIG, "{e:#}");
-        let token = anyhow::Error::from(crate::startup::InvalidToken).context("starting");
+        let token = anyhow::Error::from(crate::telegram::service::InvalidToken).context("starting");
         assert_eq!(exit_status(&token), crate::startup::EXIT_CONFIG);
         assert_eq!(exit_status(&anyhow::anyhow!("disk full")), 1);
     }

@@ -4,6 +4,7 @@
 pub mod chat;
 pub mod delivery;
 pub mod handlers;
+pub mod service;
 
 use teloxide::dispatching::UpdateHandler;
 use teloxide::prelude::*;
