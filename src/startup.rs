@@ -4,18 +4,19 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 
-use crate::app::App;
 use crate::config::BotSettings;
 use crate::engine::BackupEngine;
 use crate::messages::Catalog;
-use crate::people::People;
+use crate::procedure::app::App;
+use crate::procedure::chain;
+use crate::procedure::people::People;
 use crate::storage::Store;
+use crate::telegram;
 use crate::telegram::chat::GroupChat;
 use crate::telegram::service::{self, InvalidToken};
-use crate::{chain, telegram};
 
 /// The running bot's parts: the procedure's context, and the Telegram adapter's group client
-/// (which the procedure sees only as [`crate::app::GroupPort`]).
+/// (which the procedure sees only as [`crate::procedure::app::GroupPort`]).
 pub struct Running {
     pub app: Arc<App>,
     pub group: GroupChat,
@@ -103,7 +104,7 @@ pub async fn stop_signal() {
 pub async fn run(running: Running) -> Result<()> {
     let Running { app, group } = running;
     service::prepare(&app, &group).await;
-    crate::restores::fail_interrupted(&app)
+    crate::procedure::restores::fail_interrupted(&app)
         .await
         .context("closing an interrupted restore")?;
     chain::resume_unfinished(&app)
@@ -124,8 +125,8 @@ pub async fn run(running: Running) -> Result<()> {
         r = dispatch => r,
         _ = stop => Ok(()),
         () = telegram::delivery::run(app.clone(), group.clone()) => Ok(()),
-        () = crate::reminders::run(app.clone()) => Ok(()),
-        () = crate::restores::expire(app.clone()) => Ok(()),
+        () = crate::procedure::reminders::run(app.clone()) => Ok(()),
+        () = crate::procedure::restores::expire(app.clone()) => Ok(()),
     };
     // A backup still running stops its exports on the server and keeps what it verified.
     // Bounded by the clean-up's own limits (copy threads 10 s, three tries of 20 s on the server).

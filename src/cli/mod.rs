@@ -12,7 +12,7 @@ use crate::config::{self, BotSettings, EngineSettings, Env};
 use crate::domain::{parse_log_period, parse_month};
 use crate::engine::BackupEngine;
 use crate::messages::{Catalog, Lang};
-use crate::people::People;
+use crate::procedure::people::People;
 use crate::storage::Store;
 
 /// mailbox-backup-bot: runs DJKI's mailbox-backup SOP from the Kasubdit's order to the daily log.
@@ -192,17 +192,20 @@ pub async fn main(cli: Cli) -> Result<()> {
         CliCommand::Log { date } => {
             let (store, catalog, people, today) = records().await?;
             let period = parse_log_period(&date.unwrap_or_default(), today)?;
-            let text =
-                crate::chain::render_log(&store, &catalog, period, &|id| people.name(id)).await?;
+            let text = crate::procedure::chain::render_log(&store, &catalog, period, &|id| {
+                people.name(id)
+            })
+            .await?;
             println!("{}", crate::messages::html_to_text(&text));
             Ok(())
         }
         CliCommand::Export { month } => {
             let (store, catalog, people, today) = records().await?;
             let month = parse_month(&month.unwrap_or_default(), today)?;
-            let (csv, _) =
-                crate::chain::activity_csv(&store, &catalog, month, &|id| people.plain_name(id))
-                    .await?;
+            let (csv, _) = crate::procedure::chain::activity_csv(&store, &catalog, month, &|id| {
+                people.plain_name(id)
+            })
+            .await?;
             print!("{csv}");
             Ok(())
         }

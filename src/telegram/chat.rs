@@ -219,7 +219,7 @@ impl GroupChat {
     }
 }
 
-impl crate::app::GroupPort for GroupChat {
+impl crate::procedure::app::GroupPort for GroupChat {
     fn chat_id(&self) -> i64 {
         GroupChat::chat_id(self).0
     }

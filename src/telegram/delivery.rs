@@ -12,9 +12,9 @@ use teloxide::types::{InlineKeyboardButton, InlineKeyboardMarkup};
 use teloxide::{ApiError, RequestError};
 
 use super::chat::GroupChat;
-use crate::app::App;
 use crate::domain::OrderId;
 use crate::outbox::{Outgoing, Slot};
+use crate::procedure::app::App;
 use crate::storage::{patiently, Pending};
 
 /// How a try went wrong.

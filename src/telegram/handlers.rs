@@ -1,13 +1,13 @@
-//! Where each command is handled: a message or a button press becomes a call of [`crate::chain`].
+//! Where each command is handled: a message or a button press becomes a call of [`crate::procedure::chain`].
 
 use std::sync::Arc;
 
 use super::chat::{GroupChat, TgBot};
 use super::{parse_command, Command, Parsed};
-use crate::app::App;
-use crate::chain;
 use crate::domain::flood::Admission;
 use crate::domain::{parse_note, Role, UserId};
+use crate::procedure::app::App;
+use crate::procedure::chain;
 use crate::storage::Person;
 use teloxide::prelude::*;
 use teloxide::types::{Me, User};
@@ -210,7 +210,7 @@ async fn dispatch(app: &Arc<App>, by: UserId, command: Command) -> anyhow::Resul
         },
         Command::Log(arg) => chain::log(app, by, &arg).await,
         Command::Export(arg) => chain::export(app, by, &arg).await,
-        Command::Restore(arg) => crate::restores::ask(app, by, &arg).await,
+        Command::Restore(arg) => crate::procedure::restores::ask(app, by, &arg).await,
         Command::Check(arg) => {
             if no_arguments(app, &arg, "/check").await? {
                 chain::check(app, by).await?;
@@ -317,7 +317,7 @@ pub async fn on_button(
     {
         learn(&app, &q.from).await;
         let message = q.regular_message().map(|m| i64::from(m.id.0));
-        let text = match crate::restores::decide(&app, by, id, approve, message).await {
+        let text = match crate::procedure::restores::decide(&app, by, id, approve, message).await {
             Ok(text) => text,
             Err(e) => failure_reply(&app, &e),
         };

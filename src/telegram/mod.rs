@@ -1,5 +1,5 @@
 //! The Telegram adapter: the update tree ([`schema`]), the commands, and sending to the group.
-//! Handlers only translate an update into a call of [`crate::chain`].
+//! Handlers only translate an update into a call of [`crate::procedure::chain`].
 
 pub mod chat;
 pub mod delivery;

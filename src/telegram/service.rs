@@ -10,8 +10,8 @@ use teloxide::adaptors::throttle::Limits;
 use teloxide::prelude::*;
 
 use super::chat::{GroupChat, TgBot};
-use crate::app::App;
 use crate::config::BotSettings;
+use crate::procedure::app::App;
 use crate::storage::Person;
 
 /// The bot client: the configured API server, and Telegram's rate limits kept by `Throttle`.

@@ -202,7 +202,7 @@ fn local(day: &str, hm: &str) -> chrono::DateTime<chrono::Utc> {
 /// restart (a new process on the same database), again the next day.
 #[tokio::test]
 async fn a_reminder_is_due_once_a_day_and_a_restart_does_not_repeat_it() {
-    use mailbox_backup_bot::reminders::remind_if_due;
+    use mailbox_backup_bot::procedure::reminders::remind_if_due;
     let team = Team::new();
     let stub = start_stub(&team).await;
     let db = fresh_database().await;

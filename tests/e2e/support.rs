@@ -240,7 +240,7 @@ pub async fn start_stub(team: &Team) -> Stub {
 }
 
 /// The bot's shared state built the way the binary builds it, without running it.
-pub async fn build_app(env: &[(String, String)]) -> Arc<mailbox_backup_bot::app::App> {
+pub async fn build_app(env: &[(String, String)]) -> Arc<mailbox_backup_bot::procedure::app::App> {
     let lookup = |k: &str| env.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
     let settings = BotSettings::load(&lookup).expect("settings");
     let store = Store::connect(&lookup("DATABASE_URL").expect("db"))

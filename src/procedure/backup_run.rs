@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use tokio::sync::{mpsc, watch};
 
-use crate::app::App;
 use crate::domain::{Event, OrderId, OrderStatus, SopStep};
 use crate::engine::{ErrorKind, Progress, RunFolders, RunRequest, Stop};
 use crate::messages::{RunEnd, RunView};
 use crate::outbox::Slot;
+use crate::procedure::app::App;
 pub use crate::run_outcome::RunOutcome;
 use crate::storage::patiently;
 
@@ -89,7 +89,7 @@ async fn run(app: Arc<App>, id: OrderId, resume: bool, stop: Stop) -> Result<Opt
         tracing::warn!(order = %id, error = %e, "the progress editor stopped");
     }
     recorded?;
-    let end_edit = |end: RunEnd| [crate::moves::progress_end(&app, end)];
+    let end_edit = |end: RunEnd| [crate::procedure::moves::progress_end(&app, end)];
     if matches!(&result, Err(e) if e.kind == ErrorKind::Interrupted) {
         // The bot is shutting down: the order stays in step 3–6 and is resumed at the next start.
         if let Err(e) = app
@@ -316,7 +316,7 @@ async fn record_as_it_goes(
 /// One step's start or end, as a move of the order. A finished step is shown in the progress
 /// message, not in a message of its own: the group gets one message to watch per run.
 async fn record(app: &Arc<App>, id: OrderId, event: Event) -> Result<()> {
-    let moved = crate::moves::commit(app, id, vec![event], None, |_| Vec::new()).await?;
+    let moved = crate::procedure::moves::commit(app, id, vec![event], None, |_| Vec::new()).await?;
     if let Err(refusal) = moved.map(|_| ()) {
         // The order left steps 3–6 (cancelled): nothing to record.
         tracing::debug!(order = %id, %refusal, "step not recorded");

@@ -8,9 +8,9 @@ use std::time::Duration;
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 
-use crate::app::App;
 use crate::domain::{reminder_due, ReminderFacts, Role};
 use crate::outbox::Outgoing;
+use crate::procedure::app::App;
 
 /// Checks once a minute until the bot stops.
 pub async fn run(app: Arc<App>) {

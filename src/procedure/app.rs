@@ -13,7 +13,7 @@ use crate::config::BotSettings;
 use crate::domain::{OrderId, UserId};
 use crate::engine::BackupEngine;
 use crate::messages::Catalog;
-use crate::people::People;
+use crate::procedure::people::People;
 use crate::storage::Store;
 
 /// The group chat as the procedure speaks to it. The Telegram adapter implements it; the

@@ -1,5 +1,5 @@
 //! Carries the order chain: each command becomes a domain event, and the move it makes is saved
-//! in one transaction with what it says ([`crate::moves`]); the delivery worker sends the
+//! in one transaction with what it says ([`crate::procedure::moves`]); the delivery worker sends the
 //! messages afterwards (the Telegram adapter's delivery worker). Here: the commands, and starting,
 //! stopping and finishing runs after their moves are committed.
 
@@ -8,14 +8,14 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use chrono::Utc;
 
-use crate::app::App;
-use crate::backup_run::{self, RunEnding, RunOutcome};
 use crate::domain::{
     parse_log_period, parse_month, place_order, Effect, Event, LogPeriod, Month, Order, OrderId,
     OrderStatus, Refusal, Role, UserId,
 };
-use crate::moves;
 use crate::outbox::Outgoing;
+use crate::procedure::app::App;
+use crate::procedure::backup_run::{self, RunEnding, RunOutcome};
+use crate::procedure::moves;
 use crate::storage::StoreError;
 
 /// A refusal changes nothing, so it is said at once rather than through the outbox.
@@ -353,7 +353,7 @@ pub fn spawn_run(app: Arc<App>, id: OrderId, resume: bool) {
     });
     app.runs.lock().unwrap_or_else(|p| p.into_inner()).insert(
         id,
-        crate::app::RunHandle {
+        crate::procedure::app::RunHandle {
             stop: stop_handle,
             task: handle.abort_handle(),
         },

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use anyhow::Result;
 use chrono::Utc;
 
-use crate::app::App;
 use crate::domain::{Effect, Event, Order, OrderId, OrderStatus, Refusal, Role};
 use crate::messages::RunView;
 use crate::outbox::{Button, Outgoing, Slot};
+use crate::procedure::app::App;
 use crate::run_outcome::RunOutcome;
 use crate::storage::{DailyLogRow, Move};
 

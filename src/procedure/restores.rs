@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use crate::app::App;
 use crate::config::EngineSettings;
 use crate::domain::{
     can_be_decided, decide as decide_request, is_withdrawal, parse_restore_args,
@@ -17,6 +16,7 @@ use crate::domain::{
 };
 use crate::engine::restore::{self, RestoreError};
 use crate::outbox::{Button, Outgoing};
+use crate::procedure::app::App;
 use crate::storage::{NewRestore, RestoreRow, StoreError};
 
 fn engine_settings(app: &App) -> Option<EngineSettings> {
