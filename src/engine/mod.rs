@@ -372,4 +372,40 @@ pub trait BackupEngine: Send + Sync {
         request: RunRequest,
         progress: ProgressSender,
     ) -> BoxFuture<'_, Result<BackupReport, EngineError>>;
+
+    /// The folder the dated backup folders are made in (restores name them from there).
+    fn backup_root(&self) -> Option<PathBuf> {
+        None
+    }
+
+    /// `account`'s archive in backup `folder`, only as the bot made and verified it, read whole
+    /// against its recorded SHA-256 (see [`restore::locate`]).
+    fn check_backup<'a>(
+        &'a self,
+        folder: &'a str,
+        account: &'a str,
+    ) -> BoxFuture<'a, Result<restore::VerifiedArchive, restore::RestoreError>> {
+        let _ = (folder, account);
+        Box::pin(async { Err(restore::RestoreError::Unsupported("-".into())) })
+    }
+
+    /// Whether the account a restore writes into exists on the mail server.
+    fn check_target<'a>(
+        &'a self,
+        into: &'a str,
+    ) -> BoxFuture<'a, Result<(), restore::RestoreError>> {
+        let _ = into;
+        Box::pin(async { Err(restore::RestoreError::Unsupported("-".into())) })
+    }
+
+    /// Restores `request.account` from backup `request.folder` into `request.into`, only when
+    /// the archive still has the SHA-256 `request.sha256` (see [`restore::restore`]).
+    fn restore<'a>(
+        &'a self,
+        request: restore::RestoreRequest<'a>,
+        progress: Box<dyn FnMut(restore::RestoreProgress) + Send + 'a>,
+    ) -> BoxFuture<'a, Result<restore::RestoreReport, restore::RestoreError>> {
+        let _ = (request, progress);
+        Box::pin(async { Err(restore::RestoreError::Unsupported("-".into())) })
+    }
 }

@@ -128,7 +128,36 @@ impl std::fmt::Debug for BackupArchive {
     }
 }
 
+/// A backup archive found and read whole against its recorded SHA-256, as plain facts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifiedArchive {
+    pub folder: String,
+    pub file: String,
+    pub sha256: String,
+    pub size: u64,
+}
+
+/// What a restore asked in the chat restores: the account from backup `folder` into `into`,
+/// only with the archive content (`sha256`) it was checked against.
+#[derive(Debug, Clone, Copy)]
+pub struct RestoreRequest<'a> {
+    pub folder: &'a str,
+    pub account: &'a str,
+    pub into: &'a str,
+    pub sha256: &'a str,
+}
+
 impl BackupArchive {
+    /// The archive as plain facts.
+    pub fn facts(&self) -> VerifiedArchive {
+        VerifiedArchive {
+            folder: self.folder.clone(),
+            file: self.file.clone(),
+            sha256: self.sha256.clone(),
+            size: self.size,
+        }
+    }
+
     /// Reads the archive through the folder opened when it was found and checks its SHA-256
     /// against the one recorded when the copy was verified (blocking: call off the runtime).
     pub fn check_content(&self) -> Result<(), RestoreError> {

@@ -48,6 +48,59 @@ impl BackupEngine for SshEngine {
     ) -> futures::future::BoxFuture<'_, Result<BackupReport, EngineError>> {
         Box::pin(run(&self.settings, request, progress))
     }
+
+    fn backup_root(&self) -> Option<std::path::PathBuf> {
+        Some(self.settings.local_root.clone())
+    }
+
+    fn check_backup<'a>(
+        &'a self,
+        folder: &'a str,
+        account: &'a str,
+    ) -> futures::future::BoxFuture<
+        'a,
+        Result<super::restore::VerifiedArchive, super::restore::RestoreError>,
+    > {
+        let (root, folder, account) = (
+            self.settings.local_root.clone(),
+            folder.to_owned(),
+            account.to_owned(),
+        );
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let archive = super::restore::locate(&root, &folder, &account)?;
+                archive.check_content()?;
+                Ok(archive.facts())
+            })
+            .await
+            .map_err(|e| super::restore::RestoreError::Unreadable(e.to_string()))?
+        })
+    }
+
+    fn check_target<'a>(
+        &'a self,
+        into: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<(), super::restore::RestoreError>> {
+        Box::pin(super::restore::check_target(&self.settings, into))
+    }
+
+    fn restore<'a>(
+        &'a self,
+        request: super::restore::RestoreRequest<'a>,
+        progress: Box<dyn FnMut(super::restore::RestoreProgress) + Send + 'a>,
+    ) -> futures::future::BoxFuture<
+        'a,
+        Result<super::restore::RestoreReport, super::restore::RestoreError>,
+    > {
+        Box::pin(super::restore::restore(
+            &self.settings,
+            request.folder,
+            request.account,
+            Some(request.into),
+            Some(request.sha256),
+            progress,
+        ))
+    }
 }
 
 fn failed(

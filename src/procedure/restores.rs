@@ -8,20 +8,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use crate::config::EngineSettings;
 use crate::domain::{
     can_be_decided, decide as decide_request, is_withdrawal, parse_restore_args,
     restore_button_data, withdraw as withdraw_request, DecisionRefused, Refusal, RestoreStatus,
     Role, UserId,
 };
 use crate::engine::restore::{self, RestoreError};
+use crate::engine::BackupEngine;
 use crate::outbox::{Button, Outgoing};
 use crate::procedure::app::App;
 use crate::storage::{NewRestore, RestoreRow, StoreError};
-
-fn engine_settings(app: &App) -> Option<EngineSettings> {
-    app.settings_read.engine.clone()
-}
 
 /// `/restore FOLDER ACCOUNT [TARGET]` by a Kasi, or `/restore batal` (withdraw). Everything is
 /// checked when asked, so the approver decides on facts: the folder is one the bot made and
@@ -48,7 +44,7 @@ pub async fn ask(app: &Arc<App>, by: UserId, arg: &str) -> Result<()> {
         app.chat.say(&c.restore_undecidable()).await?;
         return Ok(());
     }
-    let Some(s) = engine_settings(app) else {
+    let Some(engine) = app.engine.clone() else {
         app.chat.say(&c.restore_no_engine()).await?;
         return Ok(());
     };
@@ -60,7 +56,7 @@ pub async fn ask(app: &Arc<App>, by: UserId, arg: &str) -> Result<()> {
     // are not held up meanwhile.
     let app = app.clone();
     tokio::spawn(async move {
-        if let Err(e) = check_and_ask(&app, by, folder, account, into, s).await {
+        if let Err(e) = check_and_ask(&app, engine.as_ref(), by, folder, account, into).await {
             tracing::error!(error = ?e, "a restore request could not be checked");
             let text = if crate::storage::is_unavailable(&e) {
                 app.catalog.database_unavailable()
@@ -76,39 +72,31 @@ pub async fn ask(app: &Arc<App>, by: UserId, arg: &str) -> Result<()> {
 /// The checks of a restore request that take time, then the request with its buttons.
 async fn check_and_ask(
     app: &Arc<App>,
+    engine: &dyn BackupEngine,
     by: UserId,
     folder: String,
     account: String,
     into: String,
-    s: EngineSettings,
 ) -> Result<()> {
     let c = &app.catalog;
-    let archive = match restore::locate(&s.local_root, &folder, &account) {
+    // The whole archive is read now, so a damaged or replaced one is refused before anyone is
+    // asked to approve it.
+    let archive = match engine.check_backup(&folder, &account).await {
         Ok(a) => a,
         Err(e) => {
             app.chat.say(&c.restore_refused_now(&e)).await?;
             return Ok(());
         }
     };
-    // The whole archive is read once now, so a damaged or replaced one is refused before
-    // anyone is asked to approve it.
-    let archive = match tokio::task::spawn_blocking(move || {
-        archive.check_content().map(|()| archive)
-    })
-    .await
-    {
-        Ok(Ok(a)) => a,
-        Ok(Err(e)) => {
-            app.chat.say(&c.restore_refused_now(&e)).await?;
-            return Ok(());
+    let recorded = match engine.backup_root() {
+        Some(root) => {
+            app.store
+                .backup_facts(&root, &folder, &account, &archive.sha256)
+                .await?
         }
-        Err(e) => return Err(e.into()),
+        None => None,
     };
-    let Some(backup) = app
-        .store
-        .backup_facts(&s.local_root, &folder, &account, &archive.sha256)
-        .await?
-    else {
+    let Some(backup) = recorded else {
         let e = RestoreError::NotRecorded {
             folder: folder.clone(),
             account: account.clone(),
@@ -116,7 +104,7 @@ async fn check_and_ask(
         app.chat.say(&c.restore_refused_now(&e)).await?;
         return Ok(());
     };
-    if let Err(e) = restore::check_target(&s, &into).await {
+    if let Err(e) = engine.check_target(&into).await {
         app.chat.say(&c.restore_refused_now(&e)).await?;
         return Ok(());
     }
@@ -318,9 +306,9 @@ fn spawn(app: Arc<App>, row: RestoreRow) {
 async fn run(app: &Arc<App>, row: &RestoreRow) -> Result<()> {
     let c = &app.catalog;
     let kasi = app.people.mention(row.asked_by);
-    let result = match engine_settings(app) {
+    let result = match app.engine.clone() {
         None => Err(RestoreError::Unsupported("-".into())),
-        Some(s) => {
+        Some(engine) => {
             // Live progress: one quiet message, edited at most every few seconds (best effort),
             // after the approval that is still in the outbox.
             app.wait_until_sent(Duration::from_secs(10)).await;
@@ -357,18 +345,22 @@ async fn run(app: &Arc<App>, row: &RestoreRow) -> Result<()> {
                     folder: row.folder.clone(),
                     account: row.account.clone(),
                 }),
-                Some(expected) => {
-                    restore::restore(
-                        &s,
-                        &row.folder,
-                        &row.account,
-                        Some(&row.into),
-                        Some(expected),
-                        |p| {
-                            let _ = tx.send(Some(p));
-                        },
-                    )
-                    .await
+                Some(sha256) => {
+                    let request = restore::RestoreRequest {
+                        folder: &row.folder,
+                        account: &row.account,
+                        into: &row.into,
+                        sha256,
+                    };
+                    let tx = &tx;
+                    engine
+                        .restore(
+                            request,
+                            Box::new(move |p| {
+                                let _ = tx.send(Some(p));
+                            }),
+                        )
+                        .await
                 }
             };
             drop(tx);

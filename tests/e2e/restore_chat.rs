@@ -4,6 +4,7 @@
 
 use crate::imap::Imap;
 use crate::support::*;
+use mailbox_backup_bot::engine::restore;
 
 fn buttons_of(stub: &bot_api_stub::Stub, team: &Team, needle: &str) -> (i64, Vec<String>) {
     let m = stub
@@ -195,4 +196,121 @@ pub(crate) async fn backup_through_the_chat(
 
 fn env_var(name: &str) -> String {
     crate::support::env(name)
+}
+
+/// An engine that runs the scripted backup and restores by the trait, recording what it was
+/// asked to restore: the chat's restore goes through the engine like a backup does.
+struct RestoringEngine {
+    backup: ScriptedEngine,
+    restored: std::sync::Mutex<Vec<(String, String, String, String)>>,
+}
+
+impl mailbox_backup_bot::engine::BackupEngine for RestoringEngine {
+    fn run(
+        &self,
+        request: mailbox_backup_bot::engine::RunRequest,
+        progress: mailbox_backup_bot::engine::ProgressSender,
+    ) -> futures::future::BoxFuture<
+        '_,
+        Result<mailbox_backup_bot::engine::BackupReport, mailbox_backup_bot::engine::EngineError>,
+    > {
+        self.backup.run(request, progress)
+    }
+
+    fn backup_root(&self) -> Option<std::path::PathBuf> {
+        Some("/tmp/none".into())
+    }
+
+    fn check_backup<'a>(
+        &'a self,
+        folder: &'a str,
+        _account: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<restore::VerifiedArchive, restore::RestoreError>>
+    {
+        Box::pin(async move {
+            Ok(restore::VerifiedArchive {
+                folder: folder.to_owned(),
+                file: "ani@djki.go.id.tar.gz".into(),
+                sha256: "ab".repeat(32),
+                size: 2048,
+            })
+        })
+    }
+
+    fn check_target<'a>(
+        &'a self,
+        _into: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<(), restore::RestoreError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn restore<'a>(
+        &'a self,
+        request: restore::RestoreRequest<'a>,
+        mut progress: Box<dyn FnMut(restore::RestoreProgress) + Send + 'a>,
+    ) -> futures::future::BoxFuture<'a, Result<restore::RestoreReport, restore::RestoreError>> {
+        Box::pin(async move {
+            progress(restore::RestoreProgress::Checking);
+            self.restored.lock().expect("lock").push((
+                request.folder.to_owned(),
+                request.account.to_owned(),
+                request.into.to_owned(),
+                request.sha256.to_owned(),
+            ));
+            Ok(restore::RestoreReport {
+                folder: request.folder.to_owned(),
+                account: request.account.to_owned(),
+                into: request.into.to_owned(),
+                file: "ani@djki.go.id.tar.gz".into(),
+                bytes: 2048,
+                folders: vec![restore::FolderCount {
+                    folder: "INBOX".into(),
+                    in_backup: 12,
+                    already_there: 0,
+                    restored: 12,
+                    present_after: 12,
+                }],
+            })
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_chat_restore_goes_through_the_engine_with_the_hash_the_order_recorded() {
+    let Scene {
+        team,
+        stub,
+        db: _db,
+        env,
+    } = scene("id").await;
+    let engine = std::sync::Arc::new(RestoringEngine {
+        backup: ScriptedEngine {
+            fail_login: false,
+            hold: None,
+            folder: None,
+        },
+        restored: Default::default(),
+    });
+    let _bot = start_bot(&env, Some(engine.clone())).await;
+    let g = &team.group;
+    order_to_report(&stub, &team).await;
+    stub.say(g, &team.kasi, "/receive");
+    expect_text(&stub, g, 0, "dicatat di log kegiatan harian").await;
+    // The scripted run reported /tmp/none/24-11-2026 with ani's archive of SHA-256 "ab…".
+    stub.say(g, &team.kasi, "/restore 24-11-2026 ani@djki.go.id");
+    let asked = expect_text(&stub, g, 0, "Permintaan pemulihan #1").await;
+    assert!(asked.text.contains("perintah #1"), "{}", asked.text);
+    stub.press(g, &team.kasubdit, asked.message_id, "restore:1:ok")
+        .expect("press");
+    expect_text(&stub, g, 0, "Pemulihan #1 selesai</b>").await;
+    assert_eq!(
+        *engine.restored.lock().expect("lock"),
+        vec![(
+            "24-11-2026".to_owned(),
+            "ani@djki.go.id".to_owned(),
+            "ani@djki.go.id".to_owned(),
+            "ab".repeat(32)
+        )],
+        "restored once, with the hash the order recorded"
+    );
 }
