@@ -174,6 +174,31 @@ fn bytes(n: u64) -> String {
 
 /// The backup disk, the SSH login and what the server needs; nothing is created or changed.
 pub async fn engine_checks(s: &EngineSettings) -> Vec<CheckLine> {
+    let mut out = disk_checks(s);
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let link = match Link::connect(s, tx).await {
+        Ok(link) => link,
+        Err(e) => {
+            out.push(line(
+                CheckItem::SshLogin,
+                false,
+                format!("{}: {}", e.kind, e.detail),
+            ));
+            return out;
+        }
+    };
+    out.push(line(
+        CheckItem::SshLogin,
+        true,
+        format!("{}@{}:{}", s.ssh_user, s.ssh_host, s.ssh_port),
+    ));
+    out.extend(server_checks(s, &link).await);
+    link.close().await;
+    out
+}
+
+/// The backup disk: marked, writable, its free space.
+fn disk_checks(s: &EngineSettings) -> Vec<CheckLine> {
     let mut out = Vec::new();
     out.push(match local::check_disk(&s.local_root) {
         Ok(id) => line(
@@ -196,23 +221,12 @@ pub async fn engine_checks(s: &EngineSettings) -> Vec<CheckLine> {
         Ok(free) => line(CheckItem::DiskFree, true, bytes(free)),
         Err(e) => line(CheckItem::DiskFree, false, e.to_string()),
     });
-    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-    let link = match Link::connect(s, tx).await {
-        Ok(link) => link,
-        Err(e) => {
-            out.push(line(
-                CheckItem::SshLogin,
-                false,
-                format!("{}: {}", e.kind, e.detail),
-            ));
-            return out;
-        }
-    };
-    out.push(line(
-        CheckItem::SshLogin,
-        true,
-        format!("{}@{}:{}", s.ssh_user, s.ssh_host, s.ssh_port),
-    ));
+    out
+}
+
+/// On the mail server, over `link`: the tools, the backup folder and its free space.
+async fn server_checks(s: &EngineSettings, link: &Link<'_>) -> Vec<CheckLine> {
+    let mut out = Vec::new();
     // What the kind's export needs, then what the manifest and the copy need.
     let export_tools: &[&str] = match &s.kind {
         BackupKind::Mailboxes(store) => store.tools(),
@@ -294,6 +308,5 @@ pub async fn engine_checks(s: &EngineSettings) -> Vec<CheckLine> {
             Err(e) => line(CheckItem::ServerFree, false, e.to_string()),
         },
     );
-    link.close().await;
     out
 }

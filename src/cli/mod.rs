@@ -138,52 +138,82 @@ fn engine() -> Result<Option<Arc<dyn BackupEngine>>> {
     Ok(Some(Arc::new(crate::engine::SshEngine::new(settings))))
 }
 
+/// `run`: the bot, once Telegram and PostgreSQL answer and the database's bot lock is held.
+async fn run_bot() -> Result<()> {
+    let settings = BotSettings::load(&Env)?;
+    // Secrets anyone on this computer could read or change: refused before anything runs.
+    let reading = config::SettingsReading::read(&Env);
+    if let Some(open) = crate::preflight::file_modes(&reading)
+        .into_iter()
+        .find(|l| !l.ok)
+    {
+        return Err(config::ConfigError {
+            var: open.item.setting(),
+            problem: open.detail,
+        }
+        .into());
+    }
+    let engine = engine()?;
+    if engine.is_none() {
+        tracing::warn!(
+            "MAIL_SSH_HOST is not set: /start will answer that the backup engine is not configured"
+        );
+    }
+    // Wait for Telegram (a refused token stops here, before the database is needed) and
+    // PostgreSQL; SIGTERM while waiting stops at once.
+    // Then take the database's bot lock: a second bot on the same database stands by
+    // here until the first stops.
+    let waited = async {
+        crate::telegram::service::wait_for_telegram(&crate::telegram::service::bot(&settings)?)
+            .await?;
+        let url = config::database_url(&Env)?;
+        let store = crate::startup::wait_for_database(url.expose()).await?;
+        let lock = crate::storage::lock::BotLock::acquire(url.expose()).await;
+        store.migrate().await.context("applying migrations")?;
+        anyhow::Ok((store, lock))
+    };
+    let (store, lock) = tokio::select! {
+        waited = waited => waited?,
+        _ = crate::startup::stop_signal() => return Ok(()),
+    };
+    let app = crate::startup::build(settings, reading, store, engine).await?;
+    tokio::select! {
+        r = crate::startup::run(app) => r,
+        lost = lock.keep() => Err(lost.into()),
+    }
+}
+
+/// `restore` at the terminal: only an archive a backup order recorded, unless `unrecorded`.
+async fn restore(folder: &str, account: &str, into: Option<&str>, unrecorded: bool) -> Result<()> {
+    let settings = EngineSettings::load(&Env)?;
+    // The archive's hash as a backup order recorded it in the database: the folder's own
+    // files are not enough, whoever can write the disk can write them too.
+    let expected = if unrecorded {
+        None
+    } else {
+        let archive = crate::engine::restore::locate(&settings.local_root, folder, account)?;
+        let facts = store()
+            .await?
+            .backup_facts(&settings.local_root, folder, account, &archive.sha256)
+            .await?;
+        match facts {
+            Some(f) => Some(f.sha256),
+            None => anyhow::bail!(
+                "{}; a backup made with `backup` at the terminal is restored with --unrecorded (then only the folder's own index of verified copies vouches for it)",
+                crate::engine::restore::RestoreError::NotRecorded {
+                    folder: folder.to_owned(),
+                    account: account.to_owned(),
+                }
+            ),
+        }
+    };
+    terminal::restore(settings, folder, account, into, expected.as_deref()).await
+}
+
 pub async fn main(cli: Cli) -> Result<()> {
     load_env(cli.env_file.as_ref())?;
     match cli.command {
-        CliCommand::Run => {
-            let settings = BotSettings::load(&Env)?;
-            // Secrets anyone on this computer could read or change: refused before anything runs.
-            let reading = config::SettingsReading::read(&Env);
-            if let Some(open) = crate::preflight::file_modes(&reading)
-                .into_iter()
-                .find(|l| !l.ok)
-            {
-                return Err(config::ConfigError {
-                    var: open.item.setting(),
-                    problem: open.detail,
-                }
-                .into());
-            }
-            let engine = engine()?;
-            if engine.is_none() {
-                tracing::warn!("MAIL_SSH_HOST is not set: /start will answer that the backup engine is not configured");
-            }
-            // Wait for Telegram (a refused token stops here, before the database is needed) and
-            // PostgreSQL; SIGTERM while waiting stops at once.
-            // Then take the database's bot lock: a second bot on the same database stands by
-            // here until the first stops.
-            let waited = async {
-                crate::telegram::service::wait_for_telegram(&crate::telegram::service::bot(
-                    &settings,
-                )?)
-                .await?;
-                let url = config::database_url(&Env)?;
-                let store = crate::startup::wait_for_database(url.expose()).await?;
-                let lock = crate::storage::lock::BotLock::acquire(url.expose()).await;
-                store.migrate().await.context("applying migrations")?;
-                anyhow::Ok((store, lock))
-            };
-            let (store, lock) = tokio::select! {
-                waited = waited => waited?,
-                _ = crate::startup::stop_signal() => return Ok(()),
-            };
-            let app = crate::startup::build(settings, reading, store, engine).await?;
-            tokio::select! {
-                r = crate::startup::run(app) => r,
-                lost = lock.keep() => Err(lost.into()),
-            }
-        }
+        CliCommand::Run => run_bot().await,
         CliCommand::Migrate => {
             store().await?;
             println!("migrations applied");
@@ -216,39 +246,7 @@ pub async fn main(cli: Cli) -> Result<()> {
             account,
             into,
             unrecorded,
-        } => {
-            let settings = EngineSettings::load(&Env)?;
-            // The archive's hash as a backup order recorded it in the database: the folder's own
-            // files are not enough, whoever can write the disk can write them too.
-            let expected = if unrecorded {
-                None
-            } else {
-                let archive =
-                    crate::engine::restore::locate(&settings.local_root, &folder, &account)?;
-                let facts = store()
-                    .await?
-                    .backup_facts(&settings.local_root, &folder, &account, &archive.sha256)
-                    .await?;
-                match facts {
-                    Some(f) => Some(f.sha256),
-                    None => anyhow::bail!(
-                        "{}; a backup made with `backup` at the terminal is restored with --unrecorded (then only the folder's own index of verified copies vouches for it)",
-                        crate::engine::restore::RestoreError::NotRecorded {
-                            folder: folder.clone(),
-                            account: account.clone(),
-                        }
-                    ),
-                }
-            };
-            terminal::restore(
-                settings,
-                &folder,
-                &account,
-                into.as_deref(),
-                expected.as_deref(),
-            )
-            .await
-        }
+        } => restore(&folder, &account, into.as_deref(), unrecorded).await,
         CliCommand::InitDisk { path } => {
             let path = match path {
                 Some(p) => p,

@@ -185,6 +185,55 @@ fn plain_folder_name(name: &str) -> bool {
         && !name.chars().any(char::is_control)
 }
 
+/// The file of `account` in backup folder `dir`: as `summary.json` maps accounts to files, or,
+/// without it, the account's portable name among the archives `SHA256SUMS` lists.
+fn archive_name(
+    dir: &local::FolderAt,
+    sums: &HashMap<&str, &str>,
+    folder: &str,
+    account: &str,
+) -> Result<String, RestoreError> {
+    // summary.json maps accounts to files; without it, the file is the account's portable name.
+    #[derive(Deserialize)]
+    struct Summary {
+        mailboxes: Vec<Entry>,
+    }
+    #[derive(Deserialize)]
+    struct Entry {
+        account: String,
+        file: String,
+    }
+    let accounts: Vec<(String, String)> = dir
+        .read("summary.json")
+        .ok()
+        .and_then(|b| serde_json::from_str::<Summary>(&b).ok())
+        .map(|s| {
+            s.mailboxes
+                .into_iter()
+                .map(|e| (e.account, e.file))
+                .collect()
+        })
+        .unwrap_or_else(|| {
+            sums.keys()
+                .filter_map(|n| n.strip_suffix(".tar.gz"))
+                .map(|a| (a.to_owned(), format!("{a}.tar.gz")))
+                .collect()
+        });
+    accounts
+        .iter()
+        .find(|(a, _)| a == account)
+        .map(|(_, f)| f.clone())
+        .ok_or_else(|| {
+            let mut names: Vec<&str> = accounts.iter().map(|(a, _)| a.as_str()).collect();
+            names.sort();
+            RestoreError::NotInBackup {
+                account: account.to_owned(),
+                folder: folder.to_owned(),
+                available: names.join(", "),
+            }
+        })
+}
+
 /// `account`'s archive in the dated folder `folder` directly inside `root`, only as the bot made
 /// it: a folder (not a symlink) carrying the bot's marker, the archive a plain file listed in
 /// the folder's index of verified copies with the size recorded there, and the same SHA-256 in
@@ -219,45 +268,7 @@ pub fn locate(root: &Path, folder: &str, account: &str) -> Result<BackupArchive,
         .lines()
         .filter_map(|l| l.split_once("  ").map(|(h, n)| (n, h)))
         .collect();
-    // summary.json maps accounts to files; without it, the file is the account's portable name.
-    #[derive(Deserialize)]
-    struct Summary {
-        mailboxes: Vec<Entry>,
-    }
-    #[derive(Deserialize)]
-    struct Entry {
-        account: String,
-        file: String,
-    }
-    let accounts: Vec<(String, String)> = dir
-        .read("summary.json")
-        .ok()
-        .and_then(|b| serde_json::from_str::<Summary>(&b).ok())
-        .map(|s| {
-            s.mailboxes
-                .into_iter()
-                .map(|e| (e.account, e.file))
-                .collect()
-        })
-        .unwrap_or_else(|| {
-            sums.keys()
-                .filter_map(|n| n.strip_suffix(".tar.gz"))
-                .map(|a| (a.to_owned(), format!("{a}.tar.gz")))
-                .collect()
-        });
-    let file = accounts
-        .iter()
-        .find(|(a, _)| a == account)
-        .map(|(_, f)| f.clone())
-        .ok_or_else(|| {
-            let mut names: Vec<&str> = accounts.iter().map(|(a, _)| a.as_str()).collect();
-            names.sort();
-            RestoreError::NotInBackup {
-                account: account.to_owned(),
-                folder: folder.to_owned(),
-                available: names.join(", "),
-            }
-        })?;
+    let file = archive_name(&dir, &sums, folder, account)?;
     let not_verified = || RestoreError::NotVerified { file: file.clone() };
     let index = dir
         .read(local::VERIFIED_INDEX)

@@ -108,12 +108,8 @@ async fn check_and_ask(
         app.chat.say(&c.restore_refused_now(&e)).await?;
         return Ok(());
     }
-    let kasi = app.people.mention(by);
-    let kasubdit = app.mention_role(Role::Kasubdit);
-    let ran_by = backup.ran_by.map(|u| app.people.name(u));
     let expires_at =
         chrono::Utc::now() + chrono::TimeDelta::seconds(app.settings.restore_expiry_secs as i64);
-    let (yes, no) = c.restore_buttons();
     let asked = NewRestore {
         folder: &folder,
         account: &account,
@@ -124,40 +120,7 @@ async fn check_and_ask(
     };
     let asked = app
         .store
-        .ask_restore(&asked, |id| {
-            let row = RestoreRow {
-                id,
-                folder: folder.clone(),
-                account: account.clone(),
-                into: into.clone(),
-                status: RestoreStatus::Asked,
-                asked_by: by,
-                asked_at: chrono::Utc::now(),
-                decided_by: None,
-                decided_at: None,
-                ended_at: None,
-                report: None,
-                error: None,
-                backup: Some(backup.clone()),
-                expires_at: Some(expires_at),
-            };
-            Outgoing::Say {
-                html: c.restore_asked(&row, &kasi, &kasubdit, ran_by.as_deref()),
-                quiet: false,
-                buttons: vec![
-                    Button {
-                        text: yes.clone(),
-                        data: restore_button_data(id, true),
-                    },
-                    Button {
-                        text: no.clone(),
-                        data: restore_button_data(id, false),
-                    },
-                ],
-                remember: None,
-                reply_to: None,
-            }
-        })
+        .ask_restore(&asked, |id| request_message(app, id, &asked))
         .await;
     match asked {
         Ok(_) => app.outbox_ready.notify_one(),
@@ -167,6 +130,50 @@ async fn check_and_ask(
         Err(e) => return Err(e.into()),
     }
     Ok(())
+}
+
+/// The request as the group reads it, with the approve and refuse buttons.
+fn request_message(app: &App, id: i64, asked: &NewRestore<'_>) -> Outgoing {
+    let c = &app.catalog;
+    let row = RestoreRow {
+        id,
+        folder: asked.folder.to_owned(),
+        account: asked.account.to_owned(),
+        into: asked.into.to_owned(),
+        status: RestoreStatus::Asked,
+        asked_by: asked.by,
+        asked_at: chrono::Utc::now(),
+        decided_by: None,
+        decided_at: None,
+        ended_at: None,
+        report: None,
+        error: None,
+        backup: Some(asked.backup.clone()),
+        expires_at: Some(asked.expires_at),
+    };
+    let ran_by = asked.backup.ran_by.map(|u| app.people.name(u));
+    let (yes, no) = c.restore_buttons();
+    Outgoing::Say {
+        html: c.restore_asked(
+            &row,
+            &app.people.mention(asked.by),
+            &app.mention_role(Role::Kasubdit),
+            ran_by.as_deref(),
+        ),
+        quiet: false,
+        buttons: vec![
+            Button {
+                text: yes,
+                data: restore_button_data(id, true),
+            },
+            Button {
+                text: no,
+                data: restore_button_data(id, false),
+            },
+        ],
+        remember: None,
+        reply_to: None,
+    }
 }
 
 /// `/restore batal`: the asker or a Kasubdit takes back the request waiting for a decision.
@@ -303,6 +310,37 @@ fn spawn(app: Arc<App>, row: RestoreRow) {
     });
 }
 
+/// Edits the restore's progress `message` with what is sent on the returned channel, at most
+/// every `PROGRESS_INTERVAL_SECS` (best effort); ends when the sender is dropped.
+fn progress_editor(
+    app: &Arc<App>,
+    id: i64,
+    message: Option<i64>,
+) -> (
+    tokio::sync::watch::Sender<Option<restore::RestoreProgress>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let every = Duration::from_secs(app.settings.progress_interval_secs.max(1));
+    let (tx, mut rx) = tokio::sync::watch::channel(None);
+    let app = app.clone();
+    let editor = tokio::spawn(async move {
+        let mut last = Instant::now() - every;
+        while rx.changed().await.is_ok() {
+            let p = rx.borrow_and_update().clone();
+            if let (Some(m), Some(p)) = (message, p) {
+                if last.elapsed() >= every {
+                    let _ = app
+                        .chat
+                        .edit(m, &app.catalog.restore_progress(id, &p))
+                        .await;
+                    last = Instant::now();
+                }
+            }
+        }
+    });
+    (tx, editor)
+}
+
 async fn run(app: &Arc<App>, row: &RestoreRow) -> Result<()> {
     let c = &app.catalog;
     let kasi = app.people.mention(row.asked_by);
@@ -317,27 +355,7 @@ async fn run(app: &Arc<App>, row: &RestoreRow) -> Result<()> {
                 .say_quietly(&c.restore_progress(row.id, &restore::RestoreProgress::Checking))
                 .await
                 .ok();
-            let every = Duration::from_secs(app.settings.progress_interval_secs.max(1));
-            let (tx, mut rx) = tokio::sync::watch::channel(None);
-            let editor = {
-                let app = app.clone();
-                let id = row.id;
-                tokio::spawn(async move {
-                    let mut last = Instant::now() - every;
-                    while rx.changed().await.is_ok() {
-                        let p = rx.borrow_and_update().clone();
-                        if let (Some(m), Some(p)) = (message, p) {
-                            if last.elapsed() >= every {
-                                let _ = app
-                                    .chat
-                                    .edit(m, &app.catalog.restore_progress(id, &p))
-                                    .await;
-                                last = Instant::now();
-                            }
-                        }
-                    }
-                })
-            };
+            let (tx, editor) = progress_editor(app, row.id, message);
             // Only the content the request was checked against is restored; a request with no
             // record of it (from an older bot) restores nothing.
             let done = match row.backup.as_ref().map(|b| b.sha256.as_str()) {

@@ -322,7 +322,8 @@ async fn a_cancel_racing_a_step_record_takes_its_turn_and_loses_nothing() {
         env,
     } = scene("en").await;
     let hold = Arc::new(tokio::sync::Notify::new());
-    let _bot = start_bot(&env, ScriptedEngine::held(&hold)).await;
+    // Held in step 4, and again once step 4 has ended: no later step races the cancel.
+    let _bot = start_bot(&env, ScriptedEngine::held_twice(&hold)).await;
     let g = &team.group;
     stub.say(g, &team.kasubdit, "/order_backup");
     expect_text(&stub, g, 0, "Mailbox backup order #1").await;

@@ -288,6 +288,7 @@ async fn a_chat_restore_goes_through_the_engine_with_the_hash_the_order_recorded
             fail_login: false,
             hold: None,
             folder: None,
+            hold_again: false,
         },
         restored: Default::default(),
     });

@@ -336,6 +336,8 @@ pub struct ScriptedEngine {
     pub hold: Option<Arc<tokio::sync::Notify>>,
     /// The local folder it reports (with a `SHA256SUMS` written there); a made-up path if none.
     pub folder: Option<PathBuf>,
+    /// With `hold`: waits for it once more after step 4 ends, before step 5.
+    pub hold_again: bool,
 }
 
 impl ScriptedEngine {
@@ -345,6 +347,7 @@ impl ScriptedEngine {
             fail_login: false,
             hold: None,
             folder: None,
+            hold_again: false,
         }))
     }
 
@@ -354,6 +357,7 @@ impl ScriptedEngine {
             fail_login: true,
             hold: None,
             folder: None,
+            hold_again: false,
         }))
     }
 
@@ -363,6 +367,18 @@ impl ScriptedEngine {
             fail_login: false,
             hold: Some(hold.clone()),
             folder: None,
+            hold_again: false,
+        }))
+    }
+
+    /// Like [`held`](Self::held), and then held again after step 4 ends (step 5 never starts
+    /// unless `hold` is notified twice).
+    pub fn held_twice(hold: &Arc<tokio::sync::Notify>) -> Option<Arc<dyn BackupEngine>> {
+        Some(Arc::new(ScriptedEngine {
+            fail_login: false,
+            hold: Some(hold.clone()),
+            folder: None,
+            hold_again: true,
         }))
     }
 
@@ -375,6 +391,7 @@ impl ScriptedEngine {
             fail_login: false,
             hold: Some(hold.clone()),
             folder: Some(folder.to_owned()),
+            hold_again: false,
         }))
     }
 }
@@ -427,6 +444,9 @@ impl BackupEngine for ScriptedEngine {
                 step: SopStep::RemoteLogin,
                 at: now(),
             });
+            if let (Some(hold), true) = (&self.hold, self.hold_again) {
+                hold.notified().await;
+            }
             for step in [SopStep::ServerBackup, SopStep::CopyAndReport] {
                 let _ = progress.send(Progress::StepStarted { step, at: now() });
                 let _ = progress.send(Progress::StepFinished { step, at: now() });
