@@ -381,6 +381,8 @@ async fn a_cancel_racing_a_step_record_takes_its_turn_and_loses_nothing() {
         0,
         "no report after a cancel"
     );
+    // Let the scripted run end, as a real one stops when cancelled.
+    hold.notify_one();
 }
 
 /// Waits until `n` sessions of the test's database wait for a lock.
