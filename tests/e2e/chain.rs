@@ -379,7 +379,7 @@ async fn a_failed_login_ends_in_a_clear_failure_report_and_a_new_order_is_possib
     let _ = bot.await;
     let mut id_env = env.clone();
     set(&mut id_env, "BOT_LANG", "id");
-    let _bot = start_bot(&id_env, None).await;
+    let bot = start_bot(&id_env, None).await;
     let n = stub.messages(g.id).len();
     stub.say(g, &team.kasi, "/log hari ini");
     let log = expect_text(&stub, g, n, "Log kegiatan harian").await;
@@ -389,6 +389,9 @@ async fn a_failed_login_ends_in_a_clear_failure_report_and_a_new_order_is_possib
         "{}",
         log.text
     );
+    // Stopped before its database is dropped (a connection it was opening would hold the DROP).
+    bot.abort();
+    let _ = bot.await;
 }
 
 #[tokio::test]
