@@ -125,24 +125,13 @@ async fn run(app: Arc<App>, id: OrderId, resume: bool, stop: Stop) -> Result<Opt
             RunEnd::Completed,
         ),
         // The order keeps the failure's evidence (plain English); the chat renders the outcome
-        // in the reader's language whenever it is read.
-        Ok(report) => {
-            // What was not copied and verified fails the copy (step 6).
-            let step = SopStep::CopyAndReport;
-            let outcome = RunOutcome::Completed(report);
-            let reason = outcome.evidence().unwrap_or_default();
-            (
-                outcome,
-                Event::Failed {
-                    step: Some(step),
-                    reason,
-                },
-                RunEnd::Failed(step),
-            )
-        }
-        Err(e) => {
-            let step = e.step;
-            let outcome = RunOutcome::Stopped(e);
+        // in the reader's language whenever it is read. What was not copied and verified fails
+        // the copy (step 6); a stopped run fails in the step it stopped in.
+        failed => {
+            let (step, outcome) = match failed {
+                Ok(report) => (SopStep::CopyAndReport, RunOutcome::Completed(report)),
+                Err(e) => (e.step, RunOutcome::Stopped(e)),
+            };
             let reason = outcome.evidence().unwrap_or_default();
             (
                 outcome,
