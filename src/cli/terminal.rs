@@ -7,7 +7,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::EngineSettings;
 use crate::engine::{
-    BackupEngine, MailboxStatus, Progress, RunRequest, SshEngine, Stop, StopReason,
+    BackupEngine, BackupReport, MailboxStatus, Progress, RunRequest, SshEngine, Stop, StopReason,
 };
 use crate::messages::{bytes as sized, Lang};
 fn bytes(n: u64) -> String {
@@ -28,55 +28,7 @@ pub async fn backup(settings: EngineSettings) -> Result<()> {
     let shown = bar.clone();
     let watcher = tokio::spawn(async move {
         while let Some(p) = rx.recv().await {
-            match p {
-                Progress::StepStarted { step, .. } => shown.set_message(format!("step {step}")),
-                Progress::StepFinished { step, .. } => shown.println(format!("step {step} done")),
-                Progress::Folders(f) => shown.println(format!(
-                    "local folder {}, server folder {}",
-                    f.local.display(),
-                    f.server
-                )),
-                Progress::Exported {
-                    done,
-                    total,
-                    current,
-                    ok,
-                } => shown.set_message(format!(
-                    "step 5: {done}/{total} exported ({current}{})",
-                    if ok { "" } else { ": FAILED" }
-                )),
-                Progress::Copy {
-                    files_done,
-                    files_total,
-                    bytes_done,
-                    bytes_total,
-                    ..
-                } => {
-                    shown.set_length(bytes_total);
-                    shown.set_position(bytes_done);
-                    shown.set_message(format!("step 6: {files_done}/{files_total} files verified"));
-                }
-                Progress::ReadBack { done, total } => {
-                    shown.set_message(format!("step 6: {done}/{total} archives read back"))
-                }
-                Progress::Reconnecting {
-                    step,
-                    attempt,
-                    of,
-                    reason,
-                } => shown.println(format!(
-                    "step {step}: connection lost ({reason}); reconnecting, try {attempt} of {of}"
-                )),
-                Progress::Reconnected { step } => {
-                    shown.println(format!("step {step}: reconnected, going on"))
-                }
-                Progress::ServerSpace { free, need, floor } => shown.println(format!(
-                    "server: {} free, {} must stay free, the export needs about {}",
-                    bytes(free),
-                    bytes(floor),
-                    need.map(bytes).unwrap_or_else(|| "(unknown)".into())
-                )),
-            }
+            show(&shown, p);
         }
     });
     // Ctrl-C stops the exports on the server and keeps what is verified; the next `backup` of
@@ -94,6 +46,67 @@ pub async fn backup(settings: EngineSettings) -> Result<()> {
     let _ = watcher.await;
     bar.finish_and_clear();
     let report = result?;
+    print_report(&report);
+    if !report.all_verified() {
+        anyhow::bail!("{} mailbox(es) failed", report.failed().count());
+    }
+    Ok(())
+}
+
+/// One progress event on the bar: a step's start and end, the exports, the copy's bytes.
+fn show(shown: &ProgressBar, p: Progress) {
+    match p {
+        Progress::StepStarted { step, .. } => shown.set_message(format!("step {step}")),
+        Progress::StepFinished { step, .. } => shown.println(format!("step {step} done")),
+        Progress::Folders(f) => shown.println(format!(
+            "local folder {}, server folder {}",
+            f.local.display(),
+            f.server
+        )),
+        Progress::Exported {
+            done,
+            total,
+            current,
+            ok,
+        } => shown.set_message(format!(
+            "step 5: {done}/{total} exported ({current}{})",
+            if ok { "" } else { ": FAILED" }
+        )),
+        Progress::Copy {
+            files_done,
+            files_total,
+            bytes_done,
+            bytes_total,
+            ..
+        } => {
+            shown.set_length(bytes_total);
+            shown.set_position(bytes_done);
+            shown.set_message(format!("step 6: {files_done}/{files_total} files verified"));
+        }
+        Progress::ReadBack { done, total } => {
+            shown.set_message(format!("step 6: {done}/{total} archives read back"))
+        }
+        Progress::Reconnecting {
+            step,
+            attempt,
+            of,
+            reason,
+        } => shown.println(format!(
+            "step {step}: connection lost ({reason}); reconnecting, try {attempt} of {of}"
+        )),
+        Progress::Reconnected { step } => {
+            shown.println(format!("step {step}: reconnected, going on"))
+        }
+        Progress::ServerSpace { free, need, floor } => shown.println(format!(
+            "server: {} free, {} must stay free, the export needs about {}",
+            bytes(free),
+            bytes(floor),
+            need.map(bytes).unwrap_or_else(|| "(unknown)".into())
+        )),
+    }
+}
+
+fn print_report(report: &BackupReport) {
     for m in &report.mailboxes {
         match &m.status {
             MailboxStatus::Verified => println!(
@@ -113,14 +126,8 @@ pub async fn backup(settings: EngineSettings) -> Result<()> {
         report.folders.local.display(),
         report.rate() / 1e6
     );
-    if !report.all_verified() {
-        anyhow::bail!("{} mailbox(es) failed", report.failed().count());
-    }
-    Ok(())
 }
 
-/// Checks each thing a run needs; prints one line per check and fails if any does. Changes
-/// nothing, here or on the server.
 /// `check`: every check, one line each; non-zero exit when any failed. Changes nothing.
 pub async fn check() -> Result<()> {
     let catalog = crate::messages::Catalog::new(Lang::En, chrono_tz::Asia::Jakarta);

@@ -147,15 +147,6 @@ async fn overlapped(
     link: &mut Link<'_>,
     continuing: bool,
 ) -> Result<Overlapped, EngineError> {
-    let RunContext {
-        s,
-        store,
-        folders,
-        timer,
-        progress,
-    } = ctx;
-    let dir = folders.server.as_str();
-    let step5 = SopStep::ServerBackup;
     let mut state = State {
         jobs: Vec::new(),
         records: Vec::new(),
@@ -168,96 +159,14 @@ async fn overlapped(
         copied: copy::Copied::default(),
     };
     if continuing {
-        let stopped = export::stop_writers(link, dir).await?;
-        if stopped > 0 {
-            tracing::warn!(dir, stopped, "stopped exports an earlier run left running");
-        }
-        let st = sh_again(link, step5, server::READ_STATE, &[dir]).await?;
-        let finished = if st.ok {
-            let (manifest, failures) = export::split_state(&st.stdout);
-            let listed = parse_manifest(manifest)
-                .map_err(|e| EngineError::new(step5, ErrorKind::ServerCommand, e))?;
-            Some((listed, failures))
-        } else {
-            None
-        };
-        // A recorded failure is a reason to export again, never a result to repeat: a run
-        // ordered again after a failed mailbox reopens step 5 for what is not archived.
-        let finished = match finished {
-            Some((_, failures)) if !failures.is_empty() => {
-                sh_again(link, step5, server::REOPEN, &[dir]).await?;
-                None
-            }
-            other => other,
-        };
-        if let Some((listed, _)) = finished {
-            // Step 5 finished before with every mailbox archived: its manifest's archives are
-            // what this run copies; an archive of the manifest that is gone is named.
-            state.exported = true;
-            let found = records(link, dir, "list").await?;
-            for f in &listed {
-                match found.iter().find(|r| r.file.name == f.name) {
-                    Some(r) if r.file == *f => state.records.push(r.clone()),
-                    Some(_) => state.failures.push((
-                        account_of(f.name.as_str()),
-                        format!("{} changed on the server after step 5", f.name),
-                    )),
-                    None => state.failures.push((
-                        account_of(f.name.as_str()),
-                        format!("{} of step 5's manifest is gone from the server", f.name),
-                    )),
-                }
-            }
-        } else {
-            sh_again(link, step5, server::CLEAR_FAILURES, &[dir]).await?;
-            state.records = records(link, dir, "list").await?;
-        }
+        resume(link, ctx.folders.server.as_str(), &mut state).await?;
     }
     if !state.exported {
-        // The listing, the mailboxes' size and the server's free space, side by side: each is
-        // a round trip, and none needs another's answer.
-        let listing = store.listing();
-        let (sizes, size_args) = store.sizes();
-        let outs = export::sh_together(
-            link,
-            step5,
-            &[
-                (
-                    listing.script,
-                    listing.args.iter().map(String::as_str).collect(),
-                ),
-                (&sizes, size_args.iter().map(String::as_str).collect()),
-                (server::FREE_SPACE, vec![s.server_backup_dir.as_str()]),
-            ],
-        )
-        .await?;
-        let accounts = export::accounts_of(store, &outs[0])?;
-        state.jobs = export::name_archives(store, accounts);
-        let pending = state.pending_exports();
-        let (total, largest) = export::sizes_of(&outs[1]);
-        let share = |b: u64| b * pending.len() as u64 / state.jobs.len().max(1) as u64;
-        let need = total.map(|t| store.peak_bytes(share(t), largest.unwrap_or(0), s.jobs));
-        let floor_kib = export::space_floor(s, &outs[2], need, progress)?;
-        let before = state.jobs.len() - pending.len();
-        loop {
-            let ran = pass(ctx, link.remote(), floor_kib, before, &mut state).await;
-            match ran {
-                Ok(()) => break,
-                Err(Break::Fatal(e)) => return Err(e),
-                Err(Break::Link(why)) => {
-                    link.reconnect(current_step(&state), &why).await?;
-                    if !state.exported {
-                        export::stop_writers(link, dir).await?;
-                        // An export may have finished as the connection went: it is kept.
-                        state.records = records(link, dir, "list").await?;
-                    }
-                }
-            }
-        }
-        return finish(state, folders);
+        export_and_copy(ctx, link, &mut state).await?;
+        return finish(state, ctx.folders);
     }
     // Step 5 was finished by an earlier run: it ends now, and step 6 copies what is left.
-    timer.finish(step5, progress);
+    ctx.timer.finish(SopStep::ServerBackup, ctx.progress);
     loop {
         match pass(ctx, link.remote(), 0, 0, &mut state).await {
             Ok(()) => break,
@@ -265,7 +174,108 @@ async fn overlapped(
             Err(Break::Link(why)) => link.reconnect(SopStep::CopyAndReport, &why).await?,
         }
     }
-    finish(state, folders)
+    finish(state, ctx.folders)
+}
+
+/// What an earlier, cut-off run of `dir` left: its exports stopped, and either step 5's
+/// manifest (step 5 finished, every mailbox archived) or the archives it finished.
+async fn resume(link: &mut Link<'_>, dir: &str, state: &mut State) -> Result<(), EngineError> {
+    let step5 = SopStep::ServerBackup;
+    let stopped = export::stop_writers(link, dir).await?;
+    if stopped > 0 {
+        tracing::warn!(dir, stopped, "stopped exports an earlier run left running");
+    }
+    let st = sh_again(link, step5, server::READ_STATE, &[dir]).await?;
+    let finished = if st.ok {
+        let (manifest, failures) = export::split_state(&st.stdout);
+        let listed = parse_manifest(manifest)
+            .map_err(|e| EngineError::new(step5, ErrorKind::ServerCommand, e))?;
+        Some((listed, failures))
+    } else {
+        None
+    };
+    // A recorded failure is a reason to export again, never a result to repeat: a run
+    // ordered again after a failed mailbox reopens step 5 for what is not archived.
+    let finished = match finished {
+        Some((_, failures)) if !failures.is_empty() => {
+            sh_again(link, step5, server::REOPEN, &[dir]).await?;
+            None
+        }
+        other => other,
+    };
+    let Some((listed, _)) = finished else {
+        sh_again(link, step5, server::CLEAR_FAILURES, &[dir]).await?;
+        state.records = records(link, dir, "list").await?;
+        return Ok(());
+    };
+    // Step 5 finished before with every mailbox archived: its manifest's archives are what
+    // this run copies; an archive of the manifest that is gone is named.
+    state.exported = true;
+    let found = records(link, dir, "list").await?;
+    for f in &listed {
+        match found.iter().find(|r| r.file.name == f.name) {
+            Some(r) if r.file == *f => state.records.push(r.clone()),
+            Some(_) => state.failures.push((
+                account_of(f.name.as_str()),
+                format!("{} changed on the server after step 5", f.name),
+            )),
+            None => state.failures.push((
+                account_of(f.name.as_str()),
+                format!("{} of step 5's manifest is gone from the server", f.name),
+            )),
+        }
+    }
+    Ok(())
+}
+
+/// Step 5 (still open) with step 6 beside it: the mailboxes listed and sized against the
+/// server's free space, then passes until every export and copy has ended.
+async fn export_and_copy(
+    ctx: RunContext<'_>,
+    link: &mut Link<'_>,
+    state: &mut State,
+) -> Result<(), EngineError> {
+    let RunContext { s, store, .. } = ctx;
+    let dir = ctx.folders.server.as_str();
+    // The listing, the mailboxes' size and the server's free space, side by side: each is a
+    // round trip, and none needs another's answer.
+    let listing = store.listing();
+    let (sizes, size_args) = store.sizes();
+    let outs = export::sh_together(
+        link,
+        SopStep::ServerBackup,
+        &[
+            (
+                listing.script,
+                listing.args.iter().map(String::as_str).collect(),
+            ),
+            (&sizes, size_args.iter().map(String::as_str).collect()),
+            (server::FREE_SPACE, vec![s.server_backup_dir.as_str()]),
+        ],
+    )
+    .await?;
+    let accounts = export::accounts_of(store, &outs[0])?;
+    state.jobs = export::name_archives(store, accounts);
+    let pending = state.pending_exports();
+    let (total, largest) = export::sizes_of(&outs[1]);
+    let share = |b: u64| b * pending.len() as u64 / state.jobs.len().max(1) as u64;
+    let need = total.map(|t| store.peak_bytes(share(t), largest.unwrap_or(0), s.jobs));
+    let floor_kib = export::space_floor(s, &outs[2], need, ctx.progress)?;
+    let before = state.jobs.len() - pending.len();
+    loop {
+        match pass(ctx, link.remote(), floor_kib, before, state).await {
+            Ok(()) => return Ok(()),
+            Err(Break::Fatal(e)) => return Err(e),
+            Err(Break::Link(why)) => {
+                link.reconnect(current_step(state), &why).await?;
+                if !state.exported {
+                    export::stop_writers(link, dir).await?;
+                    // An export may have finished as the connection went: it is kept.
+                    state.records = records(link, dir, "list").await?;
+                }
+            }
+        }
+    }
 }
 
 fn current_step(state: &State) -> SopStep {
@@ -379,7 +389,205 @@ async fn pass(
         copy::threads_done(Duration::from_secs(10)).await;
     }
     state.copied.transferred += meter.transferred();
-    result
+    result?;
+    let folders = ctx.folders;
+    sync_dir(&folders.local)
+        .map_err(|e| Break::Fatal(copy_error(folders, ErrorKind::Copy, e.to_string())))?;
+    meter.tell_now();
+    Ok(())
+}
+
+/// A pass's own bookkeeping, beside the futures it drives: what waits to be copied and read
+/// back, how many exports have ended, and the clocks of gathering and copy time.
+struct Pass<'a> {
+    ctx: RunContext<'a>,
+    meter: Arc<Meter>,
+    total: usize,
+    exports_done: usize,
+    /// Exports done before this pass: the ETA's pace is this pass's own.
+    before_pass: usize,
+    ready: VecDeque<ServerFile>,
+    ready_since: Option<Instant>,
+    /// Verified and not yet read back.
+    reads_waiting: VecDeque<ServerFile>,
+    busy_since: Option<Instant>,
+}
+
+impl<'a> Pass<'a> {
+    fn new(
+        ctx: RunContext<'a>,
+        meter: &Arc<Meter>,
+        before: usize,
+        pending: usize,
+        state: &State,
+    ) -> Self {
+        let total = state.jobs.len();
+        let exports_done = total - pending;
+        let ready = state.to_copy();
+        for f in &ready {
+            meter.expect(f.size);
+        }
+        let before_pass = before.max(exports_done);
+        if pending > 0 {
+            meter.exports(exports_done, total, before_pass);
+        }
+        // What was verified in an earlier pass and not yet read back.
+        let reads_waiting = state
+            .records
+            .iter()
+            .filter(|r| {
+                state.verified.contains(r.file.name.as_str())
+                    && !state.read_back.contains_key(r.file.name.as_str())
+            })
+            .map(|r| r.file.clone())
+            .collect();
+        Pass {
+            ctx,
+            meter: meter.clone(),
+            total,
+            exports_done,
+            before_pass,
+            ready,
+            ready_since: None,
+            reads_waiting,
+            busy_since: None,
+        }
+    }
+
+    /// Small archives wait a moment for company while exports still run: one stream per
+    /// archive costs a round trip each on the server's session.
+    fn gathering(&self, exports_open: bool) -> bool {
+        exports_open
+            && self.ready.len() < GATHER_FILES
+            && self.ready.iter().map(|f| f.size).sum::<u64>() < GATHER_BYTES
+            && self
+                .ready
+                .iter()
+                .all(|f| f.size < super::copy::OWN_STREAM_FROM)
+            && self.ready_since.is_some_and(|t| t.elapsed() < GATHER_WAIT)
+    }
+
+    /// The next copy job; the first opens step 6.
+    fn next_copy(&mut self, state: &mut State) -> Vec<ServerFile> {
+        let job = next_job(&mut self.ready);
+        if !state.copy_started {
+            state.copy_started = true;
+            self.ctx
+                .timer
+                .start(SopStep::CopyAndReport, self.ctx.progress);
+        }
+        // Waiting for an export was not a stall: the clock starts with the job.
+        self.meter.alive();
+        job
+    }
+
+    /// Copy time is counted while a copy is under way.
+    fn count_copy_time(&mut self, state: &mut State, copies_idle: bool) {
+        match (self.busy_since, copies_idle) {
+            (None, false) => self.busy_since = Some(Instant::now()),
+            (Some(t), true) => {
+                state.copy_busy += t.elapsed();
+                self.busy_since = None;
+            }
+            _ => {}
+        }
+    }
+
+    fn nothing_left(&self, exports_open: bool) -> bool {
+        !exports_open && self.ready.is_empty() && self.reads_waiting.is_empty()
+    }
+
+    /// One export ended: its archive waits for a copy, or its failure is recorded on the server
+    /// at once, so a resumed run knows it failed.
+    async fn export_ended(
+        &mut self,
+        remote: &Remote,
+        state: &mut State,
+        account: String,
+        ended: Ended,
+    ) -> Result<(), Break> {
+        let dir = self.ctx.folders.server.as_str();
+        let failed = match ended {
+            Ended::Done(record) => {
+                self.meter.expect(record.file.size);
+                self.ready_since.get_or_insert_with(Instant::now);
+                self.ready.push_back(record.file.clone());
+                state.records.push(record);
+                None
+            }
+            Ended::Floor(e) => Some(if e.is_empty() { floor_text(dir) } else { e }),
+            Ended::Failed(e) => Some(e),
+            Ended::Again(why) => return Err(Break::Link(why)),
+        };
+        self.exports_done += 1;
+        self.meter
+            .exports(self.exports_done, self.total, self.before_pass);
+        let ok = failed.is_none();
+        let (done, total) = (self.exports_done, self.total);
+        tell(
+            self.ctx.progress,
+            Progress::Exported {
+                done,
+                total,
+                current: account.clone(),
+                ok,
+            },
+        );
+        if let Some(error) = failed {
+            match remote
+                .sh(server::RECORD_FAILURE, &[dir, &account, &error])
+                .await
+            {
+                Ok(out) if out.ok => {}
+                Ok(out) => return Err(Break::Link(out.stderr)),
+                Err(e) => return Err(Break::Link(error_chain(&e))),
+            }
+            state.failures.push((account, error));
+            self.meter.alive();
+        }
+        Ok(())
+    }
+
+    fn read_ended(&self, state: &mut State, file: ServerFile, read: Result<u64, String>) {
+        state.read_back.insert(file.name.to_string(), read);
+        let (done, total) = (state.read_back.len(), state.records.len());
+        tell(self.ctx.progress, Progress::ReadBack { done, total });
+    }
+
+    /// Once a second: the progress told, and a copy that has had no byte for the stall time
+    /// ends the pass (the link is made again).
+    fn look(&self, copying: bool) -> Option<Break> {
+        self.meter.tell_now();
+        let idle = self.meter.idle();
+        (copying && idle >= Duration::from_secs(self.ctx.s.stall_secs))
+            .then(|| Break::Link(format!("no byte arrived for {} s", idle.as_secs())))
+    }
+
+    fn copied(&mut self, state: &mut State, job: Vec<ServerFile>, reused: u64) {
+        state.copied.reused += reused;
+        for f in job {
+            state.verified.insert(f.name.to_string());
+            self.reads_waiting.push_back(f);
+        }
+    }
+}
+
+async fn copy_job(
+    remote: &Remote,
+    folders: &RunFolders,
+    job: Vec<ServerFile>,
+    meter: Arc<Meter>,
+) -> (Vec<ServerFile>, Result<u64, EngineError>) {
+    let result = copy_files(remote, folders, job.clone(), &meter).await;
+    (job, result)
+}
+
+async fn read_job(path: std::path::PathBuf, file: ServerFile) -> (ServerFile, Result<u64, String>) {
+    let read = tokio::task::spawn_blocking(move || super::archive::read_back(&path))
+        .await
+        .map_err(|e| format!("read-back stopped: {e}"))
+        .and_then(|r| r.map_err(|e| format!("the copy cannot be read back: {e}")));
+    (file, read)
 }
 
 async fn pass_on(
@@ -390,188 +598,81 @@ async fn pass_on(
     meter: &Arc<Meter>,
     state: &mut State,
 ) -> Result<(), Break> {
-    let RunContext {
-        s,
-        store,
-        folders,
-        timer,
-        progress,
-    } = ctx;
+    let RunContext { s, folders, .. } = ctx;
     let dir = folders.server.as_str();
-    let total = state.jobs.len();
     let pending = state.pending_exports();
-    let mut exports_done = total - pending.len();
-    // Exports done before this pass: the ETA's pace is this pass's own.
-    let before_pass = before.max(exports_done);
-    let mut ready = state.to_copy();
-    for f in &ready {
-        meter.expect(f.size);
-    }
-    if !pending.is_empty() {
-        meter.exports(exports_done, total, before_pass);
-    }
+    let mut pass = Pass::new(ctx, meter, before, pending.len(), state);
     let full = AtomicBool::new(false);
     let full = &full;
-    let mut exports = futures::stream::iter(
-        pending
-            .into_iter()
-            .map(|(account, file)| export_one(remote, store, dir, floor_kib, full, account, file)),
-    )
-    .buffer_unordered(s.jobs);
+    let mut exports =
+        futures::stream::iter(pending.into_iter().map(|(account, file)| {
+            export_one(remote, ctx.store, dir, floor_kib, full, account, file)
+        }))
+        .buffer_unordered(s.jobs);
     let mut exports_open = !state.exported;
     let mut copies = FuturesUnordered::new();
     let mut reads = FuturesUnordered::new();
-    // What was verified in an earlier pass and not yet read back.
-    let mut reads_waiting: VecDeque<ServerFile> = state
-        .records
-        .iter()
-        .filter(|r| {
-            state.verified.contains(r.file.name.as_str())
-                && !state.read_back.contains_key(r.file.name.as_str())
-        })
-        .map(|r| r.file.clone())
-        .collect();
     let mut tick = tokio::time::interval(TICK);
     let mut ticks = 0u32;
-    let mut ready_since: Option<Instant> = None;
-    let stall = Duration::from_secs(s.stall_secs);
-    let mut busy_since: Option<Instant> = None;
     let result = loop {
-        // Start what can start: copies while streams are free, read-backs likewise. Small
-        // archives wait a moment for company while exports still run: one stream per archive
-        // costs a round trip each on the server's session.
-        let gather = exports_open
-            && ready.len() < GATHER_FILES
-            && ready.iter().map(|f| f.size).sum::<u64>() < GATHER_BYTES
-            && ready.iter().all(|f| f.size < super::copy::OWN_STREAM_FROM)
-            && ready_since.is_some_and(|t| t.elapsed() < GATHER_WAIT);
-        while copies.len() < s.copy_streams && !ready.is_empty() && !gather {
-            let job = next_job(&mut ready);
-            if !state.copy_started {
-                state.copy_started = true;
-                timer.start(SopStep::CopyAndReport, progress);
-            }
-            let meter = meter.clone();
-            // Waiting for an export was not a stall: the clock starts with the job.
-            meter.alive();
-            copies.push(async move {
-                let result = copy_files(remote, folders, job.clone(), &meter).await;
-                (job, result)
-            });
+        // Start what can start: copies while streams are free, read-backs likewise.
+        let gather = pass.gathering(exports_open);
+        while copies.len() < s.copy_streams && !pass.ready.is_empty() && !gather {
+            let job = pass.next_copy(state);
+            copies.push(copy_job(remote, folders, job, meter.clone()));
         }
-        if ready.is_empty() {
-            ready_since = None;
+        if pass.ready.is_empty() {
+            pass.ready_since = None;
         }
         while reads.len() < READ_BACKS {
-            let Some(file) = reads_waiting.pop_front() else {
+            let Some(file) = pass.reads_waiting.pop_front() else {
                 break;
             };
-            let path = folders.local.join(file.name.as_str());
-            reads.push(async move {
-                let read = tokio::task::spawn_blocking(move || super::archive::read_back(&path))
-                    .await
-                    .map_err(|e| format!("read-back stopped: {e}"))
-                    .and_then(|r| r.map_err(|e| format!("the copy cannot be read back: {e}")));
-                (file, read)
-            });
+            reads.push(read_job(folders.local.join(file.name.as_str()), file));
         }
-        // Copy time is counted while a copy is under way.
-        match (busy_since, copies.is_empty()) {
-            (None, false) => busy_since = Some(Instant::now()),
-            (Some(t), true) => {
-                state.copy_busy += t.elapsed();
-                busy_since = None;
-            }
-            _ => {}
-        }
-        let exports_running = exports_open;
-        if !exports_running
-            && copies.is_empty()
-            && ready.is_empty()
-            && reads.is_empty()
-            && reads_waiting.is_empty()
-        {
+        pass.count_copy_time(state, copies.is_empty());
+        if pass.nothing_left(exports_open) && copies.is_empty() && reads.is_empty() {
             break Ok(());
         }
+        let exports_running = exports_open;
         tokio::select! {
             ended = exports.next(), if exports_running => {
                 let Some((account, _file, ended)) = ended else {
                     // Every export has ended: step 5 closes with the server's manifest.
                     exports_open = false;
-                    if let Err(e) = close_step5(remote, dir, state, timer, progress).await {
+                    if let Err(e) = close_step5(remote, dir, state, ctx.timer, ctx.progress).await {
                         break Err(e);
                     }
                     // The copies were not watched meanwhile: that was not their stall.
                     meter.alive();
                     continue;
                 };
-                let failed = match ended {
-                    Ended::Done(record) => {
-                        meter.expect(record.file.size);
-                        ready_since.get_or_insert_with(Instant::now);
-                        ready.push_back(record.file.clone());
-                        state.records.push(record);
-                        None
-                    }
-                    Ended::Floor(e) => Some(if e.is_empty() { floor_text(dir) } else { e }),
-                    Ended::Failed(e) => Some(e),
-                    Ended::Again(why) => break Err(Break::Link(why)),
-                };
-                exports_done += 1;
-                meter.exports(exports_done, total, before_pass);
-                tell(progress, Progress::Exported { done: exports_done, total, current: account.clone(), ok: failed.is_none() });
-                if let Some(error) = failed {
-                    // Recorded at once, so a resumed run knows it failed.
-                    match remote.sh(server::RECORD_FAILURE, &[dir, &account, &error]).await {
-                        Ok(out) if out.ok => {}
-                        Ok(out) => break Err(Break::Link(out.stderr)),
-                        Err(e) => break Err(Break::Link(error_chain(&e))),
-                    }
-                    state.failures.push((account, error));
-                    meter.alive();
+                if let Err(e) = pass.export_ended(remote, state, account, ended).await {
+                    break Err(e);
                 }
             }
             Some((job, result)) = copies.next(), if !copies.is_empty() => {
                 match result {
-                    Ok(reused) => {
-                        state.copied.reused += reused;
-                        for f in job {
-                            state.verified.insert(f.name.to_string());
-                            reads_waiting.push_back(f);
-                        }
-                    }
+                    Ok(reused) => pass.copied(state, job, reused),
                     Err(e) => break Err(copy_failure(remote, folders, e).await),
                 }
             }
             Some((file, read)) = reads.next(), if !reads.is_empty() => {
-                state.read_back.insert(file.name.to_string(), read);
-                tell(progress, Progress::ReadBack { done: state.read_back.len(), total: state.records.len() });
+                pass.read_ended(state, file, read);
             }
             _ = tick.tick() => {
                 ticks += 1;
                 if !ticks.is_multiple_of(4) {
                     continue;
                 }
-                meter.tell_now();
-                if !copies.is_empty() && meter.idle() >= stall {
-                    break Err(Break::Link(format!("no byte arrived for {} s", meter.idle().as_secs())));
+                if let Some(stalled) = pass.look(!copies.is_empty()) {
+                    break Err(stalled);
                 }
             }
         }
     };
-    if let Some(t) = busy_since {
-        state.copy_busy += t.elapsed();
-    }
-    result?;
-    if let Err(e) = sync_dir(&folders.local) {
-        return Err(Break::Fatal(copy_error(
-            folders,
-            ErrorKind::Copy,
-            e.to_string(),
-        )));
-    }
-    meter.tell_now();
-    Ok(())
+    pass.count_copy_time(state, true);
+    result
 }
 
 /// Step 5's end: the server's manifest and `SHA256SUMS` from the records, the export's working

@@ -898,9 +898,16 @@ async fn dovecot_import(
     }
     progress(RestoreProgress::Checking);
     let after = list(String::new()).await?;
-    let still = missing(&source, &after);
-    Ok(todo
-        .into_iter()
+    Ok(folder_counts(todo, &missing(&source, &after)))
+}
+
+/// Per folder: what the backup holds, what was there already, what was imported, and what the
+/// account holds now of the backup's messages (`still`: what is still missing).
+fn folder_counts(
+    todo: BTreeMap<String, (Vec<u32>, usize)>,
+    still: &BTreeMap<String, (Vec<u32>, usize)>,
+) -> Vec<FolderCount> {
+    todo.into_iter()
         .map(|(folder, (uids, already))| {
             let in_backup = uids.len() + already;
             let left = still.get(&folder).map_or(0, |(u, _)| u.len());
@@ -912,7 +919,7 @@ async fn dovecot_import(
                 present_after: in_backup - left,
             }
         })
-        .collect())
+        .collect()
 }
 
 #[cfg(test)]

@@ -266,64 +266,9 @@ async fn steps(
         shared: shared.clone(),
     };
 
-    // Step 3: the dated folder, on a disk that is really there. A run of the same day that
-    // failed or was cut off is continued rather than started over.
+    // Step 3: the dated folder, on a disk that is really there.
     timer.start(SopStep::CreateFolder, &progress);
-    local::check_disk(&s.local_root)
-        .map_err(|e| failed(SopStep::CreateFolder, ErrorKind::DiskNotReady, e, None))?;
-    let now = Utc::now().with_timezone(&s.timezone).naive_local();
-    let when = request.date.and_time(now.time());
-    let (mut folders, continuing) = match &request.resume {
-        Some(f) if f.local.is_dir() => (f.clone(), true),
-        _ => match local::unfinished_folder(&s.local_root, &s.folder_format, when) {
-            Some((local, marker)) => (
-                RunFolders {
-                    local,
-                    server: marker.server.unwrap_or_default(),
-                },
-                true,
-            ),
-            None => {
-                let local =
-                    create_dated_folder(&s.local_root, &s.folder_format, when, &request.owner)
-                        .map_err(|e| {
-                            failed(
-                                SopStep::CreateFolder,
-                                ErrorKind::LocalFolder,
-                                e.to_string(),
-                                None,
-                            )
-                        })?;
-                (
-                    RunFolders {
-                        local,
-                        server: String::new(),
-                    },
-                    false,
-                )
-            }
-        },
-    };
-    let _ = local::mark(&folders.local, FolderState::Running, None);
-    if continuing {
-        // A folder made by an older bot, or under another umask, becomes the owner's alone.
-        let _ = std::fs::set_permissions(
-            &folders.local,
-            std::os::unix::fs::PermissionsExt::from_mode(0o700),
-        );
-        for entry in std::fs::read_dir(&folders.local)
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            if entry.file_type().is_ok_and(|t| t.is_file()) {
-                let _ = std::fs::set_permissions(
-                    entry.path(),
-                    std::os::unix::fs::PermissionsExt::from_mode(0o600),
-                );
-            }
-        }
-    }
+    let (mut folders, continuing) = dated_folder(s, request)?;
     remember(&shared, &folders, &progress);
     timer.finish(SopStep::CreateFolder, &progress);
 
@@ -337,6 +282,7 @@ async fn steps(
         })?;
     timer.finish(SopStep::RemoteLogin, &progress);
 
+    // Steps 5 and 6.
     let result = server_backup_and_copy(
         s,
         &mut link,
@@ -365,6 +311,65 @@ async fn steps(
         folders: e.folders.clone().or_else(|| Some(folders.clone())),
         ..e
     })?;
+    Ok(close_local_folder(s, folders, done, timer, reconnects))
+}
+
+/// Step 3's folder: a run of the same day that failed or was cut off is continued rather than
+/// started over (`true`); otherwise a new dated folder is made.
+fn dated_folder(
+    s: &EngineSettings,
+    request: &RunRequest,
+) -> Result<(RunFolders, bool), EngineError> {
+    let step = SopStep::CreateFolder;
+    local::check_disk(&s.local_root).map_err(|e| failed(step, ErrorKind::DiskNotReady, e, None))?;
+    let now = Utc::now().with_timezone(&s.timezone).naive_local();
+    let when = request.date.and_time(now.time());
+    let continued = match &request.resume {
+        Some(f) if f.local.is_dir() => Some(f.clone()),
+        _ => local::unfinished_folder(&s.local_root, &s.folder_format, when).map(
+            |(local, marker)| RunFolders {
+                local,
+                server: marker.server.unwrap_or_default(),
+            },
+        ),
+    };
+    let (folders, continuing) = match continued {
+        Some(folders) => {
+            make_owners_alone(&folders.local);
+            (folders, true)
+        }
+        None => {
+            let local = create_dated_folder(&s.local_root, &s.folder_format, when, &request.owner)
+                .map_err(|e| failed(step, ErrorKind::LocalFolder, e.to_string(), None))?;
+            let server = String::new();
+            (RunFolders { local, server }, false)
+        }
+    };
+    let _ = local::mark(&folders.local, FolderState::Running, None);
+    Ok((folders, continuing))
+}
+
+/// A continued folder made by an older bot, or under another umask, becomes the owner's alone:
+/// the folder 0700, every file in it 0600.
+fn make_owners_alone(dir: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_file()) {
+            let _ = std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o600));
+        }
+    }
+}
+
+/// The run's end on the admin computer: the folder marked complete (or failed), and only after
+/// a complete run do older folders go.
+fn close_local_folder(
+    s: &EngineSettings,
+    folders: RunFolders,
+    done: Done,
+    timer: Timer,
+    reconnects: u32,
+) -> BackupReport {
     let verified = all_verified(&done.mailboxes);
     let state = if verified {
         local::remove_stale_partials(&s.local_root, &folders.local);
@@ -373,13 +378,12 @@ async fn steps(
         FolderState::Failed
     };
     let _ = local::mark(&folders.local, state, None);
-    // Only after this run is complete on disk do older ones go.
     let local_folders_removed = if verified {
         local::retention(&s.local_root, &folders.local, s.local_keep)
     } else {
         Vec::new()
     };
-    Ok(BackupReport {
+    BackupReport {
         folders,
         mailboxes: done.mailboxes,
         steps: timer.into_steps(),
@@ -391,7 +395,7 @@ async fn steps(
         bytes_reused: done.copied.reused,
         local_folders_removed,
         disk_free: local::free_space(&s.local_root).ok(),
-    })
+    }
 }
 
 /// At least one mailbox, and every one verified (an empty run verifies nothing).
@@ -415,6 +419,14 @@ struct Done {
     server_folders_removed: Vec<String>,
 }
 
+/// What steps 5 and 6 leave, whichever way the kind runs them.
+struct Copied {
+    files: Vec<ServerFile>,
+    results: Vec<MailboxResult>,
+    copied: super::copy::Copied,
+    copy_secs: f64,
+}
+
 async fn server_backup_and_copy(
     s: &EngineSettings,
     link: &mut Link<'_>,
@@ -430,29 +442,19 @@ async fn server_backup_and_copy(
     let keep_server =
         continuing && !folders.server.is_empty() && export::is_ours(link, &folders.server).await?;
     if !keep_server {
-        let name = folders
-            .local
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("backup")
-            .to_owned();
-        let owner = local::read_marker(&folders.local)
-            .map(|m| m.owner)
-            .unwrap_or_else(|| "mailbox-backup-bot".into());
-        folders.server = export::claim(link, s, &name, &owner)
-            .await
-            .map_err(|e| EngineError {
-                folders: Some(folders.clone()),
-                ..e
-            })?;
-        let _ = local::mark(&folders.local, FolderState::Running, Some(&folders.server));
+        claim_server_folder(s, link, folders).await?;
         remember(shared, folders, progress);
     }
     let with_folders = |e: EngineError| EngineError {
         folders: Some(folders.clone()),
         ..e
     };
-    let (files, mut results, copied, copy_secs) = match &s.kind {
+    let Copied {
+        files,
+        mut results,
+        copied,
+        copy_secs,
+    } = match &s.kind {
         BackupKind::Mailboxes(store) => {
             // Steps 5 and 6 side by side: each archive is copied as soon as it is exported.
             let ctx = pipeline::RunContext {
@@ -465,26 +467,7 @@ async fn server_backup_and_copy(
             let done = pipeline::run(ctx, link, keep_server)
                 .await
                 .map_err(with_folders)?;
-            let files: Vec<ServerFile> = done.records.iter().map(|r| r.file.clone()).collect();
-            let mut results: Vec<MailboxResult> = done
-                .records
-                .iter()
-                .map(|r| {
-                    let read = done
-                        .read_back
-                        .get(r.file.name.as_str())
-                        .cloned()
-                        .unwrap_or_else(|| Err("the copy was not read back".into()));
-                    let mut result = mailbox_result(&r.file, read, r.count);
-                    if let Some(account) = done.accounts.get(r.file.name.as_str()) {
-                        result.account = account.clone();
-                    }
-                    result
-                })
-                .collect();
-            forget_failed(link, &folders.server, &results).await;
-            results.extend(failed_exports(done.failures));
-            (files, results, done.copied, done.copy_secs)
+            overlapped_results(link, &folders.server, done).await
         }
         BackupKind::Command { .. } => {
             let exported = export::run(s, link, &folders.server, keep_server, progress)
@@ -499,7 +482,12 @@ async fn server_backup_and_copy(
             let copy_secs = started.elapsed().as_secs_f64();
             let mut results = read_back(folders, &files, progress).await;
             results.extend(failed_exports(exported.failures));
-            (files, results, copied, copy_secs)
+            Copied {
+                files,
+                results,
+                copied,
+                copy_secs,
+            }
         }
     };
     let bytes_total: u64 = files.iter().map(|x| x.size).sum();
@@ -520,6 +508,65 @@ async fn server_backup_and_copy(
         copy_secs,
         server_folders_removed: Vec::new(),
     })
+}
+
+/// A new server folder for this run, named after the local one and marked with its owner.
+async fn claim_server_folder(
+    s: &EngineSettings,
+    link: &mut Link<'_>,
+    folders: &mut RunFolders,
+) -> Result<(), EngineError> {
+    let name = folders
+        .local
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("backup")
+        .to_owned();
+    let owner = local::read_marker(&folders.local)
+        .map(|m| m.owner)
+        .unwrap_or_else(|| "mailbox-backup-bot".into());
+    folders.server = export::claim(link, s, &name, &owner)
+        .await
+        .map_err(|e| EngineError {
+            folders: Some(folders.clone()),
+            ..e
+        })?;
+    let _ = local::mark(&folders.local, FolderState::Running, Some(&folders.server));
+    Ok(())
+}
+
+/// Each archive of the overlapped steps as a mailbox's result (its read-back against the
+/// server's count), the failed ones forgotten on the server, then the failed exports.
+async fn overlapped_results(
+    link: &mut Link<'_>,
+    server_dir: &str,
+    done: pipeline::Overlapped,
+) -> Copied {
+    let files: Vec<ServerFile> = done.records.iter().map(|r| r.file.clone()).collect();
+    let mut results: Vec<MailboxResult> = done
+        .records
+        .iter()
+        .map(|r| {
+            let read = done
+                .read_back
+                .get(r.file.name.as_str())
+                .cloned()
+                .unwrap_or_else(|| Err("the copy was not read back".into()));
+            let mut result = mailbox_result(&r.file, read, r.count);
+            if let Some(account) = done.accounts.get(r.file.name.as_str()) {
+                result.account = account.clone();
+            }
+            result
+        })
+        .collect();
+    forget_failed(link, server_dir, &results).await;
+    results.extend(failed_exports(done.failures));
+    Copied {
+        files,
+        results,
+        copied: done.copied,
+        copy_secs: done.copy_secs,
+    }
 }
 
 /// An archive that failed its count or its read-back is not a result to keep: the server

@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use tokio::sync::{mpsc, watch};
 
 use crate::domain::{Event, OrderId, OrderStatus, SopStep};
-use crate::engine::{ErrorKind, Progress, RunFolders, RunRequest, Stop};
+use crate::engine::{BackupReport, EngineError, ErrorKind, Progress, RunFolders, RunRequest, Stop};
 use crate::messages::{RunEnd, RunView};
 use crate::outbox::Slot;
 use crate::procedure::app::App;
@@ -89,9 +89,19 @@ async fn run(app: Arc<App>, id: OrderId, resume: bool, stop: Stop) -> Result<Opt
         tracing::warn!(order = %id, error = %e, "the progress editor stopped");
     }
     recorded?;
-    let end_edit = |end: RunEnd| [crate::procedure::moves::progress_end(&app, end)];
-    if matches!(&result, Err(e) if e.kind == ErrorKind::Interrupted) {
-        // The bot is shutting down: the order stays in step 3–6 and is resumed at the next start.
+    let interrupted = matches!(&result, Err(e) if e.kind == ErrorKind::Interrupted);
+    if !still_started(&app, id, interrupted).await? {
+        return Ok(None);
+    }
+    Ok(Some(ending(result)))
+}
+
+/// Whether the run's end is the order's to record: not when the bot is shutting down (the order
+/// stays in step 3–6 and is resumed at the next start), nor when the order was cancelled
+/// meanwhile. Either way the progress message gets its end.
+async fn still_started(app: &Arc<App>, id: OrderId, interrupted: bool) -> Result<bool> {
+    let end_edit = |end: RunEnd| [crate::procedure::moves::progress_end(app, end)];
+    if interrupted {
         if let Err(e) = app
             .store
             .enqueue(Some(id), &end_edit(RunEnd::Interrupted))
@@ -99,25 +109,28 @@ async fn run(app: Arc<App>, id: OrderId, resume: bool, stop: Stop) -> Result<Opt
         {
             tracing::warn!(order = %id, error = %e, "could not queue the progress message's end");
         }
-        return Ok(None);
+        return Ok(false);
     }
     let order = patiently("the order's state", || async {
         app.store.order(id).await?.context("order vanished")
     })
     .await?;
-    if order.status != OrderStatus::Started {
-        if order.status == OrderStatus::Cancelled {
-            patiently("the progress message's end", || async {
-                Ok(app
-                    .store
-                    .enqueue(Some(id), &end_edit(RunEnd::Cancelled))
-                    .await?)
-            })
-            .await?;
-            app.outbox_ready.notify_one();
-        }
-        return Ok(None);
+    if order.status == OrderStatus::Cancelled {
+        patiently("the progress message's end", || async {
+            Ok(app
+                .store
+                .enqueue(Some(id), &end_edit(RunEnd::Cancelled))
+                .await?)
+        })
+        .await?;
+        app.outbox_ready.notify_one();
     }
+    Ok(order.status == OrderStatus::Started)
+}
+
+/// What the engine's result makes of the order: reported when every mailbox is verified,
+/// failed otherwise.
+fn ending(result: Result<BackupReport, EngineError>) -> RunEnding {
     let (outcome, event, end) = match result {
         Ok(report) if report.all_verified() => (
             RunOutcome::Completed(report),
@@ -143,11 +156,11 @@ async fn run(app: Arc<App>, id: OrderId, resume: bool, stop: Stop) -> Result<Opt
             )
         }
     };
-    Ok(Some(RunEnding {
+    RunEnding {
         event,
         outcome,
         end,
-    }))
+    }
 }
 
 /// Turns the engine's progress into the live text (for the editor and `/status`) and passes the

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Result;
 use chrono::Utc;
 
-use crate::domain::{Effect, Event, Order, OrderId, OrderStatus, Refusal, Role};
+use crate::domain::{Effect, Event, Order, OrderId, OrderStatus, Refusal, Role, SopStep};
 use crate::messages::RunView;
 use crate::outbox::{Button, Outgoing, Slot};
 use crate::procedure::app::App;
@@ -109,41 +109,9 @@ pub fn render(
 ) -> Vec<Outgoing> {
     let c = &app.catalog;
     match effect {
-        Effect::RelayOrderToKasi => {
-            let text = c.order_relayed(
-                order,
-                &app.people.mention(order.ordered_by),
-                &app.mention_role(Role::Kasi),
-            );
-            let buttons = app
-                .settings
-                .roster
-                .jfu
-                .iter()
-                .map(|jfu| Button {
-                    text: c.direct_button(
-                        &app.people
-                            .get(*jfu)
-                            .map(|p| p.first_name)
-                            .unwrap_or_else(|| jfu.to_string()),
-                    ),
-                    data: crate::domain::direct_button_data(order.id, *jfu),
-                })
-                .collect();
-            vec![Outgoing::Say {
-                html: text,
-                quiet: false,
-                buttons,
-                remember: Some(Slot::OrderMessage),
-                reply_to: None,
-            }]
-        }
+        Effect::RelayOrderToKasi => vec![order_relayed(app, order)],
         Effect::RelayDirectionToJfu(jfu) => {
-            let kasi = order
-                .step(crate::domain::SopStep::Direct)
-                .and_then(|s| s.actor)
-                .map(|k| app.people.mention(k))
-                .unwrap_or_default();
+            let kasi = actor_of(app, order, SopStep::Direct);
             vec![
                 Outgoing::RemoveButtons {
                     slot: Slot::OrderMessage,
@@ -151,30 +119,9 @@ pub fn render(
                 Outgoing::say(c.directed(order, &kasi, &app.people.mention(*jfu))),
             ]
         }
-        Effect::ReportToKasi | Effect::AnnounceFailure => {
-            let mut out = vec![Outgoing::Say {
-                html: report_text(app, order, outcome),
-                quiet: false,
-                buttons: Vec::new(),
-                remember: Some(Slot::ReportMessage),
-                reply_to: None,
-            }];
-            // Everything per mailbox, SHA-256 included, in one document.
-            if let Some(RunOutcome::Completed(report)) = outcome {
-                out.push(Outgoing::Document {
-                    file_name: c.mailboxes_csv_name(report),
-                    content: c.mailboxes_csv(report),
-                    caption: c.mailboxes_csv_caption(),
-                });
-            }
-            out
-        }
+        Effect::ReportToKasi | Effect::AnnounceFailure => report(app, order, outcome),
         Effect::RelayReportToKasubdit => {
-            let kasi = order
-                .step(crate::domain::SopStep::Receive)
-                .and_then(|s| s.actor)
-                .map(|k| app.people.mention(k))
-                .unwrap_or_default();
+            let kasi = actor_of(app, order, SopStep::Receive);
             let kasubdit = app.people.mention(order.ordered_by);
             // A reply to the report, not a second copy of it.
             vec![Outgoing::Say {
@@ -200,6 +147,68 @@ pub fn render(
         // Not messages: handled by `commit`.
         Effect::RunEngine | Effect::StopEngine | Effect::WriteDailyLog => Vec::new(),
     }
+}
+
+/// The order relayed to the Kasi, with a button per JFU to direct.
+fn order_relayed(app: &App, order: &Order) -> Outgoing {
+    let c = &app.catalog;
+    let text = c.order_relayed(
+        order,
+        &app.people.mention(order.ordered_by),
+        &app.mention_role(Role::Kasi),
+    );
+    let buttons = app
+        .settings
+        .roster
+        .jfu
+        .iter()
+        .map(|jfu| Button {
+            text: c.direct_button(
+                &app.people
+                    .get(*jfu)
+                    .map(|p| p.first_name)
+                    .unwrap_or_else(|| jfu.to_string()),
+            ),
+            data: crate::domain::direct_button_data(order.id, *jfu),
+        })
+        .collect();
+    Outgoing::Say {
+        html: text,
+        quiet: false,
+        buttons,
+        remember: Some(Slot::OrderMessage),
+        reply_to: None,
+    }
+}
+
+/// Who did `step` of `order`, as a mention (empty when nobody has).
+fn actor_of(app: &App, order: &Order, step: SopStep) -> String {
+    order
+        .step(step)
+        .and_then(|s| s.actor)
+        .map(|k| app.people.mention(k))
+        .unwrap_or_default()
+}
+
+/// The report (or the failure report), and with a finished run everything per mailbox,
+/// SHA-256 included, in one document.
+fn report(app: &App, order: &Order, outcome: Option<&RunOutcome>) -> Vec<Outgoing> {
+    let c = &app.catalog;
+    let mut out = vec![Outgoing::Say {
+        html: report_text(app, order, outcome),
+        quiet: false,
+        buttons: Vec::new(),
+        remember: Some(Slot::ReportMessage),
+        reply_to: None,
+    }];
+    if let Some(RunOutcome::Completed(report)) = outcome {
+        out.push(Outgoing::Document {
+            file_name: c.mailboxes_csv_name(report),
+            content: c.mailboxes_csv(report),
+            caption: c.mailboxes_csv_caption(),
+        });
+    }
+    out
 }
 
 /// The report to the Kasi (end of step 6), or the failure report.

@@ -6,23 +6,9 @@ use sqlx::Connection;
 
 use crate::support::*;
 
-/// Steps 1 and 2 by command, in English: the Kasubdit orders, the Kasi directs Budi.
-async fn order_and_direct_to_budi(stub: &bot_api_stub::Stub, team: &Team) {
-    let g = &team.group;
-    stub.say(g, &team.kasubdit, "/order_backup");
-    expect_text(stub, g, 0, "Mailbox backup order #1").await;
-    stub.say(g, &team.kasi, "/direct @budi_jfu");
-    expect_text(stub, g, 0, "directs order #1").await;
-}
-
 #[tokio::test]
 async fn three_people_run_the_whole_chain_and_it_lands_in_the_daily_log() {
-    let Scene {
-        team,
-        stub,
-        db,
-        env,
-    } = scene("id").await;
+    let (team, stub, db, env) = scene("id").await.parts();
     let _bot = start_bot(&env, ScriptedEngine::ok()).await;
     let g = &team.group;
 
@@ -143,12 +129,7 @@ async fn three_people_run_the_whole_chain_and_it_lands_in_the_daily_log() {
 
 #[tokio::test]
 async fn the_wrong_people_and_the_wrong_places_change_nothing() {
-    let Scene {
-        team,
-        stub,
-        db,
-        env,
-    } = scene("en").await;
+    let (team, stub, db, env) = scene("en").await.parts();
     let _bot = start_bot(&env, ScriptedEngine::ok()).await;
     let g = &team.group;
 
@@ -264,15 +245,10 @@ async fn the_wrong_people_and_the_wrong_places_change_nothing() {
 
 #[tokio::test]
 async fn the_bot_killed_mid_chain_goes_on_where_it_was() {
-    let Scene {
-        team,
-        stub,
-        db,
-        env,
-    } = scene("en").await;
+    let (team, stub, db, env) = scene("en").await.parts();
     let bot = start_bot(&env, ScriptedEngine::ok()).await;
     let g = &team.group;
-    order_and_direct_to_budi(&stub, &team).await;
+    order_and_direct_in(&stub, &team, "en", "").await;
     bot.abort();
     let _ = bot.await;
 
@@ -287,15 +263,10 @@ async fn the_bot_killed_mid_chain_goes_on_where_it_was() {
 
 #[tokio::test]
 async fn a_failed_login_ends_in_a_clear_failure_report_and_a_new_order_is_possible() {
-    let Scene {
-        team,
-        stub,
-        db,
-        env,
-    } = scene("en").await;
+    let (team, stub, db, env) = scene("en").await.parts();
     let bot = start_bot(&env, ScriptedEngine::failing_login()).await;
     let g = &team.group;
-    order_and_direct_to_budi(&stub, &team).await;
+    order_and_direct_in(&stub, &team, "en", "").await;
     stub.say(g, &team.jfu, "/start");
     let failure = expect_text(&stub, g, 0, "Backup FAILED #1").await;
     assert!(
@@ -396,13 +367,7 @@ async fn a_failed_login_ends_in_a_clear_failure_report_and_a_new_order_is_possib
 
 #[tokio::test]
 async fn a_cancelled_order_is_logged_without_the_steps_nobody_did() {
-    let Scene {
-        team,
-        stub,
-        db,
-        env,
-        ..
-    } = scene("id").await;
+    let (team, stub, db, env) = scene("id").await.parts();
     let _bot = start_bot(&env, None).await;
     let g = &team.group;
     stub.say(g, &team.kasubdit, "/order_backup");
@@ -440,16 +405,11 @@ async fn a_cancelled_order_is_logged_without_the_steps_nobody_did() {
 
 #[tokio::test]
 async fn a_run_cancelled_in_step_4_ends_its_progress_as_cancelled_and_logs_step_4_as_stopped() {
-    let Scene {
-        team,
-        stub,
-        db,
-        env,
-    } = scene("en").await;
+    let (team, stub, db, env) = scene("en").await.parts();
     let hold = Arc::new(tokio::sync::Notify::new());
     let _bot = start_bot(&env, ScriptedEngine::held(&hold)).await;
     let g = &team.group;
-    order_and_direct_to_budi(&stub, &team).await;
+    order_and_direct_in(&stub, &team, "en", "").await;
     stub.say(g, &team.jfu, "/start");
     expect_text(&stub, g, 0, "starts backup #1").await;
     // The engine holds in step 4 once its start is recorded.
@@ -511,16 +471,11 @@ async fn a_run_cancelled_in_step_4_ends_its_progress_as_cancelled_and_logs_step_
 
 #[tokio::test]
 async fn the_chat_stays_responsive_during_a_run_and_a_second_start_is_refused() {
-    let Scene {
-        team,
-        stub,
-        db,
-        env,
-    } = scene("en").await;
+    let (team, stub, db, env) = scene("en").await.parts();
     let hold = Arc::new(tokio::sync::Notify::new());
     let _bot = start_bot(&env, ScriptedEngine::held(&hold)).await;
     let g = &team.group;
-    order_and_direct_to_budi(&stub, &team).await;
+    order_and_direct_in(&stub, &team, "en", "").await;
     stub.say(g, &team.jfu, "/start");
     expect_text(&stub, g, 0, "starts backup #1").await;
     let n = stub.messages(g.id).len();
@@ -555,12 +510,7 @@ async fn the_chat_stays_responsive_during_a_run_and_a_second_start_is_refused() 
 
 #[tokio::test]
 async fn a_429_from_telegram_is_waited_out_and_the_message_still_arrives() {
-    let Scene {
-        team,
-        stub,
-        db,
-        env,
-    } = scene("en").await;
+    let (team, stub, db, env) = scene("en").await.parts();
     let _bot = start_bot(&env, None).await;
     let g = &team.group;
     stub.fail_next_with_429("sendMessage", 1);

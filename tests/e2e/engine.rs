@@ -50,12 +50,7 @@ async fn dovecot_mailboxes_are_backed_up_copied_verified_and_counted() {
         // The shared Dovecot: each test run adds 7 messages to these users.
         fill_mailbox(user);
     }
-    let s = settings(
-        &dir,
-        BackupKind::Mailboxes(MailStore::Dovecot {
-            config: Some(env("TEST_DOVECOT_CONF")),
-        }),
-    );
+    let s = dovecot_settings(&dir);
     let report = backup(&s, None).await.expect("the run succeeds");
     assert!(report.all_verified(), "{report:?}");
     let names: Vec<&str> = report
@@ -218,39 +213,9 @@ async fn a_dovecot_backup_restores_into_a_fresh_user_message_for_message() {
     let (user, fresh) = ("citra@djki.go.id", "restore1@djki.go.id");
     let dir = test_dir("restore");
     fill_mailbox(user);
-    doveadm(
-        &[
-            "flags",
-            "add",
-            "-u",
-            user,
-            "\\Seen \\Flagged",
-            "mailbox",
-            "INBOX",
-            "uid",
-            "1",
-        ],
-        None,
-    );
-    doveadm(
-        &[
-            "flags",
-            "add",
-            "-u",
-            user,
-            "\\Answered",
-            "mailbox",
-            "Surat Masuk",
-            "all",
-        ],
-        None,
-    );
-    let s = settings(
-        &dir,
-        BackupKind::Mailboxes(MailStore::Dovecot {
-            config: Some(env("TEST_DOVECOT_CONF")),
-        }),
-    );
+    add_flags(user, "\\Seen \\Flagged", "INBOX", &["uid", "1"]);
+    add_flags(user, "\\Answered", "Surat Masuk", &["all"]);
+    let s = dovecot_settings(&dir);
     let report = backup(&s, None).await.expect("the backup runs");
     let copy = report
         .mailboxes
@@ -404,26 +369,8 @@ async fn restore_brings_a_mailbox_back_and_a_second_restore_adds_nothing() {
     let (user, fresh) = ("dewi@djki.go.id", "restore2@djki.go.id");
     let dir = test_dir("rest2");
     fill_mailbox(user);
-    doveadm(
-        &[
-            "flags",
-            "add",
-            "-u",
-            user,
-            "\\Seen \\Flagged",
-            "mailbox",
-            "INBOX",
-            "uid",
-            "1",
-        ],
-        None,
-    );
-    let s = settings(
-        &dir,
-        BackupKind::Mailboxes(MailStore::Dovecot {
-            config: Some(env("TEST_DOVECOT_CONF")),
-        }),
-    );
+    add_flags(user, "\\Seen \\Flagged", "INBOX", &["uid", "1"]);
+    let s = dovecot_settings(&dir);
     let report = backup(&s, None).await.expect("the backup runs");
     assert!(report.all_verified(), "{report:?}");
     let folder = crate::support::folder_name(&report);
@@ -515,4 +462,21 @@ async fn restore_brings_a_mailbox_back_and_a_second_restore_adds_nothing() {
         Imap::login(port, "restore3@djki.go.id", "secret").contents(),
         original
     );
+}
+
+/// Adds `flags` to the messages `which` selects (`["uid", "1"]`, `["all"]`) of `user`'s `mailbox`.
+fn add_flags(user: &str, flags: &str, mailbox: &str, which: &[&str]) {
+    let mut args = vec!["flags", "add", "-u", user, flags, "mailbox", mailbox];
+    args.extend_from_slice(which);
+    doveadm(&args, None);
+}
+
+/// The engine's settings for the shared Dovecot, backing up into `dir`.
+fn dovecot_settings(dir: &std::path::Path) -> EngineSettings {
+    settings(
+        dir,
+        BackupKind::Mailboxes(MailStore::Dovecot {
+            config: Some(env("TEST_DOVECOT_CONF")),
+        }),
+    )
 }

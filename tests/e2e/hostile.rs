@@ -27,12 +27,7 @@ fn assert_inert(rows: &[Vec<String>]) {
 
 #[tokio::test]
 async fn hostile_names_and_notes_are_plain_text_in_the_export_and_isolated_in_messages() {
-    let Scene {
-        mut team,
-        stub,
-        db,
-        env,
-    } = scene("id").await;
+    let (mut team, stub, db, env) = scene("id").await.parts();
     team.kasubdit.first_name = "=HYPERLINK(\"http://evil.example\",\"klik\")".into();
     team.kasi.first_name = "Joko & <Tim IT>".into();
     team.jfu.first_name = "Budi\u{202E}kcatta".into();
@@ -113,12 +108,7 @@ fn said(stub: &bot_api_stub::Stub, chat: i64, needle: &str) -> usize {
 
 #[tokio::test]
 async fn a_second_bot_on_the_same_database_stands_by_and_takes_over_when_the_first_dies() {
-    let Scene {
-        team,
-        stub,
-        db: _db,
-        mut env,
-    } = scene("en").await;
+    let (team, stub, _db, mut env) = scene("en").await.parts();
     let dir = test_dir("lock");
     use_engine(&mut env, &dir);
     let g = &team.group;
@@ -300,12 +290,7 @@ async fn careless_setups_are_refused_and_backups_are_private_whatever_the_umask(
 
 #[tokio::test]
 async fn a_flood_of_junk_commands_does_not_hold_up_the_kasubdits_status() {
-    let Scene {
-        team,
-        stub,
-        db: _db,
-        mut env,
-    } = scene("en").await;
+    let (team, stub, _db, mut env) = scene("en").await.parts();
     // Telegram's own limit for a group, as the bot keeps it in the field.
     set(&mut env, "TELEGRAM_MESSAGES_PER_MINUTE", "20");
     let _bot = start_bot(&env, ScriptedEngine::ok()).await;
@@ -382,12 +367,7 @@ fn forge(from: &std::path::Path, to: &std::path::Path, account: &str, forged: &[
 #[tokio::test]
 async fn a_restore_takes_only_a_folder_the_bot_made_and_verified_on_dovecot() {
     let account = "ani@djki.go.id";
-    let Scene {
-        team,
-        stub,
-        db,
-        mut env,
-    } = scene("id").await;
+    let (team, stub, db, mut env) = scene("id").await.parts();
     let dir = test_dir("forged");
     use_engine(&mut env, &dir);
     let _bot = BotProcess::start(&env);
@@ -488,12 +468,7 @@ async fn a_restore_takes_only_a_folder_the_bot_made_and_verified_on_dovecot() {
 #[tokio::test]
 async fn restore_requests_end_by_withdrawal_expiry_or_refusal_when_nobody_can_decide_on_dovecot() {
     let account = "ani@djki.go.id";
-    let Scene {
-        team,
-        stub,
-        db,
-        mut env,
-    } = scene("en").await;
+    let (team, stub, db, mut env) = scene("en").await.parts();
     let dir = test_dir("rends");
     use_engine(&mut env, &dir);
     set(&mut env, "RESTORE_REQUEST_EXPIRY_SECS", "10");

@@ -10,12 +10,7 @@ use crate::support::*;
 
 #[tokio::test]
 async fn malformed_suffixes_are_ignored_and_bad_notes_refused_with_nothing_stored() {
-    let Scene {
-        team,
-        stub,
-        db,
-        env,
-    } = scene("id").await;
+    let (team, stub, db, env) = scene("id").await.parts();
     let _bot = start_bot(&env, ScriptedEngine::ok()).await;
     let g = &team.group;
 
@@ -70,12 +65,7 @@ async fn malformed_suffixes_are_ignored_and_bad_notes_refused_with_nothing_store
 
 #[tokio::test]
 async fn cancel_after_the_report_is_refused_and_the_backup_waits_for_receive() {
-    let Scene {
-        team,
-        stub,
-        db,
-        env,
-    } = scene("id").await;
+    let (team, stub, db, env) = scene("id").await.parts();
     let _bot = start_bot(&env, ScriptedEngine::ok()).await;
     let g = &team.group;
     order_to_report(&stub, &team).await;
@@ -111,12 +101,7 @@ fn old_group() -> Chat {
 /// report's send to the old id is answered with `migrate_to_chat_id`, and the bot follows it.
 #[tokio::test]
 async fn a_group_upgraded_during_a_run_gets_its_report_in_the_supergroup() {
-    let Scene {
-        team,
-        stub,
-        db,
-        mut env,
-    } = scene("id").await;
+    let (team, stub, db, mut env) = scene("id").await.parts();
     let old = old_group();
     let new = team.group.clone();
     for p in [&team.kasubdit, &team.kasi, &team.jfu, &team.jfu2] {
@@ -146,12 +131,7 @@ async fn a_group_upgraded_during_a_run_gets_its_report_in_the_supergroup() {
 /// The service messages reach the bot: it follows the new id before sending anything.
 #[tokio::test]
 async fn a_group_upgrade_announced_by_telegram_is_followed() {
-    let Scene {
-        team,
-        stub,
-        db,
-        mut env,
-    } = scene("en").await;
+    let (team, stub, db, mut env) = scene("en").await.parts();
     let old = old_group();
     let new = team.group.clone();
     env.retain(|(k, _)| k != "GROUP_CHAT_ID");

@@ -10,23 +10,6 @@ use sqlx::Connection;
 
 use crate::support::*;
 
-/// Orders, directs Budi and starts; returns once step 4 has begun (the engine holds there).
-async fn start_and_hold_in_step_4(stub: &bot_api_stub::Stub, team: &Team, db: &str) {
-    let g = &team.group;
-    stub.say(g, &team.kasubdit, "/order_backup backup bulanan");
-    expect_text(stub, g, 0, "Perintah backup mailbox #1").await;
-    stub.say(g, &team.kasi, "/direct @budi_jfu");
-    expect_text(stub, g, 0, "mendisposisikan perintah #1").await;
-    stub.say(g, &team.jfu, "/start");
-    expect_text(stub, g, 0, "memulai backup #1").await;
-    wait_until(
-        db,
-        "SELECT count(*) FROM order_steps WHERE step = 4",
-        "step 4 begins",
-    )
-    .await;
-}
-
 /// How many of the bot's messages in the group contain `needle`.
 fn said(stub: &bot_api_stub::Stub, team: &Team, needle: &str) -> usize {
     stub.messages(team.group.id)
@@ -54,7 +37,7 @@ async fn a_run_across_a_postgresql_outage_records_every_step_and_reports_as_usua
     let hold = Arc::new(tokio::sync::Notify::new());
     let _bot = start_bot(&env, ScriptedEngine::held_in(&hold, &dir.join("local"))).await;
     let g = &team.group;
-    start_and_hold_in_step_4(&stub, &team, &db).await;
+    start_and_hold_in_step_4(&stub, &team, &db, "id").await;
 
     // PostgreSQL goes away while the engine works; the run finishes meanwhile.
     pg.stop_server();
@@ -121,12 +104,7 @@ async fn wait_for_outbox_empty(db: &str) {
 
 #[tokio::test]
 async fn telegram_unreachable_for_a_minute_during_a_run_then_the_report_arrives_once() {
-    let Scene {
-        team,
-        stub,
-        db,
-        mut env,
-    } = scene("id").await;
+    let (team, stub, db, mut env) = scene("id").await.parts();
     let relay = PausableRelay::start(stub.addr()).await;
     env.retain(|(k, _)| k != "TELEGRAM_API_URL");
     env.push(("TELEGRAM_API_URL".into(), relay.url()));
@@ -134,7 +112,7 @@ async fn telegram_unreachable_for_a_minute_during_a_run_then_the_report_arrives_
     let hold = Arc::new(tokio::sync::Notify::new());
     let _bot = start_bot(&env, ScriptedEngine::held_in(&hold, &dir.join("local"))).await;
     let g = &team.group;
-    start_and_hold_in_step_4(&stub, &team, &db).await;
+    start_and_hold_in_step_4(&stub, &team, &db, "id").await;
 
     // Telegram goes away for a minute during the run; the run ends half way through it.
     relay.pause();
@@ -181,12 +159,7 @@ async fn telegram_unreachable_for_a_minute_during_a_run_then_the_report_arrives_
 
 #[tokio::test]
 async fn a_429_storm_and_failed_sends_lose_nothing_and_repeat_nothing() {
-    let Scene {
-        team,
-        stub,
-        db,
-        env,
-    } = scene("id").await;
+    let (team, stub, db, env) = scene("id").await.parts();
     let _bot = start_bot(&env, ScriptedEngine::ok()).await;
     let g = &team.group;
     // Every send of the chain meets trouble: 429s with a pause to honour, then 500s.
@@ -251,12 +224,7 @@ async fn a_429_storm_and_failed_sends_lose_nothing_and_repeat_nothing() {
 
 #[tokio::test]
 async fn the_bot_killed_after_receive_sends_what_it_committed_once_at_its_next_start() {
-    let Scene {
-        team,
-        stub,
-        db,
-        env,
-    } = scene("id").await;
+    let (team, stub, db, env) = scene("id").await.parts();
     let bot = start_bot(&env, ScriptedEngine::ok()).await;
     let g = &team.group;
     order_to_report(&stub, &team).await;
@@ -315,28 +283,12 @@ async fn the_bot_killed_after_receive_sends_what_it_committed_once_at_its_next_s
 /// is lost.
 #[tokio::test]
 async fn a_cancel_racing_a_step_record_takes_its_turn_and_loses_nothing() {
-    let Scene {
-        team,
-        stub,
-        db,
-        env,
-    } = scene("en").await;
+    let (team, stub, db, env) = scene("en").await.parts();
     let hold = Arc::new(tokio::sync::Notify::new());
     // Held in step 4, and again once step 4 has ended: no later step races the cancel.
     let _bot = start_bot(&env, ScriptedEngine::held_twice(&hold)).await;
     let g = &team.group;
-    stub.say(g, &team.kasubdit, "/order_backup");
-    expect_text(&stub, g, 0, "Mailbox backup order #1").await;
-    stub.say(g, &team.kasi, "/direct @budi_jfu");
-    expect_text(&stub, g, 0, "directs order #1").await;
-    stub.say(g, &team.jfu, "/start");
-    expect_text(&stub, g, 0, "starts backup #1").await;
-    wait_until(
-        &db,
-        "SELECT count(*) FROM order_steps WHERE step = 4",
-        "step 4 begins",
-    )
-    .await;
+    start_and_hold_in_step_4(&stub, &team, &db, "en").await;
 
     // The test holds the order's row; the run's record of step 4's end queues first, then the
     // cancel.

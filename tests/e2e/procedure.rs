@@ -297,23 +297,30 @@ fn archive_with_message(path: &Path, size: usize) {
     tar.into_inner().expect("tar").finish().expect("gzip");
 }
 
+/// A `command` backup whose server folder gets one big archive (`besar`, 160 MiB, slow enough
+/// to stop the bot under) and `small` small ones (`kecil1`, …).
+fn big_and_small_exports(
+    mut env: Vec<(String, String)>,
+    dir: &Path,
+    small: usize,
+) -> Vec<(String, String)> {
+    let source = dir.join("exports");
+    std::fs::create_dir_all(&source).expect("mkdir");
+    archive_with_message(&source.join("besar.tar.gz"), 160 << 20);
+    for i in 1..=small {
+        archive_with_message(&source.join(format!("kecil{i}.tar.gz")), 64 << 10);
+    }
+    set(&mut env, "MAIL_BACKUP_KIND", "command");
+    let command = format!("cp {}/*.tar.gz {{dir}}/", source.display());
+    set(&mut env, "MAIL_BACKUP_COMMAND", &command);
+    env
+}
+
 #[tokio::test]
 async fn the_bot_killed_during_the_copy_finishes_after_a_restart_without_copying_again() {
     let Scene { team, stub, db, .. } = scene("id").await;
     let dir = test_dir("kill");
-    let source = dir.join("exports");
-    std::fs::create_dir_all(&source).expect("mkdir");
-    archive_with_message(&source.join("besar.tar.gz"), 160 << 20);
-    for name in ["kecil1", "kecil2"] {
-        archive_with_message(&source.join(format!("{name}.tar.gz")), 64 << 10);
-    }
-    let mut env = bot_env(&team, &stub, &db, &dir, "en");
-    set(&mut env, "MAIL_BACKUP_KIND", "command");
-    set(
-        &mut env,
-        "MAIL_BACKUP_COMMAND",
-        &format!("cp {}/*.tar.gz {{dir}}/", source.display()),
-    );
+    let env = big_and_small_exports(bot_env(&team, &stub, &db, &dir, "en"), &dir, 2);
     let mut bot = BotProcess::start(&env);
     let g = &team.group;
     order_direct_start(&stub, &team, "Mailbox backup order #1").await;
@@ -410,17 +417,7 @@ async fn the_bot_killed_during_the_copy_finishes_after_a_restart_without_copying
 async fn the_bot_stopped_by_sigterm_says_the_run_was_interrupted_and_then_finishes_it() {
     let Scene { team, stub, db, .. } = scene("id").await;
     let dir = test_dir("sigterm");
-    let source = dir.join("exports");
-    std::fs::create_dir_all(&source).expect("mkdir");
-    archive_with_message(&source.join("besar.tar.gz"), 160 << 20);
-    archive_with_message(&source.join("kecil1.tar.gz"), 64 << 10);
-    let mut env = bot_env(&team, &stub, &db, &dir, "id");
-    set(&mut env, "MAIL_BACKUP_KIND", "command");
-    set(
-        &mut env,
-        "MAIL_BACKUP_COMMAND",
-        &format!("cp {}/*.tar.gz {{dir}}/", source.display()),
-    );
+    let env = big_and_small_exports(bot_env(&team, &stub, &db, &dir, "id"), &dir, 1);
     let mut bot = BotProcess::start(&env);
     let g = &team.group;
     order_direct_start(&stub, &team, "Perintah backup mailbox #1").await;

@@ -8,12 +8,7 @@ use crate::support::*;
 
 #[tokio::test]
 async fn id_answers_anyone_anywhere_with_their_id_the_chats_and_their_roles() {
-    let Scene {
-        team,
-        stub,
-        db: _db,
-        env,
-    } = scene("id").await;
+    let (team, stub, _db, env) = scene("id").await.parts();
     let _bot = start_bot(&env, None).await;
     let g = &team.group;
 
@@ -62,10 +57,7 @@ async fn id_answers_anyone_anywhere_with_their_id_the_chats_and_their_roles() {
 /// Two orders this month: one received and logged, one cancelled.
 async fn two_orders(stub: &bot_api_stub::Stub, team: &Team) {
     let g = &team.group;
-    stub.say(g, &team.kasubdit, "/order_backup backup bulanan");
-    expect_text(stub, g, 0, "Perintah backup mailbox #1").await;
-    stub.say(g, &team.kasi, "/direct @budi_jfu");
-    expect_text(stub, g, 0, "mendisposisikan perintah #1").await;
+    order_and_direct_in(stub, team, "id", "backup bulanan").await;
     stub.say(g, &team.jfu, "/start");
     expect_text(stub, g, 0, "Laporan backup #1").await;
     stub.say(g, &team.kasi, "/receive");
@@ -78,12 +70,7 @@ async fn two_orders(stub: &bot_api_stub::Stub, team: &Team) {
 
 #[tokio::test]
 async fn export_sends_the_months_activity_as_csv_and_log_shows_the_month() {
-    let Scene {
-        team,
-        stub,
-        db,
-        env,
-    } = scene("id").await;
+    let (team, stub, db, env) = scene("id").await.parts();
     let _bot = start_bot(&env, ScriptedEngine::ok()).await;
     let g = &team.group;
     two_orders(&stub, &team).await;
@@ -304,12 +291,7 @@ async fn the_running_bot_reminds_the_kasubdit_once() {
 /// a Kasi id that is not in the group named as failing, and only the Kasubdit or Kasi may ask.
 #[tokio::test]
 async fn check_posts_one_line_per_check_and_names_what_is_wrong() {
-    let Scene {
-        team,
-        stub,
-        db: _db,
-        mut env,
-    } = scene("id").await;
+    let (team, stub, _db, mut env) = scene("id").await.parts();
     let dir = test_dir("check");
     use_engine(&mut env, &dir);
     let set = |env: &mut Vec<(String, String)>, k: &str, v: String| {

@@ -19,12 +19,7 @@ fn buttons_of(stub: &bot_api_stub::Stub, team: &Team, needle: &str) -> (i64, Vec
 #[tokio::test]
 async fn a_restore_asked_by_the_kasi_runs_only_once_a_kasubdit_approves() {
     let (user, target) = ("eko@djki.go.id", "restore4@djki.go.id");
-    let Scene {
-        team,
-        stub,
-        db: _db,
-        mut env,
-    } = scene("id").await;
+    let (team, stub, _db, mut env) = scene("id").await.parts();
     let dir = test_dir("rchat");
     use_engine(&mut env, &dir);
     fill_mailbox(user);
@@ -277,12 +272,7 @@ impl mailbox_backup_bot::engine::BackupEngine for RestoringEngine {
 
 #[tokio::test]
 async fn a_chat_restore_goes_through_the_engine_with_the_hash_the_order_recorded() {
-    let Scene {
-        team,
-        stub,
-        db: _db,
-        env,
-    } = scene("id").await;
+    let (team, stub, _db, env) = scene("id").await.parts();
     let engine = std::sync::Arc::new(RestoringEngine {
         backup: ScriptedEngine {
             fail_login: false,

@@ -85,12 +85,7 @@ fn utf16_len(s: &str) -> usize {
 async fn a_run_of_300_mailboxes_posts_a_bounded_number_of_messages_a_report_under_4096_and_one_document(
 ) {
     let began = Instant::now();
-    let Scene {
-        team,
-        stub,
-        db,
-        mut env,
-    } = scene("id").await;
+    let (team, stub, db, mut env) = scene("id").await.parts();
     let dir = test_dir("scale300");
     let root = dir.join("maildirs");
     let written = write_maildirs(&root, MAILBOXES);

@@ -206,6 +206,14 @@ pub struct Scene {
     pub env: Vec<(String, String)>,
 }
 
+impl Scene {
+    /// The scene as `(team, stub, db, env)`, to bind in one line; `_` for the database drops it
+    /// at once.
+    pub fn parts(self) -> (Team, Stub, TestDb, Vec<(String, String)>) {
+        (self.team, self.stub, self.db, self.env)
+    }
+}
+
 pub async fn scene(lang: &str) -> Scene {
     let team = Team::new();
     let stub = start_stub(&team).await;
@@ -299,11 +307,44 @@ pub async fn expect_text(stub: &Stub, chat: &Chat, skip: usize, needle: &str) ->
 /// Steps 1 and 2 in Indonesian: the Kasubdit orders (order #1), the Kasi directs Budi; each
 /// relayed.
 pub async fn order_and_direct(stub: &Stub, team: &Team) {
+    order_and_direct_in(stub, team, "id", "").await;
+}
+
+/// The Kasubdit orders (`/order_backup NOTE`) and the Kasi directs Budi; each answer about
+/// order #1 is awaited in the bot's language `lang`.
+pub async fn order_and_direct_in(stub: &Stub, team: &Team, lang: &str, note: &str) {
     let g = &team.group;
-    stub.say(g, &team.kasubdit, "/order_backup");
-    expect_text(stub, g, 0, "Perintah backup mailbox #1").await;
+    let (ordered, directed) = match lang {
+        "en" => ("Mailbox backup order #1", "directs order #1"),
+        _ => ("Perintah backup mailbox #1", "mendisposisikan perintah #1"),
+    };
+    stub.say(
+        g,
+        &team.kasubdit,
+        format!("/order_backup {note}").trim_end(),
+    );
+    expect_text(stub, g, 0, ordered).await;
     stub.say(g, &team.kasi, "/direct @budi_jfu");
-    expect_text(stub, g, 0, "mendisposisikan perintah #1").await;
+    expect_text(stub, g, 0, directed).await;
+}
+
+/// Orders, directs Budi and starts, in the bot's language `lang`; returns once step 4 has begun
+/// (a held engine holds there).
+pub async fn start_and_hold_in_step_4(stub: &Stub, team: &Team, db: &str, lang: &str) {
+    order_and_direct_in(stub, team, lang, "backup bulanan").await;
+    let started = if lang == "en" {
+        "starts backup #1"
+    } else {
+        "memulai backup #1"
+    };
+    stub.say(&team.group, &team.jfu, "/start");
+    expect_text(stub, &team.group, 0, started).await;
+    wait_until(
+        db,
+        "SELECT count(*) FROM order_steps WHERE step = 4",
+        "step 4 begins",
+    )
+    .await;
 }
 
 /// [`order_and_direct`], then Budi starts it and the report of order #1 arrives.

@@ -78,30 +78,27 @@ pub struct Copied {
 /// fails: a retry's figures include every attempt). No byte for `stall` ends the copy with
 /// [`ErrorKind::Stalled`] (the caller reconnects and calls again: verified files are kept and a
 /// big file's partial copy goes on).
-pub async fn copy_all(
-    remote: &Remote,
-    folders: &RunFolders,
-    files: &[ServerFile],
-    progress: &ProgressSender,
-    stall: Duration,
-    copied: &mut Copied,
-) -> Result<(), EngineError> {
-    let err = |kind, detail: String| copy_error(kind, detail, folders);
-    let mut need = 0u64;
-    let mut todo = Vec::new();
-    let mut done_files = 0;
-    let mut done_bytes = 0u64;
-    let mut reused = 0u64;
+/// The files of a copy sorted out: what is here and verified already (or taken from an earlier
+/// run's copy), and what is still to copy with the bytes it needs.
+#[derive(Default)]
+struct Sorted {
+    todo: Vec<ServerFile>,
+    need: u64,
+    done_files: usize,
+    done_bytes: u64,
+    reused: u64,
+}
+
+async fn sort_out(folders: &RunFolders, files: &[ServerFile]) -> Sorted {
+    let mut sorted = Sorted::default();
     for file in files {
-        if verified_already(&folders.local.join(file.name.as_str()), file).await {
-            done_files += 1;
-            done_bytes += file.size;
-            continue;
-        }
-        if reuse_earlier_copy(folders, file).await {
-            done_files += 1;
-            done_bytes += file.size;
-            reused += file.size;
+        let here = verified_already(&folders.local.join(file.name.as_str()), file).await;
+        if here || reuse_earlier_copy(folders, file).await {
+            sorted.done_files += 1;
+            sorted.done_bytes += file.size;
+            if !here {
+                sorted.reused += file.size;
+            }
             continue;
         }
         // Only a big file continues its partial copy; a small one starts over.
@@ -112,9 +109,28 @@ pub async fn copy_all(
                 .min(file.size),
             false => 0,
         };
-        need += file.size - have;
-        todo.push(file.clone());
+        sorted.need += file.size - have;
+        sorted.todo.push(file.clone());
     }
+    sorted
+}
+
+pub async fn copy_all(
+    remote: &Remote,
+    folders: &RunFolders,
+    files: &[ServerFile],
+    progress: &ProgressSender,
+    stall: Duration,
+    copied: &mut Copied,
+) -> Result<(), EngineError> {
+    let err = |kind, detail: String| copy_error(kind, detail, folders);
+    let Sorted {
+        todo,
+        need,
+        done_files,
+        done_bytes,
+        reused,
+    } = sort_out(folders, files).await;
     if let Err(e) = room_for(folders, need) {
         // What cannot finish only holds the disk: free it now.
         remove_partials(&folders.local);
