@@ -8,7 +8,7 @@ log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
 # apt packages the project needs (a fresh Debian 12 may have none of them).
 ensure_packages() {
-  local want=(postgresql postgresql-client openssh-server openssh-client dovecot-core dovecot-imapd
+  local want=(postgresql postgresql-client openssh-server openssh-client dovecot-core dovecot-imapd dovecot-sieve
               libssl-dev pkg-config gcc curl ca-certificates rsync python3 tar gzip coreutils procps
               openssl passwd)
   local missing=()

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod archive;
 pub mod copy;
+pub mod directory;
 pub mod dovecot;
 pub mod export;
 pub mod link;
@@ -218,6 +219,10 @@ pub struct StepTiming {
 pub struct BackupReport {
     pub folders: RunFolders,
     pub mailboxes: Vec<MailboxResult>,
+    /// The accounts beside the mail (`directory.tar.gz`), for the kinds that keep them; none in
+    /// a report from before the capture, or of a kind without one.
+    #[serde(default)]
+    pub directory: Option<Box<directory::DirectoryResult>>,
     pub steps: Vec<StepTiming>,
     /// Bytes of all archives in the folder.
     pub bytes_total: u64,
@@ -249,6 +254,10 @@ impl BackupReport {
                 .mailboxes
                 .iter()
                 .all(|m| m.status == MailboxStatus::Verified)
+            && self
+                .directory
+                .as_ref()
+                .is_none_or(|d| d.status == MailboxStatus::Verified)
     }
 
     pub fn failed(&self) -> impl Iterator<Item = &MailboxResult> {

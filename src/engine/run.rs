@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use futures::StreamExt;
 
+use super::directory::{self, DirectoryResult};
 use super::link::Link;
 use super::local::{self, create_dated_folder, FolderState};
-use super::manifest::{account_of, sha256sums, ServerCount, ServerFile};
+use super::manifest::{account_of, sha256sums, ServerCount, ServerFile, ServerName};
 use super::{
     export, pipeline, server, tell, BackupEngine, BackupReport, EngineError, ErrorKind,
     MailboxResult, MailboxStatus, Progress, ProgressSender, RunFolders, RunRequest, StepTiming,
@@ -295,7 +296,7 @@ async fn steps(
     .await;
     let reconnects = link.reconnects;
     let result = match result {
-        Ok(mut done) if all_verified(&done.mailboxes) => {
+        Ok(mut done) if done.verified() => {
             // The copy is verified: older server folders can go (never the current one before
             // this point, never one without the marker).
             match export::retention(s, &mut link, &folders.server).await {
@@ -370,7 +371,7 @@ fn close_local_folder(
     timer: Timer,
     reconnects: u32,
 ) -> BackupReport {
-    let verified = all_verified(&done.mailboxes);
+    let verified = done.verified();
     let state = if verified {
         local::remove_stale_partials(&s.local_root, &folders.local);
         FolderState::Complete
@@ -386,6 +387,7 @@ fn close_local_folder(
     BackupReport {
         folders,
         mailboxes: done.mailboxes,
+        directory: done.directory.map(Box::new),
         steps: timer.into_steps(),
         bytes_total: done.bytes_total,
         bytes_copied: done.copied.transferred,
@@ -413,10 +415,22 @@ fn remember(shared: &Shared, folders: &RunFolders, progress: &ProgressSender) {
 
 struct Done {
     mailboxes: Vec<MailboxResult>,
+    directory: Option<DirectoryResult>,
     bytes_total: u64,
     copied: super::copy::Copied,
     copy_secs: f64,
     server_folders_removed: Vec<String>,
+}
+
+impl Done {
+    /// Every mailbox verified, and the directory too when the kind keeps one.
+    fn verified(&self) -> bool {
+        all_verified(&self.mailboxes)
+            && self
+                .directory
+                .as_ref()
+                .is_none_or(|d| d.status == MailboxStatus::Verified)
+    }
 }
 
 /// What steps 5 and 6 leave, whichever way the kind runs them.
@@ -490,6 +504,26 @@ async fn server_backup_and_copy(
             }
         }
     };
+    // The directory beside the mail, for the kinds that keep one; listed with the archives.
+    let directory = match &s.kind {
+        BackupKind::Mailboxes(store) if directory::captured_by(store) => {
+            Some(directory::capture(link.remote(), store, folders).await)
+        }
+        _ => None,
+    };
+    let mut files = files;
+    if let Some(d) = directory
+        .as_ref()
+        .filter(|d| d.status == MailboxStatus::Verified)
+    {
+        if let Ok(name) = ServerName::parse(&d.file) {
+            files.push(ServerFile {
+                sha256: d.sha256.clone(),
+                size: d.size,
+                name,
+            });
+        }
+    }
     let bytes_total: u64 = files.iter().map(|x| x.size).sum();
     let f = Some(&*folders);
     local::write_durably(
@@ -503,6 +537,7 @@ async fn server_backup_and_copy(
     timer.finish(SopStep::CopyAndReport, progress);
     Ok(Done {
         mailboxes: results,
+        directory,
         bytes_total,
         copied,
         copy_secs,

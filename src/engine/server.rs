@@ -22,6 +22,8 @@ macro_rules! sha256_fn {
     };
 }
 
+pub(crate) use sha256_fn;
+
 /// The marker file in every folder the bot makes, on the server and locally.
 pub const MARKER_FILE: &str = ".mailbox-backup-bot";
 /// Its first line.

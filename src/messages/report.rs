@@ -5,6 +5,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use super::{bytes, duration, esc, Catalog, Lang};
 use crate::domain::{Order, OrderStatus, UserId};
+use crate::engine::directory::DirectoryResult;
 use crate::engine::{BackupReport, EngineError, MailboxStatus, SpaceShortfall};
 use crate::run_outcome::RunOutcome;
 
@@ -28,7 +29,7 @@ impl Catalog {
     /// The per-mailbox document of a run: one row per mailbox with its archive, size, SHA-256,
     /// messages and result.
     pub fn mailboxes_csv(&self, r: &BackupReport) -> String {
-        let header: [&str; 8] = match self.lang {
+        let header: [&str; 9] = match self.lang {
             Lang::Id => [
                 "akun",
                 "berkas",
@@ -36,6 +37,7 @@ impl Catalog {
                 "sha256",
                 "jumlah_pesan",
                 "jumlah_pesan_server",
+                "akun_di_direktori",
                 "hasil",
                 "keterangan",
             ],
@@ -46,9 +48,28 @@ impl Catalog {
                 "sha256",
                 "messages",
                 "server_messages",
+                "account_in_directory",
                 "result",
                 "detail",
             ],
+        };
+        // Whether each mailbox's account is in the directory capture (empty: the kind keeps none).
+        let in_directory = |account: &str| match &r.directory {
+            Some(d) if d.status == MailboxStatus::Verified => self
+                .pick(
+                    if d.counts.names.iter().any(|n| n == account) {
+                        "ya"
+                    } else {
+                        "tidak"
+                    },
+                    if d.counts.names.iter().any(|n| n == account) {
+                        "yes"
+                    } else {
+                        "no"
+                    },
+                )
+                .to_owned(),
+            _ => String::new(),
         };
         let mut out = csv::Writer::from_writer(Vec::new());
         let _ = out.write_record(header);
@@ -65,6 +86,29 @@ impl Catalog {
                 m.messages.map(|n| n.to_string()).unwrap_or_default(),
                 // The server's count around the export ("12–13": mail arrived meanwhile).
                 m.server_messages.map(|c| c.to_string()).unwrap_or_default(),
+                in_directory(&m.account),
+                result.to_owned(),
+                detail,
+            ];
+            let _ = out.write_record(cells.iter().map(|c| super::inert_cell(c)));
+        }
+        if let Some(d) = &r.directory {
+            let (result, detail) = match &d.status {
+                MailboxStatus::Verified => (
+                    self.pick("terverifikasi", "verified"),
+                    self.directory_counts(d),
+                ),
+                MailboxStatus::Failed { error } => (self.pick("gagal", "failed"), error.clone()),
+            };
+            let cells = [
+                self.pick("(direktori akun)", "(account directory)")
+                    .to_owned(),
+                d.file.clone(),
+                d.size.to_string(),
+                d.sha256.clone(),
+                String::new(),
+                String::new(),
+                d.counts.accounts.to_string(),
                 result.to_owned(),
                 detail,
             ];
@@ -99,6 +143,59 @@ impl Catalog {
     /// Why a run stopped, as a label in the reader's language (the raw error is quoted elsewhere).
     pub fn failure_reason(&self, e: &EngineError) -> String {
         self.failure_kind(e.kind).to_owned()
+    }
+
+    /// What a directory capture holds, in plain words ("12 akun, 12 dengan sandi, 3 filter").
+    pub fn directory_counts(&self, d: &DirectoryResult) -> String {
+        let c = &d.counts;
+        match self.lang {
+            Lang::Id => format!(
+                "{} akun, {} dengan sandi, {} filter surat",
+                c.accounts, c.passwords, c.filters
+            ),
+            Lang::En => format!(
+                "{} accounts, {} with a password, {} mail filters",
+                c.accounts, c.passwords, c.filters
+            ),
+        }
+    }
+
+    /// The report's line on the accounts beside the mail: captured and verified (with what the
+    /// server keeps elsewhere), failed, or not kept by this kind of server.
+    pub fn directory_line(&self, r: &BackupReport) -> String {
+        match r.directory.as_deref() {
+            Some(d @ DirectoryResult { status: MailboxStatus::Verified, .. }) => {
+                let mut line = format!(
+                    "🗂 {}: {} (<code>{}</code>)\n",
+                    self.pick("Direktori akun", "Account directory"),
+                    self.directory_counts(d),
+                    esc(&d.file)
+                );
+                for what in &d.counts.not_captured {
+                    line.push_str(&format!(
+                        "⚠️ {}: <code>{}</code>\n",
+                        self.pick(
+                            "Tidak ikut tersimpan (cadangkan sendiri)",
+                            "Not captured (back it up separately)"
+                        ),
+                        esc(what)
+                    ));
+                }
+                line
+            }
+            Some(DirectoryResult { status: MailboxStatus::Failed { error }, .. }) => format!(
+                "❌ {}: <code>{}</code>\n",
+                self.pick("Direktori akun gagal disimpan", "The account directory failed"),
+                esc(&error.chars().take(200).collect::<String>())
+            ),
+            None => format!(
+                "ℹ️ {}\n",
+                self.pick(
+                    "Direktori akun (sandi, filter) tidak disimpan untuk jenis server ini: hanya surat.",
+                    "The account directory (passwords, filters) is not kept for this kind of server: mail only."
+                )
+            ),
+        }
     }
 
     /// Why a run whose mailboxes did not all verify failed.
@@ -136,7 +233,23 @@ impl Catalog {
         match outcome {
             Some(RunOutcome::Completed(r)) if !r.all_verified() => {
                 let failed: Vec<String> = r.failed().map(|m| m.account.clone()).collect();
-                Some(self.mailboxes_failed(&failed, r.mailboxes.len()))
+                let mut why = Vec::new();
+                if !failed.is_empty() || r.mailboxes.is_empty() {
+                    why.push(self.mailboxes_failed(&failed, r.mailboxes.len()));
+                }
+                if r.directory
+                    .as_ref()
+                    .is_some_and(|d| d.status != MailboxStatus::Verified)
+                {
+                    why.push(
+                        self.pick(
+                            "direktori akun gagal disimpan",
+                            "the account directory failed",
+                        )
+                        .to_owned(),
+                    );
+                }
+                Some(why.join("; "))
             }
             Some(RunOutcome::Stopped(e)) => Some(self.failure_reason(e)),
             Some(RunOutcome::Abandoned(a)) => Some(self.abandoned(a)),
@@ -213,13 +326,14 @@ impl Catalog {
         let folder = esc(&r.folders.local.to_string_lossy());
         let total = bytes(self.lang, r.bytes_total);
         let n = r.mailboxes.len();
+        let accounts = self.directory_line(r);
         let mut text = match self.lang {
             Lang::Id => format!(
-                "📦 <b>Laporan backup {}</b> — {kasi}\nSemua mailbox tersalin dan terverifikasi (SHA-256 sama dengan server, arsip terbaca utuh).\n\n{rows}\nTotal: {n} mailbox, {total}\nFolder: <code>{folder}</code>\nWaktu salin: {copy_time}, {rate}\n\n<b>Tabel SOP</b>\n{table}",
+                "📦 <b>Laporan backup {}</b> — {kasi}\nSemua mailbox tersalin dan terverifikasi (SHA-256 sama dengan server, arsip terbaca utuh).\n\n{rows}\nTotal: {n} mailbox, {total}\n{accounts}Folder: <code>{folder}</code>\nWaktu salin: {copy_time}, {rate}\n\n<b>Tabel SOP</b>\n{table}",
                 order.id
             ),
             Lang::En => format!(
-                "📦 <b>Backup report {}</b> — {kasi}\nEvery mailbox copied and verified (SHA-256 equal to the server's, archive read back whole).\n\n{rows}\nTotal: {n} mailboxes, {total}\nFolder: <code>{folder}</code>\nCopy time: {copy_time}, {rate}\n\n<b>SOP table</b>\n{table}",
+                "📦 <b>Backup report {}</b> — {kasi}\nEvery mailbox copied and verified (SHA-256 equal to the server's, archive read back whole).\n\n{rows}\nTotal: {n} mailboxes, {total}\n{accounts}Folder: <code>{folder}</code>\nCopy time: {copy_time}, {rate}\n\n<b>SOP table</b>\n{table}",
                 order.id
             ),
         };
@@ -287,6 +401,7 @@ impl Catalog {
                 if failed > failures_named {
                     rows.push_str(&self.more_in_document(failed - failures_named));
                 }
+                rows.push_str(&self.directory_line(r));
                 let any_verified = r
                     .mailboxes
                     .iter()
@@ -483,12 +598,19 @@ impl Catalog {
                     bytes(self.lang, r.bytes_total),
                     r.folders.local.display(),
                 );
+                let accounts = match &r.directory {
+                    Some(d) if d.status == MailboxStatus::Verified => match self.lang {
+                        Lang::Id => format!(", {} akun", d.counts.accounts),
+                        Lang::En => format!(", {} accounts", d.counts.accounts),
+                    },
+                    _ => String::new(),
+                };
                 let mut line = match self.lang {
                     Lang::Id => format!(
-                        "{ok}/{n} mailbox terverifikasi, {messages} pesan, {size}; folder {folder}"
+                        "{ok}/{n} mailbox terverifikasi{accounts}, {messages} pesan, {size}; folder {folder}"
                     ),
                     Lang::En => format!(
-                        "{ok}/{n} mailboxes verified, {messages} messages, {size}; folder {folder}"
+                        "{ok}/{n} mailboxes verified{accounts}, {messages} messages, {size}; folder {folder}"
                     ),
                 };
                 if order.status == OrderStatus::Failed {

@@ -425,6 +425,7 @@ fn many_mailboxes(n: usize, fail_every: usize) -> crate::engine::BackupReport {
         })
         .collect();
     BackupReport {
+        directory: None,
         folders: RunFolders {
             local: "/media/backup/24-11-2026".into(),
             server: "/var/backups/mailbox/24-11-2026".into(),
@@ -525,6 +526,73 @@ fn the_mailbox_csv_shows_formulas_as_text_and_names_without_html() {
         );
     }
     assert_eq!(&rows[0][0], "'=1+1@djki.go.id");
-    assert_eq!(&rows[0][7], "'-rw-r--r-- & <refused>");
+    assert_eq!(&rows[0][8], "'-rw-r--r-- & <refused>");
     assert_eq!(&rows[1][0], "'@SUM(A1)@djki.go.id");
+}
+
+fn with_directory(status: crate::engine::MailboxStatus) -> crate::engine::BackupReport {
+    use crate::engine::directory::{DirectoryCounts, DirectoryResult};
+    let mut r = many_mailboxes(2, 0);
+    let names: Vec<String> = vec![r.mailboxes[0].account.clone()];
+    r.directory = Some(Box::new(DirectoryResult {
+        file: "directory.tar.gz".into(),
+        size: 900,
+        sha256: "d".repeat(64),
+        counts: DirectoryCounts {
+            accounts: 1,
+            passwords: 1,
+            filters: 2,
+            names,
+            not_captured: vec!["userdb sql /etc/dovecot/dovecot-sql.conf.ext".into()],
+        },
+        status,
+    }));
+    r
+}
+
+#[test]
+fn the_report_counts_the_accounts_beside_the_mailboxes_and_names_what_was_not_captured() {
+    let r = with_directory(crate::engine::MailboxStatus::Verified);
+    let line = id().directory_line(&r);
+    assert!(
+        line.contains("Direktori akun: 1 akun, 1 dengan sandi, 2 filter surat"),
+        "{line}"
+    );
+    assert!(
+        line.contains("userdb sql /etc/dovecot/dovecot-sql.conf.ext"),
+        "{line}"
+    );
+    let csv = id().mailboxes_csv(&r);
+    let rows: Vec<csv::StringRecord> = csv::Reader::from_reader(csv.as_bytes())
+        .records()
+        .map(|r| r.expect("row"))
+        .collect();
+    assert_eq!(rows.len(), 3, "two mailboxes and the directory: {csv}");
+    assert_eq!((&rows[0][6], &rows[1][6]), ("ya", "tidak"));
+    assert_eq!(&rows[2][0], "(direktori akun)");
+    assert_eq!(&rows[2][1], "directory.tar.gz");
+    assert_eq!(&rows[2][6], "1");
+    assert!(r.all_verified());
+    // A kind without a directory says so.
+    let plain = many_mailboxes(2, 0);
+    assert!(en().directory_line(&plain).contains("mail only"));
+}
+
+#[test]
+fn a_failed_directory_fails_the_backup_and_says_why_even_with_every_mailbox_verified() {
+    let r = with_directory(crate::engine::MailboxStatus::Failed {
+        error: "doveconf: Permission denied".into(),
+    });
+    assert!(!r.all_verified());
+    let mut o = completed();
+    o.status = crate::domain::OrderStatus::Failed;
+    let why = en()
+        .failure_of(&o, Some(&RunOutcome::Completed(r.clone())))
+        .expect("a reason");
+    assert_eq!(why, "the account directory failed");
+    let line = en().directory_line(&r);
+    assert!(
+        line.contains("❌ The account directory failed: <code>doveconf: Permission denied</code>"),
+        "{line}"
+    );
 }

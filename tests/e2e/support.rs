@@ -502,6 +502,7 @@ impl BackupEngine for ScriptedEngine {
                 status: MailboxStatus::Verified,
             };
             Ok(BackupReport {
+                directory: None,
                 folders,
                 mailboxes: vec![
                     mailbox("ani@djki.go.id", 2048),

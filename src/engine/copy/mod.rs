@@ -21,6 +21,7 @@ pub(crate) use self::meter::Meter;
 pub(crate) use self::plan::next_job;
 pub(crate) use self::plan::OWN_STREAM_FROM;
 use self::plan::{plan, Job};
+pub(crate) use self::sink::hex as hex_of;
 pub use self::sink::sha256_of;
 use self::sink::{part_path, receive_many, receive_one, resume_point, BatchError};
 use super::local::{find_verified_copy, free_space, record_verified, remove_partials, sync_dir};

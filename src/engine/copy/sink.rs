@@ -287,7 +287,7 @@ pub fn sha256_of(path: &Path) -> std::io::Result<(String, u64)> {
     Ok((hex(&h.finalize()), n))
 }
 
-pub(super) fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
