@@ -98,13 +98,15 @@ start_dovecot() {
 
 # Dovecots configured as many in the field are, for the tests of namespaces: separator `/`
 # (Debian's 10-mail.conf calls it "usually a good one"), and an `INBOX.` prefix (servers that
-# came from Courier). Each has its own users; exports TEST_DOVECOT_{SLASH,PREFIX}_{CONF,IMAP_PORT}.
+# came from Courier); and one with Sieve (Pigeonhole) for the tests of rebuilding accounts. Each
+# has its own users; exports TEST_DOVECOT_{SLASH,PREFIX,DR}_{CONF,IMAP_PORT}.
 start_dovecot_variants() {
   local dir=$1 name ns
-  for name in slash prefix; do
+  for name in slash prefix dr; do
     case $name in
       slash) ns=$'namespace inbox {\n  inbox = yes\n  separator = /\n}' ;;
       prefix) ns=$'namespace inbox {\n  inbox = yes\n  separator = .\n  prefix = INBOX.\n}' ;;
+      dr) ns=$'plugin {\n  sieve = file:~/sieve;active=~/.dovecot.sieve\n}' ;;
     esac
     dovecot_instance "$dir" "dovecot-$name" "$ns" "asal@djki.go.id pulih@djki.go.id ulang@djki.go.id"
     local upper=${name^^}
@@ -112,8 +114,8 @@ start_dovecot_variants() {
   done
 }
 
-# One Dovecot in DIR/NAME: NAMESPACE is a namespace block (or empty: Dovecot's default), USERS
-# the accounts (password "secret").
+# One Dovecot in DIR/NAME: NAMESPACE is a namespace block or other settings (or empty: Dovecot's
+# defaults), USERS the accounts (password "secret").
 dovecot_instance() {
   local dir=$1 d="$1/$2" namespace=$3 users=$4 port
   mkdir -p "$d/base" "$d/state" "$d/mail"

@@ -48,9 +48,22 @@ pub enum CliCommand {
     /// nothing.
     Restore {
         folder: String,
-        account: String,
+        /// The account whose mailbox is restored (none with --all).
+        #[arg(required_unless_present = "all")]
+        account: Option<String>,
         #[arg(long)]
         into: Option<String>,
+        /// Create the account from the backup's account directory when the server lacks it
+        /// (same password hash, same Sieve filters), then restore its mail.
+        #[arg(long, conflicts_with = "into")]
+        create: bool,
+        /// Every account of the backup's account directory: created when missing (what exists
+        /// is left as it is), then its mail. Run again after a cut-off: nothing is duplicated.
+        #[arg(long, conflicts_with_all = ["account", "into", "create"])]
+        all: bool,
+        /// Say what would be created and restored, and change nothing.
+        #[arg(long)]
+        dry_run: bool,
         /// Restore from a folder no backup order recorded (made by `backup` at the terminal),
         /// trusting the folder's own index of verified copies.
         #[arg(long)]
@@ -183,31 +196,95 @@ async fn run_bot() -> Result<()> {
     }
 }
 
-/// `restore` at the terminal: only an archive a backup order recorded, unless `unrecorded`.
-async fn restore(folder: &str, account: &str, into: Option<&str>, unrecorded: bool) -> Result<()> {
+/// What `restore` at the terminal was asked.
+struct RestoreArgs {
+    folder: String,
+    account: Option<String>,
+    into: Option<String>,
+    create: bool,
+    all: bool,
+    dry_run: bool,
+    unrecorded: bool,
+}
+
+const UNRECORDED_HINT: &str = "a backup made with `backup` at the terminal is restored with --unrecorded (then only the folder's own index of verified copies vouches for it)";
+
+/// `restore` at the terminal: only what a backup order recorded, unless `unrecorded`. With
+/// `create` or `all`, the accounts the server lacks are rebuilt from the folder's account
+/// directory first.
+async fn restore(a: RestoreArgs) -> Result<()> {
+    use crate::engine::restore::RestoreError;
     let settings = EngineSettings::load(&Env)?;
-    // The archive's hash as a backup order recorded it in the database: the folder's own
-    // files are not enough, whoever can write the disk can write them too.
-    let expected = if unrecorded {
+    // Hashes as a backup order recorded them in the database: the folder's own files are not
+    // enough, whoever can write the disk can write them too.
+    let db = if a.unrecorded {
         None
     } else {
-        let archive = crate::engine::restore::locate(&settings.local_root, folder, account)?;
-        let facts = store()
-            .await?
-            .backup_facts(&settings.local_root, folder, account, &archive.sha256)
-            .await?;
-        match facts {
-            Some(f) => Some(f.sha256),
-            None => anyhow::bail!(
-                "{}; a backup made with `backup` at the terminal is restored with --unrecorded (then only the folder's own index of verified copies vouches for it)",
-                crate::engine::restore::RestoreError::NotRecorded {
-                    folder: folder.to_owned(),
-                    account: account.to_owned(),
-                }
-            ),
-        }
+        Some(store().await?)
     };
-    terminal::restore(settings, folder, account, into, expected.as_deref()).await
+    let root = settings.local_root.clone();
+    let capture = if a.create || a.all {
+        let (capture, sha) = crate::engine::rebuild::read_capture(&settings, &a.folder)?;
+        if let Some(db) = &db {
+            if db
+                .directory_recorded(&root, &a.folder, &sha)
+                .await?
+                .is_none()
+            {
+                anyhow::bail!(
+                    "no backup order recorded the account directory of {}; {UNRECORDED_HINT}",
+                    a.folder
+                );
+            }
+        }
+        Some(capture)
+    } else {
+        None
+    };
+    let accounts = match (&capture, &a.account) {
+        (Some(c), None) => c.accounts(),
+        (_, Some(account)) => vec![account.clone()],
+        (None, None) => anyhow::bail!("give an ACCOUNT, or --all"),
+    };
+    let mut jobs = Vec::new();
+    for account in accounts {
+        // An account without a mailbox in the folder (it never had mail) is only rebuilt.
+        let archive = match crate::engine::restore::locate(&root, &a.folder, &account) {
+            Ok(archive) => Some(archive),
+            Err(RestoreError::NotInBackup { .. }) if capture.is_some() => None,
+            Err(e) => return Err(e.into()),
+        };
+        let expected = match (&db, &archive) {
+            (Some(db), Some(archive)) => {
+                let facts = db
+                    .backup_facts(&root, &a.folder, &account, &archive.sha256)
+                    .await?;
+                match facts {
+                    Some(f) => Some(f.sha256),
+                    None => anyhow::bail!(
+                        "{}; {UNRECORDED_HINT}",
+                        RestoreError::NotRecorded {
+                            folder: a.folder.clone(),
+                            account: account.clone(),
+                        }
+                    ),
+                }
+            }
+            _ => None,
+        };
+        jobs.push(terminal::RestoreJob {
+            account,
+            has_mailbox: archive.is_some(),
+            expected,
+        });
+    }
+    let ask = terminal::RestoreAsk {
+        folder: &a.folder,
+        into: a.into.as_deref(),
+        capture: capture.as_ref(),
+        dry_run: a.dry_run,
+    };
+    terminal::restore_all(settings, &ask, jobs).await
 }
 
 pub async fn main(cli: Cli) -> Result<()> {
@@ -245,8 +322,22 @@ pub async fn main(cli: Cli) -> Result<()> {
             folder,
             account,
             into,
+            create,
+            all,
+            dry_run,
             unrecorded,
-        } => restore(&folder, &account, into.as_deref(), unrecorded).await,
+        } => {
+            restore(RestoreArgs {
+                folder,
+                account,
+                into,
+                create,
+                all,
+                dry_run,
+                unrecorded,
+            })
+            .await
+        }
         CliCommand::InitDisk { path } => {
             let path = match path {
                 Some(p) => p,

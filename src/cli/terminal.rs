@@ -6,6 +6,7 @@ use chrono::Utc;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::EngineSettings;
+use crate::engine::directory::Directory;
 use crate::engine::{
     BackupEngine, BackupReport, MailboxStatus, Progress, RunRequest, SshEngine, Stop, StopReason,
 };
@@ -153,15 +154,170 @@ pub async fn check() -> Result<()> {
     Ok(())
 }
 
-/// `restore`: one mailbox back from a dated folder, with a progress bar, then the count per
-/// folder. Exits non-zero unless every message of the backup is in the account afterwards.
-pub async fn restore(
+/// One account of a `restore` at the terminal: whether the folder holds its mailbox, and the
+/// archive's hash as a backup order recorded it (none with `--unrecorded`).
+pub struct RestoreJob {
+    pub account: String,
+    pub has_mailbox: bool,
+    pub expected: Option<String>,
+}
+
+/// What `restore` was asked beside its accounts.
+pub struct RestoreAsk<'a> {
+    pub folder: &'a str,
+    pub into: Option<&'a str>,
+    /// The folder's account directory, when accounts are rebuilt (`--create`, `--all`).
+    pub capture: Option<&'a Directory>,
+    pub dry_run: bool,
+}
+
+/// What a `restore` of one or many accounts came to.
+#[derive(Default)]
+struct Tally {
+    created: usize,
+    existed: usize,
+    filters: usize,
+    mailboxes: usize,
+    messages_added: usize,
+    failed: Vec<(String, String)>,
+}
+
+/// `restore`: each account rebuilt when asked and missing, then its mailbox back from the dated
+/// folder with a progress bar and the count per folder. Exits non-zero unless every account and
+/// every message of the backup is on the server afterwards.
+pub async fn restore_all(
     settings: EngineSettings,
-    folder: &str,
-    account: &str,
-    into: Option<&str>,
-    expected: Option<&str>,
+    ask: &RestoreAsk<'_>,
+    jobs: Vec<RestoreJob>,
 ) -> Result<()> {
+    let mut tally = Tally::default();
+    let n = jobs.len();
+    for (i, job) in jobs.iter().enumerate() {
+        if n > 1 {
+            println!("\n[{}/{n}] {}", i + 1, job.account);
+        }
+        if let Err(e) = restore_one(&settings, ask, job, &mut tally).await {
+            println!("FAILED  {}: {e:#}", job.account);
+            tally.failed.push((job.account.clone(), format!("{e:#}")));
+        }
+    }
+    if ask.capture.is_some() || n > 1 {
+        let (created, put, restored) = if ask.dry_run {
+            ("would be created", "would be put back", "to restore")
+        } else {
+            ("created", "put back", "restored")
+        };
+        println!(
+            "\n{n} account(s): {} {created}, {} already on the server (left as they were); {} mail filter(s) {put}; {} mailbox(es) {restored}, {} message(s) added",
+            tally.created, tally.existed, tally.filters, tally.mailboxes, tally.messages_added
+        );
+    }
+    if !tally.failed.is_empty() {
+        anyhow::bail!(
+            "{} of {n} account(s) are not (all) on the server: {}",
+            tally.failed.len(),
+            tally
+                .failed
+                .iter()
+                .map(|(a, _)| a.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(())
+}
+
+async fn restore_one(
+    settings: &EngineSettings,
+    ask: &RestoreAsk<'_>,
+    job: &RestoreJob,
+    tally: &mut Tally,
+) -> Result<()> {
+    use crate::engine::rebuild;
+    let account = job.account.as_str();
+    if let Some(capture) = ask.capture {
+        if ask.dry_run {
+            let plan = rebuild::plan(settings, capture, ask.folder, account).await?;
+            print_plan(&plan, tally);
+        } else {
+            let (plan, done) = rebuild::rebuild(settings, capture, ask.folder, account).await?;
+            if plan.exists {
+                tally.existed += 1;
+                println!("account {account} is on the server already: left as it is");
+            } else {
+                tally.created += 1;
+                println!(
+                    "account {account} created in {} (its password hash as backed up)",
+                    done.entries_added.join(", ")
+                );
+            }
+            tally.filters += done.filters_added.len();
+            for f in &done.filters_added {
+                println!("mail filter {f} put back");
+            }
+            for f in &done.filters_kept {
+                println!("mail filter {f} already there: left as it is");
+            }
+        }
+    }
+    if !job.has_mailbox {
+        println!(
+            "{account} has no mailbox in backup {}: no mail to restore",
+            ask.folder
+        );
+        return Ok(());
+    }
+    if ask.dry_run {
+        let into = ask.into.unwrap_or(account);
+        println!("would restore the mailbox of {account} from backup {} into {into} (only messages it lacks)", ask.folder);
+        tally.mailboxes += 1;
+        return Ok(());
+    }
+    let report = restore_mailbox(settings, ask, account, job.expected.as_deref()).await?;
+    tally.messages_added += report.restored();
+    if !report.complete() {
+        anyhow::bail!(
+            "some messages of the backup are not in {} after the restore",
+            report.into
+        );
+    }
+    tally.mailboxes += 1;
+    Ok(())
+}
+
+fn print_plan(plan: &crate::engine::rebuild::AccountPlan, tally: &mut Tally) {
+    if plan.exists {
+        tally.existed += 1;
+        println!(
+            "account {} is on the server already: would be left as it is",
+            plan.account
+        );
+    } else {
+        tally.created += 1;
+        for (path, roles) in &plan.entries {
+            println!(
+                "would create account {} in {path} ({}), with its password hash as backed up",
+                plan.account,
+                roles.join(", ")
+            );
+        }
+    }
+    for (name, active) in &plan.filters {
+        tally.filters += 1;
+        println!(
+            "would put back mail filter {name}{} (unless the account has one of that name)",
+            if *active { " (active)" } else { "" }
+        );
+    }
+}
+
+/// One mailbox back from a dated folder, with a progress bar, then the count per folder.
+async fn restore_mailbox(
+    settings: &EngineSettings,
+    ask: &RestoreAsk<'_>,
+    account: &str,
+    expected: Option<&str>,
+) -> Result<crate::engine::restore::RestoreReport> {
     use crate::engine::restore::{self, RestoreProgress};
     let bar = ProgressBar::new(0);
     bar.set_style(
@@ -169,19 +325,26 @@ pub async fn restore(
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let shown = bar.clone();
-    let report = restore::restore(&settings, folder, account, into, expected, |p| match p {
-        RestoreProgress::Uploading { sent, total } => {
-            shown.set_length(total);
-            shown.set_position(sent);
-            shown.set_message("uploading the archive to the mail server");
-        }
-        RestoreProgress::Importing {
-            folder,
-            done,
-            total,
-        } => shown.set_message(format!("restoring folder {}/{total}: {folder}", done + 1)),
-        RestoreProgress::Checking => shown.set_message("counting the result"),
-    })
+    let report = restore::restore(
+        settings,
+        ask.folder,
+        account,
+        ask.into,
+        expected,
+        |p| match p {
+            RestoreProgress::Uploading { sent, total } => {
+                shown.set_length(total);
+                shown.set_position(sent);
+                shown.set_message("uploading the archive to the mail server");
+            }
+            RestoreProgress::Importing {
+                folder,
+                done,
+                total,
+            } => shown.set_message(format!("restoring folder {}/{total}: {folder}", done + 1)),
+            RestoreProgress::Checking => shown.set_message("counting the result"),
+        },
+    )
     .await;
     bar.finish_and_clear();
     let report = report?;
@@ -210,11 +373,6 @@ pub async fn restore(
             report.into,
             report.restored()
         );
-        Ok(())
-    } else {
-        anyhow::bail!(
-            "some messages of the backup are not in {} after the restore",
-            report.into
-        )
     }
+    Ok(report)
 }

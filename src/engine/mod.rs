@@ -18,6 +18,7 @@ pub mod link;
 pub mod local;
 pub mod manifest;
 mod pipeline;
+pub mod rebuild;
 pub mod remote;
 pub mod restore;
 pub mod run;

@@ -192,6 +192,40 @@ impl Remote {
         })
     }
 
+    /// Runs `sh -c script args…` with `input` on its stdin: what must not be on a command line
+    /// (a password hash) reaches the server this way.
+    pub async fn sh_with_input(
+        &self,
+        script: &str,
+        args: &[&str],
+        input: &[u8],
+    ) -> Result<Output, openssh::Error> {
+        use tokio::io::AsyncWriteExt;
+        let mut all = vec!["-c", script, "sh"];
+        all.extend_from_slice(args);
+        let mut child = self
+            .session
+            .command("sh")
+            .args(&all)
+            .stdin(openssh::Stdio::piped())
+            .stdout(openssh::Stdio::piped())
+            .stderr(openssh::Stdio::piped())
+            .spawn()
+            .await?;
+        if let Some(mut stdin) = child.stdin().take() {
+            // A script that stopped reading says why in its exit status and stderr.
+            let _ = stdin.write_all(input).await;
+            let _ = stdin.shutdown().await;
+        }
+        let out = child.wait_with_output().await?;
+        Ok(Output {
+            ok: out.status.success(),
+            code: out.status.code(),
+            stdout: out.stdout,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        })
+    }
+
     /// Whether the connection still answers.
     pub async fn check(&self) -> Result<(), openssh::Error> {
         self.session.check().await

@@ -47,6 +47,14 @@ pub enum RestoreError {
     Unsupported(String),
     #[error("not enough free space on the mail server: {0}")]
     ServerNoSpace(String),
+    #[error("backup {0} has no account directory (made before the bot kept one, or of a kind of server without one)")]
+    NoDirectory(String),
+    #[error("{account} is not in the account directory of backup {folder}")]
+    NotInDirectory { account: String, folder: String },
+    #[error(
+        "the server's configuration no longer names the passwd-file {0} the account came from"
+    )]
+    SourceGone(String),
     #[error("SSH: {0}")]
     Ssh(String),
     #[error("on the server: {0}")]
@@ -158,6 +166,15 @@ impl BackupArchive {
         }
     }
 
+    /// The archive, opened through the folder opened when it was found.
+    pub fn open(&self) -> Result<std::fs::File, RestoreError> {
+        self.dir
+            .file(&self.file)
+            .map_err(|_| RestoreError::Corrupt {
+                file: self.file.clone(),
+            })
+    }
+
     /// Reads the archive through the folder opened when it was found and checks its SHA-256
     /// against the one recorded when the copy was verified (blocking: call off the runtime).
     pub fn check_content(&self) -> Result<(), RestoreError> {
@@ -240,6 +257,32 @@ fn archive_name(
 /// `SHA256SUMS`. Everything is read through the folder opened once (`openat`, no symlink
 /// followed). The content's hash is checked when the archive is read for the restore.
 pub fn locate(root: &Path, folder: &str, account: &str) -> Result<BackupArchive, RestoreError> {
+    locate_with(root, folder, |dir, sums| {
+        archive_name(dir, sums, folder, account)
+    })
+}
+
+/// The file `file` of the dated folder `folder`, found as [`locate`] finds an archive (listed in
+/// `SHA256SUMS` and in the index of verified copies); `NotInBackup` when the folder has none.
+pub fn locate_file(root: &Path, folder: &str, file: &str) -> Result<BackupArchive, RestoreError> {
+    locate_with(root, folder, |_, sums| {
+        if sums.contains_key(file) {
+            Ok(file.to_owned())
+        } else {
+            Err(RestoreError::NotInBackup {
+                account: file.to_owned(),
+                folder: folder.to_owned(),
+                available: String::new(),
+            })
+        }
+    })
+}
+
+fn locate_with(
+    root: &Path,
+    folder: &str,
+    name: impl FnOnce(&local::FolderAt, &HashMap<&str, &str>) -> Result<String, RestoreError>,
+) -> Result<BackupArchive, RestoreError> {
     if !plain_folder_name(folder) {
         return Err(RestoreError::NotAFolderName(folder.to_owned()));
     }
@@ -268,7 +311,7 @@ pub fn locate(root: &Path, folder: &str, account: &str) -> Result<BackupArchive,
         .lines()
         .filter_map(|l| l.split_once("  ").map(|(h, n)| (n, h)))
         .collect();
-    let file = archive_name(&dir, &sums, folder, account)?;
+    let file = name(&dir, &sums)?;
     let not_verified = || RestoreError::NotVerified { file: file.clone() };
     let index = dir
         .read(local::VERIFIED_INDEX)

@@ -147,6 +147,32 @@ impl Catalog {
             (Lang::En, RestoreError::Server(d)) => {
                 format!("a command on the mail server failed: {}", code(d))
             }
+            (Lang::Id, RestoreError::NoDirectory(f)) => format!(
+                "backup {} tidak berisi direktori akun (dibuat sebelum bot menyimpannya, atau jenis servernya tidak punya); akun harus dibuat manual dulu",
+                code(f)
+            ),
+            (Lang::En, RestoreError::NoDirectory(f)) => format!(
+                "backup {} holds no account directory (made before the bot kept one, or a kind of server without one); create the account by hand first",
+                code(f)
+            ),
+            (Lang::Id, RestoreError::NotInDirectory { account, folder }) => format!(
+                "akun {} tidak ada di direktori akun backup {}",
+                code(account),
+                code(folder)
+            ),
+            (Lang::En, RestoreError::NotInDirectory { account, folder }) => format!(
+                "{} is not in the account directory of backup {}",
+                code(account),
+                code(folder)
+            ),
+            (Lang::Id, RestoreError::SourceGone(p)) => format!(
+                "konfigurasi server mail tidak lagi memakai berkas akun {} tempat akun itu berasal: atur Dovecot seperti semula dulu",
+                code(p)
+            ),
+            (Lang::En, RestoreError::SourceGone(p)) => format!(
+                "the mail server's configuration no longer names the account file {} the account came from: configure Dovecot as before first",
+                code(p)
+            ),
         }
     }
 

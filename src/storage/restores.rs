@@ -247,29 +247,7 @@ impl Store {
         account: &str,
         sha256: &str,
     ) -> Result<Option<BackupFacts>, StoreError> {
-        type OrderRow = (i64, String, DateTime<Utc>, Option<i64>, serde_json::Value);
-        let rows: Vec<OrderRow> = sqlx::query_as(
-            "SELECT id, local_folder, created_at, jfu, report FROM orders \
-                 WHERE report IS NOT NULL AND local_folder IS NOT NULL \
-                   AND right(local_folder, length($1) + 1) = '/' || $1 \
-                 ORDER BY id DESC",
-        )
-        .bind(folder)
-        .fetch_all(&self.pool)
-        .await?;
-        let same = |a: &std::path::Path, b: &std::path::Path| {
-            a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
-        };
-        for (order, local, ordered_at, jfu, report) in rows {
-            let local = std::path::Path::new(&local);
-            if !local.parent().is_some_and(|p| same(p, root)) {
-                continue;
-            }
-            let Ok(crate::run_outcome::RunOutcome::Completed(report)) =
-                serde_json::from_value(report)
-            else {
-                continue;
-            };
+        for (order, ordered_at, jfu, report) in self.reports_of_folder(root, folder).await? {
             let found = report.mailboxes.iter().find(|m| {
                 m.account == account
                     && m.sha256 == sha256
@@ -287,6 +265,62 @@ impl Store {
             }
         }
         Ok(None)
+    }
+
+    /// The order whose report recorded the verified directory capture with SHA-256 `sha256` in
+    /// the dated folder `folder` under `root` (the newest), or `None`.
+    pub async fn directory_recorded(
+        &self,
+        root: &std::path::Path,
+        folder: &str,
+        sha256: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .reports_of_folder(root, folder)
+            .await?
+            .into_iter()
+            .find(|(_, _, _, r)| {
+                r.directory.as_ref().is_some_and(|d| {
+                    d.sha256 == sha256 && d.status == crate::engine::MailboxStatus::Verified
+                })
+            })
+            .map(|(order, ..)| order))
+    }
+
+    /// The completed runs' reports of the dated folder `folder` directly under `root`, newest
+    /// order first.
+    async fn reports_of_folder(
+        &self,
+        root: &std::path::Path,
+        folder: &str,
+    ) -> Result<Vec<(i64, DateTime<Utc>, Option<i64>, crate::engine::BackupReport)>, StoreError>
+    {
+        type OrderRow = (i64, String, DateTime<Utc>, Option<i64>, serde_json::Value);
+        let rows: Vec<OrderRow> = sqlx::query_as(
+            "SELECT id, local_folder, created_at, jfu, report FROM orders \
+                 WHERE report IS NOT NULL AND local_folder IS NOT NULL \
+                   AND right(local_folder, length($1) + 1) = '/' || $1 \
+                 ORDER BY id DESC",
+        )
+        .bind(folder)
+        .fetch_all(&self.pool)
+        .await?;
+        let same = |a: &std::path::Path, b: &std::path::Path| {
+            a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
+        };
+        let mut out = Vec::new();
+        for (order, local, ordered_at, jfu, report) in rows {
+            let local = std::path::Path::new(&local);
+            if !local.parent().is_some_and(|p| same(p, root)) {
+                continue;
+            }
+            if let Ok(crate::run_outcome::RunOutcome::Completed(report)) =
+                serde_json::from_value(report)
+            {
+                out.push((order, ordered_at, jfu, report));
+            }
+        }
+        Ok(out)
     }
 
     /// Restores that were running when the bot stopped.

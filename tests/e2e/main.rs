@@ -3,6 +3,7 @@
 //! starts the shared services and exports their addresses.
 
 mod chain;
+mod disaster;
 mod engine;
 mod hostile;
 mod imap;

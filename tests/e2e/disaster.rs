@@ -1,0 +1,292 @@
+//! The day the server dies: accounts rebuilt from a dated folder's account directory. Dovecot
+//! with Sieve (its own instance, started by `scripts/test`): a user with a real password hash,
+//! mail and a filter is backed up, wiped from the server (its passwd-file line and its mail), and
+//! rebuilt — then logs in over IMAP with the old password and finds every message.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use crate::engine::{backup, settings};
+use crate::imap::Imap;
+use crate::support::{doveadm_on, env, folder_name, test_dir};
+
+use mailbox_backup_bot::config::{BackupKind, MailStore};
+use mailbox_backup_bot::engine::directory::FILE;
+use mailbox_backup_bot::engine::rebuild;
+use mailbox_backup_bot::engine::restore::restore;
+use mailbox_backup_bot::engine::MailboxStatus;
+
+const USER: &str = "hilang@djki.go.id";
+const PASSWORD: &str = "sandi-lama-2026";
+const FILTER: &str = "require \"fileinto\";\nif header :contains \"subject\" \"[arsip]\" {\n  fileinto \"Arsip\";\n}\n";
+
+fn users_file(conf: &str) -> std::path::PathBuf {
+    Path::new(conf).with_file_name("users")
+}
+
+/// The users file without `user`'s line, and `user`'s mail gone: the server as after the disk
+/// died and the admin rebuilt Dovecot's configuration with the other users.
+fn wipe(conf: &str, user: &str) {
+    let file = users_file(conf);
+    let kept: String = std::fs::read_to_string(&file)
+        .expect("users file")
+        .lines()
+        .filter(|l| !l.starts_with(&format!("{user}:")))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&file, kept).expect("users file written");
+    let _ = std::fs::remove_dir_all(Path::new(conf).with_file_name("mail").join(user));
+}
+
+fn knows(conf: &str, user: &str) -> bool {
+    std::process::Command::new("doveadm")
+        .args(["-c", conf, "user", user])
+        .output()
+        .expect("doveadm")
+        .status
+        .success()
+}
+
+/// Dovecot reads a changed passwd-file again at most once a second: waits (3 s at most) until
+/// it sees `user` as `known`.
+fn settle(conf: &str, user: &str, known: bool) {
+    for _ in 0..30 {
+        if knows(conf, user) == known {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!(
+        "{user} is still {}",
+        if known { "unknown" } else { "known" }
+    );
+}
+
+/// `USER` with a SHA512-CRYPT password, five messages in two folders and an active filter.
+fn make_user(conf: &str) -> String {
+    wipe(conf, USER);
+    let out = std::process::Command::new("doveadm")
+        .args(["pw", "-s", "SHA512-CRYPT", "-p", PASSWORD])
+        .output()
+        .expect("doveadm pw");
+    let hash = String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned();
+    assert!(hash.starts_with("{SHA512-CRYPT}$6$"), "{hash}");
+    let mut users = std::fs::read_to_string(users_file(conf)).expect("users");
+    users.push_str(&format!("{USER}:{hash}::::::\n"));
+    std::fs::write(users_file(conf), users).expect("users written");
+    settle(conf, USER, true);
+    doveadm_on(
+        conf,
+        &["mailbox", "create", "-s", "-u", USER, "Arsip"],
+        None,
+    );
+    for (i, folder) in ["INBOX", "INBOX", "INBOX", "Arsip", "Arsip"]
+        .iter()
+        .enumerate()
+    {
+        let msg = format!(
+            "From: kasi@djki.go.id\r\nTo: {USER}\r\nSubject: surat {i}\r\nMessage-ID: <{i}.{}@dr>\r\n\r\nisi surat {i} untuk {USER}\r\n",
+            std::process::id()
+        );
+        doveadm_on(
+            conf,
+            &["save", "-u", USER, "-m", folder],
+            Some(msg.as_bytes()),
+        );
+    }
+    doveadm_on(
+        conf,
+        &["sieve", "put", "-u", USER, "-a", "saring"],
+        Some(FILTER.as_bytes()),
+    );
+    hash
+}
+
+#[tokio::test]
+async fn a_dovecot_user_wiped_from_the_server_comes_back_with_its_old_password_filter_and_mail() {
+    let conf = env("TEST_DOVECOT_DR_CONF");
+    let port: u16 = env("TEST_DOVECOT_DR_IMAP_PORT").parse().expect("port");
+    let dir = test_dir("dr-dovecot");
+    let hash = make_user(&conf);
+    let original = Imap::login(port, USER, PASSWORD).contents();
+    assert_eq!(
+        original.values().map(Vec::len).sum::<usize>(),
+        5,
+        "{original:?}"
+    );
+
+    let s = settings(
+        &dir,
+        BackupKind::Mailboxes(MailStore::Dovecot {
+            config: Some(conf.clone()),
+        }),
+    );
+    let report = backup(&s, None).await.expect("the backup runs");
+    assert!(report.all_verified(), "{report:?}");
+    let d = report.directory.as_deref().expect("a directory capture");
+    assert_eq!(d.status, MailboxStatus::Verified);
+    assert!(d.counts.names.iter().any(|n| n == USER), "{d:?}");
+    assert_eq!(d.counts.accounts, 4, "asal, pulih, ulang and hilang: {d:?}");
+    assert_eq!(d.counts.passwords, 4, "{d:?}");
+    assert_eq!(d.counts.filters, 1, "{d:?}");
+    assert!(d.counts.not_captured.is_empty(), "{d:?}");
+    // The capture is the owner's alone, listed in SHA256SUMS; the hash is in no record.
+    let folder = folder_name(&report);
+    let local = dir.join("local").join(&folder);
+    let mode = std::fs::metadata(local.join(FILE))
+        .expect("capture")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let sums = std::fs::read_to_string(local.join("SHA256SUMS")).expect("sums");
+    assert!(sums.contains(&format!("{}  {FILE}", d.sha256)), "{sums}");
+    let recorded = serde_json::to_string(&report).expect("json");
+    assert!(
+        !recorded.contains(&hash[15..]),
+        "no password hash in the report"
+    );
+
+    // The disk died: the user is gone from the server, with its mail.
+    wipe(&conf, USER);
+    settle(&conf, USER, false);
+    let users_before = std::fs::read_to_string(users_file(&conf)).expect("users");
+
+    // A dry run says what it would do and changes nothing.
+    let (capture, _) = rebuild::read_capture(&s, &folder).expect("the capture reads back");
+    let plan = rebuild::plan(&s, &capture, &folder, USER)
+        .await
+        .expect("plan");
+    assert!(!plan.exists);
+    let users_path = users_file(&conf).to_string_lossy().into_owned();
+    assert_eq!(
+        plan.entries,
+        [(
+            users_path.clone(),
+            vec!["passdb".to_owned(), "userdb".to_owned()]
+        )]
+    );
+    assert_eq!(plan.filters, [("saring".to_owned(), true)]);
+    assert_eq!(
+        std::fs::read_to_string(users_file(&conf)).expect("users"),
+        users_before
+    );
+    assert!(!knows(&conf, USER));
+
+    // Rebuilt: the same line back, then the filter, then the mail.
+    let (_, done) = rebuild::rebuild(&s, &capture, &folder, USER)
+        .await
+        .expect("rebuilt");
+    assert_eq!(done.entries_added, [users_path]);
+    assert_eq!(done.filters_added, ["saring"]);
+    assert!(std::fs::read_to_string(users_file(&conf))
+        .expect("users")
+        .contains(&format!("{USER}:{hash}::::::\n")));
+    let restored = restore(&s, &folder, USER, None, None, |_| {})
+        .await
+        .expect("the mail comes back");
+    assert!(restored.complete(), "{restored:?}");
+    assert_eq!(restored.restored(), 5);
+    let filter = std::process::Command::new("doveadm")
+        .args([
+            "-c", &conf, "-f", "pager", "sieve", "get", "-u", USER, "saring",
+        ])
+        .output()
+        .expect("sieve get");
+    assert!(
+        String::from_utf8_lossy(&filter.stdout).contains("fileinto \"Arsip\";"),
+        "{filter:?}"
+    );
+    let listed = std::process::Command::new("doveadm")
+        .args(["-c", &conf, "sieve", "list", "-u", USER])
+        .output()
+        .expect("sieve list");
+    assert_eq!(String::from_utf8_lossy(&listed.stdout), "saring ACTIVE\n");
+
+    // The user logs in with the old password and finds every message with its flags.
+    assert_eq!(Imap::login(port, USER, PASSWORD).contents(), original);
+
+    // Run again (a cut-off rebuild run a second time): nothing is added twice.
+    let (plan, again) = rebuild::rebuild(&s, &capture, &folder, USER)
+        .await
+        .expect("again");
+    assert!(plan.exists);
+    assert!(again.entries_added.is_empty() && again.filters_added.is_empty());
+    assert_eq!(again.filters_kept, ["saring"]);
+    let users = std::fs::read_to_string(users_file(&conf)).expect("users");
+    assert_eq!(users.matches(&format!("{USER}:")).count(), 1, "{users}");
+    let second = restore(&s, &folder, USER, None, None, |_| {})
+        .await
+        .expect("again");
+    assert_eq!(second.restored(), 0);
+
+    // At the terminal, the whole directory: wiped again, a dry run changes nothing, `--all`
+    // rebuilds what is missing and leaves the rest; run a second time, it adds nothing.
+    wipe(&conf, USER);
+    settle(&conf, USER, false);
+    let users_before = std::fs::read_to_string(users_file(&conf)).expect("users");
+    let dry = terminal(
+        &dir,
+        &conf,
+        &["restore", &folder, "--all", "--dry-run", "--unrecorded"],
+    );
+    let would = format!(
+        "would create account {USER} in {}",
+        users_file(&conf).display()
+    );
+    assert!(dry.contains(&would), "{dry}");
+    assert!(
+        dry.contains("would put back mail filter saring (active)"),
+        "{dry}"
+    );
+    assert!(
+        dry.contains("4 account(s): 1 would be created, 3 already on the server"),
+        "{dry}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(users_file(&conf)).expect("users"),
+        users_before
+    );
+    let all = terminal(&dir, &conf, &["restore", &folder, "--all", "--unrecorded"]);
+    assert!(
+        all.contains("4 account(s): 1 created, 3 already on the server"),
+        "{all}"
+    );
+    assert!(all.contains("1 mail filter(s) put back"), "{all}");
+    assert!(all.contains("5 message(s) added"), "{all}");
+    assert_eq!(Imap::login(port, USER, PASSWORD).contents(), original);
+    let again = terminal(&dir, &conf, &["restore", &folder, "--all", "--unrecorded"]);
+    assert!(
+        again.contains("0 created, 4 already on the server"),
+        "{again}"
+    );
+    assert!(again.contains("0 message(s) added"), "{again}");
+    wipe(&conf, USER);
+}
+
+/// Runs the binary against the Dovecot at `conf`, with the engine's settings for `dir`; returns
+/// what it printed, and fails the test unless it succeeded.
+fn terminal(dir: &Path, conf: &str, args: &[&str]) -> String {
+    let path = |p: &str| dir.join(p).to_string_lossy().into_owned();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailbox-backup-bot"))
+        .args(args)
+        .env("MAIL_SSH_HOST", env("MAIL_SSH_HOST"))
+        .env("MAIL_SSH_PORT", env("MAIL_SSH_PORT"))
+        .env("MAIL_SSH_USER", env("MAIL_SSH_USER"))
+        .env("MAIL_SSH_KEY", env("MAIL_SSH_KEY"))
+        .env("MAIL_SSH_KNOWN_HOSTS", env("MAIL_SSH_KNOWN_HOSTS"))
+        .env("MAIL_BACKUP_KIND", "dovecot")
+        .env("MAIL_DOVEADM_CONFIG", conf)
+        .env("MAIL_SERVER_BACKUP_DIR", path("server"))
+        .env("LOCAL_BACKUP_ROOT", path("local"))
+        .env("MAIL_SERVER_MIN_FREE", "64M")
+        .output()
+        .expect("the binary runs");
+    let printed =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    eprintln!("{printed}");
+    assert!(out.status.success(), "{printed}");
+    printed
+}
