@@ -45,30 +45,9 @@ pub enum CliCommand {
     /// Restore ACCOUNT's mailbox from backup FOLDER (the name of a dated folder the bot made and
     /// verified, directly in LOCAL_BACKUP_ROOT; not a path) into ACCOUNT, or into the account
     /// given with --into. Adds what is missing, deletes nothing: running it twice duplicates
-    /// nothing.
-    Restore {
-        folder: String,
-        /// The account whose mailbox is restored (none with --all).
-        #[arg(required_unless_present = "all")]
-        account: Option<String>,
-        #[arg(long)]
-        into: Option<String>,
-        /// Create the account from the backup's account directory when the server lacks it
-        /// (same password hash, same Sieve filters), then restore its mail.
-        #[arg(long, conflicts_with = "into")]
-        create: bool,
-        /// Every account of the backup's account directory: created when missing (what exists
-        /// is left as it is), then its mail. Run again after a cut-off: nothing is duplicated.
-        #[arg(long, conflicts_with_all = ["account", "into", "create"])]
-        all: bool,
-        /// Say what would be created and restored, and change nothing.
-        #[arg(long)]
-        dry_run: bool,
-        /// Restore from a folder no backup order recorded (made by `backup` at the terminal),
-        /// trusting the folder's own index of verified copies.
-        #[arg(long)]
-        unrecorded: bool,
-    },
+    /// nothing. With --create or --all, accounts the server lacks are first rebuilt from the
+    /// folder's account directory (the day the server dies: docs/DISASTER-RECOVERY.md).
+    Restore(RestoreArgs),
     /// Mark PATH (default LOCAL_BACKUP_ROOT) as the backup disk; backups refuse a root without
     /// this mark, so an unmounted disk's empty mount point is never written to.
     InitDisk { path: Option<PathBuf> },
@@ -197,13 +176,29 @@ async fn run_bot() -> Result<()> {
 }
 
 /// What `restore` at the terminal was asked.
-struct RestoreArgs {
+#[derive(clap::Args, Debug)]
+pub struct RestoreArgs {
+    /// The dated folder's name (such as 25-11-2026), not a path.
     folder: String,
+    /// The account whose mailbox is restored (none with --all).
+    #[arg(required_unless_present = "all")]
     account: Option<String>,
+    #[arg(long)]
     into: Option<String>,
+    /// Create the account from the backup's account directory when the server lacks it
+    /// (same password hash, same Sieve filters), then restore its mail.
+    #[arg(long, conflicts_with = "into")]
     create: bool,
+    /// Every account of the backup's account directory: created when missing (what exists
+    /// is left as it is), then its mail. Run again after a cut-off: nothing is duplicated.
+    #[arg(long, conflicts_with_all = ["account", "into", "create"])]
     all: bool,
+    /// Say what would be created and restored, and change nothing.
+    #[arg(long)]
     dry_run: bool,
+    /// Restore from a folder no backup order recorded (made by `backup` at the terminal),
+    /// trusting the folder's own index of verified copies.
+    #[arg(long)]
     unrecorded: bool,
 }
 
@@ -318,26 +313,7 @@ pub async fn main(cli: Cli) -> Result<()> {
         }
         CliCommand::Backup => terminal::backup(EngineSettings::load(&Env)?).await,
         CliCommand::Check => terminal::check().await,
-        CliCommand::Restore {
-            folder,
-            account,
-            into,
-            create,
-            all,
-            dry_run,
-            unrecorded,
-        } => {
-            restore(RestoreArgs {
-                folder,
-                account,
-                into,
-                create,
-                all,
-                dry_run,
-                unrecorded,
-            })
-            .await
-        }
+        CliCommand::Restore(args) => restore(args).await,
         CliCommand::InitDisk { path } => {
             let path = match path {
                 Some(p) => p,

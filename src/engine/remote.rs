@@ -142,6 +142,24 @@ impl Remote {
             .await
     }
 
+    /// Starts `sh -c script args…` with every stream piped.
+    async fn spawn_piped(
+        &self,
+        script: &str,
+        args: &[&str],
+    ) -> Result<openssh::Child<&Session>, openssh::Error> {
+        let mut all = vec!["-c", script, "sh"];
+        all.extend_from_slice(args);
+        self.session
+            .command("sh")
+            .args(&all)
+            .stdin(openssh::Stdio::piped())
+            .stdout(openssh::Stdio::piped())
+            .stderr(openssh::Stdio::piped())
+            .spawn()
+            .await
+    }
+
     /// Runs `sh -c script args…` with the file at `path` on its stdin (an upload), calling
     /// `sent` with the bytes written so far.
     pub async fn upload(
@@ -152,17 +170,7 @@ impl Remote {
         mut sent: impl FnMut(u64),
     ) -> Result<Output, openssh::Error> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut all = vec!["-c", script, "sh"];
-        all.extend_from_slice(args);
-        let mut child = self
-            .session
-            .command("sh")
-            .args(&all)
-            .stdin(openssh::Stdio::piped())
-            .stdout(openssh::Stdio::piped())
-            .stderr(openssh::Stdio::piped())
-            .spawn()
-            .await?;
+        let mut child = self.spawn_piped(script, args).await?;
         let mut file = tokio::fs::File::open(path)
             .await
             .map_err(openssh::Error::ChildIo)?;
@@ -183,13 +191,7 @@ impl Remote {
             }
             let _ = stdin.shutdown().await;
         }
-        let out = child.wait_with_output().await?;
-        Ok(Output {
-            ok: out.status.success(),
-            code: out.status.code(),
-            stdout: out.stdout,
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        })
+        finished(child).await
     }
 
     /// Runs `sh -c script args…` with `input` on its stdin: what must not be on a command line
@@ -201,29 +203,13 @@ impl Remote {
         input: &[u8],
     ) -> Result<Output, openssh::Error> {
         use tokio::io::AsyncWriteExt;
-        let mut all = vec!["-c", script, "sh"];
-        all.extend_from_slice(args);
-        let mut child = self
-            .session
-            .command("sh")
-            .args(&all)
-            .stdin(openssh::Stdio::piped())
-            .stdout(openssh::Stdio::piped())
-            .stderr(openssh::Stdio::piped())
-            .spawn()
-            .await?;
+        let mut child = self.spawn_piped(script, args).await?;
         if let Some(mut stdin) = child.stdin().take() {
             // A script that stopped reading says why in its exit status and stderr.
             let _ = stdin.write_all(input).await;
             let _ = stdin.shutdown().await;
         }
-        let out = child.wait_with_output().await?;
-        Ok(Output {
-            ok: out.status.success(),
-            code: out.status.code(),
-            stdout: out.stdout,
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        })
+        finished(child).await
     }
 
     /// Whether the connection still answers.
@@ -237,6 +223,17 @@ impl Remote {
 }
 
 /// The error with its causes (ssh's own words are in the source).
+/// A piped child's end, as an [`Output`].
+async fn finished(child: openssh::Child<&Session>) -> Result<Output, openssh::Error> {
+    let out = child.wait_with_output().await?;
+    Ok(Output {
+        ok: out.status.success(),
+        code: out.status.code(),
+        stdout: out.stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+    })
+}
+
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut cur = e.source();

@@ -269,24 +269,5 @@ async fn a_dovecot_user_wiped_from_the_server_comes_back_with_its_old_password_f
 /// Runs the binary against the Dovecot at `conf`, with the engine's settings for `dir`; returns
 /// what it printed, and fails the test unless it succeeded.
 fn terminal(dir: &Path, conf: &str, args: &[&str]) -> String {
-    let path = |p: &str| dir.join(p).to_string_lossy().into_owned();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailbox-backup-bot"))
-        .args(args)
-        .env("MAIL_SSH_HOST", env("MAIL_SSH_HOST"))
-        .env("MAIL_SSH_PORT", env("MAIL_SSH_PORT"))
-        .env("MAIL_SSH_USER", env("MAIL_SSH_USER"))
-        .env("MAIL_SSH_KEY", env("MAIL_SSH_KEY"))
-        .env("MAIL_SSH_KNOWN_HOSTS", env("MAIL_SSH_KNOWN_HOSTS"))
-        .env("MAIL_BACKUP_KIND", "dovecot")
-        .env("MAIL_DOVEADM_CONFIG", conf)
-        .env("MAIL_SERVER_BACKUP_DIR", path("server"))
-        .env("LOCAL_BACKUP_ROOT", path("local"))
-        .env("MAIL_SERVER_MIN_FREE", "64M")
-        .output()
-        .expect("the binary runs");
-    let printed =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    eprintln!("{printed}");
-    assert!(out.status.success(), "{printed}");
-    printed
+    crate::support::printed_ok(crate::support::dovecot_terminal(dir, conf).args(args))
 }

@@ -431,32 +431,16 @@ async fn restore_brings_a_mailbox_back_and_a_second_restore_adds_nothing() {
     assert!(stages.is_empty(), "the stage is removed");
 
     // At the terminal, into a third account.
-    let path = |p: &str| dir.join(p).to_string_lossy().into_owned();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailbox-backup-bot"))
-        .args([
+    let printed = crate::support::printed_ok(
+        crate::support::dovecot_terminal(&dir, &env("TEST_DOVECOT_CONF")).args([
             "restore",
             &folder,
             user,
             "--into",
             "restore3@djki.go.id",
             "--unrecorded",
-        ])
-        .env("MAIL_SSH_HOST", env("MAIL_SSH_HOST"))
-        .env("MAIL_SSH_PORT", env("MAIL_SSH_PORT"))
-        .env("MAIL_SSH_USER", env("MAIL_SSH_USER"))
-        .env("MAIL_SSH_KEY", env("MAIL_SSH_KEY"))
-        .env("MAIL_SSH_KNOWN_HOSTS", env("MAIL_SSH_KNOWN_HOSTS"))
-        .env("MAIL_BACKUP_KIND", "dovecot")
-        .env("MAIL_DOVEADM_CONFIG", env("TEST_DOVECOT_CONF"))
-        .env("MAIL_SERVER_BACKUP_DIR", path("server"))
-        .env("LOCAL_BACKUP_ROOT", path("local"))
-        .env("MAIL_SERVER_MIN_FREE", "64M")
-        .output()
-        .expect("the binary runs");
-    let printed =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    eprintln!("{printed}");
-    assert!(out.status.success(), "{printed}");
+        ]),
+    );
     assert!(printed.contains("OK: all"), "{printed}");
     assert_eq!(
         Imap::login(port, "restore3@djki.go.id", "secret").contents(),

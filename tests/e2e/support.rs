@@ -1023,35 +1023,36 @@ pub fn print_chat(stub: &bot_api_stub::Stub, team: &Team) {
 /// Points the bot's settings at the harness's sshd and Dovecot, with `dir/server` as the server
 /// folder and `dir/local` (marked as the backup disk) as the local root.
 pub fn use_engine(env: &mut Vec<(String, String)>, dir: &Path) {
-    let mut set = |k: &str, v: String| {
-        env.retain(|(key, _)| key != k);
-        env.push((k.to_owned(), v));
-    };
-    for var in [
+    for (k, v) in engine_env(dir, &crate::support::env("TEST_DOVECOT_CONF")) {
+        env.retain(|(key, _)| *key != k);
+        env.push((k, v));
+    }
+    std::fs::create_dir_all(dir.join("local")).expect("local root");
+    mailbox_backup_bot::engine::local::init_disk(&dir.join("local")).expect("disk mark");
+}
+
+/// The engine's settings for the Dovecot at `conf`, reached over the test sshd, with its server
+/// and local folders under `dir`.
+fn engine_env(dir: &Path, conf: &str) -> Vec<(String, String)> {
+    let path = |p: &str| dir.join(p).to_string_lossy().into_owned();
+    let mut out: Vec<(String, String)> = [
         "MAIL_SSH_HOST",
         "MAIL_SSH_PORT",
         "MAIL_SSH_USER",
         "MAIL_SSH_KEY",
         "MAIL_SSH_KNOWN_HOSTS",
-    ] {
-        set(var, crate::support::env(var));
-    }
-    set("MAIL_BACKUP_KIND", "dovecot".into());
-    set(
-        "MAIL_DOVEADM_CONFIG",
-        crate::support::env("TEST_DOVECOT_CONF"),
-    );
-    set(
-        "MAIL_SERVER_BACKUP_DIR",
-        dir.join("server").to_string_lossy().into_owned(),
-    );
-    set(
-        "LOCAL_BACKUP_ROOT",
-        dir.join("local").to_string_lossy().into_owned(),
-    );
-    set("MAIL_SERVER_MIN_FREE", "64M".into());
-    std::fs::create_dir_all(dir.join("local")).expect("local root");
-    mailbox_backup_bot::engine::local::init_disk(&dir.join("local")).expect("disk mark");
+    ]
+    .iter()
+    .map(|var| (var.to_string(), env(var)))
+    .collect();
+    out.extend([
+        ("MAIL_BACKUP_KIND".into(), "dovecot".into()),
+        ("MAIL_DOVEADM_CONFIG".into(), conf.to_owned()),
+        ("MAIL_SERVER_BACKUP_DIR".into(), path("server")),
+        ("LOCAL_BACKUP_ROOT".into(), path("local")),
+        ("MAIL_SERVER_MIN_FREE".into(), "64M".into()),
+    ]);
+    out
 }
 
 /// A small tmpfs mounted at `path` (a server folder, to fill on purpose), unmounted when dropped,
@@ -1142,4 +1143,23 @@ pub fn folder_name(report: &mailbox_backup_bot::engine::BackupReport) -> String 
         .expect("name")
         .to_string_lossy()
         .into_owned()
+}
+
+/// The binary at the terminal (`restore`, `backup`), set up for the Dovecot at `conf` with the
+/// engine's folders under `dir` (as [`crate::engine::settings`] makes them).
+pub fn dovecot_terminal(dir: &Path, conf: &str) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mailbox-backup-bot"));
+    cmd.envs(engine_env(dir, conf));
+    cmd
+}
+
+/// Runs `cmd`; returns what it printed (stdout then stderr), and fails the test unless it
+/// succeeded.
+pub fn printed_ok(cmd: &mut std::process::Command) -> String {
+    let out = cmd.output().expect("the binary runs");
+    let printed =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    eprintln!("{printed}");
+    assert!(out.status.success(), "{printed}");
+    printed
 }
