@@ -208,6 +208,8 @@ LC
   )
   chown zimbra:zimbra "$z/localconfig"
   python3 "$z/bin/make_fixtures.py" "$z"
+  # zmprov (as zimbra) keeps the directory and creates accounts: their entries and mail folders.
+  chown zimbra:zimbra "$z/directory.json" "$z/accounts" "$z/store"
   openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \
     -keyout "$z/key.pem" -out "$z/cert.pem" 2>/dev/null
   python3 "$z/bin/server.py" "$z" >"$z/server.log" 2>&1 &

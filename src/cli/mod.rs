@@ -277,6 +277,7 @@ async fn restore(a: RestoreArgs) -> Result<()> {
         folder: &a.folder,
         into: a.into.as_deref(),
         capture: capture.as_ref(),
+        all: a.all,
         dry_run: a.dry_run,
     };
     terminal::restore_all(settings, &ask, jobs).await

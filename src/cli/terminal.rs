@@ -168,6 +168,8 @@ pub struct RestoreAsk<'a> {
     pub into: Option<&'a str>,
     /// The folder's account directory, when accounts are rebuilt (`--create`, `--all`).
     pub capture: Option<&'a Directory>,
+    /// `--all`: after the accounts, the capture's other objects too.
+    pub all: bool,
     pub dry_run: bool,
 }
 
@@ -199,6 +201,24 @@ pub async fn restore_all(
         if let Err(e) = restore_one(&settings, ask, job, &mut tally).await {
             println!("FAILED  {}: {e:#}", job.account);
             tally.failed.push((job.account.clone(), format!("{e:#}")));
+        }
+    }
+    if let Some(capture) = ask.capture.filter(|_| ask.all) {
+        match crate::engine::rebuild::rebuild_rest(&settings, capture, ask.dry_run).await {
+            Ok(made) => {
+                for what in made {
+                    let verb = if ask.dry_run {
+                        "would create"
+                    } else {
+                        "created"
+                    };
+                    println!("{verb} {what}");
+                }
+            }
+            Err(e) => {
+                println!("FAILED  domains, classes of service and lists: {e:#}");
+                tally.failed.push(("(directory)".into(), format!("{e:#}")));
+            }
         }
     }
     if ask.capture.is_some() || n > 1 {
@@ -258,6 +278,9 @@ async fn restore_one(
             for f in &done.filters_kept {
                 println!("mail filter {f} already there: left as it is");
             }
+            for what in &done.also_added {
+                println!("created {what}");
+            }
         }
     }
     if !job.has_mailbox {
@@ -301,6 +324,9 @@ fn print_plan(plan: &crate::engine::rebuild::AccountPlan, tally: &mut Tally) {
                 roles.join(", ")
             );
         }
+    }
+    for what in &plan.also {
+        println!("would create {what}");
     }
     for (name, active) in &plan.filters {
         tally.filters += 1;

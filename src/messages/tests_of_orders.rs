@@ -544,6 +544,7 @@ fn with_directory(status: crate::engine::MailboxStatus) -> crate::engine::Backup
             filters: 2,
             names,
             not_captured: vec!["userdb sql /etc/dovecot/dovecot-sql.conf.ext".into()],
+            ..Default::default()
         },
         status,
     }));

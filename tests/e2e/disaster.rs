@@ -271,3 +271,251 @@ async fn a_dovecot_user_wiped_from_the_server_comes_back_with_its_old_password_f
 fn terminal(dir: &Path, conf: &str, args: &[&str]) -> String {
     crate::support::printed_ok(crate::support::dovecot_terminal(dir, conf).args(args))
 }
+
+/// The Zimbra simulator's state (its directory, its accounts and their mail), put back when
+/// dropped, also when the test fails half way: the other Zimbra tests share the simulator (they
+/// run one at a time: the test group `zimbra`).
+struct SimState {
+    sim: std::path::PathBuf,
+    directory: String,
+    accounts: String,
+}
+
+impl SimState {
+    fn save() -> SimState {
+        let sim = std::path::PathBuf::from(env("TEST_ZIMBRA_SIM"));
+        let saved = sim.join("store.saved");
+        let _ = std::fs::remove_dir_all(&saved);
+        let ok = std::process::Command::new("cp")
+            .args([
+                "-a",
+                &sim.join("store").to_string_lossy(),
+                &saved.to_string_lossy(),
+            ])
+            .status()
+            .expect("cp");
+        assert!(ok.success());
+        SimState {
+            directory: std::fs::read_to_string(sim.join("directory.json")).expect("directory"),
+            accounts: std::fs::read_to_string(sim.join("accounts")).expect("accounts"),
+            sim,
+        }
+    }
+
+    /// A freshly installed Zimbra: the built-in classes of service, no domain, no account, no
+    /// mail (the fixtures' domain and accounts are what the restore must bring back).
+    fn empty_server(&self) {
+        let mut d: serde_json::Value = serde_json::from_str(&self.directory).expect("json");
+        d["domains"] = serde_json::json!({});
+        d["accounts"] = serde_json::json!({});
+        d["lists"] = serde_json::json!({});
+        d["signatures"] = serde_json::json!({});
+        d["identities"] = serde_json::json!({});
+        d["cos"] = serde_json::json!({ "default": d["cos"]["default"].clone() });
+        std::fs::write(self.sim.join("directory.json"), d.to_string()).expect("directory");
+        std::fs::write(self.sim.join("accounts"), "").expect("accounts");
+        for e in std::fs::read_dir(self.sim.join("store"))
+            .expect("store")
+            .flatten()
+        {
+            std::fs::remove_dir_all(e.path()).expect("store emptied");
+        }
+    }
+}
+
+impl Drop for SimState {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.sim.join("directory.json"), &self.directory);
+        let _ = std::fs::write(self.sim.join("accounts"), &self.accounts);
+        let _ = std::fs::remove_file(self.sim.join("refuse-create"));
+        let store = self.sim.join("store");
+        for e in std::fs::read_dir(&store).into_iter().flatten().flatten() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+        for e in std::fs::read_dir(self.sim.join("store.saved"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let _ = std::fs::rename(e.path(), store.join(e.file_name()));
+        }
+        let _ = std::fs::remove_dir_all(self.sim.join("store.saved"));
+    }
+}
+
+/// Every message file under `dir` (an account's Maildir), its bytes, sorted; Trash and Junk are
+/// left out (Zimbra's export leaves them out).
+fn messages_under(dir: &Path) -> Vec<Vec<u8>> {
+    fn walk(p: &Path, out: &mut Vec<Vec<u8>>) {
+        for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name == ".Trash" || name.starts_with(".Trash.") || name == ".Junk" {
+                continue;
+            }
+            if e.path().is_dir() {
+                walk(&e.path(), out);
+            } else {
+                out.push(std::fs::read(e.path()).expect("message"));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, &mut out);
+    out.sort();
+    out
+}
+
+fn directory_json(sim: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(sim.join("directory.json")).expect("json"))
+        .expect("json")
+}
+
+/// Runs the binary; returns its exit status and what it printed.
+fn terminal_status(cmd: &mut std::process::Command) -> (bool, String) {
+    let out = cmd.output().expect("the binary runs");
+    let printed =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    eprintln!("{printed}");
+    (out.status.success(), printed)
+}
+
+#[tokio::test]
+async fn an_empty_zimbra_is_rebuilt_from_one_folder_and_a_cut_off_rebuild_run_again_duplicates_nothing(
+) {
+    let state = SimState::save();
+    let sim = state.sim.clone();
+    // Only the accounts the simulator serves whole: the backup verifies every mailbox.
+    let served: String = state
+        .accounts
+        .lines()
+        .filter(|l| l.ends_with("\tok") || l.ends_with("\tempty"))
+        // The big one only slows the test; the hostile name is refused as a restore target (an
+        // account is never a name that starts with "-").
+        .filter(|l| !l.starts_with("besar@") && !l.starts_with('-'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(sim.join("accounts"), &served).expect("accounts");
+    let dir = test_dir("dr-zimbra");
+    let s = crate::engine::settings(&dir, BackupKind::Mailboxes(MailStore::Zimbra));
+    let report = backup(&s, None).await.expect("the backup runs");
+    assert!(report.all_verified(), "{report:?}");
+    let d = report.directory.as_deref().expect("a directory capture");
+    assert_eq!(d.status, MailboxStatus::Verified, "{d:?}");
+    let user_accounts: Vec<String> = served
+        .lines()
+        .map(|l| l.split('\t').next().unwrap_or("").to_owned())
+        .filter(|a| !mailbox_backup_bot::engine::strategy::is_zimbra_system_account(a))
+        .collect();
+    assert_eq!(d.counts.names, user_accounts);
+    assert_eq!(d.counts.passwords, user_accounts.len() as u64);
+    assert_eq!(
+        (d.counts.filters, d.counts.lists, d.counts.aliases),
+        (1, 1, 1),
+        "{d:?}"
+    );
+    let folder = folder_name(&report);
+    let before = directory_json(&sim);
+    let saved_store = sim.join("store.saved");
+
+    // The server died; a fresh Zimbra is installed. The first rebuild is cut off at budi.
+    state.empty_server();
+    std::fs::write(sim.join("refuse-create"), "budi@djki.go.id\n").expect("refuse");
+    let (ok, first) = terminal_status(crate::support::zimbra_terminal(&dir).args([
+        "restore",
+        &folder,
+        "--all",
+        "--unrecorded",
+    ]));
+    assert!(!ok, "a rebuild that left an account out fails: {first}");
+    assert!(first.contains("FAILED  budi@djki.go.id"), "{first}");
+    assert!(first.contains("simulated outage"), "{first}");
+    std::fs::remove_file(sim.join("refuse-create")).expect("outage over");
+    let (ok, second) = terminal_status(crate::support::zimbra_terminal(&dir).args([
+        "restore",
+        &folder,
+        "--all",
+        "--unrecorded",
+    ]));
+    assert!(ok, "{second}");
+    let n = user_accounts.len();
+    assert!(
+        second.contains(&format!(
+            "{n} account(s): 1 created, {} already on the server",
+            n - 1
+        )),
+        "{second}"
+    );
+
+    // Every account back as it was: its password hash, aliases, class of service by name, Sieve
+    // script, signatures, identities, lists; and every message, once.
+    let after = directory_json(&sim);
+    let cos_name = |dir: &serde_json::Value, id: &serde_json::Value| -> Option<String> {
+        dir["cos"]
+            .as_object()?
+            .iter()
+            .find(|(_, c)| c["zimbraId"] == *id)
+            .map(|(n, _)| n.clone())
+    };
+    for account in &user_accounts {
+        let (was, now) = (&before["accounts"][account], &after["accounts"][account]);
+        assert!(now.is_object(), "{account} is back");
+        for attr in [
+            "userPassword",
+            "zimbraMailAlias",
+            "zimbraMailSieveScript",
+            "displayName",
+            "zimbraPrefMailSignature",
+            "zimbraSignatureName",
+        ] {
+            assert_eq!(was[attr], now[attr], "{account} {attr}");
+        }
+        assert_eq!(
+            cos_name(&before, &was["zimbraCOSId"]),
+            cos_name(&after, &now["zimbraCOSId"]),
+            "{account}'s class of service"
+        );
+        assert_eq!(
+            messages_under(&sim.join("store").join(account)),
+            messages_under(&saved_store.join(account)),
+            "{account}'s mail"
+        );
+    }
+    assert_eq!(
+        before["domains"]["djki.go.id"]["description"],
+        after["domains"]["djki.go.id"]["description"]
+    );
+    assert_eq!(before["signatures"], after["signatures"]);
+    assert_eq!(before["identities"], after["identities"]);
+    let members = |d: &serde_json::Value| -> Vec<String> {
+        let mut m: Vec<String> = d["lists"]["semua@djki.go.id"]["zimbraMailForwardingAddress"]
+            .as_array()
+            .expect("members")
+            .iter()
+            .map(|v| v.as_str().unwrap_or("").to_owned())
+            .collect();
+        m.sort();
+        m
+    };
+    let rebuilt = members(&after);
+    assert_eq!(rebuilt, members(&before), "every member of the list");
+    assert!(
+        rebuilt.windows(2).all(|w| w[0] != w[1]),
+        "each once: {rebuilt:?}"
+    );
+
+    // A third run finds everything there and adds nothing.
+    let (ok, third) = terminal_status(crate::support::zimbra_terminal(&dir).args([
+        "restore",
+        &folder,
+        "--all",
+        "--unrecorded",
+    ]));
+    assert!(ok, "{third}");
+    assert!(
+        third.contains(&format!("{n} account(s): 0 created, {n} already")),
+        "{third}"
+    );
+    assert!(third.contains("0 message(s) added"), "{third}");
+    assert_eq!(directory_json(&sim)["lists"], after["lists"]);
+    drop(state);
+}

@@ -1023,7 +1023,7 @@ pub fn print_chat(stub: &bot_api_stub::Stub, team: &Team) {
 /// Points the bot's settings at the harness's sshd and Dovecot, with `dir/server` as the server
 /// folder and `dir/local` (marked as the backup disk) as the local root.
 pub fn use_engine(env: &mut Vec<(String, String)>, dir: &Path) {
-    for (k, v) in engine_env(dir, &crate::support::env("TEST_DOVECOT_CONF")) {
+    for (k, v) in engine_env(dir, Some(&crate::support::env("TEST_DOVECOT_CONF"))) {
         env.retain(|(key, _)| *key != k);
         env.push((k, v));
     }
@@ -1031,9 +1031,9 @@ pub fn use_engine(env: &mut Vec<(String, String)>, dir: &Path) {
     mailbox_backup_bot::engine::local::init_disk(&dir.join("local")).expect("disk mark");
 }
 
-/// The engine's settings for the Dovecot at `conf`, reached over the test sshd, with its server
-/// and local folders under `dir`.
-fn engine_env(dir: &Path, conf: &str) -> Vec<(String, String)> {
+/// The engine's settings for the Dovecot at `conf` (none: the Zimbra simulator), reached over
+/// the test sshd, with its server and local folders under `dir`.
+fn engine_env(dir: &Path, conf: Option<&str>) -> Vec<(String, String)> {
     let path = |p: &str| dir.join(p).to_string_lossy().into_owned();
     let mut out: Vec<(String, String)> = [
         "MAIL_SSH_HOST",
@@ -1045,9 +1045,14 @@ fn engine_env(dir: &Path, conf: &str) -> Vec<(String, String)> {
     .iter()
     .map(|var| (var.to_string(), env(var)))
     .collect();
+    match conf {
+        Some(conf) => out.extend([
+            ("MAIL_BACKUP_KIND".into(), "dovecot".into()),
+            ("MAIL_DOVEADM_CONFIG".into(), conf.to_owned()),
+        ]),
+        None => out.push(("MAIL_BACKUP_KIND".into(), "zimbra".into())),
+    }
     out.extend([
-        ("MAIL_BACKUP_KIND".into(), "dovecot".into()),
-        ("MAIL_DOVEADM_CONFIG".into(), conf.to_owned()),
         ("MAIL_SERVER_BACKUP_DIR".into(), path("server")),
         ("LOCAL_BACKUP_ROOT".into(), path("local")),
         ("MAIL_SERVER_MIN_FREE".into(), "64M".into()),
@@ -1149,7 +1154,14 @@ pub fn folder_name(report: &mailbox_backup_bot::engine::BackupReport) -> String 
 /// engine's folders under `dir` (as [`crate::engine::settings`] makes them).
 pub fn dovecot_terminal(dir: &Path, conf: &str) -> std::process::Command {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mailbox-backup-bot"));
-    cmd.envs(engine_env(dir, conf));
+    cmd.envs(engine_env(dir, Some(conf)));
+    cmd
+}
+
+/// The binary at the terminal, set up for the Zimbra simulator.
+pub fn zimbra_terminal(dir: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mailbox-backup-bot"));
+    cmd.envs(engine_env(dir, None));
     cmd
 }
 

@@ -1,74 +1,12 @@
-//! Rebuilding an account a server no longer has, from a dated folder's directory capture
-//! ([`super::directory`]): its entry goes back into the `passwd-file` the server's configuration
-//! names (the same line, so the same password hash: the user logs in with the old password),
-//! then its Sieve scripts. Its mail is then restored as any restore. What exists already is left
-//! as it is and said, never overwritten, so a rebuild cut off and run again duplicates nothing.
-//!
-//! The entry reaches the server on the script's stdin, never on a command line.
+//! Dovecot: an account's entry goes back into the `passwd-file` the server's configuration names
+//! (the same line, so the same password hash: the user logs in with the old password), then its
+//! Sieve scripts. The entry reaches the server on the script's stdin, never on a command line.
 
-use std::path::PathBuf;
-
-use super::directory::{self, Directory};
-use super::link::Link;
-use super::restore::{self as restoring, RestoreError};
-use crate::config::{BackupKind, EngineSettings, MailStore};
-
-/// What a rebuild of one account would do, read from the capture and the server; changes nothing.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AccountPlan {
-    pub account: String,
-    /// The server knows the account already: nothing of it is created.
-    pub exists: bool,
-    /// The files its entry goes back into, each with its roles (`passdb`, `userdb`).
-    pub entries: Vec<(String, Vec<String>)>,
-    /// Its Sieve scripts: name, and whether it was the active one.
-    pub filters: Vec<(String, bool)>,
-}
-
-/// What a rebuild of one account did.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Rebuilt {
-    /// The files an entry was added to.
-    pub entries_added: Vec<String>,
-    /// The Sieve scripts put back.
-    pub filters_added: Vec<String>,
-    /// Scripts left as they were (the account has one of that name).
-    pub filters_kept: Vec<String>,
-}
-
-/// A dated folder's directory capture, found as the bot made and verified it and read whole
-/// against its recorded SHA-256. Returns it with that hash (for the caller to match against the
-/// order that recorded it).
-pub fn read_capture(s: &EngineSettings, folder: &str) -> Result<(Directory, String), RestoreError> {
-    let found =
-        restoring::locate_file(&s.local_root, folder, directory::FILE).map_err(|e| match e {
-            RestoreError::NotInBackup { folder, .. } => RestoreError::NoDirectory(folder),
-            other => other,
-        })?;
-    found.check_content()?;
-    let opened = found.open()?;
-    let path = PathBuf::from(format!(
-        "/proc/self/fd/{}",
-        std::os::fd::AsRawFd::as_raw_fd(&opened)
-    ));
-    let directory = Directory::read(&path).map_err(RestoreError::Unreadable)?;
-    Ok((directory, found.sha256.clone()))
-}
-
-fn dovecot_conf(s: &EngineSettings) -> Result<String, RestoreError> {
-    match &s.kind {
-        BackupKind::Mailboxes(MailStore::Dovecot { config }) => {
-            Ok(config.clone().unwrap_or_default())
-        }
-        BackupKind::Mailboxes(MailStore::Zimbra) => Err(RestoreError::Unsupported(
-            "zimbra (rebuilding accounts)".into(),
-        )),
-        BackupKind::Mailboxes(MailStore::Maildir { .. }) => {
-            Err(RestoreError::Unsupported("maildir".into()))
-        }
-        BackupKind::Command { .. } => Err(RestoreError::Unsupported("command".into())),
-    }
-}
+use super::{connect, ssh, AccountPlan, Rebuilt};
+use crate::config::EngineSettings;
+use crate::engine::directory::DovecotDirectory;
+use crate::engine::link::Link;
+use crate::engine::restore::RestoreError;
 
 /// The `passwd-file`s the server's configuration names now: `(role, path)`.
 const DOVECOT_SOURCES: &str = r#"if [ -n "$1" ]; then exec doveconf -c "$1" passdb userdb; else exec doveconf passdb userdb; fi"#;
@@ -150,25 +88,14 @@ fn passwd_files(doveconf: &str) -> Vec<(String, String)> {
     out
 }
 
-fn ssh(e: impl std::fmt::Display) -> RestoreError {
-    RestoreError::Ssh(e.to_string())
-}
-
-async fn connect(s: &EngineSettings) -> Result<Link<'_>, RestoreError> {
-    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-    Link::connect(s, tx)
-        .await
-        .map_err(|e| RestoreError::Ssh(format!("{}: {}", e.kind, e.detail)))
-}
-
 /// What rebuilding `account` from `capture` would do on the server. Reads only.
-pub async fn plan(
+pub(super) async fn plan(
     s: &EngineSettings,
-    capture: &Directory,
+    conf: &str,
+    capture: &DovecotDirectory,
     folder: &str,
     account: &str,
 ) -> Result<AccountPlan, RestoreError> {
-    let conf = dovecot_conf(s)?;
     let entries = capture.entries_of(account);
     if entries.is_empty() {
         return Err(RestoreError::NotInDirectory {
@@ -177,7 +104,7 @@ pub async fn plan(
         });
     }
     let link = connect(s).await?;
-    let planned = plan_on(&link, &conf, capture, account).await;
+    let planned = plan_on(&link, conf, capture, account).await;
     link.close().await;
     planned
 }
@@ -185,7 +112,7 @@ pub async fn plan(
 async fn plan_on(
     link: &Link<'_>,
     conf: &str,
-    capture: &Directory,
+    capture: &DovecotDirectory,
     account: &str,
 ) -> Result<AccountPlan, RestoreError> {
     let r = link.remote();
@@ -210,21 +137,22 @@ async fn plan_on(
             .sieve_of(account)
             .map(|f| (f.name.clone(), f.active))
             .collect(),
+        also: Vec::new(),
     })
 }
 
 /// Rebuilds `account` from `capture` when the server lacks it: its entries, then its Sieve
 /// scripts. An account the server knows gets only the scripts it lacks.
-pub async fn rebuild(
+pub(super) async fn rebuild(
     s: &EngineSettings,
-    capture: &Directory,
+    conf: &str,
+    capture: &DovecotDirectory,
     folder: &str,
     account: &str,
 ) -> Result<(AccountPlan, Rebuilt), RestoreError> {
-    let conf = dovecot_conf(s)?;
-    let plan = plan(s, capture, folder, account).await?;
+    let plan = plan(s, conf, capture, folder, account).await?;
     let link = connect(s).await?;
-    let done = rebuild_on(&link, &conf, capture, &plan).await;
+    let done = rebuild_on(&link, conf, capture, &plan).await;
     link.close().await;
     Ok((plan, done?))
 }
@@ -232,7 +160,7 @@ pub async fn rebuild(
 async fn rebuild_on(
     link: &Link<'_>,
     conf: &str,
-    capture: &Directory,
+    capture: &DovecotDirectory,
     plan: &AccountPlan,
 ) -> Result<Rebuilt, RestoreError> {
     let r = link.remote();
