@@ -148,7 +148,7 @@ impl Catalog {
     /// What a directory capture holds, in plain words ("12 akun, 12 dengan sandi, 3 filter").
     pub fn directory_counts(&self, d: &DirectoryResult) -> String {
         let c = &d.counts;
-        match self.lang {
+        let mut text = match self.lang {
             Lang::Id => format!(
                 "{} akun, {} dengan sandi, {} filter surat",
                 c.accounts, c.passwords, c.filters
@@ -157,7 +157,15 @@ impl Catalog {
                 "{} accounts, {} with a password, {} mail filters",
                 c.accounts, c.passwords, c.filters
             ),
+        };
+        // Zimbra's lists and aliases; Dovecot keeps none.
+        if c.lists > 0 || c.aliases > 0 {
+            text += &match self.lang {
+                Lang::Id => format!(", {} milis, {} alias", c.lists, c.aliases),
+                Lang::En => format!(", {} lists, {} aliases", c.lists, c.aliases),
+            };
         }
+        text
     }
 
     /// The report's line on the accounts beside the mail: captured and verified (with what the

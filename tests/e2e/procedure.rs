@@ -190,7 +190,20 @@ async fn the_bot_binary_runs_the_whole_procedure_on_real_parts() {
         "the report names the folder"
     );
     let server = dir.join("server").join(local.file_name().expect("name"));
-    let copied = archives(&local);
+    assert!(
+        report.text.contains("🗂 Direktori akun: ") && report.text.contains("dengan sandi"),
+        "the report counts the accounts beside the mailboxes: {}",
+        report.text
+    );
+    let mut copied = archives(&local);
+    // The account directory beside the mailboxes, equal to the one made on the server.
+    let directory = copied
+        .remove("directory.tar.gz")
+        .expect("the account directory");
+    assert_eq!(
+        archives(&server.join(".directory")).get("directory.tar.gz"),
+        Some(&directory)
+    );
     assert!(copied.len() >= 3, "{copied:?}");
     assert_eq!(
         copied,
@@ -214,18 +227,25 @@ async fn the_bot_binary_runs_the_whole_procedure_on_real_parts() {
     let listed = sums.text.unwrap_or_default();
     assert!(
         listed.starts_with(
-            "akun,berkas,ukuran_byte,sha256,jumlah_pesan,jumlah_pesan_server,hasil,keterangan\n"
+            "akun,berkas,ukuran_byte,sha256,jumlah_pesan,jumlah_pesan_server,akun_di_direktori,hasil,keterangan\n"
         ),
         "{listed}"
     );
-    // Every mailbox accounted for: the archive holds what Dovecot counted for it.
-    for row in listed.lines().skip(1) {
+    // Every mailbox accounted for: the archive holds what Dovecot counted for it, and its
+    // account is in the directory; the directory's own row last.
+    let rows: Vec<&str> = listed.lines().skip(1).collect();
+    let (directory_row, mailbox_rows) = rows.split_last().expect("rows");
+    for row in mailbox_rows {
         let f: Vec<&str> = row.split(',').collect();
         assert!(
-            !f[4].is_empty() && f[4] == f[5] && f[6] == "terverifikasi",
+            !f[4].is_empty() && f[4] == f[5] && f[6] == "ya" && f[7] == "terverifikasi",
             "{row}"
         );
     }
+    assert!(
+        directory_row.starts_with(&format!("(direktori akun),directory.tar.gz,")),
+        "{directory_row}"
+    );
     for (name, sha) in &copied {
         assert!(
             listed.lines().any(|l| l.contains(&format!(",{name},"))

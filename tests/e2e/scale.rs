@@ -253,7 +253,7 @@ async fn a_run_of_300_mailboxes_posts_a_bounded_number_of_messages_a_report_unde
     let mut lines = listed.lines();
     assert_eq!(
         lines.next(),
-        Some("akun,berkas,ukuran_byte,sha256,jumlah_pesan,jumlah_pesan_server,hasil,keterangan")
+        Some("akun,berkas,ukuran_byte,sha256,jumlah_pesan,jumlah_pesan_server,akun_di_direktori,hasil,keterangan")
     );
     let rows: Vec<Vec<&str>> = lines
         .filter(|l| !l.is_empty())
@@ -293,13 +293,14 @@ async fn a_run_of_300_mailboxes_posts_a_bounded_number_of_messages_a_report_unde
     assert_eq!(sums.len(), MAILBOXES, "SHA256SUMS lists every archive");
     let mut seen = BTreeMap::new();
     for f in &rows {
-        assert_eq!(f.len(), 8, "{f:?}");
+        assert_eq!(f.len(), 9, "{f:?}");
         let (account, file, size, sha, messages, server) = (f[0], f[1], f[2], f[3], f[4], f[5]);
         let expected = written
             .get(account)
             .unwrap_or_else(|| panic!("a mailbox that was written: {f:?}"));
-        assert_eq!(f[6], "terverifikasi", "{f:?}");
-        assert_eq!(f[7], "", "no remark on a verified mailbox: {f:?}");
+        assert_eq!(f[6], "", "the Maildir kind keeps no directory: {f:?}");
+        assert_eq!(f[7], "terverifikasi", "{f:?}");
+        assert_eq!(f[8], "", "no remark on a verified mailbox: {f:?}");
         assert_eq!(
             messages,
             expected.to_string(),
