@@ -243,7 +243,7 @@ async fn the_bot_binary_runs_the_whole_procedure_on_real_parts() {
         );
     }
     assert!(
-        directory_row.starts_with(&format!("(direktori akun),directory.tar.gz,")),
+        directory_row.starts_with("(direktori akun),directory.tar.gz,"),
         "{directory_row}"
     );
     for (name, sha) in &copied {
