@@ -408,6 +408,30 @@ pub trait BackupEngine: Send + Sync {
         Box::pin(async { Err(restore::RestoreError::Unsupported("-".into())) })
     }
 
+    /// The account directory of backup `folder`, read whole against its recorded SHA-256, and
+    /// what rebuilding `account` from it would make on the server (which is only read). Returns
+    /// the directory's SHA-256 with the plan.
+    fn check_rebuild<'a>(
+        &'a self,
+        folder: &'a str,
+        account: &'a str,
+    ) -> BoxFuture<'a, Result<(String, rebuild::AccountPlan), restore::RestoreError>> {
+        let _ = (folder, account);
+        Box::pin(async { Err(restore::RestoreError::Unsupported("-".into())) })
+    }
+
+    /// Makes `account` again from backup `folder`'s account directory, only when its content is
+    /// `directory_sha256` (what the request was checked against).
+    fn rebuild<'a>(
+        &'a self,
+        folder: &'a str,
+        account: &'a str,
+        directory_sha256: &'a str,
+    ) -> BoxFuture<'a, Result<rebuild::Rebuilt, restore::RestoreError>> {
+        let _ = (folder, account, directory_sha256);
+        Box::pin(async { Err(restore::RestoreError::Unsupported("-".into())) })
+    }
+
     /// Restores `request.account` from backup `request.folder` into `request.into`, only when
     /// the archive still has the SHA-256 `request.sha256` (see [`restore::restore`]).
     fn restore<'a>(

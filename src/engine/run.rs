@@ -85,6 +85,41 @@ impl BackupEngine for SshEngine {
         Box::pin(super::restore::check_target(&self.settings, into))
     }
 
+    fn check_rebuild<'a>(
+        &'a self,
+        folder: &'a str,
+        account: &'a str,
+    ) -> futures::future::BoxFuture<
+        'a,
+        Result<(String, super::rebuild::AccountPlan), super::restore::RestoreError>,
+    > {
+        Box::pin(async move {
+            let (capture, sha256) = super::rebuild::read_capture(&self.settings, folder)?;
+            let plan = super::rebuild::plan(&self.settings, &capture, folder, account).await?;
+            Ok((sha256, plan))
+        })
+    }
+
+    fn rebuild<'a>(
+        &'a self,
+        folder: &'a str,
+        account: &'a str,
+        directory_sha256: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<super::rebuild::Rebuilt, super::restore::RestoreError>>
+    {
+        Box::pin(async move {
+            let (capture, sha256) = super::rebuild::read_capture(&self.settings, folder)?;
+            if sha256 != directory_sha256 {
+                return Err(super::restore::RestoreError::Corrupt {
+                    file: directory::FILE.to_owned(),
+                });
+            }
+            let (_, done) =
+                super::rebuild::rebuild(&self.settings, &capture, folder, account).await?;
+            Ok(done)
+        })
+    }
+
     fn restore<'a>(
         &'a self,
         request: super::restore::RestoreRequest<'a>,

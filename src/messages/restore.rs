@@ -196,8 +196,22 @@ impl Catalog {
         kasi: &str,
         kasubdit: &str,
         ran_by: Option<&str>,
+        making: &[String],
     ) -> String {
         let code = |s: &str| format!("<code>{}</code>", esc(s));
+        // An account the server no longer has, made again first: said plainly, with what else.
+        let creates = r.creates.as_ref().map(|_| {
+            let also = if making.is_empty() {
+                String::new()
+            } else {
+                let list: Vec<String> = making.iter().map(|m| esc(m)).collect();
+                format!(" ({})", list.join(", "))
+            };
+            match self.lang {
+                Lang::Id => format!("\n🆕 Akun {} <b>tidak ada</b> di server mail: akun itu akan <b>dibuat</b> dari direktori akun backup ini, dengan sandi lamanya{also}, lalu suratnya dipulihkan.", code(&r.account)),
+                Lang::En => format!("\n🆕 Account {} <b>does not exist</b> on the mail server: it will be <b>created</b> from this backup's account directory, with its old password{also}, then its mail restored.", code(&r.account)),
+            }
+        }).unwrap_or_default();
         let facts = r.backup.as_ref().map(|b| {
             let when = b
                 .ordered_at
@@ -241,8 +255,8 @@ impl Catalog {
             .unwrap_or_default();
         let into = code(&r.into);
         match self.lang {
-            Lang::Id => format!("♻️ <b>Permintaan pemulihan #{}</b>\n{kasi} meminta pemulihan mailbox {} dari backup {} ke akun {into}.{facts}{warning}\nPemulihan hanya menambahkan pesan yang belum ada; tidak ada yang dihapus.\n{kasubdit}, mohon setujui atau tolak.{until}", r.id, code(&r.account), code(&r.folder)),
-            Lang::En => format!("♻️ <b>Restore request #{}</b>\n{kasi} asks to restore mailbox {} from backup {} into account {into}.{facts}{warning}\nA restore only adds messages that are missing; nothing is deleted.\n{kasubdit}, please approve or refuse.{until}", r.id, code(&r.account), code(&r.folder)),
+            Lang::Id => format!("♻️ <b>Permintaan pemulihan #{}</b>\n{kasi} meminta pemulihan mailbox {} dari backup {} ke akun {into}.{facts}{creates}{warning}\nPemulihan hanya menambahkan pesan yang belum ada; tidak ada yang dihapus.\n{kasubdit}, mohon setujui atau tolak.{until}", r.id, code(&r.account), code(&r.folder)),
+            Lang::En => format!("♻️ <b>Restore request #{}</b>\n{kasi} asks to restore mailbox {} from backup {} into account {into}.{facts}{creates}{warning}\nA restore only adds messages that are missing; nothing is deleted.\n{kasubdit}, please approve or refuse.{until}", r.id, code(&r.account), code(&r.folder)),
         }
     }
 
@@ -414,13 +428,19 @@ impl Catalog {
     }
 
     /// The report of a restore that ran: the count per folder and whether all is there.
-    pub fn restore_done(&self, id: i64, r: &RestoreReport, kasi: &str) -> String {
+    pub fn restore_done(&self, id: i64, r: &RestoreReport, kasi: &str, created: bool) -> String {
         let mut out = match (self.lang, r.complete()) {
             (Lang::Id, true) => format!("♻️ <b>Pemulihan #{id} selesai</b> — {kasi}\nMailbox <code>{}</code> dari backup <code>{}</code> ({}) ke <code>{}</code>: semua {} pesan backup ada di akun; {} ditambahkan sekarang, tidak ada yang dihapus.", esc(&r.account), esc(&r.folder), bytes(self.lang, r.bytes), esc(&r.into), r.in_backup(), r.restored()),
             (Lang::En, true) => format!("♻️ <b>Restore #{id} done</b> — {kasi}\nMailbox <code>{}</code> from backup <code>{}</code> ({}) into <code>{}</code>: all {} messages of the backup are in the account; {} added now, nothing deleted.", esc(&r.account), esc(&r.folder), bytes(self.lang, r.bytes), esc(&r.into), r.in_backup(), r.restored()),
             (Lang::Id, false) => format!("❌ <b>Pemulihan #{id} TIDAK LENGKAP</b> — {kasi}\nMailbox <code>{}</code> dari backup <code>{}</code> ke <code>{}</code>: ada pesan backup yang tidak ada di akun setelah pemulihan.", esc(&r.account), esc(&r.folder), esc(&r.into)),
             (Lang::En, false) => format!("❌ <b>Restore #{id} INCOMPLETE</b> — {kasi}\nMailbox <code>{}</code> from backup <code>{}</code> into <code>{}</code>: some messages of the backup are not in the account after the restore.", esc(&r.account), esc(&r.folder), esc(&r.into)),
         };
+        if created {
+            out.push_str(&match self.lang {
+                Lang::Id => format!("\n🆕 Akun <code>{}</code> dibuat lagi dari direktori akun backup, dengan sandi lamanya.", esc(&r.account)),
+                Lang::En => format!("\n🆕 Account <code>{}</code> was created again from the backup's account directory, with its old password.", esc(&r.account)),
+            });
+        }
         out.push_str(&format!(
             "\n<code>{}</code>",
             self.pick(

@@ -104,10 +104,24 @@ async fn check_and_ask(
         app.chat.say(&c.restore_refused_now(&e)).await?;
         return Ok(());
     };
-    if let Err(e) = engine.check_target(&into).await {
-        app.chat.say(&c.restore_refused_now(&e)).await?;
-        return Ok(());
-    }
+    // An account the server no longer has is made again first, when the folder's account
+    // directory holds it and a backup order recorded that directory.
+    let creates = match engine.check_target(&into).await {
+        Ok(()) => None,
+        Err(e @ RestoreError::TargetMissing(_)) if into == account => {
+            match rebuildable(app, engine, &folder, &account).await? {
+                Some(found) => Some(found),
+                None => {
+                    app.chat.say(&c.restore_refused_now(&e)).await?;
+                    return Ok(());
+                }
+            }
+        }
+        Err(e) => {
+            app.chat.say(&c.restore_refused_now(&e)).await?;
+            return Ok(());
+        }
+    };
     let expires_at =
         chrono::Utc::now() + chrono::TimeDelta::seconds(app.settings.restore_expiry_secs as i64);
     let asked = NewRestore {
@@ -117,10 +131,12 @@ async fn check_and_ask(
         by,
         backup: &backup,
         expires_at,
+        creates: creates.as_ref().map(|(sha, _)| sha.as_str()),
     };
+    let making: &[String] = creates.as_ref().map_or(&[], |(_, also)| also.as_slice());
     let asked = app
         .store
-        .ask_restore(&asked, |id| request_message(app, id, &asked))
+        .ask_restore(&asked, |id| request_message(app, id, &asked, making))
         .await;
     match asked {
         Ok(_) => app.outbox_ready.notify_one(),
@@ -132,8 +148,42 @@ async fn check_and_ask(
     Ok(())
 }
 
-/// The request as the group reads it, with the approve and refuse buttons.
-fn request_message(app: &App, id: i64, asked: &NewRestore<'_>) -> Outgoing {
+/// The account directory's SHA-256 and what else rebuilding `account` makes, when backup `folder`
+/// can make the account again: its directory holds it, the server lacks it, and a backup order
+/// recorded that directory. `None` otherwise.
+async fn rebuildable(
+    app: &Arc<App>,
+    engine: &dyn BackupEngine,
+    folder: &str,
+    account: &str,
+) -> Result<Option<(String, Vec<String>)>> {
+    let Ok((sha256, plan)) = engine.check_rebuild(folder, account).await else {
+        return Ok(None);
+    };
+    let Some(root) = engine.backup_root() else {
+        return Ok(None);
+    };
+    if plan.exists
+        || app
+            .store
+            .directory_recorded(&root, folder, &sha256)
+            .await?
+            .is_none()
+    {
+        return Ok(None);
+    }
+    let mut making: Vec<String> = plan
+        .filters
+        .iter()
+        .map(|(f, _)| format!("filter {f}"))
+        .collect();
+    making.extend(plan.also);
+    Ok(Some((sha256, making)))
+}
+
+/// The request as the group reads it, with the approve and refuse buttons; `making`: what else
+/// is made with an account made again.
+fn request_message(app: &App, id: i64, asked: &NewRestore<'_>, making: &[String]) -> Outgoing {
     let c = &app.catalog;
     let row = RestoreRow {
         id,
@@ -150,6 +200,7 @@ fn request_message(app: &App, id: i64, asked: &NewRestore<'_>) -> Outgoing {
         error: None,
         backup: Some(asked.backup.clone()),
         expires_at: Some(asked.expires_at),
+        creates: asked.creates.map(str::to_owned),
     };
     let ran_by = asked.backup.ran_by.map(|u| app.people.name(u));
     let (yes, no) = c.restore_buttons();
@@ -159,6 +210,7 @@ fn request_message(app: &App, id: i64, asked: &NewRestore<'_>) -> Outgoing {
             &app.people.mention(asked.by),
             &app.mention_role(Role::Kasubdit),
             ran_by.as_deref(),
+            making,
         ),
         quiet: false,
         buttons: vec![
@@ -356,14 +408,23 @@ async fn run(app: &Arc<App>, row: &RestoreRow) -> Result<()> {
                 .await
                 .ok();
             let (tx, editor) = progress_editor(app, row.id, message);
+            // An account made again first, from the directory the request was checked against.
+            let rebuilt = match &row.creates {
+                Some(sha256) => engine
+                    .rebuild(&row.folder, &row.account, sha256)
+                    .await
+                    .map(|_| ()),
+                None => Ok(()),
+            };
             // Only the content the request was checked against is restored; a request with no
             // record of it (from an older bot) restores nothing.
-            let done = match row.backup.as_ref().map(|b| b.sha256.as_str()) {
-                None => Err(RestoreError::NotRecorded {
+            let done = match (rebuilt, row.backup.as_ref().map(|b| b.sha256.as_str())) {
+                (Err(e), _) => Err(e),
+                (Ok(()), None) => Err(RestoreError::NotRecorded {
                     folder: row.folder.clone(),
                     account: row.account.clone(),
                 }),
-                Some(sha256) => {
+                (Ok(()), Some(sha256)) => {
                     let request = restore::RestoreRequest {
                         folder: &row.folder,
                         account: &row.account,
@@ -400,7 +461,7 @@ async fn run(app: &Arc<App>, row: &RestoreRow) -> Result<()> {
             },
             serde_json::to_value(r).ok(),
             None,
-            c.restore_done(row.id, r, &kasi),
+            c.restore_done(row.id, r, &kasi, row.creates.is_some()),
         ),
         Err(e) => (
             RestoreStatus::Failed,

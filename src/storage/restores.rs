@@ -25,6 +25,9 @@ pub struct RestoreRow {
     /// What the request was checked against when asked (none in requests of older bots).
     pub backup: Option<BackupFacts>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// The account is made again first, from the folder's account directory with this SHA-256
+    /// (none: the account exists).
+    pub creates: Option<String>,
 }
 
 /// A restore request as asked: what, from which backup, into which account, by whom, until when.
@@ -36,6 +39,8 @@ pub struct NewRestore<'a> {
     pub by: UserId,
     pub backup: &'a BackupFacts,
     pub expires_at: DateTime<Utc>,
+    /// The account directory's SHA-256, when the account is made again first.
+    pub creates: Option<&'a str>,
 }
 
 /// A verified archive as the bot recorded it: the backup order that made it, when it was
@@ -50,7 +55,7 @@ pub struct BackupFacts {
     pub messages: Option<u64>,
 }
 
-const COLUMNS: &str = "r.id, r.folder, r.account, r.into_account, r.status, r.asked_by, r.asked_at, r.decided_by, r.decided_at, r.ended_at, r.report, r.error, r.backup_order, r.sha256, r.bytes, r.messages, r.expires_at, o.created_at AS ordered_at, o.jfu AS ran_by";
+const COLUMNS: &str = "r.id, r.folder, r.account, r.into_account, r.status, r.asked_by, r.asked_at, r.decided_by, r.decided_at, r.ended_at, r.report, r.error, r.backup_order, r.sha256, r.bytes, r.messages, r.expires_at, r.directory_sha256, o.created_at AS ordered_at, o.jfu AS ran_by";
 
 /// The restores with their backup order.
 const FROM: &str = "restores r LEFT JOIN orders o ON o.id = r.backup_order";
@@ -88,6 +93,7 @@ fn row(r: sqlx::postgres::PgRow) -> Result<RestoreRow, StoreError> {
             _ => None,
         },
         expires_at: r.try_get("expires_at")?,
+        creates: r.try_get("directory_sha256")?,
     })
 }
 
@@ -106,10 +112,11 @@ impl Store {
             by,
             backup,
             expires_at,
+            creates,
         } = *asked;
         let mut tx = self.pool.begin().await?;
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO restores (folder, account, into_account, status, asked_by, asked_at, backup_order, sha256, bytes, messages, expires_at) VALUES ($1, $2, $3, 'asked', $4, now(), $5, $6, $7, $8, $9) RETURNING id",
+            "INSERT INTO restores (folder, account, into_account, status, asked_by, asked_at, backup_order, sha256, bytes, messages, expires_at, directory_sha256) VALUES ($1, $2, $3, 'asked', $4, now(), $5, $6, $7, $8, $9, $10) RETURNING id",
         )
         .bind(folder)
         .bind(account)
@@ -120,6 +127,7 @@ impl Store {
         .bind(backup.bytes as i64)
         .bind(backup.messages.map(|n| n as i64))
         .bind(expires_at)
+        .bind(creates)
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| match &e {

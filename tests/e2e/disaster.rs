@@ -519,3 +519,73 @@ async fn an_empty_zimbra_is_rebuilt_from_one_folder_and_a_cut_off_rebuild_run_ag
     assert_eq!(directory_json(&sim)["lists"], after["lists"]);
     drop(state);
 }
+
+#[tokio::test]
+async fn a_dovecot_account_gone_from_the_server_is_made_again_when_a_kasubdit_approves_its_restore()
+{
+    use crate::support::{expect_text, scene, use_engine_on, BotProcess, WAIT};
+    let conf = env("TEST_DOVECOT_DR_CONF");
+    let port: u16 = env("TEST_DOVECOT_DR_IMAP_PORT").parse().expect("port");
+    let (team, stub, db, mut env_vars) = scene("id").await.parts();
+    let dir = test_dir("dr-chat");
+    use_engine_on(&mut env_vars, &dir, &conf);
+    let hash = make_user(&conf);
+    let original = Imap::login(port, USER, PASSWORD).contents();
+    let _bot = BotProcess::start(&env_vars);
+    let folder = crate::restore_chat::backup_through_the_chat(&stub, &team, &db).await;
+    let report = stub
+        .messages(team.group.id)
+        .into_iter()
+        .find(|m| m.text.contains("Laporan backup #1"))
+        .expect("the report");
+    assert!(
+        report
+            .text
+            .contains("🗂 Direktori akun: 4 akun, 4 dengan sandi, 1 filter surat"),
+        "{}",
+        report.text
+    );
+
+    // The account is gone from the server: the request says it will be made again, and how.
+    wipe(&conf, USER);
+    settle(&conf, USER, false);
+    let g = &team.group;
+    stub.say(g, &team.kasi, &format!("/restore {folder} {USER}"));
+    let asked = expect_text(&stub, g, 0, "Permintaan pemulihan #1").await;
+    assert!(
+        asked
+            .text
+            .contains("<b>tidak ada</b> di server mail: akun itu akan <b>dibuat</b>")
+            && asked.text.contains("dengan sandi lamanya (filter saring)"),
+        "{}",
+        asked.text
+    );
+    assert!(!asked.text.contains(&hash[15..]), "no hash in the chat");
+    assert!(!knows(&conf, USER), "asking changes nothing");
+    let (mid, _) = crate::restore_chat::buttons_of(&stub, &team, "Permintaan pemulihan #1");
+    stub.press(g, &team.kasubdit, mid, "restore:1:ok")
+        .expect("press");
+    let done = stub
+        .wait_for_text(g.id, 0, "Pemulihan #1 selesai</b>", WAIT * 3)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        done.text.contains("dibuat lagi dari direktori akun backup"),
+        "{}",
+        done.text
+    );
+    // The user logs in with the old password and finds every message.
+    assert_eq!(Imap::login(port, USER, PASSWORD).contents(), original);
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db)
+        .await
+        .expect("db");
+    let stored: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM restores WHERE report::text LIKE '%' || $1 || '%' OR coalesce(error, '') LIKE '%' || $1 || '%'",
+    )
+    .bind(&hash[15..])
+    .fetch_one(&mut conn)
+    .await
+    .expect("query");
+    assert_eq!(stored, 0, "no hash in the database");
+    wipe(&conf, USER);
+}

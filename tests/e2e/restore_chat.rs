@@ -6,7 +6,11 @@ use crate::imap::Imap;
 use crate::support::*;
 use mailbox_backup_bot::engine::restore;
 
-fn buttons_of(stub: &bot_api_stub::Stub, team: &Team, needle: &str) -> (i64, Vec<String>) {
+pub(crate) fn buttons_of(
+    stub: &bot_api_stub::Stub,
+    team: &Team,
+    needle: &str,
+) -> (i64, Vec<String>) {
     let m = stub
         .messages(team.group.id)
         .into_iter()

@@ -1023,7 +1023,12 @@ pub fn print_chat(stub: &bot_api_stub::Stub, team: &Team) {
 /// Points the bot's settings at the harness's sshd and Dovecot, with `dir/server` as the server
 /// folder and `dir/local` (marked as the backup disk) as the local root.
 pub fn use_engine(env: &mut Vec<(String, String)>, dir: &Path) {
-    for (k, v) in engine_env(dir, Some(&crate::support::env("TEST_DOVECOT_CONF"))) {
+    use_engine_on(env, dir, &crate::support::env("TEST_DOVECOT_CONF"));
+}
+
+/// [`use_engine`] with the Dovecot at `conf`.
+pub fn use_engine_on(env: &mut Vec<(String, String)>, dir: &Path, conf: &str) {
+    for (k, v) in engine_env(dir, Some(conf)) {
         env.retain(|(key, _)| *key != k);
         env.push((k, v));
     }
