@@ -368,6 +368,11 @@ async fn restore_mailbox(
                 done,
                 total,
             } => shown.set_message(format!("restoring folder {}/{total}: {folder}", done + 1)),
+            RestoreProgress::Rebuilding {
+                account,
+                done,
+                total,
+            } => shown.set_message(format!("account {}/{total}: {account}", done + 1)),
             RestoreProgress::Checking => shown.set_message("counting the result"),
         },
     )

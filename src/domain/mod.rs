@@ -22,8 +22,9 @@ pub use order::{
 };
 pub use reminder::{reminder_due, ReminderFacts};
 pub use restore_request::{
-    can_be_decided, decide, is_withdrawal, parse_restore_args, parse_restore_button,
-    restore_button_data, withdraw, DecisionRefused, RestoreStatus,
+    can_be_decided, decide, is_withdrawal, parse_restore_all, parse_restore_args,
+    parse_restore_button, restore_button_data, withdraw, DecisionRefused, RestoreStatus,
+    EVERY_ACCOUNT,
 };
 pub use roles::{Role, Roster, UserId};
 pub use sop::SopStep;

@@ -109,6 +109,24 @@ pub fn is_withdrawal(arg: &str) -> bool {
     arg.eq_ignore_ascii_case("batal") || arg.eq_ignore_ascii_case("cancel")
 }
 
+/// The account of a request that restores every account of a backup folder (`/restore FOLDER
+/// semua`): no account is named `*`.
+pub const EVERY_ACCOUNT: &str = "*";
+
+/// `/restore FOLDER semua` (or `all`): the folder whose every account is made again when
+/// missing, then restored. `None` for anything else.
+pub fn parse_restore_all(arg: &str) -> Option<String> {
+    match arg.split_whitespace().collect::<Vec<_>>().as_slice() {
+        [folder, every]
+            if (every.eq_ignore_ascii_case("semua") || every.eq_ignore_ascii_case("all"))
+                && parse_restore_args(arg).is_some() =>
+        {
+            Some(folder.to_string())
+        }
+        _ => None,
+    }
+}
+
 /// `/restore FOLDER ACCOUNT [TARGET]`: the folder, the account, and the target (the account
 /// itself when not given). `None` for anything else.
 pub fn parse_restore_args(arg: &str) -> Option<(String, String, String)> {

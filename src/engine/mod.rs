@@ -432,6 +432,29 @@ pub trait BackupEngine: Send + Sync {
         Box::pin(async { Err(restore::RestoreError::Unsupported("-".into())) })
     }
 
+    /// The account directory of backup `folder`, read whole against its recorded SHA-256:
+    /// returns that SHA-256 with what the directory holds.
+    fn check_directory<'a>(
+        &'a self,
+        folder: &'a str,
+    ) -> BoxFuture<'a, Result<(String, directory::DirectoryCounts), restore::RestoreError>> {
+        let _ = folder;
+        Box::pin(async { Err(restore::RestoreError::Unsupported("-".into())) })
+    }
+
+    /// Every account of backup `folder`'s directory made again when missing, then its mail (see
+    /// [`rebuild::rebuild_all`]); `progress(done, total, account)`.
+    fn rebuild_all<'a>(
+        &'a self,
+        folder: &'a str,
+        directory_sha256: &'a str,
+        archives: &'a std::collections::BTreeMap<String, String>,
+        progress: rebuild::AccountProgress<'a>,
+    ) -> BoxFuture<'a, Result<rebuild::RebuildSummary, restore::RestoreError>> {
+        let _ = (folder, directory_sha256, archives, progress);
+        Box::pin(async { Err(restore::RestoreError::Unsupported("-".into())) })
+    }
+
     /// Restores `request.account` from backup `request.folder` into `request.into`, only when
     /// the archive still has the SHA-256 `request.sha256` (see [`restore::restore`]).
     fn restore<'a>(

@@ -112,6 +112,12 @@ pub enum RestoreProgress {
         done: usize,
         total: usize,
     },
+    /// A whole folder's rebuild: the account it is at.
+    Rebuilding {
+        account: String,
+        done: usize,
+        total: usize,
+    },
     Checking,
 }
 

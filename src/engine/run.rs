@@ -120,6 +120,38 @@ impl BackupEngine for SshEngine {
         })
     }
 
+    fn check_directory<'a>(
+        &'a self,
+        folder: &'a str,
+    ) -> futures::future::BoxFuture<
+        'a,
+        Result<(String, directory::DirectoryCounts), super::restore::RestoreError>,
+    > {
+        Box::pin(async move {
+            let (capture, sha256) = super::rebuild::read_capture(&self.settings, folder)?;
+            Ok((sha256, capture.counts()))
+        })
+    }
+
+    fn rebuild_all<'a>(
+        &'a self,
+        folder: &'a str,
+        directory_sha256: &'a str,
+        archives: &'a std::collections::BTreeMap<String, String>,
+        progress: super::rebuild::AccountProgress<'a>,
+    ) -> futures::future::BoxFuture<
+        'a,
+        Result<super::rebuild::RebuildSummary, super::restore::RestoreError>,
+    > {
+        Box::pin(super::rebuild::rebuild_all(
+            &self.settings,
+            folder,
+            directory_sha256,
+            archives,
+            progress,
+        ))
+    }
+
     fn restore<'a>(
         &'a self,
         request: super::restore::RestoreRequest<'a>,

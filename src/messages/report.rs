@@ -147,7 +147,11 @@ impl Catalog {
 
     /// What a directory capture holds, in plain words ("12 akun, 12 dengan sandi, 3 filter").
     pub fn directory_counts(&self, d: &DirectoryResult) -> String {
-        let c = &d.counts;
+        self.counts_text(&d.counts)
+    }
+
+    /// What an account directory holds, in plain words.
+    pub fn counts_text(&self, c: &crate::engine::directory::DirectoryCounts) -> String {
         let mut text = match self.lang {
             Lang::Id => format!(
                 "{} akun, {} dengan sandi, {} filter surat",

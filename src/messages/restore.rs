@@ -10,8 +10,8 @@ use crate::storage::RestoreRow;
 impl Catalog {
     pub fn restore_usage(&self) -> String {
         self.pick(
-            "⛔ Format perintah: /restore FOLDER AKUN [AKUN_TUJUAN], misalnya /restore 25-11-2026 ani@djki.go.id. Tanpa AKUN_TUJUAN, mailbox dipulihkan ke akun itu sendiri. Permintaan yang menunggu ditarik dengan /restore batal.",
-            "⛔ Usage: /restore FOLDER ACCOUNT [TARGET_ACCOUNT], e.g. /restore 25-11-2026 ani@djki.go.id. Without a target, the mailbox is restored into the account itself. A waiting request is withdrawn with /restore cancel.",
+            "⛔ Format perintah: /restore FOLDER AKUN [AKUN_TUJUAN], misalnya /restore 25-11-2026 ani@djki.go.id. Tanpa AKUN_TUJUAN, mailbox dipulihkan ke akun itu sendiri. Akun yang sudah tidak ada di server dibuat lagi dari direktori akun backup; /restore FOLDER semua memulihkan semua akun backup itu. Permintaan yang menunggu ditarik dengan /restore batal.",
+            "⛔ Usage: /restore FOLDER ACCOUNT [TARGET_ACCOUNT], e.g. /restore 25-11-2026 ani@djki.go.id. Without a target, the mailbox is restored into the account itself. An account the server no longer has is made again from the backup's account directory; /restore FOLDER all restores every account of that backup. A waiting request is withdrawn with /restore cancel.",
         )
         .into()
     }
@@ -213,10 +213,7 @@ impl Catalog {
             }
         }).unwrap_or_default();
         let facts = r.backup.as_ref().map(|b| {
-            let when = b
-                .ordered_at
-                .map(|t| self.date(t.with_timezone(&self.tz).date_naive()))
-                .unwrap_or_else(|| "-".into());
+            let when = self.ordered_on(b);
             let who = ran_by.unwrap_or("-");
             let size = bytes(self.lang, b.bytes);
             let messages = b
@@ -253,11 +250,73 @@ impl Catalog {
                 ),
             })
             .unwrap_or_default();
+        if r.account == crate::domain::EVERY_ACCOUNT {
+            return self.restore_all_asked(r, kasi, kasubdit, ran_by, making, &until);
+        }
         let into = code(&r.into);
         match self.lang {
             Lang::Id => format!("♻️ <b>Permintaan pemulihan #{}</b>\n{kasi} meminta pemulihan mailbox {} dari backup {} ke akun {into}.{facts}{creates}{warning}\nPemulihan hanya menambahkan pesan yang belum ada; tidak ada yang dihapus.\n{kasubdit}, mohon setujui atau tolak.{until}", r.id, code(&r.account), code(&r.folder)),
             Lang::En => format!("♻️ <b>Restore request #{}</b>\n{kasi} asks to restore mailbox {} from backup {} into account {into}.{facts}{creates}{warning}\nA restore only adds messages that are missing; nothing is deleted.\n{kasubdit}, please approve or refuse.{until}", r.id, code(&r.account), code(&r.folder)),
         }
+    }
+
+    /// The day the backup was ordered, or "-".
+    fn ordered_on(&self, b: &crate::storage::BackupFacts) -> String {
+        b.ordered_at
+            .map(|t| self.date(t.with_timezone(&self.tz).date_naive()))
+            .unwrap_or_else(|| "-".into())
+    }
+
+    /// A request to rebuild a whole backup folder: what it holds (`holds`), and that what exists
+    /// is left as it is.
+    fn restore_all_asked(
+        &self,
+        r: &RestoreRow,
+        kasi: &str,
+        kasubdit: &str,
+        ran_by: Option<&str>,
+        holds: &[String],
+        until: &str,
+    ) -> String {
+        let folder = format!("<code>{}</code>", esc(&r.folder));
+        let holds = holds.iter().map(|h| esc(h)).collect::<Vec<_>>().join(", ");
+        let facts = r.backup.as_ref().map(|b| {
+            let when = self.ordered_on(b);
+            let who = ran_by.unwrap_or("-");
+            match self.lang {
+                Lang::Id => format!("\nBackup: perintah #{} tanggal {when}, dijalankan oleh {who}; direktori akun terverifikasi.", b.order),
+                Lang::En => format!("\nBackup: order #{} of {when}, run by {who}; account directory verified.", b.order),
+            }
+        }).unwrap_or_default();
+        match self.lang {
+            Lang::Id => format!("♻️ <b>Permintaan pemulihan #{}</b>\n{kasi} meminta pemulihan <b>SEMUA akun</b> dari backup {folder} ({holds}).{facts}\n🆕 Akun yang tidak ada di server mail akan <b>dibuat</b> dari direktori akun backup ini, dengan sandi lamanya; akun yang sudah ada tidak diubah. Lalu surat setiap akun dipulihkan: hanya pesan yang belum ada yang ditambahkan, tidak ada yang dihapus.\n{kasubdit}, mohon setujui atau tolak.{until}", r.id),
+            Lang::En => format!("♻️ <b>Restore request #{}</b>\n{kasi} asks to restore <b>EVERY account</b> from backup {folder} ({holds}).{facts}\n🆕 Accounts the mail server does not have will be <b>created</b> from this backup's account directory, with their old passwords; accounts that exist are left as they are. Then each account's mail is restored: only missing messages are added, nothing is deleted.\n{kasubdit}, please approve or refuse.{until}", r.id),
+        }
+    }
+
+    /// The end of a whole folder's rebuild: accounts made, left, mail restored, and what failed.
+    pub fn restore_all_done(
+        &self,
+        id: i64,
+        folder: &str,
+        s: &crate::engine::rebuild::RebuildSummary,
+        kasi: &str,
+    ) -> String {
+        let folder = format!("<code>{}</code>", esc(folder));
+        let mut out = match (self.lang, s.complete()) {
+            (Lang::Id, true) => format!("♻️ <b>Pemulihan #{id} selesai</b> — {kasi}\nSemua {} akun backup {folder} ada di server: {} dibuat lagi, {} sudah ada (tidak diubah); {} mailbox dipulihkan, {} pesan ditambahkan, tidak ada yang dihapus.", s.accounts, s.created.len(), s.existed, s.mailboxes, s.messages_added),
+            (Lang::En, true) => format!("♻️ <b>Restore #{id} done</b> — {kasi}\nAll {} accounts of backup {folder} are on the server: {} created again, {} already there (left as they were); {} mailboxes restored, {} messages added, nothing deleted.", s.accounts, s.created.len(), s.existed, s.mailboxes, s.messages_added),
+            (Lang::Id, false) => format!("❌ <b>Pemulihan #{id} TIDAK LENGKAP</b> — {kasi}\nDari {} akun backup {folder}: {} dibuat lagi, {} sudah ada; {} mailbox dipulihkan, {} pesan ditambahkan. Yang gagal di bawah; menjalankan pemulihan lagi tidak menggandakan apa pun.", s.accounts, s.created.len(), s.existed, s.mailboxes, s.messages_added),
+            (Lang::En, false) => format!("❌ <b>Restore #{id} INCOMPLETE</b> — {kasi}\nOf {} accounts of backup {folder}: {} created again, {} already there; {} mailboxes restored, {} messages added. What failed is below; running the restore again duplicates nothing.", s.accounts, s.created.len(), s.existed, s.mailboxes, s.messages_added),
+        };
+        for (what, why) in s.failed.iter().take(10) {
+            out.push_str(&format!(
+                "\n❌ <code>{}</code> — <code>{}</code>",
+                esc(what),
+                esc(&why.chars().take(200).collect::<String>())
+            ));
+        }
+        out
     }
 
     pub fn restore_undecidable(&self) -> String {
@@ -380,6 +439,30 @@ impl Catalog {
             ),
             (
                 Lang::Id,
+                RestoreProgress::Rebuilding {
+                    account,
+                    done,
+                    total,
+                },
+            ) => format!(
+                "⏳ Pemulihan #{id}: akun {} dari {total}: <code>{}</code>",
+                done + 1,
+                esc(account)
+            ),
+            (
+                Lang::En,
+                RestoreProgress::Rebuilding {
+                    account,
+                    done,
+                    total,
+                },
+            ) => format!(
+                "⏳ Restore #{id}: account {} of {total}: <code>{}</code>",
+                done + 1,
+                esc(account)
+            ),
+            (
+                Lang::Id,
                 RestoreProgress::Importing {
                     folder,
                     done,
@@ -494,6 +577,12 @@ impl Catalog {
             _ => self.pick("gagal", "failed"),
         };
         let by = r.decided_by.map(name_of).unwrap_or_default();
+        if r.account == crate::domain::EVERY_ACCOUNT {
+            return match self.lang {
+                Lang::Id => format!("<b>Pemulihan #{}</b> — {outcome}: semua akun dari <code>{}</code>; diminta {}, disetujui {}{}", r.id, esc(&r.folder), name_of(r.asked_by), by, r.ended_at.map(|t| format!(", selesai {}", self.time(t))).unwrap_or_default()),
+                Lang::En => format!("<b>Restore #{}</b> — {outcome}: every account from <code>{}</code>; asked by {}, approved by {}{}", r.id, esc(&r.folder), name_of(r.asked_by), by, r.ended_at.map(|t| format!(", ended {}", self.time(t))).unwrap_or_default()),
+            };
+        }
         match self.lang {
             Lang::Id => format!("<b>Pemulihan #{}</b> — {outcome}: <code>{}</code> dari <code>{}</code> ke <code>{}</code>; diminta {}, disetujui {}{}", r.id, esc(&r.account), esc(&r.folder), esc(&r.into), name_of(r.asked_by), by, r.ended_at.map(|t| format!(", selesai {}", self.time(t))).unwrap_or_default()),
             Lang::En => format!("<b>Restore #{}</b> — {outcome}: <code>{}</code> from <code>{}</code> into <code>{}</code>; asked by {}, approved by {}{}", r.id, esc(&r.account), esc(&r.folder), esc(&r.into), name_of(r.asked_by), by, r.ended_at.map(|t| format!(", ended {}", self.time(t))).unwrap_or_default()),

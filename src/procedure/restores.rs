@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use crate::domain::{
-    can_be_decided, decide as decide_request, is_withdrawal, parse_restore_args,
+    can_be_decided, decide as decide_request, is_withdrawal, parse_restore_all, parse_restore_args,
     restore_button_data, withdraw as withdraw_request, DecisionRefused, Refusal, RestoreStatus,
-    Role, UserId,
+    Role, UserId, EVERY_ACCOUNT,
 };
+use crate::engine::rebuild::RebuildSummary;
 use crate::engine::restore::{self, RestoreError};
 use crate::engine::BackupEngine;
 use crate::outbox::{Button, Outgoing};
@@ -36,6 +37,7 @@ pub async fn ask(app: &Arc<App>, by: UserId, arg: &str) -> Result<()> {
         app.chat.say(&c.refusal(&refusal, &app.name_of())).await?;
         return Ok(());
     }
+    let every = parse_restore_all(arg);
     let Some((folder, account, into)) = parse_restore_args(arg) else {
         app.chat.say(&c.restore_usage()).await?;
         return Ok(());
@@ -56,7 +58,11 @@ pub async fn ask(app: &Arc<App>, by: UserId, arg: &str) -> Result<()> {
     // are not held up meanwhile.
     let app = app.clone();
     tokio::spawn(async move {
-        if let Err(e) = check_and_ask(&app, engine.as_ref(), by, folder, account, into).await {
+        let checked = match every {
+            Some(folder) => check_and_ask_all(&app, engine.as_ref(), by, folder).await,
+            None => check_and_ask(&app, engine.as_ref(), by, folder, account, into).await,
+        };
+        if let Err(e) = checked {
             tracing::error!(error = ?e, "a restore request could not be checked");
             let text = if crate::storage::is_unavailable(&e) {
                 app.catalog.database_unavailable()
@@ -122,30 +128,79 @@ async fn check_and_ask(
             return Ok(());
         }
     };
-    let expires_at =
-        chrono::Utc::now() + chrono::TimeDelta::seconds(app.settings.restore_expiry_secs as i64);
     let asked = NewRestore {
         folder: &folder,
         account: &account,
         into: &into,
         by,
         backup: &backup,
-        expires_at,
+        expires_at: expiry(app),
         creates: creates.as_ref().map(|(sha, _)| sha.as_str()),
     };
     let making: &[String] = creates.as_ref().map_or(&[], |(_, also)| also.as_slice());
-    let asked = app
+    record_request(app, &asked, making).await
+}
+
+/// When a request asked now expires undecided (`RESTORE_REQUEST_EXPIRY_SECS`).
+fn expiry(app: &App) -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now() + chrono::TimeDelta::seconds(app.settings.restore_expiry_secs as i64)
+}
+
+/// The request recorded with its message (one transaction), or "busy" when another restore is
+/// waiting or running.
+async fn record_request(app: &Arc<App>, asked: &NewRestore<'_>, making: &[String]) -> Result<()> {
+    let recorded = app
         .store
-        .ask_restore(&asked, |id| request_message(app, id, &asked, making))
+        .ask_restore(asked, |id| request_message(app, id, asked, making))
         .await;
-    match asked {
+    match recorded {
         Ok(_) => app.outbox_ready.notify_one(),
         Err(StoreError::AlreadyActive) => {
-            app.chat.say(&c.restore_busy()).await?;
+            app.chat.say(&app.catalog.restore_busy()).await?;
         }
         Err(e) => return Err(e.into()),
     }
     Ok(())
+}
+
+/// `/restore FOLDER semua`: the folder's account directory read whole, the backup order that
+/// recorded it, then the request saying what the directory holds.
+async fn check_and_ask_all(
+    app: &Arc<App>,
+    engine: &dyn BackupEngine,
+    by: UserId,
+    folder: String,
+) -> Result<()> {
+    let c = &app.catalog;
+    let (sha256, counts) = match engine.check_directory(&folder).await {
+        Ok(found) => found,
+        Err(e) => {
+            app.chat.say(&c.restore_refused_now(&e)).await?;
+            return Ok(());
+        }
+    };
+    let recorded = match engine.backup_root() {
+        Some(root) => app.store.directory_facts(&root, &folder, &sha256).await?,
+        None => None,
+    };
+    let Some((backup, _)) = recorded else {
+        let e = RestoreError::NotRecorded {
+            folder: folder.clone(),
+            account: crate::engine::directory::FILE.into(),
+        };
+        app.chat.say(&c.restore_refused_now(&e)).await?;
+        return Ok(());
+    };
+    let asked = NewRestore {
+        folder: &folder,
+        account: EVERY_ACCOUNT,
+        into: EVERY_ACCOUNT,
+        by,
+        backup: &backup,
+        expires_at: expiry(app),
+        creates: Some(&sha256),
+    };
+    record_request(app, &asked, &[c.counts_text(&counts)]).await
 }
 
 /// The account directory's SHA-256 and what else rebuilding `account` makes, when backup `folder`
@@ -393,6 +448,30 @@ fn progress_editor(
     (tx, editor)
 }
 
+/// What an approved request came to.
+enum Restored {
+    Mailbox(restore::RestoreReport),
+    Every(RebuildSummary),
+}
+
+impl Restored {
+    fn complete(&self) -> bool {
+        match self {
+            Restored::Mailbox(r) => r.complete(),
+            Restored::Every(s) => s.complete(),
+        }
+    }
+
+    fn json(&self) -> Option<serde_json::Value> {
+        match self {
+            Restored::Mailbox(r) => serde_json::to_value(r).ok(),
+            Restored::Every(s) => serde_json::to_value(s).ok(),
+        }
+    }
+}
+
+type ProgressTx = tokio::sync::watch::Sender<Option<restore::RestoreProgress>>;
+
 async fn run(app: &Arc<App>, row: &RestoreRow) -> Result<()> {
     let c = &app.catalog;
     let kasi = app.people.mention(row.asked_by);
@@ -408,44 +487,19 @@ async fn run(app: &Arc<App>, row: &RestoreRow) -> Result<()> {
                 .await
                 .ok();
             let (tx, editor) = progress_editor(app, row.id, message);
-            // An account made again first, from the directory the request was checked against.
-            let rebuilt = match &row.creates {
-                Some(sha256) => engine
-                    .rebuild(&row.folder, &row.account, sha256)
+            let done = if row.account == EVERY_ACCOUNT {
+                restore_every(app, engine.as_ref(), row, &tx)
                     .await
-                    .map(|_| ()),
-                None => Ok(()),
-            };
-            // Only the content the request was checked against is restored; a request with no
-            // record of it (from an older bot) restores nothing.
-            let done = match (rebuilt, row.backup.as_ref().map(|b| b.sha256.as_str())) {
-                (Err(e), _) => Err(e),
-                (Ok(()), None) => Err(RestoreError::NotRecorded {
-                    folder: row.folder.clone(),
-                    account: row.account.clone(),
-                }),
-                (Ok(()), Some(sha256)) => {
-                    let request = restore::RestoreRequest {
-                        folder: &row.folder,
-                        account: &row.account,
-                        into: &row.into,
-                        sha256,
-                    };
-                    let tx = &tx;
-                    engine
-                        .restore(
-                            request,
-                            Box::new(move |p| {
-                                let _ = tx.send(Some(p));
-                            }),
-                        )
-                        .await
-                }
+                    .map(Restored::Every)
+            } else {
+                restore_mailbox(engine.as_ref(), row, &tx)
+                    .await
+                    .map(Restored::Mailbox)
             };
             drop(tx);
             let _ = editor.await;
             if let Some(m) = message {
-                let ok = done.as_ref().is_ok_and(|r| r.complete());
+                let ok = done.as_ref().is_ok_and(Restored::complete);
                 let _ = app.chat.edit(m, &c.restore_progress_end(row.id, ok)).await;
             }
             done
@@ -459,9 +513,12 @@ async fn run(app: &Arc<App>, row: &RestoreRow) -> Result<()> {
             } else {
                 RestoreStatus::Failed
             },
-            serde_json::to_value(r).ok(),
+            r.json(),
             None,
-            c.restore_done(row.id, r, &kasi, row.creates.is_some()),
+            match r {
+                Restored::Mailbox(r) => c.restore_done(row.id, r, &kasi, row.creates.is_some()),
+                Restored::Every(s) => c.restore_all_done(row.id, &row.folder, s, &kasi),
+            },
         ),
         Err(e) => (
             RestoreStatus::Failed,
@@ -486,6 +543,73 @@ async fn run(app: &Arc<App>, row: &RestoreRow) -> Result<()> {
     .await?;
     app.outbox_ready.notify_one();
     Ok(())
+}
+
+/// One mailbox, its account made again first when the request said so, only from the content
+/// the request was checked against.
+async fn restore_mailbox(
+    engine: &dyn BackupEngine,
+    row: &RestoreRow,
+    tx: &ProgressTx,
+) -> Result<restore::RestoreReport, RestoreError> {
+    if let Some(sha256) = &row.creates {
+        engine.rebuild(&row.folder, &row.account, sha256).await?;
+    }
+    // A request with no record of what it was checked against (from an older bot) restores
+    // nothing.
+    let Some(sha256) = row.backup.as_ref().map(|b| b.sha256.as_str()) else {
+        return Err(RestoreError::NotRecorded {
+            folder: row.folder.clone(),
+            account: row.account.clone(),
+        });
+    };
+    let request = restore::RestoreRequest {
+        folder: &row.folder,
+        account: &row.account,
+        into: &row.into,
+        sha256,
+    };
+    engine
+        .restore(
+            request,
+            Box::new(move |p| {
+                let _ = tx.send(Some(p));
+            }),
+        )
+        .await
+}
+
+/// Every account of the folder's directory: made again when missing, then its mail, each from
+/// the archive the backup order recorded.
+async fn restore_every(
+    app: &Arc<App>,
+    engine: &dyn BackupEngine,
+    row: &RestoreRow,
+    tx: &ProgressTx,
+) -> Result<RebuildSummary, RestoreError> {
+    let not_recorded = || RestoreError::NotRecorded {
+        folder: row.folder.clone(),
+        account: crate::engine::directory::FILE.into(),
+    };
+    let (Some(sha256), Some(root)) = (row.creates.as_deref(), engine.backup_root()) else {
+        return Err(not_recorded());
+    };
+    let (_, archives) = app
+        .store
+        .directory_facts(&root, &row.folder, sha256)
+        .await
+        .map_err(|e| RestoreError::Unreadable(format!("the database: {e}")))?
+        .ok_or_else(not_recorded)?;
+    let progress = move |done: usize, total: usize, account: &str| {
+        let _ = tx.send(Some(restore::RestoreProgress::Rebuilding {
+            account: account.to_owned(),
+            done,
+            total,
+        }));
+    };
+    engine
+        .rebuild_all(&row.folder, sha256, &archives, Box::new(progress))
+        .await
 }
 
 /// At start: a restore that was running when the bot stopped is recorded as failed, with what

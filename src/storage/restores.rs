@@ -284,15 +284,45 @@ impl Store {
         sha256: &str,
     ) -> Result<Option<i64>, StoreError> {
         Ok(self
-            .reports_of_folder(root, folder)
+            .directory_facts(root, folder, sha256)
             .await?
-            .into_iter()
-            .find(|(_, _, _, r)| {
-                r.directory.as_ref().is_some_and(|d| {
-                    d.sha256 == sha256 && d.status == crate::engine::MailboxStatus::Verified
-                })
-            })
-            .map(|(order, ..)| order))
+            .map(|(facts, _)| facts.order))
+    }
+
+    /// The backup order that recorded the verified directory capture with SHA-256 `sha256` in
+    /// `folder` (its facts: the directory's hash and size), with the SHA-256 of each mailbox's
+    /// archive that order verified, by account.
+    pub async fn directory_facts(
+        &self,
+        root: &std::path::Path,
+        folder: &str,
+        sha256: &str,
+    ) -> Result<Option<(BackupFacts, std::collections::BTreeMap<String, String>)>, StoreError> {
+        let verified = crate::engine::MailboxStatus::Verified;
+        for (order, ordered_at, jfu, report) in self.reports_of_folder(root, folder).await? {
+            let Some(d) = report.directory.as_ref() else {
+                continue;
+            };
+            if d.sha256 != sha256 || d.status != verified {
+                continue;
+            }
+            let archives = report
+                .mailboxes
+                .iter()
+                .filter(|m| m.status == verified)
+                .map(|m| (m.account.clone(), m.sha256.clone()))
+                .collect();
+            let facts = BackupFacts {
+                order,
+                ordered_at: Some(ordered_at),
+                ran_by: jfu.map(UserId),
+                sha256: d.sha256.clone(),
+                bytes: d.size,
+                messages: Some(report.mailboxes.iter().filter_map(|m| m.messages).sum()),
+            };
+            return Ok(Some((facts, archives)));
+        }
+        Ok(None)
     }
 
     /// The completed runs' reports of the dated folder `folder` directly under `root`, newest

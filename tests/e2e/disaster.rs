@@ -587,5 +587,48 @@ async fn a_dovecot_account_gone_from_the_server_is_made_again_when_a_kasubdit_ap
     .await
     .expect("query");
     assert_eq!(stored, 0, "no hash in the database");
+
+    // The whole folder: gone again, `/restore FOLDER semua` says what the directory holds and
+    // that what exists stays; approved, it makes the missing account and restores every mailbox.
+    wipe(&conf, USER);
+    settle(&conf, USER, false);
+    stub.say(g, &team.kasi, &format!("/restore {folder} semua"));
+    let asked = expect_text(&stub, g, 0, "Permintaan pemulihan #2").await;
+    assert!(
+        asked.text.contains("<b>SEMUA akun</b>")
+            && asked
+                .text
+                .contains("(4 akun, 4 dengan sandi, 1 filter surat)")
+            && asked.text.contains("akun yang sudah ada tidak diubah"),
+        "{}",
+        asked.text
+    );
+    assert!(!knows(&conf, USER), "asking changes nothing");
+    let (mid, _) = crate::restore_chat::buttons_of(&stub, &team, "Permintaan pemulihan #2");
+    stub.press(g, &team.kasubdit, mid, "restore:2:ok")
+        .expect("press");
+    let done = stub
+        .wait_for_text(g.id, 0, "Pemulihan #2 selesai</b>", WAIT * 3)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        done.text.contains("Semua 4 akun backup")
+            && done
+                .text
+                .contains("1 dibuat lagi, 3 sudah ada (tidak diubah)")
+            && done.text.contains("5 pesan ditambahkan"),
+        "{}",
+        done.text
+    );
+    assert_eq!(Imap::login(port, USER, PASSWORD).contents(), original);
+    stub.say(g, &team.kasi, "/log hari ini");
+    let log = expect_text(
+        &stub,
+        g,
+        0,
+        "<b>Pemulihan #2</b> — selesai: semua akun dari",
+    )
+    .await;
+    assert!(log.text.contains("Log kegiatan harian"), "{}", log.text);
     wipe(&conf, USER);
 }

@@ -8,7 +8,10 @@
 mod dovecot;
 mod zimbra;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
 
 use super::directory::{self, Directory};
 use super::link::Link;
@@ -124,6 +127,94 @@ pub async fn rebuild_rest(
         Target::Dovecot(..) => Ok(Vec::new()),
         Target::Zimbra(z) => zimbra::rest(s, z, dry_run).await,
     }
+}
+
+/// Told before each account of a whole folder's rebuild: `(done, total, account)`.
+pub type AccountProgress<'a> = Box<dyn FnMut(usize, usize, &str) + Send + 'a>;
+
+/// What a rebuild of a whole backup folder came to (the chat's `/restore FOLDER semua`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct RebuildSummary {
+    /// Accounts of the folder's directory.
+    pub accounts: usize,
+    /// Accounts made again.
+    pub created: Vec<String>,
+    /// Accounts the server had: left as they were.
+    pub existed: usize,
+    /// Mailboxes whose every message of the backup is on the server now.
+    pub mailboxes: usize,
+    pub messages_added: usize,
+    /// What else was made (domains, classes of service, lists), in plain words.
+    pub also: Vec<String>,
+    /// Accounts (or the directory's other objects) not (all) on the server, with why.
+    pub failed: Vec<(String, String)>,
+}
+
+impl RebuildSummary {
+    pub fn complete(&self) -> bool {
+        self.failed.is_empty()
+    }
+}
+
+/// Every account of backup `folder`'s directory (only with content `directory_sha256`) made
+/// again when missing, then its mail restored from the archive with the SHA-256 `archives` gives
+/// for it (what the backup order recorded); then the directory's other objects. One account
+/// failing does not stop the others. `progress(done, total, account)` before each account.
+pub async fn rebuild_all(
+    s: &EngineSettings,
+    folder: &str,
+    directory_sha256: &str,
+    archives: &BTreeMap<String, String>,
+    mut progress: impl FnMut(usize, usize, &str),
+) -> Result<RebuildSummary, RestoreError> {
+    let (capture, sha256) = read_capture(s, folder)?;
+    if sha256 != directory_sha256 {
+        return Err(RestoreError::Corrupt {
+            file: directory::FILE.to_owned(),
+        });
+    }
+    let accounts = capture.accounts();
+    let mut summary = RebuildSummary {
+        accounts: accounts.len(),
+        ..RebuildSummary::default()
+    };
+    for (i, account) in accounts.iter().enumerate() {
+        progress(i, accounts.len(), account);
+        match rebuild(s, &capture, folder, account).await {
+            Ok((plan, done)) if plan.exists => {
+                summary.existed += 1;
+                summary.also.extend(done.also_added);
+            }
+            Ok((_, done)) => {
+                summary.created.push(account.clone());
+                summary.also.extend(done.also_added);
+            }
+            Err(e) => {
+                summary.failed.push((account.clone(), e.to_string()));
+                continue;
+            }
+        }
+        // An account with no mailbox in the backup (it never had mail) is only made again.
+        let Some(sha) = archives.get(account) else {
+            continue;
+        };
+        match restoring::restore(s, folder, account, None, Some(sha), |_| {}).await {
+            Ok(r) if r.complete() => {
+                summary.mailboxes += 1;
+                summary.messages_added += r.restored();
+            }
+            Ok(_) => summary.failed.push((
+                account.clone(),
+                "some messages of the backup are not in the account".into(),
+            )),
+            Err(e) => summary.failed.push((account.clone(), e.to_string())),
+        }
+    }
+    match rebuild_rest(s, &capture, false).await {
+        Ok(made) => summary.also.extend(made),
+        Err(e) => summary.failed.push(("(directory)".into(), e.to_string())),
+    }
+    Ok(summary)
 }
 
 fn ssh(e: impl std::fmt::Display) -> RestoreError {
