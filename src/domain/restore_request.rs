@@ -247,6 +247,22 @@ mod tests {
     }
 
     #[test]
+    fn a_whole_folder_is_semua_or_all_after_a_plain_folder_name() {
+        assert_eq!(
+            parse_restore_all("25-11-2026 semua"),
+            Some("25-11-2026".into())
+        );
+        assert_eq!(
+            parse_restore_all("25-11-2026 ALL"),
+            Some("25-11-2026".into())
+        );
+        assert_eq!(parse_restore_all("25-11-2026 ani@djki.go.id"), None);
+        assert_eq!(parse_restore_all("25-11-2026 semua x@djki.go.id"), None);
+        assert_eq!(parse_restore_all("-x semua"), None);
+        assert_eq!(parse_restore_all("semua"), None);
+    }
+
+    #[test]
     fn arguments_and_buttons_parse() {
         assert_eq!(
             parse_restore_args("25-11-2026 ani@djki.go.id"),

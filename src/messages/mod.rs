@@ -319,8 +319,8 @@ impl Catalog {
             );
             lines.push(
                 self.pick(
-                    "/restore FOLDER AKUN [AKUN_TUJUAN] — meminta pemulihan mailbox dari backup (disetujui Kasubdit)",
-                    "/restore FOLDER ACCOUNT [TARGET] — ask to restore a mailbox from a backup (a Kasubdit approves)",
+                    "/restore FOLDER AKUN [AKUN_TUJUAN] — meminta pemulihan mailbox dari backup (disetujui Kasubdit); akun yang sudah tidak ada dibuat lagi. /restore FOLDER semua — semua akun backup itu",
+                    "/restore FOLDER ACCOUNT [TARGET] — ask to restore a mailbox from a backup (a Kasubdit approves); an account that no longer exists is made again. /restore FOLDER all — every account of that backup",
                 )
                 .into(),
             );
