@@ -551,24 +551,7 @@ async fn server_backup_and_copy(
             overlapped_results(link, &folders.server, done).await
         }
         BackupKind::Command { .. } => {
-            let exported = export::run(s, link, &folders.server, keep_server, progress)
-                .await
-                .map_err(with_folders)?;
-            timer.finish(SopStep::ServerBackup, progress);
-            // Step 6: copy down, verify, read back.
-            timer.start(SopStep::CopyAndReport, progress);
-            let files = exported.files;
-            let started = Instant::now();
-            let copied = copy_with_reconnects(s, link, folders, &files, progress).await?;
-            let copy_secs = started.elapsed().as_secs_f64();
-            let mut results = read_back(folders, &files, progress).await;
-            results.extend(failed_exports(exported.failures));
-            Copied {
-                files,
-                results,
-                copied,
-                copy_secs,
-            }
+            export_then_copy(s, link, folders, keep_server, timer, progress).await?
         }
     };
     // The directory beside the mail, for the kinds that keep one; listed with the archives.
@@ -578,19 +561,7 @@ async fn server_backup_and_copy(
         }
         _ => None,
     };
-    let mut files = files;
-    if let Some(d) = directory
-        .as_ref()
-        .filter(|d| d.status == MailboxStatus::Verified)
-    {
-        if let Ok(name) = ServerName::parse(&d.file) {
-            files.push(ServerFile {
-                sha256: d.sha256.clone(),
-                size: d.size,
-                name,
-            });
-        }
-    }
+    let files = with_directory(files, directory.as_ref());
     let bytes_total: u64 = files.iter().map(|x| x.size).sum();
     let f = Some(&*folders);
     local::write_durably(
@@ -610,6 +581,52 @@ async fn server_backup_and_copy(
         copy_secs,
         server_folders_removed: Vec::new(),
     })
+}
+
+/// The `command` kind: step 5 whole (the operator's command), then step 6.
+async fn export_then_copy(
+    s: &EngineSettings,
+    link: &mut Link<'_>,
+    folders: &RunFolders,
+    keep_server: bool,
+    timer: &Timer,
+    progress: &ProgressSender,
+) -> Result<Copied, EngineError> {
+    let exported = export::run(s, link, &folders.server, keep_server, progress)
+        .await
+        .map_err(|e| EngineError {
+            folders: Some(folders.clone()),
+            ..e
+        })?;
+    timer.finish(SopStep::ServerBackup, progress);
+    // Step 6: copy down, verify, read back.
+    timer.start(SopStep::CopyAndReport, progress);
+    let files = exported.files;
+    let started = Instant::now();
+    let copied = copy_with_reconnects(s, link, folders, &files, progress).await?;
+    let copy_secs = started.elapsed().as_secs_f64();
+    let mut results = read_back(folders, &files, progress).await;
+    results.extend(failed_exports(exported.failures));
+    Ok(Copied {
+        files,
+        results,
+        copied,
+        copy_secs,
+    })
+}
+
+/// The folder's files for `SHA256SUMS`: the archives, and the directory capture when verified.
+fn with_directory(mut files: Vec<ServerFile>, d: Option<&DirectoryResult>) -> Vec<ServerFile> {
+    if let Some(d) = d.filter(|d| d.status == MailboxStatus::Verified) {
+        if let Ok(name) = ServerName::parse(&d.file) {
+            files.push(ServerFile {
+                sha256: d.sha256.clone(),
+                size: d.size,
+                name,
+            });
+        }
+    }
+    files
 }
 
 /// A new server folder for this run, named after the local one and marked with its owner.
