@@ -173,7 +173,9 @@ pub struct RestoreAsk<'a> {
     pub dry_run: bool,
 }
 
-/// What a `restore` of one or many accounts came to.
+/// What a `restore` of one or many accounts came to, and where its lines go: above the one
+/// progress bar of a restore of many accounts (the bar is hidden while a line is written, so a
+/// line is never lost when the output is not a terminal).
 #[derive(Default)]
 struct Tally {
     created: usize,
@@ -181,45 +183,92 @@ struct Tally {
     filters: usize,
     mailboxes: usize,
     messages_added: usize,
+    /// Everything else made, as "domain djki.go.id", "alias …".
+    made: Vec<String>,
     failed: Vec<(String, String)>,
+    bar: Option<ProgressBar>,
+}
+
+impl Tally {
+    fn say(&self, line: impl std::fmt::Display) {
+        match &self.bar {
+            Some(bar) => bar.suspend(|| println!("{line}")),
+            None => println!("{line}"),
+        }
+    }
+
+    /// "1 domain, 1 class of service, 2 aliases": what else was made, counted by kind.
+    fn made_by_kind(&self) -> String {
+        let mut kinds: Vec<(String, usize)> = Vec::new();
+        for what in &self.made {
+            let kind = what.rsplit_once(' ').map_or(what.as_str(), |(k, _)| k);
+            match kinds.iter_mut().find(|(k, _)| k == kind) {
+                Some((_, n)) => *n += 1,
+                None => kinds.push((kind.to_owned(), 1)),
+            }
+        }
+        kinds
+            .iter()
+            .map(|(k, n)| format!("{n} × {k}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 /// `restore`: each account rebuilt when asked and missing, then its mailbox back from the dated
-/// folder with a progress bar and the count per folder. Exits non-zero unless every account and
-/// every message of the backup is on the server afterwards.
+/// folder, and the count per folder; many accounts share one progress bar. Exits non-zero unless
+/// every account and every message of the backup is on the server afterwards.
 pub async fn restore_all(
     settings: EngineSettings,
     ask: &RestoreAsk<'_>,
     jobs: Vec<RestoreJob>,
 ) -> Result<()> {
-    let mut tally = Tally::default();
     let n = jobs.len();
+    let mut tally = Tally::default();
+    if n > 1 {
+        let bar = ProgressBar::new(n as u64);
+        bar.set_style(
+            ProgressStyle::with_template("{msg}\n[{bar:40}] {pos}/{len} accounts, eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        tally.bar = Some(bar);
+    }
     for (i, job) in jobs.iter().enumerate() {
+        if let Some(bar) = &tally.bar {
+            bar.set_position(i as u64);
+            bar.set_message(job.account.clone());
+        }
         if n > 1 {
-            println!("\n[{}/{n}] {}", i + 1, job.account);
+            tally.say(format!("\n[{}/{n}] {}", i + 1, job.account));
         }
         if let Err(e) = restore_one(&settings, ask, job, &mut tally).await {
-            println!("FAILED  {}: {e:#}", job.account);
+            tally.say(format!("FAILED  {}: {e:#}", job.account));
             tally.failed.push((job.account.clone(), format!("{e:#}")));
         }
     }
     if let Some(capture) = ask.capture.filter(|_| ask.all) {
         match crate::engine::rebuild::rebuild_rest(&settings, capture, ask.dry_run).await {
             Ok(made) => {
+                let verb = if ask.dry_run {
+                    "would create"
+                } else {
+                    "created"
+                };
                 for what in made {
-                    let verb = if ask.dry_run {
-                        "would create"
-                    } else {
-                        "created"
-                    };
-                    println!("{verb} {what}");
+                    tally.say(format!("{verb} {what}"));
+                    tally.made.push(what);
                 }
             }
             Err(e) => {
-                println!("FAILED  domains, classes of service and lists: {e:#}");
+                tally.say(format!(
+                    "FAILED  domains, classes of service and lists: {e:#}"
+                ));
                 tally.failed.push(("(directory)".into(), format!("{e:#}")));
             }
         }
+    }
+    if let Some(bar) = tally.bar.take() {
+        bar.finish_and_clear();
     }
     if ask.capture.is_some() || n > 1 {
         let (created, put, restored) = if ask.dry_run {
@@ -231,6 +280,9 @@ pub async fn restore_all(
             "\n{n} account(s): {} {created}, {} already on the server (left as they were); {} mail filter(s) {put}; {} mailbox(es) {restored}, {} message(s) added",
             tally.created, tally.existed, tally.filters, tally.mailboxes, tally.messages_added
         );
+        if !tally.made.is_empty() {
+            println!("also {created}: {}", tally.made_by_kind());
+        }
     }
     if !tally.failed.is_empty() {
         anyhow::bail!(
@@ -263,40 +315,43 @@ async fn restore_one(
             let (plan, done) = rebuild::rebuild(settings, capture, ask.folder, account).await?;
             if plan.exists {
                 tally.existed += 1;
-                println!("account {account} is on the server already: left as it is");
+                tally.say(format!(
+                    "account {account} is on the server already: left as it is"
+                ));
             } else {
                 tally.created += 1;
-                println!(
+                tally.say(format!(
                     "account {account} created in {} (its password hash as backed up)",
                     done.entries_added.join(", ")
-                );
+                ));
             }
             tally.filters += done.filters_added.len();
             for f in &done.filters_added {
-                println!("mail filter {f} put back");
+                tally.say(format!("mail filter {f} put back"));
             }
             for f in &done.filters_kept {
-                println!("mail filter {f} already there: left as it is");
+                tally.say(format!("mail filter {f} already there: left as it is"));
             }
-            for what in &done.also_added {
-                println!("created {what}");
+            for what in done.also_added {
+                tally.say(format!("created {what}"));
+                tally.made.push(what);
             }
         }
     }
     if !job.has_mailbox {
-        println!(
+        tally.say(format!(
             "{account} has no mailbox in backup {}: no mail to restore",
             ask.folder
-        );
+        ));
         return Ok(());
     }
     if ask.dry_run {
         let into = ask.into.unwrap_or(account);
-        println!("would restore the mailbox of {account} from backup {} into {into} (only messages it lacks)", ask.folder);
+        tally.say(format!("would restore the mailbox of {account} from backup {} into {into} (only messages it lacks)", ask.folder));
         tally.mailboxes += 1;
         return Ok(());
     }
-    let report = restore_mailbox(settings, ask, account, job.expected.as_deref()).await?;
+    let report = restore_mailbox(settings, ask, account, job.expected.as_deref(), tally).await?;
     tally.messages_added += report.restored();
     if !report.complete() {
         anyhow::bail!(
@@ -311,99 +366,110 @@ async fn restore_one(
 fn print_plan(plan: &crate::engine::rebuild::AccountPlan, tally: &mut Tally) {
     if plan.exists {
         tally.existed += 1;
-        println!(
+        tally.say(format!(
             "account {} is on the server already: would be left as it is",
             plan.account
-        );
+        ));
     } else {
         tally.created += 1;
         for (path, roles) in &plan.entries {
-            println!(
+            tally.say(format!(
                 "would create account {} in {path} ({}), with its password hash as backed up",
                 plan.account,
                 roles.join(", ")
-            );
+            ));
         }
     }
     for what in &plan.also {
-        println!("would create {what}");
+        tally.say(format!("would create {what}"));
+        tally.made.push(what.clone());
     }
     for (name, active) in &plan.filters {
         tally.filters += 1;
-        println!(
+        tally.say(format!(
             "would put back mail filter {name}{} (unless the account has one of that name)",
             if *active { " (active)" } else { "" }
-        );
+        ));
     }
 }
 
-/// One mailbox back from a dated folder, with a progress bar, then the count per folder.
+/// One mailbox back from a dated folder, then the count per folder. Alone, it has a progress bar
+/// of its own; one of many tells the shared bar what it is doing.
 async fn restore_mailbox(
     settings: &EngineSettings,
     ask: &RestoreAsk<'_>,
     account: &str,
     expected: Option<&str>,
+    tally: &Tally,
 ) -> Result<crate::engine::restore::RestoreReport> {
     use crate::engine::restore::{self, RestoreProgress};
-    let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template("{msg}\n[{bar:40}] {bytes}/{total_bytes} {bytes_per_sec}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    let shown = bar.clone();
-    let report = restore::restore(
-        settings,
-        ask.folder,
-        account,
-        ask.into,
-        expected,
-        |p| match p {
-            RestoreProgress::Uploading { sent, total } => {
-                shown.set_length(total);
-                shown.set_position(sent);
-                shown.set_message("uploading the archive to the mail server");
-            }
+    let own = tally.bar.is_none().then(|| {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template("{msg}\n[{bar:40}] {bytes}/{total_bytes} {bytes_per_sec}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let shared = tally.bar.clone();
+    let shown = own.clone();
+    let report = restore::restore(settings, ask.folder, account, ask.into, expected, |p| {
+        let text = match &p {
+            RestoreProgress::Uploading { .. } => "uploading the archive to the mail server".into(),
             RestoreProgress::Importing {
                 folder,
                 done,
                 total,
-            } => shown.set_message(format!("restoring folder {}/{total}: {folder}", done + 1)),
+            } => format!("restoring folder {}/{total}: {folder}", done + 1),
             RestoreProgress::Rebuilding {
                 account,
                 done,
                 total,
-            } => shown.set_message(format!("account {}/{total}: {account}", done + 1)),
-            RestoreProgress::Checking => shown.set_message("counting the result"),
-        },
-    )
+            } => format!("account {}/{total}: {account}", done + 1),
+            RestoreProgress::Checking => "counting the result".into(),
+        };
+        match (&shown, &shared) {
+            (Some(bar), _) => {
+                if let RestoreProgress::Uploading { sent, total } = p {
+                    bar.set_length(total);
+                    bar.set_position(sent);
+                }
+                bar.set_message(text);
+            }
+            (None, Some(bar)) => bar.set_message(format!("{account}: {text}")),
+            (None, None) => {}
+        }
+    })
     .await;
-    bar.finish_and_clear();
+    if let Some(bar) = own {
+        bar.finish_and_clear();
+    }
     let report = report?;
-    println!(
+    tally.say(format!(
         "restored {} from backup {} ({}, {}) into {}",
         report.account,
         report.folder,
         report.file,
         bytes(report.bytes),
         report.into
-    );
-    println!(
+    ));
+    tally.say(format!(
         "{:<30} {:>9} {:>9} {:>9} {:>9}",
         "folder", "in backup", "had", "added", "present"
-    );
+    ));
     for f in &report.folders {
-        println!(
+        tally.say(format!(
             "{:<30} {:>9} {:>9} {:>9} {:>9}",
             f.folder, f.in_backup, f.already_there, f.restored, f.present_after
-        );
+        ));
     }
     if report.complete() {
-        println!(
+        tally.say(format!(
             "OK: all {} messages of the backup are in {} ({} added now, nothing deleted)",
             report.in_backup(),
             report.into,
             report.restored()
-        );
+        ));
     }
     Ok(report)
 }

@@ -428,6 +428,10 @@ async fn an_empty_zimbra_is_rebuilt_from_one_folder_and_a_cut_off_rebuild_run_ag
     ]));
     assert!(!ok, "a rebuild that left an account out fails: {first}");
     assert!(first.contains("FAILED  budi@djki.go.id"), "{first}");
+    assert!(
+        first.contains("also created: 1 × domain, 1 × class of service, 1 × alias, 1 × signature, 1 × identity, 1 × list"),
+        "what else was made, counted by kind: {first}"
+    );
     assert!(first.contains("simulated outage"), "{first}");
     std::fs::remove_file(sim.join("refuse-create")).expect("outage over");
     let (ok, second) = terminal_status(crate::support::zimbra_terminal(&dir).args([

@@ -228,7 +228,7 @@ fn account_batch(
             server.lists.insert(list.name.clone());
         }
         batch += &line(&["adlm", &list.name, &a.name], None);
-        also.push(format!("member of {}", list.name));
+        also.push(format!("list membership {}", list.name));
     }
     (batch, also)
 }
