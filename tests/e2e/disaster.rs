@@ -263,6 +263,24 @@ async fn a_dovecot_user_wiped_from_the_server_comes_back_with_its_old_password_f
         "{again}"
     );
     assert!(again.contains("0 message(s) added"), "{again}");
+
+    // One account at the terminal: `restore FOLDER ACCOUNT --create`, then the old password.
+    wipe(&conf, USER);
+    settle(&conf, USER, false);
+    let create = terminal(
+        &dir,
+        &conf,
+        &["restore", &folder, USER, "--create", "--unrecorded"],
+    );
+    assert!(
+        create.contains(&format!(
+            "account {USER} created in {}",
+            users_file(&conf).display()
+        )) && create.contains("mail filter saring put back")
+            && create.contains(&format!("OK: all 5 messages of the backup are in {USER}")),
+        "{create}"
+    );
+    assert_eq!(Imap::login(port, USER, PASSWORD).contents(), original);
     wipe(&conf, USER);
 }
 
