@@ -103,6 +103,12 @@ pub struct EngineSettings {
     pub reconnect_tries: u32,
     /// …and within this many seconds.
     pub reconnect_secs: u64,
+    /// Public keys every new file on the admin computer is encrypted to (`BACKUP_ENCRYPT_TO`:
+    /// age `age1…` or SSH public keys; none: not encrypted).
+    pub encrypt_to: Vec<String>,
+    /// The identity file restores decrypt with (`BACKUP_AGE_IDENTITY`; best left unset and given
+    /// to each restore).
+    pub age_identity: Option<PathBuf>,
 }
 
 impl EngineSettings {
@@ -133,6 +139,8 @@ impl EngineSettings {
             stall_secs: 60,
             reconnect_tries: 6,
             reconnect_secs: 600,
+            encrypt_to: Vec::new(),
+            age_identity: None,
         }
     }
 }
@@ -596,8 +604,25 @@ impl EngineSettings {
             stall_secs: ranged(src, "MAIL_SSH_STALL_SECS", 60, 5..=3600, "seconds")?,
             reconnect_tries: ranged(src, "MAIL_SSH_RECONNECT_TRIES", 6, 0..=1000, "tries")?,
             reconnect_secs: ranged(src, "MAIL_SSH_RECONNECT_SECS", 600, 1..=86_400, "seconds")?,
+            encrypt_to: value(src, "BACKUP_ENCRYPT_TO")
+                .map(|v| encrypt_entries(&v))
+                .unwrap_or_default(),
+            age_identity: match value(src, "BACKUP_AGE_IDENTITY") {
+                None => None,
+                Some(p) => Some(absolute("BACKUP_AGE_IDENTITY", p)?),
+            },
         })
     }
+}
+
+/// The entries of `BACKUP_ENCRYPT_TO`, separated by commas, semicolons or new lines (an SSH
+/// public key holds spaces: `ssh-ed25519 AAAA… kasubdit@djki`). Checked by the engine.
+pub fn encrypt_entries(raw: &str) -> Vec<String> {
+    raw.split([',', '\n', ';'])
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// A whole number in `range`; outside it, the variable is named with the range.

@@ -28,6 +28,12 @@ pub enum CheckItem {
     SecretFile(&'static str),
     /// A file deciding whom the bot trusts (`known_hosts`): writable by its owner only.
     TrustFile(&'static str),
+    /// Whether new backups are encrypted (`BACKUP_ENCRYPT_TO`).
+    Encryption,
+    /// One recipient of `BACKUP_ENCRYPT_TO` (shortened) and its kind.
+    Recipient(String, &'static str),
+    /// `BACKUP_AGE_IDENTITY`: the identity restores decrypt with.
+    Identity,
 }
 
 impl CheckItem {
@@ -52,6 +58,9 @@ pub fn file_modes(read: &SettingsReading) -> Vec<CheckLine> {
     }
     if let Some(k) = &read.ssh_key {
         files.push((CheckItem::SecretFile("MAIL_SSH_KEY"), k.clone(), 0o077));
+    }
+    if let Some(k) = read.engine.as_ref().and_then(|e| e.age_identity.clone()) {
+        files.push((CheckItem::SecretFile("BACKUP_AGE_IDENTITY"), k, 0o077));
     }
     if let Some(k) = &read.known_hosts {
         files.push((
@@ -172,9 +181,52 @@ fn bytes(n: u64) -> String {
     crate::domain::lang::bytes(crate::domain::Lang::En, n)
 }
 
+/// Encryption at rest: on or off, each recipient usable, the identity (when set) readable.
+fn encryption_checks(s: &EngineSettings) -> Vec<CheckLine> {
+    use crate::engine::encryption::{check_recipients, Identities};
+    let recipients = check_recipients(&s.encrypt_to);
+    let mut out = vec![if recipients.is_empty() {
+        line(
+            CheckItem::Encryption,
+            true,
+            "off: BACKUP_ENCRYPT_TO is not set, the backups are stored unencrypted",
+        )
+    } else {
+        let usable = recipients.iter().all(|r| r.problem.is_none());
+        line(
+            CheckItem::Encryption,
+            usable,
+            match usable {
+                true => format!("on: age, to {} recipient(s)", recipients.len()),
+                false => "on, but a recipient cannot be used: no backup runs until it is fixed".into(),
+            },
+        )
+    }];
+    out.extend(recipients.into_iter().map(|r| {
+        let ok = r.problem.is_none();
+        line(
+            CheckItem::Recipient(r.shown, r.kind),
+            ok,
+            r.problem.unwrap_or_default(),
+        )
+    }));
+    if let Some(path) = &s.age_identity {
+        out.push(match Identities::load(path) {
+            Ok(_) => line(
+                CheckItem::Identity,
+                true,
+                format!("{} (restores decrypt with it)", path.display()),
+            ),
+            Err(e) => line(CheckItem::Identity, false, e.to_string()),
+        });
+    }
+    out
+}
+
 /// The backup disk, the SSH login and what the server needs; nothing is created or changed.
 pub async fn engine_checks(s: &EngineSettings) -> Vec<CheckLine> {
     let mut out = disk_checks(s);
+    out.extend(encryption_checks(s));
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
     let link = match Link::connect(s, tx).await {
         Ok(link) => link,

@@ -51,6 +51,13 @@ pub enum CliCommand {
     /// Mark PATH (default LOCAL_BACKUP_ROOT) as the backup disk; backups refuse a root without
     /// this mark, so an unmounted disk's empty mount point is never written to.
     InitDisk { path: Option<PathBuf> },
+    /// Make a new age identity for encrypted backups: writes it to FILE (0600, never over an
+    /// existing file) and prints the line to put in .env (BACKUP_ENCRYPT_TO=age1…). Keep FILE off
+    /// the admin computer: docs/DEPLOY.md, "Encrypted backups".
+    Keygen {
+        /// Where the identity goes (a USB stick, or a folder printed and then removed).
+        file: PathBuf,
+    },
 }
 
 /// The exit status for an error: [`crate::startup::EXIT_CONFIG`] for what only the admin can
@@ -200,6 +207,10 @@ pub struct RestoreArgs {
     /// trusting the folder's own index of verified copies.
     #[arg(long)]
     unrecorded: bool,
+    /// The identity that opens an encrypted backup (an age identity file, as `keygen` writes,
+    /// or an unencrypted OpenSSH private key); default BACKUP_AGE_IDENTITY.
+    #[arg(long, value_name = "FILE")]
+    identity: Option<PathBuf>,
 }
 
 const UNRECORDED_HINT: &str = "a backup made with `backup` at the terminal is restored with --unrecorded (then only the folder's own index of verified copies vouches for it)";
@@ -209,7 +220,10 @@ const UNRECORDED_HINT: &str = "a backup made with `backup` at the terminal is re
 /// directory first.
 async fn restore(a: RestoreArgs) -> Result<()> {
     use crate::engine::restore::RestoreError;
-    let settings = EngineSettings::load(&Env)?;
+    let mut settings = EngineSettings::load(&Env)?;
+    if let Some(identity) = &a.identity {
+        settings.age_identity = Some(std::path::absolute(identity)?);
+    }
     // Hashes as a backup order recorded them in the database: the folder's own files are not
     // enough, whoever can write the disk can write them too.
     let db = if a.unrecorded {
@@ -252,7 +266,7 @@ async fn restore(a: RestoreArgs) -> Result<()> {
         let expected = match (&db, &archive) {
             (Some(db), Some(archive)) => {
                 let facts = db
-                    .backup_facts(&root, &a.folder, &account, &archive.sha256)
+                    .backup_facts(&root, &a.folder, &account, archive.content_sha256())
                     .await?;
                 match facts {
                     Some(f) => Some(f.sha256),
@@ -315,6 +329,7 @@ pub async fn main(cli: Cli) -> Result<()> {
         CliCommand::Backup => terminal::backup(EngineSettings::load(&Env)?).await,
         CliCommand::Check => terminal::check().await,
         CliCommand::Restore(args) => restore(args).await,
+        CliCommand::Keygen { file } => keygen(&file),
         CliCommand::InitDisk { path } => {
             let path = match path {
                 Some(p) => p,
@@ -333,6 +348,31 @@ pub async fn main(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `keygen`: a new identity in `file` (0600, created new), its recipient printed.
+fn keygen(file: &std::path::Path) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let (text, recipient) = crate::engine::encryption::generate();
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file)
+        .with_context(|| format!("writing the identity to {} (an existing file is never overwritten)", file.display()))?;
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.sync_all())
+        .with_context(|| format!("writing the identity to {}", file.display()))?;
+    // Whatever the umask: the identity is the owner's alone.
+    std::fs::set_permissions(file, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    println!("identity written to {} (0600)", file.display());
+    println!("its public key, for .env on the admin computer:");
+    println!();
+    println!("BACKUP_ENCRYPT_TO={recipient}");
+    println!();
+    println!("Keep {} off the admin computer (a USB stick in the safe, and a printed copy): it is the only way to open the encrypted backups. Test it once with `mailbox-backup-bot restore FOLDER ACCOUNT --identity {}` (docs/DEPLOY.md).", file.display(), file.display());
+    Ok(())
 }
 
 #[cfg(test)]

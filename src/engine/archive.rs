@@ -7,8 +7,13 @@ use std::path::Path;
 /// Reads the `.tar.gz`/`.tgz` at `path` to the end; returns the number of messages in it: files
 /// in a Maildir's `cur/` or `new/`, or Zimbra's `.eml` files.
 pub fn read_back(path: &Path) -> std::io::Result<u64> {
-    let file = std::fs::File::open(path)?;
-    let gz = flate2::read::GzDecoder::new(std::io::BufReader::with_capacity(1 << 20, file));
+    count_messages(std::fs::File::open(path)?)
+}
+
+/// Reads a `.tar.gz` stream to its end; returns the number of messages in it (see
+/// [`read_back`]).
+pub fn count_messages(input: impl Read) -> std::io::Result<u64> {
+    let gz = flate2::read::GzDecoder::new(std::io::BufReader::with_capacity(1 << 20, input));
     let mut archive = tar::Archive::new(gz);
     let mut messages = 0;
     for entry in archive.entries()? {
@@ -37,4 +42,80 @@ pub fn read_back(path: &Path) -> std::io::Result<u64> {
     let mut buf = [0u8; 8192];
     while rest.read(&mut buf)? > 0 {}
     Ok(messages)
+}
+
+/// The read-back of an encrypted copy, which needs no identity: the file on disk is read whole
+/// against the SHA-256 taken as it was written and must start as an age file; its messages are
+/// those counted in the plaintext as it arrived (the age format's authentication covers the
+/// rest when it is decrypted).
+pub fn read_back_encrypted(folder: &Path, file: &str) -> Result<u64, String> {
+    let copy = super::encryption::find(folder, file)
+        .ok_or_else(|| format!("{file}: no record of its encrypted copy"))?;
+    let path = folder.join(copy.stored());
+    let (sha, size) = super::copy::sha256_of(&path)
+        .map_err(|e| format!("the copy cannot be read back: {e}"))?;
+    if sha != copy.stored_sha256 || size != copy.stored_size {
+        return Err(format!(
+            "the copy on disk changed: {size} bytes with SHA-256 {sha}, {} bytes with {} were written",
+            copy.stored_size, copy.stored_sha256
+        ));
+    }
+    let opened = std::fs::File::open(&path).map_err(|e| e.to_string())?;
+    if !super::encryption::looks_encrypted(std::io::BufReader::new(opened)) {
+        return Err("the copy on disk is not an age file".into());
+    }
+    copy.messages
+        .map_err(|e| format!("the archive cannot be read as it arrived: {e}"))
+}
+
+/// The read-back of a copy in the form it was stored in.
+pub fn read_back_stored(folder: &Path, file: &str, encrypted: bool) -> Result<u64, String> {
+    if encrypted {
+        return read_back_encrypted(folder, file);
+    }
+    read_back(&folder.join(file)).map_err(|e| format!("the copy cannot be read back: {e}"))
+}
+
+/// The bytes sent into a channel, as a reader: the plaintext of a copy, counted on a thread of
+/// its own while the copy goes on.
+pub struct ChannelReader {
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    chunk: Vec<u8>,
+    at: usize,
+}
+
+impl ChannelReader {
+    pub fn new(rx: std::sync::mpsc::Receiver<Vec<u8>>) -> ChannelReader {
+        ChannelReader {
+            rx,
+            chunk: Vec::new(),
+            at: 0,
+        }
+    }
+
+    /// Counts the messages of what arrives; whatever happens, reads the channel to its end (the
+    /// sender never waits on a reader that gave up).
+    pub fn count(mut self) -> Result<u64, String> {
+        let counted = count_messages(&mut self).map_err(|e| e.to_string());
+        for _ in self.rx.iter() {}
+        counted
+    }
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.at == self.chunk.len() {
+            match self.rx.recv() {
+                Ok(next) => {
+                    self.chunk = next;
+                    self.at = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.at);
+        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
 }

@@ -282,6 +282,7 @@ pub fn retention(root: &Path, current: &Path, keep: usize) -> Vec<String> {
                 "SHA256SUMS",
                 "summary.json",
                 VERIFIED_INDEX,
+                super::encryption::INDEX,
                 super::server::MARKER_FILE,
             ])
             .collect();
@@ -329,6 +330,14 @@ pub fn record_verified(folder: &Path, sha256: &str, size: u64, name: &str) -> st
         .open(folder.join(VERIFIED_INDEX))?;
     make_private(&f)?;
     std::io::Write::write_all(&mut f, format!("{sha256} {size} {name}\n").as_bytes())
+}
+
+/// Whether the verified copies of `folder` are encrypted (`Some(true)`), plain (`Some(false)`),
+/// or there are none yet (`None`).
+pub fn stored_encrypted(folder: &Path) -> Option<bool> {
+    let index = std::fs::read_to_string(folder.join(VERIFIED_INDEX)).ok()?;
+    let name = index.lines().find_map(|l| l.splitn(3, ' ').nth(2))?;
+    Some(name.ends_with(super::encryption::SUFFIX))
 }
 
 /// A verified copy with this checksum and size in another bot-made folder, newest first.

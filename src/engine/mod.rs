@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 pub mod archive;
 pub mod copy;
 pub mod directory;
+pub mod encryption;
 pub mod dovecot;
 pub mod export;
 pub mod link;
@@ -246,6 +247,9 @@ pub struct BackupReport {
     /// Free bytes left on the backup disk after the run.
     #[serde(default)]
     pub disk_free: Option<u64>,
+    /// The recipients the folder's files are encrypted to (age); 0: stored unencrypted.
+    #[serde(default)]
+    pub encrypted_to: usize,
 }
 
 impl BackupReport {
@@ -356,6 +360,8 @@ pub enum ErrorKind {
     Interrupted,
     #[error("copy")]
     Copy,
+    #[error("encryption settings")]
+    Encryption,
 }
 
 impl EngineError {

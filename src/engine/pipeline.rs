@@ -23,6 +23,7 @@ use super::local::{free_space, remove_partials, sync_dir};
 use super::manifest::{
     account_of, parse_manifest, parse_record, parse_records, ExportRecord, ServerFile,
 };
+use super::encryption::Recipients;
 use super::remote::{error_chain, Remote};
 use super::run::Timer;
 use super::server;
@@ -115,6 +116,8 @@ pub(super) struct RunContext<'a> {
     pub folders: &'a RunFolders,
     pub timer: &'a Timer,
     pub progress: &'a ProgressSender,
+    /// The recipients every copy is encrypted to; `None`: stored as the server has it.
+    pub seal: Option<&'a Recipients>,
 }
 
 /// Steps 5 and 6 into the claimed server folder and the local dated folder. `continuing`: an
@@ -573,20 +576,24 @@ impl<'a> Pass<'a> {
 }
 
 async fn copy_job(
+    ctx: RunContext<'_>,
     remote: &Remote,
-    folders: &RunFolders,
     job: Vec<ServerFile>,
     meter: Arc<Meter>,
 ) -> (Vec<ServerFile>, Result<u64, EngineError>) {
-    let result = copy_files(remote, folders, job.clone(), &meter).await;
+    let result = copy_files(remote, ctx.folders, job.clone(), &meter, ctx.seal).await;
     (job, result)
 }
 
-async fn read_job(path: std::path::PathBuf, file: ServerFile) -> (ServerFile, Result<u64, String>) {
-    let read = tokio::task::spawn_blocking(move || super::archive::read_back(&path))
-        .await
-        .map_err(|e| format!("read-back stopped: {e}"))
-        .and_then(|r| r.map_err(|e| format!("the copy cannot be read back: {e}")));
+async fn read_job(ctx: RunContext<'_>, file: ServerFile) -> (ServerFile, Result<u64, String>) {
+    let (folder, name) = (ctx.folders.local.clone(), file.name.to_string());
+    let encrypted = ctx.seal.is_some();
+    let read = tokio::task::spawn_blocking(move || {
+        super::archive::read_back_stored(&folder, &name, encrypted)
+    })
+    .await
+    .map_err(|e| format!("read-back stopped: {e}"))
+    .and_then(|r| r);
     (file, read)
 }
 
@@ -619,7 +626,7 @@ async fn pass_on(
         let gather = pass.gathering(exports_open);
         while copies.len() < s.copy_streams && !pass.ready.is_empty() && !gather {
             let job = pass.next_copy(state);
-            copies.push(copy_job(remote, folders, job, meter.clone()));
+            copies.push(copy_job(ctx, remote, job, meter.clone()));
         }
         if pass.ready.is_empty() {
             pass.ready_since = None;
@@ -628,7 +635,7 @@ async fn pass_on(
             let Some(file) = pass.reads_waiting.pop_front() else {
                 break;
             };
-            reads.push(read_job(folders.local.join(file.name.as_str()), file));
+            reads.push(read_job(ctx, file));
         }
         pass.count_copy_time(state, copies.is_empty());
         if pass.nothing_left(exports_open) && copies.is_empty() && reads.is_empty() {

@@ -166,32 +166,58 @@ impl Remote {
         &self,
         script: &str,
         args: &[&str],
-        path: &Path,
+        mut source: Box<dyn std::io::Read + Send>,
         mut sent: impl FnMut(u64),
     ) -> Result<Output, openssh::Error> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::io::AsyncWriteExt;
         let mut child = self.spawn_piped(script, args).await?;
-        let mut file = tokio::fs::File::open(path)
-            .await
-            .map_err(openssh::Error::ChildIo)?;
-        if let Some(mut stdin) = child.stdin().take() {
+        // Read (and decrypt, for an encrypted copy) on a thread of its own, a few chunks ahead.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(4);
+        let reader = tokio::task::spawn_blocking(move || loop {
             let mut buf = vec![0u8; 256 * 1024];
-            let mut total = 0u64;
-            loop {
-                let n = file.read(&mut buf).await.map_err(openssh::Error::ChildIo)?;
-                if n == 0 {
-                    break;
+            let got = match source.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    buf.truncate(n);
+                    Ok(buf)
                 }
-                if stdin.write_all(&buf[..n]).await.is_err() {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => Err(e),
+            };
+            let failed = got.is_err();
+            if tx.blocking_send(got).is_err() || failed {
+                break;
+            }
+        });
+        let mut read_error = None;
+        if let Some(mut stdin) = child.stdin().take() {
+            let mut total = 0u64;
+            while let Some(chunk) = rx.recv().await {
+                let chunk = match chunk {
+                    Ok(c) => c,
+                    Err(e) => {
+                        read_error = Some(e);
+                        break;
+                    }
+                };
+                if stdin.write_all(&chunk).await.is_err() {
                     // The remote side stopped reading: its exit status and stderr say why.
                     break;
                 }
-                total += n as u64;
+                total += chunk.len() as u64;
                 sent(total);
             }
             let _ = stdin.shutdown().await;
         }
-        finished(child).await
+        drop(rx);
+        let _ = reader.await;
+        let output = finished(child).await?;
+        // A source that broke off (a damaged encrypted copy) is the error, whatever the server
+        // made of the part it got.
+        match read_error {
+            Some(e) => Err(openssh::Error::ChildIo(e)),
+            None => Ok(output),
+        }
     }
 
     /// Runs `sh -c script args…` with `input` on its stdin: what must not be on a command line

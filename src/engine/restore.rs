@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::encryption::{self, EncryptedCopy, Identities};
 use super::link::Link;
 use super::{dovecot, local, server};
 use crate::config::{BackupKind, EngineSettings, MailStore};
@@ -55,6 +56,10 @@ pub enum RestoreError {
         "the server's configuration no longer names the passwd-file {0} the account came from"
     )]
     SourceGone(String),
+    #[error("{file} is encrypted and no identity was given to decrypt it (restore --identity FILE, or BACKUP_AGE_IDENTITY)")]
+    NoIdentity { file: String },
+    #[error("{file} cannot be decrypted: {detail}")]
+    Identity { file: String, detail: String },
     #[error("SSH: {0}")]
     Ssh(String),
     #[error("on the server: {0}")]
@@ -129,6 +134,8 @@ pub struct BackupArchive {
     /// As recorded in the folder's index when the copy was verified.
     pub sha256: String,
     pub size: u64,
+    /// The plaintext's facts when the file is an encrypted copy (`NAME.age`).
+    pub encrypted: Option<EncryptedCopy>,
     dir: local::FolderAt,
 }
 
@@ -162,14 +169,20 @@ pub struct RestoreRequest<'a> {
 }
 
 impl BackupArchive {
-    /// The archive as plain facts.
+    /// The archive as plain facts (its content: the plaintext of an encrypted copy).
     pub fn facts(&self) -> VerifiedArchive {
         VerifiedArchive {
             folder: self.folder.clone(),
             file: self.file.clone(),
-            sha256: self.sha256.clone(),
-            size: self.size,
+            sha256: self.content_sha256().to_owned(),
+            size: self.encrypted.as_ref().map_or(self.size, |c| c.size),
         }
+    }
+
+    /// The SHA-256 of the archive's content as the server made it (and the report recorded
+    /// it): the file's own, or the plaintext's of an encrypted copy.
+    pub fn content_sha256(&self) -> &str {
+        self.encrypted.as_ref().map_or(&self.sha256, |c| &c.sha256)
     }
 
     /// The archive, opened through the folder opened when it was found.
@@ -179,6 +192,44 @@ impl BackupArchive {
             .map_err(|_| RestoreError::Corrupt {
                 file: self.file.clone(),
             })
+    }
+
+    /// The plaintext of the archive: the file itself, or its encrypted copy decrypted on the
+    /// fly with the identity at `identity` (none, or one that does not open it, is an error).
+    pub fn plaintext(
+        &self,
+        identity: Option<&Path>,
+    ) -> Result<Box<dyn std::io::Read + Send>, RestoreError> {
+        let file = self.open()?;
+        if self.encrypted.is_none() {
+            return Ok(Box::new(file));
+        }
+        let identities = self.identities(identity)?;
+        let input = std::io::BufReader::with_capacity(1 << 20, file);
+        let plain = identities
+            .decrypt(input)
+            .map_err(|detail| RestoreError::Identity {
+                file: self.file.clone(),
+                detail,
+            })?;
+        Ok(Box::new(plain))
+    }
+
+    /// The identities that open this encrypted archive, or why there are none.
+    fn identities(&self, identity: Option<&Path>) -> Result<Identities, RestoreError> {
+        let path = identity.ok_or_else(|| RestoreError::NoIdentity {
+            file: self.file.clone(),
+        })?;
+        Identities::load(path).map_err(|e| RestoreError::Identity {
+            file: self.file.clone(),
+            detail: e.to_string(),
+        })
+    }
+
+    /// Whether the archive can be read: plain, or encrypted to the identity at `identity` (only
+    /// its header is read).
+    pub fn check_readable(&self, identity: Option<&Path>) -> Result<(), RestoreError> {
+        self.plaintext(identity).map(drop)
     }
 
     /// Reads the archive through the folder opened when it was found and checks its SHA-256
@@ -272,7 +323,8 @@ pub fn locate(root: &Path, folder: &str, account: &str) -> Result<BackupArchive,
 /// `SHA256SUMS` and in the index of verified copies); `NotInBackup` when the folder has none.
 pub fn locate_file(root: &Path, folder: &str, file: &str) -> Result<BackupArchive, RestoreError> {
     locate_with(root, folder, |_, sums| {
-        if sums.contains_key(file) {
+        let stored = encryption::stored_name(file, true);
+        if sums.contains_key(file) || sums.contains_key(stored.as_str()) {
             Ok(file.to_owned())
         } else {
             Err(RestoreError::NotInBackup {
@@ -317,7 +369,18 @@ fn locate_with(
         .lines()
         .filter_map(|l| l.split_once("  ").map(|(h, n)| (n, h)))
         .collect();
-    let file = name(&dir, &sums)?;
+    let plain_name = name(&dir, &sums)?;
+    // An encrypted folder lists `NAME.age` where a plain one lists `NAME`.
+    let stored = encryption::stored_name(&plain_name, true);
+    let (file, encrypted) = match (sums.contains_key(plain_name.as_str()), sums.contains_key(stored.as_str())) {
+        (false, true) => {
+            let index = dir.read(encryption::INDEX).unwrap_or_default();
+            let copy = encryption::find_in(&index, &plain_name)
+                .ok_or_else(|| RestoreError::NotVerified { file: stored.clone() })?;
+            (stored, Some(copy))
+        }
+        _ => (plain_name, None),
+    };
     let not_verified = || RestoreError::NotVerified { file: file.clone() };
     let index = dir
         .read(local::VERIFIED_INDEX)
@@ -334,7 +397,9 @@ fn locate_with(
         .map(|(h, size, _)| (h.to_owned(), size))
         .next()
         .ok_or_else(not_verified)?;
-    if sums.get(file.as_str()) != Some(&sha256.as_str()) {
+    if sums.get(file.as_str()) != Some(&sha256.as_str())
+        || encrypted.as_ref().is_some_and(|c| c.stored_sha256 != sha256)
+    {
         return Err(RestoreError::Corrupt { file });
     }
     let on_disk = dir
@@ -349,6 +414,7 @@ fn locate_with(
         file,
         sha256,
         size,
+        encrypted,
         dir,
     })
 }
@@ -619,7 +685,7 @@ pub async fn restore(
     let archive = locate(&s.local_root, folder, account)?;
     let file = archive.file.clone();
     let corrupt = || RestoreError::Corrupt { file: file.clone() };
-    if expected.is_some_and(|want| want != archive.sha256) {
+    if expected.is_some_and(|want| want != archive.content_sha256()) {
         return Err(corrupt());
     }
     // Hashed and then uploaded through one open descriptor: what is restored is what was checked
@@ -637,19 +703,28 @@ pub async fn restore(
     if got != archive.sha256 {
         return Err(corrupt());
     }
-    let want = archive.sha256.clone();
+    // What goes up is the plaintext, checked on the server against the server's own hash of
+    // it; an encrypted copy is decrypted on the fly, and without the identity nothing starts.
+    let (source, want, bytes): (Box<dyn std::io::Read + Send>, String, u64) =
+        match &archive.encrypted {
+            Some(copy) => (
+                archive.plaintext(s.age_identity.as_deref())?,
+                copy.sha256.clone(),
+                copy.size,
+            ),
+            None => (Box::new(opened), archive.sha256.clone(), bytes),
+        };
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
     let link = Link::connect(s, tx)
         .await
         .map_err(|e| RestoreError::Ssh(format!("{}: {}", e.kind, e.detail)))?;
     let upload = Upload {
-        path: &path,
+        source,
         sha256: &want,
         size: bytes,
     };
-    let result = restore_on(s, &link, &store, &upload, account, &into, &mut progress).await;
+    let result = restore_on(s, &link, &store, upload, account, &into, &mut progress).await;
     link.close().await;
-    drop(opened);
     let folders = result?;
     Ok(RestoreReport {
         folder: archive.folder.clone(),
@@ -661,9 +736,9 @@ pub async fn restore(
     })
 }
 
-/// The archive going up to the server: read from `path`, checked there against `sha256`.
+/// The archive going up to the server: read from `source`, checked there against `sha256`.
 struct Upload<'a> {
-    path: &'a Path,
+    source: Box<dyn std::io::Read + Send>,
     sha256: &'a str,
     size: u64,
 }
@@ -680,7 +755,7 @@ async fn restore_on(
     s: &EngineSettings,
     link: &Link<'_>,
     store: &MailStore,
-    upload: &Upload<'_>,
+    upload: Upload<'_>,
     account: &str,
     into: &str,
     progress: &mut impl FnMut(RestoreProgress),
@@ -732,18 +807,18 @@ async fn stage_and_import(
     r: &super::remote::Remote,
     store: &MailStore,
     stage: &str,
-    upload: &Upload<'_>,
+    upload: Upload<'_>,
     target: &Target<'_>,
     progress: &mut impl FnMut(RestoreProgress),
 ) -> Result<Vec<FolderCount>, RestoreError> {
     let Upload {
-        path: archive,
+        source,
         sha256,
         size,
-    } = *upload;
+    } = upload;
     let (into, owner, conf) = (target.account, target.owner.as_str(), target.conf.as_str());
     let o = r
-        .upload(RECEIVE, &[stage], archive, |sent| {
+        .upload(RECEIVE, &[stage], source, |sent| {
             progress(RestoreProgress::Uploading { sent, total: size })
         })
         .await

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use futures::StreamExt;
 
+use super::encryption::Recipients;
 use super::directory::{self, DirectoryResult};
 use super::link::Link;
 use super::local::{self, create_dated_folder, FolderState};
@@ -67,10 +68,13 @@ impl BackupEngine for SshEngine {
             folder.to_owned(),
             account.to_owned(),
         );
+        let identity = self.settings.age_identity.clone();
         Box::pin(async move {
             tokio::task::spawn_blocking(move || {
                 let archive = super::restore::locate(&root, &folder, &account)?;
                 archive.check_content()?;
+                // An encrypted backup is offered for approval only when it can be opened here.
+                archive.check_readable(identity.as_deref())?;
                 Ok(archive.facts())
             })
             .await
@@ -334,9 +338,12 @@ async fn steps(
         shared: shared.clone(),
     };
 
-    // Step 3: the dated folder, on a disk that is really there.
+    // Step 3: the dated folder, on a disk that is really there; nothing is written before the
+    // recipients every file is encrypted to are known good.
     timer.start(SopStep::CreateFolder, &progress);
-    let (mut folders, continuing) = dated_folder(s, request)?;
+    let seal = Recipients::parse(&s.encrypt_to)
+        .map_err(|e| failed(SopStep::CreateFolder, ErrorKind::Encryption, e, None))?;
+    let (mut folders, continuing) = dated_folder(s, request, seal.is_some())?;
     remember(&shared, &folders, &progress);
     timer.finish(SopStep::CreateFolder, &progress);
 
@@ -351,16 +358,14 @@ async fn steps(
     timer.finish(SopStep::RemoteLogin, &progress);
 
     // Steps 5 and 6.
-    let result = server_backup_and_copy(
+    let run = Run {
         s,
-        &mut link,
-        &mut folders,
-        continuing,
-        &timer,
-        &progress,
-        &shared,
-    )
-    .await;
+        seal: seal.as_ref(),
+        timer: &timer,
+        progress: &progress,
+        shared: &shared,
+    };
+    let result = server_backup_and_copy(run, &mut link, &mut folders, continuing).await;
     let reconnects = link.reconnects;
     let result = match result {
         Ok(mut done) if done.verified() => {
@@ -382,11 +387,22 @@ async fn steps(
     Ok(close_local_folder(s, folders, done, timer, reconnects))
 }
 
+/// What steps 5 and 6 work with around the link and the folders.
+#[derive(Clone, Copy)]
+struct Run<'a> {
+    s: &'a EngineSettings,
+    seal: Option<&'a Recipients>,
+    timer: &'a Timer,
+    progress: &'a ProgressSender,
+    shared: &'a Shared,
+}
+
 /// Step 3's folder: a run of the same day that failed or was cut off is continued rather than
 /// started over (`true`); otherwise a new dated folder is made.
 fn dated_folder(
     s: &EngineSettings,
     request: &RunRequest,
+    encrypted: bool,
 ) -> Result<(RunFolders, bool), EngineError> {
     let step = SopStep::CreateFolder;
     local::check_disk(&s.local_root).map_err(|e| failed(step, ErrorKind::DiskNotReady, e, None))?;
@@ -401,6 +417,9 @@ fn dated_folder(
             },
         ),
     };
+    // A folder is continued only in the form it was started in: encryption turned on (or off)
+    // in between starts a new one, so no folder mixes plain and encrypted copies.
+    let continued = continued.filter(|f| local::stored_encrypted(&f.local) != Some(!encrypted));
     let (folders, continuing) = match continued {
         Some(folders) => {
             make_owners_alone(&folders.local);
@@ -464,6 +483,7 @@ fn close_local_folder(
         bytes_reused: done.copied.reused,
         local_folders_removed,
         disk_free: local::free_space(&s.local_root).ok(),
+        encrypted_to: done.encrypted_to,
     }
 }
 
@@ -487,6 +507,8 @@ struct Done {
     copied: super::copy::Copied,
     copy_secs: f64,
     server_folders_removed: Vec<String>,
+    /// The recipients the copies are encrypted to (0: plain).
+    encrypted_to: usize,
 }
 
 impl Done {
@@ -509,14 +531,18 @@ struct Copied {
 }
 
 async fn server_backup_and_copy(
-    s: &EngineSettings,
+    run: Run<'_>,
     link: &mut Link<'_>,
     folders: &mut RunFolders,
     continuing: bool,
-    timer: &Timer,
-    progress: &ProgressSender,
-    shared: &Shared,
 ) -> Result<Done, EngineError> {
+    let Run {
+        s,
+        timer,
+        progress,
+        shared,
+        seal,
+    } = run;
     // Step 5: the server folder (the earlier one when continuing and it is still the bot's),
     // then the exports.
     timer.start(SopStep::ServerBackup, progress);
@@ -544,29 +570,31 @@ async fn server_backup_and_copy(
                 folders,
                 timer,
                 progress,
+                seal,
             };
             let done = pipeline::run(ctx, link, keep_server)
                 .await
                 .map_err(with_folders)?;
             overlapped_results(link, &folders.server, done).await
         }
-        BackupKind::Command { .. } => {
-            export_then_copy(s, link, folders, keep_server, timer, progress).await?
-        }
+        BackupKind::Command { .. } => export_then_copy(run, link, folders, keep_server).await?,
     };
     // The directory beside the mail, for the kinds that keep one; listed with the archives.
     let directory = match &s.kind {
         BackupKind::Mailboxes(store) if directory::captured_by(store) => {
-            Some(directory::capture(link.remote(), store, folders).await)
+            Some(directory::capture(link.remote(), store, folders, seal).await)
         }
         _ => None,
     };
-    let files = with_directory(files, directory.as_ref());
-    let bytes_total: u64 = files.iter().map(|x| x.size).sum();
+    let bytes_total: u64 = files.iter().map(|x| x.size).sum::<u64>()
+        + directory.as_ref().map_or(0, |d| d.size);
+    // The sums are of the files as stored: checked with `sha256sum -c`, no identity needed.
+    let stored = stored_files(&folders.local, files, seal.is_some());
+    let stored = with_directory(stored, directory.as_ref());
     let f = Some(&*folders);
     local::write_durably(
         &folders.local.join("SHA256SUMS"),
-        sha256sums(&files).as_bytes(),
+        sha256sums(&stored).as_bytes(),
     )
     .map_err(|e| failed(SopStep::CopyAndReport, ErrorKind::Copy, e.to_string(), f))?;
     results.sort_by(|a, b| a.account.cmp(&b.account));
@@ -580,18 +608,41 @@ async fn server_backup_and_copy(
         copied,
         copy_secs,
         server_folders_removed: Vec::new(),
+        encrypted_to: seal.map_or(0, Recipients::len),
     })
+}
+
+/// The files of the folder as they are on disk: the server's, or their encrypted copies (a file
+/// without a record of its copy is left out: it was not verified).
+fn stored_files(folder: &Path, files: Vec<ServerFile>, encrypted: bool) -> Vec<ServerFile> {
+    if !encrypted {
+        return files;
+    }
+    let index = std::fs::read_to_string(folder.join(super::encryption::INDEX)).unwrap_or_default();
+    files
+        .iter()
+        .filter_map(|f| {
+            let copy = super::encryption::find_in(&index, f.name.as_str())
+                .filter(|c| c.sha256 == f.sha256)?;
+            Some(ServerFile {
+                name: ServerName::parse(&copy.stored()).ok()?,
+                size: copy.stored_size,
+                sha256: copy.stored_sha256,
+            })
+        })
+        .collect()
 }
 
 /// The `command` kind: step 5 whole (the operator's command), then step 6.
 async fn export_then_copy(
-    s: &EngineSettings,
+    run: Run<'_>,
     link: &mut Link<'_>,
     folders: &RunFolders,
     keep_server: bool,
-    timer: &Timer,
-    progress: &ProgressSender,
 ) -> Result<Copied, EngineError> {
+    let Run {
+        s, timer, progress, ..
+    } = run;
     let exported = export::run(s, link, &folders.server, keep_server, progress)
         .await
         .map_err(|e| EngineError {
@@ -603,9 +654,9 @@ async fn export_then_copy(
     timer.start(SopStep::CopyAndReport, progress);
     let files = exported.files;
     let started = Instant::now();
-    let copied = copy_with_reconnects(s, link, folders, &files, progress).await?;
+    let copied = copy_with_reconnects(run, link, folders, &files).await?;
     let copy_secs = started.elapsed().as_secs_f64();
-    let mut results = read_back(folders, &files, progress).await;
+    let mut results = read_back(folders, &files, progress, run.seal.is_some()).await;
     results.extend(failed_exports(exported.failures));
     Ok(Copied {
         files,
@@ -750,18 +801,24 @@ fn mailbox_result(
 /// Step 6's copy; a dropped or stalled connection is made again and the copy goes on from
 /// what is verified (and a big file's partial copy).
 async fn copy_with_reconnects(
-    s: &EngineSettings,
+    run: Run<'_>,
     link: &mut Link<'_>,
     folders: &RunFolders,
     files: &[ServerFile],
-    progress: &ProgressSender,
 ) -> Result<super::copy::Copied, EngineError> {
     let mut total = super::copy::Copied::default();
-    let stall = Duration::from_secs(s.stall_secs);
+    let stall = Duration::from_secs(run.s.stall_secs);
     loop {
-        match super::copy::copy_all(link.remote(), folders, files, progress, stall, &mut total)
-            .await
-        {
+        let copied = super::copy::copy_all(
+            link.remote(),
+            folders,
+            files,
+            run.progress,
+            stall,
+            &mut total,
+            run.seal,
+        );
+        match copied.await {
             Ok(()) => return Ok(total),
             Err(e) if e.kind == ErrorKind::Stalled || !link.alive().await => {
                 link.reconnect(SopStep::CopyAndReport, &e.detail)
@@ -780,16 +837,17 @@ async fn read_back(
     folders: &RunFolders,
     files: &[ServerFile],
     progress: &ProgressSender,
+    encrypted: bool,
 ) -> Vec<MailboxResult> {
     let mut results = Vec::new();
     let total = files.len();
     let reads = futures::stream::iter(files.iter().cloned().map(|file| {
-        let path = folders.local.join(file.name.as_str());
+        let (folder, name) = (folders.local.clone(), file.name.to_string());
         async move {
-            (
-                file,
-                tokio::task::spawn_blocking(move || super::archive::read_back(&path)).await,
-            )
+            let read = tokio::task::spawn_blocking(move || {
+                super::archive::read_back_stored(&folder, &name, encrypted)
+            });
+            (file, read.await)
         }
     }))
     .buffered(2);
@@ -798,11 +856,7 @@ async fn read_back(
     while let Some((file, read)) = reads.next().await {
         done += 1;
         tell(progress, Progress::ReadBack { done, total });
-        let read = match read {
-            Ok(Ok(n)) => Ok(n),
-            Ok(Err(e)) => Err(format!("the copy cannot be read back: {e}")),
-            Err(e) => Err(format!("read-back stopped: {e}")),
-        };
+        let read = read.unwrap_or_else(|e| Err(format!("read-back stopped: {e}")));
         results.push(mailbox_result(&file, read, None));
     }
     results

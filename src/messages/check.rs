@@ -54,6 +54,15 @@ impl Catalog {
                 &format!("berkas {var} hanya dapat diubah pemiliknya"),
                 &format!("{var} file writable by its owner only"),
             ),
+            CheckItem::Encryption => t("enkripsi backup (age)", "backup encryption (age)"),
+            CheckItem::Recipient(shown, kind) => t(
+                &format!("penerima enkripsi {shown} ({kind})"),
+                &format!("encryption recipient {shown} ({kind})"),
+            ),
+            CheckItem::Identity => t(
+                "kunci pembuka BACKUP_AGE_IDENTITY",
+                "identity BACKUP_AGE_IDENTITY",
+            ),
             CheckItem::Member(role, id) => t(
                 &format!("{} {id} anggota grup", self.role(*role)),
                 &format!("{} {id} is in the group", self.role(*role)),

@@ -498,6 +498,10 @@ impl Catalog {
                 "interrupted by a shutdown of the bot",
             ),
             K::Copy => self.pick("penyalinan gagal", "the copy failed"),
+            K::Encryption => self.pick(
+                "pengaturan enkripsi (BACKUP_ENCRYPT_TO) tidak dapat dipakai",
+                "the encryption settings (BACKUP_ENCRYPT_TO) cannot be used",
+            ),
         }
     }
 

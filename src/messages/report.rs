@@ -210,6 +210,16 @@ impl Catalog {
         }
     }
 
+    /// Whether the folder's files are encrypted on the disk, and to how many keys.
+    pub fn encryption_line(&self, r: &BackupReport) -> String {
+        match (self.lang, r.encrypted_to) {
+            (Lang::Id, 0) => "🔓 Tidak terenkripsi: arsip tersimpan apa adanya di disk (BACKUP_ENCRYPT_TO kosong).\n".into(),
+            (Lang::En, 0) => "🔓 Not encrypted: the archives are stored as they are on the disk (BACKUP_ENCRYPT_TO is empty).\n".into(),
+            (Lang::Id, n) => format!("🔐 Terenkripsi (age) untuk {n} kunci penerima; diverifikasi tanpa kunci pembuka.\n"),
+            (Lang::En, n) => format!("🔐 Encrypted (age) to {n} recipient key(s); verified without the key that opens them.\n"),
+        }
+    }
+
     /// Why a run whose mailboxes did not all verify failed.
     /// How many mailboxes failed, the first few by name (the document lists them all).
     pub fn mailboxes_failed(&self, failed: &[String], total: usize) -> String {
@@ -338,7 +348,7 @@ impl Catalog {
         let folder = esc(&r.folders.local.to_string_lossy());
         let total = bytes(self.lang, r.bytes_total);
         let n = r.mailboxes.len();
-        let accounts = self.directory_line(r);
+        let accounts = self.directory_line(r) + &self.encryption_line(r);
         let mut text = match self.lang {
             Lang::Id => format!(
                 "📦 <b>Laporan backup {}</b> — {kasi}\nSemua mailbox tersalin dan terverifikasi (SHA-256 sama dengan server, arsip terbaca utuh).\n\n{rows}\nTotal: {n} mailbox, {total}\n{accounts}Folder: <code>{folder}</code>\nWaktu salin: {copy_time}, {rate}\n\n<b>Tabel SOP</b>\n{table}",
@@ -414,6 +424,7 @@ impl Catalog {
                     rows.push_str(&self.more_in_document(failed - failures_named));
                 }
                 rows.push_str(&self.directory_line(r));
+                rows.push_str(&self.encryption_line(r));
                 let any_verified = r
                     .mailboxes
                     .iter()

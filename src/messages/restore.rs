@@ -68,6 +68,24 @@ impl Catalog {
                 code(folder),
                 esc(available)
             ),
+            (Lang::Id, RestoreError::NoIdentity { file }) => format!(
+                "arsip {} terenkripsi, dan komputer admin tidak memegang kunci pembukanya: isi BACKUP_AGE_IDENTITY di .env dengan berkas kunci (identity) lalu mulai ulang bot, atau pulihkan di terminal dengan <code>mailbox-backup-bot restore … --identity BERKAS</code>",
+                code(file)
+            ),
+            (Lang::En, RestoreError::NoIdentity { file }) => format!(
+                "the archive {} is encrypted and the admin computer holds no key to open it: set BACKUP_AGE_IDENTITY in .env to the identity file and restart the bot, or restore at the terminal with <code>mailbox-backup-bot restore … --identity FILE</code>",
+                code(file)
+            ),
+            (Lang::Id, RestoreError::Identity { file, detail }) => format!(
+                "arsip terenkripsi {} tidak dapat dibuka dengan kunci yang diberikan (kunci salah?): {}",
+                code(file),
+                code(detail)
+            ),
+            (Lang::En, RestoreError::Identity { file, detail }) => format!(
+                "the encrypted archive {} cannot be opened with the identity given (the wrong key?): {}",
+                code(file),
+                code(detail)
+            ),
             (Lang::Id, RestoreError::Corrupt { file }) => format!(
                 "arsip {} tidak cocok dengan SHA-256 yang dicatat saat salinannya diverifikasi (rusak atau diganti?)",
                 code(file)

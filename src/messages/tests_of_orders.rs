@@ -440,6 +440,7 @@ fn many_mailboxes(n: usize, fail_every: usize) -> crate::engine::BackupReport {
         bytes_reused: 0,
         local_folders_removed: vec![],
         disk_free: Some(900_000_000_000),
+        encrypted_to: 0,
     }
 }
 

@@ -11,7 +11,6 @@ mod plan;
 mod sink;
 
 use std::fs::File;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,7 +22,8 @@ pub(crate) use self::plan::OWN_STREAM_FROM;
 use self::plan::{plan, Job};
 pub(crate) use self::sink::hex as hex_of;
 pub use self::sink::sha256_of;
-use self::sink::{part_path, receive_many, receive_one, resume_point, BatchError};
+use self::sink::{part_path, receive_many, receive_one, resume_point, BatchError, Encrypted};
+use super::encryption::{self, EncryptedCopy, Recipients};
 use super::local::{find_verified_copy, free_space, record_verified, remove_partials, sync_dir};
 use super::manifest::ServerFile;
 use super::remote::{error_chain, Remote};
@@ -90,11 +90,13 @@ struct Sorted {
     reused: u64,
 }
 
-async fn sort_out(folders: &RunFolders, files: &[ServerFile]) -> Sorted {
+async fn sort_out(folders: &RunFolders, files: &[ServerFile], encrypted: bool) -> Sorted {
     let mut sorted = Sorted::default();
     for file in files {
-        let here = verified_already(&folders.local.join(file.name.as_str()), file).await;
-        if here || reuse_earlier_copy(folders, file).await {
+        let here = verified_already(folders, file, encrypted).await;
+        // An earlier copy is taken only into a plain folder: an encrypted one may be to other
+        // recipients, and a plain one must never land in an encrypted folder.
+        if here || (!encrypted && reuse_earlier_copy(folders, file).await) {
             sorted.done_files += 1;
             sorted.done_bytes += file.size;
             if !here {
@@ -102,8 +104,9 @@ async fn sort_out(folders: &RunFolders, files: &[ServerFile]) -> Sorted {
             }
             continue;
         }
-        // Only a big file continues its partial copy; a small one starts over.
-        let have = match file.size >= OWN_STREAM_FROM {
+        // Only a big plain file continues its partial copy; a small one starts over, and so
+        // does an encrypted one (its stream cannot be taken up again).
+        let have = match file.size >= OWN_STREAM_FROM && !encrypted {
             true => std::fs::metadata(part_path(&folders.local, file.name.as_str()))
                 .map(|m| m.len())
                 .unwrap_or(0)
@@ -123,6 +126,7 @@ pub async fn copy_all(
     progress: &ProgressSender,
     stall: Duration,
     copied: &mut Copied,
+    seal: Option<&Recipients>,
 ) -> Result<(), EngineError> {
     let err = |kind, detail: String| copy_error(kind, detail, folders);
     let Sorted {
@@ -131,7 +135,7 @@ pub async fn copy_all(
         done_files,
         done_bytes,
         reused,
-    } = sort_out(folders, files).await;
+    } = sort_out(folders, files, seal.is_some()).await;
     if let Err(e) = room_for(folders, need) {
         // What cannot finish only holds the disk: free it now.
         remove_partials(&folders.local);
@@ -140,10 +144,11 @@ pub async fn copy_all(
     let meter = Arc::new(Meter::new(files, done_files, done_bytes, progress.clone()));
     let work = futures::stream::iter(plan(todo).into_iter().map(|job| {
         let meter = meter.clone();
+        let seal = seal.cloned();
         async move {
             match job {
-                Job::Whole(file) => copy_whole(remote, folders, file, meter).await,
-                Job::Batch(files) => copy_batch(remote, folders, files, meter).await,
+                Job::Whole(file) => copy_whole(remote, folders, file, meter, seal).await,
+                Job::Batch(files) => copy_batch(remote, folders, files, meter, seal).await,
             }
         }
     }))
@@ -196,16 +201,18 @@ pub(crate) async fn copy_files(
     folders: &RunFolders,
     files: Vec<ServerFile>,
     meter: &Arc<Meter>,
+    seal: Option<&Recipients>,
 ) -> Result<u64, EngineError> {
     let mut reused = 0;
     let mut todo = Vec::new();
     let mut need = 0;
+    let encrypted = seal.is_some();
     for file in files {
         // Hashing what is already here (a resumed run) is work, not a stall.
         meter.alive();
-        if verified_here(folders, &file, meter).await {
+        if verified_here(folders, &file, meter, encrypted).await {
             meter.present(file.size);
-        } else if reuse_earlier_copy(folders, &file).await {
+        } else if !encrypted && reuse_earlier_copy(folders, &file).await {
             meter.present(file.size);
             reused += file.size;
         } else {
@@ -220,9 +227,10 @@ pub(crate) async fn copy_files(
     // Waiting for an export is not a stall: the clock starts with the job.
     meter.alive();
     for job in plan(todo) {
+        let seal = seal.cloned();
         match job {
-            Job::Whole(file) => copy_whole(remote, folders, file, meter.clone()).await?,
-            Job::Batch(files) => copy_batch(remote, folders, files, meter.clone()).await?,
+            Job::Whole(file) => copy_whole(remote, folders, file, meter.clone(), seal).await?,
+            Job::Batch(files) => copy_batch(remote, folders, files, meter.clone(), seal).await?,
         }
     }
     Ok(reused)
@@ -306,12 +314,14 @@ fn copy_error(kind: ErrorKind, detail: String, folders: &RunFolders) -> EngineEr
     }
 }
 
-/// Streams one file into `.name.part`, continuing a partial one.
+/// Streams one file into `.name.part`, continuing a partial one (or into `.name.age.part`,
+/// encrypted to `seal`, from its start).
 async fn copy_whole(
     remote: &Remote,
     folders: &RunFolders,
     file: ServerFile,
     meter: Arc<Meter>,
+    seal: Option<Recipients>,
 ) -> Result<(), EngineError> {
     let err =
         |detail: String| copy_error(ErrorKind::Copy, format!("{}: {detail}", file.name), folders);
@@ -323,18 +333,22 @@ async fn copy_whole(
         };
         copy_error(kind, format!("{}: {e}", file.name), folders)
     };
-    let part = part_path(&folders.local, file.name.as_str());
-    let (hasher, have) = {
-        let part = part.clone();
-        let size = file.size;
-        let meter = meter.clone();
-        tokio::task::spawn_blocking(move || {
-            let _busy = Busy::new();
-            resume_point(&part, size, &meter)
-        })
-        .await
-        .map_err(|e| err(e.to_string()))?
-        .map_err(|e| err(e.to_string()))?
+    let stored = encryption::stored_name(file.name.as_str(), seal.is_some());
+    let part = part_path(&folders.local, &stored);
+    let (hasher, have) = match seal {
+        Some(_) => (sha2::Sha256::default(), 0),
+        None => {
+            let part = part.clone();
+            let size = file.size;
+            let meter = meter.clone();
+            tokio::task::spawn_blocking(move || {
+                let _busy = Busy::new();
+                resume_point(&part, size, &meter)
+            })
+            .await
+            .map_err(|e| err(e.to_string()))?
+            .map_err(|e| err(e.to_string()))?
+        }
     };
     let path = format!("{}/{}", folders.server, file.name);
     let offset = have.to_string();
@@ -348,14 +362,14 @@ async fn copy_whole(
         let meter = meter.clone();
         tokio::task::spawn_blocking(move || {
             let _busy = Busy::new();
-            receive_one(input, &part, have, hasher, &meter).and_then(|(got, sha)| {
+            receive_one(input, &part, have, hasher, &meter, seal.as_ref()).and_then(|r| {
                 File::open(&part)?.sync_all()?;
-                Ok((got, sha))
+                Ok(r)
             })
         })
     };
     let (received, finished) = tokio::join!(receive, child.wait_with_output());
-    let (got, sha) = received.map_err(|e| err(e.to_string()))?.map_err(io_err)?;
+    let received = received.map_err(|e| err(e.to_string()))?.map_err(io_err)?;
     let finished = finished.map_err(|e| err(error_chain(&e)))?;
     if !finished.status.success() {
         return Err(err(format!(
@@ -364,6 +378,7 @@ async fn copy_whole(
             String::from_utf8_lossy(&finished.stderr).trim()
         )));
     }
+    let (got, sha) = (received.size, received.sha256.as_str());
     if got != file.size || sha != file.sha256 {
         // Never keep a copy that does not match: the next run starts this file over.
         let _ = std::fs::remove_file(&part);
@@ -372,11 +387,36 @@ async fn copy_whole(
             file.size, file.sha256
         )));
     }
-    std::fs::rename(&part, folders.local.join(file.name.as_str()))
-        .map_err(|e| err(e.to_string()))?;
-    let _ = record_verified(&folders.local, &file.sha256, file.size, file.name.as_str());
+    land(folders, &file, received.encrypted).map_err(err)?;
     meter.add(0, 1);
     Ok(())
+}
+
+/// A verified part given its real name and entered in the folder's index (and, encrypted, in
+/// the index of encrypted copies with its plaintext's facts).
+fn land(folders: &RunFolders, file: &ServerFile, encrypted: Option<Encrypted>) -> Result<(), String> {
+    let name = file.name.as_str();
+    let stored = encryption::stored_name(name, encrypted.is_some());
+    std::fs::rename(part_path(&folders.local, &stored), folders.local.join(&stored))
+        .map_err(|e| format!("{stored}: {e}"))?;
+    let Some(e) = encrypted else {
+        let _ = record_verified(&folders.local, &file.sha256, file.size, name);
+        return Ok(());
+    };
+    // Both indexes, or the copy does not count: a resumed run copies it again.
+    encryption::record(
+        &folders.local,
+        &EncryptedCopy {
+            file: name.to_owned(),
+            size: file.size,
+            sha256: file.sha256.clone(),
+            stored_size: e.size,
+            stored_sha256: e.sha256.clone(),
+            messages: e.messages,
+        },
+    )
+    .and_then(|()| record_verified(&folders.local, &e.sha256, e.size, &stored))
+    .map_err(|e| format!("{stored}: {e}"))
 }
 
 /// Copies a batch of small files through one `tar` stream.
@@ -385,6 +425,7 @@ async fn copy_batch(
     folders: &RunFolders,
     files: Vec<ServerFile>,
     meter: Arc<Meter>,
+    seal: Option<Recipients>,
 ) -> Result<(), EngineError> {
     let err = |detail: String| copy_error(ErrorKind::Copy, detail, folders);
     let mut args = vec![folders.server.as_str()];
@@ -400,7 +441,7 @@ async fn copy_batch(
         let files = files.clone();
         tokio::task::spawn_blocking(move || {
             let _busy = Busy::new();
-            receive_many(input, &dir, &files, &meter)
+            receive_many(input, &dir, &files, &meter, seal.as_ref())
         })
     };
     let (received, finished) = tokio::join!(receive, child.wait_with_output());
@@ -411,14 +452,14 @@ async fn copy_batch(
         Ok(verified) => (verified, None),
         Err(BatchError { verified, detail }) => (verified, Some(detail)),
     };
-    for name in &verified {
-        std::fs::rename(part_path(&folders.local, name), folders.local.join(name))
-            .map_err(|e| err(format!("{name}: {e}")))?;
+    let mut landed = Vec::new();
+    for (name, encrypted) in verified {
         if let Some(f) = files.iter().find(|f| f.name.as_str() == name) {
-            let _ = record_verified(&folders.local, &f.sha256, f.size, name);
+            land(folders, f, encrypted).map_err(err)?;
+            landed.push(name);
         }
     }
-    meter.add(0, verified.len());
+    meter.add(0, landed.len());
     if let Some(detail) = problem {
         return Err(err(detail));
     }
@@ -429,11 +470,11 @@ async fn copy_batch(
             String::from_utf8_lossy(&finished.stderr).trim()
         )));
     }
-    if verified.len() != files.len() {
+    if landed.len() != files.len() {
         let missing: Vec<&str> = files
             .iter()
             .map(|f| f.name.as_str())
-            .filter(|n| !verified.iter().any(|v| v == n))
+            .filter(|n| !landed.iter().any(|v| v == n))
             .collect();
         return Err(err(format!(
             "the server did not send {}",
@@ -459,30 +500,55 @@ fn take_stdout(child: &mut openssh::Child<&openssh::Session>) -> std::io::Result
 
 /// [`verified_already`], telling the meter of every MiB hashed (a big archive on a slow disk
 /// takes longer than the stall limit).
-async fn verified_here(folders: &RunFolders, file: &ServerFile, meter: &Arc<Meter>) -> bool {
-    let dest = folders.local.join(file.name.as_str());
-    if !std::fs::metadata(&dest).is_ok_and(|m| m.len() == file.size) {
+async fn verified_here(
+    folders: &RunFolders,
+    file: &ServerFile,
+    meter: &Arc<Meter>,
+    encrypted: bool,
+) -> bool {
+    let Some((dest, size, sha256)) = stored_copy(folders, file, encrypted) else {
+        return false;
+    };
+    if !std::fs::metadata(&dest).is_ok_and(|m| m.len() == size) {
         return false;
     }
-    let (size, meter) = (file.size, meter.clone());
+    let meter = meter.clone();
     let hashed = tokio::task::spawn_blocking(move || {
         let _busy = Busy::new();
         resume_point(&dest, size, &meter)
     })
     .await;
     match hashed {
-        Ok(Ok((h, n))) => n == file.size && sink::hex(&sha2::Digest::finalize(h)) == file.sha256,
+        Ok(Ok((h, n))) => n == size && sink::hex(&sha2::Digest::finalize(h)) == sha256,
         _ => false,
     }
 }
 
+/// Where the copy of `file` is on disk and what it must be: the server's bytes, or (encrypted)
+/// the ciphertext recorded for exactly that plaintext.
+fn stored_copy(
+    folders: &RunFolders,
+    file: &ServerFile,
+    encrypted: bool,
+) -> Option<(std::path::PathBuf, u64, String)> {
+    let name = file.name.as_str();
+    if !encrypted {
+        return Some((folders.local.join(name), file.size, file.sha256.clone()));
+    }
+    let copy = encryption::find(&folders.local, name)
+        .filter(|c| c.sha256 == file.sha256 && c.size == file.size)?;
+    Some((folders.local.join(copy.stored()), copy.stored_size, copy.stored_sha256))
+}
+
 /// Already copied and verified by an earlier (interrupted) run.
-async fn verified_already(dest: &Path, file: &ServerFile) -> bool {
-    match std::fs::metadata(dest) {
-        Ok(m) if m.len() == file.size => {
-            let dest = dest.to_owned();
+async fn verified_already(folders: &RunFolders, file: &ServerFile, encrypted: bool) -> bool {
+    let Some((dest, size, sha256)) = stored_copy(folders, file, encrypted) else {
+        return false;
+    };
+    match std::fs::metadata(&dest) {
+        Ok(m) if m.len() == size => {
             let sum = tokio::task::spawn_blocking(move || sha256_of(&dest)).await;
-            matches!(sum, Ok(Ok((h, _))) if h == file.sha256)
+            matches!(sum, Ok(Ok((h, _))) if h == sha256)
         }
         _ => false,
     }

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::meter::Meter;
+use crate::engine::archive::ChannelReader;
+use crate::engine::encryption::Recipients;
 use crate::engine::manifest::ServerFile;
 
 pub(super) const BUFFER: usize = 1 << 20;
@@ -46,21 +48,136 @@ pub(super) fn resume_point(
     }
 }
 
-/// Appends the stream to `part`, hashing as it goes; returns the total length and its SHA-256.
+/// What an encrypted copy wrote: the ciphertext's length and SHA-256, and the messages counted
+/// in the plaintext before it was encrypted.
+#[derive(Debug)]
+pub(super) struct Encrypted {
+    pub size: u64,
+    pub sha256: String,
+    pub messages: Result<u64, String>,
+}
+
+/// What a stream left: the plaintext's length and SHA-256 (the server's file), and the
+/// ciphertext's when it was encrypted on the way.
+pub(super) struct Received {
+    pub size: u64,
+    pub sha256: String,
+    pub encrypted: Option<Encrypted>,
+}
+
+/// Appends the stream to `part`, hashing as it goes (encrypted to `seal` when given: then the
+/// part is new, `have` is 0).
 pub(super) fn receive_one(
     mut input: File,
     part: &Path,
     have: u64,
     mut hasher: Sha256,
     meter: &Meter,
-) -> std::io::Result<(u64, String)> {
+    seal: Option<&Recipients>,
+) -> std::io::Result<Received> {
     let mut out = super::super::local::private_file()
         .append(have > 0)
         .truncate(have == 0)
         .open(part)?;
     super::super::local::make_private(&out)?;
-    let got = have + pump_overlapped(&mut input, &mut out, &mut hasher, meter)?;
-    Ok((got, hex(&hasher.finalize())))
+    let (got, encrypted) = pump_overlapped(&mut input, &mut out, &mut hasher, meter, seal)?;
+    Ok(Received {
+        size: have + got,
+        sha256: hex(&hasher.finalize()),
+        encrypted,
+    })
+}
+
+/// Writes to a file as the bytes come, keeping the disk writing (`sync_file_range`) so the
+/// final `fsync` finds little to do; hashes what it writes when it is ciphertext.
+struct DiskWriter<'a> {
+    file: &'a mut File,
+    written: u64,
+    flushed: u64,
+    hash: Option<Sha256>,
+}
+
+impl Write for DiskWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        if let Some(h) = &mut self.hash {
+            h.update(&buf[..n]);
+        }
+        self.written += n as u64;
+        if self.written - self.flushed >= WRITEBACK_WINDOW {
+            write_back(self.file, self.flushed, self.written - self.flushed);
+            self.flushed = self.written;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// Where the writer thread puts the plaintext: the file itself, or an age stream into it.
+enum Landing<'a> {
+    Plain(DiskWriter<'a>),
+    Encrypted(age::stream::StreamWriter<DiskWriter<'a>>),
+}
+
+impl<'a> Landing<'a> {
+    fn new(file: &'a mut File, seal: Option<&Recipients>) -> std::io::Result<Landing<'a>> {
+        let start = file.metadata()?.len();
+        let disk = DiskWriter {
+            file,
+            written: start,
+            flushed: start,
+            hash: seal.map(|_| Sha256::new()),
+        };
+        Ok(match seal {
+            Some(r) => Landing::Encrypted(r.encrypt(disk)?),
+            None => Landing::Plain(disk),
+        })
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        match self {
+            Landing::Plain(w) => w.write_all(buf),
+            Landing::Encrypted(w) => w.write_all(buf),
+        }
+    }
+
+    /// Ends the age stream; the ciphertext's length and SHA-256 when it was one.
+    fn finish(self) -> std::io::Result<Option<(u64, String)>> {
+        match self {
+            Landing::Plain(_) => Ok(None),
+            Landing::Encrypted(w) => {
+                let disk = w.finish()?;
+                Ok(Some((
+                    disk.written,
+                    hex(&disk.hash.unwrap_or_default().finalize()),
+                )))
+            }
+        }
+    }
+}
+
+/// The plaintext's messages, counted on a thread of its own from copies of what passes: the
+/// sender, and the thread's result.
+type Tee = std::sync::mpsc::SyncSender<Vec<u8>>;
+
+fn encrypted(
+    finished: Option<(u64, String)>,
+    counted: Option<std::thread::Result<Result<u64, String>>>,
+) -> Option<Encrypted> {
+    let (size, sha256) = finished?;
+    let messages = match counted {
+        Some(Ok(m)) => m,
+        Some(Err(_)) => Err("the counting thread panicked".into()),
+        None => Err("not counted".into()),
+    };
+    Some(Encrypted {
+        size,
+        sha256,
+        messages,
+    })
 }
 
 /// Like [`pump`], for big files, as a pipeline of three threads — one drains the pipe, one
@@ -72,7 +189,8 @@ fn pump_overlapped(
     out: &mut File,
     hasher: &mut Sha256,
     meter: &Meter,
-) -> std::io::Result<u64> {
+    seal: Option<&Recipients>,
+) -> std::io::Result<(u64, Option<Encrypted>)> {
     type Filled = (Vec<u8>, usize);
     let (read_tx, read_rx) = std::sync::mpsc::sync_channel::<Filled>(IN_FLIGHT);
     let (hashed_tx, hashed_rx) = std::sync::mpsc::sync_channel::<Filled>(IN_FLIGHT);
@@ -80,29 +198,36 @@ fn pump_overlapped(
     for _ in 0..IN_FLIGHT {
         let _ = empty_tx.send(vec![0u8; BUFFER]);
     }
-    let start = out.metadata()?.len();
+    let landing = Landing::new(out, seal)?;
+    // An encrypted copy's messages are counted before encrypting: nothing can read them after.
+    let (tee, counter): (Option<Tee>, _) = match seal {
+        Some(_) => {
+            let (tx, rx) = std::sync::mpsc::sync_channel(2);
+            (Some(tx), Some(rx))
+        }
+        None => (None, None),
+    };
     std::thread::scope(|scope| {
+        let counting = counter.map(|rx| scope.spawn(move || ChannelReader::new(rx).count()));
         scope.spawn(move || {
             for (buf, n) in read_rx {
                 hasher.update(&buf[..n]);
+                if let Some(tee) = &tee {
+                    let _ = tee.send(buf[..n].to_vec());
+                }
                 if hashed_tx.send((buf, n)).is_err() {
                     break;
                 }
             }
         });
-        let writer = scope.spawn(move || -> std::io::Result<()> {
-            let (mut written, mut flushed) = (start, start);
+        let writer = scope.spawn(move || -> std::io::Result<Option<(u64, String)>> {
+            let mut landing = landing;
             for (buf, n) in hashed_rx {
-                out.write_all(&buf[..n])?;
-                written += n as u64;
-                if written - flushed >= WRITEBACK_WINDOW {
-                    write_back(out, flushed, written - flushed);
-                    flushed = written;
-                }
+                landing.write_all(&buf[..n])?;
                 // The reader may have stopped; then the buffer is simply dropped.
                 let _ = empty_tx.send(buf);
             }
-            Ok(())
+            landing.finish()
         });
         let mut total = 0u64;
         let read = loop {
@@ -124,9 +249,10 @@ fn pump_overlapped(
         let wrote = writer
             .join()
             .unwrap_or_else(|_| Err(std::io::Error::other("the writer thread panicked")));
+        let counted = counting.map(|c| c.join());
         read?;
-        wrote?;
-        Ok(total)
+        let finished = wrote?;
+        Ok((total, encrypted(finished, counted)))
     })
 }
 
@@ -148,24 +274,47 @@ fn fill(input: &mut impl Read, buf: &mut [u8], got: &dyn Fn(u64)) -> std::io::Re
     Ok(n)
 }
 
-/// Copies `input` to `out`, hashing it.
+/// Copies `input` to `out`, hashing it (and encrypting it to `seal`, its messages counted on
+/// a thread of its own, when given).
 fn pump(
     input: &mut impl Read,
     out: &mut File,
     hasher: &mut Sha256,
     meter: &Meter,
-) -> std::io::Result<u64> {
-    let mut buf = vec![0u8; SMALL_BUFFER];
-    let mut total = 0;
-    loop {
-        let n = fill(input, &mut buf, &|k| meter.add(k, 0))?;
-        if n == 0 {
-            return Ok(total);
+    seal: Option<&Recipients>,
+) -> std::io::Result<(u64, Option<Encrypted>)> {
+    let mut landing = Landing::new(out, seal)?;
+    let (tee, counter): (Option<Tee>, _) = match seal {
+        Some(_) => {
+            let (tx, rx) = std::sync::mpsc::sync_channel(2);
+            (Some(tx), Some(rx))
         }
-        hasher.update(&buf[..n]);
-        out.write_all(&buf[..n])?;
-        total += n as u64;
-    }
+        None => (None, None),
+    };
+    std::thread::scope(|scope| {
+        let counting = counter.map(|rx| scope.spawn(move || ChannelReader::new(rx).count()));
+        let mut buf = vec![0u8; SMALL_BUFFER];
+        let mut total = 0;
+        let copied = loop {
+            let n = match fill(input, &mut buf, &|k| meter.add(k, 0)) {
+                Ok(0) => break Ok(()),
+                Ok(n) => n,
+                Err(e) => break Err(e),
+            };
+            hasher.update(&buf[..n]);
+            if let Some(tee) = &tee {
+                let _ = tee.send(buf[..n].to_vec());
+            }
+            if let Err(e) = landing.write_all(&buf[..n]) {
+                break Err(e);
+            }
+            total += n as u64;
+        };
+        drop(tee);
+        let counted = counting.map(|c| c.join());
+        copied?;
+        Ok((total, encrypted(landing.finish()?, counted)))
+    })
 }
 
 /// Starts writing `len` bytes at `offset` to disk (0: to the end) and waits for a window
@@ -194,20 +343,24 @@ pub(super) fn write_back(out: &File, offset: u64, len: u64) {
     }
 }
 
+/// A file of a batch that arrived whole: its name, and its ciphertext's facts when encrypted.
+pub(super) type Landed = (String, Option<Encrypted>);
+
 pub(super) struct BatchError {
-    pub verified: Vec<String>,
+    pub verified: Vec<Landed>,
     pub detail: String,
 }
 
-/// Unpacks a `tar` stream of expected files into `.name.part` files, each checked against the
-/// manifest. Returns the names whose parts are verified and durable (one `syncfs` for the batch),
-/// ready to be renamed.
+/// Unpacks a `tar` stream of expected files into `.name.part` files (`.name.age.part`,
+/// encrypted, with `seal`), each checked against the manifest. Returns the files whose parts are
+/// verified and durable (one `syncfs` for the batch), ready to be renamed.
 pub(super) fn receive_many(
     input: File,
     dir: &Path,
     files: &[ServerFile],
     meter: &Meter,
-) -> Result<Vec<String>, BatchError> {
+    seal: Option<&Recipients>,
+) -> Result<Vec<Landed>, BatchError> {
     let expected: HashMap<&str, &ServerFile> = files.iter().map(|f| (f.name.as_str(), f)).collect();
     let mut verified = Vec::new();
     let mut problem = None;
@@ -226,12 +379,13 @@ pub(super) fn receive_many(
                 problem.get_or_insert(format!("{name}: not a regular file on the server"));
                 break;
             }
-            let part = part_path(dir, &name);
+            let stored = crate::engine::encryption::stored_name(&name, seal.is_some());
+            let part = part_path(dir, &stored);
             let mut out = super::super::local::private_file()
                 .truncate(true)
                 .open(&part)?;
             let mut hasher = Sha256::new();
-            let got = pump(&mut entry, &mut out, &mut hasher, meter)?;
+            let (got, encrypted) = pump(&mut entry, &mut out, &mut hasher, meter, seal)?;
             // Start writing it out now; the batch's one `syncfs` then has little left to wait for.
             write_back(&out, 0, 0);
             let sha = hex(&hasher.finalize());
@@ -244,7 +398,7 @@ pub(super) fn receive_many(
                 ));
                 continue;
             }
-            verified.push(name);
+            verified.push((name, encrypted));
         }
         Ok(())
     })();
@@ -329,14 +483,16 @@ mod tests {
         let m = meter(&[]);
         // The first stream breaks off after 1 MiB + 5 bytes.
         let cut = (1 << 20) + 5;
-        let (got, _) = receive_one(input(&dir, "a", &data[..cut]), &part, 0, Sha256::new(), &m)
-            .expect("first part");
+        let got = receive_one(input(&dir, "a", &data[..cut]), &part, 0, Sha256::new(), &m, None)
+            .expect("first part")
+            .size;
         assert_eq!(got, cut as u64);
         // The resumed stream sends only the rest; the hash covers the whole file.
         let (hasher, have) = resume_point(&part, data.len() as u64, &m).expect("resume point");
         assert_eq!(have, cut as u64);
-        let (got, digest) =
-            receive_one(input(&dir, "b", &data[cut..]), &part, have, hasher, &m).expect("rest");
+        let rest = receive_one(input(&dir, "b", &data[cut..]), &part, have, hasher, &m, None)
+            .expect("rest");
+        let (got, digest) = (rest.size, rest.sha256);
         assert_eq!(
             (got, digest.as_str()),
             (data.len() as u64, sha(&data).as_str())
@@ -390,9 +546,10 @@ mod tests {
             ("b.tar.gz", b"brav0"),
             ("c.tar.gz", b"charlie"),
         ]);
-        let err = receive_many(input(&dir, "in", &stream), &dir, &files, &meter(&files))
+        let err = receive_many(input(&dir, "in", &stream), &dir, &files, &meter(&files), None)
             .expect_err("b is refused");
-        assert_eq!(err.verified, vec!["a.tar.gz", "c.tar.gz"]);
+        let names: Vec<&str> = err.verified.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, vec!["a.tar.gz", "c.tar.gz"]);
         assert!(
             err.detail.contains("b.tar.gz: checksum mismatch"),
             "{}",
@@ -409,7 +566,7 @@ mod tests {
 
         // An entry nobody asked for (here one that climbs out) is never written.
         let evil = tar_of(&[("../evil.tar.gz", b"x"), ("a.tar.gz", b"alpha")]);
-        let err = receive_many(input(&dir, "in2", &evil), &dir, &files, &meter(&files))
+        let err = receive_many(input(&dir, "in2", &evil), &dir, &files, &meter(&files), None)
             .expect_err("refused");
         assert!(err.detail.contains("unexpected entry"), "{}", err.detail);
         assert!(err.verified.is_empty());

@@ -29,6 +29,7 @@ use sha2::{Digest, Sha256};
 pub(crate) use zimbra::zbatch_fn;
 pub use zimbra::{command_outputs, ZimbraDirectory, ZimbraEntry, ZIMBRA_CAPTURE};
 
+use super::encryption::{self, Recipients};
 use super::remote::{error_chain, Remote};
 use super::{local, MailboxStatus, RunFolders};
 use crate::config::MailStore;
@@ -90,8 +91,9 @@ pub(super) async fn capture(
     remote: &Remote,
     store: &MailStore,
     folders: &RunFolders,
+    seal: Option<&Recipients>,
 ) -> DirectoryResult {
-    match capture_and_copy(remote, store, folders).await {
+    match capture_and_copy(remote, store, folders, seal).await {
         Ok(result) => result,
         Err(error) => DirectoryResult {
             file: FILE.to_owned(),
@@ -107,6 +109,7 @@ async fn capture_and_copy(
     remote: &Remote,
     store: &MailStore,
     folders: &RunFolders,
+    seal: Option<&Recipients>,
 ) -> Result<DirectoryResult, String> {
     let dir = folders.server.as_str();
     let out = match store {
@@ -147,6 +150,15 @@ async fn capture_and_copy(
             sent.stdout.len()
         ));
     }
+    if let Some(seal) = seal {
+        let (folder, seal) = (folders.local.clone(), seal.clone());
+        let plain = sent.stdout;
+        return tokio::task::spawn_blocking(move || {
+            store_encrypted(&folder, &plain, sha256, &seal)
+        })
+        .await
+        .map_err(|e| format!("the read-back stopped: {e}"))?;
+    }
     let path = folders.local.join(FILE);
     local::write_durably(&path, &sent.stdout).map_err(|e| format!("{}: {e}", path.display()))?;
     local::record_verified(&folders.local, &sha256, size, FILE)
@@ -159,6 +171,41 @@ async fn capture_and_copy(
         file: FILE.to_owned(),
         size,
         sha256,
+        counts,
+        status: MailboxStatus::Verified,
+    })
+}
+
+/// The capture encrypted into the dated folder: read (and counted) in its plaintext first, then
+/// written as an age file, recorded, and read back against the hash taken as it was written.
+fn store_encrypted(
+    folder: &Path,
+    plain: &[u8],
+    sha256: String,
+    seal: &Recipients,
+) -> Result<DirectoryResult, String> {
+    let counts = Directory::from_reader(plain)?.counts();
+    let stored = encryption::stored_name(FILE, true);
+    let path = folder.join(&stored);
+    let cipher = encryption::encrypt_to_vec(seal, plain).map_err(|e| e.to_string())?;
+    local::write_durably(&path, &cipher).map_err(|e| format!("{}: {e}", path.display()))?;
+    let stored_sha256 = super::copy::hex_of(&Sha256::digest(&cipher));
+    let copy = encryption::EncryptedCopy {
+        file: FILE.to_owned(),
+        size: plain.len() as u64,
+        sha256,
+        stored_size: cipher.len() as u64,
+        stored_sha256: stored_sha256.clone(),
+        messages: Ok(counts.accounts),
+    };
+    encryption::record(folder, &copy)
+        .and_then(|()| local::record_verified(folder, &stored_sha256, copy.stored_size, &stored))
+        .map_err(|e| format!("{}: {e}", folder.display()))?;
+    super::archive::read_back_encrypted(folder, FILE)?;
+    Ok(DirectoryResult {
+        file: stored,
+        size: copy.stored_size,
+        sha256: stored_sha256,
         counts,
         status: MailboxStatus::Verified,
     })

@@ -9,7 +9,6 @@ mod dovecot;
 mod zimbra;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -56,12 +55,8 @@ pub fn read_capture(s: &EngineSettings, folder: &str) -> Result<(Directory, Stri
             other => other,
         })?;
     found.check_content()?;
-    let opened = found.open()?;
-    let path = PathBuf::from(format!(
-        "/proc/self/fd/{}",
-        std::os::fd::AsRawFd::as_raw_fd(&opened)
-    ));
-    let directory = Directory::read(&path).map_err(RestoreError::Unreadable)?;
+    let plain = found.plaintext(s.age_identity.as_deref())?;
+    let directory = Directory::from_reader(plain).map_err(RestoreError::Unreadable)?;
     Ok((directory, found.sha256.clone()))
 }
 
