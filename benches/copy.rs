@@ -39,9 +39,17 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let stall = std::time::Duration::from_secs(settings.stall_secs);
     let mut copied = Default::default();
-    copy_all(&remote, &folders, &files, &progress, stall, &mut copied, None)
-        .await
-        .map_err(|e| anyhow::anyhow!("{}: {}", e.kind, e.detail))?;
+    copy_all(
+        &remote,
+        &folders,
+        &files,
+        &progress,
+        stall,
+        &mut copied,
+        None,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{}: {}", e.kind, e.detail))?;
     let bytes = copied.transferred;
     let seconds = started.elapsed().as_secs_f64();
     remote.close().await;

@@ -134,9 +134,17 @@ async fn copy(settings: &EngineSettings, dir: &str, local: &str) -> anyhow::Resu
     let begin = Instant::now();
     let stall = std::time::Duration::from_secs(settings.stall_secs);
     let mut copied = Default::default();
-    copy_all(&remote, &folders, &files, &progress, stall, &mut copied, None)
-        .await
-        .map_err(|e| anyhow::anyhow!("{}: {}", e.kind, e.detail))?;
+    copy_all(
+        &remote,
+        &folders,
+        &files,
+        &progress,
+        stall,
+        &mut copied,
+        None,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{}: {}", e.kind, e.detail))?;
     // The read-back, two at a time, as step 6 does.
     let reads = futures::stream::iter(files.iter().map(|f| {
         let path = folders.local.join(f.name.as_str());

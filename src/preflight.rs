@@ -198,7 +198,9 @@ fn encryption_checks(s: &EngineSettings) -> Vec<CheckLine> {
             usable,
             match usable {
                 true => format!("on: age, to {} recipient(s)", recipients.len()),
-                false => "on, but a recipient cannot be used: no backup runs until it is fixed".into(),
+                false => {
+                    "on, but a recipient cannot be used: no backup runs until it is fixed".into()
+                }
             },
         )
     }];

@@ -360,7 +360,12 @@ fn keygen(file: &std::path::Path) -> Result<()> {
         .create_new(true)
         .mode(0o600)
         .open(file)
-        .with_context(|| format!("writing the identity to {} (an existing file is never overwritten)", file.display()))?;
+        .with_context(|| {
+            format!(
+                "writing the identity to {} (an existing file is never overwritten)",
+                file.display()
+            )
+        })?;
     out.write_all(text.as_bytes())
         .and_then(|()| out.sync_all())
         .with_context(|| format!("writing the identity to {}", file.display()))?;

@@ -171,9 +171,10 @@ impl Recipients {
     /// Starts an age file on `out` (its header written): what is written to the result is
     /// encrypted; `finish` ends the file.
     pub fn encrypt<W: Write>(&self, out: W) -> std::io::Result<age::stream::StreamWriter<W>> {
-        let encryptor =
-            age::Encryptor::with_recipients(self.0.iter().map(|r| r.as_ref() as &dyn age::Recipient))
-                .map_err(std::io::Error::other)?;
+        let encryptor = age::Encryptor::with_recipients(
+            self.0.iter().map(|r| r.as_ref() as &dyn age::Recipient),
+        )
+        .map_err(std::io::Error::other)?;
         encryptor.wrap_output(out)
     }
 }
@@ -197,7 +198,9 @@ pub struct Identities(Arc<Vec<Identity>>);
 pub enum IdentityError {
     #[error("the identity file {0} cannot be read: {1}")]
     Unreadable(String, String),
-    #[error("{0} holds no age identity (AGE-SECRET-KEY-1…) and no unencrypted OpenSSH private key")]
+    #[error(
+        "{0} holds no age identity (AGE-SECRET-KEY-1…) and no unencrypted OpenSSH private key"
+    )]
     NotAnIdentity(String),
     #[error("{0} is a passphrase-protected SSH key: give an age identity or an unencrypted copy of the key")]
     Protected(String),
@@ -261,4 +264,142 @@ pub fn generate() -> (String, String) {
         identity.to_string().expose_secret()
     );
     (text, recipient)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity_file(dir: &Path, name: &str) -> (std::path::PathBuf, String) {
+        let (text, recipient) = generate();
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("identity");
+        (path, recipient)
+    }
+
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("mbb-enc-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch");
+        dir
+    }
+
+    #[test]
+    fn a_file_encrypted_to_two_keys_opens_with_either_and_not_with_a_third() {
+        let dir = scratch("two");
+        let (kasubdit, r1) = identity_file(&dir, "kasubdit.key");
+        let (spare, r2) = identity_file(&dir, "spare.key");
+        let (stranger, _) = identity_file(&dir, "stranger.key");
+        let seal = Recipients::parse(&[r1, r2]).expect("valid").expect("on");
+        assert_eq!(seal.len(), 2);
+        let plain = b"Subject: rapat\r\n\r\nkata sandi wifi ada di meja".repeat(1000);
+        let sealed = encrypt_to_vec(&seal, &plain).expect("encrypt");
+        assert!(looks_encrypted(&sealed[..]));
+        assert!(!sealed.windows(10).any(|w| w == b"kata sandi"));
+        for key in [&kasubdit, &spare] {
+            let mut back = Vec::new();
+            Identities::load(key)
+                .expect("load")
+                .decrypt(&sealed[..])
+                .expect("opens")
+                .read_to_end(&mut back)
+                .expect("read");
+            assert_eq!(back, plain);
+        }
+        let wrong = Identities::load(&stranger).expect("load");
+        let err = wrong.decrypt(&sealed[..]).err().expect("refused");
+        assert!(
+            err.contains("not one this backup was encrypted to"),
+            "{err}"
+        );
+        // Not an age file at all, and a file that is no identity.
+        assert!(!looks_encrypted(&plain[..]));
+        std::fs::write(dir.join("notes.txt"), "just notes\n").expect("notes");
+        assert!(matches!(
+            Identities::load(&dir.join("notes.txt")),
+            Err(IdentityError::NotAnIdentity(_))
+        ));
+        assert!(matches!(
+            Identities::load(&dir.join("absent")),
+            Err(IdentityError::Unreadable(..))
+        ));
+        std::fs::remove_dir_all(&dir).expect("clean");
+    }
+
+    #[test]
+    fn recipients_are_checked_one_by_one_and_one_bad_one_refuses_them_all() {
+        let (_, good) = generate();
+        let ssh = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIN9AIEqOKWoo2npNA9uuGWf8aRTtpxe6ljqGTyGFD6Hn kasubdit@djki";
+        let entries = vec![good.clone(), ssh.to_owned(), "age1notakey".to_owned()];
+        let checks = check_recipients(&entries);
+        assert_eq!(checks[0].kind, "age X25519");
+        assert_eq!(checks[0].problem, None);
+        assert_eq!(checks[1].kind, "SSH ed25519");
+        assert_eq!(checks[1].problem, None, "{:?}", checks[1]);
+        assert!(checks[2].problem.is_some());
+        assert!(checks[1].shown.len() < ssh.len(), "shortened for the chat");
+        let err = Recipients::parse(&entries).expect_err("one bad entry");
+        assert!(err.contains("BACKUP_ENCRYPT_TO age1notakey"), "{err}");
+        assert!(Recipients::parse(&[]).expect("off").is_none());
+        assert!(Recipients::parse(&entries[..2])
+            .expect("both good")
+            .is_some());
+    }
+
+    #[test]
+    fn an_ssh_key_pair_encrypts_and_opens_and_a_protected_key_is_named() {
+        let dir = scratch("ssh");
+        for (name, pass) in [("open", ""), ("locked", "rahasia")] {
+            let made = std::process::Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", pass, "-C", "kasubdit", "-f"])
+                .arg(dir.join(name))
+                .status()
+                .expect("ssh-keygen");
+            assert!(made.success());
+        }
+        let public = std::fs::read_to_string(dir.join("open.pub")).expect("pub");
+        let seal = Recipients::parse(&[public.trim().to_owned()])
+            .expect("ssh recipient")
+            .expect("on");
+        let sealed = encrypt_to_vec(&seal, b"isi surat").expect("encrypt");
+        let mut back = Vec::new();
+        Identities::load(&dir.join("open"))
+            .expect("unencrypted ssh key")
+            .decrypt(&sealed[..])
+            .expect("opens")
+            .read_to_end(&mut back)
+            .expect("read");
+        assert_eq!(back, b"isi surat");
+        assert!(matches!(
+            Identities::load(&dir.join("locked")),
+            Err(IdentityError::Protected(_))
+        ));
+        std::fs::remove_dir_all(&dir).expect("clean");
+    }
+
+    #[test]
+    fn the_index_keeps_the_newest_entry_per_file() {
+        let dir = scratch("index");
+        let entry = |sha: &str| EncryptedCopy {
+            file: "ani@djki.go.id.tar.gz".into(),
+            size: 10,
+            sha256: sha.into(),
+            stored_size: 300,
+            stored_sha256: "c".repeat(64),
+            messages: Ok(3),
+        };
+        record(&dir, &entry(&"a".repeat(64))).expect("first");
+        record(&dir, &entry(&"b".repeat(64))).expect("again");
+        let found = find(&dir, "ani@djki.go.id.tar.gz").expect("found");
+        assert_eq!(found.sha256, "b".repeat(64));
+        assert_eq!(found.stored(), "ani@djki.go.id.tar.gz.age");
+        assert!(find(&dir, "budi@djki.go.id.tar.gz").is_none());
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join(INDEX))
+            .expect("index")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        std::fs::remove_dir_all(&dir).expect("clean");
+    }
 }

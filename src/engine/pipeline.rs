@@ -17,13 +17,13 @@ use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 
 use super::copy::{self, copy_files, next_job, Meter};
+use super::encryption::Recipients;
 use super::export::{self, sh_again};
 use super::link::Link;
 use super::local::{free_space, remove_partials, sync_dir};
 use super::manifest::{
     account_of, parse_manifest, parse_record, parse_records, ExportRecord, ServerFile,
 };
-use super::encryption::Recipients;
 use super::remote::{error_chain, Remote};
 use super::run::Timer;
 use super::server;

@@ -372,11 +372,17 @@ fn locate_with(
     let plain_name = name(&dir, &sums)?;
     // An encrypted folder lists `NAME.age` where a plain one lists `NAME`.
     let stored = encryption::stored_name(&plain_name, true);
-    let (file, encrypted) = match (sums.contains_key(plain_name.as_str()), sums.contains_key(stored.as_str())) {
+    let (file, encrypted) = match (
+        sums.contains_key(plain_name.as_str()),
+        sums.contains_key(stored.as_str()),
+    ) {
         (false, true) => {
             let index = dir.read(encryption::INDEX).unwrap_or_default();
-            let copy = encryption::find_in(&index, &plain_name)
-                .ok_or_else(|| RestoreError::NotVerified { file: stored.clone() })?;
+            let copy = encryption::find_in(&index, &plain_name).ok_or_else(|| {
+                RestoreError::NotVerified {
+                    file: stored.clone(),
+                }
+            })?;
             (stored, Some(copy))
         }
         _ => (plain_name, None),
@@ -398,7 +404,9 @@ fn locate_with(
         .next()
         .ok_or_else(not_verified)?;
     if sums.get(file.as_str()) != Some(&sha256.as_str())
-        || encrypted.as_ref().is_some_and(|c| c.stored_sha256 != sha256)
+        || encrypted
+            .as_ref()
+            .is_some_and(|c| c.stored_sha256 != sha256)
     {
         return Err(RestoreError::Corrupt { file });
     }

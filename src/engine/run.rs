@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use futures::StreamExt;
 
-use super::encryption::Recipients;
 use super::directory::{self, DirectoryResult};
+use super::encryption::Recipients;
 use super::link::Link;
 use super::local::{self, create_dated_folder, FolderState};
 use super::manifest::{account_of, sha256sums, ServerCount, ServerFile, ServerName};
@@ -586,8 +586,8 @@ async fn server_backup_and_copy(
         }
         _ => None,
     };
-    let bytes_total: u64 = files.iter().map(|x| x.size).sum::<u64>()
-        + directory.as_ref().map_or(0, |d| d.size);
+    let bytes_total: u64 =
+        files.iter().map(|x| x.size).sum::<u64>() + directory.as_ref().map_or(0, |d| d.size);
     // The sums are of the files as stored: checked with `sha256sum -c`, no identity needed.
     let stored = stored_files(&folders.local, files, seal.is_some());
     let stored = with_directory(stored, directory.as_ref());

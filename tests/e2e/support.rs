@@ -517,6 +517,7 @@ impl BackupEngine for ScriptedEngine {
                 copy_secs: 0.5,
                 local_folders_removed: vec![],
                 disk_free: None,
+                encrypted_to: 0,
             })
         })
     }

@@ -394,11 +394,18 @@ async fn copy_whole(
 
 /// A verified part given its real name and entered in the folder's index (and, encrypted, in
 /// the index of encrypted copies with its plaintext's facts).
-fn land(folders: &RunFolders, file: &ServerFile, encrypted: Option<Encrypted>) -> Result<(), String> {
+fn land(
+    folders: &RunFolders,
+    file: &ServerFile,
+    encrypted: Option<Encrypted>,
+) -> Result<(), String> {
     let name = file.name.as_str();
     let stored = encryption::stored_name(name, encrypted.is_some());
-    std::fs::rename(part_path(&folders.local, &stored), folders.local.join(&stored))
-        .map_err(|e| format!("{stored}: {e}"))?;
+    std::fs::rename(
+        part_path(&folders.local, &stored),
+        folders.local.join(&stored),
+    )
+    .map_err(|e| format!("{stored}: {e}"))?;
     let Some(e) = encrypted else {
         let _ = record_verified(&folders.local, &file.sha256, file.size, name);
         return Ok(());
@@ -537,7 +544,11 @@ fn stored_copy(
     }
     let copy = encryption::find(&folders.local, name)
         .filter(|c| c.sha256 == file.sha256 && c.size == file.size)?;
-    Some((folders.local.join(copy.stored()), copy.stored_size, copy.stored_sha256))
+    Some((
+        folders.local.join(copy.stored()),
+        copy.stored_size,
+        copy.stored_sha256,
+    ))
 }
 
 /// Already copied and verified by an earlier (interrupted) run.

@@ -483,15 +483,29 @@ mod tests {
         let m = meter(&[]);
         // The first stream breaks off after 1 MiB + 5 bytes.
         let cut = (1 << 20) + 5;
-        let got = receive_one(input(&dir, "a", &data[..cut]), &part, 0, Sha256::new(), &m, None)
-            .expect("first part")
-            .size;
+        let got = receive_one(
+            input(&dir, "a", &data[..cut]),
+            &part,
+            0,
+            Sha256::new(),
+            &m,
+            None,
+        )
+        .expect("first part")
+        .size;
         assert_eq!(got, cut as u64);
         // The resumed stream sends only the rest; the hash covers the whole file.
         let (hasher, have) = resume_point(&part, data.len() as u64, &m).expect("resume point");
         assert_eq!(have, cut as u64);
-        let rest = receive_one(input(&dir, "b", &data[cut..]), &part, have, hasher, &m, None)
-            .expect("rest");
+        let rest = receive_one(
+            input(&dir, "b", &data[cut..]),
+            &part,
+            have,
+            hasher,
+            &m,
+            None,
+        )
+        .expect("rest");
         let (got, digest) = (rest.size, rest.sha256);
         assert_eq!(
             (got, digest.as_str()),
@@ -546,8 +560,14 @@ mod tests {
             ("b.tar.gz", b"brav0"),
             ("c.tar.gz", b"charlie"),
         ]);
-        let err = receive_many(input(&dir, "in", &stream), &dir, &files, &meter(&files), None)
-            .expect_err("b is refused");
+        let err = receive_many(
+            input(&dir, "in", &stream),
+            &dir,
+            &files,
+            &meter(&files),
+            None,
+        )
+        .expect_err("b is refused");
         let names: Vec<&str> = err.verified.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, vec!["a.tar.gz", "c.tar.gz"]);
         assert!(
@@ -566,11 +586,138 @@ mod tests {
 
         // An entry nobody asked for (here one that climbs out) is never written.
         let evil = tar_of(&[("../evil.tar.gz", b"x"), ("a.tar.gz", b"alpha")]);
-        let err = receive_many(input(&dir, "in2", &evil), &dir, &files, &meter(&files), None)
-            .expect_err("refused");
+        let err = receive_many(
+            input(&dir, "in2", &evil),
+            &dir,
+            &files,
+            &meter(&files),
+            None,
+        )
+        .expect_err("refused");
         assert!(err.detail.contains("unexpected entry"), "{}", err.detail);
         assert!(err.verified.is_empty());
         assert!(!dir.parent().expect("parent").join("evil.tar.gz").exists());
+        std::fs::remove_dir_all(&dir).expect("clean");
+    }
+
+    /// A Maildir of `n` messages as a `.tar.gz`, each message holding `marker`.
+    fn maildir_tgz(n: usize, marker: &str) -> Vec<u8> {
+        let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let mut b = tar::Builder::new(gz);
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for i in 0..n {
+            // Text that does not compress away (an attachment's base64), of varying length.
+            let noise: String = (0..(i * 997 % 20_000))
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    char::from(b'A' + (seed % 26) as u8)
+                })
+                .collect();
+            let body = format!("Subject: {i}\r\n\r\n{marker} {noise}\r\n");
+            let mut h = tar::Header::new_gnu();
+            h.set_size(body.len() as u64);
+            h.set_mode(0o600);
+            h.set_cksum();
+            b.append_data(&mut h, format!("ani/cur/{i}.eml:2,S"), body.as_bytes())
+                .expect("append");
+        }
+        b.into_inner().expect("tar").finish().expect("gz")
+    }
+
+    fn seal_and_key(dir: &Path) -> (Recipients, crate::engine::encryption::Identities) {
+        let (text, recipient) = crate::engine::encryption::generate();
+        std::fs::write(dir.join("key"), text).expect("key");
+        (
+            Recipients::parse(&[recipient]).expect("ok").expect("on"),
+            crate::engine::encryption::Identities::load(&dir.join("key")).expect("load"),
+        )
+    }
+
+    fn opened(key: &crate::engine::encryption::Identities, sealed: &[u8]) -> Vec<u8> {
+        let mut back = Vec::new();
+        key.decrypt(sealed)
+            .expect("opens")
+            .read_to_end(&mut back)
+            .expect("read");
+        back
+    }
+
+    #[test]
+    fn an_encrypted_stream_is_hashed_and_counted_in_plaintext_and_lands_as_ciphertext() {
+        let dir = scratch("sealed-one");
+        let (seal, key) = seal_and_key(&dir);
+        let data = maildir_tgz(400, "RAHASIA-NEGARA");
+        assert!(data.len() > 2 * BUFFER, "spans several buffers");
+        let part = dir.join(".big.age.part");
+        let got = receive_one(
+            input(&dir, "a", &data),
+            &part,
+            0,
+            Sha256::new(),
+            &meter(&[]),
+            Some(&seal),
+        )
+        .expect("copied");
+        assert_eq!(
+            (got.size, got.sha256.as_str()),
+            (data.len() as u64, sha(&data).as_str())
+        );
+        let on_disk = std::fs::read(&part).expect("part");
+        let e = got.encrypted.expect("encrypted");
+        assert_eq!(e.messages, Ok(400));
+        assert_eq!(
+            (e.size, e.sha256.as_str()),
+            (on_disk.len() as u64, sha(&on_disk).as_str())
+        );
+        assert!(!on_disk.windows(14).any(|w| w == b"RAHASIA-NEGARA"));
+        assert_eq!(opened(&key, &on_disk), data);
+
+        // Bytes that are no archive still arrive whole; only their count fails.
+        let noise: Vec<u8> = (0..100_000u32).map(|i| (i * 31) as u8).collect();
+        let got = receive_one(
+            input(&dir, "b", &noise),
+            &part,
+            0,
+            Sha256::new(),
+            &meter(&[]),
+            Some(&seal),
+        )
+        .expect("copied");
+        assert_eq!(got.sha256, sha(&noise));
+        assert!(got.encrypted.expect("encrypted").messages.is_err());
+        std::fs::remove_dir_all(&dir).expect("clean");
+    }
+
+    #[test]
+    fn a_batch_encrypts_each_file_and_counts_its_messages() {
+        let dir = scratch("sealed-many");
+        let (seal, key) = seal_and_key(&dir);
+        let a = maildir_tgz(3, "PESAN-A");
+        let b = maildir_tgz(5, "PESAN-B");
+        let files = [expected("a.tar.gz", &a), expected("b.tar.gz", &b)];
+        let stream = tar_of(&[("a.tar.gz", &a), ("b.tar.gz", &b)]);
+        let landed = receive_many(
+            input(&dir, "in", &stream),
+            &dir,
+            &files,
+            &meter(&files),
+            Some(&seal),
+        )
+        .unwrap_or_else(|e| panic!("{}", e.detail));
+        let counts: Vec<(String, Result<u64, String>)> = landed
+            .into_iter()
+            .map(|(n, e)| (n, e.expect("encrypted").messages))
+            .collect();
+        assert_eq!(
+            counts,
+            vec![("a.tar.gz".into(), Ok(3)), ("b.tar.gz".into(), Ok(5))]
+        );
+        assert!(!part_path(&dir, "a.tar.gz").exists(), "no plaintext part");
+        let sealed = std::fs::read(part_path(&dir, "b.tar.gz.age")).expect("encrypted part");
+        assert!(!sealed.windows(7).any(|w| w == b"PESAN-B"));
+        assert_eq!(opened(&key, &sealed), b);
         std::fs::remove_dir_all(&dir).expect("clean");
     }
 }
