@@ -258,10 +258,17 @@ pub fn retention(root: &Path, current: &Path, keep: usize) -> Vec<String> {
     }
     // What the current run holds: an older folder with an archive the current one lacks (a
     // mailbox the server did not list this time) is kept.
+    // Compared by the server's names: a plain folder and an encrypted one hold the same archives.
+    let server_name = |n: &str| {
+        n.strip_suffix(super::encryption::SUFFIX)
+            .unwrap_or(n)
+            .to_owned()
+    };
     let current_names: std::collections::HashSet<String> = read_marker(current)
         .and_then(|m| completely_verified(current, &m))
         .unwrap_or_default()
-        .into_iter()
+        .iter()
+        .map(|n| server_name(n))
         .collect();
     let mut verified: Vec<(PathBuf, LocalMarker, Vec<String>)> = bot_folders(root, current)
         .into_iter()
@@ -271,7 +278,10 @@ pub fn retention(root: &Path, current: &Path, keep: usize) -> Vec<String> {
     verified.sort_by(|a, b| b.1.created.cmp(&a.1.created));
     let mut removed = Vec::new();
     for (folder, _, names) in verified.into_iter().skip(keep.saturating_sub(1)) {
-        if let Some(missing) = names.iter().find(|n| !current_names.contains(*n)) {
+        if let Some(missing) = names
+            .iter()
+            .find(|n| !current_names.contains(&server_name(n)))
+        {
             tracing::warn!(folder = %folder.display(), archive = %missing, "an old backup folder holds an archive the newest backup lacks; it is kept");
             continue;
         }

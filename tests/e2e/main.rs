@@ -4,6 +4,7 @@
 
 mod chain;
 mod disaster;
+mod encryption;
 mod engine;
 mod hostile;
 mod imap;
