@@ -320,6 +320,7 @@ async fn check_posts_one_line_per_check_and_names_what_is_wrong() {
         "✅ basis data dapat dihubungi",
         "✅ token bot diterima Telegram",
         "✅ grup GROUP_CHAT_ID",
+        "✅ enkripsi backup (age) — off: BACKUP_ENCRYPT_TO is not set",
     ] {
         assert!(text.contains(ok), "{ok:?} in:\n{text}");
     }

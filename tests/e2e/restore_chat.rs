@@ -128,6 +128,82 @@ async fn a_restore_asked_by_the_kasi_runs_only_once_a_kasubdit_approves() {
     print_chat(&stub, &team);
 }
 
+/// An encrypted backup in the chat: the report says so, `/check` shows the recipient, and
+/// `/restore` says what is missing while the admin computer holds no identity; once the bot is
+/// given one, the same request is approved and restores message for message.
+#[tokio::test]
+async fn an_encrypted_dovecot_backup_is_restored_in_the_chat_only_with_an_identity() {
+    let (user, target) = ("fajar@djki.go.id", "restore5@djki.go.id");
+    let (team, stub, db, mut env) = scene("id").await.parts();
+    let dir = test_dir("encchat");
+    use_engine(&mut env, &dir);
+    let (identity, recipient) = mailbox_backup_bot::engine::encryption::generate();
+    let key = dir.join("kasubdit.key");
+    std::fs::write(&key, identity).expect("identity");
+    // As `keygen` writes it: the bot refuses to start with a key others can read.
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("0600");
+    set(&mut env, "BACKUP_ENCRYPT_TO", &recipient);
+    fill_mailbox(user);
+    let mut bot = BotProcess::start(&env);
+    let folder = backup_through_the_chat(&stub, &team, &db).await;
+    let g = &team.group;
+    let report = expect_text(&stub, g, 0, "Laporan backup").await;
+    assert!(
+        report
+            .text
+            .contains("🔐 Terenkripsi (age) untuk 1 kunci penerima"),
+        "{}",
+        report.text
+    );
+    stub.say(g, &team.kasi, "/check");
+    let check = expect_text(&stub, g, 0, "Pemeriksaan:").await;
+    let text = check.plain_text();
+    assert!(
+        text.contains("✅ enkripsi backup (age) — on: age, to 1 recipient(s)"),
+        "{text}"
+    );
+    assert!(text.contains("✅ penerima enkripsi age1"), "{text}");
+
+    // No identity on the admin computer: refused at once, saying what to do.
+    let n = stub.messages(g.id).len();
+    stub.say(g, &team.kasi, &format!("/restore {folder} {user} {target}"));
+    let refused = expect_text(&stub, g, n, "terenkripsi").await;
+    assert!(
+        refused.text.contains("BACKUP_AGE_IDENTITY"),
+        "{}",
+        refused.text
+    );
+    assert!(refused.text.contains("--identity"), "{}", refused.text);
+    assert!(
+        !stub
+            .messages(g.id)
+            .iter()
+            .any(|m| m.text.contains("Permintaan pemulihan #")),
+        "nothing is put to the Kasubdit"
+    );
+
+    // The identity given to the bot: the request goes through and the mail comes back.
+    bot.kill();
+    set(&mut env, "BACKUP_AGE_IDENTITY", &key.to_string_lossy());
+    let _bot = BotProcess::start(&env);
+    stub.say(g, &team.kasi, &format!("/restore {folder} {user} {target}"));
+    expect_text(&stub, g, 0, "Permintaan pemulihan #1").await;
+    let (mid, _) = buttons_of(&stub, &team, "Permintaan pemulihan #1");
+    stub.press(g, &team.kasubdit, mid, "restore:1:ok")
+        .expect("press");
+    stub.wait_for_text(g.id, 0, "Pemulihan #1 selesai</b>", WAIT * 3)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", stub.transcript(g.id)));
+    let port: u16 = env_var("TEST_DOVECOT_IMAP_PORT").parse().expect("port");
+    assert_eq!(
+        Imap::login(port, user, "secret").contents(),
+        Imap::login(port, target, "secret").contents(),
+        "every folder, message and flag came back"
+    );
+    print_chat(&stub, &team);
+}
+
 /// A backup ordered, directed and started in the chat, run by the bot's engine and reported;
 /// returns its dated folder's name (as the bot recorded it).
 pub(crate) async fn backup_through_the_chat(
