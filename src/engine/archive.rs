@@ -1,19 +1,21 @@
 //! The end of step 6: every archive is read back end to end on the local disk (decompressed,
 //! listed, its gzip checksum checked) and its messages counted.
 
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::path::Path;
+use std::sync::mpsc::{Receiver, SyncSender};
 
 /// Reads the `.tar.gz`/`.tgz` at `path` to the end; returns the number of messages in it: files
 /// in a Maildir's `cur/` or `new/`, or Zimbra's `.eml` files.
 pub fn read_back(path: &Path) -> std::io::Result<u64> {
-    count_messages(std::fs::File::open(path)?)
+    let file = std::fs::File::open(path)?;
+    count_messages(std::io::BufReader::with_capacity(1 << 20, file))
 }
 
 /// Reads a `.tar.gz` stream to its end; returns the number of messages in it (see
 /// [`read_back`]).
-pub fn count_messages(input: impl Read) -> std::io::Result<u64> {
-    let gz = flate2::read::GzDecoder::new(std::io::BufReader::with_capacity(1 << 20, input));
+pub fn count_messages(input: impl BufRead) -> std::io::Result<u64> {
+    let gz = flate2::bufread::GzDecoder::new(input);
     let mut archive = tar::Archive::new(gz);
     let mut messages = 0;
     for entry in archive.entries()? {
@@ -76,46 +78,92 @@ pub fn read_back_stored(folder: &Path, file: &str, encrypted: bool) -> Result<u6
     read_back(&folder.join(file)).map_err(|e| format!("the copy cannot be read back: {e}"))
 }
 
-/// The bytes sent into a channel, as a reader: the plaintext of a copy, counted on a thread of
-/// its own while the copy goes on.
-pub struct ChannelReader {
-    rx: std::sync::mpsc::Receiver<Vec<u8>>,
-    chunk: Vec<u8>,
+/// A buffer of a stream and how much of it is filled.
+pub type Chunk = (Vec<u8>, usize);
+
+/// The chunks of a copy on their way to the disk, read as one stream as they pass: an encrypted
+/// copy's messages are counted here, before it is encrypted, without copying a byte. Each chunk
+/// goes on (to `next`, in order) once it is read, and every chunk goes on whatever the count
+/// makes of it; without `next`, read chunks are dropped.
+pub struct Relay {
+    rx: Receiver<Chunk>,
+    next: Option<SyncSender<Chunk>>,
+    current: Option<Chunk>,
     at: usize,
 }
 
-impl ChannelReader {
-    pub fn new(rx: std::sync::mpsc::Receiver<Vec<u8>>) -> ChannelReader {
-        ChannelReader {
+impl Relay {
+    pub fn new(rx: Receiver<Chunk>, next: Option<SyncSender<Chunk>>) -> Relay {
+        Relay {
             rx,
-            chunk: Vec::new(),
+            next,
+            current: None,
             at: 0,
         }
     }
 
-    /// Counts the messages of what arrives; whatever happens, reads the channel to its end (the
-    /// sender never waits on a reader that gave up).
+    /// Counts the messages of what passes, then passes on the rest.
     pub fn count(mut self) -> Result<u64, String> {
         let counted = count_messages(&mut self).map_err(|e| e.to_string());
-        for _ in self.rx.iter() {}
+        self.pass_on_the_rest();
         counted
+    }
+
+    fn pass_on(&mut self, chunk: Chunk) -> std::io::Result<()> {
+        match &self.next {
+            Some(next) => next
+                .send(chunk)
+                .map_err(|_| std::io::Error::other("the writer stopped")),
+            None => Ok(()),
+        }
+    }
+
+    fn pass_on_the_rest(&mut self) {
+        if let Some(chunk) = self.current.take() {
+            if self.pass_on(chunk).is_err() {
+                return;
+            }
+        }
+        while let Ok(chunk) = self.rx.recv() {
+            if self.pass_on(chunk).is_err() {
+                return;
+            }
+        }
     }
 }
 
-impl Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.at == self.chunk.len() {
+impl BufRead for Relay {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        loop {
+            if matches!(&self.current, Some((_, n)) if self.at < *n) {
+                break;
+            }
+            if let Some(done) = self.current.take() {
+                self.pass_on(done)?;
+            }
             match self.rx.recv() {
-                Ok(next) => {
-                    self.chunk = next;
+                Ok(chunk) => {
+                    self.current = Some(chunk);
                     self.at = 0;
                 }
-                Err(_) => return Ok(0),
+                Err(_) => return Ok(&[]),
             }
         }
-        let n = buf.len().min(self.chunk.len() - self.at);
-        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
-        self.at += n;
+        let (buf, n) = self.current.as_ref().expect("a chunk with bytes left");
+        Ok(&buf[self.at..*n])
+    }
+
+    fn consume(&mut self, amount: usize) {
+        self.at += amount;
+    }
+}
+
+impl Read for Relay {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let available = self.fill_buf()?;
+        let n = out.len().min(available.len());
+        out[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
         Ok(n)
     }
 }

@@ -48,6 +48,16 @@ pub fn record(folder: &Path, copy: &EncryptedCopy) -> std::io::Result<()> {
     f.write_all(&line)
 }
 
+/// Every entry of `index` (the text of a folder's `INDEX`) by the server's file name, the
+/// newest of each.
+pub fn entries(index: &str) -> std::collections::HashMap<String, EncryptedCopy> {
+    index
+        .lines()
+        .filter_map(|l| serde_json::from_str::<EncryptedCopy>(l).ok())
+        .map(|c| (c.file.clone(), c))
+        .collect()
+}
+
 /// The newest entry of `index` (the text of a folder's `INDEX`) for the server's file `file`.
 pub fn find_in(index: &str, file: &str) -> Option<EncryptedCopy> {
     index
@@ -59,7 +69,49 @@ pub fn find_in(index: &str, file: &str) -> Option<EncryptedCopy> {
 
 /// The newest entry of the folder's index for the server's file `file`.
 pub fn find(folder: &Path, file: &str) -> Option<EncryptedCopy> {
-    find_in(&std::fs::read_to_string(folder.join(INDEX)).ok()?, file)
+    use std::io::{Seek, SeekFrom};
+    use std::os::unix::fs::MetadataExt;
+    let mut index = std::fs::File::open(folder.join(INDEX)).ok()?;
+    let meta = index.metadata().ok()?;
+    let mut cache = READ_INDEX.lock().unwrap_or_else(|p| p.into_inner());
+    let same = matches!(&*cache, Some(c) if c.folder == folder && c.inode == meta.ino() && c.read <= meta.len());
+    if !same {
+        *cache = Some(IndexRead {
+            folder: folder.to_owned(),
+            inode: meta.ino(),
+            read: 0,
+            copies: std::collections::HashMap::new(),
+        });
+    }
+    let read = cache.as_mut()?;
+    if read.read < meta.len() {
+        index.seek(SeekFrom::Start(read.read)).ok()?;
+        let mut text = String::new();
+        index
+            .take(meta.len() - read.read)
+            .read_to_string(&mut text)
+            .ok()?;
+        // Whole lines only: one being appended now is read next time.
+        let whole = text.rfind('\n').map_or(0, |i| i + 1);
+        for line in text[..whole].lines() {
+            if let Ok(copy) = serde_json::from_str::<EncryptedCopy>(line) {
+                read.copies.insert(copy.file.clone(), copy);
+            }
+        }
+        read.read += whole as u64;
+    }
+    read.copies.get(file).cloned()
+}
+
+/// The index of the folder looked up last, as read so far: a run looks up each of hundreds of
+/// files, and the index only grows, so each lookup reads only the lines added since.
+static READ_INDEX: std::sync::Mutex<Option<IndexRead>> = std::sync::Mutex::new(None);
+
+struct IndexRead {
+    folder: std::path::PathBuf,
+    inode: u64,
+    read: u64,
+    copies: std::collections::HashMap<String, EncryptedCopy>,
 }
 
 /// What an encrypted file's name ends with: `ani@djki.go.id.tar.gz.age`.

@@ -369,24 +369,7 @@ fn locate_with(
         .lines()
         .filter_map(|l| l.split_once("  ").map(|(h, n)| (n, h)))
         .collect();
-    let plain_name = name(&dir, &sums)?;
-    // An encrypted folder lists `NAME.age` where a plain one lists `NAME`.
-    let stored = encryption::stored_name(&plain_name, true);
-    let (file, encrypted) = match (
-        sums.contains_key(plain_name.as_str()),
-        sums.contains_key(stored.as_str()),
-    ) {
-        (false, true) => {
-            let index = dir.read(encryption::INDEX).unwrap_or_default();
-            let copy = encryption::find_in(&index, &plain_name).ok_or_else(|| {
-                RestoreError::NotVerified {
-                    file: stored.clone(),
-                }
-            })?;
-            (stored, Some(copy))
-        }
-        _ => (plain_name, None),
-    };
+    let (file, encrypted) = stored_form(&dir, &sums, name(&dir, &sums)?)?;
     let not_verified = || RestoreError::NotVerified { file: file.clone() };
     let index = dir
         .read(local::VERIFIED_INDEX)
@@ -425,6 +408,24 @@ fn locate_with(
         encrypted,
         dir,
     })
+}
+
+/// The file of `name` as the folder stores it: `NAME`, or in an encrypted folder `NAME.age` with
+/// its plaintext's facts from the folder's index of encrypted copies.
+fn stored_form(
+    dir: &local::FolderAt,
+    sums: &HashMap<&str, &str>,
+    name: String,
+) -> Result<(String, Option<EncryptedCopy>), RestoreError> {
+    let stored = encryption::stored_name(&name, true);
+    if sums.contains_key(name.as_str()) || !sums.contains_key(stored.as_str()) {
+        return Ok((name, None));
+    }
+    let index = dir.read(encryption::INDEX).unwrap_or_default();
+    let copy = encryption::find_in(&index, &name).ok_or_else(|| RestoreError::NotVerified {
+        file: stored.clone(),
+    })?;
+    Ok((stored, Some(copy)))
 }
 
 /// Makes the stage `$1/$2` with the bot's marker `$3`; prints its path.

@@ -588,18 +588,8 @@ async fn server_backup_and_copy(
     };
     let bytes_total: u64 =
         files.iter().map(|x| x.size).sum::<u64>() + directory.as_ref().map_or(0, |d| d.size);
-    // The sums are of the files as stored: checked with `sha256sum -c`, no identity needed.
-    let stored = stored_files(&folders.local, files, seal.is_some());
-    let stored = with_directory(stored, directory.as_ref());
-    let f = Some(&*folders);
-    local::write_durably(
-        &folders.local.join("SHA256SUMS"),
-        sha256sums(&stored).as_bytes(),
-    )
-    .map_err(|e| failed(SopStep::CopyAndReport, ErrorKind::Copy, e.to_string(), f))?;
     results.sort_by(|a, b| a.account.cmp(&b.account));
-    write_summary(&folders.local, &results)
-        .map_err(|e| failed(SopStep::CopyAndReport, ErrorKind::Copy, e.to_string(), f))?;
+    write_folder_files(folders, files, directory.as_ref(), &results, seal.is_some())?;
     timer.finish(SopStep::CopyAndReport, progress);
     Ok(Done {
         mailboxes: results,
@@ -612,6 +602,32 @@ async fn server_backup_and_copy(
     })
 }
 
+/// `SHA256SUMS` of the files as stored (checked with `sha256sum -c`, no identity needed) and
+/// `summary.json` of the mailboxes (the plaintext's hashes, as the server made them).
+fn write_folder_files(
+    folders: &RunFolders,
+    files: Vec<ServerFile>,
+    directory: Option<&DirectoryResult>,
+    results: &[MailboxResult],
+    encrypted: bool,
+) -> Result<(), EngineError> {
+    let stored = with_directory(stored_files(&folders.local, files, encrypted), directory);
+    let fail = |e: std::io::Error| {
+        failed(
+            SopStep::CopyAndReport,
+            ErrorKind::Copy,
+            e.to_string(),
+            Some(folders),
+        )
+    };
+    local::write_durably(
+        &folders.local.join("SHA256SUMS"),
+        sha256sums(&stored).as_bytes(),
+    )
+    .map_err(fail)?;
+    write_summary(&folders.local, results).map_err(fail)
+}
+
 /// The files of the folder as they are on disk: the server's, or their encrypted copies (a file
 /// without a record of its copy is left out: it was not verified).
 fn stored_files(folder: &Path, files: Vec<ServerFile>, encrypted: bool) -> Vec<ServerFile> {
@@ -619,11 +635,14 @@ fn stored_files(folder: &Path, files: Vec<ServerFile>, encrypted: bool) -> Vec<S
         return files;
     }
     let index = std::fs::read_to_string(folder.join(super::encryption::INDEX)).unwrap_or_default();
+    let copies = super::encryption::entries(&index);
     files
         .iter()
         .filter_map(|f| {
-            let copy = super::encryption::find_in(&index, f.name.as_str())
-                .filter(|c| c.sha256 == f.sha256)?;
+            let copy = copies
+                .get(f.name.as_str())
+                .filter(|c| c.sha256 == f.sha256)?
+                .clone();
             Some(ServerFile {
                 name: ServerName::parse(&copy.stored()).ok()?,
                 size: copy.stored_size,

@@ -53,8 +53,7 @@ fn every_file(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn holds(file: &Path, needle: &[u8]) -> bool {
-    let bytes = std::fs::read(file).expect("read");
-    bytes.windows(needle.len()).any(|w| w == needle)
+    crate::support::holds_text(file, needle)
 }
 
 #[tokio::test]
@@ -76,6 +75,16 @@ async fn dovecot_backups_encrypted_at_rest_verify_without_the_key_and_restore_on
     assert!(plain.all_verified(), "{plain:?}");
     assert_eq!(plain.encrypted_to, 0);
     let plain_folder = crate::support::folder_name(&plain);
+    // The search below finds the message and the password in a plain folder.
+    let plain_files = every_file(&plain.folders.local);
+    assert!(
+        plain_files.iter().any(|f| holds(f, MARKER.as_bytes())),
+        "{plain_files:?}"
+    );
+    assert!(
+        plain_files.iter().any(|f| holds(f, b"{PLAIN}secret")),
+        "{plain_files:?}"
+    );
 
     // The identity made at the terminal: 0600, never written over.
     let key = dir.join("kasubdit.key");

@@ -1181,3 +1181,20 @@ pub fn printed_ok(cmd: &mut std::process::Command) -> String {
     assert!(out.status.success(), "{printed}");
     printed
 }
+
+/// Whether the file at `path` holds `needle` as it is, or once gunzipped (an archive's messages
+/// are compressed: a search of the raw bytes alone would find nothing in a plain backup either).
+pub fn holds_text(path: &Path, needle: &[u8]) -> bool {
+    let raw = std::fs::read(path).expect("read");
+    let has = |bytes: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    if has(&raw) {
+        return true;
+    }
+    let mut unpacked = Vec::new();
+    // A damaged or non-gzip file unpacks to what it can (nothing): only its raw bytes count.
+    let _ = std::io::Read::read_to_end(
+        &mut flate2::read::MultiGzDecoder::new(&raw[..]),
+        &mut unpacked,
+    );
+    has(&unpacked)
+}

@@ -296,20 +296,41 @@ async fn zimbra_sizes_come_from_getquotausage_over_ssh() {
     assert!(sizes.iter().any(|(a, _)| a == HOSTILE));
 }
 
-/// A Zimbra restore through the simulator's REST import: ani's mailbox into pulih, counted per
-/// folder; again with nothing added; a target that does not exist refused before any upload.
+/// A Zimbra restore through the simulator's REST import, from an encrypted backup: no message
+/// on the disk, refused without the identity, then ani's mailbox into pulih, counted per folder;
+/// again with nothing added; a target that does not exist refused before any upload.
 #[tokio::test]
 async fn a_zimbra_restore_imports_with_resolve_skip_and_a_second_adds_nothing() {
     use mailbox_backup_bot::engine::restore::{restore, RestoreError};
     let dir = test_dir("zrest");
-    let s = settings(&dir);
+    let mut s = settings(&dir);
+    // Encrypted at rest (the plain Zimbra restore runs in disaster.rs): the `.tgz` exports and the
+    // directory land as age files, and the restore decrypts them on the way up.
+    let (identity, recipient) = mailbox_backup_bot::engine::encryption::generate();
+    std::fs::write(dir.join("restore.key"), identity).expect("identity");
+    s.encrypt_to = vec![recipient];
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
     let date = chrono::Utc::now().with_timezone(&s.timezone).date_naive();
     let report = run(&s, RunRequest::new(date, "test", Stop::never()), tx)
         .await
         .expect("the backup runs");
+    assert!(report.all_verified(), "{report:#?}");
+    assert_eq!(report.encrypted_to, 1);
     let folder = crate::support::folder_name(&report);
     let source = "ani@djki.go.id";
+    let message = fixture_messages(source).remove(0);
+    let needle = &message[message.len().saturating_sub(40)..];
+    for f in walkdir(&report.folders.local) {
+        assert!(
+            !crate::support::holds_text(&f, needle),
+            "{f:?} holds a message"
+        );
+    }
+    let err = restore(&s, &folder, source, Some(RESTORED_INTO), None, |_| {})
+        .await
+        .expect_err("no identity");
+    assert!(matches!(err, RestoreError::NoIdentity { .. }), "{err:?}");
+    s.age_identity = Some(dir.join("restore.key"));
     let first = restore(&s, &folder, source, Some(RESTORED_INTO), None, |_| {})
         .await
         .expect("the restore runs");

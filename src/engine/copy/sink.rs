@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::meter::Meter;
-use crate::engine::archive::ChannelReader;
+use crate::engine::archive::{count_messages, Relay};
 use crate::engine::encryption::Recipients;
 use crate::engine::manifest::ServerFile;
 
@@ -159,10 +159,6 @@ impl<'a> Landing<'a> {
     }
 }
 
-/// The plaintext's messages, counted on a thread of its own from copies of what passes: the
-/// sender, and the thread's result.
-type Tee = std::sync::mpsc::SyncSender<Vec<u8>>;
-
 fn encrypted(
     finished: Option<(u64, String)>,
     counted: Option<std::thread::Result<Result<u64, String>>>,
@@ -199,23 +195,28 @@ fn pump_overlapped(
         let _ = empty_tx.send(vec![0u8; BUFFER]);
     }
     let landing = Landing::new(out, seal)?;
-    // An encrypted copy's messages are counted before encrypting: nothing can read them after.
-    let (tee, counter): (Option<Tee>, _) = match seal {
+    // An encrypted copy's messages are counted before it is encrypted (nothing can read them
+    // after): the hashed buffers pass through a counting thread on their way to the writer.
+    let (to_count, counting_rx) = match seal {
         Some(_) => {
-            let (tx, rx) = std::sync::mpsc::sync_channel(2);
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Filled>(IN_FLIGHT);
             (Some(tx), Some(rx))
         }
         None => (None, None),
     };
     std::thread::scope(|scope| {
-        let counting = counter.map(|rx| scope.spawn(move || ChannelReader::new(rx).count()));
+        let (to_writer, counting) = match counting_rx {
+            Some(rx) => {
+                let relay = Relay::new(rx, Some(hashed_tx));
+                let counting = scope.spawn(move || relay.count());
+                (to_count.expect("made with its receiver"), Some(counting))
+            }
+            None => (hashed_tx, None),
+        };
         scope.spawn(move || {
             for (buf, n) in read_rx {
                 hasher.update(&buf[..n]);
-                if let Some(tee) = &tee {
-                    let _ = tee.send(buf[..n].to_vec());
-                }
-                if hashed_tx.send((buf, n)).is_err() {
+                if to_writer.send((buf, n)).is_err() {
                     break;
                 }
             }
@@ -274,8 +275,8 @@ fn fill(input: &mut impl Read, buf: &mut [u8], got: &dyn Fn(u64)) -> std::io::Re
     Ok(n)
 }
 
-/// Copies `input` to `out`, hashing it (and encrypting it to `seal`, its messages counted on
-/// a thread of its own, when given).
+/// Copies `input` to `out`, hashing it; with `seal`, encrypting it and counting its messages as
+/// they pass (the count's reads drive the copy: one thread, no byte copied twice).
 fn pump(
     input: &mut impl Read,
     out: &mut File,
@@ -283,38 +284,64 @@ fn pump(
     meter: &Meter,
     seal: Option<&Recipients>,
 ) -> std::io::Result<(u64, Option<Encrypted>)> {
-    let mut landing = Landing::new(out, seal)?;
-    let (tee, counter): (Option<Tee>, _) = match seal {
-        Some(_) => {
-            let (tx, rx) = std::sync::mpsc::sync_channel(2);
-            (Some(tx), Some(rx))
-        }
-        None => (None, None),
+    let mut passing = Passing {
+        input,
+        hasher,
+        landing: Landing::new(out, seal)?,
+        meter,
+        total: 0,
+        failed: None,
     };
-    std::thread::scope(|scope| {
-        let counting = counter.map(|rx| scope.spawn(move || ChannelReader::new(rx).count()));
-        let mut buf = vec![0u8; SMALL_BUFFER];
-        let mut total = 0;
-        let copied = loop {
-            let n = match fill(input, &mut buf, &|k| meter.add(k, 0)) {
-                Ok(0) => break Ok(()),
-                Ok(n) => n,
-                Err(e) => break Err(e),
-            };
-            hasher.update(&buf[..n]);
-            if let Some(tee) = &tee {
-                let _ = tee.send(buf[..n].to_vec());
+    let messages = seal.map(|_| {
+        let counted = count_messages(std::io::BufReader::with_capacity(
+            SMALL_BUFFER,
+            &mut passing,
+        ));
+        counted.map_err(|e| e.to_string())
+    });
+    // What the count left (all of it, without a seal) goes on to the file.
+    let mut buf = vec![0u8; SMALL_BUFFER];
+    while passing.read(&mut buf)? > 0 {}
+    if let Some(e) = passing.failed.take() {
+        return Err(e);
+    }
+    let total = passing.total;
+    let finished = passing.landing.finish()?;
+    Ok((total, encrypted(finished, messages.map(Ok))))
+}
+
+/// A stream whose every byte read is hashed and written on (encrypted) as it is read.
+struct Passing<'a, R: Read> {
+    input: &'a mut R,
+    hasher: &'a mut Sha256,
+    landing: Landing<'a>,
+    meter: &'a Meter,
+    total: u64,
+    /// A write that failed: the error to report, whatever the reader made of it.
+    failed: Option<std::io::Error>,
+}
+
+impl<R: Read> Read for Passing<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = loop {
+            match self.input.read(buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                r => break r?,
             }
-            if let Err(e) = landing.write_all(&buf[..n]) {
-                break Err(e);
-            }
-            total += n as u64;
         };
-        drop(tee);
-        let counted = counting.map(|c| c.join());
-        copied?;
-        Ok((total, encrypted(landing.finish()?, counted)))
-    })
+        if n == 0 {
+            return Ok(0);
+        }
+        self.meter.add(n as u64, 0);
+        self.hasher.update(&buf[..n]);
+        if let Err(e) = self.landing.write_all(&buf[..n]) {
+            let said = std::io::Error::new(e.kind(), e.to_string());
+            self.failed = Some(e);
+            return Err(said);
+        }
+        self.total += n as u64;
+        Ok(n)
+    }
 }
 
 /// Starts writing `len` bytes at `offset` to disk (0: to the end) and waits for a window
