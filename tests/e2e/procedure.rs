@@ -136,9 +136,8 @@ async fn the_bot_binary_runs_the_whole_procedure_on_real_parts() {
         mentions(&report.text, &team.kasi),
         "the report mentions the Kasi"
     );
-    for user in ["ani@djki.go.id", "budi@djki.go.id", "citra@djki.go.id"] {
-        assert!(report.text.contains(user), "{user} in {}", report.text);
-    }
+    // The biggest mailboxes are named in the report (ani was just filled), every one in the CSV.
+    assert!(report.text.contains("ani@djki.go.id"), "{}", report.text);
     for step in 1..=6 {
         assert!(
             report.text.contains(&format!(" {step}. ")),
@@ -231,6 +230,9 @@ async fn the_bot_binary_runs_the_whole_procedure_on_real_parts() {
         ),
         "{listed}"
     );
+    for user in ["ani@djki.go.id", "budi@djki.go.id", "citra@djki.go.id"] {
+        assert!(listed.contains(&format!("\n{user},")), "{user} in {listed}");
+    }
     // Every mailbox accounted for: the archive holds what Dovecot counted for it, and its
     // account is in the directory; the directory's own row last.
     let rows: Vec<&str> = listed.lines().skip(1).collect();
