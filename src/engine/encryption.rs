@@ -12,6 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use age::secrecy::ExposeSecret;
+use sha2::Digest;
 
 /// The index of the encrypted copies in a dated folder: a JSON line per file, appended as each
 /// gets its real name.
@@ -29,6 +30,10 @@ pub struct EncryptedCopy {
     pub stored_sha256: String,
     /// The messages counted in the plaintext as it arrived, or why they could not be.
     pub messages: Result<u64, String>,
+    /// The recipients it was encrypted to ([`Recipients::fingerprint`]): a copy to other keys
+    /// is not this run's copy.
+    #[serde(default)]
+    pub to: String,
 }
 
 impl EncryptedCopy {
@@ -74,11 +79,11 @@ pub fn find(folder: &Path, file: &str) -> Option<EncryptedCopy> {
     let mut index = std::fs::File::open(folder.join(INDEX)).ok()?;
     let meta = index.metadata().ok()?;
     let mut cache = READ_INDEX.lock().unwrap_or_else(|p| p.into_inner());
-    let same = matches!(&*cache, Some(c) if c.folder == folder && c.inode == meta.ino() && c.read <= meta.len());
+    let same = matches!(&*cache, Some(c) if c.folder == folder && c.inode == (meta.dev(), meta.ino()) && c.read <= meta.len());
     if !same {
         *cache = Some(IndexRead {
             folder: folder.to_owned(),
-            inode: meta.ino(),
+            inode: (meta.dev(), meta.ino()),
             read: 0,
             copies: std::collections::HashMap::new(),
         });
@@ -109,7 +114,8 @@ static READ_INDEX: std::sync::Mutex<Option<IndexRead>> = std::sync::Mutex::new(N
 
 struct IndexRead {
     folder: std::path::PathBuf,
-    inode: u64,
+    /// The index file's device and inode: a disk swapped at the same mount point is a new index.
+    inode: (u64, u64),
     read: u64,
     copies: std::collections::HashMap<String, EncryptedCopy>,
 }
@@ -140,11 +146,16 @@ pub struct RecipientCheck {
 
 /// The recipients every new file is encrypted to (cheap to clone: shared).
 #[derive(Clone)]
-pub struct Recipients(Arc<Vec<Recipient>>);
+pub struct Recipients(Arc<RecipientSet>);
+
+struct RecipientSet {
+    list: Vec<Recipient>,
+    fingerprint: String,
+}
 
 impl std::fmt::Debug for Recipients {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Recipients({})", self.0.len())
+        write!(f, "Recipients({}, {})", self.len(), self.fingerprint())
     }
 }
 
@@ -209,22 +220,42 @@ impl Recipients {
                 (_, Err(why)) => return Err(format!("BACKUP_ENCRYPT_TO {}: {why}", shown(e))),
             }
         }
-        Ok(Some(Recipients(Arc::new(list))))
+        // The set, whatever its order or the SSH keys' comments.
+        let mut keys: Vec<String> = entries
+            .iter()
+            .map(|e| e.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+            .collect();
+        keys.sort();
+        keys.dedup();
+        let digest = sha2::Sha256::digest(keys.join("\n").as_bytes());
+        let fingerprint = super::copy::hex_of(&digest[..8]);
+        Ok(Some(Recipients(Arc::new(RecipientSet {
+            list,
+            fingerprint,
+        }))))
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.0.list.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.0.list.is_empty()
+    }
+
+    /// A short name of the set of recipients (the same keys give the same name).
+    pub fn fingerprint(&self) -> &str {
+        &self.0.fingerprint
     }
 
     /// Starts an age file on `out` (its header written): what is written to the result is
     /// encrypted; `finish` ends the file.
     pub fn encrypt<W: Write>(&self, out: W) -> std::io::Result<age::stream::StreamWriter<W>> {
         let encryptor = age::Encryptor::with_recipients(
-            self.0.iter().map(|r| r.as_ref() as &dyn age::Recipient),
+            self.0
+                .list
+                .iter()
+                .map(|r| r.as_ref() as &dyn age::Recipient),
         )
         .map_err(std::io::Error::other)?;
         encryptor.wrap_output(out)
@@ -393,6 +424,24 @@ mod tests {
         let err = Recipients::parse(&entries).expect_err("one bad entry");
         assert!(err.contains("BACKUP_ENCRYPT_TO age1notakey"), "{err}");
         assert!(Recipients::parse(&[]).expect("off").is_none());
+        // The same keys in another order, an SSH key with another comment: the same set.
+        let print = |e: &[String]| {
+            Recipients::parse(e)
+                .expect("ok")
+                .expect("on")
+                .fingerprint()
+                .to_owned()
+        };
+        let (_, other) = generate();
+        let renamed = ssh.replace("kasubdit@djki", "kasubdit@laptop");
+        assert_eq!(
+            print(&[good.clone(), ssh.to_owned()]),
+            print(&[renamed, good.clone()])
+        );
+        assert_ne!(
+            print(std::slice::from_ref(&good)),
+            print(&[good.clone(), other])
+        );
         assert!(Recipients::parse(&entries[..2])
             .expect("both good")
             .is_some());
@@ -439,6 +488,7 @@ mod tests {
             stored_size: 300,
             stored_sha256: "c".repeat(64),
             messages: Ok(3),
+            to: "0123456789abcdef".into(),
         };
         record(&dir, &entry(&"a".repeat(64))).expect("first");
         record(&dir, &entry(&"b".repeat(64))).expect("again");

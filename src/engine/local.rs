@@ -388,6 +388,29 @@ pub fn remove_partials(folder: &Path) -> u64 {
     freed
 }
 
+/// In a folder continued as `encrypted` (or plain), the partial copies of the other form: plain
+/// `.NAME.part` and the directory's half-written `directory.tar.tmp` when encrypting,
+/// `.NAME.age.part` otherwise. Returns the bytes freed.
+pub fn remove_partials_of_the_other_form(folder: &Path, encrypted: bool) -> u64 {
+    let suffix = format!("{}.part", super::encryption::SUFFIX);
+    let mut freed = 0;
+    for entry in std::fs::read_dir(folder).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let part = name.starts_with('.') && name.ends_with(".part");
+        let other = match encrypted {
+            true => (part && !name.ends_with(&suffix)) || name == "directory.tar.tmp",
+            false => part && name.ends_with(&suffix),
+        };
+        if other && entry.file_type().is_ok_and(|t| t.is_file()) {
+            let len = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            if std::fs::remove_file(entry.path()).is_ok() {
+                freed += len;
+            }
+        }
+    }
+    freed
+}
+
 /// After a verified run: the partial copies left in earlier unfinished bot-made folders are no
 /// longer needed (what they held is now verified here). Returns the bytes freed.
 pub fn remove_stale_partials(root: &Path, except: &Path) -> u64 {

@@ -200,7 +200,15 @@ impl BackupArchive {
         &self,
         identity: Option<&Path>,
     ) -> Result<Box<dyn std::io::Read + Send>, RestoreError> {
-        let file = self.open()?;
+        self.plaintext_of(self.open()?, identity)
+    }
+
+    /// [`plaintext`](Self::plaintext) read from `file`, the archive opened (and checked) before.
+    pub fn plaintext_of(
+        &self,
+        file: std::fs::File,
+        identity: Option<&Path>,
+    ) -> Result<Box<dyn std::io::Read + Send>, RestoreError> {
         if self.encrypted.is_none() {
             return Ok(Box::new(file));
         }
@@ -289,7 +297,11 @@ fn archive_name(
         })
         .unwrap_or_else(|| {
             sums.keys()
-                .filter_map(|n| n.strip_suffix(".tar.gz"))
+                .filter_map(|n| {
+                    n.strip_suffix(encryption::SUFFIX)
+                        .unwrap_or(n)
+                        .strip_suffix(".tar.gz")
+                })
                 .map(|a| (a.to_owned(), format!("{a}.tar.gz")))
                 .collect()
         });
@@ -717,7 +729,7 @@ pub async fn restore(
     let (source, want, bytes): (Box<dyn std::io::Read + Send>, String, u64) =
         match &archive.encrypted {
             Some(copy) => (
-                archive.plaintext(s.age_identity.as_deref())?,
+                archive.plaintext_of(opened, s.age_identity.as_deref())?,
                 copy.sha256.clone(),
                 copy.size,
             ),

@@ -423,6 +423,9 @@ fn dated_folder(
     let (folders, continuing) = match continued {
         Some(folders) => {
             make_owners_alone(&folders.local);
+            // What a cut-off run of the other form left half-written goes: never a plain part in
+            // a folder that is now encrypted.
+            local::remove_partials_of_the_other_form(&folders.local, encrypted);
             (folders, true)
         }
         None => {

@@ -253,6 +253,36 @@ async fn dovecot_backups_encrypted_at_rest_verify_without_the_key_and_restore_on
         .expect("the plain folder restores");
     assert!(old.complete(), "{old:?}");
 
+    // That folder cut off, a plain part left in it, and the keys changed: the run that continues
+    // it removes the plain part and encrypts every file again, to the new keys only.
+    use mailbox_backup_bot::engine::local::{mark, FolderState};
+    mark(&local, FolderState::Failed, None).expect("mark");
+    let leftover = local.join(format!(".{user}.tar.gz.part"));
+    std::fs::write(&leftover, MARKER).expect("a plain part");
+    let new_key = dir.join("new.key");
+    s.encrypt_to = vec![keygen(&new_key)];
+    let again = backup(&s, None).await.expect("the continued run");
+    assert!(again.all_verified(), "{again:?}");
+    assert_eq!(
+        crate::support::folder_name(&again),
+        folder,
+        "the folder is continued"
+    );
+    assert!(!leftover.exists(), "the plain part is gone");
+    for f in every_file(&local) {
+        assert!(!holds(&f, MARKER.as_bytes()), "{f:?}");
+    }
+    s.age_identity = Some(key.clone());
+    let err = restore(&s, &folder, user, Some(target), None, |_| {})
+        .await
+        .expect_err("the old key no longer opens it");
+    assert!(matches!(err, RestoreError::Identity { .. }), "{err:?}");
+    s.age_identity = Some(new_key.clone());
+    let done = restore(&s, &folder, user, Some(target), None, |_| {})
+        .await
+        .expect("the new key opens it");
+    assert!(done.complete(), "{done:?}");
+
     // Retention goes by age alone: with one folder kept, the plain and the encrypted one go.
     s.local_keep = 1;
     let last = backup(&s, None).await.expect("a third backup");

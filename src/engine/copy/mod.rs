@@ -90,10 +90,11 @@ struct Sorted {
     reused: u64,
 }
 
-async fn sort_out(folders: &RunFolders, files: &[ServerFile], encrypted: bool) -> Sorted {
+async fn sort_out(folders: &RunFolders, files: &[ServerFile], seal: Option<&Recipients>) -> Sorted {
     let mut sorted = Sorted::default();
+    let encrypted = seal.is_some();
     for file in files {
-        let here = verified_already(folders, file, encrypted).await;
+        let here = verified_already(folders, file, seal).await;
         // An earlier copy is taken only into a plain folder: an encrypted one may be to other
         // recipients, and a plain one must never land in an encrypted folder.
         if here || (!encrypted && reuse_earlier_copy(folders, file).await) {
@@ -135,7 +136,7 @@ pub async fn copy_all(
         done_files,
         done_bytes,
         reused,
-    } = sort_out(folders, files, seal.is_some()).await;
+    } = sort_out(folders, files, seal).await;
     if let Err(e) = room_for(folders, need) {
         // What cannot finish only holds the disk: free it now.
         remove_partials(&folders.local);
@@ -210,7 +211,7 @@ pub(crate) async fn copy_files(
     for file in files {
         // Hashing what is already here (a resumed run) is work, not a stall.
         meter.alive();
-        if verified_here(folders, &file, meter, encrypted).await {
+        if verified_here(folders, &file, meter, seal).await {
             meter.present(file.size);
         } else if !encrypted && reuse_earlier_copy(folders, &file).await {
             meter.present(file.size);
@@ -334,6 +335,7 @@ async fn copy_whole(
         copy_error(kind, format!("{}: {e}", file.name), folders)
     };
     let stored = encryption::stored_name(file.name.as_str(), seal.is_some());
+    let sealed_to = seal.as_ref().map(|r| r.fingerprint().to_owned());
     let part = part_path(&folders.local, &stored);
     let (hasher, have) = match seal {
         Some(_) => (sha2::Sha256::default(), 0),
@@ -387,7 +389,7 @@ async fn copy_whole(
             file.size, file.sha256
         )));
     }
-    land(folders, &file, received.encrypted).map_err(err)?;
+    land(folders, &file, received.encrypted, sealed_to.as_deref()).map_err(err)?;
     meter.add(0, 1);
     Ok(())
 }
@@ -398,6 +400,7 @@ fn land(
     folders: &RunFolders,
     file: &ServerFile,
     encrypted: Option<Encrypted>,
+    to: Option<&str>,
 ) -> Result<(), String> {
     let name = file.name.as_str();
     let stored = encryption::stored_name(name, encrypted.is_some());
@@ -420,6 +423,7 @@ fn land(
             stored_size: e.size,
             stored_sha256: e.sha256.clone(),
             messages: e.messages,
+            to: to.unwrap_or_default().to_owned(),
         },
     )
     .and_then(|()| record_verified(&folders.local, &e.sha256, e.size, &stored))
@@ -435,6 +439,7 @@ async fn copy_batch(
     seal: Option<Recipients>,
 ) -> Result<(), EngineError> {
     let err = |detail: String| copy_error(ErrorKind::Copy, detail, folders);
+    let sealed_to = seal.as_ref().map(|r| r.fingerprint().to_owned());
     let mut args = vec![folders.server.as_str()];
     args.extend(files.iter().map(|f| f.name.as_str()));
     let mut child = remote
@@ -462,7 +467,7 @@ async fn copy_batch(
     let mut landed = Vec::new();
     for (name, encrypted) in verified {
         if let Some(f) = files.iter().find(|f| f.name.as_str() == name) {
-            land(folders, f, encrypted).map_err(err)?;
+            land(folders, f, encrypted, sealed_to.as_deref()).map_err(err)?;
             landed.push(name);
         }
     }
@@ -511,9 +516,9 @@ async fn verified_here(
     folders: &RunFolders,
     file: &ServerFile,
     meter: &Arc<Meter>,
-    encrypted: bool,
+    seal: Option<&Recipients>,
 ) -> bool {
-    let Some((dest, size, sha256)) = stored_copy(folders, file, encrypted) else {
+    let Some((dest, size, sha256)) = stored_copy(folders, file, seal) else {
         return false;
     };
     if !std::fs::metadata(&dest).is_ok_and(|m| m.len() == size) {
@@ -536,14 +541,15 @@ async fn verified_here(
 fn stored_copy(
     folders: &RunFolders,
     file: &ServerFile,
-    encrypted: bool,
+    seal: Option<&Recipients>,
 ) -> Option<(std::path::PathBuf, u64, String)> {
     let name = file.name.as_str();
-    if !encrypted {
+    let Some(seal) = seal else {
         return Some((folders.local.join(name), file.size, file.sha256.clone()));
-    }
+    };
+    // A copy of exactly that plaintext, to exactly these keys (not to the keys of before).
     let copy = encryption::find(&folders.local, name)
-        .filter(|c| c.sha256 == file.sha256 && c.size == file.size)?;
+        .filter(|c| c.sha256 == file.sha256 && c.size == file.size && c.to == seal.fingerprint())?;
     Some((
         folders.local.join(copy.stored()),
         copy.stored_size,
@@ -552,8 +558,12 @@ fn stored_copy(
 }
 
 /// Already copied and verified by an earlier (interrupted) run.
-async fn verified_already(folders: &RunFolders, file: &ServerFile, encrypted: bool) -> bool {
-    let Some((dest, size, sha256)) = stored_copy(folders, file, encrypted) else {
+async fn verified_already(
+    folders: &RunFolders,
+    file: &ServerFile,
+    seal: Option<&Recipients>,
+) -> bool {
+    let Some((dest, size, sha256)) = stored_copy(folders, file, seal) else {
         return false;
     };
     match std::fs::metadata(&dest) {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::meter::Meter;
-use crate::engine::archive::{count_messages, Relay};
+use crate::engine::archive::{count_messages, Chunk, Relay};
 use crate::engine::encryption::Recipients;
 use crate::engine::manifest::ServerFile;
 
@@ -187,23 +187,16 @@ fn pump_overlapped(
     meter: &Meter,
     seal: Option<&Recipients>,
 ) -> std::io::Result<(u64, Option<Encrypted>)> {
-    type Filled = (Vec<u8>, usize);
-    let (read_tx, read_rx) = std::sync::mpsc::sync_channel::<Filled>(IN_FLIGHT);
-    let (hashed_tx, hashed_rx) = std::sync::mpsc::sync_channel::<Filled>(IN_FLIGHT);
+    let (read_tx, read_rx) = std::sync::mpsc::sync_channel::<Chunk>(IN_FLIGHT);
+    let (hashed_tx, hashed_rx) = std::sync::mpsc::sync_channel::<Chunk>(IN_FLIGHT);
     let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Vec<u8>>();
-    for _ in 0..IN_FLIGHT {
-        let _ = empty_tx.send(vec![0u8; BUFFER]);
-    }
+    (0..IN_FLIGHT).for_each(|_| drop(empty_tx.send(vec![0u8; BUFFER])));
     let landing = Landing::new(out, seal)?;
     // An encrypted copy's messages are counted before it is encrypted (nothing can read them
     // after): the hashed buffers pass through a counting thread on their way to the writer.
-    let (to_count, counting_rx) = match seal {
-        Some(_) => {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Filled>(IN_FLIGHT);
-            (Some(tx), Some(rx))
-        }
-        None => (None, None),
-    };
+    let (to_count, counting_rx) = seal
+        .map(|_| std::sync::mpsc::sync_channel::<Chunk>(IN_FLIGHT))
+        .unzip();
     std::thread::scope(|scope| {
         let (to_writer, counting) = match counting_rx {
             Some(rx) => {
@@ -221,14 +214,16 @@ fn pump_overlapped(
                 }
             }
         });
-        let writer = scope.spawn(move || -> std::io::Result<Option<(u64, String)>> {
+        let writer = scope.spawn(move || -> std::io::Result<(u64, Option<(u64, String)>)> {
             let mut landing = landing;
+            let mut landed = 0u64;
             for (buf, n) in hashed_rx {
                 landing.write_all(&buf[..n])?;
+                landed += n as u64;
                 // The reader may have stopped; then the buffer is simply dropped.
                 let _ = empty_tx.send(buf);
             }
-            landing.finish()
+            Ok((landed, landing.finish()?))
         });
         let mut total = 0u64;
         let read = loop {
@@ -252,7 +247,14 @@ fn pump_overlapped(
             .unwrap_or_else(|_| Err(std::io::Error::other("the writer thread panicked")));
         let counted = counting.map(|c| c.join());
         read?;
-        let finished = wrote?;
+        let (landed, finished) = wrote?;
+        // Every byte read reached the file (a counting thread that died on the way would have
+        // dropped what it held): the file is whole, or the copy is an error.
+        if landed != total || matches!(counted, Some(Err(_))) {
+            return Err(std::io::Error::other(format!(
+                "{landed} of {total} bytes reached the file (the counting thread stopped)"
+            )));
+        }
         Ok((total, encrypted(finished, counted)))
     })
 }
