@@ -65,11 +65,7 @@ pub fn entries(index: &str) -> std::collections::HashMap<String, EncryptedCopy> 
 
 /// The newest entry of `index` (the text of a folder's `INDEX`) for the server's file `file`.
 pub fn find_in(index: &str, file: &str) -> Option<EncryptedCopy> {
-    index
-        .lines()
-        .rev()
-        .filter_map(|l| serde_json::from_str::<EncryptedCopy>(l).ok())
-        .find(|c| c.file == file)
+    entries(index).remove(file)
 }
 
 /// The newest entry of the folder's index for the server's file `file`.
@@ -98,11 +94,7 @@ pub fn find(folder: &Path, file: &str) -> Option<EncryptedCopy> {
             .ok()?;
         // Whole lines only: one being appended now is read next time.
         let whole = text.rfind('\n').map_or(0, |i| i + 1);
-        for line in text[..whole].lines() {
-            if let Ok(copy) = serde_json::from_str::<EncryptedCopy>(line) {
-                read.copies.insert(copy.file.clone(), copy);
-            }
-        }
+        read.copies.extend(entries(&text[..whole]));
         read.read += whole as u64;
     }
     read.copies.get(file).cloned()
