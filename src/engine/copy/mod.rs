@@ -335,7 +335,6 @@ async fn copy_whole(
         copy_error(kind, format!("{}: {e}", file.name), folders)
     };
     let stored = encryption::stored_name(file.name.as_str(), seal.is_some());
-    let sealed_to = seal.as_ref().map(|r| r.fingerprint().to_owned());
     let part = part_path(&folders.local, &stored);
     let (hasher, have) = match seal {
         Some(_) => (sha2::Sha256::default(), 0),
@@ -361,7 +360,7 @@ async fn copy_whole(
     let input = take_stdout(&mut child).map_err(|e| err(e.to_string()))?;
     let receive = {
         let part = part.clone();
-        let meter = meter.clone();
+        let (meter, seal) = (meter.clone(), seal.clone());
         tokio::task::spawn_blocking(move || {
             let _busy = Busy::new();
             receive_one(input, &part, have, hasher, &meter, seal.as_ref()).and_then(|r| {
@@ -389,7 +388,7 @@ async fn copy_whole(
             file.size, file.sha256
         )));
     }
-    land(folders, &file, received.encrypted, sealed_to.as_deref()).map_err(err)?;
+    land(folders, &file, received.encrypted, seal.as_ref()).map_err(err)?;
     meter.add(0, 1);
     Ok(())
 }
@@ -400,7 +399,7 @@ fn land(
     folders: &RunFolders,
     file: &ServerFile,
     encrypted: Option<Encrypted>,
-    to: Option<&str>,
+    seal: Option<&Recipients>,
 ) -> Result<(), String> {
     let name = file.name.as_str();
     let stored = encryption::stored_name(name, encrypted.is_some());
@@ -423,7 +422,7 @@ fn land(
             stored_size: e.size,
             stored_sha256: e.sha256.clone(),
             messages: e.messages,
-            to: to.unwrap_or_default().to_owned(),
+            to: seal.map(|r| r.fingerprint().to_owned()).unwrap_or_default(),
         },
     )
     .and_then(|()| record_verified(&folders.local, &e.sha256, e.size, &stored))
@@ -439,7 +438,6 @@ async fn copy_batch(
     seal: Option<Recipients>,
 ) -> Result<(), EngineError> {
     let err = |detail: String| copy_error(ErrorKind::Copy, detail, folders);
-    let sealed_to = seal.as_ref().map(|r| r.fingerprint().to_owned());
     let mut args = vec![folders.server.as_str()];
     args.extend(files.iter().map(|f| f.name.as_str()));
     let mut child = remote
@@ -450,7 +448,7 @@ async fn copy_batch(
     let receive = {
         let dir = folders.local.clone();
         let meter = meter.clone();
-        let files = files.clone();
+        let (files, seal) = (files.clone(), seal.clone());
         tokio::task::spawn_blocking(move || {
             let _busy = Busy::new();
             receive_many(input, &dir, &files, &meter, seal.as_ref())
@@ -467,7 +465,7 @@ async fn copy_batch(
     let mut landed = Vec::new();
     for (name, encrypted) in verified {
         if let Some(f) = files.iter().find(|f| f.name.as_str() == name) {
-            land(folders, f, encrypted, sealed_to.as_deref()).map_err(err)?;
+            land(folders, f, encrypted, seal.as_ref()).map_err(err)?;
             landed.push(name);
         }
     }

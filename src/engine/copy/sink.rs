@@ -159,20 +159,16 @@ impl<'a> Landing<'a> {
     }
 }
 
+/// An encrypted landing's facts with the messages its plaintext held.
 fn encrypted(
     finished: Option<(u64, String)>,
-    counted: Option<std::thread::Result<Result<u64, String>>>,
+    messages: Option<Result<u64, String>>,
 ) -> Option<Encrypted> {
     let (size, sha256) = finished?;
-    let messages = match counted {
-        Some(Ok(m)) => m,
-        Some(Err(_)) => Err("the counting thread panicked".into()),
-        None => Err("not counted".into()),
-    };
     Some(Encrypted {
         size,
         sha256,
-        messages,
+        messages: messages.unwrap_or_else(|| Err("not counted".into())),
     })
 }
 
@@ -245,17 +241,17 @@ fn pump_overlapped(
         let wrote = writer
             .join()
             .unwrap_or_else(|_| Err(std::io::Error::other("the writer thread panicked")));
-        let counted = counting.map(|c| c.join());
+        let counted = counting.map(|c| c.join()).transpose();
         read?;
         let (landed, finished) = wrote?;
         // Every byte read reached the file (a counting thread that died on the way would have
         // dropped what it held): the file is whole, or the copy is an error.
-        if landed != total || matches!(counted, Some(Err(_))) {
-            return Err(std::io::Error::other(format!(
+        match counted {
+            Ok(messages) if landed == total => Ok((total, encrypted(finished, messages))),
+            _ => Err(std::io::Error::other(format!(
                 "{landed} of {total} bytes reached the file (the counting thread stopped)"
-            )));
+            ))),
         }
-        Ok((total, encrypted(finished, counted)))
     })
 }
 
@@ -309,7 +305,7 @@ fn pump(
     }
     let total = passing.total;
     let finished = passing.landing.finish()?;
-    Ok((total, encrypted(finished, messages.map(Ok))))
+    Ok((total, encrypted(finished, messages)))
 }
 
 /// A stream whose every byte read is hashed and written on (encrypted) as it is read.
