@@ -353,12 +353,9 @@ pub async fn main(cli: Cli) -> Result<()> {
 /// `keygen`: a new identity in `file` (0600, created new), its recipient printed.
 fn keygen(file: &std::path::Path) -> Result<()> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let (text, recipient) = crate::engine::encryption::generate();
-    let mut out = std::fs::OpenOptions::new()
-        .write(true)
+    let mut out = crate::engine::local::private_file()
         .create_new(true)
-        .mode(0o600)
         .open(file)
         .with_context(|| {
             format!(
@@ -366,11 +363,11 @@ fn keygen(file: &std::path::Path) -> Result<()> {
                 file.display()
             )
         })?;
-    out.write_all(text.as_bytes())
+    // Whatever the umask: the identity is the owner's alone.
+    crate::engine::local::make_private(&out)
+        .and_then(|()| out.write_all(text.as_bytes()))
         .and_then(|()| out.sync_all())
         .with_context(|| format!("writing the identity to {}", file.display()))?;
-    // Whatever the umask: the identity is the owner's alone.
-    std::fs::set_permissions(file, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
     println!("identity written to {} (0600)", file.display());
     println!("its public key, for .env on the admin computer:");
     println!();

@@ -371,37 +371,31 @@ pub fn find_verified_copy(root: &Path, except: &Path, sha256: &str, size: u64) -
 
 /// Removes the partial copies (`.NAME.part`) in `folder`; returns the bytes freed.
 pub fn remove_partials(folder: &Path) -> u64 {
-    let mut freed = 0;
-    let Ok(entries) = std::fs::read_dir(folder) else {
-        return 0;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with('.') && name.ends_with(".part") {
-            let len = entry.metadata().map(|m| m.len()).unwrap_or(0);
-            if std::fs::remove_file(entry.path()).is_ok() {
-                freed += len;
-            }
-        }
-    }
-    freed
+    remove_files_named(folder, is_partial)
+}
+
+fn is_partial(name: &str) -> bool {
+    name.starts_with('.') && name.ends_with(".part")
 }
 
 /// In a folder continued as `encrypted` (or plain), the partial copies of the other form: plain
-/// `.NAME.part` and the directory's half-written `directory.tar.tmp` when encrypting,
-/// `.NAME.age.part` otherwise. Returns the bytes freed.
+/// `.NAME.part` and the directory's half-written plain capture when encrypting, `.NAME.age.part`
+/// otherwise. Returns the bytes freed.
 pub fn remove_partials_of_the_other_form(folder: &Path, encrypted: bool) -> u64 {
     let suffix = format!("{}.part", super::encryption::SUFFIX);
+    // What `write_durably` leaves of a plain capture it did not finish.
+    let plain_capture = Path::new(super::directory::FILE).with_extension("tmp");
+    remove_files_named(folder, |name| match encrypted {
+        true => (is_partial(name) && !name.ends_with(&suffix)) || Path::new(name) == plain_capture,
+        false => is_partial(name) && name.ends_with(&suffix),
+    })
+}
+
+/// Removes the files directly in `folder` whose names `chosen` picks; returns the bytes freed.
+fn remove_files_named(folder: &Path, chosen: impl Fn(&str) -> bool) -> u64 {
     let mut freed = 0;
     for entry in std::fs::read_dir(folder).into_iter().flatten().flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let part = name.starts_with('.') && name.ends_with(".part");
-        let other = match encrypted {
-            true => (part && !name.ends_with(&suffix)) || name == "directory.tar.tmp",
-            false => part && name.ends_with(&suffix),
-        };
-        if other && entry.file_type().is_ok_and(|t| t.is_file()) {
+        if chosen(&entry.file_name().to_string_lossy()) {
             let len = entry.metadata().map(|m| m.len()).unwrap_or(0);
             if std::fs::remove_file(entry.path()).is_ok() {
                 freed += len;
