@@ -3,26 +3,16 @@
 //! brings the mailbox back message for message, a wrong or missing identity changes nothing,
 //! and plain folders made before stay readable and go by retention like the others.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use crate::engine::{backup, settings};
+use crate::engine::{backup, dovecot_settings};
 use crate::imap::Imap;
-use crate::support::{doveadm, env, fill_mailbox, test_dir};
-use mailbox_backup_bot::config::{BackupKind, EngineSettings, MailStore};
+use crate::support::{doveadm, env, files_under, fill_mailbox, holds_text, test_dir};
 use mailbox_backup_bot::engine::restore::{restore, RestoreError};
 use mailbox_backup_bot::engine::{ErrorKind, MailboxStatus};
 
 /// Text only one message of the test holds.
 const MARKER: &str = "RAHASIA-DJKI-7731 laporan keuangan triwulan";
-
-fn dovecot(dir: &Path) -> EngineSettings {
-    settings(
-        dir,
-        BackupKind::Mailboxes(MailStore::Dovecot {
-            config: Some(env("TEST_DOVECOT_CONF")),
-        }),
-    )
-}
 
 /// `keygen FILE` at the terminal; returns the recipient it printed.
 fn keygen(file: &Path) -> String {
@@ -38,24 +28,6 @@ fn keygen(file: &Path) -> String {
         .to_owned()
 }
 
-/// Every regular file under `dir`, hidden ones and partial copies included.
-fn every_file(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).expect("read dir").flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(every_file(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
-fn holds(file: &Path, needle: &[u8]) -> bool {
-    crate::support::holds_text(file, needle)
-}
-
 #[tokio::test]
 async fn dovecot_backups_encrypted_at_rest_verify_without_the_key_and_restore_only_with_it() {
     let (user, target) = ("fajar@djki.go.id", "restore5@djki.go.id");
@@ -69,20 +41,20 @@ async fn dovecot_backups_encrypted_at_rest_verify_without_the_key_and_restore_on
     );
 
     // A plain backup first: the folder encryption must leave readable.
-    let mut s = dovecot(&dir);
+    let mut s = dovecot_settings(&dir);
     s.local_keep = 0;
     let plain = backup(&s, None).await.expect("the plain backup runs");
     assert!(plain.all_verified(), "{plain:?}");
     assert_eq!(plain.encrypted_to, 0);
     let plain_folder = crate::support::folder_name(&plain);
     // The search below finds the message and the password in a plain folder.
-    let plain_files = every_file(&plain.folders.local);
+    let plain_files = files_under(&plain.folders.local);
     assert!(
-        plain_files.iter().any(|f| holds(f, MARKER.as_bytes())),
+        plain_files.iter().any(|f| holds_text(f, MARKER.as_bytes())),
         "{plain_files:?}"
     );
     assert!(
-        plain_files.iter().any(|f| holds(f, b"{PLAIN}secret")),
+        plain_files.iter().any(|f| holds_text(f, b"{PLAIN}secret")),
         "{plain_files:?}"
     );
 
@@ -153,7 +125,7 @@ async fn dovecot_backups_encrypted_at_rest_verify_without_the_key_and_restore_on
     let directory = report.directory.as_deref().expect("directory");
     assert_eq!(directory.status, MailboxStatus::Verified);
     assert_eq!(directory.file, "directory.tar.gz.age");
-    let files = every_file(&local);
+    let files = files_under(&local);
     for f in &files {
         let name = f.file_name().expect("name").to_string_lossy().into_owned();
         assert!(
@@ -161,10 +133,10 @@ async fn dovecot_backups_encrypted_at_rest_verify_without_the_key_and_restore_on
             "plain file left: {name}"
         );
         assert!(
-            !holds(f, MARKER.as_bytes()),
+            !holds_text(f, MARKER.as_bytes()),
             "{name} holds the message's text"
         );
-        assert!(!holds(f, b"{PLAIN}secret"), "{name} holds a password");
+        assert!(!holds_text(f, b"{PLAIN}secret"), "{name} holds a password");
         let mode = std::fs::metadata(f).expect("meta").permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{name}");
     }
@@ -269,8 +241,8 @@ async fn dovecot_backups_encrypted_at_rest_verify_without_the_key_and_restore_on
         "the folder is continued"
     );
     assert!(!leftover.exists(), "the plain part is gone");
-    for f in every_file(&local) {
-        assert!(!holds(&f, MARKER.as_bytes()), "{f:?}");
+    for f in files_under(&local) {
+        assert!(!holds_text(&f, MARKER.as_bytes()), "{f:?}");
     }
     s.age_identity = Some(key.clone());
     let err = restore(&s, &folder, user, Some(target), None, |_| {})

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::imap::Imap;
-use crate::support::{doveadm, env, fill_mailbox, sh, test_dir};
+use crate::support::{doveadm, env, files_under, fill_mailbox, sh, test_dir};
 
 use mailbox_backup_bot::config::{BackupKind, EngineSettings, MailStore};
 use mailbox_backup_bot::engine::{
@@ -302,20 +302,6 @@ async fn a_destination_too_small_is_refused_before_anything_is_copied() {
     assert!(files.is_empty(), "nothing was written: {files:?}");
 }
 
-/// Every file (not folder) under `dir`.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(files_under(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
-}
-
 #[tokio::test]
 async fn an_operator_command_backs_up_into_the_folder_and_its_failure_is_reported() {
     let dir = test_dir("cmd");
@@ -456,7 +442,7 @@ fn add_flags(user: &str, flags: &str, mailbox: &str, which: &[&str]) {
 }
 
 /// The engine's settings for the shared Dovecot, backing up into `dir`.
-fn dovecot_settings(dir: &std::path::Path) -> EngineSettings {
+pub fn dovecot_settings(dir: &std::path::Path) -> EngineSettings {
     settings(
         dir,
         BackupKind::Mailboxes(MailStore::Dovecot {

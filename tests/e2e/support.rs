@@ -1182,6 +1182,20 @@ pub fn printed_ok(cmd: &mut std::process::Command) -> String {
     printed
 }
 
+/// Every file (not folder) under `dir`, hidden ones and partial copies included.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
 /// Whether the file at `path` holds `needle` as it is, or once gunzipped (an archive's messages
 /// are compressed: a search of the raw bytes alone would find nothing in a plain backup either).
 pub fn holds_text(path: &Path, needle: &[u8]) -> bool {

@@ -63,20 +63,6 @@ fn fixture_messages(account: &str) -> Vec<Vec<u8>> {
     out
 }
 
-/// Every file under `dir`.
-fn walkdir(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = e.path();
-        if path.is_dir() {
-            out.extend(walkdir(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
-}
-
 /// The `.eml` members of an archive, sorted, and every member name.
 fn archive_messages(path: &Path) -> (Vec<Vec<u8>>, Vec<String>) {
     let file = std::fs::File::open(path).expect("archive");
@@ -287,7 +273,7 @@ async fn zimbra_sizes_come_from_getquotausage_over_ssh() {
             continue;
         }
         // The quota counts every folder, Trash and Junk included.
-        let stored: u64 = walkdir(&sim().join("store").join(account))
+        let stored: u64 = crate::support::files_under(&sim().join("store").join(account))
             .iter()
             .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
             .sum();
@@ -334,7 +320,7 @@ async fn a_zimbra_restore_imports_with_resolve_skip_and_a_second_adds_nothing() 
         .is_file());
     let message = fixture_messages(source).remove(0);
     let needle = &message[message.len().saturating_sub(40)..];
-    for f in walkdir(&report.folders.local) {
+    for f in crate::support::files_under(&report.folders.local) {
         assert!(
             !crate::support::holds_text(&f, needle),
             "{f:?} holds a message"
