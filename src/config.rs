@@ -55,6 +55,10 @@ pub struct BotSettings {
     pub reminder_at: chrono::NaiveTime,
     /// A restore request nobody decided ends after this many seconds.
     pub restore_expiry_secs: u64,
+    /// A restore drill every this many days (0: only when asked with `/drill`).
+    pub drill_every_days: u32,
+    /// The time of day (in `timezone`) from which a due drill runs.
+    pub drill_at: chrono::NaiveTime,
 }
 
 /// Which mailbox backup runs on the server.
@@ -109,6 +113,10 @@ pub struct EngineSettings {
     /// The identity file restores decrypt with (`BACKUP_AGE_IDENTITY`; best left unset and given
     /// to each restore).
     pub age_identity: Option<PathBuf>,
+    /// Zimbra: the scratch account a restore drill imports into and empties afterwards
+    /// (`RESTORE_DRILL_ACCOUNT`; it must hold no mail). Other kinds drill into a temporary mail
+    /// location in the bot's server folder.
+    pub drill_account: Option<String>,
 }
 
 impl EngineSettings {
@@ -141,6 +149,7 @@ impl EngineSettings {
             reconnect_secs: 600,
             encrypt_to: Vec::new(),
             age_identity: None,
+            drill_account: None,
         }
     }
 }
@@ -323,15 +332,15 @@ impl BotSettings {
                 10..=7 * 24 * 3600,
                 "seconds",
             )?,
-            reminder_at: match value(src, "REMINDER_AT") {
-                None => chrono::NaiveTime::from_hms_opt(9, 0, 0).unwrap_or_default(),
-                Some(v) => {
-                    chrono::NaiveTime::parse_from_str(&v, "%H:%M").map_err(|_| ConfigError {
-                        var: "REMINDER_AT",
-                        problem: format!("expected a time of day as HH:MM, e.g. 09:00, got {v:?}"),
-                    })?
-                }
-            },
+            reminder_at: time_of_day(src, "REMINDER_AT", 9)?,
+            drill_every_days: ranged(
+                src,
+                "RESTORE_DRILL_DAYS",
+                30,
+                0..=366,
+                "days (0: drills only when asked with /drill)",
+            )?,
+            drill_at: time_of_day(src, "RESTORE_DRILL_AT", 7)?,
         })
     }
 }
@@ -611,6 +620,7 @@ impl EngineSettings {
                 None => None,
                 Some(p) => Some(absolute("BACKUP_AGE_IDENTITY", p)?),
             },
+            drill_account: value(src, "RESTORE_DRILL_ACCOUNT"),
         })
     }
 }
@@ -623,6 +633,21 @@ pub fn encrypt_entries(raw: &str) -> Vec<String> {
         .filter(|e| !e.is_empty())
         .map(str::to_owned)
         .collect()
+}
+
+/// A time of day as `HH:MM`; `default_hour`:00 when unset.
+fn time_of_day(
+    src: &dyn Source,
+    var: &'static str,
+    default_hour: u32,
+) -> Result<chrono::NaiveTime, ConfigError> {
+    match value(src, var) {
+        None => Ok(chrono::NaiveTime::from_hms_opt(default_hour, 0, 0).unwrap_or_default()),
+        Some(v) => chrono::NaiveTime::parse_from_str(&v, "%H:%M").map_err(|_| ConfigError {
+            var,
+            problem: format!("expected a time of day as HH:MM, e.g. 09:00, got {v:?}"),
+        }),
+    }
 }
 
 /// A whole number in `range`; outside it, the variable is named with the range.

@@ -190,7 +190,9 @@ pub struct RestoreArgs {
     /// The account whose mailbox is restored (none with --all).
     #[arg(required_unless_present = "all")]
     account: Option<String>,
-    #[arg(long)]
+    /// Restore into this other account (it must exist on the server) instead of the account's
+    /// own: only the messages it lacks are added, nothing in it is deleted.
+    #[arg(long, value_name = "ACCOUNT")]
     into: Option<String>,
     /// Create the account from the backup's account directory when the server lacks it
     /// (same password hash, same Sieve filters), then restore its mail.
@@ -229,6 +231,16 @@ async fn restore(a: RestoreArgs) -> Result<()> {
     let db = if a.unrecorded {
         None
     } else {
+        if let Err(e) = config::database_url(&Env) {
+            return Err(config::ConfigError {
+                var: e.var,
+                problem: format!(
+                    "{}. A restore checks the folder against what the backup order recorded in the database; {UNRECORDED_HINT}",
+                    e.problem
+                ),
+            }
+            .into());
+        }
         Some(store().await?)
     };
     let root = settings.local_root.clone();

@@ -49,9 +49,33 @@ pub async fn backup(settings: EngineSettings) -> Result<()> {
     let report = result?;
     print_report(&report);
     if !report.all_verified() {
-        anyhow::bail!("{} mailbox(es) failed", report.failed().count());
+        anyhow::bail!(
+            "the backup is not whole: {}",
+            what_failed(&report).join("; ")
+        );
     }
     Ok(())
+}
+
+/// Each thing of a run that was not verified, named with its reason.
+fn what_failed(report: &BackupReport) -> Vec<String> {
+    let mut failed: Vec<String> = report
+        .mailboxes
+        .iter()
+        .filter_map(|m| match &m.status {
+            MailboxStatus::Failed { error } => Some(format!("mailbox {}: {error}", m.account)),
+            MailboxStatus::Verified => None,
+        })
+        .collect();
+    if let Some(d) = &report.directory {
+        if let MailboxStatus::Failed { error } = &d.status {
+            failed.push(format!("the account directory ({}): {error}", d.file));
+        }
+    }
+    if report.mailboxes.is_empty() {
+        failed.push("no mailbox was backed up (the server listed none)".into());
+    }
+    failed
 }
 
 /// One progress event on the bar: a step's start and end, the exports, the copy's bytes.
@@ -118,6 +142,19 @@ fn print_report(report: &BackupReport) {
                 m.sha256
             ),
             MailboxStatus::Failed { error } => println!("FAILED  {}  {error}", m.account),
+        }
+    }
+    if let Some(d) = &report.directory {
+        match &d.status {
+            MailboxStatus::Verified => println!(
+                "ok      {}  {}  account directory  sha256 {}",
+                d.file,
+                bytes(d.size),
+                d.sha256
+            ),
+            MailboxStatus::Failed { error } => {
+                println!("FAILED  account directory ({})  {error}", d.file)
+            }
         }
     }
     println!(
@@ -353,11 +390,8 @@ async fn restore_one(
     }
     let report = restore_mailbox(settings, ask, account, job.expected.as_deref(), tally).await?;
     tally.messages_added += report.restored();
-    if !report.complete() {
-        anyhow::bail!(
-            "some messages of the backup are not in {} after the restore",
-            report.into
-        );
+    if let Some(why) = report.why_incomplete() {
+        anyhow::bail!("{why}");
     }
     tally.mailboxes += 1;
     Ok(())

@@ -1,6 +1,7 @@
 //! The procedure itself, with no I/O: the SOP's steps and standard times, the roles, and the order
 //! chain as a state machine. Everything else in the crate is an adapter around this.
 
+pub mod drill;
 pub mod flood;
 pub mod lang;
 pub mod log_date;
@@ -11,6 +12,7 @@ pub mod restore_request;
 pub mod roles;
 pub mod sop;
 
+pub use drill::{choose_mailbox, drill_due, DrillCandidate, DrillFacts};
 pub use lang::Lang;
 pub use log_date::{
     parse_log_date, parse_log_period, parse_month, BadLogDate, BadMonth, LogPeriod, Month,

@@ -60,6 +60,10 @@ pub enum RestoreError {
     NoIdentity { file: String },
     #[error("{file} cannot be decrypted: {detail}")]
     Identity { file: String, detail: String },
+    #[error("no scratch account for the restore drill: set RESTORE_DRILL_ACCOUNT to an account made for it alone")]
+    NoDrillAccount,
+    #[error("the drill's scratch account {0} holds mail (or is the account drilled): a drill writes only into an empty account made for it")]
+    ScratchNotEmpty(String),
     #[error("SSH: {0}")]
     Ssh(String),
     #[error("on the server: {0}")]
@@ -88,12 +92,51 @@ pub struct RestoreReport {
     pub file: String,
     pub bytes: u64,
     pub folders: Vec<FolderCount>,
+    /// The messages the backup counted in the archive when it was verified.
+    #[serde(default)]
+    pub recorded: Option<u64>,
 }
 
 impl RestoreReport {
-    /// Every message of the backup is in the account now.
+    /// Every message of the backup is in the account now: every one the restore found in the
+    /// archive, and it found at least as many as the backup recorded.
     pub fn complete(&self) -> bool {
-        self.folders.iter().all(|f| f.present_after >= f.in_backup)
+        self.folders.iter().all(|f| f.present_after >= f.in_backup) && self.short_of().is_none()
+    }
+
+    /// `(found, recorded)` when the restore found fewer messages in the archive than the backup
+    /// counted in it when it was verified: a listing or an unpacking that lost some.
+    pub fn short_of(&self) -> Option<(usize, u64)> {
+        let found = self.in_backup();
+        self.recorded
+            .filter(|recorded| (found as u64) < *recorded)
+            .map(|recorded| (found, recorded))
+    }
+
+    /// Messages of the archive the account does not hold after the restore.
+    pub fn missing_after(&self) -> usize {
+        self.folders
+            .iter()
+            .map(|f| f.in_backup.saturating_sub(f.present_after))
+            .sum()
+    }
+
+    /// Why the restore is not complete, in plain English (the terminal's and the log's words).
+    pub fn why_incomplete(&self) -> Option<String> {
+        if let Some((found, recorded)) = self.short_of() {
+            return Some(format!(
+                "the backup counted {recorded} messages in {} when it was verified, the restore found only {found} in it",
+                self.file
+            ));
+        }
+        let missing = self.missing_after();
+        (missing > 0).then(|| {
+            format!(
+                "{missing} of the {} messages of the backup are not in {} after the restore",
+                self.in_backup(),
+                self.into
+            )
+        })
     }
 
     pub fn restored(&self) -> usize {
@@ -136,6 +179,9 @@ pub struct BackupArchive {
     pub size: u64,
     /// The plaintext's facts when the file is an encrypted copy (`NAME.age`).
     pub encrypted: Option<EncryptedCopy>,
+    /// The messages the backup counted in this archive when its copy was verified (its
+    /// `summary.json`, or the index of encrypted copies); none for a file that is not a mailbox.
+    pub recorded_messages: Option<u64>,
     dir: local::FolderAt,
 }
 
@@ -412,14 +458,46 @@ fn locate_with(
     if on_disk.len() != size {
         return Err(RestoreError::Corrupt { file });
     }
+    let recorded_messages = recorded_messages(&dir, &file, encrypted.as_ref());
     Ok(BackupArchive {
         folder: folder.to_owned(),
         file,
         sha256,
         size,
         encrypted,
+        recorded_messages,
         dir,
     })
+}
+
+/// The messages counted in `file` when its copy was verified: `summary.json`'s entry for it, or
+/// the count kept with its encrypted copy.
+fn recorded_messages(
+    dir: &local::FolderAt,
+    file: &str,
+    encrypted: Option<&EncryptedCopy>,
+) -> Option<u64> {
+    #[derive(Deserialize)]
+    struct Summary {
+        mailboxes: Vec<Entry>,
+    }
+    #[derive(Deserialize)]
+    struct Entry {
+        file: String,
+        messages: Option<u64>,
+    }
+    let plain = file.strip_suffix(encryption::SUFFIX).unwrap_or(file);
+    let summarised = dir
+        .read("summary.json")
+        .ok()
+        .and_then(|b| serde_json::from_str::<Summary>(&b).ok())
+        .and_then(|s| {
+            s.mailboxes
+                .into_iter()
+                .find(|e| e.file == plain || e.file == file)
+        })
+        .and_then(|e| e.messages);
+    summarised.or_else(|| encrypted.and_then(|c| c.messages.as_ref().ok().copied()))
 }
 
 /// The file of `name` as the folder stores it: `NAME`, or in an encrypted folder `NAME.age` with
@@ -477,38 +555,43 @@ const DOVECOT_USER: &str = r#"if [ -n "$2" ]; then set -- "$1" -c "$2"; else set
 u=$1; shift
 uid=$(doveadm "$@" user -f uid -- "$u") && gid=$(doveadm "$@" user -f gid -- "$u") && [ -n "$uid" ] && printf '%s:%s' "$uid" "$gid""#;
 
-/// Dovecot: lists the messages of `$1` (or, with `$3`, of the Maildir `$3` read as `$1`'s) as
-/// tab-separated `mailbox uid guid message-id size date`.
+/// Dovecot: lists the messages of `$1` (or, with `$3`, of the Maildir `$3` read as `$1`'s) as a
+/// JSON array of `{mailbox, uid, guid, hdr.message-id, size.virtual, date.sent}`. JSON, not
+/// `-f tab`: a header value is printed as the message has it, and a folded `Message-ID:` would
+/// split a tab record over two lines.
 const DOVECOT_LIST: &str = r#"u=$1; conf=$2; loc=$3
 set --
 [ -z "$conf" ] || set -- -c "$conf"
 [ -z "$loc" ] || set -- "$@" -o "mail_location=maildir:$loc"
-exec doveadm "$@" -f tab fetch -u "$u" 'mailbox uid guid hdr.message-id size.virtual date.sent' all"#;
+exec doveadm "$@" -f json fetch -u "$u" 'mailbox uid guid hdr.message-id size.virtual date.sent' all"#;
 
 /// Dovecot: the folders that hold messages (not a parent made only by its children) of `$1`
-/// (or of the Maildir `$3` read as `$1`'s), as `mailbox<TAB>guid` after a header line. `$4` is
-/// the namespace prefix: with one, doveadm's `*` matches no folder.
+/// (or of the Maildir `$3` read as `$1`'s), as a JSON array of `{mailbox, guid}`. `$4` is the
+/// namespace prefix: with one, doveadm's `*` matches no folder.
 const DOVECOT_FOLDERS: &str = r#"u=$1; conf=$2; loc=$3; prefix=$4
 set --
 [ -z "$conf" ] || set -- -c "$conf"
 [ -z "$loc" ] || set -- "$@" -o "mail_location=maildir:$loc"
 if [ -n "$prefix" ]; then
-  exec doveadm "$@" -f tab mailbox status -u "$u" guid INBOX "$prefix*"
+  exec doveadm "$@" -f json mailbox status -u "$u" guid INBOX "$prefix*"
 fi
-exec doveadm "$@" -f tab mailbox status -u "$u" guid '*'"#;
+exec doveadm "$@" -f json mailbox status -u "$u" guid '*'"#;
 
-/// Dovecot: creates and subscribes folder `$2` of `$1`.
-const DOVECOT_CREATE: &str = r#"u=$1; box=$2; conf=$3
+/// Dovecot: creates and subscribes folder `$2` of `$1` (in the mail location `$4` when given).
+const DOVECOT_CREATE: &str = r#"u=$1; box=$2; conf=$3; loc=$4
 set --
 [ -z "$conf" ] || set -- -c "$conf"
+[ -z "$loc" ] || set -- "$@" -o "mail_location=maildir:$loc"
 exec doveadm "$@" mailbox create -s -u "$u" "$box""#;
 
 /// Dovecot: imports the messages `$4` (a UID set) of folder `$3` (as `doveadm import` names it)
 /// from the Maildir `$2` into `$1` under the parent `$6` (see [`dovecot::Namespace`]), with their
-/// flags, creating and subscribing the folder when missing.
-const DOVECOT_IMPORT: &str = r#"u=$1; src=$2; box=$3; uids=$4; conf=$5; parent=$6
+/// flags, creating and subscribing the folder when missing; into the mail location `$7` when
+/// given.
+const DOVECOT_IMPORT: &str = r#"u=$1; src=$2; box=$3; uids=$4; conf=$5; parent=$6; loc=$7
 set --
 [ -z "$conf" ] || set -- -c "$conf"
+[ -z "$loc" ] || set -- "$@" -o "mail_location=maildir:$loc"
 exec doveadm "$@" import -s -u "$u" "maildir:$src" "$parent" mailbox "$box" uid "$uids""#;
 
 /// Maildir: copies every message file of the unpacked `$1` (one Maildir tree) into the account's
@@ -539,29 +622,94 @@ find . -type d \( -name cur -o -name new \) -exec dirname -- {} \; | sort -u | w
   printf '%s\t%s\t%s\t%s\n' "$name" "$n" "$had" "$put"
 done"#;
 
+/// Makes a drill's scratch mail location `$1/scratch/Maildir`, owned by `$2` (`uid:gid`, or
+/// empty: the bot's), and prints its path.
+const SCRATCH_LOCATION: &str = r#"set -eu
+mkdir -m 0700 -- "$1/scratch"
+mkdir -- "$1/scratch/Maildir"
+[ -z "$2" ] || chown -R -- "$2" "$1/scratch"
+printf '%s' "$1/scratch/Maildir""#;
+
+/// Parses [`MAILDIR_RESTORE`]'s `folder<TAB>in backup<TAB>had<TAB>copied` lines; a line that
+/// does not parse is refused, not skipped.
+fn parse_maildir_counts(text: &str) -> Result<Vec<FolderCount>, String> {
+    text.lines()
+        .map(|l| {
+            let mut f = l.rsplitn(4, '\t');
+            let mut n = || f.next().and_then(|v| v.parse::<usize>().ok());
+            let (put, had, all) = (n(), n(), n());
+            match (f.next(), all, had, put) {
+                (Some(folder), Some(in_backup), Some(had), Some(put)) => Ok(FolderCount {
+                    folder: folder.trim_start_matches("./").to_owned(),
+                    in_backup,
+                    already_there: had,
+                    restored: put,
+                    present_after: had + put,
+                }),
+                _ => Err(format!("the restore's count does not parse: {l:?}")),
+            }
+        })
+        .collect()
+}
+
 /// A message's identity for "is it there already": its folder and its GUID, which Dovecot keeps
 /// through the backup (`doveadm backup`) and the import; without one, its Message-ID, size and
 /// date.
 type Key = (String, String);
 
-/// Parses `doveadm -f tab fetch 'mailbox uid guid hdr.message-id size.virtual date.sent'`.
-fn parse_listing(text: &str) -> Vec<(Key, u32)> {
-    text.lines()
-        .skip(1)
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split('\t').collect();
-            if f.len() < 6 {
-                return None;
-            }
-            let uid = f[1].parse().ok()?;
-            let id = if f[2].is_empty() {
-                format!("{}|{}|{}", f[3].trim(), f[4], f[5])
+/// Parses `doveadm -f json fetch 'mailbox uid guid hdr.message-id size.virtual date.sent'`.
+/// A listing that does not parse whole is refused: a record skipped here would be a message
+/// the restore silently leaves behind.
+fn parse_listing(text: &str) -> Result<Vec<(Key, u32)>, String> {
+    #[derive(Deserialize)]
+    struct Fetched {
+        mailbox: String,
+        uid: String,
+        #[serde(default)]
+        guid: String,
+        #[serde(rename = "hdr.message-id", default)]
+        message_id: String,
+        #[serde(rename = "size.virtual", default)]
+        size: String,
+        #[serde(rename = "date.sent", default)]
+        date: String,
+    }
+    json_records::<Fetched>(text)?
+        .into_iter()
+        .map(|m| {
+            let uid = m.uid.parse().map_err(|_| {
+                format!("the listing gives {:?} as a UID in {:?}", m.uid, m.mailbox)
+            })?;
+            // Without a GUID: the Message-ID (unfolded), size and date.
+            let id = if m.guid.is_empty() {
+                let unfolded: String = m.message_id.split_whitespace().collect();
+                format!("{unfolded}|{}|{}", m.size, m.date)
             } else {
-                f[2].to_owned()
+                m.guid
             };
-            Some(((f[0].to_owned(), id), uid))
+            Ok(((m.mailbox, id), uid))
         })
         .collect()
+}
+
+/// Parses `doveadm -f json mailbox status … guid`: the folders' names.
+fn parse_folders(text: &str) -> Result<std::collections::BTreeSet<String>, String> {
+    #[derive(Deserialize)]
+    struct Status {
+        mailbox: String,
+    }
+    Ok(json_records::<Status>(text)?
+        .into_iter()
+        .map(|s| s.mailbox)
+        .collect())
+}
+
+/// doveadm's `-f json` output: one array of records (nothing at all when there are none).
+fn json_records<T: serde::de::DeserializeOwned>(text: &str) -> Result<Vec<T>, String> {
+    if text.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    serde_json::from_str(text).map_err(|e| format!("doveadm's listing does not parse: {e}"))
 }
 
 /// Per folder: the UIDs of the backup's messages the account does not hold (a message present
@@ -684,6 +832,20 @@ async fn on_server(
     Ok(String::from_utf8_lossy(&o.stdout).into_owned())
 }
 
+/// Where a restore writes the messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Destination<'a> {
+    /// Into this account on the mail server (only what it lacks is added).
+    Account(&'a str),
+    /// A restore drill's scratch copy that no user reads, removed afterwards: for Dovecot and
+    /// Maildir a mail location in the restore's own stage in the bot's server folder; for Zimbra
+    /// the account `RESTORE_DRILL_ACCOUNT`, which must hold no mail and is emptied afterwards.
+    Scratch,
+}
+
+/// The name a scratch copy is reported under.
+pub const SCRATCH: &str = "(scratch copy)";
+
 /// Restores `account`'s mailbox from backup `folder` into `into` (the same account by default).
 pub async fn restore(
     s: &EngineSettings,
@@ -691,11 +853,48 @@ pub async fn restore(
     account: &str,
     into: Option<&str>,
     expected: Option<&str>,
+    progress: impl FnMut(RestoreProgress),
+) -> Result<RestoreReport, RestoreError> {
+    let into = into.unwrap_or(account);
+    restore_to(
+        s,
+        folder,
+        account,
+        Destination::Account(into),
+        expected,
+        progress,
+    )
+    .await
+}
+
+/// The restore drill of `account`'s mailbox from backup `folder`: restored into a scratch copy
+/// (see [`Destination::Scratch`]), compared with the archive and with what the backup recorded,
+/// and the copy removed whatever happened. The report's [`RestoreReport::complete`] is the
+/// drill's verdict.
+pub async fn drill(
+    s: &EngineSettings,
+    folder: &str,
+    account: &str,
+    expected: Option<&str>,
+    progress: impl FnMut(RestoreProgress),
+) -> Result<RestoreReport, RestoreError> {
+    restore_to(s, folder, account, Destination::Scratch, expected, progress).await
+}
+
+async fn restore_to(
+    s: &EngineSettings,
+    folder: &str,
+    account: &str,
+    destination: Destination<'_>,
+    expected: Option<&str>,
     mut progress: impl FnMut(RestoreProgress),
 ) -> Result<RestoreReport, RestoreError> {
-    let into = into.unwrap_or(account).to_owned();
-    for name in [account, into.as_str()] {
-        if !plain_account(name) {
+    let into = match destination {
+        Destination::Account(into) => into,
+        Destination::Scratch => SCRATCH,
+    };
+    for name in [account, into] {
+        if !plain_account(name) && name != SCRATCH {
             return Err(RestoreError::TargetMissing(name.to_owned()));
         }
     }
@@ -744,16 +943,26 @@ pub async fn restore(
         sha256: &want,
         size: bytes,
     };
-    let result = restore_on(s, &link, &store, upload, account, &into, &mut progress).await;
+    let result = restore_on(
+        s,
+        &link,
+        &store,
+        upload,
+        account,
+        destination,
+        &mut progress,
+    )
+    .await;
     link.close().await;
     let folders = result?;
     Ok(RestoreReport {
         folder: archive.folder.clone(),
         account: account.to_owned(),
-        into,
+        into: into.to_owned(),
         file,
         bytes,
         folders,
+        recorded: archive.recorded_messages,
     })
 }
 
@@ -765,11 +974,13 @@ struct Upload<'a> {
 }
 
 /// The account restored into, as the server knows it: its name, its owner (`uid:gid`, empty
-/// for Zimbra) and the doveadm configuration to reach it (empty by default).
+/// for Zimbra) and the doveadm configuration to reach it (empty by default); `scratch` when the
+/// messages go to a drill's scratch copy rather than into the account's own mail.
 struct Target<'a> {
     account: &'a str,
     owner: String,
     conf: String,
+    scratch: bool,
 }
 
 async fn restore_on(
@@ -778,17 +989,38 @@ async fn restore_on(
     store: &MailStore,
     upload: Upload<'_>,
     account: &str,
-    into: &str,
+    destination: Destination<'_>,
     progress: &mut impl FnMut(RestoreProgress),
 ) -> Result<Vec<FolderCount>, RestoreError> {
     let r = link.remote();
     let conf = doveadm_config(store);
+    // The account whose name and owner the import runs under: a drill's scratch copy of a
+    // Dovecot mailbox is read and written as that mailbox's user, a Zimbra drill imports into
+    // the scratch account, and a Maildir scratch copy belongs to nobody but the bot.
+    let (into, scratch) = match (destination, store) {
+        (Destination::Account(into), _) => (into, false),
+        (Destination::Scratch, MailStore::Zimbra) => {
+            let scratch = s
+                .drill_account
+                .as_deref()
+                .ok_or(RestoreError::NoDrillAccount)?;
+            if scratch == account || !plain_account(scratch) {
+                return Err(RestoreError::ScratchNotEmpty(scratch.to_owned()));
+            }
+            (scratch, true)
+        }
+        (Destination::Scratch, _) => (account, true),
+    };
     // The target first: nothing is uploaded for an account that is not there.
-    let owner = target_owner(r, store, &conf, into).await?;
+    let owner = match (scratch, store) {
+        (true, MailStore::Maildir { .. }) => String::new(),
+        _ => target_owner(r, store, &conf, into).await?,
+    };
     let target = Target {
         account: into,
         owner,
         conf,
+        scratch,
     };
     // Room for the archive and its unpacked mail (about four times the archive) above the floor.
     let size = upload.size;
@@ -807,7 +1039,8 @@ async fn restore_on(
         }
     }
     let name = format!(
-        ".restore-{}-{}",
+        ".restore-{}{}-{}",
+        if scratch { "drill-" } else { "" },
         local::portable_name(into),
         chrono::Utc::now().format("%Y%m%d%H%M%S")
     );
@@ -851,11 +1084,19 @@ async fn stage_and_import(
         )));
     }
     if let MailStore::Zimbra = store {
-        return zimbra_import(r, stage, into, progress).await;
+        return zimbra_import(r, stage, target, progress).await;
     }
     on_server(r, UNPACK, &[stage, owner]).await?;
+    // A drill's copy goes into the stage, which is removed with it.
+    let scratch = if target.scratch {
+        on_server(r, SCRATCH_LOCATION, &[stage, owner]).await?
+    } else {
+        String::new()
+    };
     match store {
-        MailStore::Dovecot { .. } => dovecot_import(r, stage, conf, into, progress).await,
+        MailStore::Dovecot { .. } => {
+            dovecot_import(r, stage, conf, (into, &scratch), progress).await
+        }
         MailStore::Maildir { root } => {
             progress(RestoreProgress::Importing {
                 folder: String::new(),
@@ -877,26 +1118,13 @@ async fn stage_and_import(
                 ));
             }
             let src = String::from_utf8_lossy(&o.stdout).into_owned();
-            let counted = on_server(
-                r,
-                MAILDIR_RESTORE,
-                &[&src, &format!("{root}/{into}"), owner],
-            )
-            .await?;
-            Ok(counted
-                .lines()
-                .filter_map(|l| {
-                    let f: Vec<&str> = l.split('\t').collect();
-                    let n = |i: usize| f.get(i).and_then(|v| v.parse::<usize>().ok());
-                    Some(FolderCount {
-                        folder: f.first()?.trim_start_matches("./").to_owned(),
-                        in_backup: n(1)?,
-                        already_there: n(2)?,
-                        restored: n(3)?,
-                        present_after: n(2)? + n(3)?,
-                    })
-                })
-                .collect())
+            let dst = if target.scratch {
+                scratch
+            } else {
+                format!("{root}/{into}")
+            };
+            let counted = on_server(r, MAILDIR_RESTORE, &[&src, &dst, owner]).await?;
+            parse_maildir_counts(&counted).map_err(RestoreError::Server)
         }
         MailStore::Zimbra => Err(RestoreError::Unsupported("zimbra".into())),
     }
@@ -922,9 +1150,10 @@ fn zimbra_counts(listing: &str) -> BTreeMap<String, usize> {
 async fn zimbra_import(
     r: &super::remote::Remote,
     stage: &str,
-    into: &str,
+    target: &Target<'_>,
     progress: &mut impl FnMut(RestoreProgress),
 ) -> Result<Vec<FolderCount>, RestoreError> {
+    let into = target.account;
     let archive = format!("{stage}/archive.tar.gz");
     let listing = |file: String| async move {
         Ok(zimbra_counts(
@@ -940,14 +1169,28 @@ async fn zimbra_import(
     };
     let backup = listing(archive.clone()).await?;
     let before = account_counts("before").await?;
+    // A drill writes only into an empty account: one that holds mail may be someone's.
+    if target.scratch && before.values().any(|n| *n > 0) {
+        return Err(RestoreError::ScratchNotEmpty(into.to_owned()));
+    }
     progress(RestoreProgress::Importing {
         folder: String::new(),
         done: 0,
         total: 1,
     });
-    on_server(r, super::zimbra::IMPORT, &[&archive, into, stage]).await?;
-    progress(RestoreProgress::Checking);
-    let after = account_counts("after").await?;
+    let imported = on_server(r, super::zimbra::IMPORT, &[&archive, into, stage]).await;
+    let after = match imported {
+        Ok(_) => {
+            progress(RestoreProgress::Checking);
+            account_counts("after").await
+        }
+        Err(e) => Err(e),
+    };
+    if target.scratch {
+        // Emptied whatever happened: the scratch account is left as the drill found it.
+        on_server(r, super::zimbra::EMPTY, &[into, stage]).await?;
+    }
+    let after = after?;
     Ok(backup
         .into_iter()
         .map(|(folder, in_backup)| {
@@ -965,31 +1208,29 @@ async fn zimbra_import(
         .collect())
 }
 
+/// `to` is the account and the mail location written (empty: the account's own; a drill's
+/// scratch copy otherwise).
 async fn dovecot_import(
     r: &super::remote::Remote,
     stage: &str,
     conf: &str,
-    into: &str,
+    to: (&str, &str),
     progress: &mut impl FnMut(RestoreProgress),
 ) -> Result<Vec<FolderCount>, RestoreError> {
+    let (into, location) = to;
     let maildir = format!("{stage}/x/Maildir");
     // The archive's folders are named in the account's own spelling (separator, prefix) for
     // the comparison, and in `doveadm import`'s for the import.
     let ns = dovecot::Namespace::parse(&on_server(r, dovecot::NAMESPACE, &[into, conf]).await?);
     let from_archive = |name: &str| ns.target_name(&ns.import_name(name));
     let list = |loc: String| async move {
-        Ok(parse_listing(
-            &on_server(r, DOVECOT_LIST, &[into, conf, &loc]).await?,
-        ))
+        parse_listing(&on_server(r, DOVECOT_LIST, &[into, conf, &loc]).await?)
+            .map_err(RestoreError::Server)
     };
     let prefix = ns.prefix.as_str();
     let folders = |loc: String| async move {
-        Ok(on_server(r, DOVECOT_FOLDERS, &[into, conf, &loc, prefix])
-            .await?
-            .lines()
-            .skip(1)
-            .filter_map(|l| l.rsplit_once('\t').map(|(name, _guid)| name.to_owned()))
-            .collect::<std::collections::BTreeSet<String>>())
+        parse_folders(&on_server(r, DOVECOT_FOLDERS, &[into, conf, &loc, prefix]).await?)
+            .map_err(RestoreError::Server)
     };
     // The same folder tree: folders without messages too. `import_as` maps the account's
     // spelling back to the archive's.
@@ -997,13 +1238,13 @@ async fn dovecot_import(
     for name in folders(maildir.clone()).await? {
         import_as.insert(from_archive(&name), ns.import_name(&name));
     }
-    let target_folders = folders(String::new()).await?;
+    let target_folders = folders(location.to_owned()).await?;
     // INBOX is always there (a new account's is made when first opened).
     let to_make = import_as
         .keys()
         .filter(|f| *f != "INBOX" && !target_folders.contains(*f));
     for folder in to_make {
-        on_server(r, DOVECOT_CREATE, &[into, folder, conf]).await?;
+        on_server(r, DOVECOT_CREATE, &[into, folder, conf, location]).await?;
     }
     let source: Vec<(Key, u32)> = list(maildir.clone())
         .await?
@@ -1016,7 +1257,7 @@ async fn dovecot_import(
             ((name, id), uid)
         })
         .collect();
-    let before = list(String::new()).await?;
+    let before = list(location.to_owned()).await?;
     let mut todo = missing(&source, &before);
     for folder in import_as.keys() {
         todo.entry(folder.clone()).or_default();
@@ -1036,13 +1277,13 @@ async fn dovecot_import(
             on_server(
                 r,
                 DOVECOT_IMPORT,
-                &[into, &maildir, box_name, &set, conf, &parent],
+                &[into, &maildir, box_name, &set, conf, &parent, location],
             )
             .await?;
         }
     }
     progress(RestoreProgress::Checking);
-    let after = list(String::new()).await?;
+    let after = list(location.to_owned()).await?;
     Ok(folder_counts(todo, &missing(&source, &after)))
 }
 
@@ -1103,17 +1344,87 @@ mod tests {
     }
 
     #[test]
-    fn listings_parse_and_uid_sets_stay_short() {
-        let text = "mailbox\tuid\tguid\thdr.message-id\tsize.virtual\tdate.sent\nINBOX\t4\t1795616462.M98P6.vm,S=39\t<m1@x>\t43\t1970-01-01 00:00:00 (+0000)\nSurat Masuk\t1\t\t\t25\t2026-11-01 10:00:00 (+0700)\n";
-        let l = parse_listing(text);
+    fn listings_parse_folded_headers_and_uid_sets_stay_short() {
+        // As doveadm -f json prints them: a folded Message-ID keeps its fold, escaped.
+        let text = r#"[{"mailbox":"INBOX","uid":"4","guid":"1795616462.M98P6.vm,S=39","hdr.message-id":"\n <m1@x>","size.virtual":"43","date.sent":"1970-01-01 00:00:00 (+0000)"},{"mailbox":"Surat\tMasuk/Ærø","uid":"1","guid":"","hdr.message-id":"\n <long@example.go.id>","size.virtual":"25","date.sent":"2026-11-01 10:00:00 (+0700)"}]"#;
+        let l = parse_listing(text).expect("parses");
         assert_eq!(l.len(), 2);
         assert_eq!(l[0].0, ("INBOX".into(), "1795616462.M98P6.vm,S=39".into()));
         assert_eq!(l[0].1, 4);
-        assert_eq!(l[1].0 .0, "Surat Masuk");
-        assert_eq!(l[1].0 .1, "|25|2026-11-01 10:00:00 (+0700)");
+        assert_eq!(l[1].0 .0, "Surat\tMasuk/Ærø");
+        assert_eq!(
+            l[1].0 .1,
+            "<long@example.go.id>|25|2026-11-01 10:00:00 (+0700)"
+        );
+        assert_eq!(parse_listing("").expect("empty"), vec![]);
         let uids: Vec<u32> = (1..=1001).collect();
         let sets = uid_sets(&uids);
         assert_eq!(sets.len(), 3);
         assert!(sets[2] == "1001");
+    }
+
+    #[test]
+    fn a_listing_cut_short_or_malformed_is_refused_not_skipped() {
+        let whole = r#"[{"mailbox":"INBOX","uid":"1","guid":"a"},{"mailbox":"INBOX","uid":"2","guid":"b"}]"#;
+        assert_eq!(parse_listing(whole).expect("whole").len(), 2);
+        // Cut off in the middle of the second record.
+        let cut = &whole[..whole.len() - 20];
+        assert!(parse_listing(cut).is_err());
+        // The old tab format, or a UID that is not a number.
+        assert!(parse_listing("mailbox\tuid\nINBOX\t1\n").is_err());
+        assert!(parse_listing(r#"[{"mailbox":"INBOX","uid":"x"}]"#).is_err());
+        assert!(parse_folders(r#"[{"mailbox":"INBOX"},"#).is_err());
+        assert_eq!(
+            parse_folders(r#"[{"mailbox":"INBOX","guid":"1"},{"mailbox":"A & B","guid":"2"}]"#)
+                .expect("folders")
+                .len(),
+            2
+        );
+    }
+
+    fn report(recorded: Option<u64>, folders: &[(usize, usize)]) -> RestoreReport {
+        RestoreReport {
+            folder: "01-01-2000".into(),
+            account: "ani@djki.go.id".into(),
+            into: "ani@djki.go.id".into(),
+            file: "ani@djki.go.id.tar.gz".into(),
+            bytes: 1,
+            folders: folders
+                .iter()
+                .enumerate()
+                .map(|(i, (in_backup, present))| FolderCount {
+                    folder: format!("F{i}"),
+                    in_backup: *in_backup,
+                    already_there: 0,
+                    restored: *present,
+                    present_after: *present,
+                })
+                .collect(),
+            recorded,
+        }
+    }
+
+    #[test]
+    fn a_restore_is_whole_only_when_it_found_what_the_backup_recorded() {
+        // Everything found and present.
+        assert!(report(Some(6), &[(4, 4), (2, 2)]).complete());
+        // Nothing found in an archive the backup counted 6 messages in: not "OK, 0 of 0".
+        let empty = report(Some(6), &[]);
+        assert!(!empty.complete());
+        assert_eq!(empty.short_of(), Some((0, 6)));
+        let why = empty.why_incomplete().expect("a reason");
+        assert!(why.contains("counted 6") && why.contains("only 0"), "{why}");
+        // One short of the record.
+        assert_eq!(report(Some(6), &[(5, 5)]).short_of(), Some((5, 6)));
+        // All found, one not present afterwards.
+        let short = report(Some(6), &[(6, 5)]);
+        assert!(!short.complete());
+        assert_eq!(short.missing_after(), 1);
+        assert!(short
+            .why_incomplete()
+            .expect("a reason")
+            .starts_with("1 of the 6"));
+        // An archive with no record (not a mailbox's) is judged on what it holds.
+        assert!(report(None, &[(2, 2)]).complete());
     }
 }

@@ -122,6 +122,35 @@ case $code in
 esac"#
 );
 
+/// Empties the restore drill's scratch account: `sh -c "$EMPTY" sh ACCOUNT STAGE`. The account's
+/// zimbraId from the admin `GetAccountInfoRequest`, then the admin `DeleteMailboxRequest` on it
+/// (zm-mailbox `service/admin/DeleteMailbox.java`: every item, blob and index entry of the mailbox
+/// goes, the account with its password and class of service stays, and the next access makes an
+/// empty mailbox), then `GetFolderRequest` as the account must count no item in any folder. Only
+/// ever called with `RESTORE_DRILL_ACCOUNT`, after the drill found that account empty.
+pub const EMPTY: &str = concat!(
+    r#"set -eu
+account=$1; stage=$2; out=$stage/empty.out; what=empty
+"#,
+    admin_login!(),
+    r#"soap() {
+  printf '<soap:Envelope xmlns:soap="http://www.w3.org/2003/05/soap-envelope"><soap:Header><context xmlns="urn:zimbra"><authToken>%s</authToken>%s<nosession/></context></soap:Header><soap:Body>%s</soap:Body></soap:Envelope>' "$(cat -- "$stage/token")" "$1" "$2" > "$stage/soap.xml"
+  code=$(curl -sS -k --proto =https --connect-timeout 30 --max-time 600 -H 'Content-Type: application/soap+xml; charset=utf-8' --data-binary "@$stage/soap.xml" -o "$out" -w '%{http_code}' "$base/service/admin/soap/") || fail "SOAP request failed (curl exit $?)"
+  rm -f -- "$stage/soap.xml"
+  [ "$code" = 200 ] || fail "HTTP $code: $(text "$out")"
+}
+soap '' "<GetAccountInfoRequest xmlns=\"urn:zimbraAdmin\"><account by=\"name\">$(xml "$account")</account></GetAccountInfoRequest>"
+id=$(tr '\n' ' ' < "$out" | grep -o '<a n="zimbraId">[^<]*</a>' | head -n 1 | sed -e 's/<[^>]*>//g')
+case $id in ''|*[!0-9a-fA-F-]*) fail "no zimbraId for the account in the answer";; esac
+soap '' "<DeleteMailboxRequest xmlns=\"urn:zimbraAdmin\"><mbox id=\"$id\"/></DeleteMailboxRequest>"
+grep -q 'DeleteMailboxResponse' "$out" || fail "no DeleteMailboxResponse: $(text "$out")"
+soap "<account by=\"name\">$(xml "$account")</account>" '<GetFolderRequest xmlns="urn:zimbraMail"/>'
+left=$(tr '\n' ' ' < "$out" | grep -o '<folder [^>]*>' | sed -n 's/.* n="\([0-9]*\)".*/\1/p' | awk '{ n += $1 } END { print n + 0 }')
+rm -f -- "$out" "$stage/token" "$stage/cookie.conf"
+[ "$left" = 0 ] || fail "$left item(s) are still in the account after DeleteMailbox"
+"#
+);
+
 /// Prints `ACCOUNT BYTES` per line: the mailbox sizes this server reports (`zmprov
 /// getQuotaUsage SERVER` prints `name limit used`; SOAP only, so no `-l`). No arguments.
 pub const SIZES: &str = r#"set -eu

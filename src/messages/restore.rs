@@ -191,6 +191,16 @@ impl Catalog {
                 "the mail server's configuration no longer names the account file {} the account came from: configure Dovecot as before first",
                 code(p)
             ),
+            (Lang::Id, RestoreError::NoDrillAccount) => "belum ada akun uji untuk latihan pemulihan: isi RESTORE_DRILL_ACCOUNT di .env dengan akun Zimbra yang dibuat khusus untuk itu".into(),
+            (Lang::En, RestoreError::NoDrillAccount) => "no scratch account for the restore drill: set RESTORE_DRILL_ACCOUNT in .env to a Zimbra account made for it alone".into(),
+            (Lang::Id, RestoreError::ScratchNotEmpty(a)) => format!(
+                "akun uji {} berisi surat (atau sama dengan akun yang diuji): latihan hanya menulis ke akun kosong yang dibuat khusus untuk itu",
+                code(a)
+            ),
+            (Lang::En, RestoreError::ScratchNotEmpty(a)) => format!(
+                "the scratch account {} holds mail (or is the account drilled): a drill writes only into an empty account made for it",
+                code(a)
+            ),
         }
     }
 
@@ -536,6 +546,24 @@ impl Catalog {
             (Lang::Id, false) => format!("❌ <b>Pemulihan #{id} TIDAK LENGKAP</b> — {kasi}\nMailbox <code>{}</code> dari backup <code>{}</code> ke <code>{}</code>: ada pesan backup yang tidak ada di akun setelah pemulihan.", esc(&r.account), esc(&r.folder), esc(&r.into)),
             (Lang::En, false) => format!("❌ <b>Restore #{id} INCOMPLETE</b> — {kasi}\nMailbox <code>{}</code> from backup <code>{}</code> into <code>{}</code>: some messages of the backup are not in the account after the restore.", esc(&r.account), esc(&r.folder), esc(&r.into)),
         };
+        if let Some((found, recorded)) = r.short_of() {
+            out.push_str(&match self.lang {
+                Lang::Id => format!("\n❌ Saat diverifikasi, backup mencatat <b>{recorded}</b> pesan di arsip <code>{}</code>; pemulihan hanya menemukan <b>{found}</b>. Hasil ini tidak dianggap berhasil.", esc(&r.file)),
+                Lang::En => format!("\n❌ When it was verified, the backup counted <b>{recorded}</b> messages in <code>{}</code>; the restore found only <b>{found}</b>. This is not a success.", esc(&r.file)),
+            });
+        } else if !r.complete() {
+            let missing = r.missing_after();
+            out.push_str(&match self.lang {
+                Lang::Id => format!(
+                    "\n❌ {missing} dari {} pesan backup tidak ada di akun.",
+                    r.in_backup()
+                ),
+                Lang::En => format!(
+                    "\n❌ {missing} of the backup's {} messages are not in the account.",
+                    r.in_backup()
+                ),
+            });
+        }
         if created {
             out.push_str(&match self.lang {
                 Lang::Id => format!("\n🆕 Akun <code>{}</code> dibuat lagi dari direktori akun backup, dengan sandi lamanya.", esc(&r.account)),

@@ -462,6 +462,20 @@ impl Restored {
         }
     }
 
+    /// Why it is not complete, kept with the request in the log.
+    fn why_incomplete(&self) -> Option<String> {
+        match self {
+            Restored::Mailbox(r) => r.why_incomplete(),
+            Restored::Every(s) => (!s.complete()).then(|| {
+                s.failed
+                    .iter()
+                    .map(|(what, why)| format!("{what}: {why}"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            }),
+        }
+    }
+
     fn json(&self) -> Option<serde_json::Value> {
         match self {
             Restored::Mailbox(r) => serde_json::to_value(r).ok(),
@@ -514,7 +528,7 @@ async fn run(app: &Arc<App>, row: &RestoreRow) -> Result<()> {
                 RestoreStatus::Failed
             },
             r.json(),
-            None,
+            r.why_incomplete(),
             match r {
                 Restored::Mailbox(r) => c.restore_done(row.id, r, &kasi, row.creates.is_some()),
                 Restored::Every(s) => c.restore_all_done(row.id, &row.folder, s, &kasi),

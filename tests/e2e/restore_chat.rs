@@ -345,6 +345,7 @@ impl mailbox_backup_bot::engine::BackupEngine for RestoringEngine {
                     restored: 12,
                     present_after: 12,
                 }],
+                recorded: Some(12),
             })
         })
     }

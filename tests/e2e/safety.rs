@@ -725,8 +725,8 @@ async fn retention_removes_a_folder_left_with_a_dead_export_but_not_a_live_one()
     let marker =
         |created: &str| format!("mailbox-backup-bot folder\nowner=order 1\ncreated={created}\n");
     for (name, created) in [
-        ("01-11-2026", "2026-11-01T00:00:00.000000Z"),
-        ("02-11-2026", "2026-11-02T00:00:00.000000Z"),
+        ("01-11-1999", "1999-11-01T00:00:00.000000Z"),
+        ("02-11-1999", "1999-11-02T00:00:00.000000Z"),
     ] {
         std::fs::create_dir_all(server.join(name).join(".run")).expect("folder");
         std::fs::write(
@@ -736,8 +736,8 @@ async fn retention_removes_a_folder_left_with_a_dead_export_but_not_a_live_one()
         .expect("marker");
         std::fs::write(server.join(name).join("lama.tar.gz"), "x").expect("archive");
     }
-    std::fs::write(server.join("01-11-2026/.run/x.pid"), "999999 999998").expect("dead pid");
-    let live_dir = server.join("02-11-2026");
+    std::fs::write(server.join("01-11-1999/.run/x.pid"), "999999 999998").expect("dead pid");
+    let live_dir = server.join("02-11-1999");
     // Like an export: a shell naming its folder on its command line, in a group of its own.
     let mut live = {
         use std::os::unix::process::CommandExt;
@@ -758,7 +758,7 @@ async fn retention_removes_a_folder_left_with_a_dead_export_but_not_a_live_one()
     unsafe { libc::kill(-(live.id() as i32), libc::SIGKILL) };
     let _ = live.wait();
     assert!(report.all_verified(), "{report:?}");
-    assert_eq!(report.server_folders_removed, vec!["01-11-2026"]);
+    assert_eq!(report.server_folders_removed, vec!["01-11-1999"]);
     assert!(
         live_dir.is_dir(),
         "a folder with a live export is never removed"

@@ -194,14 +194,13 @@ pub async fn rebuild_all(
             continue;
         };
         match restoring::restore(s, folder, account, None, Some(sha), |_| {}).await {
-            Ok(r) if r.complete() => {
-                summary.mailboxes += 1;
-                summary.messages_added += r.restored();
-            }
-            Ok(_) => summary.failed.push((
-                account.clone(),
-                "some messages of the backup are not in the account".into(),
-            )),
+            Ok(r) => match r.why_incomplete() {
+                None => {
+                    summary.mailboxes += 1;
+                    summary.messages_added += r.restored();
+                }
+                Some(why) => summary.failed.push((account.clone(), why)),
+            },
             Err(e) => summary.failed.push((account.clone(), e.to_string())),
         }
     }
