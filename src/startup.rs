@@ -107,6 +107,9 @@ pub async fn run(running: Running) -> Result<()> {
     crate::procedure::restores::fail_interrupted(&app)
         .await
         .context("closing an interrupted restore")?;
+    crate::procedure::drills::fail_interrupted(&app)
+        .await
+        .context("closing an interrupted restore drill")?;
     chain::resume_unfinished(&app)
         .await
         .context("resuming an unfinished run")?;
@@ -126,6 +129,7 @@ pub async fn run(running: Running) -> Result<()> {
         _ = stop => Ok(()),
         () = telegram::delivery::run(app.clone(), group.clone()) => Ok(()),
         () = crate::procedure::reminders::run(app.clone()) => Ok(()),
+        () = crate::procedure::drills::run(app.clone()) => Ok(()),
         () = crate::procedure::restores::expire(app.clone()) => Ok(()),
     };
     // A backup still running stops its exports on the server and keeps what it verified.

@@ -471,4 +471,17 @@ pub trait BackupEngine: Send + Sync {
         let _ = (request, progress);
         Box::pin(async { Err(restore::RestoreError::Unsupported("-".into())) })
     }
+
+    /// The restore drill of `account` from backup `folder` into a scratch copy, only when the
+    /// archive still has the SHA-256 `sha256` (see [`restore::drill`]).
+    fn drill<'a>(
+        &'a self,
+        folder: &'a str,
+        account: &'a str,
+        sha256: &'a str,
+        progress: Box<dyn FnMut(restore::RestoreProgress) + Send + 'a>,
+    ) -> BoxFuture<'a, Result<restore::RestoreReport, restore::RestoreError>> {
+        let _ = (folder, account, sha256, progress);
+        Box::pin(async { Err(restore::RestoreError::Unsupported("-".into())) })
+    }
 }

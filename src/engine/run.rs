@@ -173,6 +173,25 @@ impl BackupEngine for SshEngine {
             progress,
         ))
     }
+
+    fn drill<'a>(
+        &'a self,
+        folder: &'a str,
+        account: &'a str,
+        sha256: &'a str,
+        progress: Box<dyn FnMut(super::restore::RestoreProgress) + Send + 'a>,
+    ) -> futures::future::BoxFuture<
+        'a,
+        Result<super::restore::RestoreReport, super::restore::RestoreError>,
+    > {
+        Box::pin(super::restore::drill(
+            &self.settings,
+            folder,
+            account,
+            Some(sha256),
+            progress,
+        ))
+    }
 }
 
 fn failed(

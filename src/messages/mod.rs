@@ -10,6 +10,7 @@ use crate::domain::{
 };
 
 mod check;
+mod drill;
 mod progress;
 mod records;
 mod report;
@@ -166,6 +167,13 @@ pub fn command_menu(lang: Lang) -> Vec<(&'static str, &'static str)> {
             t(
                 "Minta pemulihan mailbox dari backup (Kasi)",
                 "Ask to restore a mailbox from a backup (Kasi)",
+            ),
+        ),
+        (
+            "drill",
+            t(
+                "Latihan pemulihan ke salinan uji (Kasubdit, Kasi)",
+                "A restore drill into a scratch copy (Kasubdit, Kasi)",
             ),
         ),
         (
@@ -335,6 +343,13 @@ impl Catalog {
             );
         }
         if has(Role::Kasubdit) || has(Role::Kasi) {
+            lines.push(
+                self.pick(
+                    "/drill — latihan pemulihan sekarang: satu mailbox backup terbaru dipulihkan ke salinan uji (bukan mailbox pengguna) dan dibandingkan dengan arsipnya",
+                    "/drill — a restore drill now: one mailbox of the newest backup restored into a scratch copy (no user's mailbox) and compared with its archive",
+                )
+                .into(),
+            );
             lines.push(
                 self.pick(
                     "/cancel [alasan] — membatalkan perintah aktif sebelum laporan backup terkirim; setelah laporan terkirim, backup yang sudah terverifikasi tetap disimpan dan menunggu /receive",

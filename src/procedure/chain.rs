@@ -210,7 +210,9 @@ pub async fn render_log(
     let (from, until) = period.days();
     let entries = store.daily_log_between(from, until).await?;
     let restores = store.restores_logged_between(from, until).await?;
-    let mut out = match (period, entries.is_empty() && restores.is_empty()) {
+    let drills = store.drills_logged_between(from, until).await?;
+    let nothing = entries.is_empty() && restores.is_empty() && drills.is_empty();
+    let mut out = match (period, nothing) {
         (LogPeriod::Day(d), true) => return Ok(catalog.log_empty(d)),
         (LogPeriod::Month(m), true) => return Ok(catalog.log_month_empty(m)),
         (LogPeriod::Day(d), false) => catalog.log_header(d),
@@ -241,6 +243,10 @@ pub async fn render_log(
     for r in restores {
         out.push_str("\n\n");
         out.push_str(&catalog.restore_log_entry(&r, name_of));
+    }
+    for d in drills {
+        out.push_str("\n\n");
+        out.push_str(&catalog.drill_log_entry(&d, name_of));
     }
     Ok(out)
 }

@@ -1,9 +1,11 @@
 //! PostgreSQL: where every row is written. Orders, their SOP steps, the daily log, people, and
 //! the outbox of messages ([`outbox`]). A move of the chain is one transaction ([`Store::apply_move`]).
 
+mod drills;
 pub mod lock;
 mod outbox;
 mod restores;
+pub use drills::{DrillRow, DrillStatus, NewestBackup};
 pub use outbox::Pending;
 pub use restores::{BackupFacts, NewRestore, RestoreRow};
 

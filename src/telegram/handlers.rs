@@ -211,6 +211,12 @@ async fn dispatch(app: &Arc<App>, by: UserId, command: Command) -> anyhow::Resul
         Command::Log(arg) => chain::log(app, by, &arg).await,
         Command::Export(arg) => chain::export(app, by, &arg).await,
         Command::Restore(arg) => crate::procedure::restores::ask(app, by, &arg).await,
+        Command::Drill(arg) => {
+            if no_arguments(app, &arg, "/drill").await? {
+                crate::procedure::drills::ask(app, by).await?;
+            }
+            Ok(())
+        }
         Command::Check(arg) => {
             if no_arguments(app, &arg, "/check").await? {
                 chain::check(app, by).await?;

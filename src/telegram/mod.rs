@@ -39,6 +39,8 @@ pub enum Command {
     Check(String),
     /// Ask to restore a mailbox from a backup (Kasi; a Kasubdit approves).
     Restore(String),
+    /// A restore drill now (Kasubdit or Kasi).
+    Drill(String),
     /// The commands you may use.
     Help(String),
 }

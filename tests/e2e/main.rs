@@ -4,6 +4,7 @@
 
 mod chain;
 mod disaster;
+mod drill;
 mod encryption;
 mod engine;
 mod hostile;
