@@ -507,3 +507,84 @@ async fn restore_mailbox(
     }
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::directory::{DirectoryCounts, DirectoryResult};
+    use crate::engine::{MailboxResult, RunFolders};
+
+    fn report(mailboxes: Vec<MailboxResult>, directory: MailboxStatus) -> BackupReport {
+        BackupReport {
+            folders: RunFolders {
+                local: "/media/backup/07-12-2026".into(),
+                server: "/var/backups/mailbox/07-12-2026".into(),
+            },
+            mailboxes,
+            directory: Some(Box::new(DirectoryResult {
+                file: "directory.tar.gz".into(),
+                size: 0,
+                sha256: String::new(),
+                counts: DirectoryCounts::default(),
+                status: directory,
+            })),
+            steps: vec![],
+            bytes_total: 0,
+            bytes_copied: 0,
+            copy_secs: 0.0,
+            reconnects: 0,
+            server_folders_removed: vec![],
+            bytes_reused: 0,
+            local_folders_removed: vec![],
+            disk_free: None,
+            encrypted_to: 0,
+        }
+    }
+
+    fn mailbox(account: &str, status: MailboxStatus) -> MailboxResult {
+        MailboxResult {
+            account: account.into(),
+            file: format!("{account}.tar.gz"),
+            size: 1,
+            sha256: "a".repeat(64),
+            messages: Some(6),
+            server_messages: None,
+            status,
+        }
+    }
+
+    #[test]
+    fn a_run_that_is_not_whole_names_what_failed_with_its_reason() {
+        let failed = |e: &str| MailboxStatus::Failed { error: e.into() };
+        // Every mailbox verified, the account directory's capture failed: named, not "0 failed".
+        let r = report(
+            vec![mailbox("ani@djki.go.id", MailboxStatus::Verified)],
+            failed("the capture on the server failed: permission denied"),
+        );
+        assert!(!r.all_verified());
+        assert_eq!(
+            what_failed(&r),
+            ["the account directory (directory.tar.gz): the capture on the server failed: permission denied"]
+        );
+        // A mailbox and the directory, each with its reason.
+        let r = report(
+            vec![
+                mailbox("ani@djki.go.id", MailboxStatus::Verified),
+                mailbox(
+                    "budi@djki.go.id",
+                    failed("the archive holds 5 messages, the server counted 6"),
+                ),
+            ],
+            failed("no room"),
+        );
+        let said = what_failed(&r);
+        assert_eq!(said.len(), 2, "{said:?}");
+        assert!(said[0].starts_with("mailbox budi@djki.go.id: the archive holds 5"));
+        // Nothing backed up at all.
+        let r = report(vec![], MailboxStatus::Verified);
+        assert_eq!(
+            what_failed(&r),
+            ["no mailbox was backed up (the server listed none)"]
+        );
+    }
+}

@@ -149,3 +149,47 @@ async fn a_group_upgrade_announced_by_telegram_is_followed() {
         .expect("order");
     assert_eq!(chat, new.id);
 }
+
+/// At the terminal: every `restore` option says what it does, and a restore with no database to
+/// check the folder against says what it needs instead of only "DATABASE_URL: missing".
+#[test]
+fn the_terminal_restore_explains_its_options_and_what_it_needs_without_a_database() {
+    let bin = env!("CARGO_BIN_EXE_mailbox-backup-bot");
+    let help = std::process::Command::new(bin)
+        .args(["restore", "--help"])
+        .output()
+        .expect("the binary runs");
+    let help = String::from_utf8_lossy(&help.stdout);
+    for option in [
+        "--into",
+        "--create",
+        "--all",
+        "--dry-run",
+        "--unrecorded",
+        "--identity",
+    ] {
+        let line = help
+            .lines()
+            .find(|l| l.trim_start().starts_with(option))
+            .unwrap_or_else(|| panic!("{option} is not in the help:\n{help}"));
+        let said = line.trim_start().trim_start_matches(option);
+        let said = said.split_once("  ").map_or("", |(_, text)| text.trim());
+        assert!(!said.is_empty(), "{option} has no help text:\n{help}");
+    }
+
+    let dir = test_dir("cli-norecord");
+    let mut env = Vec::new();
+    use_engine(&mut env, &dir);
+    let out = std::process::Command::new(bin)
+        .args(["restore", "01-01-1999", "ani@djki.go.id"])
+        .env_remove("DATABASE_URL")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .expect("the binary runs");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{said}");
+    assert!(
+        said.contains("DATABASE_URL") && said.contains("--unrecorded"),
+        "{said}"
+    );
+}
