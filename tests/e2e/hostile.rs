@@ -382,15 +382,15 @@ async fn a_restore_takes_only_a_folder_the_bot_made_and_verified_on_dovecot() {
     };
 
     // A planted folder outside the backup disk, linked in under a dated name.
-    let outside = dir.join("outside").join("07-12-1999");
+    let outside = dir.join("outside").join("30-02-2026");
     forge(
         &real,
         &outside,
         account,
         b"SEGERA: transfer dana ke rekening ...",
     );
-    std::os::unix::fs::symlink(&outside, root.join("07-12-1999")).expect("symlink");
-    let n = ask(format!("07-12-1999 {account}"));
+    std::os::unix::fs::symlink(&outside, root.join("30-02-2026")).expect("symlink");
+    let n = ask(format!("30-02-2026 {account}"));
     expect_text(&stub, g, n, "bukan folder backup buatan bot").await;
     // A path, absolute or relative, is not a folder name.
     let n = ask(format!("{} {account}", outside.display()));
@@ -398,8 +398,8 @@ async fn a_restore_takes_only_a_folder_the_bot_made_and_verified_on_dovecot() {
     let n = ask(format!("../local/{folder} {account}"));
     expect_text(&stub, g, n, "bukan nama folder bertanggal").await;
     // A real folder on the disk, marker, index and sums all consistent, that no order made.
-    forge(&real, &root.join("08-12-1999"), account, b"forged mail");
-    let n = ask(format!("08-12-1999 {account}"));
+    forge(&real, &root.join("31-02-2026"), account, b"forged mail");
+    let n = ask(format!("31-02-2026 {account}"));
     expect_text(
         &stub,
         g,
@@ -411,7 +411,7 @@ async fn a_restore_takes_only_a_folder_the_bot_made_and_verified_on_dovecot() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailbox-backup-bot"))
         .args([
             "restore",
-            "08-12-1999",
+            "31-02-2026",
             account,
             "--into",
             "restore1@djki.go.id",

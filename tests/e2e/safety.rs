@@ -256,8 +256,8 @@ async fn retention_keeps_exactly_n_bot_folders_and_never_one_made_by_hand() {
     s.server_keep = 2;
     let server = PathBuf::from(&s.server_backup_dir);
     std::fs::create_dir_all(server.join("arsip-manual")).expect("by hand");
-    std::fs::create_dir_all(server.join("01-01-2020")).expect("by hand");
-    std::fs::write(server.join("01-01-2020").join("x.tar.gz"), "lama").expect("file");
+    std::fs::create_dir_all(server.join("31-02-2020")).expect("by hand");
+    std::fs::write(server.join("31-02-2020").join("x.tar.gz"), "lama").expect("file");
     let mut made = Vec::new();
     let mut removed = Vec::new();
     for _ in 0..4 {
@@ -266,7 +266,7 @@ async fn retention_keeps_exactly_n_bot_folders_and_never_one_made_by_hand() {
         made.push(r.folders.server.clone());
         removed.extend(r.server_folders_removed.clone());
     }
-    let mut expected = vec!["01-01-2020".to_owned(), "arsip-manual".to_owned()];
+    let mut expected = vec!["31-02-2020".to_owned(), "arsip-manual".to_owned()];
     expected.extend(
         made[2..]
             .iter()
@@ -280,7 +280,7 @@ async fn retention_keeps_exactly_n_bot_folders_and_never_one_made_by_hand() {
         .collect();
     removed.sort();
     assert_eq!(removed, gone);
-    assert_eq!(names(&server.join("01-01-2020")), vec!["x.tar.gz"]);
+    assert_eq!(names(&server.join("31-02-2020")), vec!["x.tar.gz"]);
 }
 
 /// A 40 MiB archive (random bytes do not compress) and two small ones, made by the `command`
@@ -725,8 +725,8 @@ async fn retention_removes_a_folder_left_with_a_dead_export_but_not_a_live_one()
     let marker =
         |created: &str| format!("mailbox-backup-bot folder\nowner=order 1\ncreated={created}\n");
     for (name, created) in [
-        ("01-11-1999", "1999-11-01T00:00:00.000000Z"),
-        ("02-11-1999", "1999-11-02T00:00:00.000000Z"),
+        ("30-02-1999", "1999-11-01T00:00:00.000000Z"),
+        ("31-02-1999", "1999-11-02T00:00:00.000000Z"),
     ] {
         std::fs::create_dir_all(server.join(name).join(".run")).expect("folder");
         std::fs::write(
@@ -736,8 +736,8 @@ async fn retention_removes_a_folder_left_with_a_dead_export_but_not_a_live_one()
         .expect("marker");
         std::fs::write(server.join(name).join("lama.tar.gz"), "x").expect("archive");
     }
-    std::fs::write(server.join("01-11-1999/.run/x.pid"), "999999 999998").expect("dead pid");
-    let live_dir = server.join("02-11-1999");
+    std::fs::write(server.join("30-02-1999/.run/x.pid"), "999999 999998").expect("dead pid");
+    let live_dir = server.join("31-02-1999");
     // Like an export: a shell naming its folder on its command line, in a group of its own.
     let mut live = {
         use std::os::unix::process::CommandExt;
@@ -758,7 +758,7 @@ async fn retention_removes_a_folder_left_with_a_dead_export_but_not_a_live_one()
     unsafe { libc::kill(-(live.id() as i32), libc::SIGKILL) };
     let _ = live.wait();
     assert!(report.all_verified(), "{report:?}");
-    assert_eq!(report.server_folders_removed, vec!["01-11-1999"]);
+    assert_eq!(report.server_folders_removed, vec!["30-02-1999"]);
     assert!(
         live_dir.is_dir(),
         "a folder with a live export is never removed"
@@ -838,7 +838,7 @@ async fn local_retention_keeps_the_newest_and_never_touches_what_the_bot_did_not
     s.local_keep = 2;
     s.server_keep = 0;
     let local = s.local_root.clone();
-    let by_hand = local.join("01-01-2020");
+    let by_hand = local.join("31-02-2020");
     std::fs::create_dir_all(&by_hand).expect("hand folder");
     std::fs::write(by_hand.join("arsip.tar.gz"), b"kept").expect("hand file");
 
