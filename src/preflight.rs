@@ -34,6 +34,8 @@ pub enum CheckItem {
     Recipient(String, &'static str),
     /// `BACKUP_AGE_IDENTITY`: the identity restores decrypt with.
     Identity,
+    /// Zimbra: `RESTORE_DRILL_ACCOUNT`, the account restore drills write into.
+    DrillAccount,
 }
 
 impl CheckItem {
@@ -229,6 +231,17 @@ fn encryption_checks(s: &EngineSettings) -> Vec<CheckLine> {
 pub async fn engine_checks(s: &EngineSettings) -> Vec<CheckLine> {
     let mut out = disk_checks(s);
     out.extend(encryption_checks(s));
+    // A Zimbra drill writes into an account of its own, which only the admin can make.
+    if s.kind == BackupKind::Mailboxes(crate::config::MailStore::Zimbra) {
+        out.push(match &s.drill_account {
+            Some(a) => line(CheckItem::DrillAccount, true, a.clone()),
+            None => line(
+                CheckItem::DrillAccount,
+                false,
+                "not set: restore drills (/drill, RESTORE_DRILL_DAYS) cannot run on Zimbra without an empty account made for them",
+            ),
+        });
+    }
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
     let link = match Link::connect(s, tx).await {
         Ok(link) => link,

@@ -63,6 +63,10 @@ impl Catalog {
                 "kunci pembuka BACKUP_AGE_IDENTITY",
                 "identity BACKUP_AGE_IDENTITY",
             ),
+            CheckItem::DrillAccount => t(
+                "akun uji latihan pemulihan RESTORE_DRILL_ACCOUNT",
+                "restore drill scratch account RESTORE_DRILL_ACCOUNT",
+            ),
             CheckItem::Member(role, id) => t(
                 &format!("{} {id} anggota grup", self.role(*role)),
                 &format!("{} {id} is in the group", self.role(*role)),
