@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::engine::settings;
-use crate::support::{sh, test_dir, PrivateSshd, ServerDisk};
+use crate::support::{files_under, sh, test_dir, PrivateSshd, ServerDisk};
 
 use mailbox_backup_bot::config::{BackupKind, EngineSettings, Floor, MailStore};
 use mailbox_backup_bot::domain::SopStep;
@@ -944,4 +944,56 @@ async fn a_maildir_restore_copies_only_missing_messages() {
         err,
         mailbox_backup_bot::engine::restore::RestoreError::TargetMissing("nobody".into())
     );
+}
+
+/// The drill of a Maildir mailbox: into a folder of the restore's own stage on the server, never
+/// the account's Maildir; compared with the archive and its record; nothing left behind. A
+/// record the archive falls short of fails it with both figures.
+#[tokio::test]
+async fn a_maildir_drill_restores_into_a_scratch_folder_and_leaves_the_account_alone() {
+    use mailbox_backup_bot::engine::restore::drill;
+    let dir = test_dir("mdrill");
+    let root = dir.join("maildirs");
+    maildirs(&root, &[1000, 2000]);
+    let new = root.join("m00").join("new");
+    std::fs::create_dir_all(&new).expect("new");
+    std::fs::write(new.join("2.msg"), b"Subject: belum dibaca\r\n\r\nbaru\r\n").expect("new mail");
+    let s = settings(&dir, maildir_kind(&root));
+    let report = backup(&s).await.expect("the backup runs");
+    assert!(report.all_verified(), "{report:?}");
+    let folder = crate::support::folder_name(&report);
+    let before = files_under(&root);
+
+    let drilled = drill(&s, &folder, "m00", None, |_| {})
+        .await
+        .expect("the drill runs");
+    assert!(drilled.complete(), "{drilled:?}");
+    assert_eq!((drilled.in_backup(), drilled.recorded), (2, Some(2)));
+    assert_eq!(drilled.into, mailbox_backup_bot::engine::restore::SCRATCH);
+    assert_eq!(
+        files_under(&root),
+        before,
+        "the account's Maildir is untouched"
+    );
+    let server = PathBuf::from(&s.server_backup_dir);
+    let left: Vec<String> = names(&server)
+        .into_iter()
+        .filter(|n| n.starts_with(".restore-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+
+    // The folder's record says one message more than the archive holds.
+    let summary = report.folders.local.join("summary.json");
+    let text = std::fs::read_to_string(&summary).expect("summary");
+    std::fs::write(
+        &summary,
+        text.replace("\"messages\": 2,", "\"messages\": 3,"),
+    )
+    .expect("edit");
+    let short = drill(&s, &folder, "m00", None, |_| {})
+        .await
+        .expect("the drill runs");
+    assert!(!short.complete());
+    assert_eq!(short.short_of(), Some((2, 3)));
+    assert!(short.why_incomplete().expect("why").contains("counted 3"));
 }
