@@ -19,4 +19,5 @@ mod safety;
 mod scale;
 mod startup;
 mod support;
+mod wild_mail;
 mod zimbra;
