@@ -920,6 +920,22 @@ async fn wild_mail_in_a_plain_maildir_store_comes_back_file_for_file_and_a_short
         original,
         "every message file came back under its name (flags, new/) with its bytes and mtime"
     );
+    // The lowercase letters of the names are keywords only through the folder's
+    // dovecot-keywords: each folder has the backup's.
+    for kw in files_under(&root.join("asal"))
+        .into_iter()
+        .filter(|f| f.file_name() == Some("dovecot-keywords".as_ref()))
+    {
+        let rel = kw.strip_prefix(root.join("asal")).expect("inside");
+        assert_eq!(
+            std::fs::read_to_string(root.join("pulih").join(rel))
+                .ok()
+                .as_deref(),
+            Some(KEYWORDS),
+            "{}",
+            rel.display()
+        );
+    }
     let second = restore(&s, &folder, "asal", Some("pulih"), None, |_| {})
         .await
         .expect("the second restore runs");
