@@ -643,6 +643,11 @@ impl Trip {
     fn read(&self, account: &str) -> DatedContents {
         Imap::login(self.port, account, "secret").dated_contents()
     }
+
+    /// Passed: the accounts go, and the backup folders (a failed test leaves them to look at).
+    fn finish(self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// The corpus (`big`: with its message of 20 MB) in a fresh account of the Dovecot of
@@ -837,16 +842,64 @@ async fn wild_mail_on_the_default_dovecot_comes_back_message_for_message_and_a_s
         differences(&restored, &trip.read(trip.target())).is_empty(),
         "the failed restores changed nothing"
     );
+    drop(fresh);
+    trip.finish();
 }
 
 #[tokio::test]
 async fn wild_mail_of_20_mb_on_dovecot_with_the_slash_separator_comes_back_message_for_message() {
-    dovecot_round_trip("SLASH", '/', "", true).await;
+    dovecot_round_trip("SLASH", '/', "", true).await.finish();
 }
 
 #[tokio::test]
-async fn wild_mail_on_dovecot_with_an_inbox_prefix_comes_back_message_for_message() {
-    dovecot_round_trip("PREFIX", '.', "INBOX.", false).await;
+async fn wild_mail_on_dovecot_with_an_inbox_prefix_comes_back_message_for_message_and_into_the_account_it_left(
+) {
+    let trip = dovecot_round_trip("PREFIX", '.', "INBOX.", false).await;
+    let source = trip.source().to_owned();
+    let original = trip.read(&source);
+
+    // Mail lost from the account itself: both byte-identical twins without a Message-ID, one of
+    // three messages with one Message-ID, a folder six deep and one named with `&` and non-ASCII.
+    let deep = imap_name(
+        "Tingkat1.Tingkat2.Tingkat3.Tingkat4.Tingkat5.Tingkat6",
+        '.',
+        "INBOX.",
+    );
+    let odd = "INBOX.Ærø & Co";
+    for query in [
+        &["INBOX", "header", "Subject", "tanpa Message-ID"][..],
+        &["INBOX", "body", "kedua"],
+        &[deep.as_str(), "all"],
+        &[odd, "all"],
+    ] {
+        let mut args = vec![
+            "-c",
+            &trip.accounts.conf,
+            "expunge",
+            "-u",
+            &source,
+            "mailbox",
+        ];
+        args.extend_from_slice(query);
+        sh("doveadm", &args);
+    }
+    let lost = original.values().map(Vec::len).sum::<usize>()
+        - trip.read(&source).values().map(Vec::len).sum::<usize>();
+    assert_eq!(
+        lost, 7,
+        "two twins, one of three, three six deep, one in {odd}"
+    );
+
+    let back = restore(&trip.s, &trip.folder, &source, None, None, |_| {})
+        .await
+        .expect("the restore runs");
+    assert_whole(&back, trip.messages, lost);
+    let diff = differences(&original, &trip.read(&source));
+    assert!(
+        diff.is_empty(),
+        "exactly what was lost came back: {diff:#?}"
+    );
+    trip.finish();
 }
 
 /// Every message file of the Maildir tree at `top` (in a `cur/` or `new/`), by its path in the
@@ -948,4 +1001,5 @@ async fn wild_mail_in_a_plain_maildir_store_comes_back_file_for_file_and_a_short
         .expect("the restore runs");
     fails_short(&report, messages);
     assert_eq!(message_files(&root.join("pulih")), original);
+    let _ = std::fs::remove_dir_all(&dir);
 }
