@@ -45,7 +45,7 @@ type Corpus = BTreeMap<String, Vec<Message>>;
 /// Every folder's `dovecot-keywords`: the keywords the lowercase flag letters stand for.
 const KEYWORDS: &str = "0 $Forwarded\n1 Penting\n";
 
-/// Builds the corpus; `big` adds the message of 20 MB.
+/// The corpus as it is built: each message dated after the one before.
 struct Builder {
     corpus: Corpus,
     date: i64,
@@ -83,6 +83,7 @@ fn crlf(headers: &[&str], body: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// The corpus; `big` adds the message of 20 MB.
 fn corpus(big: bool) -> Corpus {
     const FROM: &str = "From: Kasi Arsip <kasi@djki.go.id>";
     const TO: &str = "To: pegawai@djki.go.id";
