@@ -597,8 +597,9 @@ exec doveadm "$@" import -s -u "$u" "maildir:$src" "$parent" mailbox "$box" uid 
 /// Maildir: copies every message file of the unpacked `$1` (one Maildir tree) into the account's
 /// Maildir `$2` when no file of the same base name (before `:2,`) is in that folder's `cur` or
 /// `new`; prints per folder `folder<TAB>in backup<TAB>already there<TAB>copied` (the top folder
-/// is `INBOX`). Folders it makes belong to `$3` (the account's `uid:gid`); a copy that fails
-/// stops it with the reason.
+/// is `INBOX`). A folder without a `dovecot-keywords` gets the backup's: the lowercase letters of
+/// the names are keywords only through it. Folders and files it makes belong to `$3` (the
+/// account's `uid:gid`); a copy that fails stops it with the reason.
 const MAILDIR_RESTORE: &str = r#"set -eu
 src=$1; dst=$2; owner=$3
 [ -d "$dst" ] || { echo "no such Maildir: $dst" >&2; exit 3; }
@@ -607,6 +608,13 @@ find . -type d \( -name cur -o -name new \) -exec dirname -- {} \; | sort -u | w
   n=0; had=0; put=0
   mkdir -p -- "$dst/$box/cur" "$dst/$box/new" "$dst/$box/tmp"
   [ -z "$owner" ] || chown -- "$owner" "$dst/$box" "$dst/$box/cur" "$dst/$box/new" "$dst/$box/tmp"
+  kw=$dst/$box/tmp/dovecot-keywords.restore
+  if [ -f "$box/dovecot-keywords" ] && [ ! -e "$dst/$box/dovecot-keywords" ]; then
+    cp -- "$box/dovecot-keywords" "$kw" && { [ -z "$owner" ] || chown -- "$owner" "$kw"; } \
+      && mv -n -- "$kw" "$dst/$box/dovecot-keywords" \
+      || { rm -f -- "$kw"; echo "cannot copy the keywords of $box into $dst" >&2; exit 1; }
+    rm -f -- "$kw"
+  fi
   for f in "$box"/cur/* "$box"/new/*; do
     [ -f "$f" ] || continue
     n=$((n+1)); b=$(basename -- "$f"); base=${b%%:*}; part=$(basename -- "$(dirname -- "$f")")
@@ -1380,6 +1388,59 @@ mod tests {
                 .len(),
             2
         );
+    }
+
+    /// Runs [`MAILDIR_RESTORE`] here, from `src` into `dst` (no owner given).
+    fn maildir_restore(src: &Path, dst: &Path) -> String {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(MAILDIR_RESTORE)
+            .arg("sh")
+            .arg(src)
+            .arg(dst)
+            .arg("")
+            .output()
+            .expect("sh runs");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).expect("utf-8")
+    }
+
+    #[test]
+    fn a_maildir_restore_brings_a_folders_keywords_where_it_has_none() {
+        let dir = std::env::temp_dir().join(format!("mbb-maildir-kw-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (src, dst) = (dir.join("src"), dir.join("dst"));
+        for (top, folder) in [(&src, "."), (&src, ".Arsip"), (&dst, ".")] {
+            for sub in ["cur", "new", "tmp"] {
+                std::fs::create_dir_all(top.join(folder).join(sub)).unwrap();
+            }
+        }
+        let keywords = "0 $Forwarded\n1 Penting\n";
+        std::fs::write(src.join("dovecot-keywords"), keywords).unwrap();
+        std::fs::write(src.join(".Arsip/dovecot-keywords"), keywords).unwrap();
+        std::fs::write(src.join("cur/1.a:2,Sab"), "Subject: a\n\na\n").unwrap();
+        std::fs::write(src.join(".Arsip/cur/2.b:2,Sa"), "Subject: b\n\nb\n").unwrap();
+        std::fs::write(src.join(".Arsip/new/3.c"), "Subject: c\n\nc\n").unwrap();
+        // The account's own folder keeps its own keywords: they name the letters of its mail.
+        std::fs::write(dst.join("dovecot-keywords"), "0 Junk\n").unwrap();
+        let counts = parse_maildir_counts(&maildir_restore(&src, &dst)).unwrap();
+        let copied: Vec<(&str, usize, usize)> = counts
+            .iter()
+            .map(|c| (c.folder.as_str(), c.in_backup, c.restored))
+            .collect();
+        assert_eq!(copied, vec![("INBOX", 1, 1), (".Arsip", 2, 2)]);
+        let read = |p: &str| std::fs::read_to_string(dst.join(p)).unwrap();
+        assert_eq!(read(".Arsip/dovecot-keywords"), keywords);
+        assert_eq!(read("dovecot-keywords"), "0 Junk\n");
+        assert!(dst.join(".Arsip/new/3.c").is_file());
+        assert!(std::fs::read_dir(dst.join(".Arsip/tmp"))
+            .unwrap()
+            .next()
+            .is_none());
+        // Again: nothing copied, nothing changed.
+        let again = parse_maildir_counts(&maildir_restore(&src, &dst)).unwrap();
+        assert!(again.iter().all(|c| c.restored == 0), "{again:?}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     fn report(recorded: Option<u64>, folders: &[(usize, usize)]) -> RestoreReport {

@@ -339,7 +339,7 @@ fn sha256_hex(data: &[u8]) -> String {
 
 /// A copy of backup folder `from` at `to`, as a forger would make it: the bot's marker, index and
 /// sums copied, `account`'s archive replaced by `forged` and its lines rewritten to match.
-fn forge(from: &std::path::Path, to: &std::path::Path, account: &str, forged: &[u8]) {
+pub(crate) fn forge(from: &std::path::Path, to: &std::path::Path, account: &str, forged: &[u8]) {
     std::fs::create_dir_all(to).expect("forged folder");
     for e in std::fs::read_dir(from).expect("list").flatten() {
         std::fs::copy(e.path(), to.join(e.file_name())).expect("copy");

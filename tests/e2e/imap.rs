@@ -1,5 +1,5 @@
 //! Just enough IMAP (RFC 3501) to read a whole mailbox from the test Dovecot: every folder, every
-//! message's bytes and flags. Used to prove a restored backup equals the original.
+//! message's bytes, flags and internal date. Used to prove a restored backup equals the original.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -22,6 +22,19 @@ struct Line {
 /// Folder → sorted list of (SHA-256 of the message, its flags sorted).
 pub type MailboxContents = BTreeMap<String, Vec<(String, Vec<String>)>>;
 
+/// One message as [`Imap::dated_contents`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Dated {
+    pub sha256: String,
+    /// Sorted, `\Recent` left out.
+    pub flags: Vec<String>,
+    /// INTERNALDATE, as seconds since the epoch (the server's time zone taken out).
+    pub internal_date: i64,
+}
+
+/// Folder → sorted list of its messages with their internal dates.
+pub type DatedContents = BTreeMap<String, Vec<Dated>>;
+
 impl Imap {
     pub fn login(port: u16, user: &str, password: &str) -> Imap {
         let stream = TcpStream::connect(("127.0.0.1", port)).expect("IMAP connects");
@@ -39,7 +52,20 @@ impl Imap {
     /// Every folder with every message, as its SHA-256 and flags (`\Recent` left out: it is
     /// per-session state, not part of the mailbox).
     pub fn contents(&mut self) -> MailboxContents {
-        let mut out = MailboxContents::new();
+        self.dated_contents()
+            .into_iter()
+            .map(|(folder, messages)| {
+                let mut plain: Vec<(String, Vec<String>)> =
+                    messages.into_iter().map(|m| (m.sha256, m.flags)).collect();
+                plain.sort();
+                (folder, plain)
+            })
+            .collect()
+    }
+
+    /// [`contents`](Self::contents) with each message's INTERNALDATE as well.
+    pub fn dated_contents(&mut self) -> DatedContents {
+        let mut out = DatedContents::new();
         let folders: Vec<String> = self
             .command(r#"LIST "" "*""#)
             .iter()
@@ -67,13 +93,14 @@ impl Imap {
                 out.insert(folder, Vec::new());
                 continue;
             }
-            let mut messages: Vec<(String, Vec<String>)> = self
-                .command("FETCH 1:* (FLAGS BODY.PEEK[])")
+            let mut messages: Vec<Dated> = self
+                .command("FETCH 1:* (FLAGS INTERNALDATE BODY.PEEK[])")
                 .iter()
                 .filter(|l| l.text.contains(" FETCH ") && !l.literals.is_empty())
-                .map(|l| {
-                    let sha = hex(&Sha256::digest(&l.literals[0]));
-                    (sha, flags(&l.text))
+                .map(|l| Dated {
+                    sha256: hex(&Sha256::digest(&l.literals[0])),
+                    flags: flags(&l.text),
+                    internal_date: internal_date(&l.text),
                 })
                 .collect();
             messages.sort();
@@ -160,6 +187,18 @@ fn flags(text: &str) -> Vec<String> {
         .collect();
     flags.sort();
     flags
+}
+
+/// `INTERNALDATE "dd-Mon-yyyy hh:mm:ss +zzzz"` of a FETCH response, as seconds since the epoch.
+fn internal_date(text: &str) -> i64 {
+    let date = text
+        .split_once("INTERNALDATE \"")
+        .and_then(|(_, r)| r.split_once('"'))
+        .map(|x| x.0.trim_start())
+        .unwrap_or_else(|| panic!("no INTERNALDATE in {text}"));
+    chrono::DateTime::parse_from_str(date, "%d-%b-%Y %H:%M:%S %z")
+        .unwrap_or_else(|e| panic!("INTERNALDATE {date:?}: {e}"))
+        .timestamp()
 }
 
 fn hex(bytes: &[u8]) -> String {

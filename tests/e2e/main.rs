@@ -20,4 +20,5 @@ mod safety;
 mod scale;
 mod startup;
 mod support;
+mod wild_mail;
 mod zimbra;

@@ -616,6 +616,11 @@ pub struct PrivateSshd {
 
 impl PrivateSshd {
     pub fn start(dir: &Path) -> PrivateSshd {
+        PrivateSshd::start_with(dir, "")
+    }
+
+    /// [`start`](Self::start) with `extra` lines added to its configuration (a `SetEnv PATH=…`).
+    pub fn start_with(dir: &Path, extra: &str) -> PrivateSshd {
         let d = dir.join("sshd");
         std::fs::create_dir_all(&d).expect("sshd dir");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -637,7 +642,7 @@ impl PrivateSshd {
         );
         let authorized = Path::new(&env("MAIL_SSH_KEY")).with_file_name("authorized_keys");
         let config = format!(
-            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile {}\nAuthorizedKeysFile {}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nUsePAM no\nStrictModes no\nMaxSessions 64\nMaxStartups 64\n",
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile {}\nAuthorizedKeysFile {}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nUsePAM no\nStrictModes no\nMaxSessions 64\nMaxStartups 64\n{extra}",
             key.display(),
             d.join("sshd.pid").display(),
             authorized.display()
