@@ -156,9 +156,15 @@ async fn drill(app: &Arc<App>, asked_by: Option<UserId>) -> Result<()> {
         return Ok(());
     };
     let asker = asked_by.map(|u| app.people.name(u));
-    app.chat
+    // Said at once, best effort: the drill, once recorded as running, always gets its verdict
+    // (which goes through the outbox and waits for Telegram).
+    if let Err(e) = app
+        .chat
         .say_quietly(&c.drill_started(&row, asker.as_deref()))
-        .await?;
+        .await
+    {
+        tracing::warn!(error = %e, "could not say that a drill starts");
+    }
     tracing::info!(drill = row.id, account = %row.account, folder = %row.folder, "restore drill");
     let started = Utc::now();
     let result = engine
