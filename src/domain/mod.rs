@@ -10,6 +10,7 @@ pub mod reminder;
 pub mod restore_request;
 pub mod roles;
 pub mod sop;
+pub mod turns;
 
 pub use lang::Lang;
 pub use log_date::{
