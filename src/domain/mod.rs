@@ -11,6 +11,7 @@ pub mod reminder;
 pub mod restore_request;
 pub mod roles;
 pub mod sop;
+pub mod turns;
 
 pub use drill::{choose_mailbox, drill_due, DrillCandidate, DrillFacts};
 pub use lang::Lang;

@@ -673,6 +673,15 @@ impl Catalog {
         .into()
     }
 
+    /// Said once to a person whose commands come faster than they can be answered; `name` is
+    /// HTML already.
+    pub fn slow_down(&self, name: &str) -> String {
+        match self.lang {
+            Lang::Id => format!("⏳ {name}, terlalu banyak perintah sekaligus: perintah berikutnya diabaikan sebentar. Tunggu jawabannya dulu."),
+            Lang::En => format!("⏳ {name}, too many commands at once: the next ones are ignored for a while. Wait for the answers first."),
+        }
+    }
+
     pub fn bad_arguments(&self, usage: &str) -> String {
         match self.lang {
             Lang::Id => format!("⛔ Argumen tidak sesuai. Contoh: {}", esc(usage)),

@@ -1,6 +1,7 @@
 //! Sending to the group: HTML text, long texts split at Telegram's limit, edits that skip
-//! unchanged text. Sends go through teloxide's `Throttle`, which keeps to Telegram's rate limits
-//! and waits out a 429's `retry_after`.
+//! unchanged text. Each message to the group waits its turn ([`super::turns`]), so one person's
+//! commands do not hold up another's answer; then it goes through teloxide's `Throttle`, which
+//! keeps to Telegram's rate limits and waits out a 429's `retry_after`.
 //!
 //! A group upgraded to a supergroup gets a new id. Telegram then answers a send to the old id
 //! with `migrate_to_chat_id`, and the group gets a service message carrying it: either way the
@@ -18,6 +19,8 @@ use teloxide::prelude::*;
 use teloxide::types::{InlineKeyboardMarkup, InputFile, MessageId, ParseMode};
 use teloxide::{ApiError, RequestError};
 
+use super::turns::Gate;
+
 pub type TgBot = Throttle<Bot>;
 
 /// Telegram's limit on one message, in UTF-16 units; we split a little below it.
@@ -28,13 +31,25 @@ pub struct GroupChat {
     pub bot: TgBot,
     /// The group's id now: `GROUP_CHAT_ID`, or the supergroup it was upgraded to.
     chat: Arc<AtomicI64>,
+    /// Whose message goes to the group next.
+    turns: Arc<Gate>,
 }
 
 impl GroupChat {
-    pub fn new(bot: TgBot, chat_id: ChatId) -> GroupChat {
+    /// The group `chat_id`, which takes `per_minute` messages a minute.
+    pub fn new(bot: TgBot, chat_id: ChatId, per_minute: u32) -> GroupChat {
         GroupChat {
             bot,
             chat: Arc::new(AtomicI64::new(chat_id.0)),
+            turns: Arc::new(Gate::new(per_minute)),
+        }
+    }
+
+    /// Waits for a turn to send a message to `chat`, when that is the group. Other chats have
+    /// limits of their own; edits, which `Throttle` does not count either, go at once.
+    async fn turn(&self, chat: ChatId) {
+        if self.is_ours(chat) {
+            self.turns.wait().await;
         }
     }
 
@@ -142,11 +157,13 @@ impl GroupChat {
                 }
                 req
             };
+            self.turn(chat).await;
             let msg = match send(chat).await {
                 Ok(msg) => msg,
                 Err(e) => match self.migrated(chat, &e) {
                     Some(to) => {
                         chat = to;
+                        self.turn(chat).await;
                         send(chat).await?
                     }
                     None => return Err(e),
@@ -209,10 +226,14 @@ impl GroupChat {
                 .disable_notification(true)
         };
         let chat = self.chat_id();
+        self.turn(chat).await;
         match send(chat).await {
             Ok(_) => Ok(()),
             Err(e) => match self.migrated(chat, &e) {
-                Some(to) => send(to).await.map(|_| ()),
+                Some(to) => {
+                    self.turn(to).await;
+                    send(to).await.map(|_| ())
+                }
                 None => Err(e),
             },
         }

@@ -1,8 +1,11 @@
 //! Where each command is handled: a message or a button press becomes a call of [`crate::procedure::chain`].
 
+use std::future::Future;
 use std::sync::Arc;
 
 use super::chat::{GroupChat, TgBot};
+use super::queues::Queues;
+use super::turns::answering;
 use super::{parse_command, Command, Parsed};
 use crate::domain::flood::Admission;
 use crate::domain::{parse_note, Role, UserId};
@@ -45,40 +48,62 @@ fn log_other_chat(group: &GroupChat, chat: &teloxide::types::Chat, what: &str) {
     );
 }
 
-/// Whether to answer a command `from` sent in a group (see [`crate::domain::flood`]); a dropped
-/// one is logged, the first of a burst as a warning.
-fn admitted(app: &App, from: &User, chat: &teloxide::types::Chat) -> bool {
-    if chat.is_private() {
-        return true;
-    }
+/// Answers a command `from` sent in `chat` with `job`: at once in a private chat; in a group,
+/// if the flood guard admits it ([`crate::domain::flood`]), after the person's earlier commands,
+/// in their own turn. A dropped one is logged, the first of a burst as a warning, and a person
+/// with a role is told once to slow down.
+async fn answer<F>(
+    app: &Arc<App>,
+    queues: &Queues,
+    from: &User,
+    chat: &teloxide::types::Chat,
+    job: F,
+) -> anyhow::Result<()>
+where
+    F: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
     let by = user_id(from);
+    if chat.is_private() {
+        return job.await;
+    }
     let has_role = app.settings.roster.has_any_role(by);
     let admission = app.flood.lock().unwrap_or_else(|p| p.into_inner()).admit(
         by,
         has_role,
         std::time::Instant::now(),
     );
+    let too_many = || {
+        tracing::warn!(
+            user = by.0,
+            has_role,
+            chat_id = chat.id.0,
+            "too many commands: not answering this person for now"
+        )
+    };
     match admission {
-        Admission::Answer => true,
-        Admission::Drop { first: true } => {
-            tracing::warn!(
-                user = by.0,
-                has_role,
-                chat_id = chat.id.0,
-                "too many commands: not answering this person for now"
-            );
-            false
+        Admission::Answer => queues.answer(app.clone(), by, job),
+        Admission::SlowDown => {
+            too_many();
+            let app = app.clone();
+            tokio::spawn(answering(by, async move {
+                let text = app.catalog.slow_down(&app.people.name(by));
+                if let Err(e) = app.chat.say(&text).await {
+                    tracing::warn!(error = %e, "could not ask someone to slow down");
+                }
+            }));
         }
+        Admission::Drop { first: true } => too_many(),
         Admission::Drop { first: false } => {
             tracing::debug!(user = by.0, "dropped a command of a flood");
-            false
         }
     }
+    Ok(())
 }
 
 pub async fn on_message(
     app: Arc<App>,
     group: GroupChat,
+    queues: Queues,
     me: Me,
     msg: Message,
 ) -> anyhow::Result<()> {
@@ -97,21 +122,22 @@ pub async fn on_message(
         msg.from.as_ref(),
         msg.text().map(|t| parse_command(t, me.username())),
     ) {
-        if !admitted(&app, from, &msg.chat) {
-            return Ok(());
-        }
-        if !msg.chat.is_private() && !group.is_ours(msg.chat.id) {
-            tracing::warn!(
-                chat_id = msg.chat.id.0,
-                title = msg.chat.title().unwrap_or(""),
-                group_chat_id = group.chat_id().0,
-                "answered /id in another chat (not GROUP_CHAT_ID)"
-            );
-        }
         let roles = app.settings.roster.roles_of(user_id(from));
         let text = app.catalog.your_id(user_id(from), msg.chat.id.0, &roles);
-        group.send_to(msg.chat.id, &text, false, None).await?;
-        return Ok(());
+        let chat = msg.chat.clone();
+        return answer(&app, &queues, from, &msg.chat, async move {
+            if !chat.is_private() && !group.is_ours(chat.id) {
+                tracing::warn!(
+                    chat_id = chat.id.0,
+                    title = chat.title().unwrap_or(""),
+                    group_chat_id = group.chat_id().0,
+                    "answered /id in another chat (not GROUP_CHAT_ID)"
+                );
+            }
+            group.send_to(chat.id, &text, false, None).await?;
+            Ok(())
+        })
+        .await;
     }
     if !msg.chat.is_private() && !group.is_ours(msg.chat.id) {
         log_other_chat(&group, &msg.chat, "message");
@@ -128,22 +154,28 @@ pub async fn on_message(
         return Ok(());
     }
     let parsed = parse_command(text, me.username());
-    if parsed != Parsed::NotForThisBot && !admitted(&app, from, &msg.chat) {
-        return Ok(());
+    if parsed == Parsed::NotForThisBot {
+        return Ok(()); // another bot's, or a malformed @suffix
     }
-    let command = match parsed {
-        Parsed::Command(c) => c,
-        Parsed::NotForThisBot => return Ok(()), // another bot's, or a malformed @suffix
-        Parsed::Unknown => {
-            app.chat.say(&app.catalog.unknown_command()).await?;
-            return Ok(());
+    let by = user_id(from);
+    let job = {
+        let app = app.clone();
+        async move {
+            match parsed {
+                Parsed::Command(command) => {
+                    if let Err(e) = dispatch(&app, by, command).await {
+                        let _ = app.chat.say(&failure_reply(&app, &e)).await;
+                    }
+                }
+                Parsed::Unknown => {
+                    app.chat.say(&app.catalog.unknown_command()).await?;
+                }
+                Parsed::NotForThisBot => {}
+            }
+            Ok(())
         }
     };
-    let by = user_id(from);
-    if let Err(e) = dispatch(&app, by, command).await {
-        let _ = app.chat.say(&failure_reply(&app, &e)).await;
-    }
-    Ok(())
+    answer(&app, &queues, from, &msg.chat, job).await
 }
 
 /// What a person is told when their command could not be carried out: that the database is

@@ -4,7 +4,9 @@
 pub mod chat;
 pub mod delivery;
 pub mod handlers;
+pub mod queues;
 pub mod service;
+pub mod turns;
 
 use teloxide::dispatching::UpdateHandler;
 use teloxide::prelude::*;

@@ -35,6 +35,7 @@ pub fn group_chat(settings: &BotSettings) -> Result<GroupChat> {
     Ok(GroupChat::new(
         bot(settings)?,
         ChatId(settings.group_chat_id),
+        settings.messages_per_minute,
     ))
 }
 
@@ -114,16 +115,19 @@ async fn learn_names(app: &App, group: &GroupChat) {
 /// Polling for updates; it ends only when Telegram refuses the token, or when stopped.
 pub type Polling = BoxFuture<'static, Result<(), InvalidToken>>;
 
-/// Stops the polling: the update being handled is finished, the long poll not waited out.
+/// Stops the polling: the update and the commands being handled are finished (for a few
+/// seconds), the long poll not waited out.
 pub type StopPolling = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
 
 /// Polls Telegram for updates and hands them to the handlers, until stopped. Returns the
 /// polling (it ends only when Telegram refuses the token, or when stopped) and what stops it:
-/// the update being handled is finished, Telegram's long poll is not waited out.
+/// the update and the commands being handled are finished, Telegram's long poll is not waited
+/// out.
 pub fn dispatch(app: Arc<App>, group: GroupChat) -> (Polling, StopPolling) {
     let bot = group.bot.clone();
+    let commands = super::queues::Queues::default();
     let mut dispatcher = Dispatcher::builder(bot.clone(), super::schema())
-        .dependencies(dptree::deps![app, group])
+        .dependencies(dptree::deps![app.clone(), group, commands])
         .default_handler(|_| async {})
         .build();
     let token = dispatcher.shutdown_token();
@@ -151,6 +155,13 @@ pub fn dispatch(app: Arc<App>, group: GroupChat) -> (Polling, StopPolling) {
         Box::pin(async move {
             if let Ok(done) = token.shutdown() {
                 let _ = tokio::time::timeout(std::time::Duration::from_secs(3), done).await;
+            }
+            // Commands are answered in tasks of their own: let those begun finish too.
+            let until = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+            while app.flood.lock().unwrap_or_else(|p| p.into_inner()).open() > 0
+                && tokio::time::Instant::now() < until
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
         })
     });

@@ -329,6 +329,74 @@ async fn a_flood_of_junk_commands_does_not_hold_up_the_kasubdits_status() {
     );
 }
 
+#[tokio::test]
+async fn two_role_holders_flooding_do_not_hold_up_the_kasubdits_status() {
+    use mailbox_backup_bot::domain::flood::BACKLOG;
+    let (team, stub, _db, mut env) = scene("en").await.parts();
+    // Telegram's own limit for a group, as the bot keeps it in the field.
+    set(&mut env, "TELEGRAM_MESSAGES_PER_MINUTE", "20");
+    let _bot = start_bot(&env, ScriptedEngine::ok()).await;
+    let g = &team.group;
+    // 240 commands in about 6 s from the two JFUs, each refused to them.
+    let started = std::time::Instant::now();
+    for _ in 0..120 {
+        for jfu in [&team.jfu, &team.jfu2] {
+            stub.say(g, jfu, "/order_backup");
+            tokio::time::sleep(std::time::Duration::from_millis(12)).await;
+        }
+    }
+    let flooded = started.elapsed();
+    let asked = std::time::Instant::now();
+    stub.say(g, &team.kasubdit, "/status");
+    expect_text(&stub, g, 0, "no active backup order").await;
+    let waited = asked.elapsed();
+    eprintln!(
+        "after 240 junk commands from two JFUs in {flooded:?}, /status was answered in {waited:?}"
+    );
+    assert!(
+        waited < std::time::Duration::from_secs(5),
+        "the Kasubdit waited {waited:?}:\n{}",
+        stub.transcript(g.id)
+    );
+    // What was admitted is answered, then the group goes quiet: nothing piles up.
+    let mut seen = stub.messages(g.id).len();
+    loop {
+        // Longer than the pace's few seconds between messages.
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        let now = stub.messages(g.id).len();
+        if now == seen {
+            break;
+        }
+        seen = now;
+    }
+    let refusals = said(&stub, g.id, "Only the");
+    // Each JFU's backlog, and what the group took while they flooded (a burst, then one every
+    // few seconds).
+    let sendable = 2 + (flooded.as_secs_f64() / 3.0).ceil() as usize;
+    assert!(
+        refusals <= 2 * BACKLOG + sendable,
+        "{refusals} refusals:\n{}",
+        stub.transcript(g.id)
+    );
+    let slow_down = said(&stub, g.id, "too many commands");
+    assert_eq!(slow_down, 2, "{}", stub.transcript(g.id));
+    for jfu in ["budi_jfu", "dewi_jfu"] {
+        assert!(
+            stub.messages(g.id)
+                .iter()
+                .any(|m| m.text.contains("too many commands") && m.text.contains(jfu)),
+            "{jfu} was not told:\n{}",
+            stub.transcript(g.id)
+        );
+    }
+    assert_eq!(
+        stub.messages(g.id).len(),
+        refusals + slow_down + 1,
+        "{}",
+        stub.transcript(g.id)
+    );
+}
+
 fn sha256_hex(data: &[u8]) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(data)
