@@ -32,6 +32,7 @@ fn keygen(file: &Path) -> String {
 async fn dovecot_backups_encrypted_at_rest_verify_without_the_key_and_restore_only_with_it() {
     let (user, target) = ("fajar@djki.go.id", "restore5@djki.go.id");
     let dir = test_dir("encr");
+    crate::support::empty_mailbox(target);
     fill_mailbox(user);
     let secret =
         format!("From: kasubdit@djki.go.id\r\nTo: {user}\r\nSubject: rahasia\r\n\r\n{MARKER}\r\n");

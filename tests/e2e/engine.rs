@@ -212,6 +212,7 @@ async fn a_changed_host_key_a_refused_key_and_a_dead_port_each_get_their_own_err
 async fn a_dovecot_backup_restores_into_a_fresh_user_message_for_message() {
     let (user, fresh) = ("citra@djki.go.id", "restore1@djki.go.id");
     let dir = test_dir("restore");
+    crate::support::empty_mailbox(fresh);
     fill_mailbox(user);
     add_flags(user, "\\Seen \\Flagged", "INBOX", &["uid", "1"]);
     add_flags(user, "\\Answered", "Surat Masuk", &["all"]);
@@ -354,6 +355,8 @@ async fn restore_brings_a_mailbox_back_and_a_second_restore_adds_nothing() {
     use mailbox_backup_bot::engine::restore::{restore, RestoreError};
     let (user, fresh) = ("dewi@djki.go.id", "restore2@djki.go.id");
     let dir = test_dir("rest2");
+    crate::support::empty_mailbox(fresh);
+    crate::support::empty_mailbox("restore3@djki.go.id");
     fill_mailbox(user);
     add_flags(user, "\\Seen \\Flagged", "INBOX", &["uid", "1"]);
     let s = dovecot_settings(&dir);

@@ -26,6 +26,7 @@ async fn a_restore_asked_by_the_kasi_runs_only_once_a_kasubdit_approves() {
     let (team, stub, _db, mut env) = scene("id").await.parts();
     let dir = test_dir("rchat");
     use_engine(&mut env, &dir);
+    empty_mailbox(target);
     fill_mailbox(user);
     let _bot = BotProcess::start(&env);
     // A verified backup the bot made and recorded, ordered and run through the chat.
@@ -137,6 +138,7 @@ async fn an_encrypted_dovecot_backup_is_restored_in_the_chat_only_with_an_identi
     let (team, stub, db, mut env) = scene("id").await.parts();
     let dir = test_dir("encchat");
     use_engine(&mut env, &dir);
+    empty_mailbox(target);
     let (identity, recipient) = mailbox_backup_bot::engine::encryption::generate();
     let key = dir.join("kasubdit.key");
     std::fs::write(&key, identity).expect("identity");

@@ -563,6 +563,17 @@ pub fn doveadm_on(conf: &str, args: &[&str], stdin: Option<&[u8]>) {
     assert!(status.success(), "doveadm {args:?} failed");
 }
 
+/// Empties a user's mailbox on the shared Dovecot (its whole mail folder goes, as a new account
+/// has none), so a test that restores into it does not find an earlier run's messages there.
+pub fn empty_mailbox(user: &str) {
+    let mail = std::path::Path::new(&env("TEST_DOVECOT_MAIL")).join(user);
+    match std::fs::remove_dir_all(&mail) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => panic!("emptying {}: {e}", mail.display()),
+    }
+}
+
 /// Fills a user's mailbox: nested folders, a folder with a space, an attachment of ~1 MB.
 pub fn fill_mailbox(user: &str) -> usize {
     let _ = std::process::Command::new("doveadm")
