@@ -82,6 +82,41 @@ fn archive_messages(path: &Path) -> (Vec<Vec<u8>>, Vec<String>) {
     (messages, names)
 }
 
+/// Every `.meta` of an archive, by the name of the entry it describes.
+fn archive_metas(path: &Path) -> BTreeMap<String, serde_json::Value> {
+    let file = std::fs::File::open(path).expect("archive");
+    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let mut out = BTreeMap::new();
+    for entry in tar.entries().expect("entries") {
+        let mut entry = entry.expect("entry");
+        let name = entry.path().expect("path").to_string_lossy().into_owned();
+        if let Some(item) = name.strip_suffix(".meta") {
+            let mut body = Vec::new();
+            entry.read_to_end(&mut body).expect("member");
+            let meta = serde_json::from_slice(&body).expect("a .meta is JSON");
+            out.insert(item.to_owned(), meta);
+        }
+    }
+    out
+}
+
+/// The folder a `.meta` names: its `Path` without the slashes around it ("/Inbox/" → "Inbox").
+fn meta_folder(meta: &serde_json::Value) -> String {
+    meta["Path"]
+        .as_str()
+        .expect("Path")
+        .trim_matches('/')
+        .to_owned()
+}
+
+/// The folder part of an entry name for a folder path (ArchiveFormatter.ILLEGAL_FOLDER_CHARS).
+fn entry_folder_of(folder: &str) -> String {
+    folder
+        .chars()
+        .map(|c| if ":*?\"<>|\0".contains(c) { '_' } else { c })
+        .collect()
+}
+
 #[tokio::test]
 async fn zimbra_accounts_are_exported_by_streaming_rest_copied_verified_and_counted() {
     let dir = test_dir("zimbra");
@@ -140,19 +175,28 @@ async fn zimbra_accounts_are_exported_by_streaming_rest_copied_verified_and_coun
                     messages, fixture,
                     "{account}: the archive holds the fixture's messages"
                 );
-                // ArchiveFormatter's layout: Folder/0000000257-Subject.eml, each after its .meta.
+                // ArchiveFormatter's layout: Folder/0000000257-Subject.eml (message-257.eml
+                // without a subject), each after its .meta, in the folder its .meta's Path names
+                // (`:*?"<>|` as `_`), continued in Folder!1 after 500.
+                let metas = archive_metas(&local);
                 for n in names.iter().filter(|n| n.ends_with(".eml")) {
                     assert!(names.contains(&format!("{n}.meta")), "{n}");
                     let base = n.rsplit('/').next().unwrap_or("");
+                    let numbered =
+                        base.len() > 11 && base[..10].bytes().all(|b| b.is_ascii_digit());
+                    let unnamed = base
+                        .strip_prefix("message-")
+                        .and_then(|b| b.strip_suffix(".eml"))
+                        .is_some_and(|id| id.bytes().all(|b| b.is_ascii_digit()));
+                    assert!(numbered || unnamed, "{n}");
+                    let folder = meta_folder(&metas[n.as_str()]);
+                    let entry_folder = n.rsplit_once('/').map_or("", |(f, _)| f);
+                    let batch = entry_folder
+                        .strip_prefix(entry_folder_of(&folder).as_str())
+                        .unwrap_or("?");
                     assert!(
-                        base.len() > 11 && base[..10].bytes().all(|b| b.is_ascii_digit()),
-                        "{n}"
-                    );
-                    assert!(
-                        n.starts_with("Inbox/")
-                            || n.starts_with("Inbox!1/")
-                            || n.starts_with("Sent/"),
-                        "{n}"
+                        batch.is_empty() || batch == "!1",
+                        "{n} is in the folder of its .meta's Path {folder}"
                     );
                 }
                 if fixture.len() > 500 {
