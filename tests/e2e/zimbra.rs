@@ -332,6 +332,10 @@ async fn zimbra_sizes_come_from_getquotausage_over_ssh() {
 #[tokio::test]
 async fn a_zimbra_restore_imports_with_resolve_skip_and_a_second_adds_nothing() {
     use mailbox_backup_bot::engine::restore::{restore, RestoreError};
+    // pulih@ starts empty, as the fixtures make it, and is emptied again afterwards: a run of
+    // the tests against a simulator an earlier run used finds it so too.
+    empty_mailbox(RESTORED_INTO);
+    let _emptied = EmptiedAfter(vec![RESTORED_INTO]);
     let dir = test_dir("zrest");
     let mut s = settings(&dir);
     // Encrypted at rest (the plain Zimbra restore runs in disaster.rs): the `.tgz` exports and the
@@ -639,11 +643,32 @@ async fn holds_nothing(s: &EngineSettings, dir: &Path, account: &str) -> bool {
     items == 0 && exported.is_empty() && files.is_empty()
 }
 
+/// Empties an account's mailbox in the simulator's store (as a new mailbox is: an empty Maildir).
+fn empty_mailbox(account: &str) {
+    let maildir = sim().join("store").join(account).join("Maildir");
+    let _ = std::fs::remove_dir_all(&maildir);
+    for sub in ["cur", "new", "tmp"] {
+        let _ = std::fs::create_dir_all(maildir.join(sub));
+    }
+}
+
+/// Empties the accounts a test restores into when dropped (also when the test fails half way),
+/// so the next test finds them as the fixtures made them.
+struct EmptiedAfter(Vec<&'static str>);
+
+impl Drop for EmptiedAfter {
+    fn drop(&mut self) {
+        for account in &self.0 {
+            empty_mailbox(account);
+        }
+    }
+}
+
 /// The simulator lists only some accounts for a test (its backups then export only those), and
 /// lists them all again when dropped; accounts named to be emptied are emptied then too.
 struct Listing {
     all: String,
-    empty_after: Vec<&'static str>,
+    _empty_after: EmptiedAfter,
 }
 
 impl Listing {
@@ -659,7 +684,7 @@ impl Listing {
         std::fs::write(&path, kept).expect("accounts");
         Listing {
             all,
-            empty_after: empty_after.to_vec(),
+            _empty_after: EmptiedAfter(empty_after.to_vec()),
         }
     }
 }
@@ -667,13 +692,6 @@ impl Listing {
 impl Drop for Listing {
     fn drop(&mut self) {
         let _ = std::fs::write(sim().join("accounts"), &self.all);
-        for account in &self.empty_after {
-            let maildir = sim().join("store").join(account).join("Maildir");
-            let _ = std::fs::remove_dir_all(&maildir);
-            for sub in ["cur", "new", "tmp"] {
-                let _ = std::fs::create_dir_all(maildir.join(sub));
-            }
-        }
     }
 }
 
