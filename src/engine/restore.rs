@@ -1138,14 +1138,19 @@ async fn stage_and_import(
     }
 }
 
-/// Messages per folder of a Zimbra `.tgz` export, from its listing: `Folder/…-Subject.eml`, the
-/// folder split into `Folder!1`, `Folder!2` … every 500 items.
+/// Messages per folder of a Zimbra `.tgz` export, from its listing (`tar -tzf
+/// --quoting-style=escape`, one escaped name a line): `Folder/…-Subject.eml`, the folder split
+/// into `Folder!1`, `Folder!2` … every 500 items (`ArchiveFormatter.saveItem`), its name as the
+/// export writes it (`:*?"<>|` as `_`).
 fn zimbra_counts(listing: &str) -> BTreeMap<String, usize> {
     let mut out = BTreeMap::new();
-    for entry in listing.lines().filter(|l| l.ends_with(".eml")) {
+    for entry in listing.lines().map(tar_unescape) {
+        if !entry.ends_with(".eml") {
+            continue;
+        }
         let folder = entry.rsplit_once('/').map_or("", |(f, _)| f);
         let folder = match folder.rsplit_once('!') {
-            Some((f, n)) if n.bytes().all(|b| b.is_ascii_digit()) => f,
+            Some((f, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => f,
             _ => folder,
         };
         *out.entry(folder.to_owned()).or_default() += 1;
@@ -1153,8 +1158,49 @@ fn zimbra_counts(listing: &str) -> BTreeMap<String, usize> {
     out
 }
 
+/// A member name as GNU tar's `escape` quoting prints it: `\\`, `\a \b \f \n \r \t \v`, and
+/// `\ooo` for every other byte it does not print as it is (in the C locale, every byte of a
+/// UTF-8 name beyond ASCII).
+fn tar_unescape(line: &str) -> String {
+    let b = line.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'\\' || i + 1 == b.len() {
+            out.push(b[i]);
+            i += 1;
+            continue;
+        }
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        if let Some(d) = octal {
+            out.push(
+                d.iter()
+                    .fold(0u8, |n, c| n.wrapping_mul(8).wrapping_add(c - b'0')),
+            );
+            i += 4;
+            continue;
+        }
+        out.push(match b[i + 1] {
+            b'a' => 0x07,
+            b'b' => 0x08,
+            b'f' => 0x0c,
+            b'n' => b'\n',
+            b'r' => b'\r',
+            b't' => b'\t',
+            b'v' => 0x0b,
+            other => other,
+        });
+        i += 2;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Zimbra: the account's messages per folder before and after the REST import (`resolve=skip`),
-/// from its own export, and the backup's from the archive.
+/// from its own export, and the backup's from the archive. A drill's scratch account must hold
+/// no item at all (any folder, Trash and Junk included) and is emptied afterwards by the
+/// zimbraId read then, whatever happened.
 async fn zimbra_import(
     r: &super::remote::Remote,
     stage: &str,
@@ -1165,7 +1211,7 @@ async fn zimbra_import(
     let archive = format!("{stage}/archive.tar.gz");
     let listing = |file: String| async move {
         Ok(zimbra_counts(
-            &on_server(r, r#"tar -tzf "$1""#, &[&file]).await?,
+            &on_server(r, r#"tar --quoting-style=escape -tzf "$1""#, &[&file]).await?,
         ))
     };
     let account_counts = |name: &'static str| async move {
@@ -1176,29 +1222,44 @@ async fn zimbra_import(
         Ok(counts)
     };
     let backup = listing(archive.clone()).await?;
-    let before = account_counts("before").await?;
-    // A drill writes only into an empty account: one that holds mail may be someone's.
-    if target.scratch && before.values().any(|n| *n > 0) {
-        return Err(RestoreError::ScratchNotEmpty(into.to_owned()));
-    }
-    progress(RestoreProgress::Importing {
-        folder: String::new(),
-        done: 0,
-        total: 1,
-    });
-    let imported = on_server(r, super::zimbra::IMPORT, &[&archive, into, stage]).await;
-    let after = match imported {
-        Ok(_) => {
-            progress(RestoreProgress::Checking);
-            account_counts("after").await
+    // A drill writes only into an empty account: one that holds anything may be someone's.
+    let scratch_id = if target.scratch {
+        let checked = on_server(r, super::zimbra::SCRATCH, &[into, stage]).await?;
+        let (id, items) = super::zimbra::parse_scratch(&checked).ok_or_else(|| {
+            RestoreError::Server(format!("the scratch account's check says {checked:?}"))
+        })?;
+        if items > 0 {
+            return Err(RestoreError::ScratchNotEmpty(into.to_owned()));
+        }
+        Some(id)
+    } else {
+        None
+    };
+    let before = account_counts("before").await;
+    let after = match before {
+        Ok(before) => {
+            progress(RestoreProgress::Importing {
+                folder: String::new(),
+                done: 0,
+                total: 1,
+            });
+            // A scratch copy gets no folder shares.
+            let acl = if target.scratch { "noacl" } else { "" };
+            match on_server(r, super::zimbra::IMPORT, &[&archive, into, stage, acl]).await {
+                Ok(_) => {
+                    progress(RestoreProgress::Checking);
+                    account_counts("after").await.map(|after| (before, after))
+                }
+                Err(e) => Err(e),
+            }
         }
         Err(e) => Err(e),
     };
-    if target.scratch {
+    if let Some(id) = scratch_id {
         // Emptied whatever happened: the scratch account is left as the drill found it.
-        on_server(r, super::zimbra::EMPTY, &[into, stage]).await?;
+        on_server(r, super::zimbra::EMPTY, &[into, &id, stage]).await?;
     }
-    let after = after?;
+    let (before, after) = after?;
     Ok(backup
         .into_iter()
         .map(|(folder, in_backup)| {
@@ -1349,6 +1410,26 @@ mod tests {
         assert_eq!(c["Inbox"], 2);
         assert_eq!(c["Sent"], 1);
         assert_eq!(c["Briefs/2026"], 1);
+        // A folder whose name ends in "!" is not a batch; "!N" only on the last folder.
+        let c = zimbra_counts("Penting!/0000000300-x.eml\nA!1/B/0000000301-y.eml\n");
+        assert_eq!(c["Penting!"], 1);
+        assert_eq!(c["A!1/B"], 1);
+    }
+
+    #[test]
+    fn zimbra_listings_are_read_as_gnu_tar_escapes_them() {
+        // `tar --quoting-style=escape -tzf` in the C locale: UTF-8 bytes in octal, tab as \t.
+        let listing = "\\303\\206r\\303\\270 \\303\\234n\\303\\257c\\303\\266d\\303\\251/0000000309-Folder.eml\n\
+                       \\346\\227\\245\\346\\234\\254\\350\\252\\236/0000000310-x.eml\n\
+                       Inbox/0000000298-tab\\tdi tengah.eml\nHukum & Kepatuhan/a b\\\\c.eml\n";
+        let c = zimbra_counts(listing);
+        let folders: Vec<&str> = c.keys().map(String::as_str).collect();
+        assert_eq!(
+            folders,
+            vec!["Hukum & Kepatuhan", "Inbox", "Ærø Ünïcödé", "日本語"]
+        );
+        assert_eq!(tar_unescape("a\\tb\\\\c\\nd"), "a\tb\\c\nd");
+        assert_eq!(tar_unescape("ends\\"), "ends\\");
     }
 
     #[test]

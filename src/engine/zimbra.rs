@@ -1,7 +1,7 @@
 //! Zimbra's server-side scripts (see `docs/ZIMBRA.md` for why the export is REST over HTTPS and
 //! not `zmmailbox … getRestURL`).
 //!
-//! All three run as root on the mail server through `sh -c SCRIPT sh ARGS…`; Zimbra's own tools
+//! All of them run as root on the mail server through `sh -c SCRIPT sh ARGS…`; Zimbra's own tools
 //! run as the `zimbra` user through `su - zimbra -c`, always with a fixed command string, so no
 //! account name ever reaches a shell.
 
@@ -9,14 +9,14 @@
 /// [`crate::engine::strategy::is_zimbra_system_account`]). No arguments.
 pub const LIST: &str = "exec su - zimbra -c 'zmprov -l gaa'";
 
-/// What the export and the import share after their own first lines (which set `account`,
+/// What every script reaching the admin port shares after its own first lines (which set `account`,
 /// `stage`, `what`, and `out`, the file `fail` removes): `fail`, the admin login read from localconfig,
 /// and the auth token written to `$stage/cookie.conf` (0600), never to argv; then `path`, the
 /// account percent-encoded for the URL.
 macro_rules! admin_login {
     () => {
         r#"umask 077
-fail() { printf 'zimbra %s of %s: %s\n' "$what" "$account" "$*" >&2; rm -f -- "$out" "$stage/auth.xml" "$stage/cookie.conf" "$stage/token" "$stage/folders.xml" "$stage/folders.out"; exit 1; }
+fail() { printf 'zimbra %s of %s: %s\n' "$what" "$account" "$*" >&2; rm -f -- "$out" "$stage/auth.xml" "$stage/cookie.conf" "$stage/token" "$stage/folders.xml" "$stage/folders.out" "$stage/soap.xml"; exit 1; }
 [ -n "$account" ] || fail "empty account name"
 [ -d "$stage" ] || fail "no stage folder $stage"
 lc=$(su - zimbra -c 'zmlocalconfig -s -x zimbra_zmprov_default_soap_server zimbra_admin_service_port zimbra_ldap_user zimbra_ldap_password') || fail "zmlocalconfig failed"
@@ -98,58 +98,123 @@ rm -f -- "$stage/cookie.conf" "$stage/folders.xml" "$stage/folders.out"
 );
 
 /// Imports a `.tgz` export into ONE account without touching what is there: the admin REST
-/// import `POST /home/ACCOUNT/?fmt=tgz&resolve=skip`. `ArchiveFormatter` (zm-mailbox,
-/// `addData`) then skips a message whose digest a message of the same folder already has, and
-/// creates missing folders; nothing is deleted, so a second import adds nothing.
+/// import `POST /home/ACCOUNT?fmt=tgz&resolve=skip&callback=mbbImport`. `ArchiveFormatter`
+/// (zm-mailbox, `saveCallback` → `addItem`: every message of a Zimbra export comes after its
+/// `.meta`) puts each message into the folder of its `.meta` `Path`, made with its parents when
+/// missing, and skips it when a message of that folder already has its blob digest. The folder's
+/// digests are read once per request, so two copies of one message in one folder of the archive
+/// both arrive in a folder that had neither, and a second import adds nothing. Nothing is
+/// deleted. Folders come from their own `.meta` entries too, empty ones included.
+///
+/// The answer: without `callback`, Zimbra says 200 with an empty body even when messages were
+/// refused (a quota reached half way, a line over 10240 bytes, a `.meta` it cannot read: the
+/// formatter only collects them as warnings, `Formatter.updateClient`); with it, the page calls
+/// `window.parent.mbbImport('success'|'warn'|'fail', FAULTS…)`. Anything but `success` fails
+/// the import with the faults' codes and texts.
 ///
 /// The archive is streamed from the file (`-T`), never read into memory.
 ///
-/// Contract: `sh -c "$IMPORT" sh ARCHIVE ACCOUNT STAGE`; exit 0 when the server took it,
-/// otherwise non-zero with the HTTP status and the server's error text on stderr.
+/// Contract: `sh -c "$IMPORT" sh ARCHIVE ACCOUNT STAGE [noacl]`; `noacl` (a drill's scratch copy)
+/// adds `acl=0`, so the folders' shares are not copied. Exit 0 when the server took every item,
+/// otherwise non-zero with the HTTP status or the faults, and the server's text, on stderr.
 pub const IMPORT: &str = concat!(
     r#"set -eu
-archive=$1; account=$2; stage=$3; out=$stage/import.out; what=import
+archive=$1; account=$2; stage=$3; acl=${4:-}; out=$stage/import.out; what=import
 "#,
     admin_login!(),
     // No trailing slash: with `-T`, curl would add the file's name to a URL ending in one.
     r#"rm -f -- "$stage/token"
-url="$base/home/$path?fmt=tgz&resolve=skip"
+url="$base/home/$path?fmt=tgz&resolve=skip&callback=mbbImport"
+[ "$acl" != noacl ] || url="$url&acl=0"
 code=$(curl -sS -k --proto =https --connect-timeout 30 -K "$stage/cookie.conf" -X POST -H 'Content-Type: application/x-compressed-tar' -H 'Expect:' -T "$archive" -o "$out" -w '%{http_code}' "$url") || fail "upload to $url failed (curl exit $?)"
 rm -f -- "$stage/cookie.conf"
-case $code in
-  200|204) rm -f -- "$out" ;;
-  *) fail "HTTP $code from $url: $(text "$out")" ;;
+[ "$code" = 200 ] || fail "HTTP $code from $url: $(text "$out")"
+result=$(tr -d '\r' < "$out" | sed -n "s/.*window\.parent\.mbbImport('\([a-z]*\)'.*/\1/p" | head -n 1)
+# One fault a line: its code, its text and the item's path when it names one.
+faults=$(tr -d '\r' < "$out" | sed -n -E 's/.*"Reason": *\{"Text": *"(([^"\\]|\\.)*)"\}.*"Error": *\{"Code": *"([^"]*)"(.*"n": *"path"[^}]*"_content": *"(([^"\\]|\\.)*)")?.*/\3: \1 \5/p' | head -n 5 | sed 's/ *$//' | tr '\n' ';' | sed 's/;$//; s/;/; /g')
+case $result in
+  success) rm -f -- "$out" ;;
+  warn) fail "the server imported the archive but refused items: $faults" ;;
+  fail) fail "the server's import failed: $faults" ;;
+  *) fail "the answer from $url is not the import's report: $(text "$out")" ;;
 esac"#
 );
 
-/// Empties the restore drill's scratch account: `sh -c "$EMPTY" sh ACCOUNT STAGE`. The account's
-/// zimbraId from the admin `GetAccountInfoRequest`, then the admin `DeleteMailboxRequest` on it
-/// (zm-mailbox `service/admin/DeleteMailbox.java`: every item, blob and index entry of the mailbox
-/// goes, the account with its password and class of service stays, and the next access makes an
-/// empty mailbox), then `GetFolderRequest` as the account must count no item in any folder. Only
-/// ever called with `RESTORE_DRILL_ACCOUNT`, after the drill found that account empty.
-pub const EMPTY: &str = concat!(
-    r#"set -eu
-account=$1; stage=$2; out=$stage/empty.out; what=empty
-"#,
-    admin_login!(),
-    r#"soap() {
+/// What the drill's scratch-account scripts share after `admin_login!`: `soap ACCOUNT-CONTEXT
+/// BODY` posts one admin SOAP request (the token in the 0600 request file) into `$out`, failing
+/// unless HTTP 200; `items` prints the number of items of every folder of `$out`'s
+/// `GetFolderResponse` (all views, Trash and Junk included).
+macro_rules! admin_soap {
+    () => {
+        r#"soap() {
   printf '<soap:Envelope xmlns:soap="http://www.w3.org/2003/05/soap-envelope"><soap:Header><context xmlns="urn:zimbra"><authToken>%s</authToken>%s<nosession/></context></soap:Header><soap:Body>%s</soap:Body></soap:Envelope>' "$(cat -- "$stage/token")" "$1" "$2" > "$stage/soap.xml"
   code=$(curl -sS -k --proto =https --connect-timeout 30 --max-time 600 -H 'Content-Type: application/soap+xml; charset=utf-8' --data-binary "@$stage/soap.xml" -o "$out" -w '%{http_code}' "$base/service/admin/soap/") || fail "SOAP request failed (curl exit $?)"
   rm -f -- "$stage/soap.xml"
   [ "$code" = 200 ] || fail "HTTP $code: $(text "$out")"
 }
-soap '' "<GetAccountInfoRequest xmlns=\"urn:zimbraAdmin\"><account by=\"name\">$(xml "$account")</account></GetAccountInfoRequest>"
-id=$(tr '\n' ' ' < "$out" | grep -o '<a n="zimbraId">[^<]*</a>' | head -n 1 | sed -e 's/<[^>]*>//g')
-case $id in ''|*[!0-9a-fA-F-]*) fail "no zimbraId for the account in the answer";; esac
+items() { tr '\n' ' ' < "$out" | grep -o '<folder [^>]*>' | sed -n 's/.* n="\([0-9]*\)".*/\1/p' | awk '{ n += $1 } END { print n + 0 }'; }
+zimbra_id() {
+  soap '' "<GetAccountInfoRequest xmlns=\"urn:zimbraAdmin\"><account by=\"name\">$(xml "$account")</account></GetAccountInfoRequest>"
+  id=$(tr '\n' ' ' < "$out" | grep -o '<a n="zimbraId">[^<]*</a>' | head -n 1 | sed -e 's/<[^>]*>//g')
+  case $id in ''|*[!0-9a-fA-F-]*) fail "no zimbraId for the account in the answer";; esac
+  printf '%s' "$id"
+}
+"#
+    };
+}
+
+/// Looks at the restore drill's scratch account before anything is written into it:
+/// `sh -c "$SCRATCH" sh ACCOUNT STAGE` prints `ZIMBRAID ITEMS`, the account's zimbraId (admin
+/// `GetAccountInfoRequest`, zm-mailbox `service/admin/GetAccountInfo.java`) and the items in all
+/// its folders (`GetFolderRequest` as the account: mail, contacts, appointments, Trash and Junk
+/// included). The drill writes only into an account with no item, and empties it afterwards by
+/// that zimbraId ([`EMPTY`]), so a rename in between cannot turn the deletion on someone else.
+pub const SCRATCH: &str = concat!(
+    r#"set -eu
+account=$1; stage=$2; out=$stage/scratch.out; what=check
+"#,
+    admin_login!(),
+    admin_soap!(),
+    r#"id=$(zimbra_id)
+soap "<account by=\"name\">$(xml "$account")</account>" '<GetFolderRequest xmlns="urn:zimbraMail"/>'
+held=$(items)
+rm -f -- "$out" "$stage/token" "$stage/cookie.conf"
+printf '%s %s\n' "$id" "$held"
+"#
+);
+
+/// Empties the restore drill's scratch account: `sh -c "$EMPTY" sh ACCOUNT ZIMBRAID STAGE`, with
+/// the zimbraId [`SCRATCH`] read before the drill wrote into it. The account must still have that
+/// zimbraId (admin `GetAccountInfoRequest`); then the admin `DeleteMailboxRequest` on it
+/// (zm-mailbox `service/admin/DeleteMailbox.java`: every item, blob and index entry of the
+/// mailbox goes, the account with its password and class of service stays, and the next access
+/// makes an empty mailbox), then `GetFolderRequest` as the account must count no item in any
+/// folder. Only ever called with `RESTORE_DRILL_ACCOUNT`, after the drill found that account
+/// empty.
+pub const EMPTY: &str = concat!(
+    r#"set -eu
+account=$1; want=$2; stage=$3; out=$stage/empty.out; what=empty
+"#,
+    admin_login!(),
+    admin_soap!(),
+    r#"case $want in ''|*[!0-9a-fA-F-]*) fail "not a zimbraId: '$want'";; esac
+id=$(zimbra_id)
+[ "$id" = "$want" ] || fail "the account's zimbraId is $id, not the $want the drill checked: nothing deleted"
 soap '' "<DeleteMailboxRequest xmlns=\"urn:zimbraAdmin\"><mbox id=\"$id\"/></DeleteMailboxRequest>"
 grep -q 'DeleteMailboxResponse' "$out" || fail "no DeleteMailboxResponse: $(text "$out")"
 soap "<account by=\"name\">$(xml "$account")</account>" '<GetFolderRequest xmlns="urn:zimbraMail"/>'
-left=$(tr '\n' ' ' < "$out" | grep -o '<folder [^>]*>' | sed -n 's/.* n="\([0-9]*\)".*/\1/p' | awk '{ n += $1 } END { print n + 0 }')
+left=$(items)
 rm -f -- "$out" "$stage/token" "$stage/cookie.conf"
 [ "$left" = 0 ] || fail "$left item(s) are still in the account after DeleteMailbox"
 "#
 );
+
+/// Parses [`SCRATCH`]'s `ZIMBRAID ITEMS`.
+pub fn parse_scratch(text: &str) -> Option<(String, u64)> {
+    let (id, items) = text.trim().split_once(' ')?;
+    let valid = !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+    Some((id.to_owned(), items.parse().ok()?)).filter(|_| valid)
+}
 
 /// Prints `ACCOUNT BYTES` per line: the mailbox sizes this server reports (`zmprov
 /// getQuotaUsage SERVER` prints `name limit used`; SOAP only, so no `-l`). No arguments.
@@ -225,6 +290,17 @@ mod tests {
         account: &str,
         status: &str,
     ) -> (std::process::Output, String, std::path::PathBuf) {
+        run_script(EXPORT, &["@out", account, "@stage"], status)
+    }
+
+    /// Runs `script` with stand-ins for `su` and `curl` on PATH that record their argv; in
+    /// `args`, `@out` is the `x.tgz.part` file and `@stage` the stage folder. `status` picks the
+    /// stand-in server's answers.
+    fn run_script(
+        script: &str,
+        args: &[&str],
+        status: &str,
+    ) -> (std::process::Output, String, std::path::PathBuf) {
         let dir =
             std::env::temp_dir().join(format!("mbb-zimbra-unit-{}-{}", std::process::id(), status));
         let _ = std::fs::remove_dir_all(&dir);
@@ -248,20 +324,33 @@ printf 'zimbra_zmprov_default_soap_server = localhost\nzimbra_admin_service_port
             "curl",
             r#"#!/bin/sh
 printf 'curl' >> "$LOG"; for a in "$@"; do printf ' [%s]' "$a" >> "$LOG"; done; echo >> "$LOG"
-out=; url=; prev=
+out=; url=; prev=; kind=auth
 for a in "$@"; do
   [ "$prev" = -o ] && out=$a
   if [ "$prev" = --data-binary ]; then
-    if grep -q GetFolderRequest "${a#@}"; then cp "${a#@}" "$LOGDIR/folders.xml"; folders=1; else cp "${a#@}" "$LOGDIR/request.xml"; fi
+    for k in GetFolderRequest GetAccountInfoRequest DeleteMailboxRequest; do
+      grep -q "$k" "${a#@}" && kind=$k
+    done
+    if [ "$kind" = auth ]; then cp "${a#@}" "$LOGDIR/request.xml"; else cp "${a#@}" "$LOGDIR/$kind.xml"; fi
   fi
   [ "$prev" = -K ] && cp "$a" "$LOGDIR/cookie.conf"
   prev=$a; url=$a
 done
 case $url in
-  */service/admin/soap/) if [ -n "${folders:-}" ]; then
-      printf '<soap:Envelope><soap:Body><GetFolderResponse xmlns="urn:zimbraMail"><folder id="1" name="USER_ROOT" absFolderPath="/" n="0"><folder id="2" name="Inbox" absFolderPath="/Inbox" view="message" n="1"/><folder id="3" name="Trash" absFolderPath="/Trash" n="4"/><folder id="7" name="Contacts" absFolderPath="/Contacts" view="contact" n="9"/></folder></GetFolderResponse></soap:Body></soap:Envelope>' > "$out"; printf 200; exit 0
-    fi
-    printf '<soap:Envelope><soap:Body><AuthResponse xmlns="urn:zimbraAdmin"><authToken>0_abc123</authToken><lifetime>1</lifetime></AuthResponse></soap:Body></soap:Envelope>' > "$out"; printf 200 ;;
+  */service/admin/soap/) case $kind in
+      GetFolderRequest)
+        if [ "$STATUS" = emptied ] && [ -e "$LOGDIR/deleted" ]; then n=0; else n=1; fi
+        printf '<soap:Envelope><soap:Body><GetFolderResponse xmlns="urn:zimbraMail"><folder id="1" name="USER_ROOT" absFolderPath="/" n="0"><folder id="2" name="Inbox" absFolderPath="/Inbox" view="message" n="%s"/><folder id="3" name="Trash" absFolderPath="/Trash" n="4"/><folder id="7" name="Contacts" absFolderPath="/Contacts" view="contact" n="9"/></folder></GetFolderResponse></soap:Body></soap:Envelope>' "$n" > "$out"
+        [ "$n" = 0 ] && sed -i 's/n="[49]"/n="0"/g' "$out"; printf 200 ;;
+      GetAccountInfoRequest) printf '<soap:Envelope><soap:Body><GetAccountInfoResponse xmlns="urn:zimbraAdmin"><name>latihan@djki.go.id</name><a n="zimbraId">0a1b-2c3d</a><a n="zimbraMailHost">mail</a></GetAccountInfoResponse></soap:Body></soap:Envelope>' > "$out"; printf 200 ;;
+      DeleteMailboxRequest) touch "$LOGDIR/deleted"; printf '<soap:Envelope><soap:Body><DeleteMailboxResponse xmlns="urn:zimbraAdmin"><mbox mbxid="7"/></DeleteMailboxResponse></soap:Body></soap:Envelope>' > "$out"; printf 200 ;;
+      *) printf '<soap:Envelope><soap:Body><AuthResponse xmlns="urn:zimbraAdmin"><authToken>0_abc123</authToken><lifetime>1</lifetime></AuthResponse></soap:Body></soap:Envelope>' > "$out"; printf 200 ;;
+    esac ;;
+  *'?fmt=tgz&resolve=skip'*) case $STATUS in
+       imported) printf "<html>\n<head>\n</head>\n<body onload='onLoad()'>\n<script>\nfunction onLoad() {\n    window.parent.mbbImport('success');\n}\n</script>\n</body>\n</html>\n" > "$out"; printf 200 ;;
+       refused) printf "<html>\n<head>\n</head>\n<body onload='onLoad()'>\n<script>\nfunction onLoad() {\n    window.parent.mbbImport('warn',\n\t{\"Code\":{\"Value\":\"soap:Sender\"},\"Reason\":{\"Text\":\"mailbox exceeded quota of 100 bytes\"},\"Detail\":{\"Error\":{\"Code\":\"mail.QUOTA_EXCEEDED\",\"Trace\":\"qtp1\",\"a\":[{\"n\":\"limit\",\"t\":\"NUM\",\"_content\":\"100\"}],\"_jsns\":\"urn:zimbra\"}},\"_jsns\":\"urn:zimbraSoap\"},\n\t{\"Code\":{\"Value\":\"soap:Sender\"},\"Reason\":{\"Text\":\"item content missing meta information\"},\"Detail\":{\"Error\":{\"Code\":\"formatter.MISSING_META\",\"Trace\":\"qtp1\",\"a\":[{\"n\":\"path\",\"t\":\"STR\",\"_content\":\"Inbox/0000000300-a.eml\"}],\"_jsns\":\"urn:zimbra\"}},\"_jsns\":\"urn:zimbraSoap\"});\n}\n</script>\n</body>\n</html>\n" > "$out"; printf 200 ;;
+       *) : > "$out"; printf 200 ;;
+     esac ;;
   *) case $STATUS in
        ok) tmp=$LOGDIR/t; mkdir -p "$tmp/Inbox"; echo hi > "$tmp/Inbox/0000000257-hi.eml"; tar -czf "$out" -C "$tmp" Inbox; printf 200 ;;
        error) printf '<html><body><h2>HTTP ERROR 500</h2><pre>mail.NO_SUCH_BLOB</pre></body></html>' > "$out"; printf 500 ;;
@@ -272,13 +361,20 @@ esac
         );
         let log = dir.join("log");
         let out = dir.join("x.tgz.part");
+        let stage = dir.join("stage");
+        let args: Vec<std::ffi::OsString> = args
+            .iter()
+            .map(|a| match *a {
+                "@out" => out.clone().into_os_string(),
+                "@stage" => stage.clone().into_os_string(),
+                other => other.into(),
+            })
+            .collect();
         let output = Command::new("sh")
             .arg("-c")
-            .arg(EXPORT)
+            .arg(script)
             .arg("sh")
-            .arg(&out)
-            .arg(account)
-            .arg(dir.join("stage"))
+            .args(&args)
             .current_dir(&dir)
             .env(
                 "PATH",
@@ -291,6 +387,104 @@ esac
             .unwrap();
         let log = std::fs::read_to_string(&log).unwrap_or_default();
         (output, log, dir)
+    }
+
+    #[test]
+    fn the_import_asks_for_the_report_page_and_fails_on_refused_items() {
+        let archive =
+            std::env::temp_dir().join(format!("mbb-zimbra-unit-{}.tgz", std::process::id()));
+        std::fs::write(&archive, b"\x1f\x8b").unwrap();
+        let a = archive.to_string_lossy().into_owned();
+        // Every item taken: 0, and the URL asks for the callback page.
+        let (out, log, dir) = run_script(IMPORT, &[&a, "ani@djki.go.id", "@stage"], "imported");
+        assert!(out.status.success(), "{out:?} {log}");
+        assert!(
+            log.contains("[https://localhost:7071/home/ani@djki.go.id?fmt=tgz&resolve=skip&callback=mbbImport]"),
+            "{log}"
+        );
+        assert_eq!(std::fs::read_dir(dir.join("stage")).unwrap().count(), 0);
+        let _ = std::fs::remove_dir_all(&dir);
+        // A drill's copy: no shares.
+        let (out, log, dir) = run_script(
+            IMPORT,
+            &[&a, "latihan@djki.go.id", "@stage", "noacl"],
+            "imported",
+        );
+        assert!(out.status.success(), "{out:?} {log}");
+        assert!(log.contains("&callback=mbbImport&acl=0]"), "{log}");
+        let _ = std::fs::remove_dir_all(&dir);
+        // Items refused (HTTP 200 all the same): failed with every fault's code and text.
+        let (out, log, dir) = run_script(IMPORT, &[&a, "ani@djki.go.id", "@stage"], "refused");
+        assert!(!out.status.success(), "{log}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("refused items: mail.QUOTA_EXCEEDED: mailbox exceeded quota of 100 bytes; formatter.MISSING_META: item content missing meta information Inbox/0000000300-a.eml"),
+            "{err}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        // An answer that is not the report (an empty 200): not taken as success.
+        let (out, _, dir) = run_script(IMPORT, &[&a, "ani@djki.go.id", "@stage"], "plain");
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("not the import's report"));
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_file(&archive);
+    }
+
+    #[test]
+    fn the_scratch_account_is_counted_in_every_folder_and_emptied_only_by_its_zimbra_id() {
+        // Inbox 1, Trash 4, Contacts 9: everything counts, not only what an export holds.
+        let (out, log, dir) = run_script(SCRATCH, &["latihan@djki.go.id", "@stage"], "held");
+        assert!(out.status.success(), "{out:?} {log}");
+        let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(parse_scratch(&printed), Some(("0a1b-2c3d".into(), 14)));
+        let info = std::fs::read_to_string(dir.join("GetAccountInfoRequest.xml")).unwrap();
+        assert!(
+            info.contains("<GetAccountInfoRequest xmlns=\"urn:zimbraAdmin\"><account by=\"name\">latihan@djki.go.id</account>"),
+            "{info}"
+        );
+        assert_eq!(std::fs::read_dir(dir.join("stage")).unwrap().count(), 0);
+        let _ = std::fs::remove_dir_all(&dir);
+
+        // Emptied: DeleteMailbox on the id, then nothing left.
+        let (out, log, dir) = run_script(
+            EMPTY,
+            &["latihan@djki.go.id", "0a1b-2c3d", "@stage"],
+            "emptied",
+        );
+        assert!(out.status.success(), "{out:?} {log}");
+        let delete = std::fs::read_to_string(dir.join("DeleteMailboxRequest.xml")).unwrap();
+        assert!(
+            delete.contains("<DeleteMailboxRequest xmlns=\"urn:zimbraAdmin\"><mbox id=\"0a1b-2c3d\"/></DeleteMailboxRequest>"),
+            "{delete}"
+        );
+        assert!(
+            !log.contains("0_abc123"),
+            "the token never on a command line: {log}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        // Items left after the deletion: failed.
+        let (out, _, dir) = run_script(
+            EMPTY,
+            &["latihan@djki.go.id", "0a1b-2c3d", "@stage"],
+            "held",
+        );
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("14 item(s) are still"));
+        let _ = std::fs::remove_dir_all(&dir);
+        // The account has another zimbraId now: nothing deleted.
+        let (out, _, dir) = run_script(
+            EMPTY,
+            &["latihan@djki.go.id", "ffff-0000", "@stage"],
+            "emptied",
+        );
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("nothing deleted"));
+        assert!(!dir.join("deleted").exists());
+        let _ = std::fs::remove_dir_all(&dir);
+
+        assert_eq!(parse_scratch("0a1b 0\n"), Some(("0a1b".into(), 0)));
+        assert_eq!(parse_scratch("x;y 0"), None);
+        assert_eq!(parse_scratch("0a1b"), None);
     }
 
     #[test]
@@ -314,7 +508,7 @@ esac
         let cookie = std::fs::read_to_string(dir.join("cookie.conf")).unwrap();
         assert_eq!(cookie, "cookie = \"ZM_ADMIN_AUTH_TOKEN=0_abc123\"\n");
         // The server's count: GetFolderRequest acting as the account, the token in the file.
-        let folders = std::fs::read_to_string(dir.join("folders.xml")).unwrap();
+        let folders = std::fs::read_to_string(dir.join("GetFolderRequest.xml")).unwrap();
         assert!(
             folders.contains("<authToken>0_abc123</authToken><account by=\"name\">-x $(touch pwned) o'b&quot;c;@djki.go.id</account>"),
             "{folders}"

@@ -82,6 +82,41 @@ fn archive_messages(path: &Path) -> (Vec<Vec<u8>>, Vec<String>) {
     (messages, names)
 }
 
+/// Every `.meta` of an archive, by the name of the entry it describes.
+fn archive_metas(path: &Path) -> BTreeMap<String, serde_json::Value> {
+    let file = std::fs::File::open(path).expect("archive");
+    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let mut out = BTreeMap::new();
+    for entry in tar.entries().expect("entries") {
+        let mut entry = entry.expect("entry");
+        let name = entry.path().expect("path").to_string_lossy().into_owned();
+        if let Some(item) = name.strip_suffix(".meta") {
+            let mut body = Vec::new();
+            entry.read_to_end(&mut body).expect("member");
+            let meta = serde_json::from_slice(&body).expect("a .meta is JSON");
+            out.insert(item.to_owned(), meta);
+        }
+    }
+    out
+}
+
+/// The folder a `.meta` names: its `Path` without the slashes around it ("/Inbox/" → "Inbox").
+fn meta_folder(meta: &serde_json::Value) -> String {
+    meta["Path"]
+        .as_str()
+        .expect("Path")
+        .trim_matches('/')
+        .to_owned()
+}
+
+/// The folder part of an entry name for a folder path (ArchiveFormatter.ILLEGAL_FOLDER_CHARS).
+fn entry_folder_of(folder: &str) -> String {
+    folder
+        .chars()
+        .map(|c| if ":*?\"<>|\0".contains(c) { '_' } else { c })
+        .collect()
+}
+
 #[tokio::test]
 async fn zimbra_accounts_are_exported_by_streaming_rest_copied_verified_and_counted() {
     let dir = test_dir("zimbra");
@@ -140,19 +175,28 @@ async fn zimbra_accounts_are_exported_by_streaming_rest_copied_verified_and_coun
                     messages, fixture,
                     "{account}: the archive holds the fixture's messages"
                 );
-                // ArchiveFormatter's layout: Folder/0000000257-Subject.eml, each after its .meta.
+                // ArchiveFormatter's layout: Folder/0000000257-Subject.eml (message-257.eml
+                // without a subject), each after its .meta, in the folder its .meta's Path names
+                // (`:*?"<>|` as `_`), continued in Folder!1 after 500.
+                let metas = archive_metas(&local);
                 for n in names.iter().filter(|n| n.ends_with(".eml")) {
                     assert!(names.contains(&format!("{n}.meta")), "{n}");
                     let base = n.rsplit('/').next().unwrap_or("");
+                    let numbered =
+                        base.len() > 11 && base[..10].bytes().all(|b| b.is_ascii_digit());
+                    let unnamed = base
+                        .strip_prefix("message-")
+                        .and_then(|b| b.strip_suffix(".eml"))
+                        .is_some_and(|id| id.bytes().all(|b| b.is_ascii_digit()));
+                    assert!(numbered || unnamed, "{n}");
+                    let folder = meta_folder(&metas[n.as_str()]);
+                    let entry_folder = n.rsplit_once('/').map_or("", |(f, _)| f);
+                    let batch = entry_folder
+                        .strip_prefix(entry_folder_of(&folder).as_str())
+                        .unwrap_or("?");
                     assert!(
-                        base.len() > 11 && base[..10].bytes().all(|b| b.is_ascii_digit()),
-                        "{n}"
-                    );
-                    assert!(
-                        n.starts_with("Inbox/")
-                            || n.starts_with("Inbox!1/")
-                            || n.starts_with("Sent/"),
-                        "{n}"
+                        batch.is_empty() || batch == "!1",
+                        "{n} is in the folder of its .meta's Path {folder}"
                     );
                 }
                 if fixture.len() > 500 {
@@ -288,6 +332,10 @@ async fn zimbra_sizes_come_from_getquotausage_over_ssh() {
 #[tokio::test]
 async fn a_zimbra_restore_imports_with_resolve_skip_and_a_second_adds_nothing() {
     use mailbox_backup_bot::engine::restore::{restore, RestoreError};
+    // pulih@ starts empty, as the fixtures make it, and is emptied again afterwards: a run of
+    // the tests against a simulator an earlier run used finds it so too.
+    empty_mailbox(RESTORED_INTO);
+    let _emptied = EmptiedAfter(vec![RESTORED_INTO]);
     let dir = test_dir("zrest");
     let mut s = settings(&dir);
     // Encrypted at rest (the plain Zimbra restore runs in disaster.rs): the `.tgz` exports and the
@@ -456,5 +504,464 @@ async fn a_zimbra_mailbox_that_failed_is_exported_again_when_the_backup_is_order
     assert!(
         sums.contains(&format!("{}  {}", ok.sha256, ok.file)),
         "{sums}"
+    );
+}
+
+/// The simulator's account of mail as the field has it (tests/zimbra-sim/make_fixtures.py
+/// `corpus`), the drill's scratch account, and an empty account to restore the corpus into.
+const CORPUS: &str = "ragam@djki.go.id";
+const SCRATCH_ACCOUNT: &str = "latihan@djki.go.id";
+const COPY_INTO: &str = "salinan@djki.go.id";
+
+/// The corpus as make_fixtures.py wrote it (SIM/corpus.json): every folder, empty ones too,
+/// with the SHA-256 of each of its messages, sorted.
+fn corpus() -> BTreeMap<String, Vec<String>> {
+    let text = std::fs::read_to_string(sim().join("corpus.json")).expect("corpus.json");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(v["account"], CORPUS);
+    let folders: BTreeMap<String, Vec<String>> =
+        serde_json::from_value(v["folders"].clone()).expect("folders");
+    folders
+        .into_iter()
+        .map(|(f, mut sums)| {
+            sums.sort();
+            (f, sums)
+        })
+        .collect()
+}
+
+/// The corpus' messages an export holds (not Trash and its folders, not Junk), per folder.
+fn corpus_exported() -> BTreeMap<String, Vec<String>> {
+    corpus()
+        .into_iter()
+        .filter(|(f, sums)| {
+            !sums.is_empty() && f != "Junk" && f != "Trash" && !f.starts_with("Trash/")
+        })
+        .collect()
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// An archive's messages per folder of their `.meta` `Path`: the SHA-256 of each, sorted; and
+/// every folder it names (its folders' own `.meta` entries included).
+fn archive_by_folder(path: &Path) -> (BTreeMap<String, Vec<String>>, Vec<String>) {
+    let metas = archive_metas(path);
+    let file = std::fs::File::open(path).expect("archive");
+    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for entry in tar.entries().expect("entries") {
+        let mut entry = entry.expect("entry");
+        let name = entry.path().expect("path").to_string_lossy().into_owned();
+        if name.ends_with(".eml") {
+            let mut body = Vec::new();
+            entry.read_to_end(&mut body).expect("member");
+            let folder = meta_folder(&metas[&name]);
+            out.entry(folder).or_default().push(sha256_hex(&body));
+        }
+    }
+    for sums in out.values_mut() {
+        sums.sort();
+    }
+    let mut folders: Vec<String> = metas.values().map(meta_folder).collect();
+    folders.sort();
+    folders.dedup();
+    (out, folders)
+}
+
+/// Per message (folder, SHA-256): the flags and the received date its `.meta` gives, sorted.
+fn archive_flags(path: &Path) -> Vec<(String, String, String, i64)> {
+    let metas = archive_metas(path);
+    let file = std::fs::File::open(path).expect("archive");
+    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let mut out = Vec::new();
+    for entry in tar.entries().expect("entries") {
+        let mut entry = entry.expect("entry");
+        let name = entry.path().expect("path").to_string_lossy().into_owned();
+        if name.ends_with(".eml") {
+            let mut body = Vec::new();
+            entry.read_to_end(&mut body).expect("member");
+            let meta = &metas[&name];
+            out.push((
+                meta_folder(meta),
+                sha256_hex(&body),
+                meta["FlagStr"].as_str().unwrap_or("").to_owned(),
+                meta["date"].as_i64().expect("date"),
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Runs a Zimbra script as the engine does (over the shared sshd, as root).
+async fn on_server(s: &EngineSettings, script: &str, args: &[&str]) -> String {
+    let work = control_dir().expect("control dir");
+    let remote = Remote::connect(s, &work).await.expect("login");
+    let out = remote.sh(script, args).await.expect("ssh");
+    remote.close().await;
+    let _ = std::fs::remove_dir_all(&work);
+    assert!(out.ok, "{}", out.stderr);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The account's export (the engine's EXPORT), into `dir`.
+async fn export_of(s: &EngineSettings, dir: &Path, account: &str) -> PathBuf {
+    let stage = dir.join("xstage");
+    std::fs::create_dir_all(&stage).expect("stage");
+    let out = dir.join(format!("{}.tgz", portable_name(account)));
+    let _ = std::fs::remove_file(&out);
+    on_server(
+        s,
+        zimbra::EXPORT,
+        &[&out.to_string_lossy(), account, &stage.to_string_lossy()],
+    )
+    .await;
+    out
+}
+
+/// The items in every folder of the account, as the server counts them (GetFolderRequest, the
+/// engine's SCRATCH check).
+async fn items_of(s: &EngineSettings, dir: &Path, account: &str) -> u64 {
+    let stage = dir.join("cstage");
+    std::fs::create_dir_all(&stage).expect("stage");
+    let out = on_server(s, zimbra::SCRATCH, &[account, &stage.to_string_lossy()]).await;
+    zimbra::parse_scratch(&out).expect("ZIMBRAID ITEMS").1
+}
+
+/// Whether the account holds nothing: no item in any folder (the server's count), no message in
+/// its export, no file in its store.
+async fn holds_nothing(s: &EngineSettings, dir: &Path, account: &str) -> bool {
+    let items = items_of(s, dir, account).await;
+    let (exported, _) = archive_messages(&export_of(s, dir, account).await);
+    let files = crate::support::files_under(&sim().join("store").join(account));
+    items == 0 && exported.is_empty() && files.is_empty()
+}
+
+/// Empties an account's mailbox in the simulator's store (as a new mailbox is: an empty Maildir).
+fn empty_mailbox(account: &str) {
+    let maildir = sim().join("store").join(account).join("Maildir");
+    let _ = std::fs::remove_dir_all(&maildir);
+    for sub in ["cur", "new", "tmp"] {
+        let _ = std::fs::create_dir_all(maildir.join(sub));
+    }
+}
+
+/// Empties the accounts a test restores into when dropped (also when the test fails half way),
+/// so the next test finds them as the fixtures made them.
+struct EmptiedAfter(Vec<&'static str>);
+
+impl Drop for EmptiedAfter {
+    fn drop(&mut self) {
+        for account in &self.0 {
+            empty_mailbox(account);
+        }
+    }
+}
+
+/// The simulator lists only some accounts for a test (its backups then export only those), and
+/// lists them all again when dropped; accounts named to be emptied are emptied then too.
+struct Listing {
+    all: String,
+    _empty_after: EmptiedAfter,
+}
+
+impl Listing {
+    fn only(accounts: &[&str], empty_after: &[&'static str]) -> Listing {
+        let path = sim().join("accounts");
+        let all = std::fs::read_to_string(&path).expect("accounts");
+        let kept: String = all
+            .lines()
+            .filter(|l| accounts.iter().any(|a| l.split('\t').next() == Some(*a)))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(kept.lines().count(), accounts.len(), "{all}");
+        std::fs::write(&path, kept).expect("accounts");
+        Listing {
+            all,
+            _empty_after: EmptiedAfter(empty_after.to_vec()),
+        }
+    }
+}
+
+impl Drop for Listing {
+    fn drop(&mut self) {
+        let _ = std::fs::write(sim().join("accounts"), &self.all);
+    }
+}
+
+/// A backup of the corpus alone (with the other accounts `also` listed): its report, dated
+/// folder and the corpus' result.
+async fn backup_of_the_corpus(
+    s: &EngineSettings,
+) -> (
+    mailbox_backup_bot::engine::BackupReport,
+    String,
+    mailbox_backup_bot::engine::MailboxResult,
+) {
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let date = chrono::Utc::now().with_timezone(&s.timezone).date_naive();
+    let report = run(s, RunRequest::new(date, "test", Stop::never()), tx)
+        .await
+        .expect("the backup runs");
+    assert!(report.all_verified(), "{report:#?}");
+    let m = report
+        .mailboxes
+        .iter()
+        .find(|m| m.account == CORPUS)
+        .cloned()
+        .expect("the corpus is backed up");
+    let exported: usize = corpus_exported().values().map(Vec::len).sum();
+    assert_eq!(m.messages, Some(exported as u64), "{m:?}");
+    let folder = crate::support::folder_name(&report);
+    (report, folder, m)
+}
+
+fn import_lines(account: &str) -> Vec<String> {
+    std::fs::read_to_string(sim().join("requests.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with(&format!("POST {account} import ")))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The drill (issue 26): the corpus' backup restored into the scratch account, every folder
+/// counted against the archive and the recorded count, the scratch account emptied afterwards
+/// by DeleteMailbox. Refused without RESTORE_DRILL_ACCOUNT, and when the scratch account holds
+/// anything (mail in its Trash only included), which is then left as it was.
+#[tokio::test]
+async fn a_zimbra_drill_of_the_corpus_restores_it_into_the_scratch_account_and_empties_it() {
+    use mailbox_backup_bot::engine::restore::{drill, RestoreError, RestoreProgress, SCRATCH};
+    let dir = test_dir("zdrill");
+    let _listing = Listing::only(&[CORPUS, SCRATCH_ACCOUNT], &[SCRATCH_ACCOUNT]);
+    let mut s = settings(&dir);
+    let (_, folder, m) = backup_of_the_corpus(&s).await;
+    assert!(holds_nothing(&s, &dir, SCRATCH_ACCOUNT).await);
+
+    let err = drill(&s, &folder, CORPUS, Some(&m.sha256), |_| {})
+        .await
+        .expect_err("no scratch account");
+    assert_eq!(err, RestoreError::NoDrillAccount);
+    // The account drilled is never its own scratch account.
+    s.drill_account = Some(CORPUS.into());
+    let err = drill(&s, &folder, CORPUS, Some(&m.sha256), |_| {})
+        .await
+        .expect_err("the account itself");
+    assert_eq!(err, RestoreError::ScratchNotEmpty(CORPUS.into()));
+
+    // Mail in the scratch account's Trash (an export would not show it): refused, untouched.
+    s.drill_account = Some(SCRATCH_ACCOUNT.into());
+    let trash = sim()
+        .join("store")
+        .join(SCRATCH_ACCOUNT)
+        .join("Maildir/.Trash/cur");
+    std::fs::create_dir_all(&trash).expect("trash");
+    let planted = trash.join("1764000000.M1P1.sim:2,S");
+    let message = b"From: a@djki.go.id\r\nSubject: milik seseorang\r\n\r\nJangan dihapus.\r\n";
+    std::fs::write(&planted, message).expect("planted");
+    assert_eq!(items_of(&s, &dir, SCRATCH_ACCOUNT).await, 1);
+    let imports = import_lines(SCRATCH_ACCOUNT).len();
+    let err = drill(&s, &folder, CORPUS, Some(&m.sha256), |_| {})
+        .await
+        .expect_err("a scratch account that holds mail");
+    assert_eq!(err, RestoreError::ScratchNotEmpty(SCRATCH_ACCOUNT.into()));
+    assert_eq!(std::fs::read(&planted).expect("left as it was"), message);
+    assert_eq!(
+        import_lines(SCRATCH_ACCOUNT).len(),
+        imports,
+        "nothing imported"
+    );
+    std::fs::remove_dir_all(trash.parent().expect(".Trash")).expect("unplanted");
+
+    // The drill.
+    let mut seen = Vec::new();
+    let report = drill(&s, &folder, CORPUS, Some(&m.sha256), |p| seen.push(p))
+        .await
+        .expect("the drill runs");
+    assert!(report.complete(), "{report:#?}");
+    assert_eq!(report.why_incomplete(), None);
+    assert_eq!(report.into, SCRATCH);
+    assert_eq!(report.recorded, m.messages, "{report:#?}");
+    assert_eq!(Some(report.in_backup() as u64), m.messages);
+    assert_eq!(Some(report.restored() as u64), m.messages);
+    // Per folder as the export names them: both copies of a message in one folder counted.
+    let want: Vec<(String, usize)> = {
+        let mut w: BTreeMap<String, usize> = BTreeMap::new();
+        for (f, sums) in corpus_exported() {
+            *w.entry(entry_folder_of(&f)).or_default() += sums.len();
+        }
+        w.into_iter().collect()
+    };
+    let got: Vec<(String, usize)> = report
+        .folders
+        .iter()
+        .map(|f| {
+            assert_eq!(
+                (f.already_there, f.restored, f.present_after),
+                (0, f.in_backup, f.in_backup),
+                "{f:?}"
+            );
+            (f.folder.clone(), f.in_backup)
+        })
+        .collect();
+    assert_eq!(got, want);
+    assert!(seen.contains(&RestoreProgress::Checking), "{seen:?}");
+    // Imported whole, without the folders' shares, then the mailbox deleted.
+    let imports = import_lines(SCRATCH_ACCOUNT);
+    let last = imports.last().expect("an import");
+    assert!(
+        last.contains("import success")
+            && last.contains(&format!("added={}", m.messages.unwrap_or(0)))
+            && last.contains("callback=mbbImport acl=0"),
+        "{last}"
+    );
+    let log = std::fs::read_to_string(sim().join("requests.log")).expect("log");
+    assert!(
+        log.lines()
+            .any(|l| l.starts_with(&format!("POST DeleteMailbox {SCRATCH_ACCOUNT} 200 mbxid="))),
+        "{log}"
+    );
+    assert!(holds_nothing(&s, &dir, SCRATCH_ACCOUNT).await);
+}
+
+/// A drill of a damaged backup fails loudly, and leaves the scratch account empty: an archive
+/// whose bytes no longer match the SHA-256 recorded when it was verified (refused before
+/// anything reaches the server); a summary that records one message more than the archive
+/// holds (the drill's report is not complete and names both figures); an import the server
+/// answers with refused items (the scratch account's quota reached half way: HTTP 200 all the
+/// same, its report page says `warn`).
+#[tokio::test]
+async fn a_zimbra_drill_of_a_damaged_backup_fails_loudly_and_leaves_the_scratch_account_empty() {
+    use mailbox_backup_bot::engine::restore::{drill, RestoreError};
+    let dir = test_dir("zdrillbad");
+    let _listing = Listing::only(&[CORPUS, SCRATCH_ACCOUNT], &[SCRATCH_ACCOUNT]);
+    let mut s = settings(&dir);
+    s.drill_account = Some(SCRATCH_ACCOUNT.into());
+    let (report, folder, m) = backup_of_the_corpus(&s).await;
+    let counted = m.messages.expect("counted");
+
+    // The summary records one more than the archive holds.
+    let summary_path = report.folders.local.join("summary.json");
+    let text = std::fs::read_to_string(&summary_path).expect("summary");
+    let mut summary: serde_json::Value = serde_json::from_str(&text).expect("json");
+    for mailbox in summary["mailboxes"].as_array_mut().expect("mailboxes") {
+        if mailbox["account"] == CORPUS {
+            mailbox["messages"] = serde_json::json!(counted + 1);
+        }
+    }
+    std::fs::write(&summary_path, summary.to_string()).expect("summary");
+    let drilled = drill(&s, &folder, CORPUS, None, |_| {})
+        .await
+        .expect("the drill runs");
+    assert!(!drilled.complete(), "{drilled:#?}");
+    assert_eq!(drilled.recorded, Some(counted + 1));
+    let why = drilled.why_incomplete().expect("why");
+    assert!(
+        why.contains(&format!("counted {}", counted + 1))
+            && why.contains(&format!("only {counted}")),
+        "{why}"
+    );
+    assert!(holds_nothing(&s, &dir, SCRATCH_ACCOUNT).await);
+    std::fs::write(&summary_path, &text).expect("summary back");
+
+    // The scratch account's quota is reached half way: the server's report names it.
+    let directory = sim().join("directory.json");
+    let saved = std::fs::read_to_string(&directory).expect("directory");
+    let mut d: serde_json::Value = serde_json::from_str(&saved).expect("json");
+    d["accounts"][SCRATCH_ACCOUNT]["zimbraMailQuota"] = serde_json::json!(["100000"]);
+    std::fs::write(&directory, d.to_string()).expect("quota");
+    let refused = drill(&s, &folder, CORPUS, None, |_| {}).await;
+    std::fs::write(&directory, &saved).expect("directory back");
+    match refused {
+        Err(RestoreError::Server(e)) => assert!(
+            e.contains("refused items")
+                && e.contains("mail.QUOTA_EXCEEDED: mailbox exceeded quota of 100000 bytes"),
+            "{e}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert!(holds_nothing(&s, &dir, SCRATCH_ACCOUNT).await);
+
+    // The archive's bytes no longer match: nothing goes to the server.
+    let imports = import_lines(SCRATCH_ACCOUNT).len();
+    let archive = report.folders.local.join(&m.file);
+    let mut bytes = std::fs::read(&archive).expect("archive");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x55;
+    std::fs::write(&archive, &bytes).expect("damaged");
+    let err = drill(&s, &folder, CORPUS, None, |_| {})
+        .await
+        .expect_err("a damaged archive");
+    assert_eq!(
+        err,
+        RestoreError::Corrupt {
+            file: m.file.clone()
+        }
+    );
+    assert_eq!(import_lines(SCRATCH_ACCOUNT).len(), imports);
+    assert!(holds_nothing(&s, &dir, SCRATCH_ACCOUNT).await);
+}
+
+/// The corpus backed up and restored into an empty account comes back message for message: the
+/// SHA-256 of every message per folder as the fixture wrote it, both copies of a message in one
+/// folder, the empty folders and the nested ones, each message's flags and received date as
+/// the backup's `.meta` has them. A second restore adds nothing.
+#[tokio::test]
+async fn the_zimbra_corpus_is_restored_message_for_message_and_a_second_restore_adds_nothing() {
+    use mailbox_backup_bot::engine::restore::restore;
+    let dir = test_dir("zcorpus");
+    let _listing = Listing::only(&[CORPUS, COPY_INTO], &[COPY_INTO]);
+    let s = settings(&dir);
+    assert!(holds_nothing(&s, &dir, COPY_INTO).await);
+    let (report, folder, m) = backup_of_the_corpus(&s).await;
+    let archive = report.folders.local.join(&m.file);
+    let (backed_up, _) = archive_by_folder(&archive);
+    assert_eq!(backed_up, corpus_exported(), "the backup holds the corpus");
+
+    let first = restore(
+        &s,
+        &folder,
+        CORPUS,
+        Some(COPY_INTO),
+        Some(&m.sha256),
+        |_| {},
+    )
+    .await
+    .expect("the restore runs");
+    assert!(first.complete(), "{first:#?}");
+    assert_eq!(Some(first.restored() as u64), m.messages, "{first:#?}");
+    let exported = export_of(&s, &dir, COPY_INTO).await;
+    let (restored, folders) = archive_by_folder(&exported);
+    assert_eq!(
+        restored,
+        corpus_exported(),
+        "message for message, per folder"
+    );
+    for f in corpus().keys() {
+        assert!(folders.contains(f), "folder {f} restored: {folders:?}");
+    }
+    assert_eq!(archive_flags(&exported), archive_flags(&archive));
+
+    let second = restore(
+        &s,
+        &folder,
+        CORPUS,
+        Some(COPY_INTO),
+        Some(&m.sha256),
+        |_| {},
+    )
+    .await
+    .expect("the second restore runs");
+    assert!(second.complete(), "{second:#?}");
+    assert_eq!(second.restored(), 0, "{second:#?}");
+    assert_eq!(
+        archive_by_folder(&export_of(&s, &dir, COPY_INTO).await).0,
+        corpus_exported()
     );
 }

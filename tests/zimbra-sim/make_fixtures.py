@@ -5,6 +5,8 @@ an archive of folder .meta entries), error (HTTP 500 with Zimbra's error page), 
 stops half way), short (a well-formed archive of the first 5 messages, HTTP 200, as
 ArchiveFormatter ends after an error in its item loop), maintenance (HTTP 404; GetFolder refused).
 The accounts file is read on every request: a test may change a behaviour while it runs."""
+import base64
+import hashlib
 import json
 import os
 import sys
@@ -28,7 +30,13 @@ ACCOUNTS = [
     ("rawat@djki.go.id", "maintenance", {"": 3}),
     ("besar@djki.go.id", "ok", {"": 520}),
     ("ulang@djki.go.id", "ok", {"": 2}),
+    # The restore drill's scratch account (RESTORE_DRILL_ACCOUNT), empty.
+    ("latihan@djki.go.id", "ok", {}),
+    # Mail as the field has it (CORPUS below), and an empty account to restore it into.
+    ("ragam@djki.go.id", "ok", {}),
+    ("salinan@djki.go.id", "ok", {}),
 ]
+CORPUS_ACCOUNT = "ragam@djki.go.id"
 
 # The directory zmprov serves (SIM/directory.json): the domain, two classes of service, every
 # account with a password hash (Zimbra's {SSHA512}), a COS, an alias, a Sieve script with a blank
@@ -121,3 +129,142 @@ for name, _, folders in ACCOUNTS:
             )
             with open(os.path.join(where, f"{1700000000 + n}.M{n}P1.sim:2,S"), "w", newline="") as m:
                 m.write(msg)
+
+
+def corpus():
+    """(Zimbra folder path, Maildir flags, received time, message bytes) of CORPUS_ACCOUNT: mail
+    as servers hold it. Folded, very long and missing Message-IDs; one message twice in Inbox
+    (byte for byte) and again in two other folders; two copies of one Message-ID that differ in
+    their Received lines; raw 8-bit UTF-8 and Latin-1 subjects, RFC 2047 subjects (folded, Q,
+    ISO-2022-JP); no subject, an empty one, one of dots, one longer than an entry name; LF-only
+    line ends; a NUL byte; a message of about 3 MB (a base64 attachment, generated); unread,
+    flagged, replied, forwarded, draft; mail in Junk and Trash (not exported)."""
+    import random
+
+    def m(headers, body, eol=b"\r\n"):
+        lines = [h if isinstance(h, bytes) else h.encode() for h in headers]
+        body = body if isinstance(body, bytes) else body.encode()
+        return eol.join(lines) + eol + eol + body.replace(b"\n", eol)
+
+    def basic(n, subject, extra=(), body=None):
+        return m([f"From: Pengirim {n} <pengirim{n}@djki.go.id>", f"To: {CORPUS_ACCOUNT}",
+                  f"Date: Mon, {n % 28 + 1:02d} Dec 2025 09:{n % 60:02d}:00 +0700"]
+                 + ([f"Subject: {subject}"] if subject is not None else []) + list(extra)
+                 + [f"Message-ID: <corpus-{n}@mail.djki.go.id>"],
+                 body or f"Isi pesan {n}.\nBaris kedua.\n")
+
+    undangan = m(["From: Sekretariat <sekretariat@djki.go.id>", f"To: {CORPUS_ACCOUNT}",
+                  "Subject: Undangan rapat pimpinan", "Date: Tue, 02 Dec 2025 08:00:00 +0700",
+                  "Message-ID: <undangan-rapat-2025-12@mail.djki.go.id>", "MIME-Version: 1.0",
+                  "Content-Type: text/plain; charset=utf-8"], "Rapat pimpinan hari Kamis pukul 09.00.\n")
+    rng = random.Random(26)
+    blob = base64.encodebytes(rng.randbytes(2_200_000)).replace(b"\n", b"\r\n")
+    huge = m(["From: Arsip <arsip@djki.go.id>", f"To: {CORPUS_ACCOUNT}", "Subject: Pindaian berkas 2025 (besar)",
+              "Date: Wed, 03 Dec 2025 10:00:00 +0700", "Message-ID: <pindaian-2025@mail.djki.go.id>",
+              "MIME-Version: 1.0", 'Content-Type: multipart/mixed; boundary="batas"'],
+             b"--batas\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nTerlampir.\r\n--batas\r\n"
+             b'Content-Type: application/octet-stream; name="pindaian.bin"\r\nContent-Transfer-Encoding: base64\r\n\r\n'
+             + blob + b"--batas--\r\n")
+    received = ["Received: from mx1.djki.go.id by mail.djki.go.id; Thu, 04 Dec 2025 07:00:00 +0700",
+                "Received: from mx2.djki.go.id by mail.djki.go.id; Thu, 04 Dec 2025 07:00:03 +0700"]
+    twice = [m([r, "From: Humas <humas@djki.go.id>", f"To: {CORPUS_ACCOUNT}", "Subject: Siaran pers",
+                "Date: Thu, 04 Dec 2025 06:59:00 +0700", "Message-ID: <siaran-pers-42@djki.go.id>"],
+               "Siaran pers terlampir.\n") for r in received]
+    out = [
+        ("Inbox", "S", m(["From: Direktorat Merek <merek@djki.go.id>", f"To: {CORPUS_ACCOUNT}",
+                          "Subject: Message-ID terlipat", "Date: Mon, 01 Dec 2025 09:00:00 +0700",
+                          "Message-ID:", " <20251201090000.folded.1234567890abcdef@mail.djki.go.id>"],
+                         "Message-ID di baris berikutnya.\n")),
+        ("Inbox", "S", m(["From: Sistem <noreply@djki.go.id>", f"To: {CORPUS_ACCOUNT}",
+                          "Subject: Message-ID sangat panjang", "Date: Mon, 01 Dec 2025 09:05:00 +0700",
+                          "Message-ID: <" + "a1b2c3d4" * 110 + "@mail.djki.go.id>"], "Panjang.\n")),
+        ("Inbox", "S", m(["From: Lama <lama@djki.go.id>", f"To: {CORPUS_ACCOUNT}", "Subject: Tanpa Message-ID",
+                          "Date: Mon, 01 Dec 2025 09:10:00 +0700"], "Tidak ada Message-ID.\n")),
+        ("Inbox", "S", undangan),
+        ("Inbox", "S", undangan),
+        ("Inbox", "S", twice[0]),
+        ("Inbox", "S", twice[1]),
+        ("Inbox", "S", basic(1, None, ["MIME-Version: 1.0", "Content-Type: text/plain; charset=utf-8"])),
+        ("Inbox", "S", m([b"From: Pusat Data <data@djki.go.id>", f"To: {CORPUS_ACCOUNT}".encode(),
+                          "Subject: Rapat koordinasi — ruang 3 ✓ Ærø".encode(),
+                          b"Date: Mon, 01 Dec 2025 10:00:00 +0700", b"Message-ID: <utf8-raw@djki.go.id>",
+                          b"MIME-Version: 1.0", b"Content-Type: text/plain; charset=utf-8",
+                          b"Content-Transfer-Encoding: 8bit"], "Subjek 8-bit tanpa pengodean: ✓.\n".encode())),
+        ("Inbox", "S", m([b"From: Kafe <kafe@example.org>", f"To: {CORPUS_ACCOUNT}".encode(), b"Subject: Caf\xe9 pagi",
+                          b"Date: Mon, 01 Dec 2025 10:05:00 +0700", b"Message-ID: <latin1-raw@example.org>",
+                          b"Content-Type: text/plain; charset=iso-8859-1"], b"Men\xfa hari ini.\n")),
+        ("Inbox", "S", m(["From: =?UTF-8?Q?Bagian_Umum_=E2=80=94_DJKI?= <umum@djki.go.id>", f"To: {CORPUS_ACCOUNT}",
+                          "Subject: =?UTF-8?B?UGVuZ3VtdW1hbiDigJQ=?=",
+                          "\t=?UTF-8?Q?libur_akhir_tahun_=C3=A6=C3=B8=C3=A5?=",
+                          "Date: Mon, 01 Dec 2025 10:10:00 +0700", "Message-ID: <rfc2047@djki.go.id>"], "Libur.\n")),
+        ("Inbox", "S", basic(2, "Baris LF saja", body="Pesan ini\nhanya memakai LF.\n").replace(b"\r\n", b"\n")),
+        ("Inbox", "S", basic(3, "Ada byte NUL", body=b"Sebelum\x00sesudah NUL.\n")),
+        ("Inbox", "S", basic(4, "Subjek yang sangat panjang: laporan/rekap* triwulan? <final> \"revisi\" | "
+                                + "kata " * 30 + "akhir")),
+        ("Inbox", "S", basic(5, "")),
+        ("Inbox", "S", basic(6, "Laporan akhir tahun...")),
+        ("Inbox", "S", basic(7, "...")),
+        ("Inbox", "", basic(8, "Belum dibaca")),
+        ("Inbox", "FRS", basic(9, "Ditandai dan dibalas")),
+        ("Inbox", "PS", basic(10, "Diteruskan")),
+        ("Inbox", "S", basic(11, "Subjek dengan tab\tdi tengah")),
+        ("Sent", "S", basic(12, "Re: Undangan rapat pimpinan", ["Bcc: arsip@djki.go.id"])),
+        ("Sent", "S", basic(13, "Laporan terkirim")),
+        ("Drafts", "DS", m(["From: " + CORPUS_ACCOUNT, "To: ", "Subject: Konsep surat"], "Belum selesai.\n")),
+        ("Junk", "", basic(14, "Anda menang undian!!!")),
+        ("Trash", "S", basic(15, "Terhapus")),
+        ("Trash/Lama", "S", basic(16, "Terhapus lama")),
+        ("Arsip", "S", undangan),
+        ("Arsip", "S", huge),
+        ("Arsip", "S", basic(17, "Arsip biasa")),
+        ("Kosong", None, None),
+        ("Hukum & Kepatuhan", "S", basic(18, "Nota dinas hukum & kepatuhan")),
+        ("Hukum & Kepatuhan", "", basic(19, "Perjanjian <draf> & lampiran")),
+        ("Surat Masuk Lama", "S", basic(20, "Surat lama")),
+        ("Ærø Ünïcödé", "S", basic(21, "Folder bukan ASCII")),
+        ("日本語", "S", m(["From: Tokyo <tokyo@example.jp>", f"To: {CORPUS_ACCOUNT}",
+                          "Subject: =?ISO-2022-JP?B?GyRCRnxLXDhsGyhC?=", "Date: Mon, 01 Dec 2025 11:00:00 +0700",
+                          "Message-ID: <iso2022@example.jp>", "Content-Type: text/plain; charset=ISO-2022-JP"],
+                         b"\x1b$BF|K\\8l\x1b(B\n")),
+        ("Laporan 2026.01", "S", basic(22, "Folder bertitik")),
+        ("Tanya? Jawab*", "S", basic(23, "Folder dengan tanda tanya")),
+        ("Proyek", "S", basic(24, "Proyek induk")),
+        ("Proyek/2026", None, None),
+        ("Proyek/2026/Kosong", None, None),
+        ("Proyek/2026/Triwulan 1", "S", basic(25, "Triwulan pertama")),
+        ("Proyek/2026/Triwulan 1/Januari", None, None),
+        ("Proyek/2026/Triwulan 1/Januari/Minggu 1", None, None),
+        ("Proyek/2026/Triwulan 1/Januari/Minggu 1/Senin", "S", basic(26, "Enam tingkat")),
+        ("Proyek/2026/Triwulan 1/Januari/Minggu 1/Senin", "S", undangan),
+    ]
+    return out
+
+
+def maildir_dir(folder):
+    """server.py's store layout: Inbox the top, A/B in ".A.B", "." and "%" in a name as %2E, %25."""
+    if folder == "Inbox":
+        return ""
+    return "." + ".".join(p.replace("%", "%25").replace(".", "%2E") for p in folder.split("/"))
+
+
+# CORPUS_ACCOUNT's mail, and SIM/corpus.json: every folder (Zimbra path) with the SHA-256 of each
+# of its messages, the fixture the tests compare a restore with.
+maildir = os.path.join(sim, "store", CORPUS_ACCOUNT, "Maildir")
+manifest = {}
+for i, (folder, flags, data) in enumerate(corpus()):
+    parts = folder.split("/")
+    for k in range(1, len(parts) + 1):
+        for sub in ("cur", "new", "tmp"):
+            os.makedirs(os.path.join(maildir, maildir_dir("/".join(parts[:k])), sub), exist_ok=True)
+        manifest.setdefault("/".join(parts[:k]), [])
+    if data is None:
+        continue
+    when = 1764550000 + 600 * i
+    name = f"{when}.M{i}P1.ragam:2,{flags}"
+    path = os.path.join(maildir, maildir_dir(folder), "cur" if "S" in flags else "new", name)
+    with open(path, "wb") as f:
+        f.write(data)
+    os.utime(path, (when, when))
+    manifest[folder].append(hashlib.sha256(data).hexdigest())
+with open(os.path.join(sim, "corpus.json"), "w") as f:
+    json.dump({"account": CORPUS_ACCOUNT, "folders": manifest}, f, indent=1, ensure_ascii=False, sort_keys=True)
