@@ -118,9 +118,16 @@ async fn drill(app: &Arc<App>, asked_by: Option<UserId>) -> Result<()> {
     };
     let last = app.store.last_drilled().await?;
     let tz = app.settings.timezone;
+    // Zimbra's scratch account is backed up like any other (empty): it is never drilled.
+    let scratch = app
+        .settings_read
+        .engine
+        .as_ref()
+        .and_then(|e| e.drill_account.clone());
     let mut candidates: Vec<DrillCandidate> = newest
         .archives
         .iter()
+        .filter(|(account, _)| Some(account) != scratch.as_ref())
         .map(|(account, _)| DrillCandidate {
             account: account.clone(),
             last_drilled: last.get(account).map(|t| t.with_timezone(&tz).date_naive()),

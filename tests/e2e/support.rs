@@ -1046,9 +1046,18 @@ pub fn use_engine(env: &mut Vec<(String, String)>, dir: &Path) {
     use_engine_on(env, dir, &crate::support::env("TEST_DOVECOT_CONF"));
 }
 
+/// [`use_engine`] with the Zimbra simulator as the mail server.
+pub fn use_zimbra_engine(env: &mut Vec<(String, String)>, dir: &Path) {
+    use_engine_of(env, dir, None);
+}
+
 /// [`use_engine`] with the Dovecot at `conf`.
 pub fn use_engine_on(env: &mut Vec<(String, String)>, dir: &Path, conf: &str) {
-    for (k, v) in engine_env(dir, Some(conf)) {
+    use_engine_of(env, dir, Some(conf));
+}
+
+fn use_engine_of(env: &mut Vec<(String, String)>, dir: &Path, conf: Option<&str>) {
+    for (k, v) in engine_env(dir, conf) {
         env.retain(|(key, _)| *key != k);
         env.push((k, v));
     }

@@ -965,3 +965,43 @@ async fn the_zimbra_corpus_is_restored_message_for_message_and_a_second_restore_
         corpus_exported()
     );
 }
+
+/// Through the chat on the Zimbra simulator: once a backup is there the scheduled drill runs by
+/// itself, and `/drill` runs one on request; both take the corpus (never the scratch account,
+/// which is backed up like any other) into `RESTORE_DRILL_ACCOUNT`, pass, and leave it empty.
+#[tokio::test]
+async fn zimbra_drills_scheduled_and_asked_in_the_chat_pass_and_leave_the_scratch_account_empty() {
+    use crate::support::*;
+    let _listing = Listing::only(&[CORPUS, SCRATCH_ACCOUNT], &[SCRATCH_ACCOUNT]);
+    let (team, stub, db, mut env) = scene("en").await.parts();
+    let dir = test_dir("zdrillchat");
+    use_zimbra_engine(&mut env, &dir);
+    set(&mut env, "RESTORE_DRILL_ACCOUNT", SCRATCH_ACCOUNT);
+    set(&mut env, "RESTORE_DRILL_DAYS", "1");
+    set(&mut env, "RESTORE_DRILL_AT", "00:00");
+    let _bot = BotProcess::start(&env);
+    crate::restore_chat::backup_through_the_chat(&stub, &team, &db).await;
+    let g = &team.group;
+    let scheduled = stub
+        .wait_for_text(g.id, 0, "Restore drill #1 PASSED", WAIT * 8)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", stub.transcript(g.id)));
+    assert!(scheduled.text.contains(CORPUS), "{}", scheduled.text);
+    let n = stub.messages(g.id).len();
+    stub.say(g, &team.kasi, "/drill");
+    let asked = expect_text(&stub, g, n, "Restore drill #2 PASSED").await;
+    assert!(asked.text.contains(CORPUS), "{}", asked.text);
+    let started = stub
+        .messages(g.id)
+        .into_iter()
+        .filter(|m| m.text.contains("Restore drill #"))
+        .map(|m| m.text)
+        .collect::<Vec<_>>();
+    assert!(
+        started.iter().any(|t| t.contains("#1</b> (scheduled)"))
+            && started.iter().any(|t| t.contains("#2</b> (asked by")),
+        "{started:?}"
+    );
+    let s = settings(&dir);
+    assert!(holds_nothing(&s, &dir, SCRATCH_ACCOUNT).await);
+}
