@@ -629,9 +629,37 @@ impl Catalog {
                 Lang::En => format!("<b>Restore #{}</b> — {outcome}: every account from <code>{}</code>; asked by {}, approved by {}{}", r.id, esc(&r.folder), name_of(r.asked_by), by, r.ended_at.map(|t| format!(", ended {}", self.time(t))).unwrap_or_default()),
             };
         }
-        match self.lang {
+        let entry = match self.lang {
             Lang::Id => format!("<b>Pemulihan #{}</b> — {outcome}: <code>{}</code> dari <code>{}</code> ke <code>{}</code>; diminta {}, disetujui {}{}", r.id, esc(&r.account), esc(&r.folder), esc(&r.into), name_of(r.asked_by), by, r.ended_at.map(|t| format!(", selesai {}", self.time(t))).unwrap_or_default()),
             Lang::En => format!("<b>Restore #{}</b> — {outcome}: <code>{}</code> from <code>{}</code> into <code>{}</code>; asked by {}, approved by {}{}", r.id, esc(&r.account), esc(&r.folder), esc(&r.into), name_of(r.asked_by), by, r.ended_at.map(|t| format!(", ended {}", self.time(t))).unwrap_or_default()),
+        };
+        entry + &self.restore_failure_reason(r)
+    }
+
+    /// Why a failed restore failed, for its log entry: short of the backup's record (both
+    /// figures, in the reader's words), or the raw error as evidence.
+    fn restore_failure_reason(&self, r: &RestoreRow) -> String {
+        if r.status != RestoreStatus::Failed {
+            return String::new();
+        }
+        let report: Option<RestoreReport> = r
+            .report
+            .as_ref()
+            .and_then(|v| serde_json::from_value(v.clone()).ok());
+        match (report.as_ref().and_then(RestoreReport::short_of), &r.error) {
+            (Some((found, recorded)), _) => match self.lang {
+                Lang::Id => format!(
+                    "\n❌ backup mencatat {recorded} pesan, pemulihan hanya menemukan {found}"
+                ),
+                Lang::En => format!(
+                    "\n❌ the backup recorded {recorded} messages, the restore found only {found}"
+                ),
+            },
+            (None, Some(e)) => format!(
+                "\n<code>{}</code>",
+                esc(&e.chars().take(300).collect::<String>())
+            ),
+            (None, None) => String::new(),
         }
     }
 }

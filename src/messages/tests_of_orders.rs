@@ -598,3 +598,67 @@ fn a_failed_directory_fails_the_backup_and_says_why_even_with_every_mailbox_veri
         "{line}"
     );
 }
+
+/// A restore that found fewer messages than the backup recorded reads as failed with both
+/// figures in the report, its log entry and the chat's report; a whole one says nothing more.
+#[test]
+fn a_restore_short_of_the_record_says_so_in_the_report_and_the_log() {
+    use crate::domain::{RestoreStatus, UserId};
+    use crate::engine::restore::{FolderCount, RestoreReport};
+    let report = RestoreReport {
+        folder: "07-12-2026".into(),
+        account: "budi.santoso@djki.go.id".into(),
+        into: "restore@djki.go.id".into(),
+        file: "budi.santoso@djki.go.id.tar.gz".into(),
+        bytes: 6_400_000,
+        folders: vec![FolderCount {
+            folder: "INBOX".into(),
+            in_backup: 0,
+            already_there: 0,
+            restored: 0,
+            present_after: 0,
+        }],
+        recorded: Some(6),
+    };
+    let done = id().restore_done(3, &report, "Agus", false);
+    assert!(done.contains("TIDAK LENGKAP"), "{done}");
+    assert!(
+        done.contains("mencatat <b>6</b> pesan") && done.contains("hanya menemukan <b>0</b>"),
+        "{done}"
+    );
+    let row = crate::storage::RestoreRow {
+        id: 3,
+        folder: report.folder.clone(),
+        account: report.account.clone(),
+        into: report.into.clone(),
+        status: RestoreStatus::Failed,
+        asked_by: UserId(1),
+        asked_at: at(0),
+        decided_by: Some(UserId(2)),
+        decided_at: Some(at(60)),
+        ended_at: Some(at(120)),
+        report: serde_json::to_value(&report).ok(),
+        error: report.why_incomplete(),
+        backup: None,
+        expires_at: None,
+        creates: None,
+    };
+    let logged = en().restore_log_entry(&row, &name);
+    assert!(
+        logged.contains("failed")
+            && logged.contains("recorded 6 messages, the restore found only 0"),
+        "{logged}"
+    );
+    let whole = RestoreReport {
+        folders: vec![FolderCount {
+            folder: "INBOX".into(),
+            in_backup: 6,
+            already_there: 0,
+            restored: 6,
+            present_after: 6,
+        }],
+        ..report
+    };
+    let ok = id().restore_done(4, &whole, "Agus", false);
+    assert!(ok.contains("selesai") && !ok.contains("❌"), "{ok}");
+}

@@ -82,6 +82,19 @@ impl App {
         |id| self.people.name(id)
     }
 
+    /// What a person is told when their command could not be carried out: that the database is
+    /// away (try again shortly), or an internal error. Nothing was changed either way: a move is
+    /// one transaction.
+    pub fn failure_reply(&self, e: &anyhow::Error) -> String {
+        if crate::storage::is_unavailable(e) {
+            tracing::warn!(error = %e, "a command came while PostgreSQL is away");
+            self.catalog.database_unavailable()
+        } else {
+            tracing::error!(error = ?e, "command failed");
+            self.catalog.internal_error()
+        }
+    }
+
     /// Mentions of everyone holding `role`.
     pub fn mention_role(&self, role: crate::domain::Role) -> String {
         let holders = self.settings.roster.holders(role);

@@ -37,13 +37,7 @@ pub async fn ask(app: &Arc<App>, by: UserId) -> Result<()> {
     let app = app.clone();
     tokio::spawn(async move {
         if let Err(e) = drill(&app, Some(by)).await {
-            tracing::error!(error = ?e, "a restore drill could not run");
-            let text = if crate::storage::is_unavailable(&e) {
-                app.catalog.database_unavailable()
-            } else {
-                app.catalog.internal_error()
-            };
-            let _ = app.chat.say(&text).await;
+            let _ = app.chat.say(&app.failure_reply(&e)).await;
         }
     });
     Ok(())

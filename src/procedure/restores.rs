@@ -63,13 +63,7 @@ pub async fn ask(app: &Arc<App>, by: UserId, arg: &str) -> Result<()> {
             None => check_and_ask(&app, engine.as_ref(), by, folder, account, into).await,
         };
         if let Err(e) = checked {
-            tracing::error!(error = ?e, "a restore request could not be checked");
-            let text = if crate::storage::is_unavailable(&e) {
-                app.catalog.database_unavailable()
-            } else {
-                app.catalog.internal_error()
-            };
-            let _ = app.chat.say(&text).await;
+            let _ = app.chat.say(&app.failure_reply(&e)).await;
         }
     });
     Ok(())

@@ -164,7 +164,7 @@ pub async fn on_message(
             match parsed {
                 Parsed::Command(command) => {
                     if let Err(e) = dispatch(&app, by, command).await {
-                        let _ = app.chat.say(&failure_reply(&app, &e)).await;
+                        let _ = app.chat.say(&app.failure_reply(&e)).await;
                     }
                 }
                 Parsed::Unknown => {
@@ -176,19 +176,6 @@ pub async fn on_message(
         }
     };
     answer(&app, &queues, from, &msg.chat, job).await
-}
-
-/// What a person is told when their command could not be carried out: that the database is
-/// away (try again shortly), or an internal error. Nothing was changed either way: a move is one
-/// transaction.
-fn failure_reply(app: &App, e: &anyhow::Error) -> String {
-    if crate::storage::is_unavailable(e) {
-        tracing::warn!(error = %e, "a command came while PostgreSQL is away");
-        app.catalog.database_unavailable()
-    } else {
-        tracing::error!(error = ?e, "command failed");
-        app.catalog.internal_error()
-    }
 }
 
 /// The note of `/order_backup` or `/cancel`; a bad one is refused in the group (`Err(())`) and
@@ -357,7 +344,7 @@ pub async fn on_button(
         let message = q.regular_message().map(|m| i64::from(m.id.0));
         let text = match crate::procedure::restores::decide(&app, by, id, approve, message).await {
             Ok(text) => text,
-            Err(e) => failure_reply(&app, &e),
+            Err(e) => app.failure_reply(&e),
         };
         let alert = !app.settings.roster.has(by, Role::Kasubdit);
         if let Err(e) = bot
@@ -408,7 +395,7 @@ pub async fn on_button(
     match chain::direct(&app, by, jfu).await {
         Ok(true) => answer(app.catalog.button_used(&app.people.name(jfu)), false).await,
         Ok(false) => answer(app.catalog.button_stale(), false).await,
-        Err(e) => answer(failure_reply(&app, &e), true).await,
+        Err(e) => answer(app.failure_reply(&e), true).await,
     }
     Ok(())
 }
