@@ -257,7 +257,12 @@ async fn export_and_copy(
         ],
     )
     .await?;
-    let accounts = export::accounts_of(store, &outs[0])?;
+    let mut accounts = export::accounts_of(store, &outs[0])?;
+    // Zimbra's drill account holds someone else's mail while a drill runs, and nothing of its
+    // own: it is not backed up.
+    if *store == MailStore::Zimbra {
+        accounts.retain(|a| Some(a) != s.drill_account.as_ref());
+    }
     state.jobs = export::name_archives(store, accounts);
     let pending = state.pending_exports();
     let (total, largest) = export::sizes_of(&outs[1]);

@@ -555,44 +555,67 @@ const DOVECOT_USER: &str = r#"if [ -n "$2" ]; then set -- "$1" -c "$2"; else set
 u=$1; shift
 uid=$(doveadm "$@" user -f uid -- "$u") && gid=$(doveadm "$@" user -f gid -- "$u") && [ -n "$uid" ] && printf '%s:%s' "$uid" "$gid""#;
 
+/// A Dovecot script's `-o` options for the mail location `$loc` when one is given (the unpacked
+/// archive, or a drill's scratch copy): the location, and nothing of the account's own
+/// bookkeeping acting on it — no quota counted against the user (dict or SQL quotas outlive the
+/// copy), no attachment store shared with the live mail, no full-text index or push
+/// notification fed with a copy.
+macro_rules! other_location {
+    () => {
+        "[ -z \"$loc\" ] || set -- \"$@\" -o \"mail_location=maildir:$loc\" -o plugin/quota= -o plugin/quota2= -o mail_attachment_dir= -o plugin/fts= -o plugin/push_notification_driver=\n"
+    };
+}
+
 /// Dovecot: lists the messages of `$1` (or, with `$3`, of the Maildir `$3` read as `$1`'s) as a
 /// JSON array of `{mailbox, uid, guid, hdr.message-id, size.virtual, date.sent}`. JSON, not
 /// `-f tab`: a header value is printed as the message has it, and a folded `Message-ID:` would
 /// split a tab record over two lines.
-const DOVECOT_LIST: &str = r#"u=$1; conf=$2; loc=$3
+const DOVECOT_LIST: &str = concat!(
+    r#"u=$1; conf=$2; loc=$3
 set --
 [ -z "$conf" ] || set -- -c "$conf"
-[ -z "$loc" ] || set -- "$@" -o "mail_location=maildir:$loc"
-exec doveadm "$@" -f json fetch -u "$u" 'mailbox uid guid hdr.message-id size.virtual date.sent' all"#;
+"#,
+    other_location!(),
+    r#"exec doveadm "$@" -f json fetch -u "$u" 'mailbox uid guid hdr.message-id size.virtual date.sent' all"#
+);
 
 /// Dovecot: the folders that hold messages (not a parent made only by its children) of `$1`
 /// (or of the Maildir `$3` read as `$1`'s), as a JSON array of `{mailbox, guid}`. `$4` is the
 /// namespace prefix: with one, doveadm's `*` matches no folder.
-const DOVECOT_FOLDERS: &str = r#"u=$1; conf=$2; loc=$3; prefix=$4
+const DOVECOT_FOLDERS: &str = concat!(
+    r#"u=$1; conf=$2; loc=$3; prefix=$4
 set --
 [ -z "$conf" ] || set -- -c "$conf"
-[ -z "$loc" ] || set -- "$@" -o "mail_location=maildir:$loc"
-if [ -n "$prefix" ]; then
+"#,
+    other_location!(),
+    r#"if [ -n "$prefix" ]; then
   exec doveadm "$@" -f json mailbox status -u "$u" guid INBOX "$prefix*"
 fi
-exec doveadm "$@" -f json mailbox status -u "$u" guid '*'"#;
+exec doveadm "$@" -f json mailbox status -u "$u" guid '*'"#
+);
 
 /// Dovecot: creates and subscribes folder `$2` of `$1` (in the mail location `$4` when given).
-const DOVECOT_CREATE: &str = r#"u=$1; box=$2; conf=$3; loc=$4
+const DOVECOT_CREATE: &str = concat!(
+    r#"u=$1; box=$2; conf=$3; loc=$4
 set --
 [ -z "$conf" ] || set -- -c "$conf"
-[ -z "$loc" ] || set -- "$@" -o "mail_location=maildir:$loc"
-exec doveadm "$@" mailbox create -s -u "$u" "$box""#;
+"#,
+    other_location!(),
+    r#"exec doveadm "$@" mailbox create -s -u "$u" "$box""#
+);
 
 /// Dovecot: imports the messages `$4` (a UID set) of folder `$3` (as `doveadm import` names it)
 /// from the Maildir `$2` into `$1` under the parent `$6` (see [`dovecot::Namespace`]), with their
 /// flags, creating and subscribing the folder when missing; into the mail location `$7` when
 /// given.
-const DOVECOT_IMPORT: &str = r#"u=$1; src=$2; box=$3; uids=$4; conf=$5; parent=$6; loc=$7
+const DOVECOT_IMPORT: &str = concat!(
+    r#"u=$1; src=$2; box=$3; uids=$4; conf=$5; parent=$6; loc=$7
 set --
 [ -z "$conf" ] || set -- -c "$conf"
-[ -z "$loc" ] || set -- "$@" -o "mail_location=maildir:$loc"
-exec doveadm "$@" import -s -u "$u" "maildir:$src" "$parent" mailbox "$box" uid "$uids""#;
+"#,
+    other_location!(),
+    r#"exec doveadm "$@" import -s -u "$u" "maildir:$src" "$parent" mailbox "$box" uid "$uids""#
+);
 
 /// Maildir: copies every message file of the unpacked `$1` (one Maildir tree) into the account's
 /// Maildir `$2` when no file of the same base name (before `:2,`) is in that folder's `cur` or
@@ -1030,14 +1053,15 @@ async fn restore_on(
         conf,
         scratch,
     };
-    // Room for the archive and its unpacked mail (about four times the archive) above the floor.
+    // Room for the archive and its unpacked mail (about four times the archive) above the floor;
+    // a drill holds a second unpacked copy, its scratch copy, beside it.
     let size = upload.size;
     let o = r
         .sh(server::FREE_SPACE_NEAREST, &[&s.server_backup_dir])
         .await
         .map_err(ssh)?;
     if let Some(space) = server::parse_space(&String::from_utf8_lossy(&o.stdout)) {
-        let need = size.saturating_mul(5);
+        let need = size.saturating_mul(if scratch { 9 } else { 5 });
         let floor = s.server_min_free.bytes(space.size);
         if space.avail.saturating_sub(need) < floor {
             return Err(RestoreError::ServerNoSpace(format!(
@@ -1060,8 +1084,17 @@ async fn restore_on(
     let _ = r.sh(STALE_STAGES, &[&s.server_backup_dir]).await;
     let stage = on_server(r, STAGE, &[&s.server_backup_dir, &name, &marker]).await?;
     let staged = stage_and_import(r, store, &stage, upload, &target, progress).await;
-    // The stage goes whatever happened.
-    let _ = r.sh(DROP_STAGE, &[&stage]).await;
+    // The stage goes whatever happened. A drill's holds a copy of someone's mailbox: that it is
+    // gone is checked, not assumed.
+    let dropped = r.sh(DROP_STAGE, &[&stage]).await;
+    if scratch {
+        let gone = r.sh(r#"[ ! -e "$1" ]"#, &[&stage]).await;
+        if !(dropped.is_ok() && gone.is_ok_and(|o| o.ok)) {
+            return Err(RestoreError::Server(format!(
+                "the drill's scratch copy in {stage} could not be removed: remove that folder by hand"
+            )));
+        }
+    }
     staged
 }
 

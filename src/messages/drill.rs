@@ -41,8 +41,8 @@ impl Catalog {
             (Lang::En, None) => "scheduled".into(),
         };
         match self.lang {
-            Lang::Id => format!("🧪 <b>Latihan pemulihan #{}</b> ({who}): mailbox <code>{}</code> dari backup <code>{}</code> (perintah #{}) dipulihkan ke salinan uji yang tidak dibaca pengguna mana pun, lalu dibandingkan pesan per pesan dengan arsipnya. Mailbox pengguna tidak disentuh.", d.id, esc(&d.account), esc(&d.folder), d.order),
-            Lang::En => format!("🧪 <b>Restore drill #{}</b> ({who}): mailbox <code>{}</code> from backup <code>{}</code> (order #{}) is restored into a scratch copy no user reads, then compared message for message with its archive. No user's mailbox is touched.", d.id, esc(&d.account), esc(&d.folder), d.order),
+            Lang::Id => format!("🧪 <b>Latihan pemulihan #{}</b> ({who}): mailbox <code>{}</code> dari backup <code>{}</code> (perintah #{}) dipulihkan ke salinan uji yang tidak dibaca pengguna mana pun, lalu dibandingkan dengan arsipnya dan dengan jumlah pesan yang dicatat backup. Mailbox pengguna tidak disentuh.", d.id, esc(&d.account), esc(&d.folder), d.order),
+            Lang::En => format!("🧪 <b>Restore drill #{}</b> ({who}): mailbox <code>{}</code> from backup <code>{}</code> (order #{}) is restored into a scratch copy no user reads, then compared with its archive and with the message count the backup recorded. No user's mailbox is touched.", d.id, esc(&d.account), esc(&d.folder), d.order),
         }
     }
 
@@ -109,8 +109,8 @@ impl Catalog {
     /// Why a drill that was running when the bot stopped did not end.
     pub fn drill_interrupted(&self) -> String {
         self.pick(
-            "bot dimulai ulang saat latihan berjalan; salinan uji dihapus pada latihan berikutnya",
-            "the bot restarted during the drill; the scratch copy is removed by the next drill",
+            "bot berhenti saat latihan berjalan, jadi salinan uji mungkin masih ada: di Dovecot/Maildir folder .restore-drill-… di MAIL_SERVER_BACKUP_DIR dihapus oleh pemulihan atau latihan berikutnya setelah satu jam; di Zimbra kosongkan RESTORE_DRILL_ACCOUNT (latihan berikutnya menolak akun yang berisi surat)",
+            "the bot stopped during the drill, so the scratch copy may be left: on Dovecot/Maildir the .restore-drill-… folder in MAIL_SERVER_BACKUP_DIR is removed by the next restore or drill after an hour; on Zimbra empty RESTORE_DRILL_ACCOUNT (the next drill refuses an account holding mail)",
         )
         .into()
     }

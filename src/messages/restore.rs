@@ -18,8 +18,8 @@ impl Catalog {
 
     pub fn restore_busy(&self) -> String {
         self.pick(
-            "⛔ Masih ada permintaan pemulihan yang menunggu persetujuan atau sedang berjalan. Tunggu sampai selesai, atau tarik permintaan yang menunggu dengan /restore batal.",
-            "⛔ Another restore is waiting for approval or running. Wait until it ends, or withdraw the waiting request with /restore cancel.",
+            "⛔ Masih ada permintaan pemulihan yang menunggu persetujuan, atau pemulihan atau latihan pemulihan yang sedang berjalan. Tunggu sampai selesai, atau tarik permintaan yang menunggu dengan /restore batal.",
+            "⛔ Another restore is waiting for approval, or a restore or restore drill is running. Wait until it ends, or withdraw the waiting request with /restore cancel.",
         )
         .into()
     }

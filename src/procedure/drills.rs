@@ -121,8 +121,8 @@ async fn drill(app: &Arc<App>, asked_by: Option<UserId>) -> Result<()> {
     let mut candidates: Vec<DrillCandidate> = newest
         .archives
         .iter()
-        .filter(|(account, _)| Some(account) != scratch.as_ref())
-        .map(|(account, _)| DrillCandidate {
+        .filter(|(account, _, _)| Some(account) != scratch.as_ref())
+        .map(|(account, _, _)| DrillCandidate {
             account: account.clone(),
             last_drilled: last.get(account).map(|t| t.with_timezone(&tz).date_naive()),
         })
@@ -143,7 +143,11 @@ async fn drill(app: &Arc<App>, asked_by: Option<UserId>) -> Result<()> {
             _ => break chosen,
         }
     };
-    let Some((account, sha256)) = newest.archives.iter().find(|(a, _)| *a == chosen.account) else {
+    let Some((account, sha256, ordered_count)) = newest
+        .archives
+        .iter()
+        .find(|(a, _, _)| *a == chosen.account)
+    else {
         return Ok(());
     };
     let Some(row) = app
@@ -170,7 +174,8 @@ async fn drill(app: &Arc<App>, asked_by: Option<UserId>) -> Result<()> {
     let started = Utc::now();
     let result = engine
         .drill(&row.folder, &row.account, &row.sha256, Box::new(|_| {}))
-        .await;
+        .await
+        .and_then(|r| with_the_orders_count(r, *ordered_count));
     let took = Utc::now() - started;
     let passed = result.as_ref().is_ok_and(|r| r.complete());
     let mentions = format!(
@@ -211,6 +216,27 @@ async fn drill(app: &Arc<App>, asked_by: Option<UserId>) -> Result<()> {
     .await?;
     app.outbox_ready.notify_one();
     Ok(())
+}
+
+/// The drill's report judged against the count the backup order recorded in the database too:
+/// the folder's own record, when it is missing, is the order's; when it differs, the drill fails.
+fn with_the_orders_count(
+    mut r: crate::engine::restore::RestoreReport,
+    ordered: Option<u64>,
+) -> Result<crate::engine::restore::RestoreReport, crate::engine::restore::RestoreError> {
+    match (ordered, r.recorded) {
+        (Some(db), Some(folder)) if db != folder => {
+            Err(crate::engine::restore::RestoreError::Server(format!(
+                "the folder's summary.json records {folder} messages in {}, the backup order recorded {db}",
+                r.file
+            )))
+        }
+        (Some(db), None) => {
+            r.recorded = Some(db);
+            Ok(r)
+        }
+        _ => Ok(r),
+    }
 }
 
 /// Drills that were running when the bot stopped end as failed, said in the group (their

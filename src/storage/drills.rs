@@ -56,12 +56,12 @@ pub struct DrillRow {
 }
 
 /// The newest verified backup as a backup order recorded it: the order, the dated folder's
-/// name, and each verified mailbox's account and archive SHA-256.
+/// name, and each verified mailbox's account, archive SHA-256 and message count.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewestBackup {
     pub order: i64,
     pub folder: String,
-    pub archives: Vec<(String, String)>,
+    pub archives: Vec<(String, String, Option<u64>)>,
 }
 
 const COLUMNS: &str = "id, folder, account, order_id, sha256, asked_by, status, started_at, ended_at, compared, recorded, error";
@@ -118,11 +118,11 @@ impl Store {
             else {
                 continue;
             };
-            let archives: Vec<(String, String)> = report
+            let archives: Vec<(String, String, Option<u64>)> = report
                 .mailboxes
                 .iter()
                 .filter(|m| m.status == verified)
-                .map(|m| (m.account.clone(), m.sha256.clone()))
+                .map(|m| (m.account.clone(), m.sha256.clone(), m.messages))
                 .collect();
             if under_root && !archives.is_empty() {
                 return Ok(Some(NewestBackup {

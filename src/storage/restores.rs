@@ -217,10 +217,12 @@ impl Store {
         Ok(())
     }
 
-    /// Whether a restore is waiting for a decision or running.
+    /// Whether a restore is waiting for a decision or running, or a restore drill is running
+    /// (they share the server's stages, and one restore at a time writes there).
     pub async fn restore_open(&self) -> Result<bool, StoreError> {
         Ok(sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM restores WHERE status IN ('asked', 'running'))",
+            "SELECT EXISTS (SELECT 1 FROM restores WHERE status IN ('asked', 'running')) \
+                 OR EXISTS (SELECT 1 FROM restore_drills WHERE status = 'running')",
         )
         .fetch_one(&self.pool)
         .await?)

@@ -72,14 +72,15 @@ async fn a_drill_on_request_passes_on_a_good_backup_and_fails_loudly_on_a_short_
     assert!(compared.is_some() && compared == recorded, "{rows:?}");
     no_stage_left(&dir.join("server"));
 
-    // The backup's record says one message more than each archive holds: the drill finds fewer
-    // than recorded and fails by name, with both figures, mentioning the Kasubdit and the Kasi.
+    // The folder's record says one message more than each archive holds (and than the order
+    // recorded): the drill fails by name with both figures, mentioning the Kasubdit and the Kasi.
     change_recorded_counts(&local, 1);
     let n = stub.messages(g.id).len();
     stub.say(g, &team.kasubdit, "/drill");
     let failed = expect_text(&stub, g, n, "Latihan pemulihan #2 GAGAL").await;
     assert!(
-        failed.text.contains("hanya menemukan") && failed.text.contains("backup mencatat"),
+        failed.text.contains("summary.json records")
+            && failed.text.contains("the backup order recorded"),
         "{}",
         failed.text
     );
