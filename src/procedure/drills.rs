@@ -178,12 +178,7 @@ async fn drill(app: &Arc<App>, asked_by: Option<UserId>) -> Result<()> {
         .and_then(|r| with_the_orders_count(r, *ordered_count));
     let took = Utc::now() - started;
     let passed = result.as_ref().is_ok_and(|r| r.complete());
-    let mentions = format!(
-        "{}, {}",
-        app.mention_role(Role::Kasubdit),
-        app.mention_role(Role::Kasi)
-    );
-    let text = c.drill_done(&row, &result, took, &mentions);
+    let text = c.drill_done(&row, &result, took, &answerable(app));
     let (compared, recorded, report, error) = match &result {
         Ok(r) => (
             Some(r.in_backup() as u64),
@@ -218,6 +213,15 @@ async fn drill(app: &Arc<App>, asked_by: Option<UserId>) -> Result<()> {
     Ok(())
 }
 
+/// Who a failed drill is said to: the Kasubdit and the Kasi, mentioned.
+fn answerable(app: &App) -> String {
+    format!(
+        "{}, {}",
+        app.mention_role(Role::Kasubdit),
+        app.mention_role(Role::Kasi)
+    )
+}
+
 /// The drill's report judged against the count the backup order recorded in the database too:
 /// the folder's own record, when it is missing, is the order's; when it differs, the drill fails.
 fn with_the_orders_count(
@@ -245,14 +249,9 @@ pub async fn fail_interrupted(app: &App) -> Result<()> {
     for row in app.store.running_drills().await? {
         let why = app.catalog.drill_interrupted();
         let e = crate::engine::restore::RestoreError::Server(why.clone());
-        let mentions = format!(
-            "{}, {}",
-            app.mention_role(Role::Kasubdit),
-            app.mention_role(Role::Kasi)
-        );
-        let text = app
-            .catalog
-            .drill_done(&row, &Err(e), Utc::now() - row.started_at, &mentions);
+        let text =
+            app.catalog
+                .drill_done(&row, &Err(e), Utc::now() - row.started_at, &answerable(app));
         app.store
             .finish_drill(
                 row.id,

@@ -106,10 +106,7 @@ impl Store {
         let verified = crate::engine::MailboxStatus::Verified;
         for (order, local, report) in rows {
             let local = std::path::Path::new(&local);
-            let under_root = local.parent().is_some_and(|p| {
-                p == root
-                    || matches!((p.canonicalize(), root.canonicalize()), (Ok(x), Ok(y)) if x == y)
-            });
+            let under_root = super::restores::directly_under(local, root);
             let Some(folder) = local.file_name().and_then(|n| n.to_str()) else {
                 continue;
             };

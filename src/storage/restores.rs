@@ -97,6 +97,14 @@ fn row(r: sqlx::postgres::PgRow) -> Result<RestoreRow, StoreError> {
     })
 }
 
+/// Whether the recorded folder `local` is directly inside `root` (the same folder, however the
+/// path was spelled when it was recorded).
+pub(super) fn directly_under(local: &std::path::Path, root: &std::path::Path) -> bool {
+    local.parent().is_some_and(|p| {
+        p == root || matches!((p.canonicalize(), root.canonicalize()), (Ok(x), Ok(y)) if x == y)
+    })
+}
+
 impl Store {
     /// Records a request with the message asking for approval; `AlreadyActive` when another
     /// restore is waiting or running.
@@ -345,13 +353,10 @@ impl Store {
         .bind(folder)
         .fetch_all(&self.pool)
         .await?;
-        let same = |a: &std::path::Path, b: &std::path::Path| {
-            a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
-        };
         let mut out = Vec::new();
         for (order, local, ordered_at, jfu, report) in rows {
             let local = std::path::Path::new(&local);
-            if !local.parent().is_some_and(|p| same(p, root)) {
+            if !directly_under(local, root) {
                 continue;
             }
             if let Ok(crate::run_outcome::RunOutcome::Completed(report)) =
