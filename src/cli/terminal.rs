@@ -234,17 +234,9 @@ impl Tally {
         }
     }
 
-    /// "1 domain, 1 class of service, 2 aliases": what else was made, counted by kind.
+    /// "1 × domain, 1 × class of service, 2 × alias": what else was made, counted by kind.
     fn made_by_kind(&self) -> String {
-        let mut kinds: Vec<(String, usize)> = Vec::new();
-        for what in &self.made {
-            let kind = what.rsplit_once(' ').map_or(what.as_str(), |(k, _)| k);
-            match kinds.iter_mut().find(|(k, _)| k == kind) {
-                Some((_, n)) => *n += 1,
-                None => kinds.push((kind.to_owned(), 1)),
-            }
-        }
-        kinds
+        crate::engine::rebuild::count_by_kind(&self.made)
             .iter()
             .map(|(k, n)| format!("{n} × {k}"))
             .collect::<Vec<_>>()
@@ -252,9 +244,10 @@ impl Tally {
     }
 }
 
-/// `restore`: each account rebuilt when asked and missing, then its mailbox back from the dated
-/// folder, and the count per folder; many accounts share one progress bar. Exits non-zero unless
-/// every account and every message of the backup is on the server afterwards.
+/// `restore`: the accounts rebuilt first when asked and missing (one rebuild for all of them,
+/// read back from the server), then each mailbox back from the dated folder, and the count per
+/// folder; many accounts share one progress bar. Exits non-zero unless every account and every
+/// message of the backup is on the server afterwards.
 pub async fn restore_all(
     settings: EngineSettings,
     ask: &RestoreAsk<'_>,
@@ -262,6 +255,10 @@ pub async fn restore_all(
 ) -> Result<()> {
     let n = jobs.len();
     let mut tally = Tally::default();
+    let mut not_there = std::collections::BTreeSet::new();
+    if let Some(capture) = ask.capture {
+        not_there = rebuild_directory(&settings, ask, capture, &jobs, &mut tally).await?;
+    }
     if n > 1 {
         let bar = ProgressBar::new(n as u64);
         bar.set_style(
@@ -275,33 +272,15 @@ pub async fn restore_all(
             bar.set_position(i as u64);
             bar.set_message(job.account.clone());
         }
+        if not_there.contains(&job.account) {
+            continue;
+        }
         if n > 1 {
             tally.say(format!("\n[{}/{n}] {}", i + 1, job.account));
         }
         if let Err(e) = restore_one(&settings, ask, job, &mut tally).await {
             tally.say(format!("FAILED  {}: {e:#}", job.account));
             tally.failed.push((job.account.clone(), format!("{e:#}")));
-        }
-    }
-    if let Some(capture) = ask.capture.filter(|_| ask.all) {
-        match crate::engine::rebuild::rebuild_rest(&settings, capture, ask.dry_run).await {
-            Ok(made) => {
-                let verb = if ask.dry_run {
-                    "would create"
-                } else {
-                    "created"
-                };
-                for what in made {
-                    tally.say(format!("{verb} {what}"));
-                    tally.made.push(what);
-                }
-            }
-            Err(e) => {
-                tally.say(format!(
-                    "FAILED  domains, classes of service and lists: {e:#}"
-                ));
-                tally.failed.push(("(directory)".into(), format!("{e:#}")));
-            }
         }
     }
     if let Some(bar) = tally.bar.take() {
@@ -322,18 +301,90 @@ pub async fn restore_all(
         }
     }
     if !tally.failed.is_empty() {
+        let mut who: Vec<&str> = tally.failed.iter().map(|(a, _)| a.as_str()).collect();
+        who.dedup();
         anyhow::bail!(
-            "{} of {n} account(s) are not (all) on the server: {}",
-            tally.failed.len(),
-            tally
-                .failed
-                .iter()
-                .map(|(a, _)| a.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            "{} of {n} account(s) or other objects are not (all) on the server as backed up: {}",
+            who.len(),
+            who.join(", ")
         );
     }
     Ok(())
+}
+
+/// The rebuild of every job's account (and with `--all` the directory's other objects) in one
+/// go, said line by line as the server has it afterwards (or, in a dry run, as it would be
+/// made). Returns the accounts that are not on the server: their mail cannot be restored.
+async fn rebuild_directory(
+    settings: &EngineSettings,
+    ask: &RestoreAsk<'_>,
+    capture: &Directory,
+    jobs: &[RestoreJob],
+    tally: &mut Tally,
+) -> Result<std::collections::BTreeSet<String>> {
+    let accounts: Vec<String> = jobs.iter().map(|j| j.account.clone()).collect();
+    let rebuilt = crate::engine::rebuild::rebuild_accounts(
+        settings,
+        capture,
+        ask.folder,
+        &accounts,
+        ask.all,
+        ask.dry_run,
+    )
+    .await?;
+    let mut not_there = std::collections::BTreeSet::new();
+    for outcome in &rebuilt.accounts {
+        let account = outcome.plan.account.as_str();
+        if ask.dry_run {
+            print_plan(&outcome.plan, tally);
+        } else if outcome.plan.exists {
+            tally.existed += 1;
+            tally.say(format!(
+                "account {account} is on the server already: left as it is"
+            ));
+        } else if outcome.on_server {
+            tally.created += 1;
+            tally.say(format!(
+                "account {account} created in {} (its password hash as backed up)",
+                outcome.done.entries_added.join(", ")
+            ));
+            tally.filters += outcome.done.filters_added.len();
+            for f in &outcome.done.filters_added {
+                tally.say(format!("mail filter {f} put back"));
+            }
+            for f in &outcome.done.filters_kept {
+                tally.say(format!("mail filter {f} already there: left as it is"));
+            }
+            for what in &outcome.done.also_added {
+                tally.say(format!("created {what}"));
+                tally.made.push(what.clone());
+            }
+        }
+        if !outcome.on_server && !ask.dry_run {
+            not_there.insert(account.to_owned());
+        }
+        for why in &outcome.failures {
+            tally.say(format!("FAILED  {account}: {why}"));
+            tally.failed.push((account.to_owned(), why.clone()));
+        }
+    }
+    let verb = if ask.dry_run {
+        "would create"
+    } else {
+        "created"
+    };
+    for what in &rebuilt.made {
+        tally.say(format!("{verb} {what}"));
+        tally.made.push(what.clone());
+    }
+    for note in &rebuilt.notes {
+        tally.say(format!("note: {note}"));
+    }
+    for (what, why) in &rebuilt.failed {
+        tally.say(format!("FAILED  {what}: {why}"));
+        tally.failed.push((what.clone(), why.clone()));
+    }
+    Ok(not_there)
 }
 
 async fn restore_one(
@@ -342,39 +393,7 @@ async fn restore_one(
     job: &RestoreJob,
     tally: &mut Tally,
 ) -> Result<()> {
-    use crate::engine::rebuild;
     let account = job.account.as_str();
-    if let Some(capture) = ask.capture {
-        if ask.dry_run {
-            let plan = rebuild::plan(settings, capture, ask.folder, account).await?;
-            print_plan(&plan, tally);
-        } else {
-            let (plan, done) = rebuild::rebuild(settings, capture, ask.folder, account).await?;
-            if plan.exists {
-                tally.existed += 1;
-                tally.say(format!(
-                    "account {account} is on the server already: left as it is"
-                ));
-            } else {
-                tally.created += 1;
-                tally.say(format!(
-                    "account {account} created in {} (its password hash as backed up)",
-                    done.entries_added.join(", ")
-                ));
-            }
-            tally.filters += done.filters_added.len();
-            for f in &done.filters_added {
-                tally.say(format!("mail filter {f} put back"));
-            }
-            for f in &done.filters_kept {
-                tally.say(format!("mail filter {f} already there: left as it is"));
-            }
-            for what in done.also_added {
-                tally.say(format!("created {what}"));
-                tally.made.push(what);
-            }
-        }
-    }
     if !job.has_mailbox {
         tally.say(format!(
             "{account} has no mailbox in backup {}: no mail to restore",

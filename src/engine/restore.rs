@@ -829,7 +829,7 @@ pub async fn check_target(s: &EngineSettings, into: &str) -> Result<(), RestoreE
     let BackupKind::Mailboxes(store) = &s.kind else {
         return Err(RestoreError::Unsupported("command".into()));
     };
-    if !plain_account(into) {
+    if !plain_account(into, store) {
         return Err(RestoreError::TargetMissing(into.to_owned()));
     }
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
@@ -841,13 +841,18 @@ pub async fn check_target(s: &EngineSettings, into: &str) -> Result<(), RestoreE
     found.map(|_| ())
 }
 
-/// An account is a name, never a path: nothing outside the mail store is read or written.
-fn plain_account(name: &str) -> bool {
+/// An account is a name, never a path: nothing outside the mail store is read or written. On
+/// Zimbra an account is only ever a name in the directory and a URL (percent-encoded, or by its
+/// id), never a file, so `/` is allowed there as Zimbra allows it (`bagian/umum@…` is a valid
+/// address); on a Maildir or Dovecot store the name becomes a directory.
+fn plain_account(name: &str, store: &MailStore) -> bool {
+    let slash_ok = matches!(store, MailStore::Zimbra);
     !(name.is_empty()
         || name == "."
         || name == ".."
         || name.starts_with('-')
-        || name.contains(['/', '\0']))
+        || name.contains('\0')
+        || (!slash_ok && name.contains('/')))
 }
 
 /// Runs a fixed server script: its output when it succeeds, its stderr as the error otherwise.
@@ -924,15 +929,15 @@ async fn restore_to(
         Destination::Account(into) => into,
         Destination::Scratch => SCRATCH,
     };
-    for name in [account, into] {
-        if !plain_account(name) && name != SCRATCH {
-            return Err(RestoreError::TargetMissing(name.to_owned()));
-        }
-    }
     let store = match &s.kind {
         BackupKind::Mailboxes(store) => store.clone(),
         BackupKind::Command { .. } => return Err(RestoreError::Unsupported("command".into())),
     };
+    for name in [account, into] {
+        if !plain_account(name, &store) && name != SCRATCH {
+            return Err(RestoreError::TargetMissing(name.to_owned()));
+        }
+    }
     let archive = locate(&s.local_root, folder, account)?;
     let file = archive.file.clone();
     let corrupt = || RestoreError::Corrupt { file: file.clone() };
@@ -1035,7 +1040,7 @@ async fn restore_on(
                 .drill_account
                 .as_deref()
                 .ok_or(RestoreError::NoDrillAccount)?;
-            if scratch == account || !plain_account(scratch) {
+            if scratch == account || !plain_account(scratch, store) {
                 return Err(RestoreError::ScratchNotEmpty(scratch.to_owned()));
             }
             (scratch, true)

@@ -16,7 +16,7 @@ pub const LIST: &str = "exec su - zimbra -c 'zmprov -l gaa'";
 macro_rules! admin_login {
     () => {
         r#"umask 077
-fail() { printf 'zimbra %s of %s: %s\n' "$what" "$account" "$*" >&2; rm -f -- "$out" "$stage/auth.xml" "$stage/cookie.conf" "$stage/token" "$stage/folders.xml" "$stage/folders.out" "$stage/soap.xml"; exit 1; }
+fail() { printf 'zimbra %s of %s: %s\n' "$what" "$account" "$*" >&2; rm -f -- "$out" "$stage/auth.xml" "$stage/cookie.conf" "$stage/token" "$stage/folders.xml" "$stage/folders.out" "$stage/soap.xml" "$stage/info.xml" "$stage/info.out"; exit 1; }
 [ -n "$account" ] || fail "empty account name"
 [ -d "$stage" ] || fail "no stage folder $stage"
 lc=$(su - zimbra -c 'zmlocalconfig -s -x zimbra_zmprov_default_soap_server zimbra_admin_service_port zimbra_ldap_user zimbra_ldap_password') || fail "zmlocalconfig failed"
@@ -45,6 +45,29 @@ path=$(printf '%s' "$account" | od -An -v -tx1 | LC_ALL=C awk '{ for (i = 1; i <
     };
 }
 
+/// Where an account's mailbox is on the REST endpoint: `$home` and `$by_id`. An account whose
+/// name holds `/` (valid in Zimbra) cannot be named in the path: UserServletContext.parseParams
+/// splits the decoded path at its first `/`. It is named by its zimbraId instead (admin
+/// `GetAccountInfoRequest`): `/home/~/…&id=ZIMBRAID:1`, item 1 being its root folder, which is what
+/// the path form names too (ArchiveFormatter takes the whole mailbox under the user root).
+macro_rules! account_home {
+    () => {
+        r#"case $account in
+  */*)
+    printf '<soap:Envelope xmlns:soap="http://www.w3.org/2003/05/soap-envelope"><soap:Header><context xmlns="urn:zimbra"><authToken>%s</authToken><nosession/></context></soap:Header><soap:Body><GetAccountInfoRequest xmlns="urn:zimbraAdmin"><account by="name">%s</account></GetAccountInfoRequest></soap:Body></soap:Envelope>' "$(cat -- "$stage/token")" "$(xml "$account")" > "$stage/info.xml"
+    code=$(curl -sS -k --proto =https --connect-timeout 30 --max-time 300 -H 'Content-Type: application/soap+xml; charset=utf-8' --data-binary "@$stage/info.xml" -o "$stage/info.out" -w '%{http_code}' "$base/service/admin/soap/") || fail "looking up the account's zimbraId failed (curl exit $?)"
+    rm -f -- "$stage/info.xml"
+    [ "$code" = 200 ] || fail "looking up the account's zimbraId: HTTP $code: $(text "$stage/info.out")"
+    zid=$(tr '\n' ' ' < "$stage/info.out" | grep -o '<a n="zimbraId">[^<]*</a>' | head -n 1 | sed -e 's/<[^>]*>//g')
+    rm -f -- "$stage/info.out"
+    case $zid in ''|*[!0-9a-fA-F-]*) fail "no zimbraId for the account in the answer";; esac
+    home="$base/home/~"; by_id="&id=$zid:1" ;;
+  *) home="$base/home/$path"; by_id= ;;
+esac
+"#
+    };
+}
+
 /// Streams the `.tgz` export of ONE account into a file, never holding it in memory.
 ///
 /// Contract: `sh -c "$EXPORT" sh OUT ACCOUNT STAGE`. `OUT` is the `.part` file that receives
@@ -63,6 +86,7 @@ pub const EXPORT: &str = concat!(
 out=$1; account=$2; stage=$3; what=export
 "#,
     admin_login!(),
+    account_home!(),
     // The server's count of what the export holds, just before and just after it: the
     // messages of the account's mail folders (`n`: a folder's own items, IMAP-deleted ones not
     // counted) without Trash and its subfolders (id 3) and Junk (id 4), which the export's
@@ -83,7 +107,7 @@ count() {
     END { print n + 0 }'
 }
 before=$(count) || exit 1
-url="$base/home/$path/?fmt=tgz"
+url="$home/?fmt=tgz$by_id"
 code=$(curl -sS -k --proto =https --connect-timeout 30 -K "$stage/cookie.conf" -o "$out" -w '%{http_code}' "$url") || fail "download of $url failed (curl exit $?)"
 case $code in
   200) ;;
@@ -122,9 +146,10 @@ pub const IMPORT: &str = concat!(
 archive=$1; account=$2; stage=$3; acl=${4:-}; out=$stage/import.out; what=import
 "#,
     admin_login!(),
+    account_home!(),
     // No trailing slash: with `-T`, curl would add the file's name to a URL ending in one.
     r#"rm -f -- "$stage/token"
-url="$base/home/$path?fmt=tgz&resolve=skip&callback=mbbImport"
+url="$home?fmt=tgz&resolve=skip&callback=mbbImport$by_id"
 [ "$acl" != noacl ] || url="$url&acl=0"
 code=$(curl -sS -k --proto =https --connect-timeout 30 -K "$stage/cookie.conf" -X POST -H 'Content-Type: application/x-compressed-tar' -H 'Expect:' -T "$archive" -o "$out" -w '%{http_code}' "$url") || fail "upload to $url failed (curl exit $?)"
 rm -f -- "$stage/cookie.conf"
@@ -267,7 +292,7 @@ mod tests {
         ));
         assert!(EXPORT.contains(r#"<AuthRequest xmlns="urn:zimbraAdmin">"#));
         assert!(EXPORT.contains(r#""$base/service/admin/soap/""#));
-        assert!(EXPORT.contains(r#"url="$base/home/$path/?fmt=tgz""#));
+        assert!(EXPORT.contains(r#"url="$home/?fmt=tgz$by_id""#));
         // The body goes to the file as it arrives: `-o "$out"`, never through a variable or pipe.
         assert!(EXPORT.contains(r#"-K "$stage/cookie.conf" -o "$out" -w '%{http_code}' "$url""#));
         assert!(EXPORT.contains(r#"cookie = "ZM_ADMIN_AUTH_TOKEN=%s""#));

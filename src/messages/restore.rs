@@ -337,6 +337,40 @@ impl Catalog {
             (Lang::Id, false) => format!("❌ <b>Pemulihan #{id} TIDAK LENGKAP</b> — {kasi}\nDari {} akun backup {folder}: {} dibuat lagi, {} sudah ada; {} mailbox dipulihkan, {} pesan ditambahkan. Yang gagal di bawah; menjalankan pemulihan lagi tidak menggandakan apa pun.", s.accounts, s.created.len(), s.existed, s.mailboxes, s.messages_added),
             (Lang::En, false) => format!("❌ <b>Restore #{id} INCOMPLETE</b> — {kasi}\nOf {} accounts of backup {folder}: {} created again, {} already there; {} mailboxes restored, {} messages added. What failed is below; running the restore again duplicates nothing.", s.accounts, s.created.len(), s.existed, s.mailboxes, s.messages_added),
         };
+        let made = crate::engine::rebuild::count_by_kind(&s.also);
+        if !made.is_empty() || s.filters > 0 {
+            let mut parts: Vec<String> = made
+                .iter()
+                .map(|(kind, n)| format!("{n} × {}", self.directory_kind(kind)))
+                .collect();
+            if s.filters > 0 {
+                parts.push(format!(
+                    "{} × {}",
+                    s.filters,
+                    self.pick("filter surat", "mail filter")
+                ));
+            }
+            out.push_str(&format!(
+                "\n🧩 {} {}.",
+                self.pick("Juga ada lagi di server:", "Also on the server again:"),
+                parts.join(", ")
+            ));
+        }
+        if !s.notes.is_empty() {
+            out.push_str(&format!(
+                "\n📝 {}",
+                self.pick(
+                    "Disesuaikan untuk server baru (ID server lama tidak dipakai):",
+                    "Fitted to the new server (the old server's ids are not used):"
+                )
+            ));
+            for note in s.notes.iter().take(5) {
+                out.push_str(&format!(
+                    "\n• <code>{}</code>",
+                    esc(&note.chars().take(200).collect::<String>())
+                ));
+            }
+        }
         for (what, why) in s.failed.iter().take(10) {
             out.push_str(&format!(
                 "\n❌ <code>{}</code> — <code>{}</code>",
@@ -345,6 +379,23 @@ impl Catalog {
             ));
         }
         out
+    }
+
+    /// A kind of directory object ("class of service") in the reader's language.
+    fn directory_kind(&self, kind: &str) -> String {
+        let id = match kind {
+            "domain" => "domain",
+            "class of service" => "kelas layanan (COS)",
+            "default class of service of domain" => "COS bawaan domain",
+            "list" => "milis",
+            "list alias" => "alamat milis",
+            "alias" => "alias",
+            "signature" => "tanda tangan",
+            "identity" => "identitas",
+            "member of list" => "keanggotaan milis",
+            other => other,
+        };
+        self.pick(id, kind).to_owned()
     }
 
     pub fn restore_undecidable(&self) -> String {

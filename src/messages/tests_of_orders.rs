@@ -662,3 +662,48 @@ fn a_restore_short_of_the_record_says_so_in_the_report_and_the_log() {
     let ok = id().restore_done(4, &whole, "Agus", false);
     assert!(ok.contains("selesai") && !ok.contains("❌"), "{ok}");
 }
+
+#[test]
+fn a_rebuild_report_counts_what_the_server_has_by_kind_and_says_what_was_fitted_to_the_new_server()
+{
+    let s = crate::engine::rebuild::RebuildSummary {
+        accounts: 3,
+        created: vec!["ani@djki.go.id".into(), "bagian/umum@djki.go.id".into()],
+        existed: 1,
+        mailboxes: 3,
+        messages_added: 12,
+        filters: 2,
+        also: vec![
+            "alias ani.s@djki.go.id".into(),
+            "class of service pegawai".into(),
+            "class of service pimpinan".into(),
+            "default class of service of domain djki.go.id (pegawai)".into(),
+            "list semua@djki.go.id".into(),
+            "list alias seluruh.pegawai@djki.go.id".into(),
+        ],
+        notes: vec!["class of service pegawai: its mail-host pool (zimbraMailHostPool) mapped by server name to this server's id for mail.djki.go.id".into()],
+        failed: vec![(
+            "list semua@djki.go.id".into(),
+            "member(s) mitra@example.org are not in it".into(),
+        )],
+    };
+    let text = id().restore_all_done(7, "07-12-2026", &s, "Kasi");
+    assert!(text.contains("TIDAK LENGKAP"), "{text}");
+    assert!(
+        text.contains("🧩 Juga ada lagi di server: 1 × alias, 2 × kelas layanan (COS), 1 × COS bawaan domain, 1 × milis, 1 × alamat milis, 2 × filter surat."),
+        "{text}"
+    );
+    assert!(
+        text.contains("📝 Disesuaikan untuk server baru") && text.contains("zimbraMailHostPool"),
+        "{text}"
+    );
+    assert!(
+        text.contains("❌ <code>list semua@djki.go.id</code> — <code>member(s) mitra@example.org are not in it</code>"),
+        "{text}"
+    );
+    let text = en().restore_all_done(7, "07-12-2026", &s, "Kasi");
+    assert!(
+        text.contains("Also on the server again: 1 × alias, 2 × class of service, 1 × default class of service of domain, 1 × list, 1 × list alias, 2 × mail filter."),
+        "{text}"
+    );
+}

@@ -447,7 +447,7 @@ async fn an_empty_zimbra_is_rebuilt_from_one_folder_and_a_cut_off_rebuild_run_ag
     assert!(!ok, "a rebuild that left an account out fails: {first}");
     assert!(first.contains("FAILED  budi@djki.go.id"), "{first}");
     assert!(
-        first.contains("also created: 1 × domain, 1 × class of service, 1 × alias, 1 × signature, 1 × identity, 1 × list"),
+        first.contains("also created: 1 × alias, 1 × signature, 1 × identity, 1 × member of list, 1 × class of service, 1 × domain, 1 × list"),
         "what else was made, counted by kind: {first}"
     );
     assert!(first.contains("simulated outage"), "{first}");
@@ -506,8 +506,18 @@ async fn an_empty_zimbra_is_rebuilt_from_one_folder_and_a_cut_off_rebuild_run_ag
         before["domains"]["djki.go.id"]["description"],
         after["domains"]["djki.go.id"]["description"]
     );
-    assert_eq!(before["signatures"], after["signatures"]);
-    assert_eq!(before["identities"], after["identities"]);
+    for account in &user_accounts {
+        for (kind, key) in [
+            ("signatures", "zimbraSignatureName"),
+            ("identities", "zimbraPrefIdentityName"),
+        ] {
+            assert_eq!(
+                names_of(&before[kind][account], key),
+                names_of(&after[kind][account], key),
+                "{account}'s {kind}"
+            );
+        }
+    }
     let members = |d: &serde_json::Value| -> Vec<String> {
         let mut m: Vec<String> = d["lists"]["semua@djki.go.id"]["zimbraMailForwardingAddress"]
             .as_array()
@@ -653,4 +663,229 @@ async fn a_dovecot_account_gone_from_the_server_is_made_again_when_a_kasubdit_ap
     .await;
     assert!(log.text.contains("Log kegiatan harian"), "{}", log.text);
     wipe(&conf, USER);
+}
+
+/// Runs one of the simulator's scripts (`realistic.py`, `reinstall.py`) on the shared simulator,
+/// and gives the zimbra user its files back (the simulator's zmprov runs as that user).
+fn sim_script(sim: &Path, script: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/zimbra-sim")
+        .join(script);
+    let ok = std::process::Command::new("python3")
+        .arg(&path)
+        .arg(sim)
+        .status()
+        .expect("python3");
+    assert!(ok.success(), "{script}");
+    let ok = std::process::Command::new("chown")
+        .args(["-R", "zimbra:zimbra"])
+        .args(["directory.json", "accounts", "store"].map(|f| sim.join(f)))
+        .status()
+        .expect("chown");
+    assert!(ok.success());
+}
+
+/// The class of service an account has in a directory as the simulator keeps it: its own, else
+/// its domain's default, else `default` (LdapProvisioning.createAccount, Provisioning.getCOS).
+fn cos_of(dir: &serde_json::Value, account: &str) -> String {
+    let name_of = |id: &serde_json::Value| -> Option<String> {
+        dir["cos"]
+            .as_object()?
+            .iter()
+            .find(|(_, c)| c["zimbraId"][0] == id[0] || c["zimbraId"][0] == *id)
+            .map(|(n, _)| n.clone())
+    };
+    let a = &dir["accounts"][account];
+    let domain = account.rsplit_once('@').map_or("", |(_, d)| d);
+    name_of(&a["zimbraCOSId"])
+        .or_else(|| name_of(&dir["domains"][domain]["zimbraDomainDefaultCOSId"]))
+        .unwrap_or_else(|| "default".into())
+}
+
+/// A JSON list of strings as a sorted, lowercased set.
+fn set_of(v: &serde_json::Value) -> std::collections::BTreeSet<String> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|x| x.as_str())
+        .map(str::to_lowercase)
+        .collect()
+}
+
+fn names_of(v: &serde_json::Value, key: &str) -> std::collections::BTreeSet<String> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| e[key][0].as_str().unwrap_or("").to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_realistic_directory_is_rebuilt_onto_a_freshly_installed_zimbra_as_the_server_reads_it_back(
+) {
+    use mailbox_backup_bot::engine::strategy::is_zimbra_system_account;
+    let state = SimState::save();
+    let sim = state.sim.clone();
+    sim_script(&sim, "realistic.py");
+    let dir = test_dir("dr-fresh");
+    let s = crate::engine::settings(&dir, BackupKind::Mailboxes(MailStore::Zimbra));
+    let report = backup(&s, None).await.expect("the backup runs");
+    assert!(report.all_verified(), "{report:?}");
+    let d = report.directory.as_deref().expect("a directory capture");
+    assert_eq!(d.status, MailboxStatus::Verified, "{d:?}");
+    let folder = folder_name(&report);
+    let before = directory_json(&sim);
+    let accounts: Vec<String> = before["accounts"]
+        .as_object()
+        .expect("accounts")
+        .keys()
+        .filter(|a| !is_zimbra_system_account(a) && *a != "admin@djki.go.id")
+        .cloned()
+        .collect();
+    assert!(
+        accounts.iter().any(|a| a == "bagian/umum@djki.go.id"),
+        "{accounts:?}"
+    );
+    let saved_store = sim.join("store.saved.fresh");
+    let _ = std::fs::remove_dir_all(&saved_store);
+    assert!(std::process::Command::new("cp")
+        .args(["-a"])
+        .arg(sim.join("store"))
+        .arg(&saved_store)
+        .status()
+        .expect("cp")
+        .success());
+
+    // The server is reinstalled: its domain, `default` and its admin, with new ids.
+    sim_script(&sim, "reinstall.py");
+    let fresh = directory_json(&sim);
+    let run = |extra: &[&str]| {
+        let mut args = vec!["restore", folder.as_str(), "--all", "--unrecorded"];
+        args.extend(extra);
+        terminal_status(crate::support::zimbra_terminal(&dir).args(&args))
+    };
+
+    // The dry run counts each missing object once and changes nothing.
+    let (ok, dry) = run(&["--dry-run"]);
+    assert!(ok, "{dry}");
+    let lists = before["lists"].as_object().expect("lists").len();
+    let list_aliases: usize = before["lists"]
+        .as_object()
+        .expect("lists")
+        .iter()
+        .map(|(name, l)| {
+            set_of(&l["zimbraMailAlias"])
+                .iter()
+                .filter(|a| *a != name)
+                .count()
+        })
+        .sum();
+    for want in [
+        "1 × default class of service of domain".to_owned(),
+        "2 × class of service".to_owned(),
+        "1 × domain".to_owned(),
+        format!("{lists} × list"),
+        format!("{list_aliases} × list alias"),
+    ] {
+        assert!(dry.contains(&want), "{want}: {dry}");
+    }
+    assert_eq!(directory_json(&sim), fresh, "a dry run changes nothing");
+
+    // The rebuild: every account, with what it had, and its mail.
+    let (ok, first) = run(&[]);
+    assert!(ok, "{first}");
+    let n = accounts.len();
+    assert!(
+        first.contains(&format!("account(s): {n} created")),
+        "every account is made, and said so: {first}"
+    );
+    assert!(
+        first.contains("zimbraMailHostPool) mapped by server name"),
+        "{first}"
+    );
+    assert!(first.contains("GAL sync account"), "{first}");
+    let filters = accounts
+        .iter()
+        .filter(|a| before["accounts"][a.as_str()]["zimbraMailSieveScript"].is_array())
+        .count();
+    assert!(
+        first.contains(&format!("{filters} mail filter(s) put back")),
+        "the filters the server has: {first}"
+    );
+    let after = directory_json(&sim);
+    for account in &accounts {
+        let (was, now) = (&before["accounts"][account], &after["accounts"][account]);
+        assert!(now.is_object(), "{account} is back");
+        for attr in ["userPassword", "zimbraMailSieveScript", "displayName", "cn"] {
+            assert_eq!(was[attr], now[attr], "{account} {attr}");
+        }
+        assert_eq!(
+            set_of(&was["zimbraMailAlias"]),
+            set_of(&now["zimbraMailAlias"]),
+            "{account}'s aliases"
+        );
+        assert_eq!(
+            cos_of(&before, account),
+            cos_of(&after, account),
+            "{account}'s class of service"
+        );
+        for (kind, key) in [
+            ("signatures", "zimbraSignatureName"),
+            ("identities", "zimbraPrefIdentityName"),
+        ] {
+            assert_eq!(
+                names_of(&before[kind][account], key),
+                names_of(&after[kind][account], key),
+                "{account}'s {kind}"
+            );
+        }
+        assert_eq!(
+            messages_under(&sim.join("store").join(account)),
+            messages_under(&saved_store.join(account)),
+            "{account}'s mail"
+        );
+    }
+    for (name, list) in before["lists"].as_object().expect("lists") {
+        let now = &after["lists"][name];
+        assert!(now.is_object(), "list {name} is back");
+        for attr in ["zimbraMailAlias", "zimbraMailForwardingAddress"] {
+            assert_eq!(
+                set_of(&list[attr]),
+                set_of(&now[attr]),
+                "list {name}: {attr}"
+            );
+        }
+    }
+    for (name, _) in before["domains"].as_object().expect("domains") {
+        let default = |d: &serde_json::Value| {
+            cos_of(
+                &serde_json::json!({"cos": d["cos"], "domains": d["domains"], "accounts": {}}),
+                &format!("nobody@{name}"),
+            )
+        };
+        assert_eq!(
+            default(&before),
+            default(&after),
+            "domain {name}'s default class of service"
+        );
+    }
+
+    // A second run changes nothing and says so.
+    let (ok, second) = run(&[]);
+    assert!(ok, "{second}");
+    assert!(second.contains("account(s): 0 created"), "{second}");
+    assert!(second.contains("0 message(s) added"), "{second}");
+    let again = directory_json(&sim);
+    for part in [
+        "accounts",
+        "lists",
+        "cos",
+        "domains",
+        "signatures",
+        "identities",
+    ] {
+        assert_eq!(again[part], after[part], "{part} unchanged by a second run");
+    }
+    let _ = std::fs::remove_dir_all(&saved_store);
+    drop(state);
 }

@@ -1,10 +1,20 @@
 #!/usr/bin/env python3
-"""Writes the simulator's accounts and their Maildir fixtures: SIM/accounts (name TAB behaviour)
-and SIM/store/NAME/Maildir/{cur,new,.Sent/cur,...}. Behaviours: ok (served), empty (no message:
-an archive of folder .meta entries), error (HTTP 500 with Zimbra's error page), cut (the stream
+"""Writes the simulator's directory, accounts and their Maildir fixtures: SIM/directory.json (the
+directory zmprov serves, see zmprov's docstring), SIM/accounts (name TAB behaviour) and
+SIM/store/DIR/Maildir/{cur,new,.Sent/cur,...} (DIR = store_dir(name), server.py's: the name
+as is, a "/" in it making nested folders). Behaviours: ok (served), empty (no message: an
+archive of folder .meta entries), error (HTTP 500 with Zimbra's error page), cut (the stream
 stops half way), short (a well-formed archive of the first 5 messages, HTTP 200, as
-ArchiveFormatter ends after an error in its item loop), maintenance (HTTP 404; GetFolder refused).
-The accounts file is read on every request: a test may change a behaviour while it runs."""
+ArchiveFormatter ends after an error in its item loop), maintenance (HTTP 404; GetFolder
+refused). The accounts file is read on every request: a test may change a behaviour while it
+runs. (realistic.py and reinstall.py replace all of this with other directories.)
+
+The directory: the server mail.djki.go.id (localconfig zimbra_server_hostname) with a fixed id;
+the classes of service default and defaultExternal as a fresh install has them, and pegawai, all
+with zimbraMailHostPool = that server (zmsetup gives the default class the installing server,
+every class made after copies it); the domain; every account with a password hash (Zimbra's
+{SSHA512}), a COS, an alias, a Sieve script with a blank line and a comment, signatures and an
+identity; a list with an outside member."""
 import base64
 import hashlib
 import json
@@ -38,11 +48,31 @@ ACCOUNTS = [
 ]
 CORPUS_ACCOUNT = "ragam@djki.go.id"
 
-# The directory zmprov serves (SIM/directory.json): the domain, two classes of service, every
-# account with a password hash (Zimbra's {SSHA512}), a COS, an alias, a Sieve script with a blank
-# line and a comment, signatures and an identity; a list with an outside member.
+
+def store_dir(name):
+    """An account's folder under SIM/store (server.py's store_dir): its name as is, a "/" in it
+    making nested folders (as Path::join(name) finds them); a name with an empty, "." or ".."
+    part (it would leave the store) has "%" and "/" written %25 and %2F instead."""
+    if any(p in ("", ".", "..") for p in name.split("/")):
+        return name.replace("%", "%25").replace("/", "%2F")
+    return name
+
+
+def localconfig(key):
+    with open(os.path.join(sim, "localconfig")) as f:
+        for line in f:
+            k, _, v = line.rstrip("\n").partition(" = ")
+            if k == key:
+                return v
+    raise KeyError(key)
+
+
+# The host scripts/lib.sh (start_zimbra_sim) writes into the simulator's localconfig.
+HOST = localconfig("zimbra_server_hostname")
 DEFAULT_COS = "e00428a1-0c00-11d9-836a-000d93afea2a"
+DEFAULT_EXTERNAL_COS = "f27456a8-0c00-11d9-280a-286d93afea2g"
 PEGAWAI_COS = "5f0c3b7e-6a41-4c1e-9d55-7c3a2f1e0b01"
+SERVER_ID = "2c1d0e9f-8a7b-4c6d-9e5f-4a3b2c1d0e9f"
 SIEVE = 'require ["fileinto"];\n\n# arsip\nif header :contains "subject" "Laporan" {\n    fileinto "Arsip";\n}'
 
 
@@ -54,6 +84,20 @@ def ssha512(name):
 
 
 directory = {
+    # A server entry as zmsetup leaves it (ZCS 8.5 and later: zimbraServerVersion set, so
+    # Server.hasMailClientService looks for the "service" webapp); its TLS key is in it too.
+    "servers": {HOST: {
+        "cn": [HOST], "zimbraId": [SERVER_ID], "zimbraServiceHostname": [HOST],
+        "objectClass": ["zimbraServer"], "zimbraServerVersion": ["10.1.9_GA_4200"],
+        "zimbraCreateTimestamp": ["20250101000000Z"],
+        "zimbraServiceInstalled": ["amavis", "antispam", "antivirus", "opendkim", "dnscache", "ldap", "logger", "mailbox",
+                                   "memcached", "mta", "proxy", "service", "snmp", "spell", "stats", "zimbra",
+                                   "zimbraAdmin", "zimlet"],
+        "zimbraServiceEnabled": ["amavis", "antispam", "antivirus", "opendkim", "dnscache", "ldap", "logger", "mailbox",
+                                 "memcached", "mta", "proxy", "service", "snmp", "spell", "stats", "zimbra",
+                                 "zimbraAdmin", "zimlet"],
+        "zimbraSSLPrivateKey": ["-----BEGIN PRIVATE KEY-----\nU0lNVUxBVE9SIEtFWQ==\n-----END PRIVATE KEY-----"],
+    }},
     "domains": {"djki.go.id": {
         "zimbraDomainName": ["djki.go.id"], "zimbraDomainStatus": ["active"],
         "zimbraDomainType": ["local"], "zimbraId": ["b7e1c6a4-2f3d-4e5a-8b9c-0d1e2f3a4b5c"],
@@ -63,9 +107,12 @@ directory = {
     }},
     "cos": {
         "default": {"cn": ["default"], "description": ["The default COS"], "zimbraId": [DEFAULT_COS],
-                    "zimbraMailQuota": ["0"], "objectClass": ["zimbraCOS"]},
+                    "zimbraMailQuota": ["0"], "objectClass": ["zimbraCOS"], "zimbraMailHostPool": [SERVER_ID]},
+        "defaultExternal": {"cn": ["defaultExternal"], "description": ["The default external users COS"],
+                            "zimbraId": [DEFAULT_EXTERNAL_COS], "zimbraMailQuota": ["0"], "objectClass": ["zimbraCOS"],
+                            "zimbraFeatureMailEnabled": ["FALSE"], "zimbraMailHostPool": [SERVER_ID]},
         "pegawai": {"cn": ["pegawai"], "description": ["Pegawai DJKI"], "zimbraId": [PEGAWAI_COS],
-                    "zimbraMailQuota": ["2147483648"], "objectClass": ["zimbraCOS"]},
+                    "zimbraMailQuota": ["2147483648"], "objectClass": ["zimbraCOS"], "zimbraMailHostPool": [SERVER_ID]},
     },
     "accounts": {}, "lists": {}, "signatures": {}, "identities": {},
 }
@@ -111,7 +158,7 @@ with open(os.path.join(sim, "accounts"), "w") as f:
         f.write(f"{name}\t{behaviour}\n")
 
 for name, _, folders in ACCOUNTS:
-    maildir = os.path.join(sim, "store", name, "Maildir")
+    maildir = os.path.join(sim, "store", store_dir(name), "Maildir")
     for sub in ("cur", "new", "tmp"):
         os.makedirs(os.path.join(maildir, sub), exist_ok=True)
     n = 0
@@ -249,7 +296,7 @@ def maildir_dir(folder):
 
 # CORPUS_ACCOUNT's mail, and SIM/corpus.json: every folder (Zimbra path) with the SHA-256 of each
 # of its messages, the fixture the tests compare a restore with.
-maildir = os.path.join(sim, "store", CORPUS_ACCOUNT, "Maildir")
+maildir = os.path.join(sim, "store", store_dir(CORPUS_ACCOUNT), "Maildir")
 manifest = {}
 for i, (folder, flags, data) in enumerate(corpus()):
     parts = folder.split("/")

@@ -9,8 +9,14 @@ cs/service/formatter/ArchiveFormatter.java, AF below; Formatter.java = F):
   acting as an account; GetAccountInfoRequest and DeleteMailboxRequest (urn:zimbraAdmin).
 - GET /home/ACCOUNT/?fmt=tgz: the account's export, streamed as a gzip'd tar in AF's layout.
 - POST /home/ACCOUNT?fmt=tgz: AF.saveCallback's import (resolve=skip), with `callback=`.
+- Both also as UserServletContext allows them by id: /home/~/?fmt=tgz&id=ACCOUNTID:1 and
+  POST /home/~?fmt=tgz&...&id=ACCOUNTID:1 (ItemId "account:item", item 1 = USER_ROOT, the whole
+  mailbox). The path is decoded (Jetty) before it is split at its first "/" after /home/
+  (parseParams), so a name holding "/" cannot be named in the path: /home/a%2Fb@d/ asks for "a".
 
-The mail store is a Maildir per account (SIMDIR/store/ACCOUNT/Maildir): Inbox is the top,
+The account a request reaches is in SIMDIR/accounts (its behaviour, see make_fixtures.py); its
+id and aliases in SIMDIR/directory.json. The mail store is a Maildir per account
+(SIMDIR/store/DIR/Maildir, DIR = store_dir(ACCOUNT): the name as is): Inbox is the top,
 every other folder a Maildir++ `.A.B` folder for the Zimbra path A/B, a `.` or `%` inside a
 folder's name written `%2E` / `%25` (so "Laporan 2026.01" stays one folder). A mailbox is made
 when it is first reached (MailboxManager.getMailboxByAccount, FetchMode.AUTOCREATE) and
@@ -75,12 +81,12 @@ def lc(key):
 
 
 def accounts():
-    with open(os.path.join(SIM, "accounts")) as f:
+    with open(os.path.join(SIM, "accounts"), encoding="utf-8") as f:
         return dict(line.rstrip("\n").split("\t") for line in f if line.strip())
 
 
 def directory():
-    with open(os.path.join(SIM, "directory.json")) as f:
+    with open(os.path.join(SIM, "directory.json"), encoding="utf-8") as f:
         return json.load(f)
 
 
@@ -111,9 +117,19 @@ def folder_of_dir(name):
     return "/".join(re.sub(r"%([0-9A-Fa-f]{2})", lambda m: chr(int(m.group(1), 16)), p) for p in name[1:].split("."))
 
 
+def store_dir(name):
+    """An account's folder under SIM/store: its name as is, a "/" in it making nested folders (as
+    Path::join(name) finds them); a name with an empty, "." or ".." part (it would leave the
+    store) has "%" and "/" written %25 and %2F instead. zmprov and the fixture scripts use the
+    same mapping."""
+    if any(p in ("", ".", "..") for p in name.split("/")):
+        return name.replace("%", "%25").replace("/", "%2F")
+    return name
+
+
 def mailbox(account):
     """The account's Maildir, made (empty) when the mailbox does not exist yet."""
-    maildir = os.path.join(SIM, "store", account, "Maildir")
+    maildir = os.path.join(SIM, "store", store_dir(account), "Maildir")
     with STORE_LOCK:
         if account not in MAILBOX_IDS or not os.path.isdir(maildir):
             for sub in ("cur", "new", "tmp"):
@@ -365,7 +381,7 @@ def effective_quota(account):
 
 def store_size(account):
     used = 0
-    for root, _, files in os.walk(os.path.join(SIM, "store", account)):
+    for root, _, files in os.walk(os.path.join(SIM, "store", store_dir(account))):
         used += sum(os.path.getsize(os.path.join(root, f)) for f in files)
     return used
 
@@ -493,6 +509,121 @@ class Importer:
         self.added += 1
 
 
+def is_uuid(value):
+    """StringUtil.isUUID."""
+    return len(value) == 36 and all(value[i] == "-" for i in (8, 13, 18, 23))
+
+
+def account_by_name(name):
+    """Provisioning.get(AccountBy.name): LdapProvisioning.getAccountByName's filter matches
+    zimbraMailDeliveryAddress, zimbraMailAlias or zimbraOldMailAddress, case-insensitively. The
+    name of the account (as SIMDIR/accounts has it), or None."""
+    name = name.lower()
+    served = accounts()
+    for n in served:
+        if n.lower() == name:
+            return n
+    for n, a in directory().get("accounts", {}).items():
+        addrs = [n] + a.get("zimbraMailDeliveryAddress", []) + a.get("zimbraMailAlias", []) + a.get("zimbraOldMailAddress", [])
+        if name in (x.lower() for x in addrs):
+            return n
+    return None
+
+
+def account_by_id(zimbra_id):
+    """Provisioning.get(AccountBy.id)."""
+    for n, a in directory().get("accounts", {}).items():
+        if zimbra_id in a.get("zimbraId", []):
+            return n
+    return None
+
+
+def item_id(encoded):
+    """ItemIdentifier(encoded, null): (account id or None, item id, subpart or -1); ValueError
+    for a malformed one (UserServletContext answers 400 errInvalidId)."""
+    if encoded == "":
+        raise ValueError("empty/missing item ID")
+    delimiter = encoded.find(":")
+    if delimiter == 0 or delimiter == len(encoded) - 1:
+        raise ValueError("malformed item ID")
+    account = encoded[:delimiter] if delimiter != -1 else None
+    encoded = encoded[delimiter + 1:]
+    part = encoded.find("-")
+    if part == len(encoded) - 1:
+        raise ValueError("malformed item ID")
+    subpart = -1
+    if part > 0:
+        subpart = java_int(encoded[part + 1:])
+        if subpart < 0:
+            raise ValueError("malformed item ID")
+        encoded = encoded[:part]
+    return account, java_int(encoded), subpart
+
+
+def java_int(text):
+    """Integer.parseInt."""
+    if not re.fullmatch(r"[+-]?[0-9]+", text) or not -2 ** 31 <= int(text) < 2 ** 31:
+        raise ValueError(text)
+    return int(text)
+
+
+class UserPath:
+    """UserServletContext.parseParams over the path Jetty decoded (getPathInfo): the account
+    part up to the first "/" after /home/, lowercased; the item path after it ("/" when none);
+    `id`. `error` is set (an HTTP status, a message) when the request is refused there."""
+
+    def __init__(self, raw):
+        parts = urllib.parse.urlsplit(raw)
+        self.query = parts.query
+        self.params = urllib.parse.parse_qs(parts.query, keep_blank_values=True)
+        self.error = None
+        self.account_path = self.item_path = None
+        self.item = None
+        try:
+            path = urllib.parse.unquote(parts.path, errors="strict")
+        except UnicodeDecodeError:
+            self.error = (400, "Bad Request")  # Jetty: the path is not UTF-8
+            return
+        if not path.startswith("/home/"):
+            self.error = (404, "Not Found")
+            return
+        info = path[len("/home"):]
+        if info in ("", "/"):
+            self.error = (400, "invalid path")  # MsgKey.errInvalidPath
+            return
+        pos = info.find("/", 1)
+        if pos == -1:
+            pos = len(info)
+        self.account_path = info[1:pos].lower()
+        self.item_path = info[pos + 1:] if pos < len(info) else "/"
+        if self.item_path == "":
+            self.item_path = "/"
+        ids = self.params.get("id")
+        if ids is not None:
+            try:
+                self.item = item_id(ids[0])
+            except ValueError:
+                self.error = (400, "invalid id")  # MsgKey.errInvalidId
+
+    def target(self):
+        """The target account's name (as SIMDIR/accounts has it), or None: by the id's account
+        when `id` names one, else "~" (the authenticated admin: the simulated admin has no
+        mailbox), else by the path's name ("~name" as "name")."""
+        if self.item is not None and self.item[0] is not None:
+            name = account_by_id(self.item[0])
+        elif self.account_path == "~":
+            return None
+        else:
+            name = account_by_name(self.account_path[1:] if self.account_path.startswith("~") else self.account_path)
+        return name if name in accounts() else None
+
+    def whole_mailbox(self):
+        """Whether the item asked for is USER_ROOT (item 1, or the path "/"): what is simulated."""
+        if self.item is not None:
+            return self.item[1] == 1 and self.item[2] == -1
+        return self.item_path == "/"
+
+
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.0"  # the body ends when the connection closes, as a chunked stream would
     server_version = "SimZimbra"
@@ -526,10 +657,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return cookies.get("ZM_ADMIN_AUTH_TOKEN") in TOKENS
 
     def do_POST(self):
-        parts = urllib.parse.urlsplit(self.path)
-        m = re.fullmatch(r"/home/([^/]+)/?", parts.path)
-        if m:
-            return self.import_tgz(urllib.parse.unquote(m.group(1), errors="strict"), parts.query)
+        if urllib.parse.urlsplit(self.path).path.startswith("/home/"):
+            return self.import_tgz(UserPath(self.path))
         if self.path not in ("/service/admin/soap", "/service/admin/soap/"):
             log(f"POST {self.path} 404")
             return self.jetty_error(404, "Not Found")
@@ -577,9 +706,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         key, by = (sel.text or "", sel.get("by", "name")) if sel is not None else ("", "name")
         d = directory()
         found = None
+        # Provisioning.get(AccountBy): by id, or by name (also an alias), case-insensitively; a
+        # name in the XML may hold any character ("/", quotes, "$").
         for name, attrs in d["accounts"].items():
-            if (by == "name" and name == key.lower()) or (by == "id" and key in attrs.get("zimbraId", [])):
+            addrs = [name] + attrs.get("zimbraMailAlias", []) + attrs.get("zimbraOldMailAddress", [])
+            if (by == "name" and key.lower() in (x.lower() for x in addrs)) or (by == "id" and key in attrs.get("zimbraId", [])):
                 found = (name, attrs)
+                break
         if found is None:
             log(f"POST GetAccountInfo {key} 500 no-such-account")
             return self.fault("account.NO_SUCH_ACCOUNT", f"no such account: {key}")
@@ -608,7 +741,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         name = next((n for n, a in directory()["accounts"].items() if zimbra_id in a.get("zimbraId", [])), None)
         mbxid = None
         if name is not None:
-            maildir = os.path.join(SIM, "store", name, "Maildir")
+            maildir = os.path.join(SIM, "store", store_dir(name), "Maildir")
             with STORE_LOCK:
                 if os.path.isdir(maildir):
                     mbxid = MAILBOX_IDS.pop(name, None)
@@ -662,15 +795,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
                   '<search id="301" name="Belum dibaca" absFolderPath="/Belum dibaca" l="1" query="is:unread"/>'
                   '</folder></GetFolderResponse>')
 
-    def import_tgz(self, account, query):
-        """POST /home/ACCOUNT?fmt=tgz[&resolve=skip][&callback=NAME]: AF.saveCallback into
-        USER_ROOT, see Importer. The answer is F.updateClient's: without `callback`, 200 and an
+    def import_tgz(self, where):
+        """POST /home/ACCOUNT?fmt=tgz[&resolve=skip][&callback=NAME] (or /home/~?...&id=ID:1):
+        AF.saveCallback into USER_ROOT, see Importer. The answer is F.updateClient's: without `callback`, 200 and an
         empty body whatever items failed, a failure outside the item loop (a body that is not a
         gzip'd tar, a bad `resolve`) HTTP 500; with `callback`, an HTML page calling
         window.parent.NAME('success'|'warn'|'fail', <the faults in SoapJS>)."""
-        params = {k: v[0] for k, v in urllib.parse.parse_qs(query, keep_blank_values=True).items()}
+        query = where.query
+        account = where.account_path
+        params = {k: v[0] for k, v in where.params.items()}
         # Read whole first, whatever the answer: a client still sending would see a reset.
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        if where.error is not None:
+            log(f"POST {self.path} {where.error[0]}")
+            return self.jetty_error(*where.error)
         if params.get("fmt") != "tgz":
             log(f"POST {account} 400 {query}")
             return self.jetty_error(400, f"simulator: only fmt=tgz is served, not {query}")
@@ -688,15 +826,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if not self.authorised():
             log(f"POST {account} 401")
             return self.jetty_error(401, "must authenticate")
-        # UserServletContext lowercases the account part of the path.
-        account = account.lower()
-        behaviour = accounts().get(account)
-        if behaviour is None:
+        target = where.target()
+        if target is None:
+            # No such account (or the admin's "~"): no mailbox, PERM_DENIED, sent as 404.
             log(f"POST {account} 404")
             return self.jetty_error(404, "no such item")
+        account = target
+        behaviour = accounts()[account]
         if behaviour == "maintenance":
             log(f"POST {account} 404 maintenance")
             return self.jetty_error(404, "account is in maintenance mode")
+        if not where.whole_mailbox():
+            log(f"POST {account} 400 {self.path}")
+            return self.jetty_error(400, f"simulator: only USER_ROOT (the path /, or id=ACCOUNT:1) is served, not {self.path}")
         importer = Importer(account, mailbox(account), resolve)
         ex = None
         if resolve is not None and resolve.lower() != "skip":
@@ -739,19 +881,30 @@ class Handler(http.server.BaseHTTPRequestHandler):
                   "application/soap+xml; charset=utf-8")
 
     def do_GET(self):
-        parts = urllib.parse.urlsplit(self.path)
-        m = re.fullmatch(r"/home/([^/]+)/", parts.path)
-        if not m or parts.query != "fmt=tgz":
+        """GET /home/ACCOUNT/?fmt=tgz or /home/~/?fmt=tgz&id=ACCOUNTID:1: the whole mailbox
+        (UserServlet.doGet; the query must be exactly fmt=tgz, with id or without)."""
+        where = UserPath(self.path)
+        if where.error is not None:
+            log(f"GET {self.path} {where.error[0]}")
+            return self.jetty_error(*where.error)
+        q = where.params
+        if not (q.get("fmt") == ["tgz"] and set(q) <= {"fmt", "id"} and all(len(v) == 1 for v in q.values())):
             log(f"GET {self.path} 400")
-            return self.jetty_error(400, f"simulator: only /home/ACCOUNT/?fmt=tgz is served, not {self.path}")
-        account = urllib.parse.unquote(m.group(1), errors="strict").lower()
+            return self.jetty_error(400, f"simulator: only /home/ACCOUNT/?fmt=tgz (or /home/~/?fmt=tgz&id=ID:1) is served, not {self.path}")
+        account = where.account_path
         if not self.authorised():
             log(f"GET {account} 401")
             return self.jetty_error(401, "must authenticate")
-        behaviour = accounts().get(account)
-        if behaviour is None:
+        target = where.target()
+        if target is None:
+            # No such account (or the admin's "~"): no mailbox, PERM_DENIED, sent as 404.
             log(f"GET {account} 404")
             return self.jetty_error(404, "no such item")
+        account = target
+        behaviour = accounts()[account]
+        if behaviour != "maintenance" and not where.whole_mailbox():
+            log(f"GET {account} 400 {self.path}")
+            return self.jetty_error(400, f"simulator: only USER_ROOT (the path /, or id=ACCOUNT:1) is served, not {self.path}")
         log(f"GET {account} {behaviour}")
         if behaviour == "maintenance":
             # UserServlet.checkTargetAccountStatus: MAINTENANCE_MODE, sent as 404.

@@ -27,7 +27,7 @@ mod zimbra;
 pub use dovecot::{AccountEntry, DovecotDirectory, SieveScript, Source, DOVECOT_CAPTURE};
 use sha2::{Digest, Sha256};
 pub(crate) use zimbra::zbatch_fn;
-pub use zimbra::{command_outputs, ZimbraDirectory, ZimbraEntry, ZIMBRA_CAPTURE};
+pub use zimbra::{command_outputs, entries, ZimbraDirectory, ZimbraEntry, ZIMBRA_CAPTURE};
 
 use super::encryption::{self, Recipients};
 use super::remote::{error_chain, Remote};

@@ -3,7 +3,8 @@
 //! `zmprov -f` batch per kind of object, so one JVM start each, not one per account:
 //! `gd -e` per domain, `gc` per class of service, `ga -e` per account (its own attributes only:
 //! the password hash, status, COS id, aliases, forwarding, preferences, the Sieve script, the
-//! account's signature), `gdl` per list (its members), `gcr` per resource, `gsig` and `gid` per
+//! account's signature), `gdl` per list (its members), `gcr` per resource, `gs` per server (so
+//! that a rebuild can map the old server's ids to the new one's by name), `gsig` and `gid` per
 //! account. The capture keeps each batch's output as zmprov printed it (`*.out`) with the names
 //! it asked about (`*.list`); this module reads it back.
 
@@ -53,7 +54,7 @@ q() { printf '"%s"' "$(printf '%s' "$1" | sed -e 's/\\/\\\\/g' -e 's/"/\\"/g')";
 each() {
   : > "$stage/batch"
   while IFS= read -r n; do
-    [ -n "$n" ] && printf '%s %s\n' "$1" "$(q "$n")" >> "$stage/batch"
+    [ -n "$n" ] && printf '%s %s%s\n' "$1" "$(q "$n")" "${4-}" >> "$stage/batch"
   done < "$2"
   if ! zbatch < "$stage/batch" > "$3" 2> "$stage/errors" || [ -s "$stage/errors" ]; then
     printf 'zmprov %s: %s\n' "$1" "$(head -c 2000 -- "$stage/errors")" >&2
@@ -65,11 +66,14 @@ one gac > "$d/cos.list"
 one gaa > "$d/accounts.list"
 one gadl > "$d/lists.list"
 one gacr > "$d/resources.list"
+one gas > "$d/servers.list"
 each 'gd -e' "$d/domains.list" "$d/domains.out"
 each gc "$d/cos.list" "$d/cos.out"
 each 'ga -e' "$d/accounts.list" "$d/accounts.out"
 each gdl "$d/lists.list" "$d/lists.out"
 each gcr "$d/resources.list" "$d/resources.out"
+# Only what names a server: its entry also holds its TLS private key.
+each gs "$d/servers.list" "$d/servers.out" ' zimbraId zimbraServiceHostname'
 each gsig "$d/accounts.list" "$d/signatures.out"
 each gid "$d/accounts.list" "$d/identities.out"
 rm -f -- "$stage/batch" "$stage/errors"
@@ -111,6 +115,8 @@ pub struct ZimbraDirectory {
     pub accounts: Vec<ZimbraEntry>,
     pub lists: Vec<ZimbraEntry>,
     pub resources: Vec<ZimbraEntry>,
+    /// The servers, by name with their `zimbraId` (empty in captures made before they were kept).
+    pub servers: Vec<ZimbraEntry>,
     /// By account: its signatures and identities as `gsig`/`gid` print them.
     pub signatures: BTreeMap<String, Vec<ZimbraEntry>>,
     pub identities: BTreeMap<String, Vec<ZimbraEntry>>,
@@ -158,6 +164,11 @@ impl ZimbraDirectory {
             cos: flat(kind("cos", "cos")?),
             lists: flat(kind("lists", "lists")?),
             resources: flat(kind("resources", "resources")?),
+            servers: if members.contains_key("servers.list") {
+                flat(kind("servers", "servers")?)
+            } else {
+                Vec::new()
+            },
             signatures: by_account(kind("signatures", "accounts")?),
             identities: by_account(kind("identities", "accounts")?),
             accounts: flat(kind("accounts", "accounts")?),
@@ -275,7 +286,7 @@ fn attribute(line: &str) -> Option<(&str, &str)> {
 }
 
 /// The entries of one command's output.
-fn entries(output: &str) -> Vec<ZimbraEntry> {
+pub fn entries(output: &str) -> Vec<ZimbraEntry> {
     let mut out: Vec<ZimbraEntry> = Vec::new();
     let mut blanks = 0usize;
     let mut in_members = false;

@@ -28,11 +28,11 @@ pub struct AccountPlan {
     pub entries: Vec<(String, Vec<String>)>,
     /// Its mail filters: name, and whether it was the active one.
     pub filters: Vec<(String, bool)>,
-    /// What else it needs that the server lacks, in plain words ("domain djki.go.id").
+    /// What of its own comes with it, in plain words ("alias ani.s@djki.go.id").
     pub also: Vec<String>,
 }
 
-/// What a rebuild of one account did.
+/// What a rebuild of one account made, as the server has it afterwards.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Rebuilt {
     /// Where an entry was added.
@@ -41,8 +41,32 @@ pub struct Rebuilt {
     pub filters_added: Vec<String>,
     /// Filters left as they were (the account has one of that name).
     pub filters_kept: Vec<String>,
-    /// What else was created, in plain words.
+    /// What else of its own was made, in plain words.
     pub also_added: Vec<String>,
+}
+
+/// One account of a rebuild: what was planned, what the server has of it afterwards.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccountOutcome {
+    pub plan: AccountPlan,
+    pub done: Rebuilt,
+    /// The account is on the server afterwards: its mail can be restored.
+    pub on_server: bool,
+    /// Where the server differs from the backup's directory, each in plain words with the
+    /// server's own as evidence. Empty: the account is as it was backed up.
+    pub failures: Vec<String>,
+}
+
+/// A rebuild of many accounts (or its plan, in a dry run).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DirectoryRebuild {
+    pub accounts: Vec<AccountOutcome>,
+    /// Objects beside the accounts made (or to make), each once: "class of service pegawai".
+    pub made: Vec<String>,
+    /// What was mapped to the new server or left for it to set, each said once.
+    pub notes: Vec<String>,
+    /// Objects beside the accounts not as the backup had them, with why.
+    pub failed: Vec<(String, String)>,
 }
 
 /// A dated folder's directory capture, found as the bot made and verified it and read whole
@@ -90,38 +114,133 @@ pub async fn plan(
     folder: &str,
     account: &str,
 ) -> Result<AccountPlan, RestoreError> {
-    match target(s, capture)? {
-        Target::Dovecot(conf, d) => dovecot::plan(s, &conf, d, folder, account).await,
-        Target::Zimbra(z) => zimbra::plan(s, z, folder, account).await,
+    if let Target::Dovecot(conf, d) = target(s, capture)? {
+        return dovecot::plan(s, &conf, d, folder, account).await;
+    }
+    let mut done = rebuild_accounts(s, capture, folder, &[account.to_owned()], false, true).await?;
+    let outcome = done.accounts.remove(0);
+    match outcome.failures.first() {
+        Some(why) => Err(RestoreError::Server(format!(
+            "{account} cannot be made: {why}"
+        ))),
+        None => Ok(outcome.plan),
     }
 }
 
-/// Rebuilds `account` from `capture` when the server lacks it. An account the server knows
-/// gets only the filters it lacks (Dovecot) or nothing (Zimbra).
+/// Rebuilds `account` from `capture` when the server lacks it (with what it needs: its domain,
+/// class of service, lists). An account the server knows gets only the filters it lacks
+/// (Dovecot) or nothing (Zimbra). Fails unless the account is on the server afterwards as the
+/// backup had it.
 pub async fn rebuild(
     s: &EngineSettings,
     capture: &Directory,
     folder: &str,
     account: &str,
 ) -> Result<(AccountPlan, Rebuilt), RestoreError> {
+    if let Target::Dovecot(conf, d) = target(s, capture)? {
+        return dovecot::rebuild(s, &conf, d, folder, account).await;
+    }
+    let mut done =
+        rebuild_accounts(s, capture, folder, &[account.to_owned()], false, false).await?;
+    let outcome = done.accounts.remove(0);
+    let mut failures = outcome.failures;
+    failures.extend(
+        done.failed
+            .into_iter()
+            .map(|(what, why)| format!("{what}: {why}")),
+    );
+    if !outcome.on_server || !failures.is_empty() {
+        return Err(RestoreError::Server(format!(
+            "{account} is not on the server as backed up: {}",
+            failures.join("; ")
+        )));
+    }
+    Ok((outcome.plan, outcome.done))
+}
+
+/// Rebuilds `accounts` of `capture` where the server lacks them, and with `whole` every other
+/// object of the capture (Zimbra: domains, classes of service, lists with all their members and
+/// addresses); with `dry_run`, only plans. What is reported made is what the server has
+/// afterwards. One account failing does not stop the others.
+pub async fn rebuild_accounts(
+    s: &EngineSettings,
+    capture: &Directory,
+    folder: &str,
+    accounts: &[String],
+    whole: bool,
+    dry_run: bool,
+) -> Result<DirectoryRebuild, RestoreError> {
     match target(s, capture)? {
-        Target::Dovecot(conf, d) => dovecot::rebuild(s, &conf, d, folder, account).await,
-        Target::Zimbra(z) => zimbra::rebuild(s, z, folder, account).await,
+        Target::Zimbra(z) => zimbra::rebuild_accounts(s, z, folder, accounts, whole, dry_run).await,
+        Target::Dovecot(conf, d) => {
+            let mut out = DirectoryRebuild::default();
+            for account in accounts {
+                let done = if dry_run {
+                    dovecot::plan(s, &conf, d, folder, account)
+                        .await
+                        .map(|p| (p, Rebuilt::default()))
+                } else {
+                    dovecot::rebuild(s, &conf, d, folder, account).await
+                };
+                out.accounts.push(match done {
+                    Ok((plan, done)) => AccountOutcome {
+                        on_server: plan.exists || !dry_run,
+                        plan,
+                        done,
+                        failures: Vec::new(),
+                    },
+                    Err(e) => AccountOutcome {
+                        plan: AccountPlan {
+                            account: account.clone(),
+                            exists: false,
+                            entries: Vec::new(),
+                            filters: Vec::new(),
+                            also: Vec::new(),
+                        },
+                        done: Rebuilt::default(),
+                        on_server: false,
+                        failures: vec![e.to_string()],
+                    },
+                });
+            }
+            Ok(out)
+        }
     }
 }
 
-/// After every account of `--all`: what the capture holds beside accounts that the server still
-/// lacks (Zimbra: domains, classes of service, lists with all their members), created; or, with
-/// `dry_run`, only said. Dovecot keeps nothing beside its accounts.
-pub async fn rebuild_rest(
-    s: &EngineSettings,
-    capture: &Directory,
-    dry_run: bool,
-) -> Result<Vec<String>, RestoreError> {
-    match target(s, capture)? {
-        Target::Dovecot(..) => Ok(Vec::new()),
-        Target::Zimbra(z) => zimbra::rest(s, z, dry_run).await,
+/// What a rebuild made, counted by kind ("class of service pegawai" is of kind "class of
+/// service"; "default class of service of domain x (y)" of its own), in first-seen order.
+pub fn count_by_kind(made: &[String]) -> Vec<(String, usize)> {
+    const KINDS: &[&str] = &[
+        "default class of service of domain",
+        "class of service",
+        "member of list",
+        "list alias",
+        "list",
+        "domain",
+        "alias",
+        "signature",
+        "identity",
+    ];
+    let mut kinds: Vec<(String, usize)> = Vec::new();
+    for what in made {
+        let kind = KINDS
+            .iter()
+            .find(|k| what.starts_with(&format!("{k} ")))
+            .map_or_else(
+                || {
+                    what.rsplit_once(' ')
+                        .map_or(what.as_str(), |(k, _)| k)
+                        .to_owned()
+                },
+                |k| (*k).to_owned(),
+            );
+        match kinds.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, n)) => *n += 1,
+            None => kinds.push((kind, 1)),
+        }
     }
+    kinds
 }
 
 /// Told before each account of a whole folder's rebuild: `(done, total, account)`.
@@ -139,8 +258,14 @@ pub struct RebuildSummary {
     /// Mailboxes whose every message of the backup is on the server now.
     pub mailboxes: usize,
     pub messages_added: usize,
-    /// What else was made (domains, classes of service, lists), in plain words.
+    /// Mail filters on the server as backed up, of the accounts made.
+    #[serde(default)]
+    pub filters: usize,
+    /// What else was made (domains, classes of service, lists, aliases…), in plain words.
     pub also: Vec<String>,
+    /// What was mapped to the new server's ids or left for it to set.
+    #[serde(default)]
+    pub notes: Vec<String>,
     /// Accounts (or the directory's other objects) not (all) on the server, with why.
     pub failed: Vec<(String, String)>,
 }
@@ -173,24 +298,31 @@ pub async fn rebuild_all(
         accounts: accounts.len(),
         ..RebuildSummary::default()
     };
-    for (i, account) in accounts.iter().enumerate() {
-        progress(i, accounts.len(), account);
-        match rebuild(s, &capture, folder, account).await {
-            Ok((plan, done)) if plan.exists => {
-                summary.existed += 1;
-                summary.also.extend(done.also_added);
-            }
-            Ok((_, done)) => {
-                summary.created.push(account.clone());
-                summary.also.extend(done.also_added);
-            }
-            Err(e) => {
-                summary.failed.push((account.clone(), e.to_string()));
-                continue;
-            }
+    let directory = rebuild_accounts(s, &capture, folder, &accounts, true, false).await?;
+    for outcome in &directory.accounts {
+        let account = &outcome.plan.account;
+        if outcome.plan.exists {
+            summary.existed += 1;
+        } else if outcome.on_server {
+            summary.created.push(account.clone());
         }
-        // An account with no mailbox in the backup (it never had mail) is only made again.
-        let Some(sha) = archives.get(account) else {
+        summary.filters += outcome.done.filters_added.len();
+        summary.also.extend(outcome.done.also_added.iter().cloned());
+        if !outcome.failures.is_empty() {
+            summary
+                .failed
+                .push((account.clone(), outcome.failures.join("; ")));
+        }
+    }
+    summary.also.extend(directory.made);
+    summary.notes = directory.notes;
+    summary.failed.extend(directory.failed);
+    for (i, outcome) in directory.accounts.iter().enumerate() {
+        let account = &outcome.plan.account;
+        progress(i, accounts.len(), account);
+        // An account that is not on the server gets no mail; one with no mailbox in the backup
+        // (it never had mail) is only made again.
+        let Some(sha) = archives.get(account).filter(|_| outcome.on_server) else {
             continue;
         };
         match restoring::restore(s, folder, account, None, Some(sha), |_| {}).await {
@@ -203,10 +335,6 @@ pub async fn rebuild_all(
             },
             Err(e) => summary.failed.push((account.clone(), e.to_string())),
         }
-    }
-    match rebuild_rest(s, &capture, false).await {
-        Ok(made) => summary.also.extend(made),
-        Err(e) => summary.failed.push(("(directory)".into(), e.to_string())),
     }
     Ok(summary)
 }
