@@ -791,19 +791,43 @@ async fn a_realistic_directory_is_rebuilt_onto_a_freshly_installed_zimbra_as_the
     }
     assert_eq!(directory_json(&sim), fresh, "a dry run changes nothing");
 
-    // The rebuild: every account, with what it had, and its mail.
+    // One account first, as `--create` makes it: its class of service through its domain, the
+    // domain's default class set again, its list made with it.
+    let umum = "bagian/umum@djki.go.id";
+    let (ok, one) = terminal_status(crate::support::zimbra_terminal(&dir).args([
+        "restore",
+        &folder,
+        umum,
+        "--create",
+        "--unrecorded",
+    ]));
+    assert!(ok, "{one}");
+    let now = directory_json(&sim);
+    assert_eq!(cos_of(&now, umum), "pegawai", "{one}");
+    assert!(
+        now["lists"]["semua.pegawai@djki.go.id"].is_object(),
+        "{one}"
+    );
+    assert!(
+        one.contains(&format!("OK: all 3 messages of the backup are in {umum}")),
+        "{one}"
+    );
+
+    // The rebuild: every other account, with what it had, and its mail.
     let (ok, first) = run(&[]);
     assert!(ok, "{first}");
     let n = accounts.len();
     assert!(
-        first.contains(&format!("account(s): {n} created")),
+        first.contains(&format!("account(s): {} created", n - 1)),
         "every account is made, and said so: {first}"
     );
+    // What was fitted to the new server is said where it was made.
+    let both = format!("{one}{first}");
     assert!(
-        first.contains("zimbraMailHostPool) mapped by server name"),
-        "{first}"
+        both.contains("zimbraMailHostPool) mapped by server name"),
+        "{both}"
     );
-    assert!(first.contains("GAL sync account"), "{first}");
+    assert!(both.contains("GAL sync account"), "{both}");
     let filters = accounts
         .iter()
         .filter(|a| before["accounts"][a.as_str()]["zimbraMailSieveScript"].is_array())
