@@ -19,7 +19,7 @@ use mailbox_backup_bot::engine::manifest::parse_manifest;
 use mailbox_backup_bot::engine::remote::Remote;
 use mailbox_backup_bot::engine::run::control_dir;
 use mailbox_backup_bot::engine::{
-    archive, local::portable_name, server as scripts, BackupEngine, RunFolders, RunRequest,
+    archive, files::portable_name, server as scripts, BackupEngine, RunFolders, RunRequest,
     SshEngine, Stop,
 };
 

@@ -366,7 +366,7 @@ pub async fn main(cli: Cli) -> Result<()> {
 fn keygen(file: &std::path::Path) -> Result<()> {
     use std::io::Write;
     let (text, recipient) = crate::engine::encryption::generate();
-    let mut out = crate::engine::local::private_file()
+    let mut out = crate::engine::files::private_file()
         .create_new(true)
         .open(file)
         .with_context(|| {
@@ -376,7 +376,7 @@ fn keygen(file: &std::path::Path) -> Result<()> {
             )
         })?;
     // Whatever the umask: the identity is the owner's alone.
-    crate::engine::local::make_private(&out)
+    crate::engine::files::make_private(&out)
         .and_then(|()| out.write_all(text.as_bytes()))
         .and_then(|()| out.sync_all())
         .with_context(|| format!("writing the identity to {}", file.display()))?;

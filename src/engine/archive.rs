@@ -55,7 +55,7 @@ pub fn read_back_encrypted(folder: &Path, file: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{file}: no record of its encrypted copy"))?;
     let path = folder.join(copy.stored());
     let (sha, size) =
-        super::copy::sha256_of(&path).map_err(|e| format!("the copy cannot be read back: {e}"))?;
+        super::files::sha256_of(&path).map_err(|e| format!("the copy cannot be read back: {e}"))?;
     if sha != copy.stored_sha256 || size != copy.stored_size {
         return Err(format!(
             "the copy on disk changed: {size} bytes with SHA-256 {sha}, {} bytes with {} were written",

@@ -14,11 +14,9 @@ use std::sync::Arc;
 use age::secrecy::ExposeSecret;
 use sha2::Digest;
 
-/// The index of the encrypted copies in a dated folder: a JSON line per file, appended as each
-/// gets its real name.
-pub const INDEX: &str = ".encrypted";
+use super::files::{make_private, private_file, ENCRYPTED_SUFFIX, ENCRYPTION_INDEX};
 
-/// What `INDEX` keeps of an encrypted copy: the plaintext's facts beside the ciphertext's.
+/// What `ENCRYPTION_INDEX` keeps of an encrypted copy: the plaintext's facts beside the ciphertext's.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EncryptedCopy {
     /// The server's name of the file and its plaintext, as the server's manifest has them.
@@ -46,14 +44,14 @@ impl EncryptedCopy {
 pub fn record(folder: &Path, copy: &EncryptedCopy) -> std::io::Result<()> {
     let mut line = serde_json::to_vec(copy).map_err(std::io::Error::other)?;
     line.push(b'\n');
-    let mut f = super::local::private_file()
+    let mut f = private_file()
         .append(true)
-        .open(folder.join(INDEX))?;
-    super::local::make_private(&f)?;
+        .open(folder.join(ENCRYPTION_INDEX))?;
+    make_private(&f)?;
     f.write_all(&line)
 }
 
-/// Every entry of `index` (the text of a folder's `INDEX`) by the server's file name, the
+/// Every entry of `index` (the text of a folder's `ENCRYPTION_INDEX`) by the server's file name, the
 /// newest of each.
 pub fn entries(index: &str) -> std::collections::HashMap<String, EncryptedCopy> {
     index
@@ -63,7 +61,7 @@ pub fn entries(index: &str) -> std::collections::HashMap<String, EncryptedCopy> 
         .collect()
 }
 
-/// The newest entry of `index` (the text of a folder's `INDEX`) for the server's file `file`.
+/// The newest entry of `index` (the text of a folder's `ENCRYPTION_INDEX`) for the server's file `file`.
 pub fn find_in(index: &str, file: &str) -> Option<EncryptedCopy> {
     entries(index).remove(file)
 }
@@ -72,7 +70,7 @@ pub fn find_in(index: &str, file: &str) -> Option<EncryptedCopy> {
 pub fn find(folder: &Path, file: &str) -> Option<EncryptedCopy> {
     use std::io::{Seek, SeekFrom};
     use std::os::unix::fs::MetadataExt;
-    let mut index = std::fs::File::open(folder.join(INDEX)).ok()?;
+    let mut index = std::fs::File::open(folder.join(ENCRYPTION_INDEX)).ok()?;
     let meta = index.metadata().ok()?;
     let mut cache = READ_INDEX.lock().unwrap_or_else(|p| p.into_inner());
     let same = matches!(&*cache, Some(c) if c.folder == folder && c.inode == (meta.dev(), meta.ino()) && c.read <= meta.len());
@@ -112,13 +110,10 @@ struct IndexRead {
     copies: std::collections::HashMap<String, EncryptedCopy>,
 }
 
-/// What an encrypted file's name ends with: `ani@djki.go.id.tar.gz.age`.
-pub const SUFFIX: &str = ".age";
-
 /// The name a file of the server has on the admin computer's disk.
 pub fn stored_name(name: &str, encrypted: bool) -> String {
     match encrypted {
-        true => format!("{name}{SUFFIX}"),
+        true => format!("{name}{ENCRYPTED_SUFFIX}"),
         false => name.to_owned(),
     }
 }
@@ -220,7 +215,7 @@ impl Recipients {
         keys.sort();
         keys.dedup();
         let digest = sha2::Sha256::digest(keys.join("\n").as_bytes());
-        let fingerprint = super::copy::hex_of(&digest[..8]);
+        let fingerprint = super::files::hex(&digest[..8]);
         Ok(Some(Recipients(Arc::new(RecipientSet {
             list,
             fingerprint,
@@ -489,7 +484,7 @@ mod tests {
         assert_eq!(found.stored(), "ani@djki.go.id.tar.gz.age");
         assert!(find(&dir, "budi@djki.go.id.tar.gz").is_none());
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.join(INDEX))
+        let mode = std::fs::metadata(dir.join(ENCRYPTION_INDEX))
             .expect("index")
             .permissions()
             .mode();

@@ -4,8 +4,8 @@
 //! the exports not yet finished (finished ones are kept); whatever an earlier run left running
 //! in the folder is stopped first.
 
+use super::files::portable_name;
 use super::link::Link;
-use super::local::portable_name;
 use super::manifest::{parse_failures, parse_manifest, ServerFile};
 use super::remote::{error_chain, Output};
 use super::server::{self, parse_space, ServerSpace};

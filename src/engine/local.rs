@@ -5,6 +5,11 @@ use std::path::{Path, PathBuf};
 
 use chrono::NaiveDateTime;
 
+use super::files::{
+    make_private, portable_name, private_dir, private_file, DIRECTORY_FILE, ENCRYPTED_SUFFIX,
+    ENCRYPTION_INDEX,
+};
+
 /// The file `mailbox-backup-bot init-disk` writes at the root of the backup disk. Its absence
 /// means the disk is not mounted (the empty mount point is there instead).
 pub const DISK_MARKER: &str = ".mailbox-backup-bot-disk";
@@ -259,11 +264,7 @@ pub fn retention(root: &Path, current: &Path, keep: usize) -> Vec<String> {
     // What the current run holds: an older folder with an archive the current one lacks (a
     // mailbox the server did not list this time) is kept.
     // Compared by the server's names: a plain folder and an encrypted one hold the same archives.
-    let server_name = |n: &str| {
-        n.strip_suffix(super::encryption::SUFFIX)
-            .unwrap_or(n)
-            .to_owned()
-    };
+    let server_name = |n: &str| n.strip_suffix(ENCRYPTED_SUFFIX).unwrap_or(n).to_owned();
     let current_names: std::collections::HashSet<String> = read_marker(current)
         .and_then(|m| completely_verified(current, &m))
         .unwrap_or_default()
@@ -292,7 +293,7 @@ pub fn retention(root: &Path, current: &Path, keep: usize) -> Vec<String> {
                 "SHA256SUMS",
                 "summary.json",
                 VERIFIED_INDEX,
-                super::encryption::INDEX,
+                ENCRYPTION_INDEX,
                 super::server::MARKER_FILE,
             ])
             .collect();
@@ -347,7 +348,7 @@ pub fn record_verified(folder: &Path, sha256: &str, size: u64, name: &str) -> st
 pub fn stored_encrypted(folder: &Path) -> Option<bool> {
     let index = std::fs::read_to_string(folder.join(VERIFIED_INDEX)).ok()?;
     let name = index.lines().find_map(|l| l.splitn(3, ' ').nth(2))?;
-    Some(name.ends_with(super::encryption::SUFFIX))
+    Some(name.ends_with(ENCRYPTED_SUFFIX))
 }
 
 /// A verified copy with this checksum and size in another bot-made folder, newest first.
@@ -382,9 +383,9 @@ fn is_partial(name: &str) -> bool {
 /// `.NAME.part` and the directory's half-written plain capture when encrypting, `.NAME.age.part`
 /// otherwise. Returns the bytes freed.
 pub fn remove_partials_of_the_other_form(folder: &Path, encrypted: bool) -> u64 {
-    let suffix = format!("{}.part", super::encryption::SUFFIX);
+    let suffix = format!("{}.part", ENCRYPTED_SUFFIX);
     // What `write_durably` leaves of a plain capture it did not finish.
-    let plain_capture = Path::new(super::directory::FILE).with_extension("tmp");
+    let plain_capture = Path::new(DIRECTORY_FILE).with_extension("tmp");
     remove_files_named(folder, |name| match encrypted {
         true => (is_partial(name) && !name.ends_with(&suffix)) || Path::new(name) == plain_capture,
         false => is_partial(name) && name.ends_with(&suffix),
@@ -489,29 +490,6 @@ impl FolderAt {
     }
 }
 
-/// Opens (creating) a file for writing that only its owner can read: it holds mail, or says
-/// what mail there is. 0600 whatever the umask (a umask only takes bits away); see
-/// [`make_private`] for a file that was already there.
-pub fn private_file() -> std::fs::OpenOptions {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut o = std::fs::OpenOptions::new();
-    o.create(true).write(true).mode(0o600);
-    o
-}
-
-/// Makes an open file 0600 (one made by an older bot, or under another umask, keeps its mode
-/// when opened again).
-pub fn make_private(f: &std::fs::File) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    f.set_permissions(std::fs::Permissions::from_mode(0o600))
-}
-
-/// Makes a folder only its owner can enter (0700 whatever the umask).
-pub fn private_dir(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new().mode(0o700).create(path)
-}
-
 /// Writes `content` to `path` through a temporary file (0600), synced, then renamed.
 pub fn write_durably(path: &Path, content: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
@@ -522,40 +500,6 @@ pub fn write_durably(path: &Path, content: &[u8]) -> std::io::Result<()> {
         f.sync_all()?;
     }
     std::fs::rename(&tmp, path)
-}
-
-/// A file name NTFS, exFAT and ext4 all accept, kept readable: characters they refuse become `_`,
-/// no leading dot (hidden), no trailing dot or space, never `.` or `..`.
-pub fn portable_name(name: &str) -> String {
-    let mut out: String = name
-        .chars()
-        .map(|c| match c {
-            '/' | '\\' | ':' | '*' | '?' | '"' | '<' | '>' | '|' => '_',
-            c if c.is_control() => '_',
-            c => c,
-        })
-        .collect();
-    while out.starts_with('.') {
-        out.replace_range(0..1, "_");
-    }
-    let trimmed = out.trim_end_matches(['.', ' ']).to_owned();
-    let out = if trimmed.is_empty() {
-        "_".to_owned()
-    } else {
-        trimmed
-    };
-    // Windows reserves these names whatever the extension.
-    let stem = out.split('.').next().unwrap_or("").to_uppercase();
-    let reserved = ["CON", "PRN", "AUX", "NUL"].contains(&stem.as_str())
-        || (stem.len() == 4
-            && (stem.starts_with("COM") || stem.starts_with("LPT"))
-            && stem.as_bytes()[3].is_ascii_digit());
-    let mut out = if reserved { format!("_{out}") } else { out };
-    // Most file systems allow 255 bytes; keep room for the extension and a suffix.
-    while out.len() > 200 {
-        out.pop();
-    }
-    out
 }
 
 /// Free bytes for an unprivileged writer on the file system holding `path`.

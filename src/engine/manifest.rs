@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use super::local::portable_name;
+use super::files::portable_name;
 
 /// A file name from the server that is safe to write locally: a plain, portable, visible name
 /// (no `/`, no control characters, no `:` or other characters NTFS/exFAT refuse, not hidden,

@@ -25,8 +25,8 @@ use super::manifest::{
     account_of, parse_manifest, parse_record, parse_records, ExportRecord, ServerFile,
 };
 use super::remote::{error_chain, Remote};
-use super::run::Timer;
 use super::server;
+use super::timer::Timer;
 use super::{tell, EngineError, ErrorKind, Progress, ProgressSender, RunFolders};
 use crate::config::{EngineSettings, MailStore};
 use crate::domain::SopStep;

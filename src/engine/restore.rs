@@ -297,7 +297,7 @@ impl BackupArchive {
             "/proc/self/fd/{}",
             std::os::fd::AsRawFd::as_raw_fd(&opened)
         ));
-        match super::copy::sha256_of(&path) {
+        match super::files::sha256_of(&path) {
             Ok((sha, _)) if sha == self.sha256 => Ok(()),
             _ => Err(corrupt()),
         }
@@ -344,7 +344,7 @@ fn archive_name(
         .unwrap_or_else(|| {
             sums.keys()
                 .filter_map(|n| {
-                    n.strip_suffix(encryption::SUFFIX)
+                    n.strip_suffix(super::files::ENCRYPTED_SUFFIX)
                         .unwrap_or(n)
                         .strip_suffix(".tar.gz")
                 })
@@ -486,7 +486,9 @@ fn recorded_messages(
         file: String,
         messages: Option<u64>,
     }
-    let plain = file.strip_suffix(encryption::SUFFIX).unwrap_or(file);
+    let plain = file
+        .strip_suffix(super::files::ENCRYPTED_SUFFIX)
+        .unwrap_or(file);
     let summarised = dir
         .read("summary.json")
         .ok()
@@ -511,7 +513,7 @@ fn stored_form(
     if sums.contains_key(name.as_str()) || !sums.contains_key(stored.as_str()) {
         return Ok((name, None));
     }
-    let index = dir.read(encryption::INDEX).unwrap_or_default();
+    let index = dir.read(super::files::ENCRYPTION_INDEX).unwrap_or_default();
     let copy = encryption::find_in(&index, &name).ok_or_else(|| RestoreError::NotVerified {
         file: stored.clone(),
     })?;
@@ -952,7 +954,7 @@ async fn restore_to(
         std::os::fd::AsRawFd::as_raw_fd(&opened)
     ));
     let hashing = path.clone();
-    let (got, bytes) = tokio::task::spawn_blocking(move || super::copy::sha256_of(&hashing))
+    let (got, bytes) = tokio::task::spawn_blocking(move || super::files::sha256_of(&hashing))
         .await
         .map_err(|_| corrupt())?
         .map_err(|_| corrupt())?;
@@ -1078,7 +1080,7 @@ async fn restore_on(
     let name = format!(
         ".restore-{}{}-{}",
         if scratch { "drill-" } else { "" },
-        local::portable_name(into),
+        super::files::portable_name(into),
         chrono::Utc::now().format("%Y%m%d%H%M%S")
     );
     let marker = server::marker_text(

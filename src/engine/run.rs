@@ -14,10 +14,10 @@ use super::encryption::Recipients;
 use super::link::Link;
 use super::local::{self, create_dated_folder, FolderState};
 use super::manifest::{account_of, sha256sums, ServerCount, ServerFile, ServerName};
+use super::timer::{Shared, Timer};
 use super::{
     export, pipeline, server, tell, BackupEngine, BackupReport, EngineError, ErrorKind,
-    MailboxResult, MailboxStatus, Progress, ProgressSender, RunFolders, RunRequest, StepTiming,
-    StopReason,
+    MailboxResult, MailboxStatus, Progress, ProgressSender, RunFolders, RunRequest, StopReason,
 };
 use crate::config::{BackupKind, EngineSettings};
 use crate::domain::SopStep;
@@ -115,7 +115,7 @@ impl BackupEngine for SshEngine {
             let (capture, sha256) = super::rebuild::read_capture(&self.settings, folder)?;
             if sha256 != directory_sha256 {
                 return Err(super::restore::RestoreError::Corrupt {
-                    file: directory::FILE.to_owned(),
+                    file: super::files::DIRECTORY_FILE.to_owned(),
                 });
             }
             let (_, done) =
@@ -204,62 +204,6 @@ fn failed(
         folders: folders.cloned(),
         ..EngineError::new(step, kind, detail)
     }
-}
-
-/// Where the run is, for the clean-up after a stop.
-#[derive(Default)]
-struct Whereabouts {
-    step: Option<SopStep>,
-    folders: Option<RunFolders>,
-}
-
-type Shared = Arc<Mutex<Whereabouts>>;
-
-/// The steps' start and end times; steps 5 and 6 run side by side, so it is shared.
-pub(super) struct Timer {
-    steps: Mutex<Vec<StepTiming>>,
-    open: Mutex<Vec<(SopStep, chrono::DateTime<Utc>)>>,
-    shared: Shared,
-}
-
-impl Timer {
-    pub(super) fn start(&self, step: SopStep, progress: &ProgressSender) {
-        let at = Utc::now();
-        self.shared.lock().unwrap_or_else(|p| p.into_inner()).step = Some(step);
-        lock(&self.open).push((step, at));
-        tell(progress, Progress::StepStarted { step, at });
-    }
-
-    /// Ends `step` (started now if it never was: a step 6 with nothing to copy).
-    pub(super) fn finish(&self, step: SopStep, progress: &ProgressSender) {
-        let at = Utc::now();
-        let started = {
-            let mut open = lock(&self.open);
-            let i = open.iter().position(|(s, _)| *s == step);
-            i.map(|i| open.remove(i).1)
-        };
-        let started_at = match started {
-            Some(t) => t,
-            None => {
-                tell(progress, Progress::StepStarted { step, at });
-                at
-            }
-        };
-        lock(&self.steps).push(StepTiming {
-            step,
-            started_at,
-            ended_at: at,
-        });
-        tell(progress, Progress::StepFinished { step, at });
-    }
-
-    fn into_steps(self) -> Vec<StepTiming> {
-        self.steps.into_inner().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Runs steps 3–6 until done, failed, or stopped by `request.stop`.
@@ -656,7 +600,8 @@ fn stored_files(folder: &Path, files: Vec<ServerFile>, encrypted: bool) -> Vec<S
     if !encrypted {
         return files;
     }
-    let index = std::fs::read_to_string(folder.join(super::encryption::INDEX)).unwrap_or_default();
+    let index =
+        std::fs::read_to_string(folder.join(super::files::ENCRYPTION_INDEX)).unwrap_or_default();
     let copies = super::encryption::entries(&index);
     files
         .iter()

@@ -180,7 +180,7 @@ async fn check_and_ask_all(
     let Some((backup, _)) = recorded else {
         let e = RestoreError::NotRecorded {
             folder: folder.clone(),
-            account: crate::engine::directory::FILE.into(),
+            account: crate::engine::files::DIRECTORY_FILE.into(),
         };
         app.chat.say(&c.restore_refused_now(&e)).await?;
         return Ok(());
@@ -597,7 +597,7 @@ async fn restore_every(
 ) -> Result<RebuildSummary, RestoreError> {
     let not_recorded = || RestoreError::NotRecorded {
         folder: row.folder.clone(),
-        account: crate::engine::directory::FILE.into(),
+        account: crate::engine::files::DIRECTORY_FILE.into(),
     };
     let (Some(sha256), Some(root)) = (row.creates.as_deref(), engine.backup_root()) else {
         return Err(not_recorded());

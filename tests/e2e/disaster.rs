@@ -11,7 +11,7 @@ use crate::imap::Imap;
 use crate::support::{doveadm_on, env, folder_name, test_dir};
 
 use mailbox_backup_bot::config::{BackupKind, MailStore};
-use mailbox_backup_bot::engine::directory::FILE;
+use mailbox_backup_bot::engine::files::DIRECTORY_FILE as FILE;
 use mailbox_backup_bot::engine::rebuild;
 use mailbox_backup_bot::engine::restore::restore;
 use mailbox_backup_bot::engine::MailboxStatus;

@@ -7,7 +7,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use mailbox_backup_bot::engine::copy::sha256_of;
+use mailbox_backup_bot::engine::files::sha256_of;
 use sqlx::Connection;
 
 use crate::support::PrivateSshd;

@@ -10,7 +10,7 @@ use crate::support::{files_under, sh, test_dir, PrivateSshd, ServerDisk};
 
 use mailbox_backup_bot::config::{BackupKind, EngineSettings, Floor, MailStore};
 use mailbox_backup_bot::domain::SopStep;
-use mailbox_backup_bot::engine::copy::sha256_of;
+use mailbox_backup_bot::engine::files::sha256_of;
 use mailbox_backup_bot::engine::{
     run::run, BackupReport, EngineError, ErrorKind, MailboxStatus, Progress, RunRequest, Stop,
     StopReason,

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use bot_api_stub::SentMessage;
-use mailbox_backup_bot::engine::copy::sha256_of;
+use mailbox_backup_bot::engine::files::sha256_of;
 
 use crate::support::*;
 

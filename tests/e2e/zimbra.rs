@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use crate::support::{env, test_dir};
 
 use mailbox_backup_bot::config::{BackupKind, EngineSettings, MailStore};
-use mailbox_backup_bot::engine::copy::sha256_of;
-use mailbox_backup_bot::engine::local::portable_name;
+use mailbox_backup_bot::engine::files::portable_name;
+use mailbox_backup_bot::engine::files::sha256_of;
 use mailbox_backup_bot::engine::remote::Remote;
 use mailbox_backup_bot::engine::run::{control_dir, run};
 use mailbox_backup_bot::engine::strategy::is_zimbra_system_account;

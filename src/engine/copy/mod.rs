@@ -20,10 +20,9 @@ pub(crate) use self::meter::Meter;
 pub(crate) use self::plan::next_job;
 pub(crate) use self::plan::OWN_STREAM_FROM;
 use self::plan::{plan, Job};
-pub(crate) use self::sink::hex as hex_of;
-pub use self::sink::sha256_of;
 use self::sink::{part_path, receive_many, receive_one, resume_point, BatchError, Encrypted};
 use super::encryption::{self, EncryptedCopy, Recipients};
+use super::files::sha256_of;
 use super::local::{find_verified_copy, free_space, record_verified, remove_partials, sync_dir};
 use super::manifest::ServerFile;
 use super::remote::{error_chain, Remote};
@@ -529,7 +528,7 @@ async fn verified_here(
     })
     .await;
     match hashed {
-        Ok(Ok((h, n))) => n == size && sink::hex(&sha2::Digest::finalize(h)) == sha256,
+        Ok(Ok((h, n))) => n == size && super::files::hex(&sha2::Digest::finalize(h)) == sha256,
         _ => false,
     }
 }

@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use super::meter::Meter;
 use crate::engine::archive::{count_messages, Chunk, Relay};
 use crate::engine::encryption::Recipients;
+use crate::engine::files::{hex, make_private, private_file};
 use crate::engine::manifest::ServerFile;
 
 pub(super) const BUFFER: usize = 1 << 20;
@@ -75,11 +76,11 @@ pub(super) fn receive_one(
     meter: &Meter,
     seal: Option<&Recipients>,
 ) -> std::io::Result<Received> {
-    let mut out = super::super::local::private_file()
+    let mut out = private_file()
         .append(have > 0)
         .truncate(have == 0)
         .open(part)?;
-    super::super::local::make_private(&out)?;
+    make_private(&out)?;
     let (got, encrypted) = pump_overlapped(&mut input, &mut out, &mut hasher, meter, seal)?;
     Ok(Received {
         size: have + got,
@@ -406,9 +407,7 @@ pub(super) fn receive_many(
             }
             let stored = crate::engine::encryption::stored_name(&name, seal.is_some());
             let part = part_path(dir, &stored);
-            let mut out = super::super::local::private_file()
-                .truncate(true)
-                .open(&part)?;
+            let mut out = private_file().truncate(true).open(&part)?;
             let mut hasher = Sha256::new();
             let (got, encrypted) = pump(&mut entry, &mut out, &mut hasher, meter, seal)?;
             // Start writing it out now; the batch's one `syncfs` then has little left to wait for.
@@ -456,18 +455,6 @@ fn sync_filesystem(dir: &Path) -> std::io::Result<()> {
 
 pub(super) fn part_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!(".{name}.part"))
-}
-
-/// SHA-256 (hex) and length of a file, read in 1 MiB steps.
-pub fn sha256_of(path: &Path) -> std::io::Result<(String, u64)> {
-    let file = File::open(path)?;
-    let mut h = Sha256::new();
-    let n = std::io::copy(&mut BufReader::with_capacity(BUFFER, file), &mut h)?;
-    Ok((hex(&h.finalize()), n))
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

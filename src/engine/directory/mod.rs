@@ -30,12 +30,11 @@ pub(crate) use zimbra::zbatch_fn;
 pub use zimbra::{command_outputs, entries, ZimbraDirectory, ZimbraEntry, ZIMBRA_CAPTURE};
 
 use super::encryption::{self, Recipients};
+use super::files::{hex, DIRECTORY_FILE};
 use super::remote::{error_chain, Remote};
 use super::{local, MailboxStatus, RunFolders};
 use crate::config::MailStore;
 
-/// The capture's name in a dated folder.
-pub const FILE: &str = "directory.tar.gz";
 /// Fields of the capture's lists are separated by U+001F (no name or path holds it).
 const US: char = '\u{1f}';
 /// A capture bigger than this is not read (a server's directory is megabytes at most).
@@ -96,7 +95,7 @@ pub(super) async fn capture(
     match capture_and_copy(remote, store, folders, seal).await {
         Ok(result) => result,
         Err(error) => DirectoryResult {
-            file: FILE.to_owned(),
+            file: DIRECTORY_FILE.to_owned(),
             size: 0,
             sha256: String::new(),
             counts: DirectoryCounts::default(),
@@ -143,7 +142,7 @@ async fn capture_and_copy(
             sent.stderr
         ));
     }
-    let got = super::copy::hex_of(&Sha256::digest(&sent.stdout));
+    let got = hex(&Sha256::digest(&sent.stdout));
     if got != sha256 || sent.stdout.len() as u64 != size {
         return Err(format!(
             "checksum mismatch: got {} bytes with SHA-256 {got}, the server has {size} bytes with {sha256}",
@@ -159,16 +158,16 @@ async fn capture_and_copy(
         .await
         .map_err(|e| format!("the read-back stopped: {e}"))?;
     }
-    let path = folders.local.join(FILE);
+    let path = folders.local.join(DIRECTORY_FILE);
     local::write_durably(&path, &sent.stdout).map_err(|e| format!("{}: {e}", path.display()))?;
-    local::record_verified(&folders.local, &sha256, size, FILE)
+    local::record_verified(&folders.local, &sha256, size, DIRECTORY_FILE)
         .map_err(|e| format!("{}: {e}", folders.local.display()))?;
     let read = path.clone();
     let counts = tokio::task::spawn_blocking(move || Directory::read(&read).map(|d| d.counts()))
         .await
         .map_err(|e| format!("the read-back stopped: {e}"))??;
     Ok(DirectoryResult {
-        file: FILE.to_owned(),
+        file: DIRECTORY_FILE.to_owned(),
         size,
         sha256,
         counts,
@@ -185,13 +184,13 @@ fn store_encrypted(
     seal: &Recipients,
 ) -> Result<DirectoryResult, String> {
     let counts = Directory::from_reader(plain)?.counts();
-    let stored = encryption::stored_name(FILE, true);
+    let stored = encryption::stored_name(DIRECTORY_FILE, true);
     let path = folder.join(&stored);
     let cipher = encryption::encrypt_to_vec(seal, plain).map_err(|e| e.to_string())?;
     local::write_durably(&path, &cipher).map_err(|e| format!("{}: {e}", path.display()))?;
-    let stored_sha256 = super::copy::hex_of(&Sha256::digest(&cipher));
+    let stored_sha256 = hex(&Sha256::digest(&cipher));
     let copy = encryption::EncryptedCopy {
-        file: FILE.to_owned(),
+        file: DIRECTORY_FILE.to_owned(),
         size: plain.len() as u64,
         sha256,
         stored_size: cipher.len() as u64,
@@ -202,7 +201,7 @@ fn store_encrypted(
     encryption::record(folder, &copy)
         .and_then(|()| local::record_verified(folder, &stored_sha256, copy.stored_size, &stored))
         .map_err(|e| format!("{}: {e}", folder.display()))?;
-    super::archive::read_back_encrypted(folder, FILE)?;
+    super::archive::read_back_encrypted(folder, DIRECTORY_FILE)?;
     Ok(DirectoryResult {
         file: stored,
         size: copy.stored_size,

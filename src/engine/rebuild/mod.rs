@@ -73,8 +73,8 @@ pub struct DirectoryRebuild {
 /// against its recorded SHA-256. Returns it with that hash (for the caller to match against the
 /// order that recorded it).
 pub fn read_capture(s: &EngineSettings, folder: &str) -> Result<(Directory, String), RestoreError> {
-    let found =
-        restoring::locate_file(&s.local_root, folder, directory::FILE).map_err(|e| match e {
+    let found = restoring::locate_file(&s.local_root, folder, super::files::DIRECTORY_FILE)
+        .map_err(|e| match e {
             RestoreError::NotInBackup { folder, .. } => RestoreError::NoDirectory(folder),
             other => other,
         })?;
@@ -290,7 +290,7 @@ pub async fn rebuild_all(
     let (capture, sha256) = read_capture(s, folder)?;
     if sha256 != directory_sha256 {
         return Err(RestoreError::Corrupt {
-            file: directory::FILE.to_owned(),
+            file: super::files::DIRECTORY_FILE.to_owned(),
         });
     }
     let accounts = capture.accounts();
