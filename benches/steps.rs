@@ -13,8 +13,9 @@ use std::time::Instant;
 
 use anyhow::{bail, ensure, Context};
 use futures::StreamExt;
-use mailbox_backup_bot::config::{BackupKind, EngineSettings, Env};
+use mailbox_backup_bot::config::{EngineSettings, Env};
 use mailbox_backup_bot::engine::copy::copy_all;
+use mailbox_backup_bot::engine::kind;
 use mailbox_backup_bot::engine::manifest::parse_manifest;
 use mailbox_backup_bot::engine::remote::Remote;
 use mailbox_backup_bot::engine::run::control_dir;
@@ -74,7 +75,7 @@ async fn connect(settings: &EngineSettings) -> anyhow::Result<(Remote, std::path
 }
 
 async fn export(settings: &EngineSettings, dir: &str) -> anyhow::Result<Measured> {
-    let BackupKind::Mailboxes(store) = &settings.kind else {
+    let Some(scripts_of_kind) = kind::of(&settings.kind).mailboxes() else {
         bail!("a mailbox kind is needed");
     };
     let (remote, work) = connect(settings).await?;
@@ -82,7 +83,7 @@ async fn export(settings: &EngineSettings, dir: &str) -> anyhow::Result<Measured
     let marker = scripts::marker_text("bench", &chrono::Utc::now().to_rfc3339());
     let claimed = remote.sh(scripts::CLAIM, &[base, name, &marker]).await?;
     ensure!(claimed.ok, "claim: {}", claimed.stderr);
-    let listing = store.listing();
+    let listing = &scripts_of_kind.listing;
     let args: Vec<&str> = listing.args.iter().map(String::as_str).collect();
     let out = remote.sh(listing.script, &args).await?;
     let sep = if listing.nul { '\0' } else { '\n' };
@@ -91,13 +92,12 @@ async fn export(settings: &EngineSettings, dir: &str) -> anyhow::Result<Measured
         .filter(|a| !a.trim().is_empty())
         .map(str::to_owned)
         .collect();
-    let export = store.export();
-    let ext = store.extension();
+    let export = &scripts_of_kind.export;
+    let ext = scripts_of_kind.extension;
     let remote = &remote;
-    let export = &export;
     let mut runs = futures::stream::iter(accounts.iter().map(|account| async move {
         let file = format!("{}.{ext}", portable_name(account));
-        let mut args = vec![dir, file.as_str(), "0", export.script, account.as_str()];
+        let mut args = vec![dir, file.as_str(), "0", &export.script, account.as_str()];
         args.extend(export.args.iter().map(String::as_str));
         remote.sh(scripts::EXPORT_ONE, &args).await
     }))

@@ -3,7 +3,7 @@
 //! and free space — and, in the chat, the token, the group and the people of the roles. It
 //! changes nothing anywhere.
 
-use crate::config::{BackupKind, EngineSettings, SettingsReading};
+use crate::config::{EngineSettings, SettingsReading};
 use crate::domain::{Role, UserId};
 use crate::engine::{link::Link, local, server};
 
@@ -232,7 +232,7 @@ pub async fn engine_checks(s: &EngineSettings) -> Vec<CheckLine> {
     let mut out = disk_checks(s);
     out.extend(encryption_checks(s));
     // A Zimbra drill writes into an account of its own, which only the admin can make.
-    if s.kind == BackupKind::Mailboxes(crate::config::MailStore::Zimbra) {
+    if crate::engine::kind::of(&s.kind).drills_into_an_account() {
         out.push(match &s.drill_account {
             Some(a) => line(CheckItem::DrillAccount, true, a.clone()),
             None => line(
@@ -295,10 +295,8 @@ fn disk_checks(s: &EngineSettings) -> Vec<CheckLine> {
 async fn server_checks(s: &EngineSettings, link: &Link<'_>) -> Vec<CheckLine> {
     let mut out = Vec::new();
     // What the kind's export needs, then what the manifest and the copy need.
-    let export_tools: &[&str] = match &s.kind {
-        BackupKind::Mailboxes(store) => store.tools(),
-        BackupKind::Command { .. } => &[],
-    };
+    let kind = crate::engine::kind::of(&s.kind);
+    let export_tools = kind.tools();
     let copy = ["sha256sum", "stat", "tar", "cat", "dd", "df", "setsid"];
     for tool in export_tools.iter().chain(copy.iter()) {
         out.push(
@@ -316,17 +314,8 @@ async fn server_checks(s: &EngineSettings, link: &Link<'_>) -> Vec<CheckLine> {
             },
         );
     }
-    if matches!(
-        s.kind,
-        BackupKind::Mailboxes(crate::config::MailStore::Zimbra)
-    ) {
-        let found = link
-            .remote()
-            .sh(
-                "su - zimbra -c 'command -v zmprov && command -v zmlocalconfig && command -v zmhostname'",
-                &[],
-            )
-            .await;
+    if let Some(check) = kind.admin_tools_check() {
+        let found = link.remote().sh(check, &[]).await;
         out.push(match found {
             Ok(o) if o.ok => line(CheckItem::ZimbraTools, true, ""),
             _ => line(

@@ -5,13 +5,14 @@
 //! in the folder is stopped first.
 
 use super::files::portable_name;
+use super::kind::{self, MailKind};
 use super::link::Link;
 use super::manifest::{parse_failures, parse_manifest, ServerFile};
 use super::remote::{error_chain, Output};
 use super::server::{self, parse_space, ServerSpace};
-use super::{strategy, tell, EngineError, ErrorKind, Progress, ProgressSender, SpaceShortfall};
+use super::{tell, EngineError, ErrorKind, Progress, ProgressSender, SpaceShortfall};
+use crate::config::EngineSettings;
 use crate::config::Floor;
-use crate::config::{BackupKind, EngineSettings, MailStore};
 use crate::domain::SopStep;
 
 const STEP: SopStep = SopStep::ServerBackup;
@@ -176,7 +177,7 @@ async fn exports(
         }
         sh_again(link, STEP, server::CLEAR_FAILURES, &[dir]).await?;
     }
-    let BackupKind::Command { command } = &s.kind else {
+    let Some(script) = kind::of(&s.kind).operator_command(dir) else {
         return Err(fail(
             ErrorKind::ServerCommand,
             "the mailbox kinds export through the pipeline of steps 5 and 6",
@@ -189,7 +190,7 @@ async fn exports(
         .unwrap_or(0);
     let need = (last > 0).then_some(last * 1024);
     let floor = check_space(s, link, need, progress).await?;
-    run_command(link, command, dir, floor).await?;
+    run_command(link, &script, dir, floor).await?;
     let out = sh_again(link, STEP, server::MANIFEST, &[dir]).await?;
     if !out.ok {
         return Err(fail(
@@ -233,7 +234,11 @@ fn finished_before(raw: &[u8]) -> Result<Exported, EngineError> {
 }
 
 /// The accounts in the listing's output, sorted, without the ones the kind skips.
-pub(super) fn accounts_of(store: &MailStore, out: &Output) -> Result<Vec<String>, EngineError> {
+pub(super) fn accounts_of(
+    kind: &dyn MailKind,
+    nul: bool,
+    out: &Output,
+) -> Result<Vec<String>, EngineError> {
     if !out.ok {
         return Err(fail(
             ErrorKind::ServerCommand,
@@ -244,11 +249,11 @@ pub(super) fn accounts_of(store: &MailStore, out: &Output) -> Result<Vec<String>
         ));
     }
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let sep = if store.listing().nul { '\0' } else { '\n' };
+    let sep = if nul { '\0' } else { '\n' };
     let mut accounts: Vec<String> = text
         .split(sep)
         .map(|a| a.trim_end_matches('\r').to_owned())
-        .filter(|a| !a.trim().is_empty() && !store.skips(a))
+        .filter(|a| !a.trim().is_empty() && !kind.skips(a))
         .collect();
     if accounts.is_empty() {
         return Err(fail(
@@ -262,8 +267,7 @@ pub(super) fn accounts_of(store: &MailStore, out: &Output) -> Result<Vec<String>
 }
 
 /// Each account's archive name: portable, and unique even when two accounts map to one name.
-pub(super) fn name_archives(store: &MailStore, accounts: Vec<String>) -> Vec<(String, String)> {
-    let ext = store.extension();
+pub(super) fn name_archives(ext: &str, accounts: Vec<String>) -> Vec<(String, String)> {
     let mut used = std::collections::HashSet::new();
     accounts
         .into_iter()
@@ -283,7 +287,7 @@ pub(super) fn name_archives(store: &MailStore, accounts: Vec<String>) -> Vec<(St
         .collect()
 }
 
-/// `(total, largest)` bytes of the mailboxes as stored (the output of [`MailStore::sizes`]);
+/// `(total, largest)` bytes of the mailboxes as stored (the output of the kind's [`kind::MailboxScripts::sizes`]);
 /// `None` when the server cannot say.
 pub(super) fn sizes_of(out: &Output) -> (Option<u64>, Option<u64>) {
     if !out.ok {
@@ -366,16 +370,15 @@ pub fn shortfall(
 /// The `command` kind: the operator's command writes into the folder, watched like an export.
 async fn run_command(
     link: &mut Link<'_>,
-    command: &str,
+    script: &str,
     dir: &str,
     floor_kib: u64,
 ) -> Result<(), EngineError> {
-    let script = strategy::operator_command(command, dir);
     let floor = floor_kib.to_string();
     loop {
         // What an earlier, cut-off run of the command left here is not trusted: start clean.
         sh_again(link, STEP, server::CLEAR_OUTPUT, &[dir]).await?;
-        let args = [dir, "-", floor.as_str(), script.as_str(), "command"];
+        let args = [dir, "-", floor.as_str(), script, "command"];
         let why = match link.remote().sh(server::EXPORT_ONE, &args).await {
             Ok(out) if out.ok => return Ok(()),
             Ok(out) if out.code == Some(99) => {
@@ -462,16 +465,10 @@ mod tests {
 
     #[test]
     fn two_accounts_with_one_portable_name_get_two_archives() {
-        let jobs = name_archives(
-            &MailStore::Maildir { root: "/m".into() },
-            vec!["a:b".into(), "a_b".into(), "c".into()],
-        );
+        let jobs = name_archives("tar.gz", vec!["a:b".into(), "a_b".into(), "c".into()]);
         let files: Vec<&str> = jobs.iter().map(|(_, f)| f.as_str()).collect();
         assert_eq!(files, vec!["a_b.tar.gz", "a_b_2.tar.gz", "c.tar.gz"]);
-        let taken = name_archives(
-            &MailStore::Maildir { root: "/m".into() },
-            vec!["a:b".into(), "a_b".into(), "a_b_2".into()],
-        );
+        let taken = name_archives("tar.gz", vec!["a:b".into(), "a_b".into(), "a_b_2".into()]);
         let files: Vec<&str> = taken.iter().map(|(_, f)| f.as_str()).collect();
         assert_eq!(files, vec!["a_b.tar.gz", "a_b_2.tar.gz", "a_b_2_2.tar.gz"]);
     }

@@ -19,6 +19,7 @@ use futures::StreamExt;
 use super::copy::{self, copy_files, next_job, Meter};
 use super::encryption::Recipients;
 use super::export::{self, sh_again};
+use super::kind::{MailKind, MailboxScripts, Script};
 use super::link::Link;
 use super::local::{free_space, remove_partials, sync_dir};
 use super::manifest::{
@@ -28,7 +29,7 @@ use super::remote::{error_chain, Remote};
 use super::server;
 use super::timer::Timer;
 use super::{tell, EngineError, ErrorKind, Progress, ProgressSender, RunFolders};
-use crate::config::{EngineSettings, MailStore};
+use crate::config::EngineSettings;
 use crate::domain::SopStep;
 
 /// Read-backs at once (each is a gunzip and a tar walk on one core).
@@ -112,7 +113,8 @@ enum Break {
 #[derive(Clone, Copy)]
 pub(super) struct RunContext<'a> {
     pub s: &'a EngineSettings,
-    pub store: &'a MailStore,
+    pub kind: &'a dyn MailKind,
+    pub scripts: &'a MailboxScripts,
     pub folders: &'a RunFolders,
     pub timer: &'a Timer,
     pub progress: &'a ProgressSender,
@@ -238,12 +240,14 @@ async fn export_and_copy(
     link: &mut Link<'_>,
     state: &mut State,
 ) -> Result<(), EngineError> {
-    let RunContext { s, store, .. } = ctx;
+    let RunContext {
+        s, kind, scripts, ..
+    } = ctx;
     let dir = ctx.folders.server.as_str();
     // The listing, the mailboxes' size and the server's free space, side by side: each is a
     // round trip, and none needs another's answer.
-    let listing = store.listing();
-    let (sizes, size_args) = store.sizes();
+    let listing = &scripts.listing;
+    let sizes = &scripts.sizes;
     let outs = export::sh_together(
         link,
         SopStep::ServerBackup,
@@ -252,22 +256,22 @@ async fn export_and_copy(
                 listing.script,
                 listing.args.iter().map(String::as_str).collect(),
             ),
-            (&sizes, size_args.iter().map(String::as_str).collect()),
+            (&sizes.script, sizes.args()),
             (server::FREE_SPACE, vec![s.server_backup_dir.as_str()]),
         ],
     )
     .await?;
-    let mut accounts = export::accounts_of(store, &outs[0])?;
-    // Zimbra's drill account holds someone else's mail while a drill runs, and nothing of its
-    // own: it is not backed up.
-    if *store == MailStore::Zimbra {
+    let mut accounts = export::accounts_of(kind, listing.nul, &outs[0])?;
+    // A drill account (Zimbra's) holds someone else's mail while a drill runs, and nothing of
+    // its own: it is not backed up.
+    if kind.drills_into_an_account() {
         accounts.retain(|a| Some(a) != s.drill_account.as_ref());
     }
-    state.jobs = export::name_archives(store, accounts);
+    state.jobs = export::name_archives(scripts.extension, accounts);
     let pending = state.pending_exports();
     let (total, largest) = export::sizes_of(&outs[1]);
     let share = |b: u64| b * pending.len() as u64 / state.jobs.len().max(1) as u64;
-    let need = total.map(|t| store.peak_bytes(share(t), largest.unwrap_or(0), s.jobs));
+    let need = total.map(|t| kind.peak_bytes(share(t), largest.unwrap_or(0), s.jobs));
     let floor_kib = export::space_floor(s, &outs[2], need, ctx.progress)?;
     let before = state.jobs.len() - pending.len();
     loop {
@@ -324,7 +328,7 @@ enum Ended {
 
 async fn export_one(
     remote: &Remote,
-    store: &MailStore,
+    export: &Script,
     dir: &str,
     floor_kib: u64,
     full: &AtomicBool,
@@ -334,9 +338,8 @@ async fn export_one(
     if full.load(Ordering::SeqCst) {
         return (account, file, Ended::Floor(floor_text(dir)));
     }
-    let export = store.export();
     let floor = floor_kib.to_string();
-    let mut args = vec![dir, file.as_str(), floor.as_str(), export.script, &account];
+    let mut args = vec![dir, file.as_str(), floor.as_str(), &export.script, &account];
     args.extend(export.args.iter().map(String::as_str));
     let ended = match remote.sh(server::EXPORT_ONE, &args).await {
         Ok(out) if out.ok => {
@@ -616,11 +619,18 @@ async fn pass_on(
     let mut pass = Pass::new(ctx, meter, before, pending.len(), state);
     let full = AtomicBool::new(false);
     let full = &full;
-    let mut exports =
-        futures::stream::iter(pending.into_iter().map(|(account, file)| {
-            export_one(remote, ctx.store, dir, floor_kib, full, account, file)
-        }))
-        .buffer_unordered(s.jobs);
+    let mut exports = futures::stream::iter(pending.into_iter().map(|(account, file)| {
+        export_one(
+            remote,
+            &ctx.scripts.export,
+            dir,
+            floor_kib,
+            full,
+            account,
+            file,
+        )
+    }))
+    .buffer_unordered(s.jobs);
     let mut exports_open = !state.exported;
     let mut copies = FuturesUnordered::new();
     let mut reads = FuturesUnordered::new();

@@ -19,7 +19,7 @@ use super::{
     export, pipeline, server, tell, BackupEngine, BackupReport, EngineError, ErrorKind,
     MailboxResult, MailboxStatus, Progress, ProgressSender, RunFolders, RunRequest, StopReason,
 };
-use crate::config::{BackupKind, EngineSettings};
+use crate::config::EngineSettings;
 use crate::domain::SopStep;
 
 pub use super::link::control_dir;
@@ -522,17 +522,19 @@ async fn server_backup_and_copy(
         folders: Some(folders.clone()),
         ..e
     };
+    let kind = super::kind::of(&s.kind);
     let Copied {
         files,
         mut results,
         copied,
         copy_secs,
-    } = match &s.kind {
-        BackupKind::Mailboxes(store) => {
+    } = match kind.mailboxes() {
+        Some(scripts) => {
             // Steps 5 and 6 side by side: each archive is copied as soon as it is exported.
             let ctx = pipeline::RunContext {
                 s,
-                store,
+                kind: kind.as_ref(),
+                scripts: &scripts,
                 folders,
                 timer,
                 progress,
@@ -543,14 +545,14 @@ async fn server_backup_and_copy(
                 .map_err(with_folders)?;
             overlapped_results(link, &folders.server, done).await
         }
-        BackupKind::Command { .. } => export_then_copy(run, link, folders, keep_server).await?,
+        None => export_then_copy(run, link, folders, keep_server).await?,
     };
     // The directory beside the mail, for the kinds that keep one; listed with the archives.
-    let directory = match &s.kind {
-        BackupKind::Mailboxes(store) if directory::captured_by(store) => {
-            Some(directory::capture(link.remote(), store, folders, seal).await)
+    let directory = match kind.directory_capture(&folders.server) {
+        Some(c) => {
+            Some(directory::capture(link.remote(), (&c.script, &c.args()), folders, seal).await)
         }
-        _ => None,
+        None => None,
     };
     let bytes_total: u64 =
         files.iter().map(|x| x.size).sum::<u64>() + directory.as_ref().map_or(0, |d| d.size);

@@ -6,8 +6,16 @@
 //! account name ever reaches a shell.
 
 /// Prints every account, one per line (system accounts included: the caller skips them with
-/// [`crate::engine::strategy::is_zimbra_system_account`]). No arguments.
+/// [`is_system_account`]). No arguments.
 pub const LIST: &str = "exec su - zimbra -c 'zmprov -l gaa'";
+
+/// Zimbra's system accounts, not backed up.
+pub fn is_system_account(account: &str) -> bool {
+    let local = account.split('@').next().unwrap_or(account);
+    ["spam.", "ham.", "virus-quarantine.", "galsync"]
+        .iter()
+        .any(|p| local.starts_with(p))
+}
 
 /// What every script reaching the admin port shares after its own first lines (which set `account`,
 /// `stage`, `what`, and `out`, the file `fail` removes): `fail`, the admin login read from localconfig,

@@ -422,7 +422,7 @@ async fn an_empty_zimbra_is_rebuilt_from_one_folder_and_a_cut_off_rebuild_run_ag
     let user_accounts: Vec<String> = served
         .lines()
         .map(|l| l.split('\t').next().unwrap_or("").to_owned())
-        .filter(|a| !mailbox_backup_bot::engine::strategy::is_zimbra_system_account(a))
+        .filter(|a| !mailbox_backup_bot::engine::zimbra::is_system_account(a))
         .collect();
     assert_eq!(d.counts.names, user_accounts);
     assert_eq!(d.counts.passwords, user_accounts.len() as u64);
@@ -723,7 +723,7 @@ fn names_of(v: &serde_json::Value, key: &str) -> std::collections::BTreeSet<Stri
 #[tokio::test]
 async fn a_realistic_directory_is_rebuilt_onto_a_freshly_installed_zimbra_as_the_server_reads_it_back(
 ) {
-    use mailbox_backup_bot::engine::strategy::is_zimbra_system_account;
+    use mailbox_backup_bot::engine::zimbra::is_system_account as is_zimbra_system_account;
     let state = SimState::save();
     let sim = state.sim.clone();
     sim_script(&sim, "realistic.py");

@@ -14,7 +14,7 @@ use mailbox_backup_bot::engine::files::portable_name;
 use mailbox_backup_bot::engine::files::sha256_of;
 use mailbox_backup_bot::engine::remote::Remote;
 use mailbox_backup_bot::engine::run::{control_dir, run};
-use mailbox_backup_bot::engine::strategy::is_zimbra_system_account;
+use mailbox_backup_bot::engine::zimbra::is_system_account as is_zimbra_system_account;
 use mailbox_backup_bot::engine::{zimbra, MailboxStatus, RunRequest, Stop};
 
 const HOSTILE: &str = "-x $(touch zpwned) o'b\"c;@djki.go.id";

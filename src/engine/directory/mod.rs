@@ -33,7 +33,6 @@ use super::encryption::{self, Recipients};
 use super::files::{hex, DIRECTORY_FILE};
 use super::remote::{error_chain, Remote};
 use super::{local, MailboxStatus, RunFolders};
-use crate::config::MailStore;
 
 /// Fields of the capture's lists are separated by U+001F (no name or path holds it).
 const US: char = '\u{1f}';
@@ -78,21 +77,16 @@ pub struct DirectoryResult {
     pub status: MailboxStatus,
 }
 
-/// Whether the kind keeps a directory beside the mail (Maildir and `command` do not).
-pub fn captured_by(store: &MailStore) -> bool {
-    matches!(store, MailStore::Dovecot { .. } | MailStore::Zimbra)
-}
-
 /// Step 6's end for the directory: captured on the server, copied down into the dated folder,
 /// checked against the server's SHA-256, recorded as verified and read back. A failure is the
 /// capture's result, not a lost run: the mail already copied stays verified.
 pub(super) async fn capture(
     remote: &Remote,
-    store: &MailStore,
+    script: (&str, &[&str]),
     folders: &RunFolders,
     seal: Option<&Recipients>,
 ) -> DirectoryResult {
-    match capture_and_copy(remote, store, folders, seal).await {
+    match capture_and_copy(remote, script, folders, seal).await {
         Ok(result) => result,
         Err(error) => DirectoryResult {
             file: DIRECTORY_FILE.to_owned(),
@@ -104,22 +98,18 @@ pub(super) async fn capture(
     }
 }
 
+/// `script` is the kind's capture into the server folder, with its arguments.
 async fn capture_and_copy(
     remote: &Remote,
-    store: &MailStore,
+    script: (&str, &[&str]),
     folders: &RunFolders,
     seal: Option<&Recipients>,
 ) -> Result<DirectoryResult, String> {
     let dir = folders.server.as_str();
-    let out = match store {
-        MailStore::Dovecot { config } => {
-            let conf = config.clone().unwrap_or_default();
-            remote.sh(DOVECOT_CAPTURE, &[dir, &conf]).await
-        }
-        MailStore::Zimbra => remote.sh(ZIMBRA_CAPTURE, &[dir]).await,
-        MailStore::Maildir { .. } => return Err("this kind of server keeps no directory".into()),
-    }
-    .map_err(|e| error_chain(&e))?;
+    let out = remote
+        .sh(script.0, script.1)
+        .await
+        .map_err(|e| error_chain(&e))?;
     if !out.ok {
         return Err(format!("the capture on the server failed: {}", out.stderr));
     }
@@ -216,6 +206,14 @@ fn store_encrypted(
 pub enum Directory {
     Dovecot(DovecotDirectory),
     Zimbra(ZimbraDirectory),
+}
+
+/// A capture matched with the server it goes back onto (see
+/// [`crate::engine::kind::MailKind::rebuild_target`]): a capture is rebuilt only on the kind it
+/// came from. Dovecot's carries the doveadm configuration (`MAIL_DOVEADM_CONFIG`, or empty).
+pub enum RebuildTarget<'a> {
+    Dovecot(String, &'a DovecotDirectory),
+    Zimbra(&'a ZimbraDirectory),
 }
 
 impl Directory {

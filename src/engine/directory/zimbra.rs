@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use super::DirectoryCounts;
-use crate::engine::strategy::is_zimbra_system_account;
+use crate::engine::zimbra::is_system_account as is_zimbra_system_account;
 
 /// A shell function `zbatch`: runs the zmprov batch on its stdin as the zimbra user with
 /// `zmprov -l -f FILE` (zmprov opens the file by name: a pipe of root's cannot be opened by the

@@ -12,10 +12,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::directory::{self, Directory};
+use super::directory::{Directory, RebuildTarget as Target};
 use super::link::Link;
 use super::restore::{self as restoring, RestoreError};
-use crate::config::{BackupKind, EngineSettings, MailStore};
+use crate::config::EngineSettings;
 
 /// What a rebuild of one account would do, read from the capture and the server; changes nothing.
 #[derive(Debug, Clone, PartialEq)]
@@ -84,27 +84,9 @@ pub fn read_capture(s: &EngineSettings, folder: &str) -> Result<(Directory, Stri
     Ok((directory, found.sha256.clone()))
 }
 
-/// The capture matched with the kind of server configured: a capture is rebuilt only on the
-/// kind it came from.
-enum Target<'a> {
-    Dovecot(String, &'a directory::DovecotDirectory),
-    Zimbra(&'a directory::ZimbraDirectory),
-}
-
+/// The capture matched with the kind of server configured.
 fn target<'a>(s: &EngineSettings, capture: &'a Directory) -> Result<Target<'a>, RestoreError> {
-    match (&s.kind, capture) {
-        (BackupKind::Mailboxes(MailStore::Dovecot { config }), Directory::Dovecot(d)) => {
-            Ok(Target::Dovecot(config.clone().unwrap_or_default(), d))
-        }
-        (BackupKind::Mailboxes(MailStore::Zimbra), Directory::Zimbra(z)) => Ok(Target::Zimbra(z)),
-        (BackupKind::Command { .. }, _) => Err(RestoreError::Unsupported("command".into())),
-        (BackupKind::Mailboxes(MailStore::Maildir { .. }), _) => {
-            Err(RestoreError::Unsupported("maildir".into()))
-        }
-        _ => Err(RestoreError::Unsupported(
-            "a directory of another kind of mail server".into(),
-        )),
-    }
+    super::kind::of(&s.kind).rebuild_target(capture)
 }
 
 /// What rebuilding `account` from `capture` would do on the server. Reads only.
