@@ -257,6 +257,43 @@ fn timezone(src: &dyn Source) -> Result<Tz, ConfigError> {
     })
 }
 
+fn language(src: &dyn Source) -> Result<Lang, ConfigError> {
+    match value(src, "BOT_LANG")
+        .as_deref()
+        .map(str::to_lowercase)
+        .as_deref()
+    {
+        None | Some("id") => Ok(Lang::Id),
+        Some("en") => Ok(Lang::En),
+        Some(other) => Err(ConfigError {
+            var: "BOT_LANG",
+            problem: format!("expected id or en, got {other:?}"),
+        }),
+    }
+}
+
+/// How the records are shown (`log` and `export` at the terminal read only these, and read
+/// them as the bot does).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Presentation {
+    pub lang: Lang,
+    pub timezone: Tz,
+}
+
+impl Presentation {
+    pub fn load(src: &dyn Source) -> Result<Presentation, ConfigError> {
+        Ok(Presentation {
+            lang: language(src)?,
+            timezone: timezone(src)?,
+        })
+    }
+}
+
+/// `LOCAL_BACKUP_ROOT` as written (what `init-disk` marks when no path is given).
+pub fn local_backup_root(src: &dyn Source) -> Option<PathBuf> {
+    value(src, "LOCAL_BACKUP_ROOT").map(PathBuf::from)
+}
+
 impl BotSettings {
     pub fn load(src: &dyn Source) -> Result<BotSettings, ConfigError> {
         let token = required(src, "TELOXIDE_TOKEN", "the bot token from @BotFather")?;
@@ -289,20 +326,7 @@ impl BotSettings {
             kasi: ids(src, "KASI_IDS")?,
             jfu: ids(src, "JFU_IDS")?,
         };
-        let lang = match value(src, "BOT_LANG")
-            .as_deref()
-            .map(str::to_lowercase)
-            .as_deref()
-        {
-            None | Some("id") => Lang::Id,
-            Some("en") => Lang::En,
-            Some(other) => {
-                return Err(ConfigError {
-                    var: "BOT_LANG",
-                    problem: format!("expected id or en, got {other:?}"),
-                })
-            }
-        };
+        let lang = language(src)?;
         Ok(BotSettings {
             token: Secret::new(token),
             api_url,
@@ -846,6 +870,28 @@ mod tests {
         assert!(
             !format!("{s:?}").contains("123:abc"),
             "the token must not be printed"
+        );
+    }
+
+    #[test]
+    fn the_terminal_reads_the_language_and_time_zone_as_the_bot_does() {
+        let read = |pairs: &[(&str, &str)]| {
+            let vars: std::collections::HashMap<String, String> = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            super::Presentation::load(&vars)
+        };
+        let en = read(&[("BOT_LANG", "EN"), ("BOT_TIMEZONE", "Asia/Makassar")]).unwrap();
+        assert_eq!(en.lang, crate::domain::lang::Lang::En);
+        assert_eq!(en.timezone, chrono_tz::Asia::Makassar);
+        let plain = read(&[]).unwrap();
+        assert_eq!(plain.lang, crate::domain::lang::Lang::Id);
+        assert_eq!(plain.timezone, chrono_tz::Asia::Jakarta);
+        assert_eq!(read(&[("BOT_LANG", "fr")]).unwrap_err().var, "BOT_LANG");
+        assert_eq!(
+            read(&[("BOT_TIMEZONE", "Jakarta")]).unwrap_err().var,
+            "BOT_TIMEZONE"
         );
     }
 

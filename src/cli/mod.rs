@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use crate::config::{self, BotSettings, EngineSettings, Env};
 use crate::domain::{parse_log_period, parse_month};
 use crate::engine::BackupEngine;
-use crate::messages::{Catalog, Lang};
+use crate::messages::Catalog;
 use crate::procedure::people::People;
 use crate::storage::Store;
 
@@ -107,17 +107,11 @@ fn load_env(file: Option<&PathBuf>) -> Result<()> {
 /// the names known, and today there.
 async fn records() -> Result<(Store, Catalog, People, chrono::NaiveDate)> {
     let store = store().await?;
-    let lang = match std::env::var("BOT_LANG").as_deref() {
-        Ok("en") => Lang::En,
-        _ => Lang::Id,
-    };
-    let tz = std::env::var("BOT_TIMEZONE")
-        .ok()
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(chrono_tz::Asia::Jakarta);
+    let shown = config::Presentation::load(&Env)?;
+    let tz = shown.timezone;
     let today = chrono::Utc::now().with_timezone(&tz).date_naive();
     let people = People::new(store.people().await?);
-    Ok((store, Catalog::new(lang, tz), people, today))
+    Ok((store, Catalog::new(shown.lang, tz), people, today))
 }
 
 async fn store() -> Result<Store> {
@@ -345,8 +339,7 @@ pub async fn main(cli: Cli) -> Result<()> {
         CliCommand::InitDisk { path } => {
             let path = match path {
                 Some(p) => p,
-                None => std::env::var_os("LOCAL_BACKUP_ROOT")
-                    .map(PathBuf::from)
+                None => config::local_backup_root(&Env)
                     .context("give a PATH, or set LOCAL_BACKUP_ROOT")?,
             };
             let (text, new) = crate::engine::local::init_disk(&path)

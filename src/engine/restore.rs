@@ -461,9 +461,6 @@ done; true"#;
 /// Removes the stage `$1`, only when it carries the bot's marker.
 const DROP_STAGE: &str = r#"[ -f "$1/.mailbox-backup-bot" ] && [ "$(head -n 1 -- "$1/.mailbox-backup-bot")" = 'mailbox-backup-bot folder' ] && rm -rf -- "$1""#;
 
-/// through the backup (`doveadm backup`) and the import; without one, its Message-ID, size and
-/// date.
-
 /// Checks, when a restore is asked, that the target account exists on the mail server.
 pub async fn check_target(s: &EngineSettings, into: &str) -> Result<(), RestoreError> {
     let kind = kind::of(&s.kind);
@@ -628,6 +625,31 @@ struct Upload<'a> {
 /// The account restored into, as the server knows it: its name, its owner (`uid:gid`, empty
 /// for Zimbra) and the doveadm configuration to reach it (empty by default); `scratch` when the
 /// messages go to a drill's scratch copy rather than into the account's own mail.
+/// Room on the server for the archive and its unpacked mail (about four times the archive)
+/// above the floor; a drill holds a second unpacked copy, its scratch copy, beside it.
+async fn room_for(
+    s: &EngineSettings,
+    r: &super::remote::Remote,
+    size: u64,
+    scratch: bool,
+) -> Result<(), RestoreError> {
+    let o = r
+        .sh(server::FREE_SPACE_NEAREST, &[&s.server_backup_dir])
+        .await
+        .map_err(ssh)?;
+    if let Some(space) = server::parse_space(&String::from_utf8_lossy(&o.stdout)) {
+        let need = size.saturating_mul(if scratch { 9 } else { 5 });
+        let floor = s.server_min_free.bytes(space.size);
+        if space.avail.saturating_sub(need) < floor {
+            return Err(RestoreError::ServerNoSpace(format!(
+                "{} free on {}, the restore needs about {} and {} must stay free",
+                space.avail, space.mount, need, floor
+            )));
+        }
+    }
+    Ok(())
+}
+
 async fn restore_on(
     s: &EngineSettings,
     link: &Link<'_>,
@@ -665,23 +687,7 @@ async fn restore_on(
         owner,
         scratch,
     };
-    // Room for the archive and its unpacked mail (about four times the archive) above the floor;
-    // a drill holds a second unpacked copy, its scratch copy, beside it.
-    let size = upload.size;
-    let o = r
-        .sh(server::FREE_SPACE_NEAREST, &[&s.server_backup_dir])
-        .await
-        .map_err(ssh)?;
-    if let Some(space) = server::parse_space(&String::from_utf8_lossy(&o.stdout)) {
-        let need = size.saturating_mul(if scratch { 9 } else { 5 });
-        let floor = s.server_min_free.bytes(space.size);
-        if space.avail.saturating_sub(need) < floor {
-            return Err(RestoreError::ServerNoSpace(format!(
-                "{} free on {}, the restore needs about {} and {} must stay free",
-                space.avail, space.mount, need, floor
-            )));
-        }
-    }
+    room_for(s, r, upload.size, scratch).await?;
     let name = format!(
         ".restore-{}{}-{}",
         if scratch { "drill-" } else { "" },

@@ -70,7 +70,37 @@ pub struct RunHandle {
     pub task: AbortHandle,
 }
 
+/// The answer to a button press, shown to the presser alone: a pop-up to acknowledge (`alert`)
+/// or a passing note.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ButtonAnswer {
+    pub text: String,
+    pub alert: bool,
+}
+
+impl ButtonAnswer {
+    pub fn alert(text: String) -> Self {
+        ButtonAnswer { text, alert: true }
+    }
+
+    pub fn toast(text: String) -> Self {
+        ButtonAnswer { text, alert: false }
+    }
+}
+
 impl App {
+    /// Remembers the name of a person with a role from what they sent; stored when it changed.
+    pub async fn learn(&self, person: crate::storage::Person) {
+        if !self.settings.roster.has_any_role(person.id) {
+            return;
+        }
+        if self.people.learn(person.clone()) {
+            if let Err(e) = self.store.upsert_person(&person).await {
+                tracing::warn!(error = %e, "could not store a name");
+            }
+        }
+    }
+
     /// Today in the configured time zone.
     pub fn today(&self) -> NaiveDate {
         Utc::now()

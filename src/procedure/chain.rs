@@ -13,7 +13,7 @@ use crate::domain::{
     OrderStatus, Refusal, Role, UserId,
 };
 use crate::outbox::Outgoing;
-use crate::procedure::app::App;
+use crate::procedure::app::{App, ButtonAnswer};
 use crate::procedure::backup_run::{self, RunEnding, RunOutcome};
 use crate::procedure::moves;
 use crate::storage::StoreError;
@@ -118,6 +118,88 @@ pub async fn direct(app: &Arc<App>, by: UserId, jfu: UserId) -> Result<bool> {
         return Ok(false);
     };
     advance(app, &order, Event::Direct { by, jfu }).await
+}
+
+/// `/direct`, `/direct @username` or `/direct <id>`: the JFU named (or the only one), then the
+/// move. A name that cannot be resolved is answered with the JFUs to choose from.
+pub async fn direct_named(app: &Arc<App>, by: UserId, arg: &str) -> Result<()> {
+    let roster = &app.settings.roster;
+    let jfu_names = || {
+        roster
+            .jfu
+            .iter()
+            .map(|j| {
+                app.people
+                    .get(*j)
+                    .and_then(|p| p.username.map(|u| format!("@{u}")))
+                    .unwrap_or_else(|| j.to_string())
+            })
+            .collect::<Vec<_>>()
+    };
+    if !roster.has(by, Role::Kasi) {
+        // The domain refuses with the reason; an argument that can't be resolved doesn't matter.
+        let any_jfu = roster.jfu.iter().next().copied().unwrap_or(by);
+        direct(app, by, any_jfu).await?;
+        return Ok(());
+    }
+    let jfu = if arg.is_empty() {
+        match roster.sole_jfu() {
+            Some(j) => j,
+            None => {
+                app.chat.say(&app.catalog.name_a_jfu(&jfu_names())).await?;
+                return Ok(());
+            }
+        }
+    } else if let Ok(id) = arg.parse::<i64>() {
+        UserId(id)
+    } else if arg.starts_with('@') && !arg.contains(char::is_whitespace) {
+        match app.people.by_username(arg) {
+            Some(id) => id,
+            None => {
+                app.chat
+                    .say(&app.catalog.unknown_jfu(arg, &jfu_names()))
+                    .await?;
+                return Ok(());
+            }
+        }
+    } else {
+        app.chat
+            .say(&app.catalog.unknown_jfu(arg, &jfu_names()))
+            .await?;
+        return Ok(());
+    };
+    direct(app, by, jfu).await?;
+    Ok(())
+}
+
+/// A "direct to" button press for `jfu` on the message of order `order_id` (`message`): only a
+/// Kasi may use it, only while that order waits, and it is removed once used.
+pub async fn direct_button(
+    app: &Arc<App>,
+    by: UserId,
+    order_id: OrderId,
+    jfu: UserId,
+    message: Option<i64>,
+) -> ButtonAnswer {
+    let c = &app.catalog;
+    if !app.settings.roster.has(by, Role::Kasi) {
+        return ButtonAnswer::alert(c.button_not_for_you());
+    }
+    let active = match app.store.active_order().await {
+        Ok(active) => active,
+        Err(e) => return ButtonAnswer::alert(app.failure_reply(&e.into())),
+    };
+    if active.as_ref().map(|o| o.id) != Some(order_id) {
+        if let Some(m) = message {
+            let _ = app.chat.remove_buttons(m).await;
+        }
+        return ButtonAnswer::toast(c.button_stale());
+    }
+    match direct(app, by, jfu).await {
+        Ok(true) => ButtonAnswer::toast(c.button_used(&app.people.name(jfu))),
+        Ok(false) => ButtonAnswer::toast(c.button_stale()),
+        Err(e) => ButtonAnswer::alert(app.failure_reply(&e)),
+    }
 }
 
 /// The JFU confirms: steps 3–6 start, unless no engine is configured.

@@ -17,7 +17,7 @@ use crate::engine::rebuild::RebuildSummary;
 use crate::engine::restore::{self, RestoreError};
 use crate::engine::BackupEngine;
 use crate::outbox::{Button, Outgoing};
-use crate::procedure::app::App;
+use crate::procedure::app::{App, ButtonAnswer};
 use crate::storage::{NewRestore, RestoreRow, StoreError};
 
 /// `/restore FOLDER ACCOUNT [TARGET]` by a Kasi, or `/restore batal` (withdraw). Everything is
@@ -346,8 +346,25 @@ async fn expire_due(app: &Arc<App>) -> Result<()> {
     Ok(())
 }
 
-/// A press of "approve" or "refuse" on request `id`; returns the answer to show the presser.
+/// A press of "approve" or "refuse" on request `id`; returns the answer to show the presser (a
+/// pop-up to anyone but a Kasubdit, who decides).
 pub async fn decide(
+    app: &Arc<App>,
+    by: UserId,
+    id: i64,
+    approve: bool,
+    message_id: Option<i64>,
+) -> ButtonAnswer {
+    let text = decision(app, by, id, approve, message_id)
+        .await
+        .unwrap_or_else(|e| app.failure_reply(&e));
+    ButtonAnswer {
+        text,
+        alert: !app.settings.roster.has(by, Role::Kasubdit),
+    }
+}
+
+async fn decision(
     app: &Arc<App>,
     by: UserId,
     id: i64,

@@ -8,7 +8,7 @@ use super::queues::Queues;
 use super::turns::answering;
 use super::{parse_command, Command, Parsed};
 use crate::domain::flood::Admission;
-use crate::domain::{parse_note, Role, UserId};
+use crate::domain::{parse_note, UserId};
 use crate::procedure::app::App;
 use crate::procedure::chain;
 use crate::storage::Person;
@@ -19,22 +19,14 @@ fn user_id(user: &User) -> UserId {
     UserId(user.id.0 as i64)
 }
 
-/// Remembers the names of people with a role, from what they send.
+/// Who sent an update, as the procedure knows people.
 async fn learn(app: &App, user: &User) {
-    let id = user_id(user);
-    if !app.settings.roster.has_any_role(id) {
-        return;
-    }
-    let person = Person {
-        id,
+    app.learn(Person {
+        id: user_id(user),
         first_name: user.first_name.clone(),
         username: user.username.clone(),
-    };
-    if app.people.learn(person.clone()) {
-        if let Err(e) = app.store.upsert_person(&person).await {
-            tracing::warn!(error = %e, "could not store a name");
-        }
-    }
+    })
+    .await;
 }
 
 /// An update from a group that is not `GROUP_CHAT_ID`: ignored, but logged with the chat's id
@@ -204,7 +196,7 @@ async fn dispatch(app: &Arc<App>, by: UserId, command: Command) -> anyhow::Resul
             Ok(note) => chain::order_backup(app, by, note).await,
             Err(()) => Ok(()),
         },
-        Command::Direct(arg) => direct(app, by, arg.trim()).await,
+        Command::Direct(arg) => chain::direct_named(app, by, arg.trim()).await,
         Command::Start(arg) => {
             if no_arguments(app, &arg, "/start").await? {
                 chain::start(app, by).await?;
@@ -253,57 +245,6 @@ async fn dispatch(app: &Arc<App>, by: UserId, command: Command) -> anyhow::Resul
     }
 }
 
-/// `/direct`, `/direct @username` or `/direct <id>`.
-async fn direct(app: &Arc<App>, by: UserId, arg: &str) -> anyhow::Result<()> {
-    let roster = &app.settings.roster;
-    let jfu_names = || {
-        roster
-            .jfu
-            .iter()
-            .map(|j| {
-                app.people
-                    .get(*j)
-                    .and_then(|p| p.username.map(|u| format!("@{u}")))
-                    .unwrap_or_else(|| j.to_string())
-            })
-            .collect::<Vec<_>>()
-    };
-    if !roster.has(by, Role::Kasi) {
-        // The domain refuses with the reason; an argument that can't be resolved doesn't matter.
-        let any_jfu = roster.jfu.iter().next().copied().unwrap_or(by);
-        chain::direct(app, by, any_jfu).await?;
-        return Ok(());
-    }
-    let jfu = if arg.is_empty() {
-        match roster.sole_jfu() {
-            Some(j) => j,
-            None => {
-                app.chat.say(&app.catalog.name_a_jfu(&jfu_names())).await?;
-                return Ok(());
-            }
-        }
-    } else if let Ok(id) = arg.parse::<i64>() {
-        UserId(id)
-    } else if arg.starts_with('@') && !arg.contains(char::is_whitespace) {
-        match app.people.by_username(arg) {
-            Some(id) => id,
-            None => {
-                app.chat
-                    .say(&app.catalog.unknown_jfu(arg, &jfu_names()))
-                    .await?;
-                return Ok(());
-            }
-        }
-    } else {
-        app.chat
-            .say(&app.catalog.unknown_jfu(arg, &jfu_names()))
-            .await?;
-        return Ok(());
-    };
-    chain::direct(app, by, jfu).await?;
-    Ok(())
-}
-
 async fn private(app: &App, group: &GroupChat, from: &User, text: &str) -> anyhow::Result<()> {
     if !text.starts_with('/') {
         return Ok(());
@@ -342,15 +283,11 @@ pub async fn on_button(
     {
         learn(&app, &q.from).await;
         let message = q.regular_message().map(|m| i64::from(m.id.0));
-        let text = match crate::procedure::restores::decide(&app, by, id, approve, message).await {
-            Ok(text) => text,
-            Err(e) => app.failure_reply(&e),
-        };
-        let alert = !app.settings.roster.has(by, Role::Kasubdit);
+        let reply = crate::procedure::restores::decide(&app, by, id, approve, message).await;
         if let Err(e) = bot
             .answer_callback_query(q.id.clone())
-            .text(text)
-            .show_alert(alert)
+            .text(reply.text)
+            .show_alert(reply.alert)
             .await
         {
             tracing::warn!(error = %e, "could not answer a button press");
@@ -380,22 +317,8 @@ pub async fn on_button(
         return Ok(());
     };
     learn(&app, &q.from).await;
-    if !app.settings.roster.has(by, Role::Kasi) {
-        answer(app.catalog.button_not_for_you(), true).await;
-        return Ok(());
-    }
-    let active = app.store.active_order().await?;
-    if active.as_ref().map(|o| o.id) != Some(order_id) {
-        answer(app.catalog.button_stale(), false).await;
-        if let Some(m) = q.regular_message() {
-            let _ = app.chat.remove_buttons(i64::from(m.id.0)).await;
-        }
-        return Ok(());
-    }
-    match chain::direct(&app, by, jfu).await {
-        Ok(true) => answer(app.catalog.button_used(&app.people.name(jfu)), false).await,
-        Ok(false) => answer(app.catalog.button_stale(), false).await,
-        Err(e) => answer(app.failure_reply(&e), true).await,
-    }
+    let message = q.regular_message().map(|m| i64::from(m.id.0));
+    let reply = chain::direct_button(&app, by, order_id, jfu, message).await;
+    answer(reply.text, reply.alert).await;
     Ok(())
 }

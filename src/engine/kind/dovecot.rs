@@ -213,6 +213,8 @@ set --
 );
 
 /// A message's identity for "is it there already": its folder and its GUID, which Dovecot keeps
+/// through the backup (`doveadm backup`) and the import; without one, its Message-ID, size and
+/// date.
 type Key = (String, String);
 
 /// Parses `doveadm -f json fetch 'mailbox uid guid hdr.message-id size.virtual date.sent'`.

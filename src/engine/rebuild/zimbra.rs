@@ -904,22 +904,23 @@ fn compare_rest(
     errors: &[String],
 ) -> Vec<(String, String)> {
     let mut failed = Vec::new();
+    // An object missing afterwards, with zmprov's errors that name any of `words` as evidence.
+    let gone = |what: String, words: &[&str]| {
+        (
+            what,
+            with_evidence("it is not on the server".into(), errors, words),
+        )
+    };
     for c in &scope.cos {
         if !server.cos.contains_key(&c.name) {
             let mut words = vec![c.name.as_str()];
             words.extend(c.all("zimbraMailHostPool"));
-            failed.push((
-                format!("class of service {}", c.name),
-                with_evidence("it is not on the server".into(), errors, &words),
-            ));
+            failed.push(gone(format!("class of service {}", c.name), &words));
         }
     }
     for d in &scope.domains {
         let Some(now) = server.domains.get(&d.name) else {
-            failed.push((
-                format!("domain {}", d.name),
-                with_evidence("it is not on the server".into(), errors, &[&d.name]),
-            ));
+            failed.push(gone(format!("domain {}", d.name), &[&d.name]));
             continue;
         };
         let want = domain_default_cos(z, d).unwrap_or(FALLBACK_COS);
@@ -936,10 +937,7 @@ fn compare_rest(
     }
     for list in &scope.lists {
         let Some(now) = server.lists.get(&list.name) else {
-            failed.push((
-                format!("list {}", list.name),
-                with_evidence("it is not on the server".into(), errors, &[&list.name]),
-            ));
+            failed.push(gone(format!("list {}", list.name), &[&list.name]));
             continue;
         };
         let lacks: Vec<String> = list_aliases(list)
