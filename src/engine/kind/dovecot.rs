@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use futures::future::BoxFuture;
 use serde::Deserialize;
 
-use super::{ImportProgress, Listing, MailKind, MailboxScripts, Script, SUM_KIB};
+use super::{ImportProgress, MailKind, MailboxScripts, Script};
 use crate::engine::directory::{Directory, RebuildTarget, DOVECOT_CAPTURE};
 use crate::engine::dovecot::{inbox_namespace_fn, Namespace, NAMESPACE};
 use crate::engine::import::{
@@ -70,22 +70,13 @@ impl MailKind for Dovecot {
     }
 
     fn mailboxes(&self) -> Option<MailboxScripts> {
-        Some(MailboxScripts {
-            listing: Listing {
-                script: LIST,
-                args: vec![self.config.clone()],
-                nul: false,
-            },
-            export: Script {
-                script: EXPORT.to_owned(),
-                args: vec![self.config.clone()],
-            },
-            sizes: Script {
-                script: format!("{SIZES}{SUM_KIB}"),
-                args: vec![self.config.clone()],
-            },
-            extension: "tar.gz",
-        })
+        Some(MailboxScripts::taking(
+            &self.config,
+            LIST,
+            false,
+            EXPORT,
+            SIZES,
+        ))
     }
 
     /// Besides the archives, the uncompressed stage copy of each mailbox in flight.

@@ -3,7 +3,7 @@
 
 use futures::future::BoxFuture;
 
-use super::{ImportProgress, Listing, MailKind, MailboxScripts, Script, SUM_KIB};
+use super::{ImportProgress, MailKind, MailboxScripts};
 use crate::engine::import::{
     on_server, ssh, unpack, FolderCount, ImportTarget, RestoreError, RestoreProgress,
 };
@@ -33,22 +33,9 @@ impl MailKind for Maildir {
     }
 
     fn mailboxes(&self) -> Option<MailboxScripts> {
-        Some(MailboxScripts {
-            listing: Listing {
-                script: LIST,
-                args: vec![self.root.clone()],
-                nul: true,
-            },
-            export: Script {
-                script: EXPORT.to_owned(),
-                args: vec![self.root.clone()],
-            },
-            sizes: Script {
-                script: format!("{SIZES}{SUM_KIB}"),
-                args: vec![self.root.clone()],
-            },
-            extension: "tar.gz",
-        })
+        Some(MailboxScripts::taking(
+            &self.root, LIST, true, EXPORT, SIZES,
+        ))
     }
 
     fn tools(&self) -> &'static [&'static str] {

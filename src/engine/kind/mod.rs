@@ -54,6 +54,36 @@ pub struct MailboxScripts {
     pub extension: &'static str,
 }
 
+impl MailboxScripts {
+    /// Scripts that each take the one argument `arg` (the doveadm configuration, the Maildir
+    /// root); `sizes` is piped into the sum of its `KIB` lines.
+    fn taking(
+        arg: &str,
+        listing: &'static str,
+        nul: bool,
+        export: &str,
+        sizes: &str,
+    ) -> MailboxScripts {
+        let args = || vec![arg.to_owned()];
+        MailboxScripts {
+            listing: Listing {
+                script: listing,
+                args: args(),
+                nul,
+            },
+            export: Script {
+                script: export.to_owned(),
+                args: args(),
+            },
+            sizes: Script {
+                script: format!("{sizes}{SUM_KIB}"),
+                args: args(),
+            },
+            extension: "tar.gz",
+        }
+    }
+}
+
 /// Where the messages of a progress callback go while a kind imports.
 pub type ImportProgress<'a> = &'a mut (dyn FnMut(RestoreProgress) + Send);
 
