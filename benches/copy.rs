@@ -41,7 +41,7 @@ async fn main() -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("{}: {}", e.kind, e.detail))?;
     let out = remote.sh(scripts::MANIFEST, &[server]).await?;
     anyhow::ensure!(out.ok, "manifest: {}", out.stderr);
-    let files = parse_manifest(&out.stdout).map_err(anyhow::Error::msg)?;
+    let files = parse_manifest(&out.stdout)?;
     let folders = RunFolders {
         local: local.into(),
         server: server.clone(),

@@ -124,7 +124,7 @@ async fn copy(settings: &EngineSettings, dir: &str, local: &str) -> anyhow::Resu
     let (remote, work) = connect(settings).await?;
     let out = remote.sh(scripts::MANIFEST, &[dir]).await?;
     ensure!(out.ok, "manifest: {}", out.stderr);
-    let files = parse_manifest(&out.stdout).map_err(anyhow::Error::msg)?;
+    let files = parse_manifest(&out.stdout)?;
     let folders = RunFolders {
         local: local.into(),
         server: dir.to_owned(),

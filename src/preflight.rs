@@ -273,7 +273,7 @@ fn disk_checks(s: &EngineSettings) -> Vec<CheckLine> {
             true,
             format!("{} (disk {id})", s.local_root.display()),
         ),
-        Err(e) => line(CheckItem::DiskMarked, false, e),
+        Err(e) => line(CheckItem::DiskMarked, false, e.to_string()),
     });
     let writable = std::ffi::CString::new(s.local_root.as_os_str().as_encoded_bytes())
         // SAFETY: a valid NUL-terminated path; access() only reads it.

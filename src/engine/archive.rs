@@ -46,36 +46,76 @@ pub fn count_messages(input: impl BufRead) -> std::io::Result<u64> {
     Ok(messages)
 }
 
+/// Why an archive's messages could not be counted as it arrived: the reader's own words, which
+/// the encryption index keeps (so only its text survives a restart).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, thiserror::Error)]
+#[serde(transparent)]
+#[error("{0}")]
+pub struct CountFailed(pub String);
+
+impl From<std::io::Error> for CountFailed {
+    fn from(e: std::io::Error) -> Self {
+        CountFailed(e.to_string())
+    }
+}
+
+/// Why a copy on the disk did not read back.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadBackError {
+    #[error("{file}: no record of its encrypted copy")]
+    NoRecord { file: String },
+    #[error("the copy cannot be read back: {0}")]
+    Unreadable(#[source] std::io::Error),
+    #[error("the copy on disk changed: {size} bytes with SHA-256 {sha256}, {written_size} bytes with {written_sha256} were written")]
+    Changed {
+        size: u64,
+        sha256: String,
+        written_size: u64,
+        written_sha256: String,
+    },
+    #[error(transparent)]
+    Open(std::io::Error),
+    #[error("the copy on disk is not an age file")]
+    NotAge,
+    #[error("the archive cannot be read as it arrived: {0}")]
+    NotCounted(#[source] CountFailed),
+    #[error("the copy was not read back")]
+    NotReadBack,
+    #[error("read-back stopped: {0}")]
+    Stopped(#[source] tokio::task::JoinError),
+}
+
 /// The read-back of an encrypted copy, which needs no identity: the file on disk is read whole
 /// against the SHA-256 taken as it was written and must start as an age file; its messages are
 /// those counted in the plaintext as it arrived (the age format's authentication covers the
 /// rest when it is decrypted).
-pub fn read_back_encrypted(folder: &Path, file: &str) -> Result<u64, String> {
-    let copy = super::encryption::find(folder, file)
-        .ok_or_else(|| format!("{file}: no record of its encrypted copy"))?;
+pub fn read_back_encrypted(folder: &Path, file: &str) -> Result<u64, ReadBackError> {
+    let copy = super::encryption::find(folder, file).ok_or_else(|| ReadBackError::NoRecord {
+        file: file.to_owned(),
+    })?;
     let path = folder.join(copy.stored());
-    let (sha, size) =
-        super::files::sha256_of(&path).map_err(|e| format!("the copy cannot be read back: {e}"))?;
+    let (sha, size) = super::files::sha256_of(&path).map_err(ReadBackError::Unreadable)?;
     if sha != copy.stored_sha256 || size != copy.stored_size {
-        return Err(format!(
-            "the copy on disk changed: {size} bytes with SHA-256 {sha}, {} bytes with {} were written",
-            copy.stored_size, copy.stored_sha256
-        ));
+        return Err(ReadBackError::Changed {
+            size,
+            sha256: sha,
+            written_size: copy.stored_size,
+            written_sha256: copy.stored_sha256,
+        });
     }
-    let opened = std::fs::File::open(&path).map_err(|e| e.to_string())?;
+    let opened = std::fs::File::open(&path).map_err(ReadBackError::Open)?;
     if !super::encryption::looks_encrypted(std::io::BufReader::new(opened)) {
-        return Err("the copy on disk is not an age file".into());
+        return Err(ReadBackError::NotAge);
     }
-    copy.messages
-        .map_err(|e| format!("the archive cannot be read as it arrived: {e}"))
+    copy.messages.map_err(ReadBackError::NotCounted)
 }
 
 /// The read-back of a copy in the form it was stored in.
-pub fn read_back_stored(folder: &Path, file: &str, encrypted: bool) -> Result<u64, String> {
+pub fn read_back_stored(folder: &Path, file: &str, encrypted: bool) -> Result<u64, ReadBackError> {
     if encrypted {
         return read_back_encrypted(folder, file);
     }
-    read_back(&folder.join(file)).map_err(|e| format!("the copy cannot be read back: {e}"))
+    read_back(&folder.join(file)).map_err(ReadBackError::Unreadable)
 }
 
 /// A buffer of a stream and how much of it is filled.
@@ -103,8 +143,8 @@ impl Relay {
     }
 
     /// Counts the messages of what passes, then passes on the rest.
-    pub fn count(mut self) -> Result<u64, String> {
-        let counted = count_messages(&mut self).map_err(|e| e.to_string());
+    pub fn count(mut self) -> Result<u64, CountFailed> {
+        let counted = count_messages(&mut self).map_err(CountFailed::from);
         self.pass_on_the_rest();
         counted
     }

@@ -27,7 +27,7 @@ pub struct EncryptedCopy {
     pub stored_size: u64,
     pub stored_sha256: String,
     /// The messages counted in the plaintext as it arrived, or why they could not be.
-    pub messages: Result<u64, String>,
+    pub messages: Result<u64, super::archive::CountFailed>,
     /// The recipients it was encrypted to ([`Recipients::fingerprint`]): a copy to other keys
     /// is not this run's copy.
     #[serde(default)]
@@ -146,7 +146,48 @@ impl std::fmt::Debug for Recipients {
     }
 }
 
-fn parse_one(entry: &str) -> (&'static str, Result<Recipient, String>) {
+/// Why an entry of `BACKUP_ENCRYPT_TO` cannot be encrypted to, in the age library's words.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum UnusableRecipient {
+    #[error("not an SSH public key age can encrypt to ({0})")]
+    Ssh(String),
+    #[error("not an age public key (age1…) nor an SSH public key: {0}")]
+    Age(String),
+}
+
+/// Why `BACKUP_ENCRYPT_TO` refuses: the entry, shortened, and why.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("BACKUP_ENCRYPT_TO {shown}: {why}")]
+pub struct RecipientsRefused {
+    pub shown: String,
+    #[source]
+    pub why: UnusableRecipient,
+}
+
+/// Why an encrypted copy cannot be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum DecryptError {
+    #[error("the identity given is not one this backup was encrypted to")]
+    NotForThisIdentity,
+    #[error("not an age file (damaged?)")]
+    NotAgeFile(#[source] age::DecryptError),
+    #[error("cannot decrypt: {0}")]
+    Other(#[source] age::DecryptError),
+}
+
+impl From<age::DecryptError> for DecryptError {
+    fn from(e: age::DecryptError) -> Self {
+        match e {
+            age::DecryptError::NoMatchingKeys => DecryptError::NotForThisIdentity,
+            age::DecryptError::InvalidHeader | age::DecryptError::UnknownFormat => {
+                DecryptError::NotAgeFile(e)
+            }
+            e => DecryptError::Other(e),
+        }
+    }
+}
+
+fn parse_one(entry: &str) -> (&'static str, Result<Recipient, UnusableRecipient>) {
     if entry.starts_with("ssh-") {
         let kind = if entry.starts_with("ssh-ed25519 ") {
             "SSH ed25519"
@@ -158,13 +199,13 @@ fn parse_one(entry: &str) -> (&'static str, Result<Recipient, String>) {
         let parsed = entry
             .parse::<age::ssh::Recipient>()
             .map(|r| Box::new(r) as Recipient)
-            .map_err(|e| format!("not an SSH public key age can encrypt to ({e:?})"));
+            .map_err(|e| UnusableRecipient::Ssh(format!("{e:?}")));
         return (kind, parsed);
     }
     let parsed = entry
         .parse::<age::x25519::Recipient>()
         .map(|r| Box::new(r) as Recipient)
-        .map_err(|e| format!("not an age public key (age1…) nor an SSH public key: {e}"));
+        .map_err(|e| UnusableRecipient::Age(e.to_string()));
     ("age X25519", parsed)
 }
 
@@ -187,7 +228,7 @@ pub fn check_recipients(entries: &[String]) -> Vec<RecipientCheck> {
             RecipientCheck {
                 shown: shown(e),
                 kind,
-                problem: parsed.err(),
+                problem: parsed.err().map(|e| e.to_string()),
             }
         })
         .collect()
@@ -196,7 +237,7 @@ pub fn check_recipients(entries: &[String]) -> Vec<RecipientCheck> {
 impl Recipients {
     /// The recipients of `entries`; `None` when there are none (encryption off). One entry that
     /// cannot be used refuses them all: a backup is never written to fewer keys than set.
-    pub fn parse(entries: &[String]) -> Result<Option<Recipients>, String> {
+    pub fn parse(entries: &[String]) -> Result<Option<Recipients>, RecipientsRefused> {
         if entries.is_empty() {
             return Ok(None);
         }
@@ -204,7 +245,12 @@ impl Recipients {
         for e in entries {
             match parse_one(e) {
                 (_, Ok(r)) => list.push(r),
-                (_, Err(why)) => return Err(format!("BACKUP_ENCRYPT_TO {}: {why}", shown(e))),
+                (_, Err(why)) => {
+                    return Err(RecipientsRefused {
+                        shown: shown(e),
+                        why,
+                    })
+                }
             }
         }
         // The set, whatever its order or the SSH keys' comments.
@@ -299,23 +345,9 @@ impl Identities {
 
     /// The plaintext of the age file `input`; an error when the file is not an age file or none
     /// of these identities opens it.
-    pub fn decrypt<R: Read>(&self, input: R) -> Result<age::stream::StreamReader<R>, String> {
-        let decryptor = age::Decryptor::new(input).map_err(|e| decrypt_problem(&e))?;
-        decryptor
-            .decrypt(self.0.iter().map(|i| i.as_ref() as &dyn age::Identity))
-            .map_err(|e| decrypt_problem(&e))
-    }
-}
-
-fn decrypt_problem(e: &age::DecryptError) -> String {
-    match e {
-        age::DecryptError::NoMatchingKeys => {
-            "the identity given is not one this backup was encrypted to".into()
-        }
-        age::DecryptError::InvalidHeader | age::DecryptError::UnknownFormat => {
-            "not an age file (damaged?)".into()
-        }
-        e => format!("cannot decrypt: {e}"),
+    pub fn decrypt<R: Read>(&self, input: R) -> Result<age::stream::StreamReader<R>, DecryptError> {
+        let decryptor = age::Decryptor::new(input)?;
+        Ok(decryptor.decrypt(self.0.iter().map(|i| i.as_ref() as &dyn age::Identity))?)
     }
 }
 
@@ -377,7 +409,11 @@ mod tests {
             assert_eq!(back, plain);
         }
         let wrong = Identities::load(&stranger).expect("load");
-        let err = wrong.decrypt(&sealed[..]).err().expect("refused");
+        let err = wrong
+            .decrypt(&sealed[..])
+            .err()
+            .expect("refused")
+            .to_string();
         assert!(
             err.contains("not one this backup was encrypted to"),
             "{err}"
@@ -409,6 +445,7 @@ mod tests {
         assert!(checks[2].problem.is_some());
         assert!(checks[1].shown.len() < ssh.len(), "shortened for the chat");
         let err = Recipients::parse(&entries).expect_err("one bad entry");
+        let err = err.to_string();
         assert!(err.contains("BACKUP_ENCRYPT_TO age1notakey"), "{err}");
         assert!(Recipients::parse(&[]).expect("off").is_none());
         // The same keys in another order, an SSH key with another comment: the same set.

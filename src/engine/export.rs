@@ -198,7 +198,8 @@ async fn exports(
             format!("checksums on the server failed: {}", out.stderr),
         ));
     }
-    let files = parse_manifest(&out.stdout).map_err(|e| fail(ErrorKind::ServerCommand, e))?;
+    let files =
+        parse_manifest(&out.stdout).map_err(|e| fail(ErrorKind::ServerCommand, e.to_string()))?;
     if files.is_empty() {
         return Err(fail(
             ErrorKind::NoMailboxes,
@@ -223,7 +224,8 @@ pub(super) fn split_state(raw: &[u8]) -> (&[u8], Vec<(String, String)>) {
 
 fn finished_before(raw: &[u8]) -> Result<Exported, EngineError> {
     let (manifest, failures) = split_state(raw);
-    let files = parse_manifest(manifest).map_err(|e| fail(ErrorKind::ServerCommand, e))?;
+    let files =
+        parse_manifest(manifest).map_err(|e| fail(ErrorKind::ServerCommand, e.to_string()))?;
     if files.is_empty() && failures.is_empty() {
         return Err(fail(
             ErrorKind::NoMailboxes,

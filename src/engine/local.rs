@@ -42,13 +42,19 @@ pub fn init_disk(root: &Path) -> std::io::Result<(String, bool)> {
     Ok((text, true))
 }
 
-/// Refuses a backup root that is not a folder or has no disk marker.
-pub fn check_disk(root: &Path) -> Result<String, String> {
+/// Why the backup disk is not ready.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DiskNotReady {
+    #[error("LOCAL_BACKUP_ROOT {} does not exist or is not a folder (is the external disk mounted?)", .0.display())]
+    NoFolder(PathBuf),
+    #[error("{} has no {DISK_MARKER}: disk not mounted? (on a new disk, run `mailbox-backup-bot init-disk {}` once)", .0.display(), .0.display())]
+    NoMarker(PathBuf),
+}
+
+/// Refuses a backup root that is not a folder or has no disk marker; returns the disk's id.
+pub fn check_disk(root: &Path) -> Result<String, DiskNotReady> {
     if !root.is_dir() {
-        return Err(format!(
-            "LOCAL_BACKUP_ROOT {} does not exist or is not a folder (is the external disk mounted?)",
-            root.display()
-        ));
+        return Err(DiskNotReady::NoFolder(root.to_owned()));
     }
     match std::fs::read_to_string(root.join(DISK_MARKER)) {
         Ok(text) if text.starts_with("mailbox-backup-bot disk") => Ok(text
@@ -56,11 +62,7 @@ pub fn check_disk(root: &Path) -> Result<String, String> {
             .find_map(|l| l.strip_prefix("id="))
             .unwrap_or("")
             .to_owned()),
-        _ => Err(format!(
-            "{} has no {DISK_MARKER}: disk not mounted? (on a new disk, run `mailbox-backup-bot init-disk {}` once)",
-            root.display(),
-            root.display()
-        )),
+        _ => Err(DiskNotReady::NoMarker(root.to_owned())),
     }
 }
 

@@ -5,6 +5,29 @@ use std::fmt;
 
 use super::files::portable_name;
 
+/// Why a line the server printed about its files is refused (nothing is named after it).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ManifestError {
+    #[error("refusing the server file name {name:?}: {why}")]
+    BadName { name: String, why: &'static str },
+    #[error("a file name is not UTF-8")]
+    NotUtf8,
+    #[error("bad manifest line {0:?}")]
+    BadLine(String),
+    #[error("bad size in {0:?}")]
+    BadSize(String),
+    #[error("bad checksum in {0:?}")]
+    BadChecksum(String),
+    #[error("bad export record {line:?} for {name}")]
+    BadRecord { line: String, name: String },
+    #[error("bad checksum in {line:?} for {name}")]
+    BadRecordChecksum { line: String, name: String },
+    #[error("bad size in {line:?} for {name}")]
+    BadRecordSize { line: String, name: String },
+    #[error("bad export record {0:?}")]
+    NoName(String),
+}
+
 /// A file name from the server that is safe to write locally: a plain, portable, visible name
 /// (no `/`, no control characters, no `:` or other characters NTFS/exFAT refuse, not hidden,
 /// not a temporary `.part`).
@@ -12,8 +35,13 @@ use super::files::portable_name;
 pub struct ServerName(String);
 
 impl ServerName {
-    pub fn parse(name: &str) -> Result<ServerName, String> {
-        let refuse = |why: &str| Err(format!("refusing the server file name {name:?}: {why}"));
+    pub fn parse(name: &str) -> Result<ServerName, ManifestError> {
+        let refuse = |why: &'static str| {
+            Err(ManifestError::BadName {
+                name: name.to_owned(),
+                why,
+            })
+        };
         if name.is_empty() || name.len() > 255 {
             return refuse("empty or longer than 255 bytes");
         }
@@ -52,18 +80,20 @@ pub struct ServerFile {
 }
 
 /// Parses `sha256 size name\0…` (what [`super::server::MANIFEST`] prints).
-pub fn parse_manifest(raw: &[u8]) -> Result<Vec<ServerFile>, String> {
+pub fn parse_manifest(raw: &[u8]) -> Result<Vec<ServerFile>, ManifestError> {
     raw.split(|b| *b == 0)
         .filter(|r| !r.is_empty() && *r != b"\n")
         .map(|r| {
-            let text = std::str::from_utf8(r).map_err(|_| "a file name is not UTF-8".to_owned())?;
+            let text = std::str::from_utf8(r).map_err(|_| ManifestError::NotUtf8)?;
             let mut parts = text.splitn(3, ' ');
             let (Some(h), Some(s), Some(n)) = (parts.next(), parts.next(), parts.next()) else {
-                return Err(format!("bad manifest line {text:?}"));
+                return Err(ManifestError::BadLine(text.to_owned()));
             };
-            let size = s.parse().map_err(|_| format!("bad size in {text:?}"))?;
+            let size = s
+                .parse()
+                .map_err(|_| ManifestError::BadSize(text.to_owned()))?;
             if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(format!("bad checksum in {text:?}"));
+                return Err(ManifestError::BadChecksum(text.to_owned()));
             }
             Ok(ServerFile {
                 sha256: h.to_owned(),
@@ -107,19 +137,27 @@ pub struct ExportRecord {
 }
 
 /// Parses `SHA256 SIZE BEFORE AFTER` (what [`super::server::EXPORT_ONE`] prints) for `name`.
-pub fn parse_record(line: &str, name: &str) -> Result<ExportRecord, String> {
+pub fn parse_record(line: &str, name: &str) -> Result<ExportRecord, ManifestError> {
+    let (line_, name_) = (line.to_owned(), name.to_owned());
     let mut parts = line.split_whitespace();
     let (Some(h), Some(s), Some(b), Some(a)) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Err(format!("bad export record {line:?} for {name}"));
+        return Err(ManifestError::BadRecord {
+            line: line_,
+            name: name_,
+        });
     };
     if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(format!("bad checksum in {line:?} for {name}"));
+        return Err(ManifestError::BadRecordChecksum {
+            line: line_,
+            name: name_,
+        });
     }
-    let size = s
-        .parse()
-        .map_err(|_| format!("bad size in {line:?} for {name}"))?;
+    let size = s.parse().map_err(|_| ManifestError::BadRecordSize {
+        line: line_,
+        name: name_,
+    })?;
     let count = match (b.parse(), a.parse()) {
         (Ok(before), Ok(after)) => Some(ServerCount { before, after }),
         _ => None,
@@ -135,16 +173,16 @@ pub fn parse_record(line: &str, name: &str) -> Result<ExportRecord, String> {
 }
 
 /// Parses `SHA256 SIZE BEFORE AFTER NAME\0…` (what [`super::server::SUMS`] prints).
-pub fn parse_records(raw: &[u8]) -> Result<Vec<ExportRecord>, String> {
+pub fn parse_records(raw: &[u8]) -> Result<Vec<ExportRecord>, ManifestError> {
     raw.split(|b| *b == 0)
         .filter(|r| !r.is_empty() && *r != b"\n")
         .map(|r| {
-            let text = std::str::from_utf8(r).map_err(|_| "a file name is not UTF-8".to_owned())?;
+            let text = std::str::from_utf8(r).map_err(|_| ManifestError::NotUtf8)?;
             let mut parts = text.splitn(5, ' ');
             let fields: Vec<&str> = parts.by_ref().take(4).collect();
             let name = parts
                 .next()
-                .ok_or_else(|| format!("bad export record {text:?}"))?;
+                .ok_or_else(|| ManifestError::NoName(text.to_owned()))?;
             parse_record(&fields.join(" "), name)
         })
         .collect()

@@ -382,7 +382,7 @@ impl EngineError {
 /// The one interface the bot uses to run steps 3–6.
 pub trait BackupEngine: Send + Sync {
     /// What must hold before a run may start (the backup disk is there); the reason otherwise.
-    fn ready(&self) -> Result<(), String> {
+    fn ready(&self) -> Result<(), local::DiskNotReady> {
         Ok(())
     }
 

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 
+use super::archive::ReadBackError;
 use super::copy::{self, copy_files, next_job, Meter};
 use super::encryption::Recipients;
 use super::export::{self, sh_again};
@@ -51,7 +52,7 @@ pub(super) struct Overlapped {
     /// Exports that failed, and mailboxes whose archive is missing: `(account, why)`.
     pub failures: Vec<(String, String)>,
     /// The read-back of each archive: its messages, or why it cannot be read.
-    pub read_back: HashMap<String, Result<u64, String>>,
+    pub read_back: HashMap<String, Result<u64, ReadBackError>>,
     /// The account of each archive, as the server names it (a file name is only portable).
     pub accounts: HashMap<String, String>,
     pub copied: copy::Copied,
@@ -66,7 +67,7 @@ struct State {
     failures: Vec<(String, String)>,
     /// Archives verified locally (copied, or found) in this process.
     verified: HashSet<String>,
-    read_back: HashMap<String, Result<u64, String>>,
+    read_back: HashMap<String, Result<u64, ReadBackError>>,
     /// Step 5 is closed (the server's manifest written).
     exported: bool,
     /// Step 6 has started (with the first copy).
@@ -194,7 +195,7 @@ async fn resume(link: &mut Link<'_>, dir: &str, state: &mut State) -> Result<(),
     let finished = if st.ok {
         let (manifest, failures) = export::split_state(&st.stdout);
         let listed = parse_manifest(manifest)
-            .map_err(|e| EngineError::new(step5, ErrorKind::ServerCommand, e))?;
+            .map_err(|e| EngineError::new(step5, ErrorKind::ServerCommand, e.to_string()))?;
         Some((listed, failures))
     } else {
         None
@@ -313,7 +314,8 @@ async fn records(
             format!("checksums on the server failed: {}", out.stderr),
         ));
     }
-    parse_records(&out.stdout).map_err(|e| EngineError::new(step, ErrorKind::ServerCommand, e))
+    parse_records(&out.stdout)
+        .map_err(|e| EngineError::new(step, ErrorKind::ServerCommand, e.to_string()))
 }
 
 /// What one export ended with.
@@ -346,7 +348,7 @@ async fn export_one(
             let text = String::from_utf8_lossy(&out.stdout);
             match parse_record(text.lines().last().unwrap_or(""), &file) {
                 Ok(record) => Ended::Done(record),
-                Err(e) => Ended::Failed(e),
+                Err(e) => Ended::Failed(e.to_string()),
             }
         }
         Ok(out) if out.code == Some(99) => {
@@ -559,7 +561,7 @@ impl<'a> Pass<'a> {
         Ok(())
     }
 
-    fn read_ended(&self, state: &mut State, file: ServerFile, read: Result<u64, String>) {
+    fn read_ended(&self, state: &mut State, file: ServerFile, read: Result<u64, ReadBackError>) {
         state.read_back.insert(file.name.to_string(), read);
         let (done, total) = (state.read_back.len(), state.records.len());
         tell(self.ctx.progress, Progress::ReadBack { done, total });
@@ -593,14 +595,17 @@ async fn copy_job(
     (job, result)
 }
 
-async fn read_job(ctx: RunContext<'_>, file: ServerFile) -> (ServerFile, Result<u64, String>) {
+async fn read_job(
+    ctx: RunContext<'_>,
+    file: ServerFile,
+) -> (ServerFile, Result<u64, ReadBackError>) {
     let (folder, name) = (ctx.folders.local.clone(), file.name.to_string());
     let encrypted = ctx.seal.is_some();
     let read = tokio::task::spawn_blocking(move || {
         super::archive::read_back_stored(&folder, &name, encrypted)
     })
     .await
-    .map_err(|e| format!("read-back stopped: {e}"))
+    .map_err(ReadBackError::Stopped)
     .and_then(|r| r);
     (file, read)
 }
@@ -724,7 +729,7 @@ async fn close_step5(
         Break::Fatal(EngineError::new(
             SopStep::ServerBackup,
             ErrorKind::ServerCommand,
-            e,
+            e.to_string(),
         ))
     })?;
     // The server's list is the truth; a record from the export keeps the count it carried.

@@ -179,9 +179,9 @@ impl BackupArchive {
         let input = std::io::BufReader::with_capacity(1 << 20, file);
         let plain = identities
             .decrypt(input)
-            .map_err(|detail| RestoreError::Identity {
+            .map_err(|e| RestoreError::Identity {
                 file: self.file.clone(),
-                detail,
+                detail: e.to_string(),
             })?;
         Ok(Box::new(plain))
     }

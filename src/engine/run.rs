@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use futures::StreamExt;
 
+use super::archive::ReadBackError;
 use super::directory::{self, DirectoryResult};
 use super::encryption::Recipients;
 use super::link::Link;
@@ -39,7 +40,7 @@ impl SshEngine {
 }
 
 impl BackupEngine for SshEngine {
-    fn ready(&self) -> Result<(), String> {
+    fn ready(&self) -> Result<(), local::DiskNotReady> {
         local::check_disk(&self.settings.local_root).map(|_| ())
     }
 
@@ -304,8 +305,14 @@ async fn steps(
     // Step 3: the dated folder, on a disk that is really there; nothing is written before the
     // recipients every file is encrypted to are known good.
     timer.start(SopStep::CreateFolder, &progress);
-    let seal = Recipients::parse(&s.encrypt_to)
-        .map_err(|e| failed(SopStep::CreateFolder, ErrorKind::Encryption, e, None))?;
+    let seal = Recipients::parse(&s.encrypt_to).map_err(|e| {
+        failed(
+            SopStep::CreateFolder,
+            ErrorKind::Encryption,
+            e.to_string(),
+            None,
+        )
+    })?;
     let (mut folders, continuing) = dated_folder(s, request, seal.is_some())?;
     remember(&shared, &folders, &progress);
     timer.finish(SopStep::CreateFolder, &progress);
@@ -368,7 +375,8 @@ fn dated_folder(
     encrypted: bool,
 ) -> Result<(RunFolders, bool), EngineError> {
     let step = SopStep::CreateFolder;
-    local::check_disk(&s.local_root).map_err(|e| failed(step, ErrorKind::DiskNotReady, e, None))?;
+    local::check_disk(&s.local_root)
+        .map_err(|e| failed(step, ErrorKind::DiskNotReady, e.to_string(), None))?;
     let now = Utc::now().with_timezone(&s.timezone).naive_local();
     let when = request.date.and_time(now.time());
     let continued = match &request.resume {
@@ -701,15 +709,14 @@ async fn overlapped_results(
     done: pipeline::Overlapped,
 ) -> Copied {
     let files: Vec<ServerFile> = done.records.iter().map(|r| r.file.clone()).collect();
+    let mut read_back = done.read_back;
     let mut results: Vec<MailboxResult> = done
         .records
         .iter()
         .map(|r| {
-            let read = done
-                .read_back
-                .get(r.file.name.as_str())
-                .cloned()
-                .unwrap_or_else(|| Err("the copy was not read back".into()));
+            let read = read_back
+                .remove(r.file.name.as_str())
+                .unwrap_or(Err(ReadBackError::NotReadBack));
             let mut result = mailbox_result(&r.file, read, r.count);
             if let Some(account) = done.accounts.get(r.file.name.as_str()) {
                 result.account = account.clone();
@@ -758,7 +765,7 @@ fn failed_exports(failures: Vec<(String, String)>) -> impl Iterator<Item = Mailb
 /// server counted (when the kind counts).
 fn mailbox_result(
     file: &ServerFile,
-    read: Result<u64, String>,
+    read: Result<u64, ReadBackError>,
     count: Option<ServerCount>,
 ) -> MailboxResult {
     let (messages, status) = match read {
@@ -773,7 +780,12 @@ fn mailbox_result(
             ),
             _ => (Some(n), MailboxStatus::Verified),
         },
-        Err(error) => (None, MailboxStatus::Failed { error }),
+        Err(e) => (
+            None,
+            MailboxStatus::Failed {
+                error: e.to_string(),
+            },
+        ),
     };
     MailboxResult {
         account: account_of(file.name.as_str()),
@@ -844,7 +856,7 @@ async fn read_back(
     while let Some((file, read)) = reads.next().await {
         done += 1;
         tell(progress, Progress::ReadBack { done, total });
-        let read = read.unwrap_or_else(|e| Err(format!("read-back stopped: {e}")));
+        let read = read.unwrap_or_else(|e| Err(ReadBackError::Stopped(e)));
         results.push(mailbox_result(&file, read, None));
     }
     results
@@ -893,13 +905,18 @@ mod tests {
             mailbox_result(&archive(), Ok(5), None).status,
             MailboxStatus::Verified
         );
-        let unreadable = mailbox_result(&archive(), Err("bad gzip".into()), count(7, 7));
+        let bad_gzip = std::io::Error::new(std::io::ErrorKind::InvalidData, "bad gzip");
+        let unreadable = mailbox_result(
+            &archive(),
+            Err(ReadBackError::Unreadable(bad_gzip)),
+            count(7, 7),
+        );
         assert_eq!(
             (unreadable.messages, unreadable.status),
             (
                 None,
                 MailboxStatus::Failed {
-                    error: "bad gzip".into()
+                    error: "the copy cannot be read back: bad gzip".into()
                 }
             )
         );

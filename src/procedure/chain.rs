@@ -226,7 +226,9 @@ pub async fn start(app: &Arc<App>, by: UserId) -> Result<()> {
         return Ok(());
     }
     if let Err(why) = engine.ready() {
-        app.chat.say(&app.catalog.disk_not_ready(&why)).await?;
+        app.chat
+            .say(&app.catalog.disk_not_ready(&why.to_string()))
+            .await?;
         return Ok(());
     }
     advance(app, &order, Event::Start { by }).await.map(|_| ())

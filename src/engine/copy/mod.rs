@@ -387,7 +387,7 @@ async fn copy_whole(
             file.size, file.sha256
         )));
     }
-    land(folders, &file, received.encrypted, seal.as_ref()).map_err(err)?;
+    land(folders, &file, received.encrypted, seal.as_ref()).map_err(|e| err(e.to_string()))?;
     meter.add(0, 1);
     Ok(())
 }
@@ -399,14 +399,17 @@ fn land(
     file: &ServerFile,
     encrypted: Option<Encrypted>,
     seal: Option<&Recipients>,
-) -> Result<(), String> {
+) -> Result<(), LandError> {
     let name = file.name.as_str();
     let stored = encryption::stored_name(name, encrypted.is_some());
     std::fs::rename(
         part_path(&folders.local, &stored),
         folders.local.join(&stored),
     )
-    .map_err(|e| format!("{stored}: {e}"))?;
+    .map_err(|source| LandError {
+        stored: stored.clone(),
+        source,
+    })?;
     let Some(e) = encrypted else {
         let _ = record_verified(&folders.local, &file.sha256, file.size, name);
         return Ok(());
@@ -425,7 +428,16 @@ fn land(
         },
     )
     .and_then(|()| record_verified(&folders.local, &e.sha256, e.size, &stored))
-    .map_err(|e| format!("{stored}: {e}"))
+    .map_err(|source| LandError { stored, source })
+}
+
+/// A verified part that could not be given its name or entered in an index.
+#[derive(Debug, thiserror::Error)]
+#[error("{stored}: {source}")]
+struct LandError {
+    stored: String,
+    #[source]
+    source: std::io::Error,
 }
 
 /// Copies a batch of small files through one `tar` stream.
@@ -464,7 +476,7 @@ async fn copy_batch(
     let mut landed = Vec::new();
     for (name, encrypted) in verified {
         if let Some(f) = files.iter().find(|f| f.name.as_str() == name) {
-            land(folders, f, encrypted, seal.as_ref()).map_err(err)?;
+            land(folders, f, encrypted, seal.as_ref()).map_err(|e| err(e.to_string()))?;
             landed.push(name);
         }
     }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::meter::Meter;
-use crate::engine::archive::{count_messages, Chunk, Relay};
+use crate::engine::archive::{count_messages, Chunk, CountFailed, Relay};
 use crate::engine::encryption::Recipients;
 use crate::engine::files::{hex, make_private, private_file};
 use crate::engine::manifest::ServerFile;
@@ -55,7 +55,7 @@ pub(super) fn resume_point(
 pub(super) struct Encrypted {
     pub size: u64,
     pub sha256: String,
-    pub messages: Result<u64, String>,
+    pub messages: Result<u64, CountFailed>,
 }
 
 /// What a stream left: the plaintext's length and SHA-256 (the server's file), and the
@@ -163,13 +163,13 @@ impl<'a> Landing<'a> {
 /// An encrypted landing's facts with the messages its plaintext held.
 fn encrypted(
     finished: Option<(u64, String)>,
-    messages: Option<Result<u64, String>>,
+    messages: Option<Result<u64, CountFailed>>,
 ) -> Option<Encrypted> {
     let (size, sha256) = finished?;
     Some(Encrypted {
         size,
         sha256,
-        messages: messages.unwrap_or_else(|| Err("not counted".into())),
+        messages: messages.unwrap_or_else(|| Err(CountFailed("not counted".into()))),
     })
 }
 
@@ -296,7 +296,7 @@ fn pump(
             SMALL_BUFFER,
             &mut passing,
         ));
-        counted.map_err(|e| e.to_string())
+        counted.map_err(CountFailed::from)
     });
     // What the count left (all of it, without a seal) goes on to the file.
     let mut buf = vec![0u8; SMALL_BUFFER];
@@ -718,7 +718,7 @@ mod tests {
             Some(&seal),
         )
         .unwrap_or_else(|e| panic!("{}", e.detail));
-        let counts: Vec<(String, Result<u64, String>)> = landed
+        let counts: Vec<(String, Result<u64, CountFailed>)> = landed
             .into_iter()
             .map(|(n, e)| (n, e.expect("encrypted").messages))
             .collect();

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{DirectoryCounts, US};
+use super::{CaptureUnreadable, DirectoryCounts, US};
 
 /// Makes `$1/.directory/directory.tar.gz` from a Dovecot server's configuration (`$2`: doveadm's
 /// configuration file, or empty) and prints `SHA256 SIZE`.
@@ -116,13 +116,12 @@ pub struct DovecotDirectory {
 impl DovecotDirectory {
     pub(super) fn from_members(
         mut members: BTreeMap<String, Vec<u8>>,
-    ) -> Result<DovecotDirectory, String> {
-        let mut text = |name: &str| -> Result<String, String> {
+    ) -> Result<DovecotDirectory, CaptureUnreadable> {
+        let mut text = |name: &str| -> Result<String, CaptureUnreadable> {
             let bytes = members
                 .remove(name)
-                .ok_or_else(|| format!("the directory capture has no {name}"))?;
-            String::from_utf8(bytes)
-                .map_err(|_| format!("{name} in the directory capture is not UTF-8"))
+                .ok_or_else(|| CaptureUnreadable::Missing(name.to_owned()))?;
+            String::from_utf8(bytes).map_err(|_| CaptureUnreadable::NotUtf8(name.to_owned()))
         };
         let sources: Vec<Source> = text("sources")?
             .lines()
@@ -145,14 +144,15 @@ impl DovecotDirectory {
         for line in sieve_index.lines() {
             let f: Vec<&str> = line.split(US).collect();
             let [user, name, active, file] = f[..] else {
-                return Err(format!("a bad line in the capture's Sieve list: {line:?}"));
+                return Err(CaptureUnreadable::BadSieveLine(line.to_owned()));
             };
             let json = text(file)?;
             sieve.push(SieveScript {
                 user: user.to_owned(),
                 name: name.to_owned(),
                 active: active == "1",
-                text: sieve_text(&json).ok_or_else(|| format!("{file} is not a Sieve script"))?,
+                text: sieve_text(&json)
+                    .ok_or_else(|| CaptureUnreadable::NotSieve(file.to_owned()))?,
             });
         }
         let mut files = BTreeMap::new();

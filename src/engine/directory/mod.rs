@@ -88,12 +88,14 @@ pub(super) async fn capture(
 ) -> DirectoryResult {
     match capture_and_copy(remote, script, folders, seal).await {
         Ok(result) => result,
-        Err(error) => DirectoryResult {
+        Err(e) => DirectoryResult {
             file: DIRECTORY_FILE.to_owned(),
             size: 0,
             sha256: String::new(),
             counts: DirectoryCounts::default(),
-            status: MailboxStatus::Failed { error },
+            status: MailboxStatus::Failed {
+                error: e.to_string(),
+            },
         },
     }
 }
@@ -104,14 +106,14 @@ async fn capture_and_copy(
     script: (&str, &[&str]),
     folders: &RunFolders,
     seal: Option<&Recipients>,
-) -> Result<DirectoryResult, String> {
+) -> Result<DirectoryResult, CaptureError> {
     let dir = folders.server.as_str();
     let out = remote
         .sh(script.0, script.1)
         .await
-        .map_err(|e| error_chain(&e))?;
+        .map_err(CaptureError::Ssh)?;
     if !out.ok {
-        return Err(format!("the capture on the server failed: {}", out.stderr));
+        return Err(CaptureError::Failed(out.stderr));
     }
     let said = String::from_utf8_lossy(&out.stdout);
     let (sha256, size) = said
@@ -121,23 +123,22 @@ async fn capture_and_copy(
         .get(..2)
         .and_then(|f| Some((f[0].to_owned(), f[1].parse::<u64>().ok()?)))
         .filter(|(h, _)| h.len() == 64)
-        .ok_or_else(|| format!("the capture's checksum line is not understood: {said:?}"))?;
+        .ok_or_else(|| CaptureError::BadChecksumLine(said.clone().into_owned()))?;
     if size > MOST_BYTES {
-        return Err(format!("the capture is {size} bytes, more than 256 MiB"));
+        return Err(CaptureError::TooBig(size));
     }
-    let sent = remote.sh(SEND, &[dir]).await.map_err(|e| error_chain(&e))?;
+    let sent = remote.sh(SEND, &[dir]).await.map_err(CaptureError::Ssh)?;
     if !sent.ok {
-        return Err(format!(
-            "reading the capture on the server failed: {}",
-            sent.stderr
-        ));
+        return Err(CaptureError::NotSent(sent.stderr));
     }
     let got = hex(&Sha256::digest(&sent.stdout));
     if got != sha256 || sent.stdout.len() as u64 != size {
-        return Err(format!(
-            "checksum mismatch: got {} bytes with SHA-256 {got}, the server has {size} bytes with {sha256}",
-            sent.stdout.len()
-        ));
+        return Err(CaptureError::Mismatch {
+            got_size: sent.stdout.len() as u64,
+            got,
+            size,
+            sha256,
+        });
     }
     if let Some(seal) = seal {
         let (folder, seal) = (folders.local.clone(), seal.clone());
@@ -146,16 +147,23 @@ async fn capture_and_copy(
             store_encrypted(&folder, &plain, sha256, &seal)
         })
         .await
-        .map_err(|e| format!("the read-back stopped: {e}"))?;
+        .map_err(CaptureError::Stopped)?;
     }
     let path = folders.local.join(DIRECTORY_FILE);
-    local::write_durably(&path, &sent.stdout).map_err(|e| format!("{}: {e}", path.display()))?;
-    local::record_verified(&folders.local, &sha256, size, DIRECTORY_FILE)
-        .map_err(|e| format!("{}: {e}", folders.local.display()))?;
+    local::write_durably(&path, &sent.stdout).map_err(|source| CaptureError::Write {
+        path: path.clone(),
+        source,
+    })?;
+    local::record_verified(&folders.local, &sha256, size, DIRECTORY_FILE).map_err(|source| {
+        CaptureError::Write {
+            path: folders.local.clone(),
+            source,
+        }
+    })?;
     let read = path.clone();
     let counts = tokio::task::spawn_blocking(move || Directory::read(&read).map(|d| d.counts()))
         .await
-        .map_err(|e| format!("the read-back stopped: {e}"))??;
+        .map_err(CaptureError::Stopped)??;
     Ok(DirectoryResult {
         file: DIRECTORY_FILE.to_owned(),
         size,
@@ -172,12 +180,15 @@ fn store_encrypted(
     plain: &[u8],
     sha256: String,
     seal: &Recipients,
-) -> Result<DirectoryResult, String> {
+) -> Result<DirectoryResult, CaptureError> {
     let counts = Directory::from_reader(plain)?.counts();
     let stored = encryption::stored_name(DIRECTORY_FILE, true);
     let path = folder.join(&stored);
-    let cipher = encryption::encrypt_to_vec(seal, plain).map_err(|e| e.to_string())?;
-    local::write_durably(&path, &cipher).map_err(|e| format!("{}: {e}", path.display()))?;
+    let cipher = encryption::encrypt_to_vec(seal, plain).map_err(CaptureError::Encrypt)?;
+    local::write_durably(&path, &cipher).map_err(|source| CaptureError::Write {
+        path: path.clone(),
+        source,
+    })?;
     let stored_sha256 = hex(&Sha256::digest(&cipher));
     let copy = encryption::EncryptedCopy {
         file: DIRECTORY_FILE.to_owned(),
@@ -190,7 +201,10 @@ fn store_encrypted(
     };
     encryption::record(folder, &copy)
         .and_then(|()| local::record_verified(folder, &stored_sha256, copy.stored_size, &stored))
-        .map_err(|e| format!("{}: {e}", folder.display()))?;
+        .map_err(|source| CaptureError::Write {
+            path: folder.to_owned(),
+            source,
+        })?;
     super::archive::read_back_encrypted(folder, DIRECTORY_FILE)?;
     Ok(DirectoryResult {
         file: stored,
@@ -199,6 +213,73 @@ fn store_encrypted(
         counts,
         status: MailboxStatus::Verified,
     })
+}
+
+/// Why a directory capture cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureUnreadable {
+    #[error("{}: {source}", path.display())]
+    Open {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the directory capture cannot be read: {0}")]
+    Archive(#[source] std::io::Error),
+    #[error("the directory capture is bigger than 256 MiB")]
+    TooBig,
+    #[error("the directory capture has no {0}")]
+    Missing(String),
+    #[error("{0} in the directory capture is not UTF-8")]
+    NotUtf8(String),
+    #[error("unknown kind of directory capture {0:?}")]
+    UnknownKind(String),
+    #[error("a bad line in the capture's Sieve list: {0:?}")]
+    BadSieveLine(String),
+    #[error("{0} is not a Sieve script")]
+    NotSieve(String),
+    #[error("{what}.out holds {answers} answers for {names} names")]
+    ShortAnswers {
+        what: String,
+        answers: usize,
+        names: usize,
+    },
+}
+
+/// Why step 6's capture of the directory failed (the run's mail stays verified).
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error("{}", error_chain(.0))]
+    Ssh(#[source] openssh::Error),
+    #[error("the capture on the server failed: {0}")]
+    Failed(String),
+    #[error("the capture's checksum line is not understood: {0:?}")]
+    BadChecksumLine(String),
+    #[error("the capture is {0} bytes, more than 256 MiB")]
+    TooBig(u64),
+    #[error("reading the capture on the server failed: {0}")]
+    NotSent(String),
+    #[error("checksum mismatch: got {got_size} bytes with SHA-256 {got}, the server has {size} bytes with {sha256}")]
+    Mismatch {
+        got_size: u64,
+        got: String,
+        size: u64,
+        sha256: String,
+    },
+    #[error("the read-back stopped: {0}")]
+    Stopped(#[source] tokio::task::JoinError),
+    #[error("{}: {source}", path.display())]
+    Write {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Encrypt(#[source] std::io::Error),
+    #[error(transparent)]
+    Unreadable(#[from] CaptureUnreadable),
+    #[error(transparent)]
+    ReadBack(#[from] super::archive::ReadBackError),
 }
 
 /// A directory capture read back, by the kind of server it came from. Holds password hashes:
@@ -218,13 +299,16 @@ pub enum RebuildTarget<'a> {
 
 impl Directory {
     /// Reads the capture at `path` to the end (every member, the gzip trailer checked).
-    pub fn read(path: &Path) -> Result<Directory, String> {
-        let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    pub fn read(path: &Path) -> Result<Directory, CaptureUnreadable> {
+        let file = std::fs::File::open(path).map_err(|source| CaptureUnreadable::Open {
+            path: path.to_owned(),
+            source,
+        })?;
         Directory::from_reader(file)
     }
 
-    pub fn from_reader(reader: impl Read) -> Result<Directory, String> {
-        let bad = |e: std::io::Error| format!("the directory capture cannot be read: {e}");
+    pub fn from_reader(reader: impl Read) -> Result<Directory, CaptureUnreadable> {
+        let bad = CaptureUnreadable::Archive;
         let gz = flate2::read::GzDecoder::new(std::io::BufReader::new(reader));
         let mut archive = tar::Archive::new(gz);
         let mut members: BTreeMap<String, Vec<u8>> = BTreeMap::new();
@@ -234,7 +318,7 @@ impl Directory {
             let name = entry.path().map_err(bad)?.to_string_lossy().into_owned();
             total += entry.size();
             if total > MOST_BYTES {
-                return Err("the directory capture is bigger than 256 MiB".into());
+                return Err(CaptureUnreadable::TooBig);
             }
             let mut bytes = Vec::new();
             entry.read_to_end(&mut bytes).map_err(bad)?;
@@ -252,15 +336,15 @@ impl Directory {
 
     pub(super) fn from_members(
         mut members: BTreeMap<String, Vec<u8>>,
-    ) -> Result<Directory, String> {
+    ) -> Result<Directory, CaptureUnreadable> {
         let kind = members
             .remove("KIND")
             .map(|k| String::from_utf8_lossy(&k).trim().to_owned())
-            .ok_or("the directory capture has no KIND")?;
+            .ok_or_else(|| CaptureUnreadable::Missing("KIND".into()))?;
         match kind.as_str() {
             "dovecot" => Ok(Directory::Dovecot(DovecotDirectory::from_members(members)?)),
             "zimbra" => Ok(Directory::Zimbra(ZimbraDirectory::from_members(members)?)),
-            _ => Err(format!("unknown kind of directory capture {kind:?}")),
+            _ => Err(CaptureUnreadable::UnknownKind(kind)),
         }
     }
 

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use super::DirectoryCounts;
+use super::{CaptureUnreadable, DirectoryCounts};
 use crate::engine::zimbra::is_system_account as is_zimbra_system_account;
 
 /// A shell function `zbatch`: runs the zmprov batch on its stdin as the zimbra user with
@@ -125,34 +125,33 @@ pub struct ZimbraDirectory {
 impl ZimbraDirectory {
     pub(super) fn from_members(
         members: BTreeMap<String, Vec<u8>>,
-    ) -> Result<ZimbraDirectory, String> {
-        let text = |name: &str| -> Result<String, String> {
+    ) -> Result<ZimbraDirectory, CaptureUnreadable> {
+        let text = |name: &str| -> Result<String, CaptureUnreadable> {
             let bytes = members
                 .get(name)
                 .cloned()
-                .ok_or_else(|| format!("the directory capture has no {name}"))?;
-            String::from_utf8(bytes)
-                .map_err(|_| format!("{name} in the directory capture is not UTF-8"))
+                .ok_or_else(|| CaptureUnreadable::Missing(name.to_owned()))?;
+            String::from_utf8(bytes).map_err(|_| CaptureUnreadable::NotUtf8(name.to_owned()))
         };
         // `what`.out answers one command per name of `asked`.list.
-        let kind =
-            |what: &str, asked: &str| -> Result<(Vec<String>, Vec<Vec<ZimbraEntry>>), String> {
-                let names: Vec<String> = text(&format!("{asked}.list"))?
-                    .lines()
-                    .filter(|l| !l.is_empty())
-                    .map(str::to_owned)
-                    .collect();
-                let out = text(&format!("{what}.out"))?;
-                let outputs = command_outputs(&out);
-                if outputs.len() < names.len() {
-                    return Err(format!(
-                        "{what}.out holds {} answers for {} names",
-                        outputs.len(),
-                        names.len()
-                    ));
-                }
-                Ok((names, outputs.into_iter().map(entries).collect()))
-            };
+        type Answers = (Vec<String>, Vec<Vec<ZimbraEntry>>);
+        let kind = |what: &str, asked: &str| -> Result<Answers, CaptureUnreadable> {
+            let names: Vec<String> = text(&format!("{asked}.list"))?
+                .lines()
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect();
+            let out = text(&format!("{what}.out"))?;
+            let outputs = command_outputs(&out);
+            if outputs.len() < names.len() {
+                return Err(CaptureUnreadable::ShortAnswers {
+                    what: what.to_owned(),
+                    answers: outputs.len(),
+                    names: names.len(),
+                });
+            }
+            Ok((names, outputs.into_iter().map(entries).collect()))
+        };
         let flat = |(_, e): (Vec<String>, Vec<Vec<ZimbraEntry>>)| -> Vec<ZimbraEntry> {
             e.into_iter().flatten().collect()
         };

@@ -211,7 +211,23 @@ type Key = (String, String);
 /// Parses `doveadm -f json fetch 'mailbox uid guid hdr.message-id size.virtual date.sent'`.
 /// A listing that does not parse whole is refused: a record skipped here would be a message
 /// the restore silently leaves behind.
-fn parse_listing(text: &str) -> Result<Vec<(Key, u32)>, String> {
+/// Why doveadm's listing is refused (a record skipped would be a message left behind).
+#[derive(Debug, thiserror::Error)]
+enum ListingError {
+    #[error("the listing gives {uid:?} as a UID in {mailbox:?}")]
+    BadUid { uid: String, mailbox: String },
+    #[error("doveadm's listing does not parse: {0}")]
+    Json(#[source] serde_json::Error),
+}
+
+impl ListingError {
+    /// As the restore reports it: the server's listing is at fault.
+    fn on_server(self) -> RestoreError {
+        RestoreError::Server(self.to_string())
+    }
+}
+
+fn parse_listing(text: &str) -> Result<Vec<(Key, u32)>, ListingError> {
     #[derive(Deserialize)]
     struct Fetched {
         mailbox: String,
@@ -228,8 +244,9 @@ fn parse_listing(text: &str) -> Result<Vec<(Key, u32)>, String> {
     json_records::<Fetched>(text)?
         .into_iter()
         .map(|m| {
-            let uid = m.uid.parse().map_err(|_| {
-                format!("the listing gives {:?} as a UID in {:?}", m.uid, m.mailbox)
+            let uid = m.uid.parse().map_err(|_| ListingError::BadUid {
+                uid: m.uid.clone(),
+                mailbox: m.mailbox.clone(),
             })?;
             // Without a GUID: the Message-ID (unfolded), size and date.
             let id = if m.guid.is_empty() {
@@ -244,7 +261,7 @@ fn parse_listing(text: &str) -> Result<Vec<(Key, u32)>, String> {
 }
 
 /// Parses `doveadm -f json mailbox status … guid`: the folders' names.
-fn parse_folders(text: &str) -> Result<std::collections::BTreeSet<String>, String> {
+fn parse_folders(text: &str) -> Result<std::collections::BTreeSet<String>, ListingError> {
     #[derive(Deserialize)]
     struct Status {
         mailbox: String,
@@ -256,11 +273,11 @@ fn parse_folders(text: &str) -> Result<std::collections::BTreeSet<String>, Strin
 }
 
 /// doveadm's `-f json` output: one array of records (nothing at all when there are none).
-fn json_records<T: serde::de::DeserializeOwned>(text: &str) -> Result<Vec<T>, String> {
+fn json_records<T: serde::de::DeserializeOwned>(text: &str) -> Result<Vec<T>, ListingError> {
     if text.trim().is_empty() {
         return Ok(Vec::new());
     }
-    serde_json::from_str(text).map_err(|e| format!("doveadm's listing does not parse: {e}"))
+    serde_json::from_str(text).map_err(ListingError::Json)
 }
 
 /// Per folder: the UIDs of the backup's messages the account does not hold (a message present
@@ -307,13 +324,13 @@ async fn dovecot_import(
     let ns = Namespace::parse(&on_server(r, NAMESPACE, &[into, conf]).await?);
     let from_archive = |name: &str| ns.target_name(&ns.import_name(name));
     let list = |loc: String| async move {
-        parse_listing(&on_server(r, DOVECOT_MESSAGES, &[into, conf, &loc]).await?)
-            .map_err(RestoreError::Server)
+        let text = on_server(r, DOVECOT_MESSAGES, &[into, conf, &loc]).await?;
+        parse_listing(&text).map_err(ListingError::on_server)
     };
     let prefix = ns.prefix.as_str();
     let folders = |loc: String| async move {
-        parse_folders(&on_server(r, DOVECOT_FOLDERS, &[into, conf, &loc, prefix]).await?)
-            .map_err(RestoreError::Server)
+        let text = on_server(r, DOVECOT_FOLDERS, &[into, conf, &loc, prefix]).await?;
+        parse_folders(&text).map_err(ListingError::on_server)
     };
     // The same folder tree: folders without messages too. `import_as` maps the account's
     // spelling back to the archive's.

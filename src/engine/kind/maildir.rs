@@ -101,7 +101,7 @@ impl MailKind for Maildir {
                 format!("{}/{}", self.root, target.account)
             };
             let counted = on_server(r, MAILDIR_RESTORE, &[&src, &dst, &target.owner]).await?;
-            parse_maildir_counts(&counted).map_err(RestoreError::Server)
+            parse_maildir_counts(&counted).map_err(|e| RestoreError::Server(e.to_string()))
         })
     }
 }
@@ -144,7 +144,12 @@ done"#;
 
 /// Parses [`MAILDIR_RESTORE`]'s `folder<TAB>in backup<TAB>had<TAB>copied` lines; a line that
 /// does not parse is refused, not skipped.
-fn parse_maildir_counts(text: &str) -> Result<Vec<FolderCount>, String> {
+/// A line of the restore's counts that does not parse.
+#[derive(Debug, thiserror::Error)]
+#[error("the restore's count does not parse: {0:?}")]
+struct BadCountLine(String);
+
+fn parse_maildir_counts(text: &str) -> Result<Vec<FolderCount>, BadCountLine> {
     text.lines()
         .map(|l| {
             let mut f = l.rsplitn(4, '\t');
@@ -158,7 +163,7 @@ fn parse_maildir_counts(text: &str) -> Result<Vec<FolderCount>, String> {
                     restored: put,
                     present_after: had + put,
                 }),
-                _ => Err(format!("the restore's count does not parse: {l:?}")),
+                _ => Err(BadCountLine(l.to_owned())),
             }
         })
         .collect()

@@ -80,7 +80,8 @@ pub fn read_capture(s: &EngineSettings, folder: &str) -> Result<(Directory, Stri
         })?;
     found.check_content()?;
     let plain = found.plaintext(s.age_identity.as_deref())?;
-    let directory = Directory::from_reader(plain).map_err(RestoreError::Unreadable)?;
+    let directory =
+        Directory::from_reader(plain).map_err(|e| RestoreError::Unreadable(e.to_string()))?;
     Ok((directory, found.sha256.clone()))
 }
 

@@ -413,13 +413,9 @@ impl<'a> Rebuild<'a> {
         batch
     }
 
-    /// `attrs` with the id of the class of service named `name` on this server, or why not.
-    fn cos_id(&self, name: &str) -> Result<String, String> {
-        self.server
-            .cos
-            .get(name)
-            .cloned()
-            .ok_or_else(|| format!("its class of service {name} is not on the server"))
+    /// The id of the class of service named `name` on this server.
+    fn cos_id(&self, name: &str) -> Option<String> {
+        self.server.cos.get(name).cloned()
     }
 
     /// A domain made again, or its default class of service set again when it exists without one.
@@ -434,7 +430,7 @@ impl<'a> Rebuild<'a> {
                 return String::new();
             }
             return match self.cos_id(&want) {
-                Ok(id) => {
+                Some(id) => {
                     self.made.push(format!(
                         "default class of service of domain {} ({want})",
                         d.name
@@ -442,7 +438,7 @@ impl<'a> Rebuild<'a> {
                     self.server.domains.insert(d.name.clone(), Some(id.clone()));
                     line(&["md", &d.name], &[("zimbraDomainDefaultCOSId".into(), id)])
                 }
-                Err(_) => String::new(),
+                None => String::new(),
             };
         }
         let mut attrs = carried(d, &[IMMUTABLE, DROP_ANY, DROP_DOMAIN]);
@@ -465,7 +461,7 @@ impl<'a> Rebuild<'a> {
             ),
         ] {
             if let Some(name) = cos {
-                if let Ok(id) = self.cos_id(&name) {
+                if let Some(id) = self.cos_id(&name) {
                     if attr == "zimbraDomainDefaultCOSId" {
                         default_id = Some(id.clone());
                     }
@@ -476,7 +472,7 @@ impl<'a> Rebuild<'a> {
         for limit in d.all("zimbraDomainCOSMaxAccounts") {
             let mapped = limit.split_once(':').and_then(|(id, n)| {
                 let name = captured_cos_name(self.z, id)?;
-                Some(format!("{}:{n}", self.cos_id(name).ok()?))
+                Some(format!("{}:{n}", self.cos_id(name)?))
             });
             match mapped {
                 Some(v) => attrs.push(("zimbraDomainCOSMaxAccounts".into(), v)),
@@ -516,8 +512,9 @@ impl<'a> Rebuild<'a> {
         let (cos, own) = captured_cos_of(self.z, a);
         if own {
             match self.cos_id(&cos) {
-                Ok(id) => attrs.push(("zimbraCOSId".into(), id)),
-                Err(why) => {
+                Some(id) => attrs.push(("zimbraCOSId".into(), id)),
+                None => {
+                    let why = format!("its class of service {cos} is not on the server");
                     self.skipped.insert(a.name.clone(), why);
                     return String::new();
                 }
