@@ -185,16 +185,66 @@ impl<F: Fn(&str) -> Option<String>> Source for F {
     }
 }
 
-/// The `.env` file the settings were read from, when one was: `check` and `run` look at who
-/// may read and write it.
-static ENV_FILE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-
-pub fn set_env_file(path: PathBuf) {
-    let _ = ENV_FILE.set(path);
+/// Every setting, read once at start from the environment (and `.env`) and handed to whatever
+/// needs it: each part as it parsed, so a command asks only for the parts it uses (`log` needs
+/// no bot token) and `check` sees every part's problems. Nothing reads the environment later.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    bot: Result<BotSettings, ConfigError>,
+    presentation: Result<Presentation, ConfigError>,
+    local_backup_root: Option<PathBuf>,
+    /// What `check` and the start-up checks read: the problems, the engine's settings, the
+    /// database's address and the files holding secrets.
+    pub reading: SettingsReading,
 }
 
-pub fn env_file() -> Option<&'static std::path::Path> {
-    ENV_FILE.get().map(PathBuf::as_path)
+impl Settings {
+    /// Reads every setting of `src`; `env_file` is the `.env` they were read from, when one was
+    /// (`check` and `run` look at who may read and write it).
+    pub fn read(src: &dyn Source, env_file: Option<PathBuf>) -> Settings {
+        Settings {
+            bot: BotSettings::load(src),
+            presentation: Presentation::load(src),
+            local_backup_root: value(src, "LOCAL_BACKUP_ROOT").map(PathBuf::from),
+            reading: SettingsReading::read(src, env_file),
+        }
+    }
+
+    /// The bot's settings (`run`).
+    pub fn bot(&self) -> Result<&BotSettings, ConfigError> {
+        self.bot.as_ref().map_err(Clone::clone)
+    }
+
+    /// The engine's settings; `None` when `MAIL_SSH_HOST` is not set (no engine meant to run).
+    pub fn engine(&self) -> Result<Option<&EngineSettings>, ConfigError> {
+        match (&self.reading.engine_present, &self.reading.engine_loaded) {
+            (false, _) => Ok(None),
+            (true, Ok(e)) => Ok(Some(e)),
+            (true, Err(e)) => Err(e.clone()),
+        }
+    }
+
+    /// The engine's settings, for a command that needs the engine (`backup`, `restore`).
+    pub fn engine_required(&self) -> Result<&EngineSettings, ConfigError> {
+        match &self.reading.engine_loaded {
+            Ok(e) => Ok(e),
+            Err(e) => Err(e.clone()),
+        }
+    }
+
+    pub fn database_url(&self) -> Result<&Secret, ConfigError> {
+        self.reading.database_url.as_ref().map_err(Clone::clone)
+    }
+
+    /// How records are shown (`log`, `export`), read as the bot reads them.
+    pub fn presentation(&self) -> Result<Presentation, ConfigError> {
+        self.presentation.clone()
+    }
+
+    /// `LOCAL_BACKUP_ROOT` as written (what `init-disk` marks when no path is given).
+    pub fn local_backup_root(&self) -> Option<&std::path::Path> {
+        self.local_backup_root.as_deref()
+    }
 }
 
 fn value(src: &dyn Source, var: &str) -> Option<String> {
@@ -287,11 +337,6 @@ impl Presentation {
             timezone: timezone(src)?,
         })
     }
-}
-
-/// `LOCAL_BACKUP_ROOT` as written (what `init-disk` marks when no path is given).
-pub fn local_backup_root(src: &dyn Source) -> Option<PathBuf> {
-    value(src, "LOCAL_BACKUP_ROOT").map(PathBuf::from)
 }
 
 impl BotSettings {
@@ -410,6 +455,8 @@ pub struct SettingsReading {
     /// Whether `MAIL_SSH_HOST` is set (the engine is meant to run).
     pub engine_present: bool,
     pub engine: Option<EngineSettings>,
+    /// The engine's settings as they load, with the first problem when they do not.
+    pub engine_loaded: Result<EngineSettings, ConfigError>,
     pub database_url: Result<Secret, ConfigError>,
     /// `.env` (when one was read), `MAIL_SSH_KEY` and `MAIL_SSH_KNOWN_HOSTS` as given.
     pub env_file: Option<PathBuf>,
@@ -418,14 +465,15 @@ pub struct SettingsReading {
 }
 
 impl SettingsReading {
-    pub fn read(src: &dyn Source) -> SettingsReading {
+    pub fn read(src: &dyn Source, env_file: Option<PathBuf>) -> SettingsReading {
         let (issues, engine) = settings_issues(src);
         SettingsReading {
             issues,
             engine_present: EngineSettings::present(src),
             engine,
+            engine_loaded: EngineSettings::load(src),
             database_url: database_url(src),
-            env_file: env_file().map(PathBuf::from),
+            env_file,
             ssh_key: value(src, "MAIL_SSH_KEY").map(PathBuf::from),
             known_hosts: value(src, "MAIL_SSH_KNOWN_HOSTS").map(PathBuf::from),
         }

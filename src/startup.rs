@@ -4,12 +4,13 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 
-use crate::config::BotSettings;
+use crate::config::{BotSettings, Settings};
 use crate::engine::BackupEngine;
 use crate::messages::Catalog;
 use crate::procedure::app::App;
 use crate::procedure::chain;
 use crate::procedure::people::People;
+use crate::storage::lock::BotLock;
 use crate::storage::Store;
 use crate::telegram;
 use crate::telegram::chat::GroupChat;
@@ -22,6 +23,75 @@ pub struct Running {
     pub group: GroupChat,
 }
 
+/// The engine the settings configure: none without `MAIL_SSH_HOST` (`/start` then answers
+/// that the backup engine is not configured).
+pub fn engine_of(settings: &Settings) -> Result<Option<Arc<dyn BackupEngine>>> {
+    let engine = settings
+        .engine()?
+        .map(|e| Arc::new(crate::engine::SshEngine::new(e.clone())) as Arc<dyn BackupEngine>);
+    if engine.is_none() {
+        tracing::warn!(
+            "MAIL_SSH_HOST is not set: /start will answer that the backup engine is not configured"
+        );
+    }
+    Ok(engine)
+}
+
+/// The running bot with the database's bot lock it holds.
+pub struct Started {
+    pub running: Running,
+    lock: BotLock,
+}
+
+/// The running bot from `settings` and `engine`: secrets no one else may read or change
+/// checked, Telegram and PostgreSQL waited for, the database's bot lock taken (a second bot on
+/// the same database stands by here until the first stops), the migrations applied, the parts
+/// built. `None` when SIGTERM or SIGINT came while waiting. The binary and the tests start the
+/// bot through this one function.
+pub async fn start(
+    settings: &Settings,
+    engine: Option<Arc<dyn BackupEngine>>,
+) -> Result<Option<Started>> {
+    let bot = settings.bot()?.clone();
+    // Secrets anyone on this computer could read or change: refused before anything runs.
+    if let Some(open) = crate::preflight::file_modes(&settings.reading)
+        .into_iter()
+        .find(|l| !l.ok)
+    {
+        return Err(crate::config::ConfigError {
+            var: open.item.setting(),
+            problem: open.detail,
+        }
+        .into());
+    }
+    // Telegram first (a refused token stops here, before the database is needed), then
+    // PostgreSQL, then the lock; SIGTERM while waiting stops at once.
+    let waited = async {
+        service::wait_for_telegram(&service::bot(&bot)?).await?;
+        let url = settings.database_url()?;
+        let store = wait_for_database(url.expose()).await?;
+        let lock = BotLock::acquire(url.expose()).await;
+        store.migrate().await.context("applying migrations")?;
+        anyhow::Ok((store, lock))
+    };
+    let (store, lock) = tokio::select! {
+        waited = waited => waited?,
+        _ = stop_signal() => return Ok(None),
+    };
+    let running = build(bot, settings.reading.clone(), store, engine).await?;
+    Ok(Some(Started { running, lock }))
+}
+
+/// Runs a started bot until SIGINT or SIGTERM, or until it loses the database's bot lock.
+pub async fn serve(started: Started) -> Result<()> {
+    let Started { running, lock } = started;
+    tokio::select! {
+        r = run(running) => r,
+        lost = lock.keep() => Err(lost.into()),
+    }
+}
+
+/// The parts, from settings, a migrated database and the engine.
 pub async fn build(
     settings: BotSettings,
     settings_read: crate::config::SettingsReading,

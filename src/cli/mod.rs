@@ -3,14 +3,12 @@
 mod terminal;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use crate::config::{self, BotSettings, EngineSettings, Env};
+use crate::config::{self, Settings};
 use crate::domain::{parse_log_period, parse_month};
-use crate::engine::BackupEngine;
 use crate::messages::Catalog;
 use crate::procedure::people::People;
 use crate::storage::Store;
@@ -75,11 +73,12 @@ pub fn exit_status(e: &anyhow::Error) -> i32 {
     }
 }
 
-fn load_env(file: Option<&PathBuf>) -> Result<()> {
+/// Loads `.env` (or `file`) into the environment; returns the file read, when one was.
+fn load_env(file: Option<&PathBuf>) -> Result<Option<PathBuf>> {
     match file {
         Some(f) => {
             dotenvy::from_path(f).with_context(|| format!("reading {}", f.display()))?;
-            config::set_env_file(f.clone());
+            Ok(Some(f.clone()))
         }
         // A ./.env that cannot be read or has a bad line is said, not taken for missing
         // settings. Without one, a parent folder's is used; one that cannot even be looked for
@@ -92,30 +91,27 @@ fn load_env(file: Option<&PathBuf>) -> Result<()> {
                 }
                 .into());
             }
-            config::set_env_file(std::path::absolute(".env").unwrap_or_else(|_| ".env".into()));
+            Ok(Some(
+                std::path::absolute(".env").unwrap_or_else(|_| ".env".into()),
+            ))
         }
-        None => {
-            if let Ok(path) = dotenvy::dotenv() {
-                config::set_env_file(path);
-            }
-        }
+        None => Ok(dotenvy::dotenv().ok()),
     }
-    Ok(())
 }
 
 /// What `log` and `export` read: the database, the catalogue in `BOT_LANG` and `BOT_TIMEZONE`,
 /// the names known, and today there.
-async fn records() -> Result<(Store, Catalog, People, chrono::NaiveDate)> {
-    let store = store().await?;
-    let shown = config::Presentation::load(&Env)?;
+async fn records(settings: &Settings) -> Result<(Store, Catalog, People, chrono::NaiveDate)> {
+    let store = store(settings).await?;
+    let shown = settings.presentation()?;
     let tz = shown.timezone;
     let today = chrono::Utc::now().with_timezone(&tz).date_naive();
     let people = People::new(store.people().await?);
     Ok((store, Catalog::new(shown.lang, tz), people, today))
 }
 
-async fn store() -> Result<Store> {
-    let url = config::database_url(&Env)?;
+async fn store(settings: &Settings) -> Result<Store> {
+    let url = settings.database_url()?;
     let store = Store::connect(url.expose())
         .await
         .context("DATABASE_URL: cannot connect to PostgreSQL")?;
@@ -123,56 +119,13 @@ async fn store() -> Result<Store> {
     Ok(store)
 }
 
-fn engine() -> Result<Option<Arc<dyn BackupEngine>>> {
-    if !EngineSettings::present(&Env) {
-        return Ok(None);
-    }
-    let settings = EngineSettings::load(&Env)?;
-    Ok(Some(Arc::new(crate::engine::SshEngine::new(settings))))
-}
-
 /// `run`: the bot, once Telegram and PostgreSQL answer and the database's bot lock is held.
-async fn run_bot() -> Result<()> {
-    let settings = BotSettings::load(&Env)?;
-    // Secrets anyone on this computer could read or change: refused before anything runs.
-    let reading = config::SettingsReading::read(&Env);
-    if let Some(open) = crate::preflight::file_modes(&reading)
-        .into_iter()
-        .find(|l| !l.ok)
-    {
-        return Err(config::ConfigError {
-            var: open.item.setting(),
-            problem: open.detail,
-        }
-        .into());
-    }
-    let engine = engine()?;
-    if engine.is_none() {
-        tracing::warn!(
-            "MAIL_SSH_HOST is not set: /start will answer that the backup engine is not configured"
-        );
-    }
-    // Wait for Telegram (a refused token stops here, before the database is needed) and
-    // PostgreSQL; SIGTERM while waiting stops at once.
-    // Then take the database's bot lock: a second bot on the same database stands by
-    // here until the first stops.
-    let waited = async {
-        crate::telegram::service::wait_for_telegram(&crate::telegram::service::bot(&settings)?)
-            .await?;
-        let url = config::database_url(&Env)?;
-        let store = crate::startup::wait_for_database(url.expose()).await?;
-        let lock = crate::storage::lock::BotLock::acquire(url.expose()).await;
-        store.migrate().await.context("applying migrations")?;
-        anyhow::Ok((store, lock))
-    };
-    let (store, lock) = tokio::select! {
-        waited = waited => waited?,
-        _ = crate::startup::stop_signal() => return Ok(()),
-    };
-    let app = crate::startup::build(settings, reading, store, engine).await?;
-    tokio::select! {
-        r = crate::startup::run(app) => r,
-        lost = lock.keep() => Err(lost.into()),
+async fn run_bot(settings: &Settings) -> Result<()> {
+    let engine = crate::startup::engine_of(settings)?;
+    match crate::startup::start(settings, engine).await? {
+        Some(started) => crate::startup::serve(started).await,
+        // SIGTERM while waiting for Telegram or PostgreSQL.
+        None => Ok(()),
     }
 }
 
@@ -214,9 +167,9 @@ const UNRECORDED_HINT: &str = "a backup made with `backup` at the terminal is re
 /// `restore` at the terminal: only what a backup order recorded, unless `unrecorded`. With
 /// `create` or `all`, the accounts the server lacks are rebuilt from the folder's account
 /// directory first.
-async fn restore(a: RestoreArgs) -> Result<()> {
+async fn restore(all_settings: &Settings, a: RestoreArgs) -> Result<()> {
     use crate::engine::restore::RestoreError;
-    let mut settings = EngineSettings::load(&Env)?;
+    let mut settings = all_settings.engine_required()?.clone();
     if let Some(identity) = &a.identity {
         settings.age_identity = Some(std::path::absolute(identity)?);
     }
@@ -225,7 +178,7 @@ async fn restore(a: RestoreArgs) -> Result<()> {
     let db = if a.unrecorded {
         None
     } else {
-        if let Err(e) = config::database_url(&Env) {
+        if let Err(e) = all_settings.database_url() {
             return Err(config::ConfigError {
                 var: e.var,
                 problem: format!(
@@ -235,7 +188,7 @@ async fn restore(a: RestoreArgs) -> Result<()> {
             }
             .into());
         }
-        Some(store().await?)
+        Some(store(all_settings).await?)
     };
     let root = settings.local_root.clone();
     let capture = if a.create || a.all {
@@ -304,16 +257,18 @@ async fn restore(a: RestoreArgs) -> Result<()> {
 }
 
 pub async fn main(cli: Cli) -> Result<()> {
-    load_env(cli.env_file.as_ref())?;
+    let env_file = load_env(cli.env_file.as_ref())?;
+    // Every setting read once, here; each command takes the parts it needs.
+    let settings = Settings::read(&config::Env, env_file);
     match cli.command {
-        CliCommand::Run => run_bot().await,
+        CliCommand::Run => run_bot(&settings).await,
         CliCommand::Migrate => {
-            store().await?;
+            store(&settings).await?;
             println!("migrations applied");
             Ok(())
         }
         CliCommand::Log { date } => {
-            let (store, catalog, people, today) = records().await?;
+            let (store, catalog, people, today) = records(&settings).await?;
             let period = parse_log_period(&date.unwrap_or_default(), today)?;
             let text = crate::procedure::chain::render_log(&store, &catalog, period, &|id| {
                 people.name(id)
@@ -323,7 +278,7 @@ pub async fn main(cli: Cli) -> Result<()> {
             Ok(())
         }
         CliCommand::Export { month } => {
-            let (store, catalog, people, today) = records().await?;
+            let (store, catalog, people, today) = records(&settings).await?;
             let month = parse_month(&month.unwrap_or_default(), today)?;
             let (csv, _) = crate::procedure::chain::activity_csv(&store, &catalog, month, &|id| {
                 people.plain_name(id)
@@ -332,14 +287,16 @@ pub async fn main(cli: Cli) -> Result<()> {
             print!("{csv}");
             Ok(())
         }
-        CliCommand::Backup => terminal::backup(EngineSettings::load(&Env)?).await,
-        CliCommand::Check => terminal::check().await,
-        CliCommand::Restore(args) => restore(args).await,
+        CliCommand::Backup => terminal::backup(settings.engine_required()?.clone()).await,
+        CliCommand::Check => terminal::check(&settings.reading).await,
+        CliCommand::Restore(args) => restore(&settings, args).await,
         CliCommand::Keygen { file } => keygen(&file),
         CliCommand::InitDisk { path } => {
             let path = match path {
                 Some(p) => p,
-                None => config::local_backup_root(&Env)
+                None => settings
+                    .local_backup_root()
+                    .map(PathBuf::from)
                     .context("give a PATH, or set LOCAL_BACKUP_ROOT")?,
             };
             let (text, new) = crate::engine::local::init_disk(&path)
@@ -389,7 +346,7 @@ mod tests {
     #[test]
     fn what_only_the_admin_can_fix_exits_78_and_the_rest_1() {
         let bad_setting = || -> Result<()> {
-            EngineSettings::load(&|_: &str| -> Option<String> { None })?;
+            crate::config::EngineSettings::load(&|_: &str| -> Option<String> { None })?;
             Ok(())
         };
         let e = bad_setting().expect_err("no settings");

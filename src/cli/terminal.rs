@@ -167,10 +167,9 @@ fn print_report(report: &BackupReport) {
 }
 
 /// `check`: every check, one line each; non-zero exit when any failed. Changes nothing.
-pub async fn check() -> Result<()> {
+pub async fn check(reading: &crate::config::SettingsReading) -> Result<()> {
     let catalog = crate::messages::Catalog::new(Lang::En, chrono_tz::Asia::Jakarta);
-    let lines =
-        crate::preflight::run(&crate::config::SettingsReading::read(&crate::config::Env)).await;
+    let lines = crate::preflight::run(reading).await;
     // A closed pipe (`check | head`) ends the listing, not the program.
     let mut out = std::io::stdout().lock();
     for l in &lines {

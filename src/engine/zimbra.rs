@@ -403,16 +403,14 @@ esac
                 other => other.into(),
             })
             .collect();
+        // The fake tools first on the PATH the shell already has.
         let output = Command::new("sh")
             .arg("-c")
-            .arg(script)
+            .arg(format!("PATH=\"$MBB_FAKE_BIN:$PATH\"\n{script}"))
             .arg("sh")
             .args(&args)
             .current_dir(&dir)
-            .env(
-                "PATH",
-                format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
-            )
+            .env("MBB_FAKE_BIN", &bin)
             .env("LOG", &log)
             .env("LOGDIR", &dir)
             .env("STATUS", status)

@@ -7,13 +7,12 @@ use std::time::{Duration, Instant};
 
 use bot_api_stub::{Chat, Person, SentMessage, Stub};
 use futures::future::BoxFuture;
-use mailbox_backup_bot::config::BotSettings;
+use mailbox_backup_bot::config::Settings;
 use mailbox_backup_bot::domain::SopStep;
 use mailbox_backup_bot::engine::{
     BackupEngine, BackupReport, EngineError, MailboxResult, MailboxStatus, Progress,
     ProgressSender, RunFolders, RunRequest,
 };
-use mailbox_backup_bot::storage::Store;
 use sqlx::Connection;
 
 use std::path::{Path, PathBuf};
@@ -250,45 +249,38 @@ pub async fn start_stub(team: &Team) -> Stub {
     stub
 }
 
-/// The bot's shared state built the way the binary builds it, without running it.
-pub async fn build_app(env: &[(String, String)]) -> Arc<mailbox_backup_bot::procedure::app::App> {
+/// The bot's settings as the binary reads them, from `env` alone.
+fn settings_of(env: &[(String, String)]) -> Settings {
     let lookup = |k: &str| env.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
-    let settings = BotSettings::load(&lookup).expect("settings");
-    let store = Store::connect(&lookup("DATABASE_URL").expect("db"))
-        .await
-        .expect("db connects");
-    store.migrate().await.expect("migrations");
-    mailbox_backup_bot::startup::build(
-        settings,
-        mailbox_backup_bot::config::SettingsReading::read(&lookup),
-        store,
-        None,
-    )
-    .await
-    .expect("app builds")
-    .app
+    Settings::read(&lookup, None)
 }
 
-/// The bot, in this process, built the way the binary builds it. Abort the handle to "kill" it.
+/// The bot started by the binary's own start-up (Telegram and PostgreSQL waited for, the bot
+/// lock taken, migrations applied), not yet serving.
+async fn started(
+    env: &[(String, String)],
+    engine: Option<Arc<dyn BackupEngine>>,
+) -> mailbox_backup_bot::startup::Started {
+    mailbox_backup_bot::startup::start(&settings_of(env), engine)
+        .await
+        .expect("the bot starts")
+        .expect("no stop signal while starting")
+}
+
+/// The bot's shared state built the way the binary builds it, without running it.
+pub async fn build_app(env: &[(String, String)]) -> Arc<mailbox_backup_bot::procedure::app::App> {
+    started(env, None).await.running.app
+}
+
+/// The bot, in this process, started the way the binary starts it. Abort the handle to "kill"
+/// it (its bot lock goes with it).
 pub async fn start_bot(
     env: &[(String, String)],
     engine: Option<Arc<dyn BackupEngine>>,
 ) -> tokio::task::JoinHandle<()> {
-    let lookup = |k: &str| env.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
-    let settings = BotSettings::load(&lookup).expect("settings");
-    let db = lookup("DATABASE_URL").expect("db");
-    let store = Store::connect(&db).await.expect("db connects");
-    store.migrate().await.expect("migrations");
-    let app = mailbox_backup_bot::startup::build(
-        settings,
-        mailbox_backup_bot::config::SettingsReading::read(&lookup),
-        store,
-        engine,
-    )
-    .await
-    .expect("app builds");
+    let bot = started(env, engine).await;
     tokio::spawn(async move {
-        mailbox_backup_bot::startup::run(app)
+        mailbox_backup_bot::startup::serve(bot)
             .await
             .expect("bot runs");
     })
