@@ -11,6 +11,7 @@ use crate::config::{self, Settings};
 use crate::domain::{parse_log_period, parse_month};
 use crate::messages::Catalog;
 use crate::procedure::people::People;
+use crate::procedure::restores as recorded;
 use crate::storage::Store;
 
 /// mailbox-backup-bot: runs DJKI's mailbox-backup SOP from the Kasubdit's order to the daily log.
@@ -194,11 +195,7 @@ async fn restore(all_settings: &Settings, a: RestoreArgs) -> Result<()> {
     let capture = if a.create || a.all {
         let (capture, sha) = crate::engine::rebuild::read_capture(&settings, &a.folder)?;
         if let Some(db) = &db {
-            if db
-                .directory_recorded(&root, &a.folder, &sha)
-                .await?
-                .is_none()
-            {
+            if !recorded::directory_recorded(db, &root, &a.folder, &sha).await? {
                 anyhow::bail!(
                     "no backup order recorded the account directory of {}; {UNRECORDED_HINT}",
                     a.folder
@@ -224,18 +221,10 @@ async fn restore(all_settings: &Settings, a: RestoreArgs) -> Result<()> {
         };
         let expected = match (&db, &archive) {
             (Some(db), Some(archive)) => {
-                let facts = db
-                    .backup_facts(&root, &a.folder, &account, archive.content_sha256())
-                    .await?;
-                match facts {
-                    Some(f) => Some(f.sha256),
-                    None => anyhow::bail!(
-                        "{}; {UNRECORDED_HINT}",
-                        RestoreError::NotRecorded {
-                            folder: a.folder.clone(),
-                            account: account.clone(),
-                        }
-                    ),
+                let sha256 = archive.content_sha256();
+                match recorded::recorded_backup(db, &root, &a.folder, &account, sha256).await? {
+                    Ok(f) => Some(f.sha256),
+                    Err(e) => anyhow::bail!("{e}; {UNRECORDED_HINT}"),
                 }
             }
             _ => None,

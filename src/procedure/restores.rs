@@ -18,7 +18,7 @@ use crate::engine::restore::{self, RestoreError};
 use crate::engine::BackupEngine;
 use crate::outbox::{Button, Outgoing};
 use crate::procedure::app::{App, ButtonAnswer};
-use crate::storage::{NewRestore, RestoreRow, StoreError};
+use crate::storage::{BackupFacts, NewRestore, RestoreRow, Store, StoreError};
 
 /// `/restore FOLDER ACCOUNT [TARGET]` by a Kasi, or `/restore batal` (withdraw). Everything is
 /// checked when asked, so the approver decides on facts: the folder is one the bot made and
@@ -90,19 +90,19 @@ async fn check_and_ask(
     };
     let recorded = match engine.backup_root() {
         Some(root) => {
-            app.store
-                .backup_facts(&root, &folder, &account, &archive.sha256)
-                .await?
+            recorded_backup(&app.store, &root, &folder, &account, &archive.sha256).await?
         }
-        None => None,
-    };
-    let Some(backup) = recorded else {
-        let e = RestoreError::NotRecorded {
+        None => Err(RestoreError::NotRecorded {
             folder: folder.clone(),
             account: account.clone(),
-        };
-        app.chat.say(&c.restore_refused_now(&e)).await?;
-        return Ok(());
+        }),
+    };
+    let backup = match recorded {
+        Ok(backup) => backup,
+        Err(e) => {
+            app.chat.say(&c.restore_refused_now(&e)).await?;
+            return Ok(());
+        }
     };
     // An account the server no longer has is made again first, when the folder's account
     // directory holds it and a backup order recorded that directory.
@@ -197,6 +197,40 @@ async fn check_and_ask_all(
     record_request(app, &asked, &[c.counts_text(&counts)]).await
 }
 
+/// The one rule for what may be restored, at the terminal and in the chat: the archive of
+/// `account` in `folder` (under `root`) with content `sha256` is restored only when a backup
+/// order recorded it so. The folder's own files are not enough: whoever can write the disk can
+/// write them too.
+pub async fn recorded_backup(
+    store: &Store,
+    root: &std::path::Path,
+    folder: &str,
+    account: &str,
+    sha256: &str,
+) -> Result<Result<BackupFacts, RestoreError>, StoreError> {
+    Ok(store
+        .backup_facts(root, folder, account, sha256)
+        .await?
+        .ok_or_else(|| RestoreError::NotRecorded {
+            folder: folder.to_owned(),
+            account: account.to_owned(),
+        }))
+}
+
+/// The same rule for the account directory of `folder`: accounts are made again from it only
+/// when a backup order recorded it with content `sha256`.
+pub async fn directory_recorded(
+    store: &Store,
+    root: &std::path::Path,
+    folder: &str,
+    sha256: &str,
+) -> Result<bool, StoreError> {
+    Ok(store
+        .directory_recorded(root, folder, sha256)
+        .await?
+        .is_some())
+}
+
 /// The account directory's SHA-256 and what else rebuilding `account` makes, when backup `folder`
 /// can make the account again: its directory holds it, the server lacks it, and a backup order
 /// recorded that directory. `None` otherwise.
@@ -212,13 +246,7 @@ async fn rebuildable(
     let Some(root) = engine.backup_root() else {
         return Ok(None);
     };
-    if plan.exists
-        || app
-            .store
-            .directory_recorded(&root, folder, &sha256)
-            .await?
-            .is_none()
-    {
+    if plan.exists || !directory_recorded(&app.store, &root, folder, &sha256).await? {
         return Ok(None);
     }
     let mut making: Vec<String> = plan
