@@ -20,8 +20,8 @@ use mailbox_backup_bot::engine::manifest::parse_manifest;
 use mailbox_backup_bot::engine::remote::Remote;
 use mailbox_backup_bot::engine::run::control_dir;
 use mailbox_backup_bot::engine::{
-    archive, files::portable_name, server as scripts, BackupEngine, RunFolders, RunRequest,
-    SshEngine, Stop,
+    archive, files::portable_name, server as scripts, Backups, RunFolders, RunRequest, SshEngine,
+    Stop,
 };
 
 #[tokio::main]

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, Result};
 
 use crate::config::{BotSettings, Settings};
-use crate::engine::BackupEngine;
+use crate::engine::Engine;
 use crate::messages::Catalog;
 use crate::procedure::app::App;
 use crate::procedure::chain;
@@ -25,16 +25,18 @@ pub struct Running {
 
 /// The engine the settings configure: none without `MAIL_SSH_HOST` (`/start` then answers
 /// that the backup engine is not configured).
-pub fn engine_of(settings: &Settings) -> Result<Option<Arc<dyn BackupEngine>>> {
-    let engine = settings
-        .engine()?
-        .map(|e| Arc::new(crate::engine::SshEngine::new(e.clone())) as Arc<dyn BackupEngine>);
-    if engine.is_none() {
-        tracing::warn!(
-            "MAIL_SSH_HOST is not set: /start will answer that the backup engine is not configured"
-        );
+pub fn engine_of(settings: &Settings) -> Result<Engine> {
+    match settings.engine()? {
+        Some(e) => Ok(Engine::both(Arc::new(crate::engine::SshEngine::new(
+            e.clone(),
+        )))),
+        None => {
+            tracing::warn!(
+                "MAIL_SSH_HOST is not set: /start will answer that the backup engine is not configured"
+            );
+            Ok(Engine::default())
+        }
     }
-    Ok(engine)
 }
 
 /// The running bot with the database's bot lock it holds.
@@ -48,10 +50,7 @@ pub struct Started {
 /// the same database stands by here until the first stops), the migrations applied, the parts
 /// built. `None` when SIGTERM or SIGINT came while waiting. The binary and the tests start the
 /// bot through this one function.
-pub async fn start(
-    settings: &Settings,
-    engine: Option<Arc<dyn BackupEngine>>,
-) -> Result<Option<Started>> {
+pub async fn start(settings: &Settings, engine: Engine) -> Result<Option<Started>> {
     let bot = settings.bot()?.clone();
     // Secrets anyone on this computer could read or change: refused before anything runs.
     if let Some(open) = crate::preflight::file_modes(&settings.reading)
@@ -96,7 +95,7 @@ pub async fn build(
     settings: BotSettings,
     settings_read: crate::config::SettingsReading,
     store: Store,
-    engine: Option<Arc<dyn BackupEngine>>,
+    engine: Engine,
 ) -> Result<Running> {
     let people = People::new(store.people().await?);
     let group = service::group_chat(&settings)?;

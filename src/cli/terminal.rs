@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::config::EngineSettings;
 use crate::engine::directory::Directory;
 use crate::engine::{
-    BackupEngine, BackupReport, MailboxStatus, Progress, RunRequest, SshEngine, Stop, StopReason,
+    BackupReport, Backups, MailboxStatus, Progress, RunRequest, SshEngine, Stop, StopReason,
 };
 use crate::messages::{bytes as sized, Lang};
 fn bytes(n: u64) -> String {
@@ -455,6 +455,7 @@ async fn restore_mailbox(
     tally: &Tally,
 ) -> Result<crate::engine::restore::RestoreReport> {
     use crate::engine::restore::{self, RestoreProgress};
+    use crate::engine::Restores;
     let own = tally.bar.is_none().then(|| {
         let bar = ProgressBar::new(0);
         bar.set_style(
@@ -465,7 +466,15 @@ async fn restore_mailbox(
     });
     let shared = tally.bar.clone();
     let shown = own.clone();
-    let report = restore::restore(settings, ask.folder, account, ask.into, expected, |p| {
+    // Through the engine's restores, as the chat's restore goes.
+    let engine = crate::engine::SshEngine::new(settings.clone());
+    let request = restore::RestoreRequest {
+        folder: ask.folder,
+        account,
+        into: ask.into.unwrap_or(account),
+        sha256: expected,
+    };
+    let progress = Box::new(|p: RestoreProgress| {
         let text = match &p {
             RestoreProgress::Uploading { .. } => "uploading the archive to the mail server".into(),
             RestoreProgress::Importing {
@@ -491,8 +500,8 @@ async fn restore_mailbox(
             (None, Some(bar)) => bar.set_message(format!("{account}: {text}")),
             (None, None) => {}
         }
-    })
-    .await;
+    });
+    let report = Restores::restore(&engine, request, progress).await;
     if let Some(bar) = own {
         bar.finish_and_clear();
     }

@@ -1,9 +1,10 @@
 //! The backup engine: steps 3–6 of the SOP. Creates the dated folder, logs into the mail server
 //! over SSH, backs up every mailbox into one dated folder there, copies it down and proves every
 //! byte. Independent of Telegram: the bot, the command line and cron call it through
-//! [`BackupEngine`].
+//! [`Backups`] and [`Restores`].
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use futures::future::BoxFuture;
@@ -379,9 +380,9 @@ impl EngineError {
     }
 }
 
-/// The one interface the bot uses to run steps 3–6.
-pub trait BackupEngine: Send + Sync {
-    /// What must hold before a run may start (the backup disk is there); the reason otherwise.
+/// Steps 3–6, as the bot's `/start` and `backup` at the terminal run them.
+pub trait Backups: Send + Sync {
+    /// What must hold before a run may start (the backup disk is there).
     fn ready(&self) -> Result<(), local::DiskNotReady> {
         Ok(())
     }
@@ -391,11 +392,14 @@ pub trait BackupEngine: Send + Sync {
         request: RunRequest,
         progress: ProgressSender,
     ) -> BoxFuture<'_, Result<BackupReport, EngineError>>;
+}
 
+/// Restores from the dated folders, as the chat's `/restore` and `/drill` and `restore` at the
+/// terminal ask them. Whether a folder may be restored at all (a backup order recorded it) is
+/// the procedure's one rule (`procedure::restores::recorded_backup`), asked before these.
+pub trait Restores: Send + Sync {
     /// The folder the dated backup folders are made in (restores name them from there).
-    fn backup_root(&self) -> Option<PathBuf> {
-        None
-    }
+    fn backup_root(&self) -> PathBuf;
 
     /// `account`'s archive in backup `folder`, only as the bot made and verified it, read whole
     /// against its recorded SHA-256 (see [`restore::locate`]).
@@ -403,19 +407,13 @@ pub trait BackupEngine: Send + Sync {
         &'a self,
         folder: &'a str,
         account: &'a str,
-    ) -> BoxFuture<'a, Result<restore::VerifiedArchive, restore::RestoreError>> {
-        let _ = (folder, account);
-        Box::pin(async { Err(restore::RestoreError::Unsupported("-".into())) })
-    }
+    ) -> BoxFuture<'a, Result<restore::VerifiedArchive, restore::RestoreError>>;
 
     /// Whether the account a restore writes into exists on the mail server.
     fn check_target<'a>(
         &'a self,
         into: &'a str,
-    ) -> BoxFuture<'a, Result<(), restore::RestoreError>> {
-        let _ = into;
-        Box::pin(async { Err(restore::RestoreError::Unsupported("-".into())) })
-    }
+    ) -> BoxFuture<'a, Result<(), restore::RestoreError>>;
 
     /// The account directory of backup `folder`, read whole against its recorded SHA-256, and
     /// what rebuilding `account` from it would make on the server (which is only read). Returns
@@ -424,10 +422,7 @@ pub trait BackupEngine: Send + Sync {
         &'a self,
         folder: &'a str,
         account: &'a str,
-    ) -> BoxFuture<'a, Result<(String, rebuild::AccountPlan), restore::RestoreError>> {
-        let _ = (folder, account);
-        Box::pin(async { Err(restore::RestoreError::Unsupported("-".into())) })
-    }
+    ) -> BoxFuture<'a, Result<(String, rebuild::AccountPlan), restore::RestoreError>>;
 
     /// Makes `account` again from backup `folder`'s account directory, only when its content is
     /// `directory_sha256` (what the request was checked against).
@@ -436,20 +431,14 @@ pub trait BackupEngine: Send + Sync {
         folder: &'a str,
         account: &'a str,
         directory_sha256: &'a str,
-    ) -> BoxFuture<'a, Result<rebuild::Rebuilt, restore::RestoreError>> {
-        let _ = (folder, account, directory_sha256);
-        Box::pin(async { Err(restore::RestoreError::Unsupported("-".into())) })
-    }
+    ) -> BoxFuture<'a, Result<rebuild::Rebuilt, restore::RestoreError>>;
 
     /// The account directory of backup `folder`, read whole against its recorded SHA-256:
     /// returns that SHA-256 with what the directory holds.
     fn check_directory<'a>(
         &'a self,
         folder: &'a str,
-    ) -> BoxFuture<'a, Result<(String, directory::DirectoryCounts), restore::RestoreError>> {
-        let _ = folder;
-        Box::pin(async { Err(restore::RestoreError::Unsupported("-".into())) })
-    }
+    ) -> BoxFuture<'a, Result<(String, directory::DirectoryCounts), restore::RestoreError>>;
 
     /// Every account of backup `folder`'s directory made again when missing, then its mail (see
     /// [`rebuild::rebuild_all`]); `progress(done, total, account)`.
@@ -459,21 +448,16 @@ pub trait BackupEngine: Send + Sync {
         directory_sha256: &'a str,
         archives: &'a std::collections::BTreeMap<String, String>,
         progress: rebuild::AccountProgress<'a>,
-    ) -> BoxFuture<'a, Result<rebuild::RebuildSummary, restore::RestoreError>> {
-        let _ = (folder, directory_sha256, archives, progress);
-        Box::pin(async { Err(restore::RestoreError::Unsupported("-".into())) })
-    }
+    ) -> BoxFuture<'a, Result<rebuild::RebuildSummary, restore::RestoreError>>;
 
     /// Restores `request.account` from backup `request.folder` into `request.into`, only when
-    /// the archive still has the SHA-256 `request.sha256` (see [`restore::restore`]).
+    /// the archive still has the SHA-256 `request.sha256` when one is given (see
+    /// [`restore::restore`]).
     fn restore<'a>(
         &'a self,
         request: restore::RestoreRequest<'a>,
         progress: Box<dyn FnMut(restore::RestoreProgress) + Send + 'a>,
-    ) -> BoxFuture<'a, Result<restore::RestoreReport, restore::RestoreError>> {
-        let _ = (request, progress);
-        Box::pin(async { Err(restore::RestoreError::Unsupported("-".into())) })
-    }
+    ) -> BoxFuture<'a, Result<restore::RestoreReport, restore::RestoreError>>;
 
     /// The restore drill of `account` from backup `folder` into a scratch copy, only when the
     /// archive still has the SHA-256 `sha256` (see [`restore::drill`]).
@@ -483,8 +467,31 @@ pub trait BackupEngine: Send + Sync {
         account: &'a str,
         sha256: &'a str,
         progress: Box<dyn FnMut(restore::RestoreProgress) + Send + 'a>,
-    ) -> BoxFuture<'a, Result<restore::RestoreReport, restore::RestoreError>> {
-        let _ = (folder, account, sha256, progress);
-        Box::pin(async { Err(restore::RestoreError::Unsupported("-".into())) })
+    ) -> BoxFuture<'a, Result<restore::RestoreReport, restore::RestoreError>>;
+}
+
+/// What the bot can run: backups, and restores where the engine has them. Empty when
+/// `MAIL_SSH_HOST` is not set.
+#[derive(Clone, Default)]
+pub struct Engine {
+    pub backups: Option<Arc<dyn Backups>>,
+    pub restores: Option<Arc<dyn Restores>>,
+}
+
+impl Engine {
+    /// One engine that does both (the SSH engine).
+    pub fn both<E: Backups + Restores + 'static>(engine: Arc<E>) -> Engine {
+        Engine {
+            backups: Some(engine.clone()),
+            restores: Some(engine),
+        }
+    }
+
+    /// Backups alone (restores answer that they are not available).
+    pub fn backups_only(backups: Arc<dyn Backups>) -> Engine {
+        Engine {
+            backups: Some(backups),
+            restores: None,
+        }
     }
 }

@@ -128,7 +128,9 @@ pub struct RestoreRequest<'a> {
     pub folder: &'a str,
     pub account: &'a str,
     pub into: &'a str,
-    pub sha256: &'a str,
+    /// The archive's SHA-256 as a backup order recorded it; `None` only for a folder restored
+    /// `--unrecorded` at the terminal (its own index of verified copies vouches for it).
+    pub sha256: Option<&'a str>,
 }
 
 impl BackupArchive {

@@ -17,8 +17,8 @@ use super::local::{self, create_dated_folder, FolderState};
 use super::manifest::{account_of, sha256sums, ServerCount, ServerFile, ServerName};
 use super::timer::{Shared, Timer};
 use super::{
-    export, pipeline, server, tell, BackupEngine, BackupReport, EngineError, ErrorKind,
-    MailboxResult, MailboxStatus, Progress, ProgressSender, RunFolders, RunRequest, StopReason,
+    export, pipeline, server, tell, BackupReport, Backups, EngineError, ErrorKind, MailboxResult,
+    MailboxStatus, Progress, ProgressSender, Restores, RunFolders, RunRequest, StopReason,
 };
 use crate::config::EngineSettings;
 use crate::domain::SopStep;
@@ -39,7 +39,7 @@ impl SshEngine {
     }
 }
 
-impl BackupEngine for SshEngine {
+impl Backups for SshEngine {
     fn ready(&self) -> Result<(), local::DiskNotReady> {
         local::check_disk(&self.settings.local_root).map(|_| ())
     }
@@ -51,9 +51,11 @@ impl BackupEngine for SshEngine {
     ) -> futures::future::BoxFuture<'_, Result<BackupReport, EngineError>> {
         Box::pin(run(&self.settings, request, progress))
     }
+}
 
-    fn backup_root(&self) -> Option<std::path::PathBuf> {
-        Some(self.settings.local_root.clone())
+impl Restores for SshEngine {
+    fn backup_root(&self) -> std::path::PathBuf {
+        self.settings.local_root.clone()
     }
 
     fn check_backup<'a>(
@@ -170,7 +172,7 @@ impl BackupEngine for SshEngine {
             request.folder,
             request.account,
             Some(request.into),
-            Some(request.sha256),
+            request.sha256,
             progress,
         ))
     }

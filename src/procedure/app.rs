@@ -11,7 +11,7 @@ use crate::engine::{StopHandle, StopReason};
 
 use crate::config::BotSettings;
 use crate::domain::{OrderId, UserId};
-use crate::engine::BackupEngine;
+use crate::engine::Engine;
 use crate::messages::Catalog;
 use crate::procedure::people::People;
 use crate::storage::Store;
@@ -52,8 +52,9 @@ pub struct App {
     pub catalog: Catalog,
     pub people: People,
     pub chat: Arc<dyn GroupPort>,
-    /// `None` until the engine's settings are given: `/start` then says so, and nothing is faked.
-    pub engine: Option<Arc<dyn BackupEngine>>,
+    /// Empty until the engine's settings are given: `/start` and `/restore` then say so, and
+    /// nothing is faked.
+    pub engine: Engine,
     /// Backups running now, by order, so a cancel can stop one and a second start is refused.
     pub runs: Mutex<HashMap<OrderId, RunHandle>>,
     /// The latest progress text of each running order, for `/status`.

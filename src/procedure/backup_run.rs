@@ -51,7 +51,7 @@ pub async fn execute(
 }
 
 async fn run(app: Arc<App>, id: OrderId, resume: bool, stop: Stop) -> Result<Option<RunEnding>> {
-    let engine = app.engine.clone().context("no backup engine")?;
+    let engine = app.engine.backups.clone().context("no backup engine")?;
     let record = patiently("the run's folders", || async {
         Ok(app.store.run_record(id).await?)
     })

@@ -217,7 +217,7 @@ pub async fn start(app: &Arc<App>, by: UserId) -> Result<()> {
     if let Err(refusal) = order.apply(&app.settings.roster, Event::Start { by }, Utc::now()) {
         return refuse(app, &refusal).await;
     }
-    let Some(engine) = &app.engine else {
+    let Some(engine) = &app.engine.backups else {
         app.chat.say(&app.catalog.engine_not_configured()).await?;
         return Ok(());
     };
@@ -479,7 +479,7 @@ pub async fn resume_unfinished(app: &Arc<App>) -> Result<()> {
     if order.status != OrderStatus::Started {
         return Ok(());
     }
-    if app.engine.is_none() {
+    if app.engine.backups.is_none() {
         let outcome = RunOutcome::Abandoned(crate::run_outcome::Abandon::RestartedWithoutEngine);
         let failed = Event::Failed {
             step: None,

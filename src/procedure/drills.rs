@@ -25,7 +25,7 @@ pub async fn ask(app: &Arc<App>, by: UserId) -> Result<()> {
         app.chat.say(&c.drill_usage_refused()).await?;
         return Ok(());
     }
-    if app.engine.is_none() {
+    if app.engine.restores.is_none() {
         app.chat.say(&c.restore_no_engine()).await?;
         return Ok(());
     }
@@ -66,16 +66,17 @@ pub async fn run(app: Arc<App>) {
 /// Runs the scheduled drill if one is due at `now`; returns whether it ran.
 pub async fn drill_if_due(app: &Arc<App>, now: DateTime<Utc>) -> Result<bool> {
     let s = &app.settings;
-    let Some(engine) = app.engine.as_ref() else {
+    let Some(engine) = app.engine.restores.as_ref() else {
         return Ok(false);
     };
     if s.drill_every_days == 0 {
         return Ok(false);
     }
-    let has_backup = match engine.backup_root() {
-        Some(root) => app.store.newest_verified_backup(&root).await?.is_some(),
-        None => false,
-    };
+    let has_backup = app
+        .store
+        .newest_verified_backup(&engine.backup_root())
+        .await?
+        .is_some();
     let facts = DrillFacts {
         last_drill: app
             .store
@@ -97,13 +98,13 @@ pub async fn drill_if_due(app: &Arc<App>, now: DateTime<Utc>) -> Result<bool> {
 /// scratch copy, and the verdict with its message in one transaction.
 async fn drill(app: &Arc<App>, asked_by: Option<UserId>) -> Result<()> {
     let c = &app.catalog;
-    let Some(engine) = app.engine.clone() else {
+    let Some(engine) = app.engine.restores.clone() else {
         return Ok(());
     };
-    let newest = match engine.backup_root() {
-        Some(root) => app.store.newest_verified_backup(&root).await?,
-        None => None,
-    };
+    let newest = app
+        .store
+        .newest_verified_backup(&engine.backup_root())
+        .await?;
     let Some(newest) = newest else {
         if asked_by.is_some() {
             app.chat.say(&c.drill_no_backup()).await?;

@@ -15,7 +15,7 @@ use crate::domain::{
 };
 use crate::engine::rebuild::RebuildSummary;
 use crate::engine::restore::{self, RestoreError};
-use crate::engine::BackupEngine;
+use crate::engine::Restores;
 use crate::outbox::{Button, Outgoing};
 use crate::procedure::app::{App, ButtonAnswer};
 use crate::storage::{BackupFacts, NewRestore, RestoreRow, Store, StoreError};
@@ -46,7 +46,7 @@ pub async fn ask(app: &Arc<App>, by: UserId, arg: &str) -> Result<()> {
         app.chat.say(&c.restore_undecidable()).await?;
         return Ok(());
     }
-    let Some(engine) = app.engine.clone() else {
+    let Some(engine) = app.engine.restores.clone() else {
         app.chat.say(&c.restore_no_engine()).await?;
         return Ok(());
     };
@@ -72,7 +72,7 @@ pub async fn ask(app: &Arc<App>, by: UserId, arg: &str) -> Result<()> {
 /// The checks of a restore request that take time, then the request with its buttons.
 async fn check_and_ask(
     app: &Arc<App>,
-    engine: &dyn BackupEngine,
+    engine: &dyn Restores,
     by: UserId,
     folder: String,
     account: String,
@@ -88,15 +88,8 @@ async fn check_and_ask(
             return Ok(());
         }
     };
-    let recorded = match engine.backup_root() {
-        Some(root) => {
-            recorded_backup(&app.store, &root, &folder, &account, &archive.sha256).await?
-        }
-        None => Err(RestoreError::NotRecorded {
-            folder: folder.clone(),
-            account: account.clone(),
-        }),
-    };
+    let root = engine.backup_root();
+    let recorded = recorded_backup(&app.store, &root, &folder, &account, &archive.sha256).await?;
     let backup = match recorded {
         Ok(backup) => backup,
         Err(e) => {
@@ -161,7 +154,7 @@ async fn record_request(app: &Arc<App>, asked: &NewRestore<'_>, making: &[String
 /// recorded it, then the request saying what the directory holds.
 async fn check_and_ask_all(
     app: &Arc<App>,
-    engine: &dyn BackupEngine,
+    engine: &dyn Restores,
     by: UserId,
     folder: String,
 ) -> Result<()> {
@@ -173,10 +166,10 @@ async fn check_and_ask_all(
             return Ok(());
         }
     };
-    let recorded = match engine.backup_root() {
-        Some(root) => app.store.directory_facts(&root, &folder, &sha256).await?,
-        None => None,
-    };
+    let recorded = app
+        .store
+        .directory_facts(&engine.backup_root(), &folder, &sha256)
+        .await?;
     let Some((backup, _)) = recorded else {
         let e = RestoreError::NotRecorded {
             folder: folder.clone(),
@@ -236,16 +229,14 @@ pub async fn directory_recorded(
 /// recorded that directory. `None` otherwise.
 async fn rebuildable(
     app: &Arc<App>,
-    engine: &dyn BackupEngine,
+    engine: &dyn Restores,
     folder: &str,
     account: &str,
 ) -> Result<Option<(String, Vec<String>)>> {
     let Ok((sha256, plan)) = engine.check_rebuild(folder, account).await else {
         return Ok(None);
     };
-    let Some(root) = engine.backup_root() else {
-        return Ok(None);
-    };
+    let root = engine.backup_root();
     if plan.exists || !directory_recorded(&app.store, &root, folder, &sha256).await? {
         return Ok(None);
     }
@@ -528,7 +519,7 @@ type ProgressTx = tokio::sync::watch::Sender<Option<restore::RestoreProgress>>;
 async fn run(app: &Arc<App>, row: &RestoreRow) -> Result<()> {
     let c = &app.catalog;
     let kasi = app.people.mention(row.asked_by);
-    let result = match app.engine.clone() {
+    let result = match app.engine.restores.clone() {
         None => Err(RestoreError::Unsupported("-".into())),
         Some(engine) => {
             // Live progress: one quiet message, edited at most every few seconds (best effort),
@@ -601,7 +592,7 @@ async fn run(app: &Arc<App>, row: &RestoreRow) -> Result<()> {
 /// One mailbox, its account made again first when the request said so, only from the content
 /// the request was checked against.
 async fn restore_mailbox(
-    engine: &dyn BackupEngine,
+    engine: &dyn Restores,
     row: &RestoreRow,
     tx: &ProgressTx,
 ) -> Result<restore::RestoreReport, RestoreError> {
@@ -620,7 +611,7 @@ async fn restore_mailbox(
         folder: &row.folder,
         account: &row.account,
         into: &row.into,
-        sha256,
+        sha256: Some(sha256),
     };
     engine
         .restore(
@@ -636,7 +627,7 @@ async fn restore_mailbox(
 /// the archive the backup order recorded.
 async fn restore_every(
     app: &Arc<App>,
-    engine: &dyn BackupEngine,
+    engine: &dyn Restores,
     row: &RestoreRow,
     tx: &ProgressTx,
 ) -> Result<RebuildSummary, RestoreError> {
@@ -644,9 +635,10 @@ async fn restore_every(
         folder: row.folder.clone(),
         account: crate::engine::files::DIRECTORY_FILE.into(),
     };
-    let (Some(sha256), Some(root)) = (row.creates.as_deref(), engine.backup_root()) else {
+    let Some(sha256) = row.creates.as_deref() else {
         return Err(not_recorded());
     };
+    let root = engine.backup_root();
     let (_, archives) = app
         .store
         .directory_facts(&root, &row.folder, sha256)

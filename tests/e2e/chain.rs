@@ -350,7 +350,7 @@ async fn a_failed_login_ends_in_a_clear_failure_report_and_a_new_order_is_possib
     let _ = bot.await;
     let mut id_env = env.clone();
     set(&mut id_env, "BOT_LANG", "id");
-    let bot = start_bot(&id_env, None).await;
+    let bot = start_bot(&id_env, mailbox_backup_bot::engine::Engine::default()).await;
     let n = stub.messages(g.id).len();
     stub.say(g, &team.kasi, "/log hari ini");
     let log = expect_text(&stub, g, n, "Log kegiatan harian").await;
@@ -368,7 +368,7 @@ async fn a_failed_login_ends_in_a_clear_failure_report_and_a_new_order_is_possib
 #[tokio::test]
 async fn a_cancelled_order_is_logged_without_the_steps_nobody_did() {
     let (team, stub, db, env) = scene("id").await.parts();
-    let _bot = start_bot(&env, None).await;
+    let _bot = start_bot(&env, mailbox_backup_bot::engine::Engine::default()).await;
     let g = &team.group;
     stub.say(g, &team.kasubdit, "/order_backup");
     expect_text(&stub, g, 0, "Perintah backup mailbox #1").await;
@@ -511,7 +511,7 @@ async fn the_chat_stays_responsive_during_a_run_and_a_second_start_is_refused() 
 #[tokio::test]
 async fn a_429_from_telegram_is_waited_out_and_the_message_still_arrives() {
     let (team, stub, db, env) = scene("en").await.parts();
-    let _bot = start_bot(&env, None).await;
+    let _bot = start_bot(&env, mailbox_backup_bot::engine::Engine::default()).await;
     let g = &team.group;
     stub.fail_next_with_429("sendMessage", 1);
     let started = std::time::Instant::now();

@@ -9,7 +9,7 @@ use crate::support::*;
 #[tokio::test]
 async fn id_answers_anyone_anywhere_with_their_id_the_chats_and_their_roles() {
     let (team, stub, _db, env) = scene("id").await.parts();
-    let _bot = start_bot(&env, None).await;
+    let _bot = start_bot(&env, mailbox_backup_bot::engine::Engine::default()).await;
     let g = &team.group;
 
     stub.say(g, &team.kasi, "/id");
@@ -247,7 +247,7 @@ async fn the_running_bot_reminds_the_kasubdit_once() {
     store.migrate().await.expect("migrations");
     received_days_ago(&db, 40).await;
     let g = &team.group;
-    let bot = start_bot(&env, None).await;
+    let bot = start_bot(&env, mailbox_backup_bot::engine::Engine::default()).await;
     let reminder = expect_text(
         &stub,
         g,
@@ -271,7 +271,7 @@ async fn the_running_bot_reminds_the_kasubdit_once() {
     .await;
     bot.abort();
     let _ = bot.await;
-    let bot2 = start_bot(&env, None).await;
+    let bot2 = start_bot(&env, mailbox_backup_bot::engine::Engine::default()).await;
     stub.say(g, &team.kasi, "/help");
     expect_text(&stub, g, 0, "/receive").await;
     assert_eq!(
@@ -300,7 +300,7 @@ async fn check_posts_one_line_per_check_and_names_what_is_wrong() {
     };
     // A Kasi who never joined the group.
     set(&mut env, "KASI_IDS", format!("{},5000000077", team.kasi.id));
-    let _bot = start_bot(&env, None).await;
+    let _bot = start_bot(&env, mailbox_backup_bot::engine::Engine::default()).await;
     let g = &team.group;
 
     stub.say(g, &team.jfu, "/check");

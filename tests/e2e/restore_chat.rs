@@ -282,7 +282,7 @@ struct RestoringEngine {
     restored: std::sync::Mutex<Vec<(String, String, String, String)>>,
 }
 
-impl mailbox_backup_bot::engine::BackupEngine for RestoringEngine {
+impl mailbox_backup_bot::engine::Backups for RestoringEngine {
     fn run(
         &self,
         request: mailbox_backup_bot::engine::RunRequest,
@@ -293,9 +293,79 @@ impl mailbox_backup_bot::engine::BackupEngine for RestoringEngine {
     > {
         self.backup.run(request, progress)
     }
+}
 
-    fn backup_root(&self) -> Option<std::path::PathBuf> {
-        Some("/tmp/none".into())
+/// What this double does not do is refused as the kind of server that cannot do it would be.
+fn not_here<'a, T: Send + 'a>() -> futures::future::BoxFuture<'a, Result<T, restore::RestoreError>>
+{
+    Box::pin(async { Err(restore::RestoreError::Unsupported("test double".into())) })
+}
+
+impl mailbox_backup_bot::engine::Restores for RestoringEngine {
+    fn backup_root(&self) -> std::path::PathBuf {
+        "/tmp/none".into()
+    }
+
+    fn check_rebuild<'a>(
+        &'a self,
+        _folder: &'a str,
+        _account: &'a str,
+    ) -> futures::future::BoxFuture<
+        'a,
+        Result<(String, mailbox_backup_bot::engine::rebuild::AccountPlan), restore::RestoreError>,
+    > {
+        not_here()
+    }
+
+    fn rebuild<'a>(
+        &'a self,
+        _folder: &'a str,
+        _account: &'a str,
+        _directory_sha256: &'a str,
+    ) -> futures::future::BoxFuture<
+        'a,
+        Result<mailbox_backup_bot::engine::rebuild::Rebuilt, restore::RestoreError>,
+    > {
+        not_here()
+    }
+
+    fn check_directory<'a>(
+        &'a self,
+        _folder: &'a str,
+    ) -> futures::future::BoxFuture<
+        'a,
+        Result<
+            (
+                String,
+                mailbox_backup_bot::engine::directory::DirectoryCounts,
+            ),
+            restore::RestoreError,
+        >,
+    > {
+        not_here()
+    }
+
+    fn rebuild_all<'a>(
+        &'a self,
+        _folder: &'a str,
+        _directory_sha256: &'a str,
+        _archives: &'a std::collections::BTreeMap<String, String>,
+        _progress: mailbox_backup_bot::engine::rebuild::AccountProgress<'a>,
+    ) -> futures::future::BoxFuture<
+        'a,
+        Result<mailbox_backup_bot::engine::rebuild::RebuildSummary, restore::RestoreError>,
+    > {
+        not_here()
+    }
+
+    fn drill<'a>(
+        &'a self,
+        _folder: &'a str,
+        _account: &'a str,
+        _sha256: &'a str,
+        _progress: Box<dyn FnMut(restore::RestoreProgress) + Send + 'a>,
+    ) -> futures::future::BoxFuture<'a, Result<restore::RestoreReport, restore::RestoreError>> {
+        not_here()
     }
 
     fn check_backup<'a>(
@@ -332,7 +402,7 @@ impl mailbox_backup_bot::engine::BackupEngine for RestoringEngine {
                 request.folder.to_owned(),
                 request.account.to_owned(),
                 request.into.to_owned(),
-                request.sha256.to_owned(),
+                request.sha256.unwrap_or_default().to_owned(),
             ));
             Ok(restore::RestoreReport {
                 folder: request.folder.to_owned(),
@@ -365,7 +435,11 @@ async fn a_chat_restore_goes_through_the_engine_with_the_hash_the_order_recorded
         },
         restored: Default::default(),
     });
-    let _bot = start_bot(&env, Some(engine.clone())).await;
+    let _bot = start_bot(
+        &env,
+        mailbox_backup_bot::engine::Engine::both(engine.clone()),
+    )
+    .await;
     let g = &team.group;
     order_to_report(&stub, &team).await;
     stub.say(g, &team.kasi, "/receive");

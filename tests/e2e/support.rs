@@ -10,7 +10,7 @@ use futures::future::BoxFuture;
 use mailbox_backup_bot::config::Settings;
 use mailbox_backup_bot::domain::SopStep;
 use mailbox_backup_bot::engine::{
-    BackupEngine, BackupReport, EngineError, MailboxResult, MailboxStatus, Progress,
+    BackupReport, Backups, Engine, EngineError, MailboxResult, MailboxStatus, Progress,
     ProgressSender, RunFolders, RunRequest,
 };
 use sqlx::Connection;
@@ -257,10 +257,7 @@ fn settings_of(env: &[(String, String)]) -> Settings {
 
 /// The bot started by the binary's own start-up (Telegram and PostgreSQL waited for, the bot
 /// lock taken, migrations applied), not yet serving.
-async fn started(
-    env: &[(String, String)],
-    engine: Option<Arc<dyn BackupEngine>>,
-) -> mailbox_backup_bot::startup::Started {
+async fn started(env: &[(String, String)], engine: Engine) -> mailbox_backup_bot::startup::Started {
     mailbox_backup_bot::startup::start(&settings_of(env), engine)
         .await
         .expect("the bot starts")
@@ -269,15 +266,12 @@ async fn started(
 
 /// The bot's shared state built the way the binary builds it, without running it.
 pub async fn build_app(env: &[(String, String)]) -> Arc<mailbox_backup_bot::procedure::app::App> {
-    started(env, None).await.running.app
+    started(env, Engine::default()).await.running.app
 }
 
 /// The bot, in this process, started the way the binary starts it. Abort the handle to "kill"
 /// it (its bot lock goes with it).
-pub async fn start_bot(
-    env: &[(String, String)],
-    engine: Option<Arc<dyn BackupEngine>>,
-) -> tokio::task::JoinHandle<()> {
+pub async fn start_bot(env: &[(String, String)], engine: Engine) -> tokio::task::JoinHandle<()> {
     let bot = started(env, engine).await;
     tokio::spawn(async move {
         mailbox_backup_bot::startup::serve(bot)
@@ -378,8 +372,8 @@ pub struct ScriptedEngine {
 
 impl ScriptedEngine {
     /// Every step goes well.
-    pub fn ok() -> Option<Arc<dyn BackupEngine>> {
-        Some(Arc::new(ScriptedEngine {
+    pub fn ok() -> Engine {
+        Engine::backups_only(Arc::new(ScriptedEngine {
             fail_login: false,
             hold: None,
             folder: None,
@@ -388,8 +382,8 @@ impl ScriptedEngine {
     }
 
     /// The SSH login is refused.
-    pub fn failing_login() -> Option<Arc<dyn BackupEngine>> {
-        Some(Arc::new(ScriptedEngine {
+    pub fn failing_login() -> Engine {
+        Engine::backups_only(Arc::new(ScriptedEngine {
             fail_login: true,
             hold: None,
             folder: None,
@@ -398,8 +392,8 @@ impl ScriptedEngine {
     }
 
     /// Every step goes well, but it waits in step 4 until `hold` is notified.
-    pub fn held(hold: &Arc<tokio::sync::Notify>) -> Option<Arc<dyn BackupEngine>> {
-        Some(Arc::new(ScriptedEngine {
+    pub fn held(hold: &Arc<tokio::sync::Notify>) -> Engine {
+        Engine::backups_only(Arc::new(ScriptedEngine {
             fail_login: false,
             hold: Some(hold.clone()),
             folder: None,
@@ -409,8 +403,8 @@ impl ScriptedEngine {
 
     /// Like [`held`](Self::held), and then held again after step 4 ends (step 5 never starts
     /// unless `hold` is notified twice).
-    pub fn held_twice(hold: &Arc<tokio::sync::Notify>) -> Option<Arc<dyn BackupEngine>> {
-        Some(Arc::new(ScriptedEngine {
+    pub fn held_twice(hold: &Arc<tokio::sync::Notify>) -> Engine {
+        Engine::backups_only(Arc::new(ScriptedEngine {
             fail_login: false,
             hold: Some(hold.clone()),
             folder: None,
@@ -419,11 +413,8 @@ impl ScriptedEngine {
     }
 
     /// Like [`held`](Self::held), reporting `folder`, where it writes a `SHA256SUMS`.
-    pub fn held_in(
-        hold: &Arc<tokio::sync::Notify>,
-        folder: &Path,
-    ) -> Option<Arc<dyn BackupEngine>> {
-        Some(Arc::new(ScriptedEngine {
+    pub fn held_in(hold: &Arc<tokio::sync::Notify>, folder: &Path) -> Engine {
+        Engine::backups_only(Arc::new(ScriptedEngine {
             fail_login: false,
             hold: Some(hold.clone()),
             folder: Some(folder.to_owned()),
@@ -432,7 +423,7 @@ impl ScriptedEngine {
     }
 }
 
-impl BackupEngine for ScriptedEngine {
+impl Backups for ScriptedEngine {
     fn run(
         &self,
         request: RunRequest,
