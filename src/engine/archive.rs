@@ -5,6 +5,8 @@ use std::io::{BufRead, Read};
 use std::path::Path;
 use std::sync::mpsc::{Receiver, SyncSender};
 
+use super::encryption::CountFailed;
+
 /// Reads the `.tar.gz`/`.tgz` at `path` to the end; returns the number of messages in it: files
 /// in a Maildir's `cur/` or `new/`, or Zimbra's `.eml` files.
 pub fn read_back(path: &Path) -> std::io::Result<u64> {
@@ -44,19 +46,6 @@ pub fn count_messages(input: impl BufRead) -> std::io::Result<u64> {
     let mut buf = [0u8; 8192];
     while rest.read(&mut buf)? > 0 {}
     Ok(messages)
-}
-
-/// Why an archive's messages could not be counted as it arrived: the reader's own words, which
-/// the encryption index keeps (so only its text survives a restart).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, thiserror::Error)]
-#[serde(transparent)]
-#[error("{0}")]
-pub struct CountFailed(pub String);
-
-impl From<std::io::Error> for CountFailed {
-    fn from(e: std::io::Error) -> Self {
-        CountFailed(e.to_string())
-    }
 }
 
 /// Why a copy on the disk did not read back.

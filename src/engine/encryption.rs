@@ -16,6 +16,19 @@ use sha2::Digest;
 
 use super::files::{make_private, private_file, ENCRYPTED_SUFFIX, ENCRYPTION_INDEX};
 
+/// Why an archive's messages could not be counted as it arrived: the reader's own words, which
+/// the encryption index keeps (so only its text survives a restart).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, thiserror::Error)]
+#[serde(transparent)]
+#[error("{0}")]
+pub struct CountFailed(pub String);
+
+impl From<std::io::Error> for CountFailed {
+    fn from(e: std::io::Error) -> Self {
+        CountFailed(e.to_string())
+    }
+}
+
 /// What `ENCRYPTION_INDEX` keeps of an encrypted copy: the plaintext's facts beside the ciphertext's.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EncryptedCopy {
@@ -27,7 +40,7 @@ pub struct EncryptedCopy {
     pub stored_size: u64,
     pub stored_sha256: String,
     /// The messages counted in the plaintext as it arrived, or why they could not be.
-    pub messages: Result<u64, super::archive::CountFailed>,
+    pub messages: Result<u64, CountFailed>,
     /// The recipients it was encrypted to ([`Recipients::fingerprint`]): a copy to other keys
     /// is not this run's copy.
     #[serde(default)]

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::meter::Meter;
-use crate::engine::archive::{count_messages, Chunk, CountFailed, Relay};
-use crate::engine::encryption::Recipients;
+use crate::engine::archive::{count_messages, Chunk, Relay};
+use crate::engine::encryption::{CountFailed, Recipients};
 use crate::engine::files::{hex, make_private, private_file};
 use crate::engine::manifest::ServerFile;
 
