@@ -36,8 +36,16 @@ pub async fn backup(
     s: &EngineSettings,
     resume: Option<RunFolders>,
 ) -> Result<BackupReport, EngineError> {
+    backup_on(s, resume, chrono::Utc::now().date_naive()).await
+}
+
+/// A run for `date` (two runs of one test share a date even across midnight).
+pub async fn backup_on(
+    s: &EngineSettings,
+    resume: Option<RunFolders>,
+    date: chrono::NaiveDate,
+) -> Result<BackupReport, EngineError> {
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-    let date = chrono::Utc::now().date_naive();
     let mut request = RunRequest::new(date, "test", Stop::never());
     request.resume = resume;
     run(s, request, tx).await
@@ -51,7 +59,8 @@ async fn dovecot_mailboxes_are_backed_up_copied_verified_and_counted() {
         fill_mailbox(user);
     }
     let s = dovecot_settings(&dir);
-    let report = backup(&s, None).await.expect("the run succeeds");
+    let day = chrono::Utc::now().date_naive();
+    let report = backup_on(&s, None, day).await.expect("the run succeeds");
     assert!(report.all_verified(), "{report:?}");
     let names: Vec<&str> = report
         .mailboxes
@@ -85,7 +94,7 @@ async fn dovecot_mailboxes_are_backed_up_copied_verified_and_counted() {
     assert_eq!(report.steps.len(), 4);
 
     // A second run the same day gets its own folder.
-    let second = backup(&s, None).await.expect("second run");
+    let second = backup_on(&s, None, day).await.expect("second run");
     assert_ne!(second.folders.local, report.folders.local);
     assert!(second.folders.local.to_string_lossy().ends_with("_2"));
 }
