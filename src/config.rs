@@ -217,7 +217,7 @@ impl Settings {
 
     /// The engine's settings; `None` when `MAIL_SSH_HOST` is not set (no engine meant to run).
     pub fn engine(&self) -> Result<Option<&EngineSettings>, ConfigError> {
-        match (&self.reading.engine_present, &self.reading.engine_loaded) {
+        match (self.reading.engine_present, &self.reading.engine_loaded) {
             (false, _) => Ok(None),
             (true, Ok(e)) => Ok(Some(e)),
             (true, Err(e)) => Err(e.clone()),
@@ -454,7 +454,6 @@ pub struct SettingsReading {
     pub issues: Vec<SettingIssue>,
     /// Whether `MAIL_SSH_HOST` is set (the engine is meant to run).
     pub engine_present: bool,
-    pub engine: Option<EngineSettings>,
     /// The engine's settings as they load, with the first problem when they do not.
     pub engine_loaded: Result<EngineSettings, ConfigError>,
     pub database_url: Result<Secret, ConfigError>,
@@ -466,11 +465,9 @@ pub struct SettingsReading {
 
 impl SettingsReading {
     pub fn read(src: &dyn Source, env_file: Option<PathBuf>) -> SettingsReading {
-        let (issues, engine) = settings_issues(src);
         SettingsReading {
-            issues,
+            issues: settings_issues(src),
             engine_present: EngineSettings::present(src),
-            engine,
             engine_loaded: EngineSettings::load(src),
             database_url: database_url(src),
             env_file,
@@ -478,13 +475,20 @@ impl SettingsReading {
             known_hosts: value(src, "MAIL_SSH_KNOWN_HOSTS").map(PathBuf::from),
         }
     }
+
+    /// The engine's settings when `MAIL_SSH_HOST` is set and they load.
+    pub fn engine(&self) -> Option<&EngineSettings> {
+        self.engine_loaded
+            .as_ref()
+            .ok()
+            .filter(|_| self.engine_present)
+    }
 }
 
 /// Every problem with the settings at once (not only the first): each wrong value is noted and
 /// replaced by a valid one (the example's, or none for an optional setting) until the settings
-/// load; then the values still equal to the example's stand-ins. Also returns the engine's
-/// settings when they load and `MAIL_SSH_HOST` is set.
-pub fn settings_issues(src: &dyn Source) -> (Vec<SettingIssue>, Option<EngineSettings>) {
+/// load; then the values still equal to the example's stand-ins.
+pub fn settings_issues(src: &dyn Source) -> Vec<SettingIssue> {
     let examples = example_values();
     let mut issues = Vec::new();
     let mut patch: std::collections::HashMap<&'static str, Option<String>> = Default::default();
@@ -533,11 +537,7 @@ pub fn settings_issues(src: &dyn Source) -> (Vec<SettingIssue>, Option<EngineSet
             });
         }
     }
-    // The engine's own settings as given, not patched with stand-ins.
-    let engine = EngineSettings::present(src)
-        .then(|| EngineSettings::load(src).ok())
-        .flatten();
-    (issues, engine)
+    issues
 }
 
 /// `DATABASE_URL`, with the password hidden when printed.
@@ -861,7 +861,9 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
-        let (issues, engine) = settings_issues(&vars);
+        let issues = settings_issues(&vars);
+        let engine = SettingsReading::read(&vars, None);
+        let engine = engine.engine();
         let named: Vec<(&str, bool)> = issues.iter().map(|i| (i.var.as_str(), i.example)).collect();
         for wrong in [
             "GROUP_CHAT_ID",

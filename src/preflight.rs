@@ -61,7 +61,7 @@ pub fn file_modes(read: &SettingsReading) -> Vec<CheckLine> {
     if let Some(k) = &read.ssh_key {
         files.push((CheckItem::SecretFile("MAIL_SSH_KEY"), k.clone(), 0o077));
     }
-    if let Some(k) = read.engine.as_ref().and_then(|e| e.age_identity.clone()) {
+    if let Some(k) = read.engine().and_then(|e| e.age_identity.clone()) {
         files.push((CheckItem::SecretFile("BACKUP_AGE_IDENTITY"), k, 0o077));
     }
     if let Some(k) = &read.known_hosts {
@@ -147,7 +147,7 @@ pub async fn run(read: &SettingsReading) -> Vec<CheckLine> {
         lines.push(line(CheckItem::Setting("*".into()), true, ""));
     }
     lines.extend(file_modes(read));
-    match &read.engine {
+    match read.engine() {
         Some(s) => lines.extend(engine_checks(s).await),
         None if !read.engine_present => lines.push(line(
             CheckItem::EngineConfigured,

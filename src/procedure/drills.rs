@@ -116,8 +116,7 @@ async fn drill(app: &Arc<App>, asked_by: Option<UserId>) -> Result<()> {
     // Zimbra's scratch account is backed up like any other (empty): it is never drilled.
     let scratch = app
         .settings_read
-        .engine
-        .as_ref()
+        .engine()
         .and_then(|e| e.drill_account.clone());
     let mut candidates: Vec<DrillCandidate> = newest
         .archives
