@@ -37,26 +37,10 @@ import os
 import shutil
 import sys
 
+sys.dont_write_bytecode = True  # nothing written beside the sources
+from simlib import localconfig, store_dir  # noqa: E402
+
 SIM = sys.argv[1]
-
-
-def localconfig(key, default):
-    try:
-        with open(os.path.join(SIM, "localconfig")) as f:
-            for line in f:
-                k, _, v = line.rstrip("\n").partition(" = ")
-                if k == key:
-                    return v
-    except OSError:
-        pass
-    return default
-
-
-def store_dir(name):
-    """server.py's store_dir: an account's folder under SIM/store (the name as is; "/" nests)."""
-    if any(p in ("", ".", "..") for p in name.split("/")):
-        return name.replace("%", "%25").replace("/", "%2F")
-    return name
 
 
 def ssha512(name, password):
@@ -65,7 +49,7 @@ def ssha512(name, password):
     return "{SSHA512}" + base64.b64encode(hashlib.sha512(password.encode() + salt).digest() + salt).decode()
 
 
-HOST = localconfig("zimbra_server_hostname", "mail.djki.go.id")
+HOST = localconfig(SIM, "zimbra_server_hostname", "mail.djki.go.id")
 TRANSPORT = f"lmtp:{HOST}:7025"
 SERVER_ID = "7b3e1f0a-4c2d-4e8f-9a1b-5c6d7e8f9a0b"
 # The ids every install gives its two built-in classes (AttributeManagerUtil's LDIF generators).

@@ -23,27 +23,11 @@ import sys
 import time
 import uuid
 
+sys.dont_write_bytecode = True  # nothing written beside the sources
+from simlib import localconfig, store_dir  # noqa: E402
+
 SIM = sys.argv[1]
 NEW_COS_IDS = "--new-cos-ids" in sys.argv[2:]
-
-
-def localconfig(key, default):
-    try:
-        with open(os.path.join(SIM, "localconfig")) as f:
-            for line in f:
-                k, _, v = line.rstrip("\n").partition(" = ")
-                if k == key:
-                    return v
-    except OSError:
-        pass
-    return default
-
-
-def store_dir(name):
-    """server.py's store_dir: an account's folder under SIM/store (the name as is; "/" nests)."""
-    if any(p in ("", ".", "..") for p in name.split("/")):
-        return name.replace("%", "%25").replace("/", "%2F")
-    return name
 
 
 def ssha512(password):
@@ -52,7 +36,7 @@ def ssha512(password):
     return "{SSHA512}" + base64.b64encode(hashlib.sha512(password.encode() + salt).digest() + salt).decode()
 
 
-HOST = localconfig("zimbra_server_hostname", "mail.djki.go.id")
+HOST = localconfig(SIM, "zimbra_server_hostname", "mail.djki.go.id")
 NOW = time.strftime("%Y%m%d%H%M%SZ", time.gmtime())
 SERVER_ID = str(uuid.uuid4())
 DEFAULT_COS = str(uuid.uuid4()) if NEW_COS_IDS else "e00428a1-0c00-11d9-836a-000d93afea2a"
