@@ -92,6 +92,9 @@ pub struct EngineSettings {
     pub jobs: usize,
     /// Copy streams at once over the SSH connection (`MAIL_COPY_STREAMS`: the link).
     pub copy_streams: usize,
+    /// Each mailbox is exported whole at least every this many days, spread over the days; in
+    /// between only what changed (`FULL_EVERY_DAYS`; 1: whole every day).
+    pub full_every_days: u32,
     pub local_root: PathBuf,
     pub folder_format: String,
     pub timezone: Tz,
@@ -138,6 +141,7 @@ impl EngineSettings {
             server_backup_dir,
             jobs: 2,
             copy_streams: 4,
+            full_every_days: 28,
             local_root,
             folder_format: "%d-%m-%Y".into(),
             timezone: chrono_tz::Asia::Jakarta,
@@ -608,6 +612,20 @@ impl EngineSettings {
                 problem: format!("expected a whole number from 1 to 32, got {jobs}"),
             });
         }
+        let full_every_days: u32 = parsed(
+            src,
+            "FULL_EVERY_DAYS",
+            28,
+            "a whole number of days from 1 to 366",
+        )?;
+        if !(1..=366).contains(&full_every_days) {
+            return Err(ConfigError {
+                var: "FULL_EVERY_DAYS",
+                problem: format!(
+                    "expected a whole number of days from 1 to 366, got {full_every_days}"
+                ),
+            });
+        }
         let copy_streams: usize =
             parsed(src, "MAIL_COPY_STREAMS", 4, "a whole number from 1 to 16")?;
         if !(1..=16).contains(&copy_streams) {
@@ -655,6 +673,7 @@ impl EngineSettings {
             server_backup_dir,
             jobs,
             copy_streams,
+            full_every_days,
             local_root: absolute(
                 "LOCAL_BACKUP_ROOT",
                 required(

@@ -14,6 +14,8 @@ pub enum CheckItem {
     EngineConfigured,
     DiskMarked,
     DiskWritable,
+    /// The backup disk keeps hard links (each dated folder whole, earlier pieces linked).
+    DiskHardLinks,
     DiskFree,
     Database,
     SshLogin,
@@ -284,6 +286,14 @@ fn disk_checks(s: &EngineSettings) -> Vec<CheckLine> {
         writable,
         s.local_root.display().to_string(),
     ));
+    out.push(match crate::engine::pieces::hard_links_work(&s.local_root) {
+        Ok(()) => line(CheckItem::DiskHardLinks, true, s.local_root.display().to_string()),
+        Err(e) => line(
+            CheckItem::DiskHardLinks,
+            false,
+            format!("{e}: exFAT and FAT keep none; every mailbox would be exported and stored whole every day. Format the disk ext4 or XFS (docs/DEPLOY.md)"),
+        ),
+    });
     out.push(match local::free_space(&s.local_root) {
         Ok(free) => line(CheckItem::DiskFree, true, bytes(free)),
         Err(e) => line(CheckItem::DiskFree, false, e.to_string()),

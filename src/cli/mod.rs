@@ -288,6 +288,13 @@ pub async fn main(cli: Cli) -> Result<()> {
                     .map(PathBuf::from)
                     .context("give a PATH, or set LOCAL_BACKUP_ROOT")?,
             };
+            // Each dated folder stays whole by hard links to the earlier pieces it needs.
+            crate::engine::pieces::hard_links_work(&path).map_err(|e| {
+                anyhow::anyhow!(
+                    "{} keeps no hard links ({e}): exFAT and FAT have none. Format the backup disk ext4 or XFS (docs/DEPLOY.md) and run init-disk again",
+                    path.display()
+                )
+            })?;
             let (text, new) = crate::engine::local::init_disk(&path)
                 .with_context(|| format!("marking {} as the backup disk", path.display()))?;
             println!(

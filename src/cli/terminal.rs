@@ -565,6 +565,7 @@ mod tests {
             local_folders_removed: vec![],
             disk_free: None,
             encrypted_to: 0,
+            incremental: None,
         }
     }
 
@@ -576,6 +577,7 @@ mod tests {
             sha256: "a".repeat(64),
             messages: Some(6),
             server_messages: None,
+            piece: None,
             status,
         }
     }

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::mpsc::{Receiver, SyncSender};
 
 use super::encryption::CountFailed;
+use super::piece::{self, PieceCheck, PieceError, PieceFacts};
 
 /// Reads the `.tar.gz`/`.tgz` at `path` to the end; returns the number of messages in it: files
 /// in a Maildir's `cur/` or `new/`, or Zimbra's `.eml` files.
@@ -17,35 +18,79 @@ pub fn read_back(path: &Path) -> std::io::Result<u64> {
 /// Reads a `.tar.gz` stream to its end; returns the number of messages in it (see
 /// [`read_back`]).
 pub fn count_messages(input: impl BufRead) -> std::io::Result<u64> {
+    count_entries(input).map(|c| c.messages)
+}
+
+/// What a read-back found: the messages, and for a piece (see [`super::piece`]) what it
+/// proved of itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Counted {
+    pub messages: u64,
+    pub piece: Option<PieceFacts>,
+}
+
+/// Reads a `.tar.gz` stream to its end. A whole archive's messages are its files in a Maildir's
+/// `cur/` or `new/`, or Zimbra's `.eml` files; a piece's are its manifest's lines, and every
+/// message it carries is hashed against the manifest.
+pub fn count_entries(input: impl BufRead) -> std::io::Result<Counted> {
     let gz = flate2::bufread::GzDecoder::new(input);
     let mut archive = tar::Archive::new(gz);
     let mut messages = 0;
-    for entry in archive.entries()? {
+    let mut header: Option<String> = None;
+    let mut check: Option<PieceCheck> = None;
+    for (i, entry) in archive.entries()?.enumerate() {
         let mut entry = entry?;
         // tar stores a second name of a hard-linked message as a link entry: still a message
         // of that folder (Dovecot copies messages as hard links by default).
         let kind = entry.header().entry_type();
         let is_file = kind.is_file() || kind.is_hard_link();
         let path = entry.path()?.into_owned();
-        let parent = path
-            .parent()
-            .and_then(|p| p.file_name())
-            .and_then(|n| n.to_str())
-            .unwrap_or("");
-        let is_eml = path
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("eml"));
-        if is_file && (parent == "cur" || parent == "new" || is_eml) {
-            messages += 1;
+        if i == 0 && path.as_os_str() == piece::HEADER {
+            header = Some(piece::read_text(&mut entry)?);
+            continue;
+        }
+        if let Some(h) = header.take() {
+            if path.as_os_str() != piece::MANIFEST {
+                return Err(PieceError::Out(piece::MANIFEST).into());
+            }
+            check = Some(PieceCheck::new(&h, &piece::read_text(&mut entry)?)?);
+            continue;
+        }
+        if let Some(check) = check.as_mut() {
+            if kind.is_file() && piece::is_message_member(&path) {
+                check.carried(&piece::hash_member(&mut entry)?);
+            }
+        } else {
+            let is_eml = path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("eml"));
+            if is_file && (piece::is_message_member(&path) || is_eml) {
+                messages += 1;
+            }
         }
         // Read every byte, so a damaged member is found, not skipped.
         std::io::copy(&mut entry, &mut std::io::sink())?;
+    }
+    if header.is_some() {
+        return Err(PieceError::Out(piece::MANIFEST).into());
     }
     // Past the tar end marker: read to the gzip trailer so its CRC and length are checked.
     let mut rest = archive.into_inner();
     let mut buf = [0u8; 8192];
     while rest.read(&mut buf)? > 0 {}
-    Ok(messages)
+    match check {
+        Some(check) => {
+            let facts = check.finish()?;
+            Ok(Counted {
+                messages: facts.messages,
+                piece: Some(facts),
+            })
+        }
+        None => Ok(Counted {
+            messages,
+            piece: None,
+        }),
+    }
 }
 
 /// Why a copy on the disk did not read back.
@@ -132,8 +177,8 @@ impl Relay {
     }
 
     /// Counts the messages of what passes, then passes on the rest.
-    pub fn count(mut self) -> Result<u64, CountFailed> {
-        let counted = count_messages(&mut self).map_err(CountFailed::from);
+    pub fn count(mut self) -> Result<Counted, CountFailed> {
+        let counted = count_entries(&mut self).map_err(CountFailed::from);
         self.pass_on_the_rest();
         counted
     }

@@ -41,6 +41,10 @@ pub struct EncryptedCopy {
     pub stored_sha256: String,
     /// The messages counted in the plaintext as it arrived, or why they could not be.
     pub messages: Result<u64, CountFailed>,
+    /// What a piece proved of itself as its plaintext passed: its elders are linked beside it
+    /// without the identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub piece: Option<super::piece::PieceFacts>,
     /// The recipients it was encrypted to ([`Recipients::fingerprint`]): a copy to other keys
     /// is not this run's copy.
     #[serde(default)]
@@ -525,6 +529,7 @@ mod tests {
             stored_size: 300,
             stored_sha256: "c".repeat(64),
             messages: Ok(3),
+            piece: None,
             to: "0123456789abcdef".into(),
         };
         record(&dir, &entry(&"a".repeat(64))).expect("first");

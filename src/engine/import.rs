@@ -53,6 +53,8 @@ pub enum RestoreError {
     NoDrillAccount,
     #[error("the drill's scratch account {0} holds mail (or is the account drilled): a drill writes only into an empty account made for it")]
     ScratchNotEmpty(String),
+    #[error("the mailbox cannot be assembled from the pieces of its backup: {0}")]
+    Pieces(String),
     #[error("SSH: {0}")]
     Ssh(String),
     #[error("on the server: {0}")]

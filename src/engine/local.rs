@@ -281,10 +281,11 @@ pub fn retention(root: &Path, current: &Path, keep: usize) -> Vec<String> {
     verified.sort_by(|a, b| b.1.created.cmp(&a.1.created));
     let mut removed = Vec::new();
     for (folder, _, names) in verified.into_iter().skip(keep.saturating_sub(1)) {
-        if let Some(missing) = names
-            .iter()
-            .find(|n| !current_names.contains(&server_name(n)))
-        {
+        // An earlier piece linked there is not a mailbox: the newest folder holds all it needs.
+        if let Some(missing) = names.iter().find(|n| {
+            !current_names.contains(&server_name(n))
+                && !server_name(n).ends_with(super::piece::ELDER_SUFFIX)
+        }) {
             tracing::warn!(folder = %folder.display(), archive = %missing, "an old backup folder holds an archive the newest backup lacks; it is kept");
             continue;
         }
@@ -353,23 +354,31 @@ pub fn stored_encrypted(folder: &Path) -> Option<bool> {
     Some(name.ends_with(ENCRYPTED_SUFFIX))
 }
 
-/// A verified copy with this checksum and size in another bot-made folder, newest first.
-pub fn find_verified_copy(root: &Path, except: &Path, sha256: &str, size: u64) -> Option<PathBuf> {
+/// The bot-made folders of `root` other than `except`, newest first (each file in them counts
+/// only as its folder's index of verified files records it).
+pub fn verified_folders(root: &Path, except: &Path) -> Vec<PathBuf> {
     let mut folders = bot_folders(root, except);
     folders.sort_by(|a, b| b.1.created.cmp(&a.1.created));
-    folders.into_iter().find_map(|(folder, _)| {
-        let index = std::fs::read_to_string(folder.join(VERIFIED_INDEX)).ok()?;
-        index.lines().find_map(|line| {
-            let mut it = line.splitn(3, ' ');
-            let (h, s, n) = (it.next()?, it.next()?, it.next()?);
-            let path = folder.join(n);
-            (h == sha256
-                && s.parse::<u64>().ok() == Some(size)
-                && !n.contains('/')
-                && std::fs::metadata(&path).is_ok_and(|m| m.len() == size))
-            .then_some(path)
+    folders.into_iter().map(|(p, _)| p).collect()
+}
+
+/// A verified copy with this checksum and size in another bot-made folder, newest first.
+pub fn find_verified_copy(root: &Path, except: &Path, sha256: &str, size: u64) -> Option<PathBuf> {
+    verified_folders(root, except)
+        .into_iter()
+        .find_map(|folder| {
+            let index = std::fs::read_to_string(folder.join(VERIFIED_INDEX)).ok()?;
+            index.lines().find_map(|line| {
+                let mut it = line.splitn(3, ' ');
+                let (h, s, n) = (it.next()?, it.next()?, it.next()?);
+                let path = folder.join(n);
+                (h == sha256
+                    && s.parse::<u64>().ok() == Some(size)
+                    && !n.contains('/')
+                    && std::fs::metadata(&path).is_ok_and(|m| m.len() == size))
+                .then_some(path)
+            })
         })
-    })
 }
 
 /// Removes the partial copies (`.NAME.part`) in `folder`; returns the bytes freed.

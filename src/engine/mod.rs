@@ -18,10 +18,13 @@ pub mod encryption;
 pub mod export;
 pub mod files;
 pub mod import;
+pub mod increment;
 pub mod kind;
 pub mod link;
 pub mod local;
 pub mod manifest;
+pub mod piece;
+pub mod pieces;
 mod pipeline;
 pub mod rebuild;
 pub mod remote;
@@ -209,6 +212,9 @@ pub struct MailboxResult {
     /// The server's own count of the mailbox's messages around its export, when the kind counts.
     #[serde(default)]
     pub server_messages: Option<manifest::ServerCount>,
+    /// How the mailbox was exported when its file is a piece (see [`piece`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub piece: Option<piece::PieceSummary>,
     #[serde(flatten)]
     pub status: MailboxStatus,
 }
@@ -254,6 +260,27 @@ pub struct BackupReport {
     /// The recipients the folder's files are encrypted to (age); 0: stored unencrypted.
     #[serde(default)]
     pub encrypted_to: usize,
+    /// What moved, when the kind exports changes only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incremental: Option<Incremental>,
+}
+
+/// What an incremental run moved, against the size of the whole backup.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Incremental {
+    /// Mailboxes by how they were exported.
+    pub unchanged: usize,
+    pub changed: usize,
+    pub full: usize,
+    /// Bytes of the messages the pieces carried (new since the last verified backup, or all of
+    /// a mailbox exported whole), and of every message the backup holds.
+    pub mail_exported: u64,
+    pub mail_total: u64,
+    /// Bytes of the earlier pieces linked into the folder (stored once, on the disk already).
+    pub bytes_linked: u64,
+    /// The disk keeps no hard links: every mailbox was exported whole.
+    #[serde(default)]
+    pub no_hard_links: bool,
 }
 
 impl BackupReport {

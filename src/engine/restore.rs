@@ -19,7 +19,7 @@ use super::import::{on_server, ssh, ImportTarget};
 pub use super::import::{FolderCount, RestoreError, RestoreProgress};
 use super::kind::{self, ImportProgress, MailKind};
 use super::link::Link;
-use super::{local, server};
+use super::{increment, local, piece, pieces, server};
 use crate::config::EngineSettings;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -576,7 +576,11 @@ async fn restore_to(
     }
     // What goes up is the plaintext, checked on the server against the server's own hash of
     // it; an encrypted copy is decrypted on the fly, and without the identity nothing starts.
-    let (source, want, bytes): (Box<dyn std::io::Read + Send>, String, u64) =
+    let is_piece = match &archive.encrypted {
+        Some(copy) => copy.piece.is_some(),
+        None => piece::head_of(archive.open()?).is_ok_and(|h| h.is_some()),
+    };
+    let (mut source, mut want, mut bytes): (Box<dyn std::io::Read + Send>, String, u64) =
         match &archive.encrypted {
             Some(copy) => (
                 archive.plaintext_of(opened, s.age_identity.as_deref())?,
@@ -585,6 +589,20 @@ async fn restore_to(
             ),
             None => (Box::new(opened), archive.sha256.clone(), bytes),
         };
+    // A piece goes up as the mailbox it stands for that day, assembled from its manifest and
+    // the earlier pieces beside it in the same folder. The scratch folder goes when this ends.
+    let _scratch = match is_piece {
+        true => {
+            let scratch = Scratch::new(&s.local_root)?;
+            let assembled = assemble(s, &archive.folder, source, scratch.0.clone()).await?;
+            source = Box::new(std::fs::File::open(&assembled.path).map_err(|e| {
+                RestoreError::Pieces(format!("cannot read the assembled mailbox: {e}"))
+            })?);
+            (want, bytes) = (assembled.sha256, assembled.size);
+            Some(scratch)
+        }
+        false => None,
+    };
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
     let link = Link::connect(s, tx)
         .await
@@ -615,6 +633,59 @@ async fn restore_to(
         folders,
         recorded: archive.recorded_messages,
     })
+}
+
+/// A private folder on the backup disk for a mailbox assembled from its pieces, removed with
+/// everything in it when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(root: &Path) -> Result<Scratch, RestoreError> {
+        let path = root.join(format!(
+            ".assemble-{}-{}",
+            std::process::id(),
+            chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
+        ));
+        super::files::private_dir(&path)
+            .map_err(|e| RestoreError::Pieces(format!("cannot make {}: {e}", path.display())))?;
+        Ok(Scratch(path))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The mailbox of the piece read from `own` (plaintext), assembled whole in `scratch` from the
+/// earlier pieces of backup `folder` (see [`pieces::assemble`]).
+async fn assemble(
+    s: &EngineSettings,
+    folder: &str,
+    own: Box<dyn std::io::Read + Send>,
+    scratch: PathBuf,
+) -> Result<pieces::Assembled, RestoreError> {
+    let (root, folder, identity) = (
+        s.local_root.clone(),
+        folder.to_owned(),
+        s.age_identity.clone(),
+    );
+    tokio::task::spawn_blocking(move || {
+        let elder = |sha: &str| {
+            let name = piece::PieceFacts::elder_name(sha);
+            let opened =
+                locate_file(&root, &folder, &name).and_then(|a| a.plaintext(identity.as_deref()));
+            opened.map_err(|e| pieces::AssembleError::Elder {
+                name,
+                detail: e.to_string(),
+            })
+        };
+        pieces::assemble(own, elder, &scratch)
+    })
+    .await
+    .map_err(|e| RestoreError::Pieces(e.to_string()))?
+    .map_err(|e| RestoreError::Pieces(e.to_string()))
 }
 
 /// The archive going up to the server: read from `source`, checked there against `sha256`.
@@ -704,6 +775,11 @@ async fn restore_on(
     let _ = r.sh(STALE_STAGES, &[&s.server_backup_dir]).await;
     let stage = on_server(r, STAGE, &[&s.server_backup_dir, &name, &marker]).await?;
     let staged = stage_and_import(r, kind, &stage, upload, &target, progress).await;
+    if staged.is_ok() && !scratch {
+        // The account now holds restored mail: its next backup is whole, said in the report.
+        let base = format!("{}/{}", s.server_backup_dir, increment::STATE_FOLDER);
+        let _ = r.sh(increment::RESET, &[&base, into]).await;
+    }
     // The stage goes whatever happened. A drill's holds a copy of someone's mailbox: that it is
     // gone is checked, not assumed.
     let dropped = r.sh(DROP_STAGE, &[&stage]).await;

@@ -12,9 +12,11 @@ use futures::StreamExt;
 use super::archive::ReadBackError;
 use super::directory::{self, DirectoryResult};
 use super::encryption::Recipients;
+use super::kind::{MailKind, MailboxScripts};
 use super::link::Link;
 use super::local::{self, create_dated_folder, FolderState};
 use super::manifest::{account_of, sha256sums, ServerCount, ServerFile, ServerName};
+use super::piece::Export;
 use super::timer::{Shared, Timer};
 use super::{
     export, pipeline, server, tell, BackupReport, Backups, EngineError, ErrorKind, MailboxResult,
@@ -332,6 +334,7 @@ async fn steps(
     // Steps 5 and 6.
     let run = Run {
         s,
+        today: request.date,
         seal: seal.as_ref(),
         timer: &timer,
         progress: &progress,
@@ -363,6 +366,8 @@ async fn steps(
 #[derive(Clone, Copy)]
 struct Run<'a> {
     s: &'a EngineSettings,
+    /// The run's date: the day number the rolling schedule of whole exports counts in.
+    today: chrono::NaiveDate,
     seal: Option<&'a Recipients>,
     timer: &'a Timer,
     progress: &'a ProgressSender,
@@ -460,6 +465,7 @@ fn close_local_folder(
         local_folders_removed,
         disk_free: local::free_space(&s.local_root).ok(),
         encrypted_to: done.encrypted_to,
+        incremental: done.incremental,
     }
 }
 
@@ -478,6 +484,7 @@ fn remember(shared: &Shared, folders: &RunFolders, progress: &ProgressSender) {
 
 struct Done {
     mailboxes: Vec<MailboxResult>,
+    incremental: Option<super::Incremental>,
     directory: Option<DirectoryResult>,
     bytes_total: u64,
     copied: super::copy::Copied,
@@ -504,6 +511,7 @@ struct Copied {
     results: Vec<MailboxResult>,
     copied: super::copy::Copied,
     copy_secs: f64,
+    incremental: Option<super::Incremental>,
 }
 
 async fn server_backup_and_copy(
@@ -518,6 +526,7 @@ async fn server_backup_and_copy(
         progress,
         shared,
         seal,
+        ..
     } = run;
     // Step 5: the server folder (the earlier one when continuing and it is still the bot's),
     // then the exports.
@@ -538,8 +547,10 @@ async fn server_backup_and_copy(
         mut results,
         copied,
         copy_secs,
+        incremental,
     } = match kind.mailboxes() {
-        Some(scripts) => {
+        Some(mut scripts) => {
+            let changes = changes_only(run, kind.as_ref(), &mut scripts);
             // Steps 5 and 6 side by side: each archive is copied as soon as it is exported.
             let ctx = pipeline::RunContext {
                 s,
@@ -553,7 +564,14 @@ async fn server_backup_and_copy(
             let done = pipeline::run(ctx, link, keep_server)
                 .await
                 .map_err(with_folders)?;
-            overlapped_results(link, &folders.server, done).await
+            let mut copied = overlapped_results(link, &folders.server, done, changes).await;
+            if let Some(no_hard_links) = changes {
+                copied.incremental = Some(
+                    settle_pieces(s, link, folders, seal.is_some(), &mut copied, no_hard_links)
+                        .await,
+                );
+            }
+            copied
         }
         None => export_then_copy(run, link, folders, keep_server).await?,
     };
@@ -577,6 +595,7 @@ async fn server_backup_and_copy(
         copy_secs,
         server_folders_removed: Vec::new(),
         encrypted_to: seal.map_or(0, Recipients::len),
+        incremental,
     })
 }
 
@@ -661,6 +680,7 @@ async fn export_then_copy(
         results,
         copied,
         copy_secs,
+        incremental: None,
     })
 }
 
@@ -709,6 +729,7 @@ async fn overlapped_results(
     link: &mut Link<'_>,
     server_dir: &str,
     done: pipeline::Overlapped,
+    changes: Option<bool>,
 ) -> Copied {
     let files: Vec<ServerFile> = done.records.iter().map(|r| r.file.clone()).collect();
     let mut read_back = done.read_back;
@@ -733,6 +754,7 @@ async fn overlapped_results(
         results,
         copied: done.copied,
         copy_secs: done.copy_secs,
+        incremental: changes.map(|_| super::Incremental::default()),
     }
 }
 
@@ -759,6 +781,7 @@ fn failed_exports(failures: Vec<(String, String)>) -> impl Iterator<Item = Mailb
         sha256: String::new(),
         messages: None,
         server_messages: None,
+        piece: None,
         status: MailboxStatus::Failed { error },
     })
 }
@@ -796,6 +819,7 @@ fn mailbox_result(
         sha256: file.sha256.clone(),
         messages,
         server_messages: count,
+        piece: None,
         status,
     }
 }
@@ -862,6 +886,139 @@ async fn read_back(
         results.push(mailbox_result(&file, read, None));
     }
     results
+}
+
+/// Whether this run exports changes only: the kind's change export, with its state base, the
+/// day number and `FULL_EVERY_DAYS`, put in place of the whole export. `Some(true)`: the backup
+/// disk keeps no hard links, so every mailbox goes whole (`FULL_EVERY_DAYS` 1) and the report
+/// says why. `None`: the kind exports whole archives.
+fn changes_only(run: Run<'_>, kind: &dyn MailKind, scripts: &mut MailboxScripts) -> Option<bool> {
+    let mut changes = kind.changes_export()?;
+    let s = run.s;
+    let no_hard_links = super::pieces::hard_links_work(&s.local_root).is_err();
+    let every = if no_hard_links { 1 } else { s.full_every_days };
+    let day = run
+        .today
+        .signed_duration_since(chrono::NaiveDate::default())
+        .num_days();
+    changes.args.extend([
+        format!("{}/{}", s.server_backup_dir, super::increment::STATE_FOLDER),
+        day.to_string(),
+        every.to_string(),
+    ]);
+    scripts.export = changes;
+    Some(no_hard_links)
+}
+
+/// The verified pieces of the run: the earlier pieces each names linked beside it (a mailbox
+/// whose earlier pieces are gone fails: not committed, its next export is whole), the server
+/// told which lists its next exports build on, and what moved counted.
+async fn settle_pieces(
+    s: &EngineSettings,
+    link: &mut Link<'_>,
+    folders: &RunFolders,
+    encrypted: bool,
+    copied: &mut Copied,
+    no_hard_links: bool,
+) -> super::Incremental {
+    let root = s.local_root.clone();
+    let local = folders.local.clone();
+    let results = std::mem::take(&mut copied.results);
+    let settled = tokio::task::spawn_blocking(move || {
+        let mut linked: Vec<ServerFile> = Vec::new();
+        let mut unlinked: Vec<String> = Vec::new();
+        let results: Vec<MailboxResult> = results
+            .into_iter()
+            .map(|mut r| {
+                if r.status != MailboxStatus::Verified {
+                    return r;
+                }
+                let Some(facts) = super::pieces::facts_of(&local, &r.file, encrypted) else {
+                    return r;
+                };
+                match super::pieces::link_elders(&root, &local, &facts, encrypted) {
+                    Ok(elders) => {
+                        for e in elders {
+                            if !linked.iter().any(|l| l.name == e.name) {
+                                linked.push(e);
+                            }
+                        }
+                        r.piece = Some(facts.summary());
+                    }
+                    Err(e) => {
+                        unlinked.push(r.file.clone());
+                        r.status = MailboxStatus::Failed {
+                            error: e.to_string(),
+                        }
+                    }
+                }
+                r
+            })
+            .collect();
+        (results, linked, unlinked)
+    })
+    .await;
+    let (results, linked, unlinked) = match settled {
+        Ok(done) => done,
+        Err(e) => {
+            tracing::error!(error = %e, "linking the earlier pieces stopped");
+            (Vec::new(), Vec::new(), Vec::new())
+        }
+    };
+    let unlinked: Vec<MailboxResult> = results
+        .iter()
+        .filter(|r| unlinked.contains(&r.file))
+        .cloned()
+        .collect();
+    copied.results = results;
+    // A piece whose earlier pieces are gone is exported again (whole: its list was not committed).
+    forget_failed(link, &folders.server, &unlinked).await;
+    let mut moved = super::Incremental {
+        no_hard_links,
+        bytes_linked: linked.iter().map(|f| f.size).sum(),
+        ..Default::default()
+    };
+    copied.files.extend(linked);
+    let mut verified: Vec<String> = Vec::new();
+    for r in &copied.results {
+        let Some(p) = r
+            .piece
+            .as_ref()
+            .filter(|_| r.status == MailboxStatus::Verified)
+        else {
+            continue;
+        };
+        match p.export {
+            Export::Full => moved.full += 1,
+            Export::Changes => moved.changed += 1,
+            Export::Unchanged => moved.unchanged += 1,
+        }
+        moved.mail_exported += p.new_bytes;
+        moved.mail_total += p.mail_bytes;
+        verified.extend([r.account.clone(), r.sha256.clone()]);
+    }
+    let base = format!("{}/{}", s.server_backup_dir, super::increment::STATE_FOLDER);
+    for batch in verified.chunks(400) {
+        let mut args = vec![base.as_str()];
+        args.extend(batch.iter().map(String::as_str));
+        match export::sh_again(
+            link,
+            SopStep::CopyAndReport,
+            super::increment::COMMIT,
+            &args,
+        )
+        .await
+        {
+            Ok(out) if out.ok => {}
+            Ok(out) => {
+                tracing::warn!(error = %out.stderr, "the server did not take the verified lists; the next exports are whole")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the server did not take the verified lists; the next exports are whole")
+            }
+        }
+    }
+    moved
 }
 
 fn write_summary(dir: &Path, results: &[MailboxResult]) -> std::io::Result<()> {

@@ -19,6 +19,10 @@ impl Catalog {
                 "folder backup lokal dapat ditulisi",
                 "local backup root writable",
             ),
+            CheckItem::DiskHardLinks => t(
+                "disk backup mendukung hard link",
+                "backup disk keeps hard links",
+            ),
             CheckItem::DiskFree => t("ruang kosong disk backup", "free space"),
             CheckItem::Database => t("basis data dapat dihubungi", "database reachable"),
             CheckItem::SshLogin => t(

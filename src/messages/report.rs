@@ -6,7 +6,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use super::{bytes, duration, esc, Catalog, Lang};
 use crate::domain::{Order, OrderStatus, UserId};
 use crate::engine::directory::DirectoryResult;
-use crate::engine::{BackupReport, EngineError, MailboxStatus, SpaceShortfall};
+use crate::engine::piece::Export;
+use crate::engine::{BackupReport, EngineError, Incremental, MailboxStatus, SpaceShortfall};
 use crate::run_outcome::RunOutcome;
 
 /// Up to this many mailboxes, the report names each one.
@@ -526,6 +527,9 @@ impl Catalog {
                 ),
             });
         }
+        if let Some(i) = &r.incremental {
+            out.push_str(&self.what_moved(i, r));
+        }
         if !r.server_folders_removed.is_empty() {
             let names = r
                 .server_folders_removed
@@ -554,6 +558,82 @@ impl Catalog {
             out.push_str(&self.disk_left(free, r.bytes_total));
         }
         out
+    }
+
+    /// An incremental run: the mailboxes unchanged, changed and exported whole, and the bytes
+    /// exported, copied and newly stored against the whole backup.
+    fn what_moved(&self, i: &Incremental, r: &BackupReport) -> String {
+        let b = |n: u64| bytes(self.lang, n);
+        let stored = r
+            .bytes_total
+            .saturating_sub(i.bytes_linked)
+            .saturating_sub(r.bytes_reused);
+        let mut out = match self.lang {
+            Lang::Id => format!(
+                "\n📦 Inkremental: {} kotak surat tidak berubah, {} berubah, {} diekspor penuh. Surat diekspor {} dari {}; disalin {}; tersimpan baru di disk {} dari {} isi folder ini.",
+                i.unchanged, i.changed, i.full,
+                b(i.mail_exported), b(i.mail_total), b(r.bytes_copied), b(stored), b(r.bytes_total)
+            ),
+            Lang::En => format!(
+                "\n📦 Incremental: {} mailboxes unchanged, {} changed, {} exported whole. Mail exported {} of {}; copied {}; newly stored on the disk {} of the folder's {}.",
+                i.unchanged, i.changed, i.full,
+                b(i.mail_exported), b(i.mail_total), b(r.bytes_copied), b(stored), b(r.bytes_total)
+            ),
+        };
+        let forced: Vec<String> = r
+            .mailboxes
+            .iter()
+            .filter_map(|m| Some((m, m.piece.as_ref()?)))
+            .filter(|(_, p)| {
+                p.export == Export::Full
+                    && !matches!(p.reason.as_str(), "rolling" | "first" | "always")
+            })
+            .map(|(m, p)| {
+                format!(
+                    "<code>{}</code> ({})",
+                    esc(&m.account),
+                    self.full_reason(&p.reason)
+                )
+            })
+            .collect();
+        if !forced.is_empty() {
+            out.push_str(&match self.lang {
+                Lang::Id => format!(
+                    "\n   Diekspor penuh karena keadaannya diragukan: {}",
+                    forced.join(", ")
+                ),
+                Lang::En => format!(
+                    "\n   Exported whole because their state was in doubt: {}",
+                    forced.join(", ")
+                ),
+            });
+        }
+        if i.no_hard_links {
+            out.push_str(self.pick(
+                "\n⚠️ Disk backup tidak mendukung hard link (exFAT/FAT?): setiap kotak surat diekspor dan disimpan penuh setiap hari. Format disk dengan ext4 atau XFS.",
+                "\n⚠️ The backup disk keeps no hard links (exFAT/FAT?): every mailbox is exported and stored whole every day. Format the disk ext4 or XFS.",
+            ));
+        }
+        out
+    }
+
+    /// Why a mailbox was exported whole, in the reader's words.
+    fn full_reason(&self, reason: &str) -> &'static str {
+        match reason {
+            "unfinished" => self.pick(
+                "backup sebelumnya belum terverifikasi",
+                "its last backup was not verified",
+            ),
+            "reset" => self.pick(
+                "dipulihkan ke akun ini atau potongan lama hilang",
+                "restored into, or its earlier pieces were gone",
+            ),
+            "due" => self.pick("jadwal penuh terlewat", "its whole export was due"),
+            _ => self.pick(
+                "keadaan perubahan tidak pasti",
+                "its change state was in doubt",
+            ),
+        }
     }
 
     /// The space left on the backup disk, and about how many more backups of this size fit.

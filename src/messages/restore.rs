@@ -94,6 +94,14 @@ impl Catalog {
                 "the archive {} does not match the SHA-256 recorded when its copy was verified (damaged or replaced?)",
                 code(file)
             ),
+            (Lang::Id, RestoreError::Pieces(d)) => format!(
+                "kotak surat tidak dapat disusun dari potongan-potongan backup-nya: {}",
+                code(d)
+            ),
+            (Lang::En, RestoreError::Pieces(d)) => format!(
+                "the mailbox cannot be assembled from the pieces of its backup: {}",
+                code(d)
+            ),
             (Lang::Id, RestoreError::Unreadable(d)) => {
                 format!("folder backup tidak dapat dibaca: {}", code(d))
             }

@@ -415,6 +415,7 @@ fn many_mailboxes(n: usize, fail_every: usize) -> crate::engine::BackupReport {
                 before: 100 + i as u64,
                 after: 100 + i as u64,
             }),
+            piece: None,
             status: if fail_every > 0 && i % fail_every == 0 {
                 MailboxStatus::Failed {
                     error: "doveadm backup: mailbox locked by another process, giving up after 30 seconds".into(),
@@ -441,6 +442,7 @@ fn many_mailboxes(n: usize, fail_every: usize) -> crate::engine::BackupReport {
         local_folders_removed: vec![],
         disk_free: Some(900_000_000_000),
         encrypted_to: 0,
+        incremental: None,
     }
 }
 

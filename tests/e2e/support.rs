@@ -485,6 +485,7 @@ impl Backups for ScriptedEngine {
                 sha256: "ab".repeat(32),
                 messages: Some(12),
                 server_messages: None,
+                piece: None,
                 status: MailboxStatus::Verified,
             };
             Ok(BackupReport {
@@ -504,6 +505,7 @@ impl Backups for ScriptedEngine {
                 local_folders_removed: vec![],
                 disk_free: None,
                 encrypted_to: 0,
+                incremental: None,
             })
         })
     }

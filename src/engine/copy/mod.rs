@@ -424,6 +424,7 @@ fn land(
             stored_size: e.size,
             stored_sha256: e.sha256.clone(),
             messages: e.messages,
+            piece: e.piece,
             to: seal.map(|r| r.fingerprint().to_owned()).unwrap_or_default(),
         },
     )

@@ -10,10 +10,11 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::meter::Meter;
-use crate::engine::archive::{count_messages, Chunk, Relay};
+use crate::engine::archive::{count_entries, Chunk, Counted, Relay};
 use crate::engine::encryption::{CountFailed, Recipients};
 use crate::engine::files::{hex, make_private, private_file};
 use crate::engine::manifest::ServerFile;
+use crate::engine::piece::PieceFacts;
 
 pub(super) const BUFFER: usize = 1 << 20;
 /// Buffers of a big file between the reading and the writing thread (memory: this × BUFFER).
@@ -56,6 +57,8 @@ pub(super) struct Encrypted {
     pub size: u64,
     pub sha256: String,
     pub messages: Result<u64, CountFailed>,
+    /// What a piece proved of itself as it passed (see [`crate::engine::piece`]).
+    pub piece: Option<PieceFacts>,
 }
 
 /// What a stream left: the plaintext's length and SHA-256 (the server's file), and the
@@ -163,13 +166,19 @@ impl<'a> Landing<'a> {
 /// An encrypted landing's facts with the messages its plaintext held.
 fn encrypted(
     finished: Option<(u64, String)>,
-    messages: Option<Result<u64, CountFailed>>,
+    counted: Option<Result<Counted, CountFailed>>,
 ) -> Option<Encrypted> {
     let (size, sha256) = finished?;
+    let counted = counted.unwrap_or_else(|| Err(CountFailed("not counted".into())));
+    let (messages, piece) = match counted {
+        Ok(c) => (Ok(c.messages), c.piece),
+        Err(e) => (Err(e), None),
+    };
     Some(Encrypted {
         size,
         sha256,
-        messages: messages.unwrap_or_else(|| Err(CountFailed("not counted".into()))),
+        messages,
+        piece,
     })
 }
 
@@ -292,7 +301,7 @@ fn pump(
         failed: None,
     };
     let messages = seal.map(|_| {
-        let counted = count_messages(std::io::BufReader::with_capacity(
+        let counted = count_entries(std::io::BufReader::with_capacity(
             SMALL_BUFFER,
             &mut passing,
         ));

@@ -197,6 +197,7 @@ fn store_encrypted(
         stored_size: cipher.len() as u64,
         stored_sha256: stored_sha256.clone(),
         messages: Ok(counts.accounts),
+        piece: None,
         to: seal.fingerprint().to_owned(),
     };
     encryption::record(folder, &copy)

@@ -14,6 +14,7 @@ use crate::engine::dovecot::{inbox_namespace_fn, Namespace, NAMESPACE};
 use crate::engine::import::{
     on_server, ssh, unpack, FolderCount, ImportTarget, RestoreError, RestoreProgress,
 };
+use crate::engine::increment::piece_fn;
 use crate::engine::remote::Remote;
 
 pub struct Dovecot {
@@ -57,6 +58,52 @@ after=$(count "$@" || true)
 tar -czf "$out" -C "$stage" Maildir"#
 );
 
+/// The export of what changed (see [`crate::engine::increment`]): `doveadm backup -s STATE`
+/// keeps a mirror of the mailbox in its state folder in step with the mailbox, moving only what
+/// changed since the last sync, and the piece holds what the last verified backup lacks.
+/// Arguments after OUT USER STAGE: the doveadm configuration, the state base, today's day
+/// number and `FULL_EVERY_DAYS`.
+const CHANGES: &str = concat!(
+    inbox_namespace_fn!(),
+    piece_fn!(),
+    r#"set -eu
+out=$1; user=$2; stage=$3; conf=$4; base=$5; today=$6; every=$7
+if [ -n "$conf" ]; then set -- -c "$conf"; else set --; fi
+ns=$(inbox_namespace "$@"); ns_name=$(printf '%s' "$ns" | cut -f1); ns_prefix=$(printf '%s' "$ns" | cut -f2)
+uid=$(doveadm "$@" user -f uid -- "$user"); gid=$(doveadm "$@" user -f gid -- "$user")
+st=$(state_dir "$base" "$user")
+count() {
+  if [ -n "$ns_prefix" ]; then
+    doveadm "$@" -f flow mailbox status -t -u "$user" messages INBOX "$ns_prefix*"
+  else
+    doveadm "$@" -f flow mailbox status -t -u "$user" messages '*'
+  fi | sed -n 's/^messages=\([0-9]*\)$/\1/p'
+}
+before=$(count "$@" || true)
+mirror=$st/mirror
+if [ ! -d "$mirror" ]; then
+  rm -f -- "$st/dsync"; mkdir -m 0700 -- "$mirror"; chown "$uid:$gid" -- "$mirror"
+fi
+sync_state=$(cat -- "$st/dsync" 2>/dev/null || true)
+# The mirror's Maildir is written as the user; the prefix is left out as in the whole export.
+mirror_sync() {
+  if [ -n "$ns_prefix" ] && [ -n "$ns_name" ]; then
+    doveadm "$@" -o maildir_copy_with_hardlinks=no -o "namespace/$ns_name/prefix=" backup -s "$sync_state" -u "$user" "maildir:$mirror/Maildir"
+  else
+    doveadm "$@" -o maildir_copy_with_hardlinks=no backup -s "$sync_state" -u "$user" "maildir:$mirror/Maildir"
+  fi
+}
+# Exit 2: the mailbox changed during the sync; once more.
+set +e; new_state=$(mirror_sync "$@"); rc=$?
+if [ "$rc" = 2 ]; then new_state=$(mirror_sync "$@"); rc=$?; fi
+set -e
+[ "$rc" = 0 ] || { echo "doveadm backup into the mirror failed (exit $rc)" >&2; rm -f -- "$st/dsync"; exit 1; }
+printf '%s\n' "$new_state" > "$st/dsync.part" && mv -f -- "$st/dsync.part" "$st/dsync"
+after=$(count "$@" || true)
+[ -z "${MBB_COUNT:-}" ] || printf '%s %s\n' "$before" "$after" > "$MBB_COUNT"
+piece_of "$out" "$stage" "$mirror/Maildir" "$st" "$today" "$every" "$user""#
+);
+
 /// One `doveadm user` and one `du` for all the users (a process per user costs seconds on a
 /// server of hundreds, before the first export may start).
 const SIZES: &str = r#"if [ -n "$1" ]; then set -- -c "$1"; else set --; fi
@@ -82,6 +129,13 @@ impl MailKind for Dovecot {
     /// Besides the archives, the uncompressed stage copy of each mailbox in flight.
     fn peak_bytes(&self, total: u64, largest: u64, jobs: usize) -> u64 {
         total + total / 100 + (1 << 20) + largest.saturating_mul(jobs as u64)
+    }
+
+    fn changes_export(&self) -> Option<Script> {
+        Some(Script {
+            script: CHANGES.to_owned(),
+            args: vec![self.config.clone()],
+        })
     }
 
     fn tools(&self) -> &'static [&'static str] {

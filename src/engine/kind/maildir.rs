@@ -3,10 +3,11 @@
 
 use futures::future::BoxFuture;
 
-use super::{ImportProgress, MailKind, MailboxScripts};
+use super::{ImportProgress, MailKind, MailboxScripts, Script};
 use crate::engine::import::{
     on_server, ssh, unpack, FolderCount, ImportTarget, RestoreError, RestoreProgress,
 };
+use crate::engine::increment::piece_fn;
 use crate::engine::remote::Remote;
 
 pub struct Maildir {
@@ -27,6 +28,21 @@ tar -czf "$out" -C "$root" -- "$name"
 after=$(count)
 [ -z "${MBB_COUNT:-}" ] || printf '%s %s\n' "$before" "$after" > "$MBB_COUNT""#;
 
+/// The export of what changed (see [`crate::engine::increment`]): the account's folder read as
+/// it is, its piece holding the message files the last verified backup lacks. Arguments after
+/// OUT NAME STAGE: the root, the state base, today's day number and `FULL_EVERY_DAYS`.
+const CHANGES: &str = concat!(
+    piece_fn!(),
+    r#"set -eu
+out=$1; name=$2; stage=$3; root=$4; base=$5; today=$6; every=$7
+count() { find "$root/$name" -type f -printf '%h\n' | grep -cE '/(cur|new)$' || true; }
+st=$(state_dir "$base" "$name")
+before=$(count)
+piece_of "$out" "$stage" "$root/$name" "$st" "$today" "$every" "$name"
+after=$(count)
+[ -z "${MBB_COUNT:-}" ] || printf '%s %s\n' "$before" "$after" > "$MBB_COUNT""#
+);
+
 impl MailKind for Maildir {
     fn name(&self) -> &'static str {
         "maildir"
@@ -36,6 +52,13 @@ impl MailKind for Maildir {
         Some(MailboxScripts::taking(
             &self.root, LIST, true, EXPORT, SIZES,
         ))
+    }
+
+    fn changes_export(&self) -> Option<Script> {
+        Some(Script {
+            script: CHANGES.to_owned(),
+            args: vec![self.root.clone()],
+        })
     }
 
     fn tools(&self) -> &'static [&'static str] {

@@ -116,6 +116,14 @@ pub trait MailKind: Send + Sync {
         total + total / 100 + (1 << 20)
     }
 
+    /// The export of what changed since the mailbox's last verified backup (a piece, see
+    /// [`super::piece`]), for the kinds whose mail is a Maildir tree; its arguments after OUT
+    /// ACCOUNT STAGE are its own, then the state base, today's day number and
+    /// `FULL_EVERY_DAYS`. `None`: every mailbox is exported whole every day.
+    fn changes_export(&self) -> Option<Script> {
+        None
+    }
+
     /// The tools the export needs on the server (`check` looks for each).
     fn tools(&self) -> &'static [&'static str];
 

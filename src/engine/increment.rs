@@ -1,0 +1,170 @@
+//! The server's side of incremental backups (see [`super::piece`]): per mailbox, a state
+//! folder under `MAIL_SERVER_BACKUP_DIR/.incremental` (marked like every bot folder; hidden, so
+//! no dated-folder retention ever counts it) holding the manifest of the last verified backup
+//! (`list`), the day of its last full export (`full`) and, for Dovecot, the mirror that
+//! `doveadm backup -s` keeps in step with the mailbox. An export compares the mailbox with
+//! `list` and packs only what is new into its piece; the manifest it wrote (`list.pending`)
+//! becomes `list` only when the bot has verified the piece ([`COMMIT`]).
+//!
+//! Which day a mailbox is exported whole: when it has no verified list, when the last export
+//! of it was not verified, when it was restored into or its state is doubtful, when
+//! `FULL_EVERY_DAYS` have passed since its last full, and on its own day of the rolling
+//! schedule (the checksum of its name spreads the mailboxes over the days).
+
+/// The folder name under `MAIL_SERVER_BACKUP_DIR`.
+pub const STATE_FOLDER: &str = ".incremental";
+
+/// Shell functions: `state_dir BASE ACCOUNT` prints (and makes) the mailbox's state folder;
+/// `make_piece OUT STAGE TREE STATE TODAY EVERY ACCOUNT` writes the piece of the Maildir `TREE`.
+macro_rules! piece_fn {
+    () => {
+        r#"state_dir() {
+  if [ ! -d "$1" ]; then
+    mkdir -p -m 0711 -- "$1"
+    printf 'mailbox-backup-bot folder\nowner=incremental state\n' > "$1/.mailbox-backup-bot"
+  fi
+  [ -f "$1/.mailbox-backup-bot" ] && [ "$(head -n 1 -- "$1/.mailbox-backup-bot")" = 'mailbox-backup-bot folder' ] \
+    || { echo "$1 is not the bot's folder" >&2; return 1; }
+  _d="$1/$(printf '%s' "$2" | sha256sum | cut -c1-40)"
+  [ -d "$_d" ] || mkdir -m 0711 -- "$_d"
+  printf '%s' "$_d"
+}
+# make_piece OUT STAGE TREE STATE TODAY EVERY ACCOUNT
+make_piece() {
+  _out=$1; _stage=$2; _tree=$3; _st=$4; _today=$5; _every=$6; _account=$7
+  _p=$_stage/piece
+  rm -rf -- "$_p" "$_stage/files" "$_stage/known" "$_stage/unknown" "$_stage/members" "$_stage/hashed" \
+    "$_stage/objects" "$_stage/objects.count" "$_stage/new" "$_stage/tar.rc"
+  mkdir -m 0700 -- "$_p"
+  # Full when there is no verified list to build on, when the last one did not finish, when
+  # the mailbox was restored into, when its turn in the rolling schedule comes, or always.
+  _export=changes; _reason=""
+  if [ "$_every" -le 1 ]; then _export=full; _reason=always
+  elif [ ! -f "$_st/list" ] || [ ! -f "$_st/full" ]; then _export=full; _reason=first
+  elif [ -e "$_st/list.pending" ]; then _export=full; _reason=unfinished
+  elif [ -e "$_st/reset" ]; then _export=full; _reason=reset
+  else
+    _last=$(head -n 1 -- "$_st/full")
+    case $_last in ''|*[!0-9]*) _export=full; _reason=doubtful;; esac
+    if [ "$_export" = changes ]; then
+      _slot=$(printf '%s' "$_account" | cksum | cut -d' ' -f1)
+      if [ $((_today - _last)) -ge "$_every" ]; then _export=full; _reason=due
+      elif [ $(( (_today + _slot) % _every )) = 0 ] && [ "$_today" != "$_last" ]; then _export=full; _reason=rolling
+      fi
+    fi
+  fi
+  if [ "$_export" = full ]; then _prev=/dev/null; else _prev=$_st/list; fi
+  # Every file of the tree: folder TAB name TAB size TAB mtime. A message is a file of a cur/ or new/.
+  ( cd -- "$_tree" && find . -type f -printf '%h\t%f\t%s\t%Ts\n' ) > "$_stage/files"
+  LC_ALL=C awk -F'\t' -v OFS='\t' -v known="$_stage/known" -v unknown="$_stage/unknown" \
+    -v meta="$_stage/members" -v prev="$_prev" '
+    function key(p,  b) { b = p; sub(/:2,[^\/]*$/, "", b); sub(/(^|\/)(cur|new)\//, "/", b); return b }
+    FILENAME == prev { if (NF == 5) { k = key($5); sha[k] = $1; sz[k] = $2; pc[k] = $3 }; next }
+    {
+      if (NF != 4 || $2 ~ /\\/ || $4 !~ /^[0-9]+$/) { print "a file name the backup cannot carry under " $1 > "/dev/stderr"; bad = 1; exit 3 }
+      d = $1; sub(/^\.\/?/, "", d)
+      path = (d == "" ? "" : d "/") $2
+      if (d ~ /(^|\/)(cur|new)$/) {
+        k = key(path)
+        if ((k in sha) && sz[k] == $3) print sha[k], $3, pc[k], $4, path > known
+        else print $3, $4, path > unknown
+      } else if (d !~ /(^|\/)tmp$/ && $2 !~ /^dovecot(\.list)?\.index/ && path !~ /^mbb-/) print path > meta
+    }
+    END { if (bad) exit 3 }' "$_prev" "$_stage/files" || return 1
+  : >> "$_stage/known"; : >> "$_stage/unknown"; : >> "$_stage/members"
+  # The new files hashed: OpenSSL's digest when the server has it, else coreutils'.
+  # A file renamed meanwhile (a flag set on a live Maildir) fails the hash: look again (75).
+  cut -f3- "$_stage/unknown" | tr '\n' '\0' | ( cd -- "$_tree" && if command -v openssl >/dev/null 2>&1; then
+      xargs -0 -r openssl dgst -sha256 -r; else xargs -0 -r sha256sum; fi ) > "$_stage/hashed" || return 75
+  # The new ones: carried by an earlier piece when one holds the same bytes (a moved or copied
+  # message), otherwise by this piece (`-`), each content once.
+  LC_ALL=C awk -F'\t' -v OFS='\t' -v prev="$_prev" -v sizes="$_stage/unknown" \
+      -v objects="$_stage/objects" -v manifest="$_stage/new" '
+    FILENAME == prev { if (NF == 5 && !($1 in pc)) pc[$1] = $3; next }
+    FILENAME == sizes { p = $0; sub(/^[^\t]*\t[^\t]*\t/, "", p); size[p] = $1; mtime[p] = $2; next }
+    {
+      h = substr($0, 1, 64); p = substr($0, 67)
+      if (length(h) != 64 || h !~ /^[0-9a-f]+$/ || !(p in size)) { print "cannot read the hash of " p > "/dev/stderr"; bad = 1; exit 3 }
+      if (h in pc) piece = pc[h]
+      else { piece = "-"; if (!(h in mine)) { mine[h] = 1; print p > objects; n++; b += size[p] } }
+      print h, size[p], piece, mtime[p], p > manifest
+    }
+    END { if (bad) exit 3; printf "%d %d\n", n, b > (objects ".count") }' "$_prev" "$_stage/unknown" "$_stage/hashed" || return 1
+  : >> "$_stage/objects"; : >> "$_stage/new"
+  [ -s "$_stage/objects.count" ] || echo "0 0" > "$_stage/objects.count"
+  LC_ALL=C sort -t "$(printf '\t')" -k5 -- "$_stage/known" "$_stage/new" > "$_p/mbb-manifest"
+  if [ "$_export" = changes ] && cmp -s -- "$_p/mbb-manifest" "$_st/list"; then _export=unchanged; fi
+  read -r _n _b < "$_stage/objects.count"
+  _m=$(wc -l < "$_p/mbb-manifest")
+  printf 'mailbox-backup-bot piece 1\nexport=%s\nreason=%s\nmessages=%s\nnew=%s\nnew_bytes=%s\n' \
+    "$_export" "$_reason" "$_m" "$_n" "$_b" > "$_p/mbb-piece"
+  # The folders (their cur, new and tmp, also when empty), the small files beside the mail, and
+  # the new messages, in one order: the same mailbox makes the same piece.
+  ( cd -- "$_tree" && find . -type d \( -name cur -o -name new -o -name tmp \) -printf '%P\n' ) > "$_stage/dirs"
+  LC_ALL=C sort -u -- "$_stage/dirs" "$_stage/members" "$_stage/objects" > "$_stage/all"
+  cp -- "$_p/mbb-manifest" "$_st/list.pending"
+  if [ "$_export" = full ]; then printf '%s\n' "$_today" > "$_st/full.pending"; else rm -f -- "$_st/full.pending"; fi
+  { tar --format=gnu --no-recursion --mtime=@0 --owner=0 --group=0 --numeric-owner --mode=u+rw,go-rwx \
+      -cf - -C "$_p" mbb-piece mbb-manifest -C "$_tree" -T "$_stage/all" || echo $? > "$_stage/tar.rc"; } \
+    | gzip -n > "$_out"
+  [ ! -e "$_stage/tar.rc" ] || return 75
+}
+# piece_of: make_piece's arguments; a mailbox that changed under it is read again, twice.
+piece_of() {
+  _try=0
+  while :; do
+    set +e; ( set -e; make_piece "$@" ); _rc=$?; set -e
+    [ "$_rc" = 0 ] && return 0
+    _try=$((_try+1))
+    if [ "$_rc" != 75 ] || [ "$_try" -ge 3 ]; then
+      [ "$_rc" != 75 ] || echo "the mailbox kept changing while it was read" >&2
+      return "$_rc"
+    fi
+  done
+}
+"#
+    };
+}
+
+pub(crate) use piece_fn;
+
+macro_rules! commit_fn {
+    () => {
+        r#"# commit_piece STATE SHA: the piece verified; its list becomes the one the next export builds on.
+commit_piece() {
+  _st=$1; _sha=$2
+  [ -f "$_st/list.pending" ] || return 0
+  LC_ALL=C awk -F'\t' -v OFS='\t' -v p="$_sha" '$3 == "-" { $3 = p } { print }' "$_st/list.pending" > "$_st/list.part"
+  mv -f -- "$_st/list.part" "$_st/list"
+  [ ! -f "$_st/full.pending" ] || mv -f -- "$_st/full.pending" "$_st/full"
+  rm -f -- "$_st/list.pending" "$_st/reset"
+}
+"#
+    };
+}
+
+/// After the verified copy: `$1` the state base, then `ACCOUNT SHA256` pairs of the pieces
+/// verified; each mailbox's pending list becomes the one its next export builds on.
+pub const COMMIT: &str = concat!(
+    commit_fn!(),
+    r#"set -u
+base=$1; shift
+[ -f "$base/.mailbox-backup-bot" ] || exit 0
+while [ $# -ge 2 ]; do
+  st="$base/$(printf '%s' "$1" | sha256sum | cut -c1-40)"; sha=$2; shift 2
+  case $sha in *[!0-9a-f]*|'') continue;; esac
+  [ -d "$st" ] && commit_piece "$st" "$sha"
+done
+true"#
+);
+
+/// `$1` the state base, then accounts whose next export is whole (a piece that failed its
+/// checks, a mailbox restored into).
+pub const RESET: &str = r#"set -u
+base=$1; shift
+[ -f "$base/.mailbox-backup-bot" ] || exit 0
+for a in "$@"; do
+  st="$base/$(printf '%s' "$a" | sha256sum | cut -c1-40)"
+  [ -d "$st" ] && : > "$st/reset"
+done
+true"#;
