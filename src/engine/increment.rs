@@ -29,30 +29,34 @@ macro_rules! piece_fn {
   [ -d "$_d" ] || mkdir -m 0711 -- "$_d"
   printf '%s' "$_d"
 }
-# make_piece OUT STAGE TREE STATE TODAY EVERY ACCOUNT
+# full_reason STATE TODAY EVERY ACCOUNT STORE: why the mailbox is exported whole today, or
+# nothing. STORE names the disk and the form (plain, or the recipients) the pieces are kept in.
+full_reason() {
+  if [ "$3" -le 1 ]; then echo always
+  elif [ ! -f "$1/list" ] || [ ! -f "$1/full" ]; then echo first
+  elif [ "$(head -n 1 -- "$1/store" 2>/dev/null)" != "$5" ]; then echo store
+  elif [ -e "$1/list.pending" ]; then echo unfinished
+  elif [ -e "$1/reset" ]; then echo reset
+  else
+    _last=$(head -n 1 -- "$1/full")
+    case $_last in ''|*[!0-9]*) echo doubtful; return 0;; esac
+    _slot=$(printf '%s' "$4" | cksum | cut -d' ' -f1)
+    if [ $(($2 - _last)) -ge "$3" ]; then echo due
+    elif [ $(( ($2 + _slot) % $3 )) = 0 ] && [ "$2" != "$_last" ]; then echo rolling
+    fi
+  fi
+}
+# make_piece OUT STAGE TREE STATE TODAY EVERY ACCOUNT STORE
 make_piece() {
-  _out=$1; _stage=$2; _tree=$3; _st=$4; _today=$5; _every=$6; _account=$7
+  _out=$1; _stage=$2; _tree=$3; _st=$4; _today=$5; _every=$6; _account=$7; _store=$8
   _p=$_stage/piece
   rm -rf -- "$_p" "$_stage/files" "$_stage/known" "$_stage/unknown" "$_stage/members" "$_stage/hashed" \
     "$_stage/objects" "$_stage/objects.count" "$_stage/new" "$_stage/tar.rc"
   mkdir -m 0700 -- "$_p"
   # Full when there is no verified list to build on, when the last one did not finish, when
   # the mailbox was restored into, when its turn in the rolling schedule comes, or always.
-  _export=changes; _reason=""
-  if [ "$_every" -le 1 ]; then _export=full; _reason=always
-  elif [ ! -f "$_st/list" ] || [ ! -f "$_st/full" ]; then _export=full; _reason=first
-  elif [ -e "$_st/list.pending" ]; then _export=full; _reason=unfinished
-  elif [ -e "$_st/reset" ]; then _export=full; _reason=reset
-  else
-    _last=$(head -n 1 -- "$_st/full")
-    case $_last in ''|*[!0-9]*) _export=full; _reason=doubtful;; esac
-    if [ "$_export" = changes ]; then
-      _slot=$(printf '%s' "$_account" | cksum | cut -d' ' -f1)
-      if [ $((_today - _last)) -ge "$_every" ]; then _export=full; _reason=due
-      elif [ $(( (_today + _slot) % _every )) = 0 ] && [ "$_today" != "$_last" ]; then _export=full; _reason=rolling
-      fi
-    fi
-  fi
+  _reason=$(full_reason "$_st" "$_today" "$_every" "$_account" "$_store")
+  if [ -n "$_reason" ]; then _export=full; else _export=changes; fi
   if [ "$_export" = full ]; then _prev=/dev/null; else _prev=$_st/list; fi
   # Every file of the tree: folder TAB name TAB size TAB mtime. A message is a file of a cur/ or new/.
   ( cd -- "$_tree" && find . -type f -printf '%h\t%f\t%s\t%Ts\n' ) > "$_stage/files"
@@ -103,6 +107,7 @@ make_piece() {
   ( cd -- "$_tree" && find . -type d \( -name cur -o -name new -o -name tmp \) -printf '%P\n' ) > "$_stage/dirs"
   LC_ALL=C sort -u -- "$_stage/dirs" "$_stage/members" "$_stage/objects" > "$_stage/all"
   cp -- "$_p/mbb-manifest" "$_st/list.pending"
+  printf '%s\n' "$_store" > "$_st/store.pending"
   if [ "$_export" = full ]; then printf '%s\n' "$_today" > "$_st/full.pending"; else rm -f -- "$_st/full.pending"; fi
   { tar --format=gnu --no-recursion --mtime=@0 --owner=0 --group=0 --numeric-owner --mode=u+rw,go-rwx \
       -cf - -C "$_p" mbb-piece mbb-manifest -C "$_tree" -T "$_stage/all" || echo $? > "$_stage/tar.rc"; } \
@@ -136,26 +141,79 @@ commit_piece() {
   [ -f "$_st/list.pending" ] || return 0
   LC_ALL=C awk -F'\t' -v OFS='\t' -v p="$_sha" '$3 == "-" { $3 = p } { print }' "$_st/list.pending" > "$_st/list.part"
   mv -f -- "$_st/list.part" "$_st/list"
+  wc -l < "$_st/list" | tr -d ' ' > "$_st/messages"
   [ ! -f "$_st/full.pending" ] || mv -f -- "$_st/full.pending" "$_st/full"
+  [ ! -f "$_st/store.pending" ] || mv -f -- "$_st/store.pending" "$_st/store"
   rm -f -- "$_st/list.pending" "$_st/reset"
 }
 "#
     };
 }
 
-/// After the verified copy: `$1` the state base, then `ACCOUNT SHA256` pairs of the pieces
-/// verified; each mailbox's pending list becomes the one its next export builds on.
+/// After the verified copy: `$1` the state base, `$2` the run's server folder, then `ACCOUNT
+/// FILE SHA256` of the pieces verified. Each mailbox's pending list becomes the one its next
+/// export builds on, the change markers taken before its export become the ones [`UNCHANGED`]
+/// compares with, and its piece is kept (a hard link) for the days it does not change.
 pub const COMMIT: &str = concat!(
     commit_fn!(),
     r#"set -u
-base=$1; shift
+base=$1; dir=$2; shift 2
 [ -f "$base/.mailbox-backup-bot" ] || exit 0
-while [ $# -ge 2 ]; do
-  st="$base/$(printf '%s' "$1" | sha256sum | cut -c1-40)"; sha=$2; shift 2
+while [ $# -ge 3 ]; do
+  st="$base/$(printf '%s' "$1" | sha256sum | cut -c1-40)"; file=$2; sha=$3; shift 3
   case $sha in *[!0-9a-f]*|'') continue;; esac
-  [ -d "$st" ] && commit_piece "$st" "$sha"
+  case $file in ''|.*|*/*) continue;; esac
+  [ -d "$st" ] || continue
+  if [ -f "$st/list.pending" ]; then
+    commit_piece "$st" "$sha"
+    if [ -f "$st/sig.pending" ] && ln -f -- "$dir/$file" "$st/piece.part"; then
+      mv -f -- "$st/piece.part" "$st/piece"; printf '%s\n' "$sha" > "$st/piece.sha"
+      mv -f -- "$st/sig.pending" "$st/sig"
+    else
+      rm -f -- "$st/sig" "$st/piece" "$st/piece.sha" "$st/piece.part"
+    fi
+  fi
 done
 true"#
+);
+
+/// Before the exports: the mailboxes whose server's change markers are as at their last
+/// verified backup, asked of the server once for all (`$6`, a script taking `$7`, prints
+/// `ACCOUNT TAB MARKERS` lines). Arguments: `$1` the run's server folder, `$2` the state base,
+/// `$3` today's day number, `$4` `FULL_EVERY_DAYS`, `$5` the store (the disk and the form the
+/// pieces are kept in), then `ACCOUNT FILE` pairs. An unchanged
+/// mailbox not due a whole export gets its last verified piece as today's (a hard link, with
+/// its record: its SHA-256 and the server's count) and is not exported; prints their files.
+pub const UNCHANGED: &str = concat!(
+    piece_fn!(),
+    r#"set -eu
+dir=$1; base=$2; today=$3; every=$4; store=$5; markers=$6; arg=$7; shift 7
+[ -f "$base/.mailbox-backup-bot" ] && [ -f "$dir/.mailbox-backup-bot" ] || exit 0
+tmp="$dir/.run/unchanged"; rm -rf -- "$tmp"; mkdir -p -- "$tmp/m"
+for a; do printf '%s\n' "$a"; done > "$tmp/pairs"
+sh -c "$markers" sh "$arg" | LC_ALL=C sort > "$tmp/all" || { rm -rf -- "$tmp"; exit 0; }
+# Each account's markers in a file of its own, by its place among the pairs.
+LC_ALL=C awk -F'\t' -v out="$tmp/m" '
+  FILENAME == ARGV[1] { if (FNR % 2 == 1) at[$0] = (FNR + 1) / 2; next }
+  { a = $1; if (!(a in at)) next; rest = substr($0, length(a) + 2); print rest > (out "/" at[a]) }
+' "$tmp/pairs" "$tmp/all"
+mkdir -p -- "$dir/.sums"
+i=0
+while [ $# -ge 2 ]; do
+  account=$1; file=$2; shift 2; i=$((i+1))
+  case $file in ''|.*|*/*) continue;; esac
+  st="$base/$(printf '%s' "$account" | sha256sum | cut -c1-40)"
+  [ -d "$st" ] && [ -f "$st/sig" ] && [ -f "$st/piece" ] && [ -f "$st/piece.sha" ] || continue
+  [ -z "$(full_reason "$st" "$today" "$every" "$account" "$store")" ] || continue
+  [ -f "$tmp/m/$i" ] && cmp -s -- "$tmp/m/$i" "$st/sig" || continue
+  [ ! -e "$dir/$file" ] || continue
+  n=$(head -n 1 -- "$st/messages" 2>/dev/null || true)
+  case $n in ''|*[!0-9]*) continue;; esac
+  sha=$(head -n 1 -- "$st/piece.sha"); size=$(stat -c %s -- "$st/piece")
+  printf '%s %s %s %s\n' "$sha" "$size" "$n" "$n" > "$dir/.sums/$file"
+  ln -- "$st/piece" "$dir/$file" && printf '%s\n' "$file" || rm -f -- "$dir/.sums/$file"
+done
+rm -rf -- "$tmp""#
 );
 
 /// `$1` the state base, then accounts whose next export is whole (a piece that failed its

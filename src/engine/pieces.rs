@@ -428,7 +428,7 @@ mod tests {
         let script = concat!(
             piece_fn!(),
             r#"set -eu
-st=$(state_dir "$4" "$7"); piece_of "$1" "$2" "$3" "$st" "$5" "$6" "$7""#
+st=$(state_dir "$4" "$7"); piece_of "$1" "$2" "$3" "$st" "$5" "$6" "$7" disk:plain"#
         );
         let run = std::process::Command::new("sh")
             .arg("-c")
@@ -445,7 +445,8 @@ st=$(state_dir "$4" "$7"); piece_of "$1" "$2" "$3" "$st" "$5" "$6" "$7""#
             .arg(crate::engine::increment::COMMIT)
             .arg("sh")
             .arg(&state)
-            .args(["ani@djki.go.id", &sha])
+            .arg(dir)
+            .args(["ani@djki.go.id", name, &sha])
             .output()
             .unwrap();
         assert!(run.status.success(), "{run:?}");

@@ -12,7 +12,7 @@ use futures::StreamExt;
 use super::archive::ReadBackError;
 use super::directory::{self, DirectoryResult};
 use super::encryption::Recipients;
-use super::kind::{MailKind, MailboxScripts};
+use super::kind::{MailKind, MailboxScripts, Script};
 use super::link::Link;
 use super::local::{self, create_dated_folder, FolderState};
 use super::manifest::{account_of, sha256sums, ServerCount, ServerFile, ServerName};
@@ -512,6 +512,8 @@ struct Copied {
     copied: super::copy::Copied,
     copy_secs: f64,
     incremental: Option<super::Incremental>,
+    /// The mailboxes given their last verified piece, not exported (see [`pipeline`]).
+    unchanged: std::collections::HashSet<String>,
 }
 
 async fn server_backup_and_copy(
@@ -548,6 +550,7 @@ async fn server_backup_and_copy(
         copied,
         copy_secs,
         incremental,
+        ..
     } = match kind.mailboxes() {
         Some(mut scripts) => {
             let changes = changes_only(run, kind.as_ref(), &mut scripts);
@@ -681,6 +684,7 @@ async fn export_then_copy(
         copied,
         copy_secs,
         incremental: None,
+        unchanged: Default::default(),
     })
 }
 
@@ -755,6 +759,7 @@ async fn overlapped_results(
         copied: done.copied,
         copy_secs: done.copy_secs,
         incremental: changes.map(|_| super::Incremental::default()),
+        unchanged: done.unchanged,
     }
 }
 
@@ -901,12 +906,28 @@ fn changes_only(run: Run<'_>, kind: &dyn MailKind, scripts: &mut MailboxScripts)
         .today
         .signed_duration_since(chrono::NaiveDate::default())
         .num_days();
-    changes.args.extend([
-        format!("{}/{}", s.server_backup_dir, super::increment::STATE_FOLDER),
-        day.to_string(),
-        every.to_string(),
-    ]);
+    let base = format!("{}/{}", s.server_backup_dir, super::increment::STATE_FOLDER);
+    let (day, every) = (day.to_string(), every.to_string());
+    // The pieces build on earlier ones kept on this disk in this form: another disk, or
+    // encryption turned on or off, starts every mailbox whole.
+    let disk = local::check_disk(&s.local_root).unwrap_or_default();
+    let form = run.seal.map_or("plain", Recipients::fingerprint);
+    let store: String = format!("{disk}:{form}")
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '-' | '_'))
+        .collect();
+    changes
+        .args
+        .extend([base.clone(), day.clone(), every.clone(), store.clone()]);
     scripts.export = changes;
+    scripts.unchanged = kind.change_markers().map(|markers| {
+        let mut args = vec![base, day, every, store, markers.script];
+        args.extend(markers.args);
+        Script {
+            script: super::increment::UNCHANGED.to_owned(),
+            args,
+        }
+    });
     Some(no_hard_links)
 }
 
@@ -924,6 +945,7 @@ async fn settle_pieces(
     let root = s.local_root.clone();
     let local = folders.local.clone();
     let results = std::mem::take(&mut copied.results);
+    let unchanged = std::mem::take(&mut copied.unchanged);
     let settled = tokio::task::spawn_blocking(move || {
         let mut linked: Vec<ServerFile> = Vec::new();
         let mut unlinked: Vec<String> = Vec::new();
@@ -943,7 +965,14 @@ async fn settle_pieces(
                                 linked.push(e);
                             }
                         }
-                        r.piece = Some(facts.summary());
+                        let mut summary = facts.summary();
+                        // Its last piece again: nothing was exported today.
+                        if unchanged.contains(&r.file) {
+                            summary.export = Export::Unchanged;
+                            summary.reason.clear();
+                            (summary.new_messages, summary.new_bytes) = (0, 0);
+                        }
+                        r.piece = Some(summary);
                     }
                     Err(e) => {
                         unlinked.push(r.file.clone());
@@ -995,11 +1024,11 @@ async fn settle_pieces(
         }
         moved.mail_exported += p.new_bytes;
         moved.mail_total += p.mail_bytes;
-        verified.extend([r.account.clone(), r.sha256.clone()]);
+        verified.extend([r.account.clone(), r.file.clone(), r.sha256.clone()]);
     }
     let base = format!("{}/{}", s.server_backup_dir, super::increment::STATE_FOLDER);
-    for batch in verified.chunks(400) {
-        let mut args = vec![base.as_str()];
+    for batch in verified.chunks(600) {
+        let mut args = vec![base.as_str(), folders.server.as_str()];
         args.extend(batch.iter().map(String::as_str));
         match export::sh_again(
             link,

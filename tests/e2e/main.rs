@@ -9,6 +9,7 @@ mod encryption;
 mod engine;
 mod hostile;
 mod imap;
+mod incremental;
 mod input;
 mod namespaces;
 mod outages;

@@ -62,12 +62,12 @@ tar -czf "$out" -C "$stage" Maildir"#
 /// keeps a mirror of the mailbox in its state folder in step with the mailbox, moving only what
 /// changed since the last sync, and the piece holds what the last verified backup lacks.
 /// Arguments after OUT USER STAGE: the doveadm configuration, the state base, today's day
-/// number and `FULL_EVERY_DAYS`.
+/// number, `FULL_EVERY_DAYS` and the store.
 const CHANGES: &str = concat!(
     inbox_namespace_fn!(),
     piece_fn!(),
     r#"set -eu
-out=$1; user=$2; stage=$3; conf=$4; base=$5; today=$6; every=$7
+out=$1; user=$2; stage=$3; conf=$4; base=$5; today=$6; every=$7; store=$8
 if [ -n "$conf" ]; then set -- -c "$conf"; else set --; fi
 ns=$(inbox_namespace "$@"); ns_name=$(printf '%s' "$ns" | cut -f1); ns_prefix=$(printf '%s' "$ns" | cut -f2)
 uid=$(doveadm "$@" user -f uid -- "$user"); gid=$(doveadm "$@" user -f gid -- "$user")
@@ -79,6 +79,12 @@ count() {
     doveadm "$@" -f flow mailbox status -t -u "$user" messages '*'
   fi | sed -n 's/^messages=\([0-9]*\)$/\1/p'
 }
+# The change markers before the sync: what arrives after them is seen changed tomorrow.
+if [ -n "$ns_prefix" ]; then
+  doveadm "$@" -f tab mailbox status -u "$user" 'messages uidvalidity uidnext highestmodseq guid' INBOX "$ns_prefix*"
+else
+  doveadm "$@" -f tab mailbox status -u "$user" 'messages uidvalidity uidnext highestmodseq guid' '*'
+fi | tail -n +2 | LC_ALL=C sort > "$st/sig.pending"
 before=$(count "$@" || true)
 mirror=$st/mirror
 if [ ! -d "$mirror" ]; then
@@ -101,7 +107,20 @@ set -e
 printf '%s\n' "$new_state" > "$st/dsync.part" && mv -f -- "$st/dsync.part" "$st/dsync"
 after=$(count "$@" || true)
 [ -z "${MBB_COUNT:-}" ] || printf '%s %s\n' "$before" "$after" > "$MBB_COUNT"
-piece_of "$out" "$stage" "$mirror/Maildir" "$st" "$today" "$every" "$user""#
+piece_of "$out" "$stage" "$mirror/Maildir" "$st" "$today" "$every" "$user" "$store""#
+);
+
+/// Every user's change markers at once (`doveadm mailbox status -A`): `USER TAB MARKERS` lines,
+/// the markers as [`CHANGES`] records them per user before its export.
+const MARKERS: &str = concat!(
+    inbox_namespace_fn!(),
+    r#"if [ -n "$1" ]; then set -- -c "$1"; else set --; fi
+ns=$(inbox_namespace "$@"); prefix=$(printf '%s' "$ns" | cut -f2)
+if [ -n "$prefix" ]; then
+  doveadm "$@" -f tab mailbox status -A 'messages uidvalidity uidnext highestmodseq guid' INBOX "$prefix*"
+else
+  doveadm "$@" -f tab mailbox status -A 'messages uidvalidity uidnext highestmodseq guid' '*'
+fi | tail -n +2"#
 );
 
 /// One `doveadm user` and one `du` for all the users (a process per user costs seconds on a
@@ -129,6 +148,13 @@ impl MailKind for Dovecot {
     /// Besides the archives, the uncompressed stage copy of each mailbox in flight.
     fn peak_bytes(&self, total: u64, largest: u64, jobs: usize) -> u64 {
         total + total / 100 + (1 << 20) + largest.saturating_mul(jobs as u64)
+    }
+
+    fn change_markers(&self) -> Option<Script> {
+        Some(Script {
+            script: MARKERS.to_owned(),
+            args: vec![self.config.clone()],
+        })
     }
 
     fn changes_export(&self) -> Option<Script> {

@@ -30,18 +30,26 @@ after=$(count)
 
 /// The export of what changed (see [`crate::engine::increment`]): the account's folder read as
 /// it is, its piece holding the message files the last verified backup lacks. Arguments after
-/// OUT NAME STAGE: the root, the state base, today's day number and `FULL_EVERY_DAYS`.
+/// OUT NAME STAGE: the root, the state base, today's day number, `FULL_EVERY_DAYS` and the
+/// store.
 const CHANGES: &str = concat!(
     piece_fn!(),
     r#"set -eu
-out=$1; name=$2; stage=$3; root=$4; base=$5; today=$6; every=$7
+out=$1; name=$2; stage=$3; root=$4; base=$5; today=$6; every=$7; store=$8
 count() { find "$root/$name" -type f -printf '%h\n' | grep -cE '/(cur|new)$' || true; }
 st=$(state_dir "$base" "$name")
+# The change markers before the read: every file's name, size and time.
+( cd -- "$root/$name" && find . -type f -printf '%P\t%s\t%T@\n' ) | LC_ALL=C sort > "$st/sig.pending"
 before=$(count)
-piece_of "$out" "$stage" "$root/$name" "$st" "$today" "$every" "$name"
+piece_of "$out" "$stage" "$root/$name" "$st" "$today" "$every" "$name" "$store"
 after=$(count)
 [ -z "${MBB_COUNT:-}" ] || printf '%s %s\n' "$before" "$after" > "$MBB_COUNT""#
 );
+
+/// Every account's change markers at once: `ACCOUNT TAB MARKERS` lines, as [`CHANGES`] records
+/// them per account before its export.
+const MARKERS: &str = r#"cd -- "$1" && find . -mindepth 2 -type f -printf '%P\t%s\t%T@\n' \
+  | awk '{ i = index($0, "/"); print substr($0, 1, i - 1) "\t" substr($0, i + 1) }'"#;
 
 impl MailKind for Maildir {
     fn name(&self) -> &'static str {
@@ -52,6 +60,13 @@ impl MailKind for Maildir {
         Some(MailboxScripts::taking(
             &self.root, LIST, true, EXPORT, SIZES,
         ))
+    }
+
+    fn change_markers(&self) -> Option<Script> {
+        Some(Script {
+            script: MARKERS.to_owned(),
+            args: vec![self.root.clone()],
+        })
     }
 
     fn changes_export(&self) -> Option<Script> {

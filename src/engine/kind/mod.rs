@@ -52,6 +52,10 @@ pub struct MailboxScripts {
     pub sizes: Script,
     /// The archive's extension.
     pub extension: &'static str,
+    /// Before the exports, the mailboxes unchanged since their last verified backup are given
+    /// their last piece (see [`crate::engine::increment::UNCHANGED`]): the script and its
+    /// arguments before the `ACCOUNT FILE` pairs.
+    pub unchanged: Option<Script>,
 }
 
 impl MailboxScripts {
@@ -80,6 +84,7 @@ impl MailboxScripts {
                 args: args(),
             },
             extension: "tar.gz",
+            unchanged: None,
         }
     }
 }
@@ -118,9 +123,17 @@ pub trait MailKind: Send + Sync {
 
     /// The export of what changed since the mailbox's last verified backup (a piece, see
     /// [`super::piece`]), for the kinds whose mail is a Maildir tree; its arguments after OUT
-    /// ACCOUNT STAGE are its own, then the state base, today's day number and
-    /// `FULL_EVERY_DAYS`. `None`: every mailbox is exported whole every day.
+    /// ACCOUNT STAGE are its own, then the state base, today's day number, `FULL_EVERY_DAYS`
+    /// and the store (the disk and the form its pieces are kept in: another means whole). `None`: every mailbox is exported whole every day.
     fn changes_export(&self) -> Option<Script> {
+        None
+    }
+
+    /// A script printing every mailbox's change markers at once (`ACCOUNT TAB MARKERS` lines,
+    /// taking one argument), as the change export records them per mailbox before it runs: a
+    /// mailbox whose markers are unchanged is not exported (see
+    /// [`crate::engine::increment::UNCHANGED`]).
+    fn change_markers(&self) -> Option<Script> {
         None
     }
 

@@ -23,6 +23,7 @@ impl MailKind for Zimbra {
 
     fn mailboxes(&self) -> Option<MailboxScripts> {
         Some(MailboxScripts {
+            unchanged: None,
             listing: Listing {
                 script: scripts::LIST,
                 args: vec![],
