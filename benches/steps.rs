@@ -8,6 +8,9 @@
 //! - `copy DIR LOCAL`: step 6 alone — DIR's archives copied, verified and read back into LOCAL
 //!   by the engine's copy (the server's manifest is made first and not timed).
 //! - `latency`: 20 × `true` over the engine's session, one after another (the cost of a command).
+//! - `day N`: the whole run for today + N days, printing besides the bytes it copied and what
+//!   its incremental report says: `… copied unchanged changed full mail_exported mail_total`.
+//! - `restore FOLDER ACCOUNT INTO`: the engine's restore of ACCOUNT from FOLDER into INTO.
 
 use std::time::Instant;
 
@@ -40,7 +43,23 @@ async fn main() -> anyhow::Result<()> {
         ["export", dir] => export(&settings, dir).await?,
         ["copy", dir, local] => copy(&settings, dir, local).await?,
         ["latency"] => latency(&settings).await?,
-        _ => bail!("usage: steps run | export DIR | copy DIR LOCAL | latency"),
+        ["day", n] => return day(settings, n.parse()?, started).await,
+        ["restore", folder, account, into] => {
+            let r = mailbox_backup_bot::engine::restore::restore(
+                &settings,
+                folder,
+                account,
+                Some(into),
+                None,
+                |_| {},
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            ensure!(r.complete(), "the restore is not whole: {r:?}");
+            println!("{} {}", r.in_backup(), r.restored());
+            return Ok(());
+        }
+        _ => bail!("usage: steps run | export DIR | copy DIR LOCAL | latency | day N | restore FOLDER ACCOUNT INTO"),
     };
     let seconds = copy_began.unwrap_or(started).elapsed().as_secs_f64();
     // SAFETY: getrusage only writes into the struct it is given.
@@ -64,6 +83,48 @@ async fn run(settings: EngineSettings) -> anyhow::Result<Measured> {
     drain.await?;
     ensure!(report.all_verified(), "not every mailbox verified");
     Ok((report.bytes_total, report.mailboxes.len(), None))
+}
+
+/// The whole run for today + `n` days; one line with its figures.
+async fn day(settings: EngineSettings, n: u64, started: Instant) -> anyhow::Result<()> {
+    let engine = SshEngine::new(settings);
+    let (progress, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let drain = tokio::spawn(async move { while events.recv().await.is_some() {} });
+    let date = chrono::Utc::now().date_naive() + chrono::Days::new(n);
+    let report = engine
+        .run(RunRequest::new(date, "bench", Stop::never()), progress)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}: {}", e.kind, e.detail))?;
+    drain.await?;
+    ensure!(
+        report.all_verified(),
+        "not every mailbox verified: {:?}",
+        report.failed().next()
+    );
+    let i = report.incremental.clone().unwrap_or_default();
+    // SAFETY: getrusage only writes into the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    println!(
+        "{:.3} {} {} {} {} {} {} {} {} {} {}",
+        started.elapsed().as_secs_f64(),
+        report.bytes_total,
+        usage.ru_maxrss,
+        report.mailboxes.len(),
+        report.bytes_copied,
+        i.unchanged,
+        i.changed,
+        i.full,
+        i.mail_exported,
+        i.mail_total,
+        report
+            .folders
+            .local
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    );
+    Ok(())
 }
 
 async fn connect(settings: &EngineSettings) -> anyhow::Result<(Remote, std::path::PathBuf)> {

@@ -81,8 +81,9 @@ make_piece() {
   cut -f3- "$_stage/unknown" | tr '\n' '\0' | ( cd -- "$_tree" && if command -v openssl >/dev/null 2>&1; then
       xargs -0 -r openssl dgst -sha256 -r; else xargs -0 -r sha256sum; fi ) > "$_stage/hashed" || return 75
   # The new ones: carried by an earlier piece when one holds the same bytes (a moved or copied
-  # message), otherwise by this piece (`-`), each content once.
-  LC_ALL=C awk -F'\t' -v OFS='\t' -v prev="$_prev" -v sizes="$_stage/unknown" \
+  # message), otherwise by this piece (`-`), each content once — but every file in a whole
+  # export, whose piece is then the Maildir itself, restorable by hand with tar alone.
+  LC_ALL=C awk -F'\t' -v OFS='\t' -v prev="$_prev" -v sizes="$_stage/unknown" -v whole="$_export" \
       -v objects="$_stage/objects" -v manifest="$_stage/new" '
     FILENAME == prev { if (NF == 5 && !($1 in pc)) pc[$1] = $3; next }
     FILENAME == sizes { p = $0; sub(/^[^\t]*\t[^\t]*\t/, "", p); size[p] = $1; mtime[p] = $2; next }
@@ -90,7 +91,7 @@ make_piece() {
       h = substr($0, 1, 64); p = substr($0, 67)
       if (length(h) != 64 || h !~ /^[0-9a-f]+$/ || !(p in size)) { print "cannot read the hash of " p > "/dev/stderr"; bad = 1; exit 3 }
       if (h in pc) piece = pc[h]
-      else { piece = "-"; if (!(h in mine)) { mine[h] = 1; print p > objects; n++; b += size[p] } }
+      else { piece = "-"; if (whole == "full" || !(h in mine)) { mine[h] = 1; print p > objects; n++; b += size[p] } }
       print h, size[p], piece, mtime[p], p > manifest
     }
     END { if (bad) exit 3; printf "%d %d\n", n, b > (objects ".count") }' "$_prev" "$_stage/unknown" "$_stage/hashed" || return 1
@@ -109,7 +110,7 @@ make_piece() {
   cp -- "$_p/mbb-manifest" "$_st/list.pending"
   printf '%s\n' "$_store" > "$_st/store.pending"
   if [ "$_export" = full ]; then printf '%s\n' "$_today" > "$_st/full.pending"; else rm -f -- "$_st/full.pending"; fi
-  { tar --format=gnu --no-recursion --mtime=@0 --owner=0 --group=0 --numeric-owner --mode=u+rw,go-rwx \
+  { tar --format=gnu --no-recursion --owner=0 --group=0 --numeric-owner --mode=u+rw,go-rwx \
       -cf - -C "$_p" mbb-piece mbb-manifest -C "$_tree" -T "$_stage/all" || echo $? > "$_stage/tar.rc"; } \
     | gzip -n > "$_out"
   [ ! -e "$_stage/tar.rc" ] || return 75

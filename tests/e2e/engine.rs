@@ -235,8 +235,9 @@ async fn a_dovecot_backup_restores_into_a_fresh_user_message_for_message() {
     assert_eq!(copy.status, MailboxStatus::Verified);
 
     // Restore from the local copy only: unpack it and sync it into a user that has never had mail.
+    // The first backup of a mailbox is whole: its piece is the Maildir itself.
     let unpacked = dir.join("unpacked");
-    std::fs::create_dir_all(&unpacked).expect("mkdir");
+    std::fs::create_dir_all(unpacked.join("Maildir")).expect("mkdir");
     let archive = report.folders.local.join(&copy.file);
     sh(
         "tar",
@@ -244,7 +245,7 @@ async fn a_dovecot_backup_restores_into_a_fresh_user_message_for_message() {
             "-xzf",
             &archive.to_string_lossy(),
             "-C",
-            &unpacked.to_string_lossy(),
+            &unpacked.join("Maildir").to_string_lossy(),
         ],
     );
     sh("chown", &["-R", "vmail:vmail", &unpacked.to_string_lossy()]);

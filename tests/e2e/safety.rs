@@ -266,7 +266,12 @@ async fn retention_keeps_exactly_n_bot_folders_and_never_one_made_by_hand() {
         made.push(r.folders.server.clone());
         removed.extend(r.server_folders_removed.clone());
     }
-    let mut expected = vec!["31-02-2020".to_owned(), "arsip-manual".to_owned()];
+    // `.incremental`: the bot's own marked state of the incremental exports.
+    let mut expected = vec![
+        ".incremental".to_owned(),
+        "31-02-2020".to_owned(),
+        "arsip-manual".to_owned(),
+    ];
     expected.extend(
         made[2..]
             .iter()

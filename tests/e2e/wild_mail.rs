@@ -501,6 +501,15 @@ fn differences(a: &DatedContents, b: &DatedContents) -> Vec<String> {
                     only(x, y),
                     only(y, x)
                 ));
+                let shown = |p: &Vec<crate::imap::Dated>, q: &Vec<crate::imap::Dated>| {
+                    p.iter()
+                        .filter(|m| !q.contains(m))
+                        .map(|m| format!("{m:?}"))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                };
+                out.push(format!("  first: {}", shown(x, y)));
+                out.push(format!("  second: {}", shown(y, x)));
             }
             (Some(_), None) => out.push(format!("{folder}: only in the first")),
             (None, _) => out.push(format!("{folder}: only in the second")),
@@ -743,11 +752,45 @@ fn short_by_one(work: &Path, root: &Path, folder: &str, file: &str) -> String {
         .min()
         .expect("a message to take out");
     std::fs::remove_file(&victim).expect("one message out");
+    // A piece: its manifest loses the message too, so the archive is whole but one short.
+    let manifest = unpacked.join("mbb-manifest");
+    if manifest.is_file() {
+        let rel = victim
+            .strip_prefix(&unpacked)
+            .expect("inside")
+            .to_string_lossy()
+            .into_owned();
+        let text = std::fs::read_to_string(&manifest).expect("manifest");
+        let kept: String = text
+            .lines()
+            .filter(|l| !l.ends_with(&format!("\t{rel}")))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(&manifest, &kept).expect("manifest");
+        let header = unpacked.join("mbb-piece");
+        let text = std::fs::read_to_string(&header).expect("header");
+        let n = kept.lines().count();
+        let text: String = text
+            .lines()
+            .map(|l| match l.starts_with("messages=") {
+                true => format!("messages={n}\n"),
+                false => format!("{l}\n"),
+            })
+            .collect();
+        std::fs::write(&header, text).expect("header");
+    }
     let short = work.join("short.tar.gz");
     let mut tar = std::process::Command::new("tar");
     tar.arg("-czf").arg(&short).arg("-C").arg(&unpacked);
-    for top in std::fs::read_dir(&unpacked).expect("list").flatten() {
-        tar.arg(top.file_name());
+    // A piece's header and manifest come first.
+    let mut tops: Vec<std::ffi::OsString> = std::fs::read_dir(&unpacked)
+        .expect("list")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    tops.sort_by_key(|n| (n != "mbb-piece", n != "mbb-manifest", n.clone()));
+    for top in tops {
+        tar.arg(top);
     }
     assert!(tar.status().expect("tar").success());
     let name = format!("{folder}-short");
