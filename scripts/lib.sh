@@ -10,7 +10,7 @@ log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 ensure_packages() {
   local want=(postgresql postgresql-client openssh-server openssh-client dovecot-core dovecot-imapd dovecot-sieve
               libssl-dev pkg-config gcc curl ca-certificates rsync python3 tar gzip coreutils procps
-              openssl passwd)
+              openssl passwd exfat-fuse exfatprogs)
   local missing=()
   for p in "${want[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -219,8 +219,31 @@ LC
   export TEST_ZIMBRA_SIM="$z"
 }
 
+# A real exFAT file system (no hard links), as a backup disk formatted for Windows would be: an
+# image on a loop device mounted through FUSE under DIR/exfat. Exports TEST_EXFAT_DIR when the
+# machine allows loop devices and FUSE; says why not otherwise.
+start_exfat() {
+  local dir=$1 img="$1/exfat.img" mnt="$1/exfat" loop
+  truncate -s 64M "$img" && mkfs.exfat "$img" >/dev/null 2>&1 \
+    || { echo "no exFAT test disk: mkfs.exfat failed" >&2; rm -f "$img"; return 0; }
+  if ! loop=$(losetup -f --show "$img" 2>/dev/null); then
+    echo "no exFAT test disk: no loop device here" >&2; rm -f "$img"; return 0
+  fi
+  echo "$loop" > "$dir/exfat.loop"
+  mkdir -p "$mnt"
+  if ! mount.exfat-fuse "$loop" "$mnt" >/dev/null 2>&1; then
+    echo "no exFAT test disk: FUSE would not mount it" >&2; losetup -d "$loop"; rm -f "$img" "$dir/exfat.loop"; return 0
+  fi
+  export TEST_EXFAT_DIR=$mnt
+}
+
 stop_services() {
   local dir=$1
+  if [[ -f "$dir/exfat.loop" ]]; then
+    umount "$dir/exfat" 2>/dev/null || true
+    losetup -d "$(cat "$dir/exfat.loop")" 2>/dev/null || true
+    rm -f "$dir/exfat.loop" "$dir/exfat.img"
+  fi
   if [[ -f "$dir/pg/data/postmaster.pid" ]]; then
     su postgres -s /bin/sh -c "${TEST_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)}/pg_ctl -D '$dir/pg/data' -m fast -w stop" >/dev/null 2>&1 || true
   fi

@@ -18,13 +18,19 @@ pub const STATE_FOLDER: &str = ".incremental";
 /// `make_piece OUT STAGE TREE STATE TODAY EVERY ACCOUNT` writes the piece of the Maildir `TREE`.
 macro_rules! piece_fn {
     () => {
-        r#"state_dir() {
-  if [ ! -d "$1" ]; then
-    mkdir -p -m 0711 -- "$1"
-    printf 'mailbox-backup-bot folder\nowner=incremental state\n' > "$1/.mailbox-backup-bot"
+        r#"state_base() {
+  # Made by one export at a time: the one that makes it marks it, the others wait for the mark.
+  if mkdir -m 0711 -- "$1" 2>/dev/null; then
+    printf 'mailbox-backup-bot folder\nowner=incremental state\n' > "$1/.mailbox-backup-bot.part" \
+      && mv -f -- "$1/.mailbox-backup-bot.part" "$1/.mailbox-backup-bot"
   fi
+  _i=0
+  while [ -d "$1" ] && [ ! -f "$1/.mailbox-backup-bot" ] && [ "$_i" -lt 50 ]; do sleep 0.1; _i=$((_i+1)); done
   [ -f "$1/.mailbox-backup-bot" ] && [ "$(head -n 1 -- "$1/.mailbox-backup-bot")" = 'mailbox-backup-bot folder' ] \
     || { echo "$1 is not the bot's folder" >&2; return 1; }
+}
+state_dir() {
+  state_base "$1" || return 1
   _d="$1/$(printf '%s' "$2" | sha256sum | cut -c1-40)"
   [ -d "$_d" ] || mkdir -m 0711 -- "$_d"
   printf '%s' "$_d"
@@ -189,7 +195,8 @@ pub const UNCHANGED: &str = concat!(
     piece_fn!(),
     r#"set -eu
 dir=$1; base=$2; today=$3; every=$4; store=$5; markers=$6; arg=$7; shift 7
-[ -f "$base/.mailbox-backup-bot" ] && [ -f "$dir/.mailbox-backup-bot" ] || exit 0
+[ -f "$dir/.mailbox-backup-bot" ] || exit 0
+state_base "$base"
 tmp="$dir/.run/unchanged"; rm -rf -- "$tmp"; mkdir -p -- "$tmp/m"
 for a; do printf '%s\n' "$a"; done > "$tmp/pairs"
 sh -c "$markers" sh "$arg" | LC_ALL=C sort > "$tmp/all" || { rm -rf -- "$tmp"; exit 0; }

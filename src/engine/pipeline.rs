@@ -276,7 +276,13 @@ async fn export_and_copy(
     if let Some(unchanged) = &scripts.unchanged {
         // The mailboxes unchanged since their last verified backup are not exported.
         // A command line of a thousand mailboxes at most (an SSH request has a size limit).
-        for batch in state.pending_exports().chunks(1000) {
+        // A name with a line break or a tab cannot be matched with its markers: it is exported.
+        let plain: Vec<(String, String)> = state
+            .pending_exports()
+            .into_iter()
+            .filter(|(a, _)| !a.contains(['\n', '\t']))
+            .collect();
+        for batch in plain.chunks(1000) {
             let mut args: Vec<&str> = vec![dir];
             args.extend(unchanged.args.iter().map(String::as_str));
             args.extend(batch.iter().flat_map(|(a, f)| [a.as_str(), f.as_str()]));

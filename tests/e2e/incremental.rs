@@ -239,3 +239,72 @@ async fn maildir_changes_go_in_the_next_piece_and_a_missing_elder_forces_a_whole
     );
     assert!(sha256sum_c(&again.folders.local));
 }
+
+#[tokio::test]
+async fn a_disk_without_hard_links_is_refused_by_init_disk_and_check_and_named_in_every_report() {
+    // A real exFAT file system (an image on a loop device through FUSE, mounted by scripts/test).
+    let exfat = std::env::var("TEST_EXFAT_DIR")
+        .expect("TEST_EXFAT_DIR: scripts/test mounts an exFAT image (needs loop devices and FUSE)");
+    let dir = test_dir("incr-exfat");
+    let disk = Path::new(&exfat).join(dir.file_name().expect("a name"));
+    std::fs::create_dir_all(&disk).expect("a folder on the exFAT disk");
+    let conf = env("TEST_DOVECOT_CONF");
+    let terminal = |args: &[&str]| {
+        let out = crate::support::dovecot_terminal(&dir, &conf)
+            .env("LOCAL_BACKUP_ROOT", &disk)
+            .args(args)
+            .output()
+            .expect("the binary runs");
+        let said = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), said)
+    };
+    let (ok, said) = terminal(&["init-disk"]);
+    assert!(!ok && said.contains("keeps no hard links"), "{said}");
+    assert!(
+        !disk.join(".mailbox-backup-bot-disk").exists(),
+        "nothing marked"
+    );
+    // Marked anyway (by hand, or before this bot): `check` names the fault.
+    mailbox_backup_bot::engine::local::init_disk(&disk).expect("marked by hand");
+    let (ok, said) = terminal(&["check"]);
+    assert!(
+        !ok && said.contains("FAIL backup disk keeps hard links"),
+        "{said}"
+    );
+
+    // A backup onto it: every mailbox whole, every time, and the report says why.
+    let root = dir.join("maildirs");
+    for f in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(root.join("pegawai").join(f)).expect("maildir");
+    }
+    std::fs::write(root.join("pegawai/cur/1.a:2,S"), "Subject: a\n\nsatu\n").expect("message");
+    let mut s = settings(
+        &dir,
+        BackupKind::Mailboxes(MailStore::Maildir {
+            root: root.to_string_lossy().into_owned(),
+        }),
+    );
+    s.local_root = disk.clone();
+    let d1 = chrono::Utc::now().date_naive();
+    for (n, day) in [d1, d1 + Days::new(1)].into_iter().enumerate() {
+        let report = backup_on(&s, None, day).await.expect("the run");
+        assert!(report.all_verified(), "{report:?}");
+        let moved = report.incremental.as_ref().expect("what moved");
+        assert!(moved.no_hard_links, "{moved:?}");
+        let p = piece(&report, "pegawai");
+        assert_eq!(
+            (p.export, p.reason.as_str()),
+            (Export::Full, "always"),
+            "run {n}: {p:?}"
+        );
+        let text = mailbox_backup_bot::messages::Catalog::new(
+            mailbox_backup_bot::domain::lang::Lang::En,
+            chrono_tz::Asia::Jakarta,
+        )
+        .run_notes(&report);
+        assert!(text.contains("keeps no hard links"), "{text}");
+        assert!(sha256sum_c(&report.folders.local));
+    }
+    let _ = std::fs::remove_dir_all(&disk);
+}

@@ -165,7 +165,10 @@ impl MailKind for Dovecot {
     }
 
     fn tools(&self) -> &'static [&'static str] {
-        &["doveadm", "gzip"]
+        // The incremental export's too: the scan, the comparison and the schedule.
+        &[
+            "doveadm", "gzip", "awk", "find", "sort", "cmp", "xargs", "cksum",
+        ]
     }
 
     fn directory_capture(&self, dir: &str) -> Option<Script> {

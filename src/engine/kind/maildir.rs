@@ -77,7 +77,8 @@ impl MailKind for Maildir {
     }
 
     fn tools(&self) -> &'static [&'static str] {
-        &["gzip", "find"]
+        // The incremental export's too: the scan, the comparison and the schedule.
+        &["gzip", "find", "awk", "sort", "cmp", "xargs", "cksum"]
     }
 
     fn target_owner<'a>(
