@@ -65,18 +65,19 @@ make_piece() {
   if [ -n "$_reason" ]; then _export=full; else _export=changes; fi
   if [ "$_export" = full ]; then _prev=/dev/null; else _prev=$_st/list; fi
   # Every file of the tree: folder TAB name TAB size TAB mtime. A message is a file of a cur/ or new/.
-  ( cd -- "$_tree" && find . -type f -printf '%h\t%f\t%s\t%Ts\n' ) > "$_stage/files"
+  # A file gone between the listing and its stat (a delivery's tmp/, a flag set): read again (75).
+  ( cd -- "$_tree" && find . -ignore_readdir_race -type f -printf '%h\t%f\t%s\t%Ts\n' ) > "$_stage/files" || return 75
   LC_ALL=C awk -F'\t' -v OFS='\t' -v known="$_stage/known" -v unknown="$_stage/unknown" \
     -v meta="$_stage/members" -v prev="$_prev" '
     function key(p,  b) { b = p; sub(/:2,[^\/]*$/, "", b); sub(/(^|\/)(cur|new)\//, "/", b); return b }
-    FILENAME == prev { if (NF == 5) { k = key($5); sha[k] = $1; sz[k] = $2; pc[k] = $3 }; next }
+    FILENAME == prev { if (NF == 5) { k = key($5); sha[k] = $1; sz[k] = $2; pc[k] = $3; mt[k] = $4 }; next }
     {
       if (NF != 4 || $2 ~ /\\/ || $4 !~ /^[0-9]+$/) { print "a file name the backup cannot carry under " $1 > "/dev/stderr"; bad = 1; exit 3 }
       d = $1; sub(/^\.\/?/, "", d)
       path = (d == "" ? "" : d "/") $2
       if (d ~ /(^|\/)(cur|new)$/) {
         k = key(path)
-        if ((k in sha) && sz[k] == $3) print sha[k], $3, pc[k], $4, path > known
+        if ((k in sha) && sz[k] == $3 && mt[k] == $4) print sha[k], $3, pc[k], $4, path > known
         else print $3, $4, path > unknown
       } else if (d !~ /(^|\/)tmp$/ && $2 !~ /^dovecot(\.list)?\.index/ && path !~ /^mbb-/) print path > meta
     }
@@ -84,7 +85,7 @@ make_piece() {
   : >> "$_stage/known"; : >> "$_stage/unknown"; : >> "$_stage/members"
   # The new files hashed: OpenSSL's digest when the server has it, else coreutils'.
   # A file renamed meanwhile (a flag set on a live Maildir) fails the hash: look again (75).
-  cut -f3- "$_stage/unknown" | tr '\n' '\0' | ( cd -- "$_tree" && if command -v openssl >/dev/null 2>&1; then
+  cut -f3- "$_stage/unknown" | sed 's|^|./|' | tr '\n' '\0' | ( cd -- "$_tree" && if command -v openssl >/dev/null 2>&1; then
       xargs -0 -r openssl dgst -sha256 -r; else xargs -0 -r sha256sum; fi ) > "$_stage/hashed" || return 75
   # The new ones: carried by an earlier piece when one holds the same bytes (a moved or copied
   # message), otherwise by this piece (`-`), each content once — but every file in a whole
@@ -94,7 +95,7 @@ make_piece() {
     FILENAME == prev { if (NF == 5 && !($1 in pc)) pc[$1] = $3; next }
     FILENAME == sizes { p = $0; sub(/^[^\t]*\t[^\t]*\t/, "", p); size[p] = $1; mtime[p] = $2; next }
     {
-      h = substr($0, 1, 64); p = substr($0, 67)
+      h = substr($0, 1, 64); p = substr($0, 67); sub(/^\.\//, "", p)
       if (length(h) != 64 || h !~ /^[0-9a-f]+$/ || !(p in size)) { print "cannot read the hash of " p > "/dev/stderr"; bad = 1; exit 3 }
       if (h in pc) piece = pc[h]
       else { piece = "-"; if (whole == "full" || !(h in mine)) { mine[h] = 1; print p > objects; n++; b += size[p] } }
@@ -112,12 +113,13 @@ make_piece() {
   # The folders (their cur, new and tmp, also when empty), the small files beside the mail, and
   # the new messages, in one order: the same mailbox makes the same piece.
   ( cd -- "$_tree" && find . -type d \( -name cur -o -name new -o -name tmp \) -printf '%P\n' ) > "$_stage/dirs"
-  LC_ALL=C sort -u -- "$_stage/dirs" "$_stage/members" "$_stage/objects" > "$_stage/all"
+  LC_ALL=C sort -u -- "$_stage/dirs" "$_stage/members" "$_stage/objects" | tr '\n' '\0' > "$_stage/all"
   cp -- "$_p/mbb-manifest" "$_st/list.pending"
   printf '%s\n' "$_store" > "$_st/store.pending"
   if [ "$_export" = full ]; then printf '%s\n' "$_today" > "$_st/full.pending"; else rm -f -- "$_st/full.pending"; fi
   { tar --format=gnu --no-recursion --owner=0 --group=0 --numeric-owner --mode=u+rw,go-rwx \
-      -cf - -C "$_p" mbb-piece mbb-manifest -C "$_tree" -T "$_stage/all" || echo $? > "$_stage/tar.rc"; } \
+      -cf - -C "$_p" mbb-piece mbb-manifest -C "$_tree" --null --verbatim-files-from --no-unquote -T "$_stage/all" \
+      || echo $? > "$_stage/tar.rc"; } \
     | gzip -n > "$_out"
   [ ! -e "$_stage/tar.rc" ] || return 75
 }
@@ -146,8 +148,8 @@ macro_rules! commit_fn {
 commit_piece() {
   _st=$1; _sha=$2
   [ -f "$_st/list.pending" ] || return 0
-  LC_ALL=C awk -F'\t' -v OFS='\t' -v p="$_sha" '$3 == "-" { $3 = p } { print }' "$_st/list.pending" > "$_st/list.part"
-  mv -f -- "$_st/list.part" "$_st/list"
+  LC_ALL=C awk -F'\t' -v OFS='\t' -v p="$_sha" '$3 == "-" { $3 = p } { print }' "$_st/list.pending" > "$_st/list.part" \
+    && mv -f -- "$_st/list.part" "$_st/list" || { rm -f -- "$_st/list.part"; return 1; }
   wc -l < "$_st/list" | tr -d ' ' > "$_st/messages"
   [ ! -f "$_st/full.pending" ] || mv -f -- "$_st/full.pending" "$_st/full"
   [ ! -f "$_st/store.pending" ] || mv -f -- "$_st/store.pending" "$_st/store"
@@ -164,6 +166,7 @@ commit_piece() {
 pub const COMMIT: &str = concat!(
     commit_fn!(),
     r#"set -u
+umask 077
 base=$1; dir=$2; shift 2
 [ -f "$base/.mailbox-backup-bot" ] || exit 0
 while [ $# -ge 3 ]; do
@@ -172,7 +175,7 @@ while [ $# -ge 3 ]; do
   case $file in ''|.*|*/*) continue;; esac
   [ -d "$st" ] || continue
   if [ -f "$st/list.pending" ]; then
-    commit_piece "$st" "$sha"
+    commit_piece "$st" "$sha" || { echo "cannot keep the verified list of $1" >&2; continue; }
     if [ -f "$st/sig.pending" ] && ln -f -- "$dir/$file" "$st/piece.part"; then
       mv -f -- "$st/piece.part" "$st/piece"; printf '%s\n' "$sha" > "$st/piece.sha"
       mv -f -- "$st/sig.pending" "$st/sig"
@@ -194,6 +197,7 @@ true"#
 pub const UNCHANGED: &str = concat!(
     piece_fn!(),
     r#"set -eu
+umask 077
 dir=$1; base=$2; today=$3; every=$4; store=$5; markers=$6; arg=$7; shift 7
 [ -f "$dir/.mailbox-backup-bot" ] || exit 0
 state_base "$base"
@@ -227,6 +231,7 @@ rm -rf -- "$tmp""#
 /// `$1` the state base, then accounts whose next export is whole (a piece that failed its
 /// checks, a mailbox restored into).
 pub const RESET: &str = r#"set -u
+umask 077
 base=$1; shift
 [ -f "$base/.mailbox-backup-bot" ] || exit 0
 for a in "$@"; do

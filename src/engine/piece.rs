@@ -2,10 +2,10 @@
 //! member, `mbb-piece`, says how it was made, whose second, `mbb-manifest`, lists every message
 //! the mailbox held that day — `SHA256 TAB SIZE TAB PIECE TAB MTIME TAB PATH`, PIECE being `-`
 //! for this piece or the SHA-256 of the earlier piece that carries the bytes, MTIME the file's
-//! time (Maildir's received date; the members themselves carry time 0, so the same mailbox
-//! makes the same piece) — and whose other members
-//! are the mailbox's folders, the small files beside the mail (keywords, subscriptions, Dovecot's
-//! UID list) and the messages new since the last verified backup, under their Maildir paths.
+//! time (Maildir's received date, kept for the day even when the member is an earlier piece's)
+//! — and whose other members are the mailbox's folders, the small files beside the mail
+//! (keywords, subscriptions, Dovecot's UID list) and the messages new since the last verified
+//! backup, under their Maildir paths with their own times.
 //!
 //! Reading a piece proves it: the header and the manifest agree, every message the manifest
 //! says this piece carries is in it with those bytes, and nothing the manifest says is unsafe

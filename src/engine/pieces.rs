@@ -240,6 +240,8 @@ pub struct Assembled {
     pub sha256: String,
     pub size: u64,
     pub messages: u64,
+    /// The SHA-256 of the day's own piece as it was read (checked against its record).
+    pub own_sha256: String,
 }
 
 /// Assembles the mailbox of the piece `own` (its plaintext) into `scratch/mailbox.tar.gz`:
@@ -261,9 +263,13 @@ pub fn assemble(
     let mut wanted: HashMap<String, Vec<Entry>> = HashMap::new();
     let mut facts = None;
     let spool = scratch.join("message");
+    let mut own = Hashing {
+        inner: own,
+        hasher: Sha256::new(),
+    };
     // The day's own piece: its manifest, folders, small files and new messages.
     {
-        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(own));
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&mut own));
         let mut header = None;
         for (i, entry) in archive.entries()?.enumerate() {
             let mut entry = entry?;
@@ -298,7 +304,12 @@ pub fn assemble(
                 }
             }
         }
+        // To its end: the gzip trailer checked, every byte hashed.
+        let mut rest = archive.into_inner();
+        std::io::copy(&mut rest, &mut std::io::sink())?;
     }
+    std::io::copy(&mut own, &mut std::io::sink())?;
+    let own_sha256 = hex(&own.hasher.finalize());
     let facts = facts.ok_or(PieceError::Out(piece::MANIFEST))?;
     // The earlier pieces, each read whole and hashed against its name.
     for sha in &facts.elders {
@@ -345,6 +356,7 @@ pub fn assemble(
         sha256,
         size,
         messages: facts.messages,
+        own_sha256,
     })
 }
 

@@ -593,8 +593,17 @@ async fn restore_to(
     // the earlier pieces beside it in the same folder. The scratch folder goes when this ends.
     let _scratch = match is_piece {
         true => {
-            let scratch = Scratch::new(&s.local_root)?;
+            // An encrypted folder's mail is never written in plaintext onto the backup disk:
+            // assembled on the admin computer's own disk instead.
+            let under = match archive.encrypted {
+                Some(_) => std::env::temp_dir(),
+                None => s.local_root.clone(),
+            };
+            let scratch = Scratch::new(&under)?;
             let assembled = assemble(s, &archive.folder, source, scratch.0.clone()).await?;
+            if assembled.own_sha256 != want {
+                return Err(corrupt());
+            }
             source = Box::new(std::fs::File::open(&assembled.path).map_err(|e| {
                 RestoreError::Pieces(format!("cannot read the assembled mailbox: {e}"))
             })?);
@@ -641,6 +650,19 @@ struct Scratch(PathBuf);
 
 impl Scratch {
     fn new(root: &Path) -> Result<Scratch, RestoreError> {
+        // What a restore cut off (a crash, a kill) left: its process is gone.
+        for e in std::fs::read_dir(root).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let pid = name
+                .strip_prefix(".assemble-")
+                .and_then(|r| r.split('-').next())
+                .and_then(|p| p.parse::<u32>().ok());
+            if let Some(pid) = pid {
+                if !Path::new(&format!("/proc/{pid}")).exists() {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
         let path = root.join(format!(
             ".assemble-{}-{}",
             std::process::id(),

@@ -900,8 +900,15 @@ async fn read_back(
 fn changes_only(run: Run<'_>, kind: &dyn MailKind, scripts: &mut MailboxScripts) -> Option<bool> {
     let mut changes = kind.changes_export()?;
     let s = run.s;
-    let no_hard_links = super::pieces::hard_links_work(&s.local_root).is_err();
-    let every = if no_hard_links { 1 } else { s.full_every_days };
+    // Without hard links, or with FULL_EVERY_DAYS 1, every mailbox is exported whole, as it was
+    // before incremental backups (no mirror kept on the server); the report says why.
+    if super::pieces::hard_links_work(&s.local_root).is_err() {
+        return Some(true);
+    }
+    if s.full_every_days <= 1 {
+        return None;
+    }
+    let every = s.full_every_days;
     let day = run
         .today
         .signed_duration_since(chrono::NaiveDate::default())
@@ -928,7 +935,7 @@ fn changes_only(run: Run<'_>, kind: &dyn MailKind, scripts: &mut MailboxScripts)
             args,
         }
     });
-    Some(no_hard_links)
+    Some(false)
 }
 
 /// The verified pieces of the run: the earlier pieces each names linked beside it (a mailbox
@@ -1000,8 +1007,19 @@ async fn settle_pieces(
         .cloned()
         .collect();
     copied.results = results;
-    // A piece whose earlier pieces are gone is exported again (whole: its list was not committed).
+    // A piece whose earlier pieces are gone is exported again, whole (an unchanged mailbox has
+    // no pending list to say so: its state is reset).
     forget_failed(link, &folders.server, &unlinked).await;
+    let base = format!("{}/{}", s.server_backup_dir, super::increment::STATE_FOLDER);
+    if !unlinked.is_empty() {
+        let mut args = vec![base.as_str()];
+        args.extend(unlinked.iter().map(|r| r.account.as_str()));
+        if let Err(e) =
+            export::sh_again(link, SopStep::CopyAndReport, super::increment::RESET, &args).await
+        {
+            tracing::warn!(error = %e, "cannot mark the mailboxes whose earlier pieces are gone");
+        }
+    }
     let mut moved = super::Incremental {
         no_hard_links,
         bytes_linked: linked.iter().map(|f| f.size).sum(),
@@ -1026,7 +1044,6 @@ async fn settle_pieces(
         moved.mail_total += p.mail_bytes;
         verified.extend([r.account.clone(), r.file.clone(), r.sha256.clone()]);
     }
-    let base = format!("{}/{}", s.server_backup_dir, super::increment::STATE_FOLDER);
     for batch in verified.chunks(600) {
         let mut args = vec![base.as_str(), folders.server.as_str()];
         args.extend(batch.iter().map(String::as_str));

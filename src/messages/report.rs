@@ -563,6 +563,12 @@ impl Catalog {
     /// An incremental run: the mailboxes unchanged, changed and exported whole, and the bytes
     /// exported, copied and newly stored against the whole backup.
     fn what_moved(&self, i: &Incremental, r: &BackupReport) -> String {
+        if i.no_hard_links {
+            return self.pick(
+                "\n⚠️ Disk backup tidak mendukung hard link (exFAT/FAT?): setiap kotak surat diekspor dan disimpan penuh setiap hari. Format disk dengan ext4 atau XFS.",
+                "\n⚠️ The backup disk keeps no hard links (exFAT/FAT?): every mailbox is exported and stored whole every day. Format the disk ext4 or XFS.",
+            ).to_owned();
+        }
         let b = |n: u64| bytes(self.lang, n);
         let stored = r
             .bytes_total
@@ -607,12 +613,6 @@ impl Catalog {
                     forced.join(", ")
                 ),
             });
-        }
-        if i.no_hard_links {
-            out.push_str(self.pick(
-                "\n⚠️ Disk backup tidak mendukung hard link (exFAT/FAT?): setiap kotak surat diekspor dan disimpan penuh setiap hari. Format disk dengan ext4 atau XFS.",
-                "\n⚠️ The backup disk keeps no hard links (exFAT/FAT?): every mailbox is exported and stored whole every day. Format the disk ext4 or XFS.",
-            ));
         }
         out
     }
