@@ -110,6 +110,8 @@ make_piece() {
   _m=$(wc -l < "$_p/mbb-manifest")
   printf 'mailbox-backup-bot piece 1\nexport=%s\nreason=%s\nmessages=%s\nnew=%s\nnew_bytes=%s\n' \
     "$_export" "$_reason" "$_m" "$_n" "$_b" > "$_p/mbb-piece"
+  # The bot's two members carry no time of their own: the same mailbox makes the same piece.
+  touch -d @0 -- "$_p/mbb-piece" "$_p/mbb-manifest"
   # The folders (their cur, new and tmp, also when empty), the small files beside the mail, and
   # the new messages, in one order: the same mailbox makes the same piece.
   ( cd -- "$_tree" && find . -type d \( -name cur -o -name new -o -name tmp \) -printf '%P\n' ) > "$_stage/dirs"
