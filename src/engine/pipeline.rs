@@ -273,6 +273,13 @@ async fn export_and_copy(
         accounts.retain(|a| Some(a) != s.drill_account.as_ref());
     }
     state.jobs = export::name_archives(scripts.extension, accounts);
+    let pending = state.pending_exports();
+    let (total, largest) = export::sizes_of(&outs[1]);
+    let share = |b: u64| b * pending.len() as u64 / state.jobs.len().max(1) as u64;
+    let need = total.map(|t| kind.peak_bytes(share(t), largest.unwrap_or(0), s.jobs));
+    let floor_kib = export::space_floor(s, &outs[2], need, ctx.progress)?;
+    // Only once the room is there (a refused run leaves nothing on the server) and counted for
+    // every mailbox (an unchanged one's piece is a link, it takes none).
     if let Some(unchanged) = &scripts.unchanged {
         // The mailboxes unchanged since their last verified backup are not exported.
         // A command line of a thousand mailboxes at most (an SSH request has a size limit).
@@ -295,12 +302,7 @@ async fn export_and_copy(
         }
         state.records = records(link, dir, "list").await?;
     }
-    let pending = state.pending_exports();
-    let (total, largest) = export::sizes_of(&outs[1]);
-    let share = |b: u64| b * pending.len() as u64 / state.jobs.len().max(1) as u64;
-    let need = total.map(|t| kind.peak_bytes(share(t), largest.unwrap_or(0), s.jobs));
-    let floor_kib = export::space_floor(s, &outs[2], need, ctx.progress)?;
-    let before = state.jobs.len() - pending.len();
+    let before = state.jobs.len() - state.pending_exports().len();
     loop {
         match pass(ctx, link.remote(), floor_kib, before, state).await {
             Ok(()) => return Ok(()),
