@@ -25,6 +25,22 @@ pub struct Dovecot {
 const LIST: &str =
     r#"if [ -n "$1" ]; then exec doveadm -c "$1" user '*'; else exec doveadm user '*'; fi"#;
 
+/// A shell function `count DOVEADM_OPTIONS…`: the server's count of `$user`'s messages. With a
+/// namespace prefix (`$ns_prefix`), doveadm's `*` matches no folder at all: INBOX and the
+/// prefix's folders instead.
+macro_rules! count_fn {
+    () => {
+        r#"count() {
+  if [ -n "$ns_prefix" ]; then
+    doveadm "$@" -f flow mailbox status -t -u "$user" messages INBOX "$ns_prefix*"
+  else
+    doveadm "$@" -f flow mailbox status -t -u "$user" messages '*'
+  fi | sed -n 's/^messages=\([0-9]*\)$/\1/p'
+}
+"#
+    };
+}
+
 const EXPORT: &str = concat!(
     inbox_namespace_fn!(),
     r#"set -eu
@@ -39,15 +55,9 @@ uid=$(doveadm "$@" user -f uid -- "$user"); gid=$(doveadm "$@" user -f gid -- "$
 # Only this mailbox's stage: other exports run in parallel beside it.
 chown -R "$uid:$gid" -- "$stage"
 # The server's own count, before and after (mail arriving meanwhile moves it).
-# With a prefix, doveadm's `*` matches no folder at all: INBOX and the prefix's folders instead.
-count() {
-  if [ -n "$ns_prefix" ]; then
-    doveadm "$@" -f flow mailbox status -t -u "$user" messages INBOX "$ns_prefix*"
-  else
-    doveadm "$@" -f flow mailbox status -t -u "$user" messages '*'
-  fi | sed -n 's/^messages=\([0-9]*\)$/\1/p'
-}
-before=$(count "$@" || true)
+"#,
+    count_fn!(),
+    r#"before=$(count "$@" || true)
 if [ -n "$ns_prefix" ] && [ -n "$ns_name" ]; then
   doveadm "$@" -o maildir_copy_with_hardlinks=no -o "namespace/$ns_name/prefix=" backup -u "$user" "maildir:$stage/Maildir"
 else
@@ -72,14 +82,9 @@ if [ -n "$conf" ]; then set -- -c "$conf"; else set --; fi
 ns=$(inbox_namespace "$@"); ns_name=$(printf '%s' "$ns" | cut -f1); ns_prefix=$(printf '%s' "$ns" | cut -f2)
 uid=$(doveadm "$@" user -f uid -- "$user"); gid=$(doveadm "$@" user -f gid -- "$user")
 st=$(state_dir "$base" "$user")
-count() {
-  if [ -n "$ns_prefix" ]; then
-    doveadm "$@" -f flow mailbox status -t -u "$user" messages INBOX "$ns_prefix*"
-  else
-    doveadm "$@" -f flow mailbox status -t -u "$user" messages '*'
-  fi | sed -n 's/^messages=\([0-9]*\)$/\1/p'
-}
-# The change markers before the sync: what arrives after them is seen changed tomorrow.
+"#,
+    count_fn!(),
+    r#"# The change markers before the sync: what arrives after them is seen changed tomorrow.
 if [ -n "$ns_prefix" ]; then
   doveadm "$@" -f tab mailbox status -u "$user" 'messages uidvalidity uidnext highestmodseq guid' INBOX "$ns_prefix*"
 else
